@@ -1,0 +1,106 @@
+// Element types: names, sizes, and fp16 <-> fp32 conversion (bit-exact with IEEE hardware).
+#include "core/dtype.h"
+
+#include "core/error.h"
+
+#include <cmath>
+
+namespace quantllm {
+
+namespace {
+struct DTypeRow {
+  DType type;
+  std::string_view name;
+  size_t size;
+};
+constexpr DTypeRow kDTypes[] = {
+    {DType::F32, "F32", 4}, {DType::F16, "F16", 2}, {DType::BF16, "BF16", 2}, {DType::F64, "F64", 8},
+    {DType::I64, "I64", 8}, {DType::I32, "I32", 4}, {DType::I16, "I16", 2},   {DType::I8, "I8", 1},
+    {DType::U8, "U8", 1},   {DType::BOOL, "BOOL", 1},
+};
+const DTypeRow& row(DType t) {
+  for (const auto& r : kDTypes)
+    if (r.type == t) return r;
+  QL_ASSERT(false, "unknown dtype {}", int(t));
+  __builtin_unreachable();
+}
+}  // namespace
+
+size_t dtype_size(DType t) { return row(t).size; }
+std::string_view dtype_name(DType t) { return row(t).name; }
+std::optional<DType> dtype_from_name(std::string_view name) {
+  for (const auto& r : kDTypes)
+    if (r.name == name) return r.type;
+  return std::nullopt;
+}
+
+float f16_to_f32(uint16_t h) {
+  const uint32_t sign = uint32_t(h & 0x8000u) << 16;
+  const uint32_t exp = (h >> 10) & 0x1fu;
+  const uint32_t mant = h & 0x3ffu;
+  uint32_t bits;
+  if (exp == 0) {
+    if (mant == 0) {
+      bits = sign;
+    } else {  // subnormal: value = mant * 2^-24
+      float f = std::ldexp(float(mant), -24);
+      std::memcpy(&bits, &f, 4);
+      bits |= sign;
+    }
+  } else if (exp == 31) {
+    bits = sign | 0x7f800000u | (mant << 13);
+  } else {
+    bits = sign | ((exp + 112) << 23) | (mant << 13);
+  }
+  float f;
+  std::memcpy(&f, &bits, 4);
+  return f;
+}
+
+uint16_t f32_to_f16(float f) {
+  uint32_t x;
+  std::memcpy(&x, &f, 4);
+  const uint16_t sign = uint16_t((x >> 16) & 0x8000u);
+  const uint32_t ax = x & 0x7fffffffu;
+  if (ax > 0x7f800000u) return uint16_t(sign | 0x7e00u | ((ax >> 13) & 0x3ffu));  // NaN
+  if (ax >= 0x477ff000u) return uint16_t(sign | 0x7c00u);                           // overflow -> inf
+  if (ax < 0x38800000u) {                                                           // subnormal or zero
+    // value / 2^-24, rounded to nearest even, by adding in float arithmetic
+    float a;
+    std::memcpy(&a, &ax, 4);
+    const float scaled = a * 16777216.0f;  // 2^24, exact
+    const float r = std::nearbyint(scaled);  // default rounding mode: nearest even
+    return uint16_t(sign | uint16_t(r));
+  }
+  // normal: rebias exponent, round mantissa to nearest even
+  uint32_t m = ax - (112u << 23);
+  m += 0xfffu + ((m >> 13) & 1u);
+  return uint16_t(sign | uint16_t(m >> 13));
+}
+
+void convert_to_f32(DType src_type, const void* src, float* dst, size_t n) {
+  switch (src_type) {
+    case DType::F32:
+      std::memcpy(dst, src, n * 4);
+      return;
+    case DType::F16: {
+      const auto* s = static_cast<const uint16_t*>(src);
+      for (size_t i = 0; i < n; ++i) dst[i] = f16_to_f32(s[i]);
+      return;
+    }
+    case DType::BF16: {
+      const auto* s = static_cast<const uint16_t*>(src);
+      for (size_t i = 0; i < n; ++i) dst[i] = bf16_to_f32(s[i]);
+      return;
+    }
+    case DType::F64: {
+      const auto* s = static_cast<const double*>(src);
+      for (size_t i = 0; i < n; ++i) dst[i] = float(s[i]);
+      return;
+    }
+    default:
+      fail("cannot convert {} tensor to F32", dtype_name(src_type));
+  }
+}
+
+}  // namespace quantllm

@@ -1,0 +1,45 @@
+// Element types of stored tensors and the conversions between 16-bit floats and fp32.
+//
+// fp16 conversion rounds to nearest even and handles subnormals, infinities and NaN exactly like
+// IEEE hardware (F16C) does, so the bytes we write match what PyTorch / numpy / ggml write.
+// bf16 conversion rounds to nearest even too (as torch and ggml do); NaN stays NaN.
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+#include <cstring>
+#include <optional>
+#include <string_view>
+
+namespace quantllm {
+
+enum class DType : uint8_t { F32, F16, BF16, F64, I64, I32, I16, I8, U8, BOOL };
+
+// Bytes per element.
+size_t dtype_size(DType t);
+// The safetensors spelling ("F32", "BF16", …).
+std::string_view dtype_name(DType t);
+std::optional<DType> dtype_from_name(std::string_view name);
+
+inline float bf16_to_f32(uint16_t h) {
+  uint32_t bits = uint32_t(h) << 16;
+  float f;
+  std::memcpy(&f, &bits, 4);
+  return f;
+}
+
+inline uint16_t f32_to_bf16(float f) {
+  uint32_t bits;
+  std::memcpy(&bits, &f, 4);
+  if ((bits & 0x7fffffffu) > 0x7f800000u) return uint16_t((bits >> 16) | 0x40u);  // quiet NaN
+  bits += 0x7fffu + ((bits >> 16) & 1u);                                           // round to nearest even
+  return uint16_t(bits >> 16);
+}
+
+float f16_to_f32(uint16_t h);
+uint16_t f32_to_f16(float f);
+
+// Bulk conversions to fp32 (n elements).
+void convert_to_f32(DType src_type, const void* src, float* dst, size_t n);
+
+}  // namespace quantllm

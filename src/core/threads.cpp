@@ -1,0 +1,134 @@
+// A small persistent thread pool: workers sleep on a condition variable between parallel_for calls.
+#include "core/threads.h"
+
+#include "core/error.h"
+
+#include <algorithm>
+#include <condition_variable>
+#include <exception>
+#include <mutex>
+#include <thread>
+#include <vector>
+
+extern "C" void openblas_set_num_threads(int) __attribute__((weak));
+
+namespace quantllm {
+
+namespace {
+
+class Pool {
+ public:
+  explicit Pool(int n) {
+    for (int i = 1; i < n; ++i) workers_.emplace_back([this, i] { loop(i); });
+  }
+  ~Pool() {
+    {
+      std::lock_guard lk(mu_);
+      stop_ = true;
+      ++generation_;
+    }
+    cv_.notify_all();
+    for (auto& t : workers_) t.join();
+  }
+  int size() const { return int(workers_.size()) + 1; }
+
+  // Runs task(thread_index) on every thread, the caller being thread 0.
+  void run(const std::function<void(int)>& task) {
+    {
+      std::lock_guard lk(mu_);
+      task_ = &task;
+      pending_ = int(workers_.size());
+      ++generation_;
+    }
+    cv_.notify_all();
+    task(0);
+    std::unique_lock lk(mu_);
+    done_cv_.wait(lk, [&] { return pending_ == 0; });
+    task_ = nullptr;
+  }
+
+ private:
+  void loop(int index) {
+    uint64_t seen = 0;
+    for (;;) {
+      const std::function<void(int)>* task;
+      {
+        std::unique_lock lk(mu_);
+        cv_.wait(lk, [&] { return generation_ != seen; });
+        seen = generation_;
+        if (stop_) return;
+        task = task_;
+      }
+      (*task)(index);
+      {
+        std::lock_guard lk(mu_);
+        if (--pending_ == 0) done_cv_.notify_one();
+      }
+    }
+  }
+
+  std::vector<std::thread> workers_;
+  std::mutex mu_;
+  std::condition_variable cv_, done_cv_;
+  const std::function<void(int)>* task_ = nullptr;
+  int pending_ = 0;
+  uint64_t generation_ = 0;
+  bool stop_ = false;
+};
+
+int g_num_threads = 0;
+Pool* g_pool = nullptr;
+std::mutex g_pool_mu;
+thread_local bool t_inside = false;
+
+Pool& pool() {
+  std::lock_guard lk(g_pool_mu);
+  if (!g_pool) g_pool = new Pool(num_threads());  // lives for the process
+  return *g_pool;
+}
+
+}  // namespace
+
+void set_num_threads(int n) {
+  QL_ASSERT(n >= 1);
+  std::lock_guard lk(g_pool_mu);
+  if (g_pool && g_pool->size() != n) {
+    delete g_pool;
+    g_pool = nullptr;
+  }
+  g_num_threads = n;
+  if (openblas_set_num_threads) openblas_set_num_threads(n);
+}
+
+int num_threads() {
+  if (g_num_threads == 0) g_num_threads = std::max(1u, std::thread::hardware_concurrency());
+  return g_num_threads;
+}
+
+void parallel_for(int64_t n, const std::function<void(int64_t, int64_t)>& fn, int64_t min_chunk) {
+  if (n <= 0) return;
+  const int64_t max_parts = std::max<int64_t>(1, n / std::max<int64_t>(1, min_chunk));
+  const int parts = int(std::min<int64_t>(num_threads(), max_parts));
+  if (parts <= 1 || t_inside) {
+    fn(0, n);
+    return;
+  }
+  Pool& p = pool();
+  const int nt = std::min(parts, p.size());
+  std::vector<std::exception_ptr> errors(static_cast<size_t>(nt));
+  p.run([&](int t) {
+    if (t >= nt) return;
+    t_inside = true;
+    const int64_t b = n * t / nt, e = n * (t + 1) / nt;
+    try {
+      if (b < e) fn(b, e);
+    } catch (...) {
+      errors[size_t(t)] = std::current_exception();
+    }
+    t_inside = false;
+  });
+  for (auto& e : errors)
+    if (e) std::rethrow_exception(e);
+}
+
+}  // namespace quantllm

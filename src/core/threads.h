@@ -1,0 +1,22 @@
+// The process-wide thread pool and parallel_for.
+//
+// Work is split into contiguous chunks, one per thread, and every index is computed by exactly the
+// same code whatever the thread count; code that reduces across indices must do so in a fixed order
+// afterwards. That is what makes outputs byte-identical for 1 and N threads.
+#pragma once
+
+#include <cstdint>
+#include <functional>
+
+namespace quantllm {
+
+// Number of threads parallel_for uses (default: hardware concurrency). Also sets BLAS's count.
+void set_num_threads(int n);
+int num_threads();
+
+// Calls fn(begin, end) on disjoint sub-ranges covering [0, n), in parallel. Ranges are at least
+// min_chunk long (to keep tiny loops on one thread). Blocks until all are done. Re-entrant calls
+// (parallel_for inside parallel_for) run serially.
+void parallel_for(int64_t n, const std::function<void(int64_t begin, int64_t end)>& fn, int64_t min_chunk = 1);
+
+}  // namespace quantllm

@@ -13,9 +13,6 @@ int main(int argc, char** argv) {
   std::vector<std::pair<CLI::App*, quantllm::cli::Runner>> runners;
   quantllm::cli::register_eval(app, runners);
   quantllm::cli::register_inspect(app, runners);
-#ifdef QUANTLLM_HAVE_QUANTIZE
-  quantllm::cli::register_quantize(app, runners);
-#endif
   try {
     app.parse(argc, argv);
   } catch (const CLI::CallForHelp& e) {

@@ -1,0 +1,66 @@
+// Perplexity over evaluation windows (see perplexity.h).
+#include "eval/perplexity.h"
+
+#include "core/error.h"
+
+#include <chrono>
+#include <cmath>
+
+namespace quantllm {
+
+Windows make_windows(const Tokenizer& tok, const std::string& text, int64_t ctx, int64_t max_windows) {
+  if (ctx < 2) fail("--ctx must be at least 2, got {}", ctx);
+  const auto ids = tok.encode(text, /*add_special=*/false);
+  const bool bos = tok.adds_bos() && tok.bos_id().has_value();
+  const int64_t span = bos ? ctx - 1 : ctx;  // text tokens per window
+  Windows w;
+  w.ctx = ctx;
+  w.text_tokens = int64_t(ids.size());
+  w.n_windows = int64_t(ids.size()) / span;
+  if (max_windows > 0) w.n_windows = std::min(w.n_windows, max_windows);
+  if (w.n_windows == 0)
+    fail("the text has {} tokens, fewer than one window of {} tokens", ids.size(), span);
+  w.tokens.reserve(size_t(w.n_windows * ctx));
+  for (int64_t i = 0; i < w.n_windows; ++i) {
+    if (bos) w.tokens.push_back(*tok.bos_id());
+    w.tokens.insert(w.tokens.end(), ids.begin() + i * span, ids.begin() + (i + 1) * span);
+  }
+  return w;
+}
+
+double token_nll(const float* logits, int64_t vocab, int32_t target) {
+  double mx = logits[0];
+  for (int64_t j = 1; j < vocab; ++j) mx = std::max(mx, double(logits[j]));
+  double sum = 0;
+  for (int64_t j = 0; j < vocab; ++j) sum += std::exp(double(logits[j]) - mx);
+  return std::log(sum) + mx - double(logits[target]);
+}
+
+PerplexityResult perplexity(const FullModel& model, const Windows& w, int64_t batch, const ProgressFn& progress) {
+  const auto t0 = std::chrono::steady_clock::now();
+  const int64_t vocab = model.config().vocab, ctx = w.ctx;
+  if (batch <= 0) batch = 4;
+  std::vector<double> window_nll(size_t(w.n_windows), 0.0);
+  for (int64_t b0 = 0; b0 < w.n_windows; b0 += batch) {
+    const int64_t nb = std::min(batch, w.n_windows - b0);
+    std::vector<int32_t> toks(w.tokens.begin() + b0 * ctx, w.tokens.begin() + (b0 + nb) * ctx);
+    model.forward(toks, nb, ctx, [&](int64_t s, const Tensor& logits) {
+      double sum = 0;  // positions 0..ctx-2 predict tokens 1..ctx-1
+      for (int64_t t = 0; t + 1 < ctx; ++t) sum += token_nll(logits.row(t), vocab, toks[size_t(s * ctx + t + 1)]);
+      window_nll[size_t(b0 + s)] = sum;
+    });
+    if (progress) progress(b0 + nb, w.n_windows);
+  }
+  PerplexityResult r;
+  double total = 0;
+  for (double v : window_nll) total += v;  // fixed order: independent of batching and threads
+  r.windows = w.n_windows;
+  r.tokens_scored = w.n_windows * (ctx - 1);
+  r.nll = total / double(r.tokens_scored);
+  r.ppl = std::exp(r.nll);
+  r.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+  r.tokens_per_second = double(w.n_windows * ctx) / r.seconds;
+  return r;
+}
+
+}  // namespace quantllm

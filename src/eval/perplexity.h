@@ -1,0 +1,42 @@
+// Perplexity and KL divergence over fixed windows of a text (the protocol of
+// ../shared/models/README.md): the text is tokenized whole without special tokens and cut into
+// consecutive windows of ctx−1 tokens (ctx when the tokenizer adds no BOS); each window gets BOS
+// in front when the tokenizer adds one; every token after the first position is scored.
+#pragma once
+
+#include "model/weights.h"
+#include "runtime/forward.h"
+
+#include <cstdint>
+#include <functional>
+#include <string>
+#include <vector>
+
+namespace quantllm {
+
+struct Windows {
+  std::vector<int32_t> tokens;  // [n_windows, ctx]
+  int64_t n_windows = 0;
+  int64_t ctx = 0;
+  int64_t text_tokens = 0;  // tokens of the whole text
+};
+
+// Cuts tokenized text into evaluation windows (max_windows <= 0: all complete windows).
+Windows make_windows(const Tokenizer& tok, const std::string& text, int64_t ctx, int64_t max_windows);
+
+struct PerplexityResult {
+  double ppl = 0, nll = 0;  // nll: mean negative log-likelihood (nats)
+  int64_t tokens_scored = 0, windows = 0;
+  double seconds = 0, tokens_per_second = 0;
+};
+
+using ProgressFn = std::function<void(int64_t done, int64_t total)>;
+
+// Runs `model` over the windows in batches; `batch` windows at a time (<= 0: automatic).
+PerplexityResult perplexity(const FullModel& model, const Windows& w, int64_t batch = 0,
+                            const ProgressFn& progress = {});
+
+// log-softmax of one row of logits, in double; returns −log p(target).
+double token_nll(const float* logits, int64_t vocab, int32_t target);
+
+}  // namespace quantllm

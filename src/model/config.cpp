@@ -1,0 +1,212 @@
+// config.json parsing for every row of the architecture table, in both transformers layouts.
+#include "model/config.h"
+
+#include "core/error.h"
+#include "core/fs.h"
+
+#include <fmt/format.h>
+#include <nlohmann/json.hpp>
+
+namespace quantllm {
+
+using json = nlohmann::json;
+
+namespace {
+
+// Field accessors that name the file and key on a type mismatch.
+struct Reader {
+  const json& j;
+  const std::string& source;
+
+  bool has(const char* key) const { return j.contains(key) && !j[key].is_null(); }
+  int64_t integer(const char* key) const {
+    if (!has(key)) fail("{}: missing '{}'", source, key);
+    if (!j[key].is_number_integer()) fail("{}: '{}' must be an integer", source, key);
+    const int64_t v = j[key].get<int64_t>();
+    if (v <= 0) fail("{}: '{}' must be positive, got {}", source, key, v);
+    return v;
+  }
+  int64_t integer_or(const char* key, int64_t dflt) const { return has(key) ? integer(key) : dflt; }
+  double number_or(const char* key, double dflt) const {
+    if (!has(key)) return dflt;
+    if (!j[key].is_number()) fail("{}: '{}' must be a number", source, key);
+    return j[key].get<double>();
+  }
+  bool boolean_or(const char* key, bool dflt) const {
+    if (!has(key)) return dflt;
+    if (!j[key].is_boolean()) fail("{}: '{}' must be true or false", source, key);
+    return j[key].get<bool>();
+  }
+  std::string string_or(const char* key, const std::string& dflt) const {
+    if (!has(key)) return dflt;
+    if (!j[key].is_string()) fail("{}: '{}' must be a string", source, key);
+    return j[key].get<std::string>();
+  }
+};
+
+// First integer of a field that may be an int or a list of ints (eos_token_id).
+int64_t first_id(const json& j, const char* key) {
+  if (!j.contains(key)) return -1;
+  const json& v = j[key];
+  if (v.is_number_integer()) return v.get<int64_t>();
+  if (v.is_array() && !v.empty() && v[0].is_number_integer()) return v[0].get<int64_t>();
+  return -1;
+}
+
+void parse_rope(const json& root, ModelConfig& c, const std::string& source) {
+  // transformers 5: "rope_parameters": {"rope_theta": …, "rope_type": "default"|"linear"|"llama3", …}
+  // transformers 4: top-level "rope_theta" and optional "rope_scaling": {"type"|"rope_type": …, "factor": …}
+  const json* params = nullptr;
+  if (root.contains("rope_parameters") && root["rope_parameters"].is_object()) params = &root["rope_parameters"];
+  if (root.contains("rope_theta")) {
+    if (!root["rope_theta"].is_number()) fail("{}: 'rope_theta' must be a number", source);
+    c.rope_theta = root["rope_theta"].get<double>();
+  }
+  const json* scaling = nullptr;
+  if (params) {
+    if (params->contains("rope_theta")) {
+      if (!(*params)["rope_theta"].is_number()) fail("{}: 'rope_parameters.rope_theta' must be a number", source);
+      c.rope_theta = (*params)["rope_theta"].get<double>();
+    }
+    scaling = params;
+  } else if (root.contains("rope_scaling") && root["rope_scaling"].is_object()) {
+    scaling = &root["rope_scaling"];
+  }
+  if (c.rope_theta <= 0) fail("{}: rope_theta must be positive", source);
+  if (!scaling) return;
+  Reader r{*scaling, source};
+  std::string type = r.string_or("rope_type", r.string_or("type", "default"));
+  if (type == "default") return;
+  c.rope_factor = r.number_or("factor", 1.0);
+  if (c.rope_factor <= 0) fail("{}: rope scaling factor must be positive", source);
+  if (type == "linear") {
+    c.rope_scaling = RopeScaling::Linear;
+  } else if (type == "llama3") {
+    c.rope_scaling = RopeScaling::Llama3;
+    c.rope_low_freq_factor = r.number_or("low_freq_factor", 1.0);
+    c.rope_high_freq_factor = r.number_or("high_freq_factor", 4.0);
+    c.rope_original_max_positions = int64_t(r.number_or("original_max_position_embeddings", 8192));
+  } else {
+    fail("{}: rope scaling type '{}' is not supported (supported: default, linear, llama3)", source, type);
+  }
+}
+
+}  // namespace
+
+ModelConfig parse_config_json(std::string_view json_text, const std::string& source) {
+  json root;
+  try {
+    root = json::parse(json_text);
+  } catch (const json::parse_error& e) {
+    fail("{}: malformed JSON: {}", source, e.what());
+  }
+  if (!root.is_object()) fail("{}: expected a JSON object", source);
+  std::string arch_name;
+  if (root.contains("architectures") && root["architectures"].is_array() && !root["architectures"].empty() &&
+      root["architectures"][0].is_string())
+    arch_name = root["architectures"][0].get<std::string>();
+  ModelConfig c;
+  c.arch = find_arch(arch_name);
+  if (!c.arch && root.contains("model_type") && root["model_type"].is_string()) {  // no "architectures": use model_type
+    for (const auto& a : arch_table())
+      if (arch_name.empty() && a.model_type == root["model_type"].get<std::string>()) c.arch = &a;
+  }
+  if (!c.arch)
+    fail("{}: unsupported architecture '{}' (supported: {})", source, arch_name.empty() ? "(none)" : arch_name,
+         supported_architectures());
+  const ArchSpec& a = *c.arch;
+  Reader r{root, source};
+  c.hidden = r.integer("hidden_size");
+  c.n_layers = r.integer("num_hidden_layers");
+  c.n_heads = r.integer("num_attention_heads");
+  c.n_kv_heads = r.integer_or("num_key_value_heads", c.n_heads);
+  c.vocab = r.integer("vocab_size");
+  c.max_positions = r.integer_or("max_position_embeddings", 2048);
+  c.bos_token_id = first_id(root, "bos_token_id");
+  c.eos_token_id = first_id(root, "eos_token_id");
+  c.tied_embeddings = r.boolean_or("tie_word_embeddings", a.model_type == "opt");
+  if (a.pos == PosKind::Learned) {  // OPT
+    c.ffn = r.integer("ffn_dim");
+    c.head_dim = c.hidden / c.n_heads;
+    c.word_embed_proj_dim = r.integer_or("word_embed_proj_dim", c.hidden);
+    c.norm_eps = 1e-5;  // OPT's LayerNorms use torch's default
+    c.qkv_bias = c.o_bias = c.mlp_bias = r.boolean_or("enable_bias", true);
+    c.norm_before = r.boolean_or("do_layer_norm_before", true);
+    c.final_norm = c.norm_before && !r.boolean_or("_remove_final_layer_norm", false);
+    const std::string act = r.string_or("activation_function", "relu");
+    if (act != "relu") fail("{}: OPT activation_function '{}' is not supported (supported: relu)", source, act);
+  } else {
+    c.ffn = r.integer("intermediate_size");
+    c.head_dim = r.integer_or("head_dim", c.hidden / c.n_heads);
+    c.word_embed_proj_dim = c.hidden;
+    c.norm_eps = r.number_or("rms_norm_eps", 1e-6);
+    c.qkv_bias = r.boolean_or("attention_bias", a.default_qkv_bias);
+    c.o_bias = a.default_qkv_bias ? false : c.qkv_bias;  // Llama's attention_bias covers o_proj; Qwen2 has none
+    c.mlp_bias = r.boolean_or("mlp_bias", false);
+    const std::string act = r.string_or("hidden_act", "silu");
+    if (act != "silu") fail("{}: hidden_act '{}' is not supported (supported: silu)", source, act);
+    parse_rope(root, c, source);
+    if (r.has("sliding_window") && r.boolean_or("use_sliding_window", a.model_type == "mistral"))
+      c.sliding_window = r.integer("sliding_window");
+  }
+  if (c.hidden % c.n_heads != 0 && !r.has("head_dim"))
+    fail("{}: hidden_size {} is not a multiple of num_attention_heads {}", source, c.hidden, c.n_heads);
+  if (c.n_heads % c.n_kv_heads != 0)
+    fail("{}: num_attention_heads {} is not a multiple of num_key_value_heads {}", source, c.n_heads, c.n_kv_heads);
+  if (c.head_dim % 2 != 0 && a.pos == PosKind::RoPE) fail("{}: head_dim {} must be even for RoPE", source, c.head_dim);
+  std::string dt = r.string_or("torch_dtype", r.string_or("dtype", "float32"));
+  if (dt == "bfloat16") c.dtype = DType::BF16;
+  else if (dt == "float16") c.dtype = DType::F16;
+  else if (dt == "float32") c.dtype = DType::F32;
+  else fail("{}: dtype '{}' is not supported (supported: float32, float16, bfloat16)", source, dt);
+  return c;
+}
+
+ModelConfig load_config(const std::filesystem::path& model_dir) {
+  const auto path = model_dir / "config.json";
+  return parse_config_json(read_file(path), path.string());
+}
+
+int64_t ModelConfig::linear_in(Linear l) const {
+  switch (l) {
+    case Linear::O: return q_dim();
+    case Linear::Down: return ffn;
+    default: return hidden;
+  }
+}
+
+int64_t ModelConfig::linear_out(Linear l) const {
+  switch (l) {
+    case Linear::Q: return q_dim();
+    case Linear::K:
+    case Linear::V: return kv_dim();
+    case Linear::O:
+    case Linear::Down: return hidden;
+    default: return ffn;
+  }
+}
+
+bool ModelConfig::has_linear(Linear l) const { return !arch->linear[size_t(l)].empty(); }
+
+bool ModelConfig::linear_has_bias(Linear l) const {
+  switch (l) {
+    case Linear::Q:
+    case Linear::K:
+    case Linear::V: return qkv_bias;
+    case Linear::O: return o_bias;
+    default: return mlp_bias;
+  }
+}
+
+std::string ModelConfig::block_prefix(int layer) const { return fmt::format(fmt::runtime(arch->block_prefix), layer); }
+
+std::string ModelConfig::linear_tensor(int layer, Linear l) const {
+  QL_ASSERT(has_linear(l));
+  return block_prefix(layer) + std::string(arch->linear[size_t(l)]);
+}
+
+std::string ModelConfig::norm_tensor(int layer, BlockNorm n) const {
+  return block_prefix(layer) + std::string(n == BlockNorm::Attn ? arch->attn_norm : arch->ffn_norm);
+}
+
+}  // namespace quantllm

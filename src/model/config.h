@@ -1,0 +1,62 @@
+// ModelConfig: the hyperparameters of a checkpoint, read from config.json (transformers 4 layout with
+// top-level rope_theta / rope_scaling, or transformers 5 with rope_parameters) or from GGUF metadata.
+#pragma once
+
+#include "core/dtype.h"
+#include "model/arch.h"
+
+#include <cstdint>
+#include <filesystem>
+#include <string>
+#include <string_view>
+
+namespace quantllm {
+
+enum class RopeScaling { None, Linear, Llama3 };
+
+struct ModelConfig {
+  const ArchSpec* arch = nullptr;
+  int64_t hidden = 0;          // hidden_size
+  int64_t n_layers = 0;        // num_hidden_layers
+  int64_t n_heads = 0;         // num_attention_heads
+  int64_t n_kv_heads = 0;      // num_key_value_heads (GQA); = n_heads when absent
+  int64_t head_dim = 0;        // head_dim when given, else hidden / n_heads
+  int64_t ffn = 0;             // intermediate_size / ffn_dim
+  int64_t vocab = 0;           // vocab_size
+  int64_t max_positions = 0;   // max_position_embeddings
+  int64_t word_embed_proj_dim = 0;  // OPT: embedding width (project_in/out when != hidden)
+  double norm_eps = 1e-5;      // rms_norm_eps / layer_norm_eps
+  double rope_theta = 10000.0;
+  RopeScaling rope_scaling = RopeScaling::None;
+  double rope_factor = 1.0;    // linear / llama3
+  double rope_low_freq_factor = 1.0, rope_high_freq_factor = 4.0;  // llama3
+  int64_t rope_original_max_positions = 8192;                      // llama3
+  bool qkv_bias = false;       // attention_bias (Llama/Mistral), always on for Qwen2 and OPT
+  bool o_bias = false;
+  bool mlp_bias = false;
+  bool tied_embeddings = false;  // tie_word_embeddings (lm_head = embed_tokens)
+  bool norm_before = true;       // OPT do_layer_norm_before (post-LN when false, OPT-350m)
+  bool final_norm = true;        // OPT: _remove_final_layer_norm
+  int64_t sliding_window = 0;    // Mistral; 0 = none
+  DType dtype = DType::F32;      // torch_dtype / dtype of the stored weights
+  int64_t bos_token_id = -1, eos_token_id = -1;
+
+  int64_t q_dim() const { return n_heads * head_dim; }
+  int64_t kv_dim() const { return n_kv_heads * head_dim; }
+  // Input and output sizes of a block's linear layer.
+  int64_t linear_in(Linear l) const;
+  int64_t linear_out(Linear l) const;
+  bool has_linear(Linear l) const;  // OPT has no gate
+  bool linear_has_bias(Linear l) const;
+  // Checkpoint name of a block tensor: "model.layers.3.self_attn.q_proj" (+ ".weight" by the caller).
+  std::string linear_tensor(int layer, Linear l) const;
+  std::string norm_tensor(int layer, BlockNorm n) const;
+  std::string block_prefix(int layer) const;
+};
+
+// Parses config.json. `source` names the file in error messages. Throws Error for malformed JSON,
+// a missing or nonsensical field, or an unsupported architecture (listing the supported ones).
+ModelConfig parse_config_json(std::string_view json_text, const std::string& source = "config.json");
+ModelConfig load_config(const std::filesystem::path& model_dir);
+
+}  // namespace quantllm

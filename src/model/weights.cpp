@@ -1,0 +1,163 @@
+// Weight sources, the expected-tensor check, per-block loading and open_model's dispatch.
+#include "model/weights.h"
+
+#include "core/error.h"
+#include "io/safetensors.h"
+
+#include <fmt/format.h>
+
+#include <algorithm>
+#include <mutex>
+#include <set>
+
+namespace quantllm {
+
+namespace {
+
+class SafetensorsWeights final : public WeightSource {
+ public:
+  explicit SafetensorsWeights(const std::filesystem::path& p) : ckpt_(p) {}
+  bool has(const std::string& name) const override { return ckpt_.has(name); }
+  Shape shape(const std::string& name) const override { return ckpt_.get(name).shape; }
+  Tensor load(const std::string& name) const override { return ckpt_.get(name).to_f32(); }
+  std::vector<std::string> names() const override { return ckpt_.names(); }
+  std::string format(const std::string& name) const override {
+    return std::string(dtype_name(ckpt_.get(name).dtype));
+  }
+  size_t stored_bytes(const std::string& name) const override { return ckpt_.get(name).nbytes; }
+
+ private:
+  Checkpoint ckpt_;
+};
+
+std::vector<ModelOpener>& openers() {
+  static std::vector<ModelOpener> v;
+  return v;
+}
+std::mutex g_openers_mu;
+
+}  // namespace
+
+std::unique_ptr<WeightSource> open_safetensors_weights(const std::filesystem::path& path) {
+  return std::make_unique<SafetensorsWeights>(path);
+}
+
+std::vector<std::pair<std::string, Shape>> expected_tensors(const ModelConfig& c) {
+  const ArchSpec& a = *c.arch;
+  std::vector<std::pair<std::string, Shape>> out;
+  const int64_t d = c.hidden, e = c.word_embed_proj_dim;
+  out.push_back({std::string(a.embed_tokens) + ".weight", {c.vocab, e}});
+  if (a.pos == PosKind::Learned)
+    out.push_back({std::string(a.embed_positions) + ".weight", {c.max_positions + a.position_offset, d}});
+  if (e != d && !a.project_in.empty()) {
+    out.push_back({std::string(a.project_in) + ".weight", {d, e}});
+    out.push_back({std::string(a.project_out) + ".weight", {e, d}});
+  }
+  if (c.final_norm) {
+    out.push_back({std::string(a.final_norm) + ".weight", {d}});
+    if (a.norm == NormKind::LayerNorm) out.push_back({std::string(a.final_norm) + ".bias", {d}});
+  }
+  if (!c.tied_embeddings) out.push_back({std::string(a.lm_head) + ".weight", {c.vocab, e}});
+  for (int i = 0; i < c.n_layers; ++i) {
+    for (BlockNorm n : {BlockNorm::Attn, BlockNorm::Ffn}) {
+      out.push_back({c.norm_tensor(i, n) + ".weight", {d}});
+      if (a.norm == NormKind::LayerNorm) out.push_back({c.norm_tensor(i, n) + ".bias", {d}});
+    }
+    for (int l = 0; l < kNumLinear; ++l) {
+      const auto lin = Linear(l);
+      if (!c.has_linear(lin)) continue;
+      out.push_back({c.linear_tensor(i, lin) + ".weight", {c.linear_out(lin), c.linear_in(lin)}});
+      if (c.linear_has_bias(lin)) out.push_back({c.linear_tensor(i, lin) + ".bias", {c.linear_out(lin)}});
+    }
+  }
+  return out;
+}
+
+void resolve_tied_head(ModelConfig& c, const WeightSource& src) {
+  if (!c.tied_embeddings && !src.has(std::string(c.arch->lm_head) + ".weight")) c.tied_embeddings = true;
+}
+
+void check_tensors(const ModelConfig& c, const WeightSource& src, const std::string& where) {
+  const auto expected = expected_tensors(c);
+  std::set<std::string> want;
+  for (const auto& [name, shape] : expected) {
+    want.insert(name);
+    if (!src.has(name)) {
+      // A tied checkpoint may still carry lm_head.weight; an untied one without it is tied in practice.
+      fail("{}: tensor '{}' is missing", where, name);
+    }
+    const Shape got = src.shape(name);
+    if (got != shape) fail("{}: tensor '{}' has shape {}, expected {}", where, name, shape_str(got), shape_str(shape));
+  }
+  for (const auto& name : src.names()) {
+    if (want.count(name)) continue;
+    // Buffers some checkpoints carry that the forward pass recomputes.
+    if (name.find("rotary_emb.inv_freq") != std::string::npos) continue;
+    if (c.tied_embeddings && name == std::string(c.arch->lm_head) + ".weight") continue;
+    fail("{}: unexpected tensor '{}' (not used by {})", where, name, c.arch->hf_architecture);
+  }
+}
+
+BlockWeights load_block(const ModelConfig& c, const WeightSource& src, int layer) {
+  BlockWeights b;
+  for (int l = 0; l < kNumLinear; ++l) {
+    const auto lin = Linear(l);
+    if (!c.has_linear(lin)) continue;
+    const std::string base = c.linear_tensor(layer, lin);
+    b[lin].w = src.load(base + ".weight");
+    if (c.linear_has_bias(lin)) b[lin].b = src.load(base + ".bias");
+  }
+  for (BlockNorm n : {BlockNorm::Attn, BlockNorm::Ffn}) {
+    NormWeights& nw = n == BlockNorm::Attn ? b.attn_norm : b.ffn_norm;
+    nw.w = src.load(c.norm_tensor(layer, n) + ".weight");
+    if (c.arch->norm == NormKind::LayerNorm) nw.b = src.load(c.norm_tensor(layer, n) + ".bias");
+  }
+  return b;
+}
+
+GlobalWeights load_globals(const ModelConfig& c, const WeightSource& src) {
+  const ArchSpec& a = *c.arch;
+  GlobalWeights g;
+  g.embed = src.load(std::string(a.embed_tokens) + ".weight");
+  if (a.pos == PosKind::Learned) g.positions = src.load(std::string(a.embed_positions) + ".weight");
+  if (c.word_embed_proj_dim != c.hidden && !a.project_in.empty()) {
+    g.project_in = src.load(std::string(a.project_in) + ".weight");
+    g.project_out = src.load(std::string(a.project_out) + ".weight");
+  }
+  if (c.final_norm) {
+    g.final_norm.w = src.load(std::string(a.final_norm) + ".weight");
+    if (a.norm == NormKind::LayerNorm) g.final_norm.b = src.load(std::string(a.final_norm) + ".bias");
+  }
+  const std::string head = std::string(a.lm_head) + ".weight";
+  g.lm_head = c.tied_embeddings ? g.embed : src.load(head);
+  return g;
+}
+
+void register_model_opener(ModelOpener opener) {
+  std::lock_guard lk(g_openers_mu);
+  openers().push_back(opener);
+}
+
+Model open_model(const std::filesystem::path& path) {
+  std::error_code ec;
+  if (!std::filesystem::exists(path, ec)) fail("{}: no such file or directory", path.string());
+  {
+    std::lock_guard lk(g_openers_mu);
+    for (ModelOpener op : openers())
+      if (auto m = op(path)) return std::move(*m);
+  }
+  if (!std::filesystem::is_directory(path, ec))
+    fail("{}: not a model directory or .gguf file", path.string());
+  if (!std::filesystem::exists(path / "config.json", ec)) fail("{}: no config.json in this directory", path.string());
+  Model m;
+  m.path = path;
+  m.kind = "hf";
+  m.config = load_config(path);
+  m.weights = open_safetensors_weights(path);
+  resolve_tied_head(m.config, *m.weights);
+  check_tensors(m.config, *m.weights, path.string());
+  m.tokenizer = std::make_shared<Tokenizer>(Tokenizer::from_dir(path));
+  return m;
+}
+
+}  // namespace quantllm

@@ -1,0 +1,90 @@
+// Weights of a model, by Hugging Face tensor name, widened to fp32 on request.
+//
+// A WeightSource hides where the weights live: a plain safetensors checkpoint, a GPTQ/AWQ directory
+// (packed integers dequantized on load) or a GGUF file (blocks dequantized, names and q/k row order
+// mapped back). The runtime only ever asks for "model.layers.3.mlp.up_proj.weight" as fp32, one
+// decoder block at a time, so peak memory is one block plus the embeddings and head.
+#pragma once
+
+#include "core/tensor.h"
+#include "model/config.h"
+#include "tokenizer/tokenizer.h"
+
+#include <array>
+#include <filesystem>
+#include <memory>
+#include <optional>
+#include <string>
+#include <vector>
+
+namespace quantllm {
+
+class WeightSource {
+ public:
+  virtual ~WeightSource() = default;
+  virtual bool has(const std::string& name) const = 0;
+  virtual Shape shape(const std::string& name) const = 0;  // HF orientation: linear weights [out, in]
+  virtual Tensor load(const std::string& name) const = 0;   // fp32 copy; Error when missing
+  virtual std::vector<std::string> names() const = 0;       // every HF tensor name this source provides
+  // What the weights are stored as ("BF16", "GPTQ 4-bit g128", "Q4_K" …) and their bytes, for inspect.
+  virtual std::string format(const std::string& name) const = 0;
+  virtual size_t stored_bytes(const std::string& name) const = 0;
+};
+
+// A plain Hugging Face checkpoint directory (or one .safetensors file).
+std::unique_ptr<WeightSource> open_safetensors_weights(const std::filesystem::path& path);
+
+struct LinearWeights {
+  Tensor w;  // [out, in]
+  Tensor b;  // [out], empty when the layer has no bias
+};
+struct NormWeights {
+  Tensor w;  // [hidden]
+  Tensor b;  // [hidden], LayerNorm only
+};
+// One decoder block in fp32.
+struct BlockWeights {
+  std::array<LinearWeights, kNumLinear> linear;  // indexed by Linear; OPT's gate stays empty
+  NormWeights attn_norm, ffn_norm;
+  LinearWeights& operator[](Linear l) { return linear[size_t(l)]; }
+  const LinearWeights& operator[](Linear l) const { return linear[size_t(l)]; }
+};
+// Everything outside the decoder blocks.
+struct GlobalWeights {
+  Tensor embed;        // [vocab, word_embed_proj_dim]
+  Tensor positions;    // OPT: [max_positions + offset, hidden]
+  Tensor project_in;   // OPT: [hidden, word_embed_proj_dim], empty when not needed
+  Tensor project_out;  // OPT: [word_embed_proj_dim, hidden]
+  NormWeights final_norm;
+  Tensor lm_head;      // [vocab, word_embed_proj_dim]; a copy of embed when tied
+};
+
+// Expected HF tensor names and shapes of a config (all of them, blocks included).
+std::vector<std::pair<std::string, Shape>> expected_tensors(const ModelConfig& c);
+// A checkpoint without lm_head.weight shares the embedding matrix whatever config.json says.
+void resolve_tied_head(ModelConfig& c, const WeightSource& src);
+// Checks the source holds exactly the expected tensors with the expected shapes; Error names the
+// first tensor missing, left over, or of the wrong shape.
+void check_tensors(const ModelConfig& c, const WeightSource& src, const std::string& where);
+
+BlockWeights load_block(const ModelConfig& c, const WeightSource& src, int layer);
+GlobalWeights load_globals(const ModelConfig& c, const WeightSource& src);
+
+// A model opened from disk: config, tokenizer and weights. PATH is a Hugging Face directory, a
+// directory written by `quantize --method gptq|awq|rtn`, or a .gguf file.
+struct Model {
+  std::filesystem::path path;
+  ModelConfig config;
+  std::shared_ptr<Tokenizer> tokenizer;
+  std::shared_ptr<WeightSource> weights;
+  std::string kind;  // "hf", "gptq", "awq", "gguf"
+};
+
+// Opens any supported model path (dispatching on what it finds there); Error when unsupported.
+Model open_model(const std::filesystem::path& path);
+
+// Registry so that other layers (quantized formats, GGUF) can teach open_model new kinds of path.
+using ModelOpener = std::optional<Model> (*)(const std::filesystem::path& path);
+void register_model_opener(ModelOpener opener);
+
+}  // namespace quantllm

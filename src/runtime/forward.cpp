@@ -1,0 +1,344 @@
+// The generic decoder block and the model around it, in fp32 on the CPU. Matrix products go to BLAS;
+// norms, RoPE and attention are threaded loops over rows / (sequence, head) pairs.
+#include "runtime/forward.h"
+
+#include "core/error.h"
+#include "core/threads.h"
+
+#include <cblas.h>
+
+#include <algorithm>
+#include <cmath>
+#include <numbers>
+
+namespace quantllm {
+
+LinearInput linear_input_of(Linear l) {
+  switch (l) {
+    case Linear::Q:
+    case Linear::K:
+    case Linear::V: return LinearInput::AttnIn;
+    case Linear::O: return LinearInput::AttnOut;
+    case Linear::Gate:
+    case Linear::Up: return LinearInput::FfnIn;
+    case Linear::Down: return LinearInput::FfnMid;
+  }
+  QL_ASSERT(false);
+  __builtin_unreachable();
+}
+
+KVCache::KVCache(const ModelConfig& c, int64_t cap) : capacity(cap) {
+  for (int64_t i = 0; i < c.n_layers; ++i) {
+    k.emplace_back(Shape{cap, c.kv_dim()});
+    v.emplace_back(Shape{cap, c.kv_dim()});
+  }
+}
+
+namespace {
+
+// out[r] = norm(x[r]) for every row; LayerNorm when b is given (bias may be empty for RMSNorm).
+void normalize(const ModelConfig& c, const NormWeights& nw, const Tensor& x, Tensor& out) {
+  const int64_t rows = x.numel() / c.hidden, d = c.hidden;
+  out.shape = x.shape;
+  out.data.resize(x.data.size());
+  const bool layer_norm = c.arch->norm == NormKind::LayerNorm;
+  parallel_for(rows, [&](int64_t r0, int64_t r1) {
+    for (int64_t r = r0; r < r1; ++r) {
+      const float* xi = x.row(r);
+      float* yi = out.row(r);
+      if (layer_norm) {
+        double mean = 0, var = 0;
+        for (int64_t j = 0; j < d; ++j) mean += xi[j];
+        mean /= double(d);
+        for (int64_t j = 0; j < d; ++j) var += (xi[j] - mean) * (xi[j] - mean);
+        var /= double(d);
+        const float inv = float(1.0 / std::sqrt(var + c.norm_eps));
+        const float m = float(mean);
+        for (int64_t j = 0; j < d; ++j) yi[j] = (xi[j] - m) * inv * nw.w.data[size_t(j)] + nw.b.data[size_t(j)];
+      } else {
+        double ss = 0;
+        for (int64_t j = 0; j < d; ++j) ss += double(xi[j]) * xi[j];
+        const float inv = float(1.0 / std::sqrt(ss / double(d) + c.norm_eps));
+        for (int64_t j = 0; j < d; ++j) yi[j] = nw.w.data[size_t(j)] * (xi[j] * inv);
+      }
+    }
+  }, 16);
+}
+
+// Inverse frequencies of RoPE, with linear / llama3 scaling folded in. [head_dim / 2]
+std::vector<double> rope_inv_freq(const ModelConfig& c) {
+  const int64_t half = c.head_dim / 2;
+  std::vector<double> inv(size_t(half));
+  for (int64_t i = 0; i < half; ++i) {
+    // Hugging Face computes these in float32; keep that rounding so positions line up exactly.
+    const float exponent = float(2 * i) / float(c.head_dim);
+    inv[size_t(i)] = double(1.0f / std::pow(float(c.rope_theta), exponent));
+  }
+  if (c.rope_scaling == RopeScaling::Linear) {
+    for (auto& f : inv) f /= c.rope_factor;
+  } else if (c.rope_scaling == RopeScaling::Llama3) {
+    const double old_ctx = double(c.rope_original_max_positions);
+    const double low_wavelen = old_ctx / c.rope_low_freq_factor, high_wavelen = old_ctx / c.rope_high_freq_factor;
+    for (auto& f : inv) {
+      const double wavelen = 2 * std::numbers::pi / f;
+      if (wavelen > low_wavelen) {
+        f /= c.rope_factor;
+      } else if (wavelen >= high_wavelen) {
+        const double smooth = (old_ctx / wavelen - c.rope_low_freq_factor) /
+                              (c.rope_high_freq_factor - c.rope_low_freq_factor);
+        f = (1 - smooth) * f / c.rope_factor + smooth * f;
+      }
+    }
+  }
+  return inv;
+}
+
+// Rotate-half RoPE (Hugging Face convention: pairs (i, i + head_dim/2)) on x [n_seq*T, n_heads*head_dim].
+void apply_rope(const ModelConfig& c, Tensor& x, int64_t n_heads, int64_t n_seq, int64_t seq_len, int64_t pos0) {
+  const int64_t hd = c.head_dim, half = hd / 2;
+  const auto inv = rope_inv_freq(c);
+  // cos/sin table: [seq_len, half]
+  std::vector<float> cs(size_t(seq_len * half)), sn(size_t(seq_len * half));
+  for (int64_t t = 0; t < seq_len; ++t)
+    for (int64_t i = 0; i < half; ++i) {
+      // HF multiplies position and inv_freq in float32 before cos/sin.
+      const float angle = float(pos0 + t) * float(inv[size_t(i)]);
+      cs[size_t(t * half + i)] = float(std::cos(double(angle)));
+      sn[size_t(t * half + i)] = float(std::sin(double(angle)));
+    }
+  parallel_for(n_seq * seq_len, [&](int64_t r0, int64_t r1) {
+    for (int64_t r = r0; r < r1; ++r) {
+      const int64_t t = r % seq_len;
+      const float* cr = &cs[size_t(t * half)];
+      const float* sr = &sn[size_t(t * half)];
+      for (int64_t h = 0; h < n_heads; ++h) {
+        float* v = x.row(r) + h * hd;
+        for (int64_t i = 0; i < half; ++i) {
+          const float a = v[i], b = v[i + half];
+          v[i] = a * cr[i] - b * sr[i];
+          v[i + half] = b * cr[i] + a * sr[i];
+        }
+      }
+    }
+  }, 16);
+}
+
+// Causal attention. q: [n_seq*T, q_dim]; keys/values of sequence s at position p are at
+// k_of(s, p) / v_of(s, p) (each kv_dim wide); out: [n_seq*T, q_dim].
+template <typename KAt, typename VAt>
+void attention(const ModelConfig& c, const Tensor& q, int64_t n_seq, int64_t seq_len, int64_t past, KAt k_of,
+               VAt v_of, Tensor& out) {
+  const int64_t hd = c.head_dim, n_heads = c.n_heads, group = c.n_heads / c.n_kv_heads;
+  const int64_t n_ctx = past + seq_len;
+  const float scale = float(1.0 / std::sqrt(double(hd)));
+  out = Tensor(Shape{n_seq * seq_len, c.q_dim()});
+  parallel_for(n_seq * n_heads, [&](int64_t t0, int64_t t1) {
+    std::vector<float> kt(size_t(hd * n_ctx)), scores(size_t(n_ctx));
+    for (int64_t task = t0; task < t1; ++task) {
+      const int64_t s = task / n_heads, h = task % n_heads, kvh = h / group;
+      // Kᵀ of this head: [hd, n_ctx], so that scores are axpy loops over positions (vectorizable).
+      for (int64_t p = 0; p < n_ctx; ++p) {
+        const float* kp = k_of(s, p) + kvh * hd;
+        for (int64_t d = 0; d < hd; ++d) kt[size_t(d * n_ctx + p)] = kp[d];
+      }
+      for (int64_t t = 0; t < seq_len; ++t) {
+        const int64_t pos = past + t;  // attends to positions [lo, pos]
+        const int64_t lo = c.sliding_window > 0 ? std::max<int64_t>(0, pos - c.sliding_window + 1) : 0;
+        const float* qt = q.row(s * seq_len + t) + h * hd;
+        const int64_t n = pos + 1;
+        std::fill(scores.begin(), scores.begin() + n, 0.0f);
+        for (int64_t d = 0; d < hd; ++d) {
+          const float qd = qt[d];
+          const float* kr = &kt[size_t(d * n_ctx)];
+          for (int64_t p = 0; p < n; ++p) scores[size_t(p)] += qd * kr[p];
+        }
+        float mx = -INFINITY;
+        for (int64_t p = lo; p < n; ++p) {
+          scores[size_t(p)] *= scale;
+          mx = std::max(mx, scores[size_t(p)]);
+        }
+        double sum = 0;
+        for (int64_t p = lo; p < n; ++p) {
+          const float e = std::exp(scores[size_t(p)] - mx);
+          scores[size_t(p)] = e;
+          sum += e;
+        }
+        const float inv = float(1.0 / sum);
+        float* o = out.row(s * seq_len + t) + h * hd;
+        for (int64_t p = lo; p < n; ++p) {
+          const float w = scores[size_t(p)] * inv;
+          const float* vp = v_of(s, p) + kvh * hd;
+          for (int64_t d = 0; d < hd; ++d) o[d] += w * vp[d];
+        }
+      }
+    }
+  });
+}
+
+void add_inplace(Tensor& x, const Tensor& y) {
+  QL_ASSERT(x.numel() == y.numel());
+  float* a = x.ptr();
+  const float* b = y.ptr();
+  parallel_for(x.numel(), [&](int64_t i0, int64_t i1) {
+    for (int64_t i = i0; i < i1; ++i) a[i] += b[i];
+  }, 1 << 14);
+}
+
+}  // namespace
+
+void linear(const Tensor& x, const LinearWeights& w, Tensor& y) {
+  const int64_t in = w.w.dim(1), out = w.w.dim(0);
+  QL_ASSERT(x.shape.back() == in, "linear: input width {} != weight in {}", x.shape.back(), in);
+  const int64_t rows = x.numel() / in;
+  y.shape = {rows, out};
+  y.data.resize(size_t(rows * out));
+  if (!w.b.empty()) {
+    for (int64_t r = 0; r < rows; ++r) std::copy(w.b.data.begin(), w.b.data.end(), y.row(r));
+  }
+  cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, int(rows), int(out), int(in), 1.0f, x.ptr(), int(in),
+              w.w.ptr(), int(in), w.b.empty() ? 0.0f : 1.0f, y.ptr(), int(out));
+}
+
+Tensor embed(const ModelConfig& c, const GlobalWeights& g, const std::vector<int32_t>& tokens, int64_t n_seq,
+             int64_t seq_len, int64_t pos0) {
+  QL_ASSERT(int64_t(tokens.size()) == n_seq * seq_len);
+  const int64_t e = c.word_embed_proj_dim;
+  Tensor x(Shape{n_seq * seq_len, e});
+  for (int64_t r = 0; r < n_seq * seq_len; ++r) {
+    const int32_t id = tokens[size_t(r)];
+    if (id < 0 || id >= c.vocab) fail("token id {} is outside the vocabulary (size {})", id, c.vocab);
+    std::copy_n(g.embed.row(id), e, x.row(r));
+  }
+  if (!g.project_in.empty()) {
+    Tensor y;
+    linear(x, LinearWeights{g.project_in, {}}, y);
+    x = std::move(y);
+  }
+  if (c.arch->pos == PosKind::Learned) {
+    const int64_t off = c.arch->position_offset;
+    if (pos0 + seq_len > c.max_positions)
+      fail("sequence of {} positions exceeds the model's {} learned positions", pos0 + seq_len, c.max_positions);
+    for (int64_t r = 0; r < n_seq * seq_len; ++r) {
+      const float* p = g.positions.row(pos0 + r % seq_len + off);
+      float* xr = x.row(r);
+      for (int64_t j = 0; j < c.hidden; ++j) xr[j] += p[j];
+    }
+  }
+  return x;
+}
+
+void block_forward(const ModelConfig& c, const BlockWeights& w, int layer, Tensor& x, int64_t n_seq,
+                   int64_t seq_len, BlockObserver* observer, KVCache* cache, int64_t pos0) {
+  QL_ASSERT(x.numel() == n_seq * seq_len * c.hidden);
+  QL_ASSERT(!cache || n_seq == 1);
+  const int64_t past = cache ? cache->length : 0;
+  if (cache) pos0 = past;
+  if (cache && past + seq_len > cache->capacity) fail("context of {} tokens is full", cache->capacity);
+
+  // --- attention ---
+  Tensor h;
+  if (c.norm_before) normalize(c, w.attn_norm, x, h);
+  else h = x;
+  if (observer) observer->observe(layer, LinearInput::AttnIn, h);
+  Tensor q, k, v;
+  linear(h, w[Linear::Q], q);  // [rows, q_dim]
+  linear(h, w[Linear::K], k);  // [rows, kv_dim]
+  linear(h, w[Linear::V], v);  // [rows, kv_dim]
+  if (c.arch->pos == PosKind::RoPE) {
+    apply_rope(c, q, c.n_heads, n_seq, seq_len, pos0);
+    apply_rope(c, k, c.n_kv_heads, n_seq, seq_len, pos0);
+  }
+  Tensor att;
+  if (cache) {
+    Tensor& kc = cache->k[size_t(layer)];
+    Tensor& vc = cache->v[size_t(layer)];
+    std::copy(k.data.begin(), k.data.end(), kc.row(past));
+    std::copy(v.data.begin(), v.data.end(), vc.row(past));
+    attention(c, q, 1, seq_len, past, [&](int64_t, int64_t p) { return kc.row(p); },
+              [&](int64_t, int64_t p) { return vc.row(p); }, att);
+  } else {
+    attention(c, q, n_seq, seq_len, 0, [&](int64_t s, int64_t p) { return k.row(s * seq_len + p); },
+              [&](int64_t s, int64_t p) { return v.row(s * seq_len + p); }, att);
+  }
+  if (observer) observer->observe(layer, LinearInput::AttnOut, att);
+  Tensor o;
+  linear(att, w[Linear::O], o);
+  add_inplace(x, o);
+  if (!c.norm_before) {  // OPT post-LN
+    Tensor t;
+    normalize(c, w.attn_norm, x, t);
+    x = std::move(t);
+  }
+
+  // --- feed-forward ---
+  if (c.norm_before) normalize(c, w.ffn_norm, x, h);
+  else h = x;
+  if (observer) observer->observe(layer, LinearInput::FfnIn, h);
+  Tensor up, mid;
+  linear(h, w[Linear::Up], up);  // [rows, ffn]
+  if (c.arch->ffn == FfnKind::GatedSiLU) {
+    Tensor gate;
+    linear(h, w[Linear::Gate], gate);
+    parallel_for(up.numel(), [&](int64_t i0, int64_t i1) {
+      for (int64_t i = i0; i < i1; ++i) {
+        const float g = gate.data[size_t(i)];
+        up.data[size_t(i)] *= g / (1.0f + std::exp(-g));
+      }
+    }, 1 << 14);
+  } else if (c.arch->ffn == FfnKind::ReLU) {
+    for (auto& u : up.data) u = std::max(u, 0.0f);
+  } else {
+    for (auto& u : up.data) u = 0.5f * u * (1.0f + std::erf(u * float(std::numbers::sqrt2 / 2)));
+  }
+  if (observer) observer->observe(layer, LinearInput::FfnMid, up);
+  linear(up, w[Linear::Down], mid);
+  add_inplace(x, mid);
+  if (!c.norm_before) {
+    Tensor t;
+    normalize(c, w.ffn_norm, x, t);
+    x = std::move(t);
+  }
+}
+
+Tensor head(const ModelConfig& c, const GlobalWeights& g, const Tensor& x, int64_t row0, int64_t rows) {
+  Tensor part(Shape{rows, c.hidden});
+  std::copy_n(x.row(row0), rows * c.hidden, part.ptr());
+  if (c.final_norm) {
+    Tensor t;
+    normalize(c, g.final_norm, part, t);
+    part = std::move(t);
+  }
+  if (!g.project_out.empty()) {
+    Tensor t;
+    linear(part, LinearWeights{g.project_out, {}}, t);
+    part = std::move(t);
+  }
+  Tensor logits;
+  linear(part, LinearWeights{g.lm_head, {}}, logits);
+  return logits;
+}
+
+FullModel::FullModel(const Model& m) : config_(m.config) {
+  globals_ = load_globals(config_, *m.weights);
+  blocks_.reserve(size_t(config_.n_layers));
+  for (int i = 0; i < config_.n_layers; ++i) blocks_.push_back(load_block(config_, *m.weights, i));
+}
+
+void FullModel::forward(const std::vector<int32_t>& tokens, int64_t n_seq, int64_t seq_len,
+                        const std::function<void(int64_t, const Tensor&)>& on_logits) const {
+  Tensor x = embed(config_, globals_, tokens, n_seq, seq_len);
+  for (int i = 0; i < config_.n_layers; ++i) block_forward(config_, blocks_[size_t(i)], i, x, n_seq, seq_len);
+  for (int64_t s = 0; s < n_seq; ++s) on_logits(s, head(config_, globals_, x, s * seq_len, seq_len));
+}
+
+std::vector<float> FullModel::step(const std::vector<int32_t>& tokens, KVCache& cache) const {
+  const int64_t n = int64_t(tokens.size());
+  QL_ASSERT(n > 0);
+  Tensor x = embed(config_, globals_, tokens, 1, n, cache.length);
+  for (int i = 0; i < config_.n_layers; ++i) block_forward(config_, blocks_[size_t(i)], i, x, 1, n, nullptr, &cache);
+  cache.length += n;
+  Tensor logits = head(config_, globals_, x, n - 1, 1);
+  return logits.data;
+}
+
+}  // namespace quantllm

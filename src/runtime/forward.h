@@ -1,0 +1,73 @@
+// The fp32 forward pass of the generic decoder (every row of the architecture table).
+//
+// The pieces are separate so that calibration can run one decoder block at a time over all
+// calibration windows and observe the input of every linear layer:
+//   embed():         tokens [n_seq, T]        -> x [n_seq*T, hidden]
+//   block_forward(): x [n_seq*T, hidden]      -> x (in place), one decoder block
+//   head():          x [rows, hidden]         -> logits [rows, vocab]
+// Sequences in a batch are independent windows that all start at position `pos0` (0 for
+// evaluation); generation passes a KVCache to continue a single sequence.
+#pragma once
+
+#include "core/tensor.h"
+#include "model/config.h"
+#include "model/weights.h"
+
+#include <cstdint>
+#include <functional>
+#include <vector>
+
+namespace quantllm {
+
+// The four distinct inputs of a block's linear layers.
+enum class LinearInput { AttnIn /* q, k, v */, AttnOut /* o */, FfnIn /* gate, up */, FfnMid /* down */ };
+LinearInput linear_input_of(Linear l);
+
+// Receives the input of every linear layer during block_forward (x: [rows, in]).
+class BlockObserver {
+ public:
+  virtual ~BlockObserver() = default;
+  virtual void observe(int layer, LinearInput which, const Tensor& x) = 0;
+};
+
+// Keys and values of past positions of one sequence, per layer.
+struct KVCache {
+  int64_t capacity = 0;  // positions
+  int64_t length = 0;    // positions filled (shared by all layers after a full step)
+  std::vector<Tensor> k, v;  // per layer: [capacity, kv_dim]
+  KVCache(const ModelConfig& c, int64_t capacity);
+};
+
+// Token (and, for OPT, position) embeddings, with OPT's project_in.
+Tensor embed(const ModelConfig& c, const GlobalWeights& g, const std::vector<int32_t>& tokens, int64_t n_seq,
+             int64_t seq_len, int64_t pos0 = 0);
+
+// One decoder block, in place. With a cache (n_seq must be 1) the new keys/values are appended at
+// positions cache->length … and attention covers the cached ones; the caller advances length.
+void block_forward(const ModelConfig& c, const BlockWeights& w, int layer, Tensor& x, int64_t n_seq,
+                   int64_t seq_len, BlockObserver* observer = nullptr, KVCache* cache = nullptr, int64_t pos0 = 0);
+
+// Final norm, project_out and the LM head for `rows` rows of x starting at row `row0`.
+Tensor head(const ModelConfig& c, const GlobalWeights& g, const Tensor& x, int64_t row0, int64_t rows);
+
+// Y[rows, out] = X[rows, in] · Wᵀ (+ b). W: [out, in].
+void linear(const Tensor& x, const LinearWeights& w, Tensor& y);
+
+// A whole model held in fp32 for evaluation and generation.
+class FullModel {
+ public:
+  explicit FullModel(const Model& m);  // loads and widens every block
+  const ModelConfig& config() const { return config_; }
+  // logits for each position of each window: calls on_logits(seq, logits [seq_len, vocab]).
+  void forward(const std::vector<int32_t>& tokens, int64_t n_seq, int64_t seq_len,
+               const std::function<void(int64_t seq, const Tensor& logits)>& on_logits) const;
+  // One generation step: feeds `tokens` after the cached ones and returns the last position's logits.
+  std::vector<float> step(const std::vector<int32_t>& tokens, KVCache& cache) const;
+
+ private:
+  ModelConfig config_;
+  GlobalWeights globals_;
+  std::vector<BlockWeights> blocks_;
+};
+
+}  // namespace quantllm

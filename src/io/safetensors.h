@@ -34,6 +34,18 @@ struct TensorView {
   Tensor to_f32() const;
 };
 
+// The parsed, validated header of a safetensors file held in memory; views point into that memory.
+struct SafetensorsHeader {
+  std::map<std::string, TensorView> tensors;
+  std::map<std::string, std::string> metadata;
+  size_t data_offset = 0;  // 8 + header length: where the data section starts
+};
+
+// Parses and validates a whole safetensors file already in memory (`size` bytes at `data`), with the
+// checks listed at the top of this file. `name` (normally the path) starts every error message.
+// SafetensorsFile maps a file and calls this; the fuzzer calls it directly.
+SafetensorsHeader parse_safetensors(const uint8_t* data, size_t size, const std::string& name);
+
 // One .safetensors file.
 class SafetensorsFile {
  public:
@@ -85,6 +97,10 @@ struct TensorData {
 // order, 8-byte aligned header as the reference implementation does.
 void write_safetensors(const std::filesystem::path& path, const std::vector<TensorData>& tensors,
                        const std::map<std::string, std::string>& metadata = {});
+
+// The bytes write_safetensors would write (for tests and fuzz seeds; whole file in memory).
+std::vector<uint8_t> safetensors_bytes(const std::vector<TensorData>& tensors,
+                                       const std::map<std::string, std::string>& metadata = {});
 
 template <typename T>
 TensorData TensorData::from_values(std::string name, DType dtype, Shape shape, const std::vector<T>& v) {

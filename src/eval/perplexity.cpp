@@ -40,7 +40,7 @@ PerplexityResult perplexity(const FullModel& model, const Windows& w, int64_t ba
   const auto t0 = std::chrono::steady_clock::now();
   const int64_t vocab = model.config().vocab, ctx = w.ctx;
   if (batch <= 0) batch = 4;
-  std::vector<double> window_nll(size_t(w.n_windows), 0.0);
+  std::vector<double> window_nll(static_cast<size_t>(w.n_windows), 0.0);
   for (int64_t b0 = 0; b0 < w.n_windows; b0 += batch) {
     const int64_t nb = std::min(batch, w.n_windows - b0);
     std::vector<int32_t> toks(w.tokens.begin() + b0 * ctx, w.tokens.begin() + (b0 + nb) * ctx);

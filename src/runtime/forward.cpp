@@ -68,7 +68,7 @@ void normalize(const ModelConfig& c, const NormWeights& nw, const Tensor& x, Ten
 // Inverse frequencies of RoPE, with linear / llama3 scaling folded in. [head_dim / 2]
 std::vector<double> rope_inv_freq(const ModelConfig& c) {
   const int64_t half = c.head_dim / 2;
-  std::vector<double> inv(size_t(half));
+  std::vector<double> inv(static_cast<size_t>(half));
   for (int64_t i = 0; i < half; ++i) {
     // Hugging Face computes these in float32; keep that rounding so positions line up exactly.
     const float exponent = float(2 * i) / float(c.head_dim);
@@ -98,7 +98,7 @@ void apply_rope(const ModelConfig& c, Tensor& x, int64_t n_heads, int64_t n_seq,
   const int64_t hd = c.head_dim, half = hd / 2;
   const auto inv = rope_inv_freq(c);
   // cos/sin table: [seq_len, half]
-  std::vector<float> cs(size_t(seq_len * half)), sn(size_t(seq_len * half));
+  std::vector<float> cs(static_cast<size_t>(seq_len * half)), sn(size_t(seq_len * half));
   for (int64_t t = 0; t < seq_len; ++t)
     for (int64_t i = 0; i < half; ++i) {
       // HF multiplies position and inv_freq in float32 before cos/sin.
@@ -133,7 +133,7 @@ void attention(const ModelConfig& c, const Tensor& q, int64_t n_seq, int64_t seq
   const float scale = float(1.0 / std::sqrt(double(hd)));
   out = Tensor(Shape{n_seq * seq_len, c.q_dim()});
   parallel_for(n_seq * n_heads, [&](int64_t t0, int64_t t1) {
-    std::vector<float> kt(size_t(hd * n_ctx)), scores(size_t(n_ctx));
+    std::vector<float> kt(static_cast<size_t>(hd * n_ctx)), scores(static_cast<size_t>(n_ctx));
     for (int64_t task = t0; task < t1; ++task) {
       const int64_t s = task / n_heads, h = task % n_heads, kvh = h / group;
       // Kᵀ of this head: [hd, n_ctx], so that scores are axpy loops over positions (vectorizable).
@@ -227,7 +227,7 @@ Tensor embed(const ModelConfig& c, const GlobalWeights& g, const std::vector<int
   return x;
 }
 
-void block_forward(const ModelConfig& c, const BlockWeights& w, int layer, Tensor& x, int64_t n_seq,
+bool block_forward(const ModelConfig& c, const BlockWeights& w, int layer, Tensor& x, int64_t n_seq,
                    int64_t seq_len, BlockObserver* observer, KVCache* cache, int64_t pos0) {
   QL_ASSERT(x.numel() == n_seq * seq_len * c.hidden);
   QL_ASSERT(!cache || n_seq == 1);
@@ -239,7 +239,7 @@ void block_forward(const ModelConfig& c, const BlockWeights& w, int layer, Tenso
   Tensor h;
   if (c.norm_before) normalize(c, w.attn_norm, x, h);
   else h = x;
-  if (observer) observer->observe(layer, LinearInput::AttnIn, h);
+  if (observer && !observer->observe(layer, LinearInput::AttnIn, h)) return false;
   Tensor q, k, v;
   linear(h, w[Linear::Q], q);  // [rows, q_dim]
   linear(h, w[Linear::K], k);  // [rows, kv_dim]
@@ -260,7 +260,7 @@ void block_forward(const ModelConfig& c, const BlockWeights& w, int layer, Tenso
     attention(c, q, n_seq, seq_len, 0, [&](int64_t s, int64_t p) { return k.row(s * seq_len + p); },
               [&](int64_t s, int64_t p) { return v.row(s * seq_len + p); }, att);
   }
-  if (observer) observer->observe(layer, LinearInput::AttnOut, att);
+  if (observer && !observer->observe(layer, LinearInput::AttnOut, att)) return false;
   Tensor o;
   linear(att, w[Linear::O], o);
   add_inplace(x, o);
@@ -273,7 +273,7 @@ void block_forward(const ModelConfig& c, const BlockWeights& w, int layer, Tenso
   // --- feed-forward ---
   if (c.norm_before) normalize(c, w.ffn_norm, x, h);
   else h = x;
-  if (observer) observer->observe(layer, LinearInput::FfnIn, h);
+  if (observer && !observer->observe(layer, LinearInput::FfnIn, h)) return false;
   Tensor up, mid;
   linear(h, w[Linear::Up], up);  // [rows, ffn]
   if (c.arch->ffn == FfnKind::GatedSiLU) {
@@ -290,7 +290,7 @@ void block_forward(const ModelConfig& c, const BlockWeights& w, int layer, Tenso
   } else {
     for (auto& u : up.data) u = 0.5f * u * (1.0f + std::erf(u * float(std::numbers::sqrt2 / 2)));
   }
-  if (observer) observer->observe(layer, LinearInput::FfnMid, up);
+  if (observer && !observer->observe(layer, LinearInput::FfnMid, up)) return false;
   linear(up, w[Linear::Down], mid);
   add_inplace(x, mid);
   if (!c.norm_before) {
@@ -298,6 +298,7 @@ void block_forward(const ModelConfig& c, const BlockWeights& w, int layer, Tenso
     normalize(c, w.ffn_norm, x, t);
     x = std::move(t);
   }
+  return true;
 }
 
 Tensor head(const ModelConfig& c, const GlobalWeights& g, const Tensor& x, int64_t row0, int64_t rows) {

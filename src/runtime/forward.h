@@ -23,11 +23,13 @@ namespace quantllm {
 enum class LinearInput { AttnIn /* q, k, v */, AttnOut /* o */, FfnIn /* gate, up */, FfnMid /* down */ };
 LinearInput linear_input_of(Linear l);
 
-// Receives the input of every linear layer during block_forward (x: [rows, in]).
+// Receives the input of every linear layer during block_forward (x: [rows, in]). Returning false
+// stops the block there (x is then partly updated: pass a copy): calibration often needs only the inputs of
+// the first layers of a block, not its output.
 class BlockObserver {
  public:
   virtual ~BlockObserver() = default;
-  virtual void observe(int layer, LinearInput which, const Tensor& x) = 0;
+  virtual bool observe(int layer, LinearInput which, const Tensor& x) = 0;
 };
 
 // Keys and values of past positions of one sequence, per layer.
@@ -42,9 +44,9 @@ struct KVCache {
 Tensor embed(const ModelConfig& c, const GlobalWeights& g, const std::vector<int32_t>& tokens, int64_t n_seq,
              int64_t seq_len, int64_t pos0 = 0);
 
-// One decoder block, in place. With a cache (n_seq must be 1) the new keys/values are appended at
+// One decoder block, in place (unless the observer stops it early; then returns false). With a cache (n_seq must be 1) the new keys/values are appended at
 // positions cache->length … and attention covers the cached ones; the caller advances length.
-void block_forward(const ModelConfig& c, const BlockWeights& w, int layer, Tensor& x, int64_t n_seq,
+bool block_forward(const ModelConfig& c, const BlockWeights& w, int layer, Tensor& x, int64_t n_seq,
                    int64_t seq_len, BlockObserver* observer = nullptr, KVCache* cache = nullptr, int64_t pos0 = 0);
 
 // Final norm, project_out and the LM head for `rows` rows of x starting at row `row0`.

@@ -1,0 +1,339 @@
+// GPTQ and AWQ checkpoint directories: the writer (save_quantized) and the reader registered with
+// open_model, which dequantizes packed layers to fp32 on load (see quantized_model.h).
+#include "core/error.h"
+#include "core/fs.h"
+#include "export/quantized_model.h"
+#include "io/safetensors.h"
+#include "model/config.h"
+
+#include <fmt/format.h>
+#include <nlohmann/json.hpp>
+
+#include <set>
+
+namespace quantllm {
+
+using json = nlohmann::json;
+
+namespace {
+
+constexpr const char* kTokenizerFiles[] = {"tokenizer.json",      "tokenizer_config.json", "tokenizer.model",
+                                           "special_tokens_map.json", "vocab.json",         "merges.txt",
+                                           "generation_config.json", "added_tokens.json",   "chat_template.jinja"};
+
+bool strip_suffix(const std::string& s, std::string_view suffix, std::string& base) {
+  if (s.size() < suffix.size() || s.compare(s.size() - suffix.size(), suffix.size(), suffix) != 0) return false;
+  base = s.substr(0, s.size() - suffix.size());
+  return true;
+}
+
+std::string method_label(int bits, int group_size, const char* method) {
+  return group_size > 0 ? fmt::format("{} int{} g{}", method, bits, group_size) : fmt::format("{} int{}", method, bits);
+}
+
+// Bytes a packed layer takes on disk (codes + zeros + scales + g_idx).
+size_t packed_bytes(int64_t in, int64_t out, int64_t groups, int bits, bool with_g_idx) {
+  return size_t(in * out * bits / 8 + groups * out * bits / 8 + groups * out * 2 + (with_g_idx ? in * 4 : 0));
+}
+
+// The dequantized view of a QuantizedModel over its base model's weights.
+class QuantizedView final : public WeightSource {
+ public:
+  explicit QuantizedView(const QuantizedModel& qm) : qm_(qm), base_(*qm.base->weights) {}
+  bool has(const std::string& n) const override { return base_.has(n); }
+  Shape shape(const std::string& n) const override { return base_.shape(n); }
+  std::vector<std::string> names() const override { return base_.names(); }
+  Tensor load(const std::string& n) const override {
+    std::string b;
+    if (strip_suffix(n, ".weight", b)) {
+      auto it = qm_.layers.find(b);
+      if (it != qm_.layers.end()) return it->second.dequantize();
+    }
+    auto r = qm_.replaced.find(n);
+    if (r != qm_.replaced.end()) return r->second;
+    return base_.load(n);
+  }
+  std::string format(const std::string& n) const override {
+    std::string b;
+    if (strip_suffix(n, ".weight", b)) {
+      auto it = qm_.layers.find(b);
+      if (it != qm_.layers.end()) return method_label(it->second.bits, it->second.group_size, "int");
+    }
+    return base_.format(n);
+  }
+  size_t stored_bytes(const std::string& n) const override {
+    std::string b;
+    if (strip_suffix(n, ".weight", b)) {
+      auto it = qm_.layers.find(b);
+      if (it != qm_.layers.end()) {
+        const auto& q = it->second;
+        return packed_bytes(q.in, q.out, q.n_groups(), q.bits, true);
+      }
+    }
+    return base_.stored_bytes(n);
+  }
+
+ private:
+  const QuantizedModel& qm_;
+  const WeightSource& base_;
+};
+
+DType stored_dtype(const WeightSource& src, const std::string& name) {
+  const auto d = dtype_from_name(src.format(name));
+  return d.value_or(DType::F32);
+}
+
+std::vector<uint16_t> as_f16_bits(const TensorView& v) {
+  std::vector<uint16_t> out(size_t(v.numel()));
+  if (v.dtype == DType::F16) {
+    std::memcpy(out.data(), v.data, v.nbytes);
+  } else {
+    const Tensor t = v.to_f32();
+    for (size_t i = 0; i < out.size(); ++i) out[i] = f32_to_f16(t.data[i]);
+  }
+  return out;
+}
+
+std::vector<int32_t> as_i32(const TensorView& v, const std::string& where) {
+  if (v.dtype != DType::I32) fail("{}: tensor '{}' must be I32, is {}", where, v.name, dtype_name(v.dtype));
+  std::vector<int32_t> out(size_t(v.numel()));
+  std::memcpy(out.data(), v.data, v.nbytes);
+  return out;
+}
+
+// Reader of a GPTQ / AWQ directory written by us, GPTQModel, AutoGPTQ or AutoAWQ.
+class QuantizedDirWeights final : public WeightSource {
+ public:
+  QuantizedDirWeights(const std::filesystem::path& dir, const json& qc) : dir_(dir), ckpt_(dir) {
+    const std::string where = (dir / "config.json").string();
+    method_ = qc.value("quant_method", "");
+    bits_ = qc.value("bits", qc.value("w_bit", 4));
+    group_size_ = qc.value("group_size", qc.value("q_group_size", 128));
+    if (method_ == "gptq") {
+      const std::string f = qc.value("checkpoint_format", "gptq");
+      if (f == "gptq") format_ = GptqCheckpointFormat::kV1;
+      else if (f == "gptq_v2") format_ = GptqCheckpointFormat::kV2;
+      else fail("{}: GPTQ checkpoint_format '{}' is not supported (supported: gptq, gptq_v2)", where, f);
+    } else if (method_ == "awq") {
+      std::string v = qc.value("version", "gemm");
+      for (auto& ch : v) ch = char(std::tolower(ch));
+      if (v != "gemm") fail("{}: AWQ version '{}' is not supported (supported: gemm)", where, v);
+      if (bits_ != 4) fail("{}: AWQ GEMM checkpoints are 4-bit, config says {}", where, bits_);
+    } else {
+      fail("{}: quant_method '{}' is not supported (supported: gptq, awq)", where, method_);
+    }
+    if (bits_ < 2 || bits_ > 8) fail("{}: bits {} outside 2..8", where, bits_);
+    for (const auto& n : ckpt_.names()) {
+      std::string b;
+      if (strip_suffix(n, ".qweight", b)) packed_.insert(b);
+    }
+    if (packed_.empty()) fail("{}: no packed layers (*.qweight) found", dir.string());
+  }
+
+  bool has(const std::string& n) const override {
+    std::string b;
+    if (strip_suffix(n, ".weight", b) && packed_.count(b)) return true;
+    return ckpt_.has(n) && !is_packed_part(n);
+  }
+  Shape shape(const std::string& n) const override {
+    std::string b;
+    if (strip_suffix(n, ".weight", b) && packed_.count(b)) {
+      const auto& qw = ckpt_.get(b + ".qweight");
+      if (qw.shape.size() != 2) fail("{}: '{}.qweight' must be 2-D", dir_.string(), b);
+      if (method_ == "gptq") return {qw.shape[1], qw.shape[0] * 32 / bits_};
+      return {qw.shape[1] * 8, qw.shape[0]};
+    }
+    return ckpt_.get(n).shape;
+  }
+  std::vector<std::string> names() const override {
+    std::vector<std::string> out;
+    for (const auto& n : ckpt_.names())
+      if (!is_packed_part(n)) out.push_back(n);
+    for (const auto& b : packed_) out.push_back(b + ".weight");
+    std::sort(out.begin(), out.end());
+    return out;
+  }
+  Tensor load(const std::string& n) const override {
+    std::string b;
+    if (strip_suffix(n, ".weight", b) && packed_.count(b)) return unpack(b).dequantize();
+    return ckpt_.get(n).to_f32();
+  }
+  std::string format(const std::string& n) const override {
+    std::string b;
+    if (strip_suffix(n, ".weight", b) && packed_.count(b))
+      return method_label(bits_, group_size_, method_ == "gptq" ? "GPTQ" : "AWQ");
+    return std::string(dtype_name(ckpt_.get(n).dtype));
+  }
+  size_t stored_bytes(const std::string& n) const override {
+    std::string b;
+    if (strip_suffix(n, ".weight", b) && packed_.count(b)) {
+      size_t s = 0;
+      for (const char* part : {".qweight", ".qzeros", ".scales", ".g_idx"})
+        if (ckpt_.has(b + part)) s += ckpt_.get(b + part).nbytes;
+      return s;
+    }
+    return ckpt_.get(n).nbytes;
+  }
+
+  GroupQuantized unpack(const std::string& b) const {
+    const std::string where = dir_.string();
+    const Shape s = shape(b + ".weight");
+    const int64_t out = s[0], in = s[1];
+    const int64_t gs = group_size_ > 0 ? group_size_ : in;
+    if (in % gs != 0) fail("{}: layer '{}': group size {} does not divide {}", where, b, gs, in);
+    if (method_ == "gptq") {
+      GptqPacked p;
+      p.bits = bits_;
+      p.in = in;
+      p.out = out;
+      p.n_groups = in / gs;
+      p.qweight = as_i32(ckpt_.get(b + ".qweight"), where);
+      p.qzeros = as_i32(ckpt_.get(b + ".qzeros"), where);
+      p.scales = as_f16_bits(ckpt_.get(b + ".scales"));
+      if (ckpt_.has(b + ".g_idx")) {
+        p.g_idx = as_i32(ckpt_.get(b + ".g_idx"), where);
+      } else {
+        p.g_idx.resize(size_t(in));
+        for (int64_t i = 0; i < in; ++i) p.g_idx[size_t(i)] = int32_t(i / gs);
+      }
+      return unpack_gptq(p, format_, group_size_, b);
+    }
+    AwqPacked p;
+    p.in = in;
+    p.out = out;
+    p.n_groups = in / gs;
+    p.qweight = as_i32(ckpt_.get(b + ".qweight"), where);
+    p.qzeros = as_i32(ckpt_.get(b + ".qzeros"), where);
+    p.scales = as_f16_bits(ckpt_.get(b + ".scales"));
+    return unpack_awq_gemm(p, group_size_, b);
+  }
+
+  const std::string& method() const { return method_; }
+
+ private:
+  bool is_packed_part(const std::string& n) const {
+    for (const char* part : {".qweight", ".qzeros", ".scales", ".g_idx"}) {
+      std::string b;
+      if (strip_suffix(n, part, b) && packed_.count(b)) return true;
+    }
+    return false;
+  }
+
+  std::filesystem::path dir_;
+  Checkpoint ckpt_;
+  std::string method_;
+  int bits_ = 4, group_size_ = 128;
+  GptqCheckpointFormat format_ = GptqCheckpointFormat::kV1;
+  std::set<std::string> packed_;
+};
+
+std::optional<Model> open_quantized_dir(const std::filesystem::path& path) {
+  std::error_code ec;
+  if (!std::filesystem::is_directory(path, ec) || !std::filesystem::exists(path / "config.json", ec)) return std::nullopt;
+  const auto cfg_path = path / "config.json";
+  const std::string text = read_file(cfg_path);
+  json root;
+  try {
+    root = json::parse(text);
+  } catch (const json::parse_error& e) {
+    fail("{}: malformed JSON: {}", cfg_path.string(), e.what());
+  }
+  if (!root.is_object() || !root.contains("quantization_config")) return std::nullopt;
+  const json& qc = root["quantization_config"];
+  if (!qc.is_object()) fail("{}: 'quantization_config' must be an object", cfg_path.string());
+  Model m;
+  m.path = path;
+  m.config = parse_config_json(text, cfg_path.string());
+  auto w = std::make_shared<QuantizedDirWeights>(path, qc);
+  m.kind = w->method();
+  m.weights = w;
+  resolve_tied_head(m.config, *m.weights);
+  check_tensors(m.config, *m.weights, path.string());
+  m.tokenizer = std::make_shared<Tokenizer>(Tokenizer::from_dir(path));
+  return m;
+}
+
+}  // namespace
+
+std::unique_ptr<WeightSource> QuantizedModel::as_weights() const { return std::make_unique<QuantizedView>(*this); }
+
+HfQuantFormat parse_hf_quant_format(const std::string& name) {
+  if (name == "gptq") return HfQuantFormat::GptqV1;
+  if (name == "gptq_v2") return HfQuantFormat::GptqV2;
+  if (name == "awq_gemm" || name == "awq") return HfQuantFormat::AwqGemm;
+  fail("--format '{}' is not known (known: gptq, gptq_v2, awq_gemm)", name);
+}
+
+void save_quantized(const QuantizedModel& qm, const std::filesystem::path& dir, HfQuantFormat format,
+                    bool overwrite) {
+  QL_ASSERT(qm.base);
+  const Model& base = *qm.base;
+  const WeightSource& src = *base.weights;
+  const bool awq = format == HfQuantFormat::AwqGemm;
+  const auto gformat = format == HfQuantFormat::GptqV2 ? GptqCheckpointFormat::kV2 : GptqCheckpointFormat::kV1;
+  AtomicDir out(dir, overwrite);
+
+  std::vector<TensorData> tensors;
+  for (const auto& name : src.names()) {
+    std::string b;
+    if (strip_suffix(name, ".weight", b) && qm.layers.count(b)) {
+      const GroupQuantized& q = qm.layers.at(b);
+      if (awq) {
+        const AwqPacked p = pack_awq_gemm(q, b);
+        tensors.push_back(TensorData::from_values(b + ".qweight", DType::I32, {p.in, p.out / 8}, p.qweight));
+        tensors.push_back(TensorData::from_values(b + ".qzeros", DType::I32, {p.n_groups, p.out / 8}, p.qzeros));
+        tensors.push_back(TensorData::from_values(b + ".scales", DType::F16, {p.n_groups, p.out}, p.scales));
+      } else {
+        const GptqPacked p = pack_gptq(q, gformat, b);
+        tensors.push_back(
+            TensorData::from_values(b + ".qweight", DType::I32, {p.in * p.bits / 32, p.out}, p.qweight));
+        tensors.push_back(
+            TensorData::from_values(b + ".qzeros", DType::I32, {p.n_groups, p.out * p.bits / 32}, p.qzeros));
+        tensors.push_back(TensorData::from_values(b + ".scales", DType::F16, {p.n_groups, p.out}, p.scales));
+        tensors.push_back(TensorData::from_values(b + ".g_idx", DType::I32, {p.in}, p.g_idx));
+      }
+      continue;
+    }
+    auto r = qm.replaced.find(name);
+    const Tensor t = r != qm.replaced.end() ? r->second : src.load(name);
+    tensors.push_back(TensorData::from_f32_as(name, t, stored_dtype(src, name)));
+  }
+  write_safetensors(out.path() / "model.safetensors", tensors, {{"format", "pt"}});
+
+  // config.json: the source's, plus quantization_config.
+  json cfg = json::parse(read_file(base.path / "config.json"));
+  json qc;
+  if (awq) {
+    qc = {{"quant_method", "awq"}, {"bits", qm.params.bits},   {"group_size", qm.params.group_size},
+          {"zero_point", !qm.params.sym}, {"version", "gemm"}, {"modules_to_not_convert", nullptr}};
+  } else {
+    qc = {{"quant_method", "gptq"},
+          {"bits", qm.params.bits},
+          {"group_size", qm.params.group_size},
+          {"desc_act", qm.act_order},
+          {"sym", qm.params.sym},
+          {"damp_percent", qm.damp_percent},
+          {"true_sequential", qm.true_sequential},
+          {"static_groups", qm.static_groups},
+          {"checkpoint_format", gformat == GptqCheckpointFormat::kV2 ? "gptq_v2" : "gptq"},
+          {"pack_dtype", "int32"},
+          {"quantizer", {"quantllm:0.1.0"}},
+          {"method", qm.method == QuantMethod::RTN ? "rtn" : "gptq"}};
+    write_file_atomic(out.path() / "quantize_config.json", qc.dump(2) + "\n");
+  }
+  cfg["quantization_config"] = qc;
+  write_file_atomic(out.path() / "config.json", cfg.dump(2) + "\n");
+  for (const char* f : kTokenizerFiles) {
+    std::error_code ec;
+    if (std::filesystem::exists(base.path / f, ec)) std::filesystem::copy_file(base.path / f, out.path() / f, ec);
+    if (ec) fail("{}: cannot copy {}: {}", dir.string(), f, ec.message());
+  }
+  out.commit();
+}
+
+void register_quantized_dir_reader() {
+  static const bool once = (register_model_opener(&open_quantized_dir), true);
+  (void)once;
+}
+
+}  // namespace quantllm

@@ -1,0 +1,56 @@
+// QuantizedModel: the result of a group-wise method (RTN, GPTQ, AWQ) over a model, before export.
+//
+// It keeps a reference to the source model for everything that was not quantized (embeddings,
+// norms, lm_head, tokenizer files) and, per quantized linear layer, the integer codes, scales and
+// zeros. AWQ folds scales into the preceding norm / linear, so those modified tensors are kept too.
+#pragma once
+
+#include "core/tensor.h"
+#include "model/weights.h"
+#include "quant/gptq_format.h"
+#include "quant/group_quant.h"
+
+#include <filesystem>
+#include <map>
+#include <string>
+
+namespace quantllm {
+
+// What a layer's quantization measured (reported per layer by quantize).
+struct LayerStats {
+  double relative_error = 0;  // tr((W−Q) H (W−Q)ᵀ) / tr(W H Wᵀ), when a Hessian was available
+  double damp = 0;            // damping finally used (GPTQ)
+  double seconds = 0;
+};
+
+enum class QuantMethod { RTN, GPTQ, AWQ };
+
+struct QuantizedModel {
+  const Model* base = nullptr;
+  QuantMethod method = QuantMethod::GPTQ;
+  QuantParams params;
+  // Method settings recorded in quantization_config.
+  bool act_order = false, static_groups = false, true_sequential = true;
+  double damp_percent = 0.01;
+  std::map<std::string, GroupQuantized> layers;  // by HF base name ("model.layers.0.mlp.up_proj")
+  std::map<std::string, Tensor> replaced;        // full-precision tensors changed by the method (AWQ)
+  std::map<std::string, LayerStats> stats;
+
+  // Full-precision view with the quantized weights dequantized (for evaluation and chaining).
+  std::unique_ptr<WeightSource> as_weights() const;
+};
+
+enum class HfQuantFormat { GptqV1, GptqV2, AwqGemm };
+HfQuantFormat parse_hf_quant_format(const std::string& name);  // "gptq", "gptq_v2", "awq_gemm"/"awq"
+
+// Writes a Hugging Face directory that transformers / vLLM load: config.json with
+// quantization_config, quantize_config.json (GPTQ), model.safetensors with the packed layers and
+// every other tensor in its original dtype, and the tokenizer files. Atomic: built under a
+// temporary name and renamed into place.
+void save_quantized(const QuantizedModel& qm, const std::filesystem::path& dir, HfQuantFormat format,
+                    bool overwrite);
+
+// Registers the GPTQ / AWQ directory reader with open_model().
+void register_quantized_dir_reader();
+
+}  // namespace quantllm

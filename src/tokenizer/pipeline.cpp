@@ -1,0 +1,740 @@
+// Normalizers, pre-tokenizers, decoders and post-processors of tokenizer.json (see pipeline.h).
+// Each class mirrors one component of the `tokenizers` library, including its corner cases (which are
+// noted where they look surprising), because ids must match the reference exactly.
+#include "tokenizer/pipeline.h"
+
+#include <nlohmann/json.hpp>
+
+#include "core/error.h"
+#include "tokenizer/unicode.h"
+
+namespace quantllm {
+namespace {
+
+using json = nlohmann::json;
+
+std::string type_of(const json& spec, const std::string& context) {
+  if (!spec.is_object()) fail("{}: must be an object", context);
+  auto it = spec.find("type");
+  if (it == spec.end() || !it->is_string()) fail("{}: missing \"type\"", context);
+  return it->get<std::string>();
+}
+
+const json& member(const json& spec, const char* key, const std::string& context) {
+  auto it = spec.find(key);
+  if (it == spec.end()) fail("{}: missing \"{}\"", context, key);
+  return *it;
+}
+
+std::string get_string(const json& spec, const char* key, const std::string& context) {
+  const json& v = member(spec, key, context);
+  if (!v.is_string()) fail("{}: \"{}\" must be a string", context, key);
+  return v.get<std::string>();
+}
+
+std::string get_string_or(const json& spec, const char* key, const std::string& fallback, const std::string& context) {
+  auto it = spec.find(key);
+  if (it == spec.end() || it->is_null()) return fallback;
+  if (!it->is_string()) fail("{}: \"{}\" must be a string", context, key);
+  return it->get<std::string>();
+}
+
+bool get_bool_or(const json& spec, const char* key, bool fallback, const std::string& context) {
+  auto it = spec.find(key);
+  if (it == spec.end() || it->is_null()) return fallback;
+  if (!it->is_boolean()) fail("{}: \"{}\" must be true or false", context, key);
+  return it->get<bool>();
+}
+
+const json& get_array(const json& spec, const char* key, const std::string& context) {
+  const json& v = member(spec, key, context);
+  if (!v.is_array()) fail("{}: \"{}\" must be an array", context, key);
+  return v;
+}
+
+// ---------------------------------------------------------------- splitting
+
+enum class SplitBehavior { Removed, Isolated, MergedWithPrevious, MergedWithNext, Contiguous };
+
+SplitBehavior parse_behavior(const json& spec, const std::string& context) {
+  std::string b = get_string(spec, "behavior", context);
+  if (b == "Removed") return SplitBehavior::Removed;
+  if (b == "Isolated") return SplitBehavior::Isolated;
+  if (b == "MergedWithPrevious") return SplitBehavior::MergedWithPrevious;
+  if (b == "MergedWithNext") return SplitBehavior::MergedWithNext;
+  if (b == "Contiguous") return SplitBehavior::Contiguous;
+  fail("{}: unknown split behavior '{}'", context, b);
+}
+
+struct Range {
+  size_t begin, end;
+  bool is_match;
+};
+
+// Matches turned into a cover of the whole text: (range, is_match), as tokenizers' Pattern::find_matches.
+std::vector<Range> cover(std::string_view text, const std::vector<std::pair<size_t, size_t>>& matches) {
+  std::vector<Range> out;
+  if (text.empty()) return {{0, 0, false}};
+  size_t prev = 0;
+  for (auto [b, e] : matches) {
+    if (prev != b) out.push_back({prev, b, false});
+    out.push_back({b, e, true});
+    prev = e;
+  }
+  if (prev != text.size()) out.push_back({prev, text.size(), false});
+  return out;
+}
+
+// NormalizedString::split: applies the delimiter behavior, then drops removed and empty pieces.
+std::vector<std::pair<size_t, size_t>> split_ranges(std::vector<Range> m, SplitBehavior behavior) {
+  std::vector<Range> acc;
+  switch (behavior) {
+    case SplitBehavior::Isolated:
+      for (auto& r : m) acc.push_back({r.begin, r.end, false});
+      break;
+    case SplitBehavior::Removed:
+      acc = std::move(m);
+      break;
+    case SplitBehavior::MergedWithPrevious: {
+      bool previous_match = false;
+      for (auto& r : m) {
+        if (r.is_match && !previous_match && !acc.empty()) acc.back().end = r.end;
+        else acc.push_back({r.begin, r.end, false});
+        previous_match = r.is_match;
+      }
+      break;
+    }
+    case SplitBehavior::MergedWithNext: {
+      bool previous_match = false;
+      for (auto it = m.rbegin(); it != m.rend(); ++it) {
+        if (it->is_match && !previous_match && !acc.empty()) acc.back().begin = it->begin;
+        else acc.push_back({it->begin, it->end, false});
+        previous_match = it->is_match;
+      }
+      std::reverse(acc.begin(), acc.end());
+      break;
+    }
+    case SplitBehavior::Contiguous: {
+      bool previous_match = false;
+      for (auto& r : m) {
+        if (r.is_match == previous_match && !acc.empty()) acc.back().end = r.end;
+        else acc.push_back({r.begin, r.end, false});
+        previous_match = r.is_match;
+      }
+      break;
+    }
+  }
+  std::vector<std::pair<size_t, size_t>> out;
+  for (auto& r : acc)
+    if (!r.is_match && r.end > r.begin) out.emplace_back(r.begin, r.end);
+  return out;
+}
+
+// Applies `split` to every piece and keeps the non-empty results, tracking which start the original text.
+template <typename SplitFn>
+void refine(std::vector<PreToken>& pieces, SplitFn&& split) {
+  std::vector<PreToken> out;
+  out.reserve(pieces.size());
+  for (auto& piece : pieces) {
+    for (auto& sub : split(piece))
+      if (!sub.text.empty()) out.push_back(std::move(sub));
+  }
+  pieces = std::move(out);
+}
+
+std::vector<PreToken> cut(const PreToken& piece, const std::vector<std::pair<size_t, size_t>>& ranges) {
+  std::vector<PreToken> out;
+  out.reserve(ranges.size());
+  for (auto [b, e] : ranges) out.push_back({piece.text.substr(b, e - b), piece.at_start && b == 0});
+  return out;
+}
+
+// ---------------------------------------------------------------- normalizers
+
+class SequenceNormalizer : public Normalizer {
+ public:
+  std::vector<std::unique_ptr<Normalizer>> parts;
+  std::string normalize(std::string text) const override {
+    for (auto& p : parts) text = p->normalize(std::move(text));
+    return text;
+  }
+};
+
+class PrependNormalizer : public Normalizer {
+ public:
+  std::string prefix;
+  std::string normalize(std::string text) const override { return text.empty() ? text : prefix + text; }
+};
+
+class ReplaceNormalizer : public Normalizer {
+ public:
+  ReplaceNormalizer(Pattern p, std::string c) : pattern(std::move(p)), content(std::move(c)) {}
+  Pattern pattern;
+  std::string content;
+  std::string normalize(std::string text) const override { return pattern.replace_all(text, content); }
+};
+
+class NfcNormalizer : public Normalizer {
+ public:
+  std::string normalize(std::string text) const override { return unicode::nfc(text); }
+};
+
+class NfdNormalizer : public Normalizer {
+ public:
+  std::string normalize(std::string text) const override { return unicode::nfd(text); }
+};
+
+class StripNormalizer : public Normalizer {
+ public:
+  bool left = true, right = true;
+  std::string normalize(std::string text) const override {
+    size_t b = 0, e = text.size();
+    if (left) {
+      while (b < e) {
+        size_t pos = b;
+        if (!unicode::is_whitespace(unicode::next_code_point(text, pos))) break;
+        b = pos;
+      }
+    }
+    if (right) {
+      while (e > b) {
+        size_t start = e - 1;
+        while (start > b && (static_cast<unsigned char>(text[start]) & 0xC0) == 0x80) --start;
+        size_t pos = start;
+        if (!unicode::is_whitespace(unicode::next_code_point(text, pos))) break;
+        e = start;
+      }
+    }
+    return text.substr(b, e - b);
+  }
+};
+
+// ---------------------------------------------------------------- pre-tokenizers
+
+class SequencePreTokenizer : public PreTokenizer {
+ public:
+  std::vector<std::unique_ptr<PreTokenizer>> parts;
+  void pre_tokenize(std::vector<PreToken>& pieces) const override {
+    for (auto& p : parts) p->pre_tokenize(pieces);
+  }
+};
+
+// The GPT-2 pre-tokenization regex that ByteLevel(use_regex=true) applies.
+constexpr const char* kGpt2Pattern =
+    R"('s|'t|'re|'ve|'m|'ll|'d| ?\p{L}+| ?\p{N}+| ?[^\s\p{L}\p{N}]+|\s+(?!\S)|\s+)";
+
+class ByteLevelPreTokenizer : public PreTokenizer {
+ public:
+  ByteLevelPreTokenizer(bool add_prefix_space, bool use_regex, const std::string& context)
+      : add_prefix_space_(add_prefix_space) {
+    if (use_regex) regex_ = std::make_unique<Regex>(kGpt2Pattern, context);
+  }
+  void pre_tokenize(std::vector<PreToken>& pieces) const override {
+    refine(pieces, [&](PreToken& piece) {
+      if (add_prefix_space_ && piece.text.rfind(' ', 0) != 0) piece.text.insert(0, " ");
+      if (!regex_) return std::vector<PreToken>{piece};
+      return cut(piece, split_ranges(cover(piece.text, regex_->find_all(piece.text)), SplitBehavior::Isolated));
+    });
+    // Every byte becomes its printable stand-in char.
+    const auto& table = unicode::byte_to_char();
+    for (auto& piece : pieces) {
+      std::string mapped;
+      mapped.reserve(piece.text.size() * 2);
+      for (unsigned char c : piece.text) unicode::append_utf8(mapped, table[c]);
+      piece.text = std::move(mapped);
+    }
+  }
+
+ private:
+  bool add_prefix_space_;
+  std::unique_ptr<Regex> regex_;
+};
+
+class SplitPreTokenizer : public PreTokenizer {
+ public:
+  SplitPreTokenizer(Pattern p, SplitBehavior b, bool invert) : pattern_(std::move(p)), behavior_(b), invert_(invert) {}
+  void pre_tokenize(std::vector<PreToken>& pieces) const override {
+    refine(pieces, [&](PreToken& piece) {
+      auto ranges = cover(piece.text, pattern_.find_all(piece.text));
+      if (invert_)
+        for (auto& r : ranges) r.is_match = !r.is_match;
+      return cut(piece, split_ranges(std::move(ranges), behavior_));
+    });
+  }
+
+ private:
+  Pattern pattern_;
+  SplitBehavior behavior_;
+  bool invert_;
+};
+
+enum class PrependScheme { Always, First, Never };
+
+class MetaspacePreTokenizer : public PreTokenizer {
+ public:
+  MetaspacePreTokenizer(std::string replacement, PrependScheme scheme, bool split)
+      : replacement_(std::move(replacement)), scheme_(scheme), split_(split) {}
+  void pre_tokenize(std::vector<PreToken>& pieces) const override {
+    refine(pieces, [&](PreToken& piece) {
+      std::string text;
+      text.reserve(piece.text.size() + replacement_.size());
+      for (char c : piece.text) {
+        if (c == ' ') text += replacement_;
+        else text += c;
+      }
+      bool starts = text.rfind(replacement_, 0) == 0;
+      if (!starts && (scheme_ == PrependScheme::Always || (scheme_ == PrependScheme::First && piece.at_start)))
+        text.insert(0, replacement_);
+      PreToken whole{std::move(text), piece.at_start};
+      if (!split_) return std::vector<PreToken>{std::move(whole)};
+      // Split on the replacement char, each occurrence starting a new piece (MergedWithNext).
+      std::vector<std::pair<size_t, size_t>> matches;
+      for (size_t pos = whole.text.find(replacement_); pos != std::string::npos;
+           pos = whole.text.find(replacement_, pos + replacement_.size()))
+        matches.emplace_back(pos, pos + replacement_.size());
+      return cut(whole, split_ranges(cover(whole.text, matches), SplitBehavior::MergedWithNext));
+    });
+  }
+
+ private:
+  std::string replacement_;
+  PrependScheme scheme_;
+  bool split_;
+};
+
+class DigitsPreTokenizer : public PreTokenizer {
+ public:
+  DigitsPreTokenizer(bool individual, const std::string& context)
+      : individual_(individual), regex_(R"(\p{N})", context) {}
+  void pre_tokenize(std::vector<PreToken>& pieces) const override {
+    refine(pieces, [&](PreToken& piece) {
+      auto ranges = cover(piece.text, regex_.find_all(piece.text));
+      return cut(piece, split_ranges(std::move(ranges), individual_ ? SplitBehavior::Isolated : SplitBehavior::Contiguous));
+    });
+  }
+
+ private:
+  bool individual_;
+  Regex regex_;
+};
+
+class WhitespaceSplitPreTokenizer : public PreTokenizer {
+ public:
+  void pre_tokenize(std::vector<PreToken>& pieces) const override {
+    refine(pieces, [&](PreToken& piece) {
+      std::vector<std::pair<size_t, size_t>> matches;
+      for (size_t pos = 0; pos < piece.text.size();) {
+        size_t start = pos;
+        if (unicode::is_whitespace(unicode::next_code_point(piece.text, pos))) matches.emplace_back(start, pos);
+      }
+      return cut(piece, split_ranges(cover(piece.text, matches), SplitBehavior::Removed));
+    });
+  }
+};
+
+// ---------------------------------------------------------------- decoders
+
+class SequenceDecoder : public Decoder {
+ public:
+  std::vector<std::unique_ptr<Decoder>> parts;
+  std::vector<std::string> decode_chain(std::vector<std::string> tokens) const override {
+    for (auto& p : parts) tokens = p->decode_chain(std::move(tokens));
+    return tokens;
+  }
+};
+
+class ByteLevelDecoder : public Decoder {
+ public:
+  std::vector<std::string> decode_chain(std::vector<std::string> tokens) const override {
+    std::string bytes;
+    for (const auto& t : tokens) {
+      // A token with any char outside the byte map (an added token, say) contributes its UTF-8 as is.
+      std::string mapped;
+      bool all_mapped = true;
+      for (size_t pos = 0; pos < t.size() && all_mapped;) {
+        int b = unicode::char_to_byte(unicode::next_code_point(t, pos));
+        if (b < 0) all_mapped = false;
+        else mapped.push_back(char(b));
+      }
+      bytes += all_mapped ? mapped : t;
+    }
+    return {unicode::utf8_lossy(bytes)};
+  }
+};
+
+class ReplaceDecoder : public Decoder {
+ public:
+  ReplaceDecoder(Pattern p, std::string c) : pattern(std::move(p)), content(std::move(c)) {}
+  Pattern pattern;
+  std::string content;
+  std::vector<std::string> decode_chain(std::vector<std::string> tokens) const override {
+    for (auto& t : tokens) t = pattern.replace_all(t, content);
+    return tokens;
+  }
+};
+
+int hex_value(char c) {
+  if (c >= '0' && c <= '9') return c - '0';
+  if (c >= 'a' && c <= 'f') return c - 'a' + 10;
+  if (c >= 'A' && c <= 'F') return c - 'A' + 10;
+  return -1;
+}
+
+class ByteFallbackDecoder : public Decoder {
+ public:
+  std::vector<std::string> decode_chain(std::vector<std::string> tokens) const override {
+    std::vector<std::string> out;
+    std::string pending;  // bytes of consecutive <0xNN> tokens
+    auto flush = [&] {
+      if (pending.empty()) return;
+      if (unicode::is_valid_utf8(pending)) {
+        out.push_back(pending);
+      } else {
+        // Invalid UTF-8: one U+FFFD per byte (not per maximal subpart), as tokenizers does here.
+        for (size_t i = 0; i < pending.size(); ++i) out.push_back("\xEF\xBF\xBD");
+      }
+      pending.clear();
+    };
+    for (auto& t : tokens) {
+      int value = -1;
+      if (t.size() == 6 && t.compare(0, 3, "<0x") == 0 && t[5] == '>') {
+        int hi = hex_value(t[3]), lo = hex_value(t[4]);
+        if (hi >= 0 && lo >= 0) value = hi * 16 + lo;
+      }
+      if (value >= 0) {
+        pending.push_back(char(value));
+      } else {
+        flush();
+        out.push_back(std::move(t));
+      }
+    }
+    flush();
+    return out;
+  }
+};
+
+class FuseDecoder : public Decoder {
+ public:
+  std::vector<std::string> decode_chain(std::vector<std::string> tokens) const override {
+    std::string all;
+    for (auto& t : tokens) all += t;
+    return {all};
+  }
+};
+
+class StripDecoder : public Decoder {
+ public:
+  char32_t content = ' ';
+  size_t start = 0, stop = 0;
+  std::vector<std::string> decode_chain(std::vector<std::string> tokens) const override {
+    for (auto& t : tokens) {
+      std::vector<char32_t> cps;
+      for (size_t pos = 0; pos < t.size();) cps.push_back(unicode::next_code_point(t, pos));
+      size_t start_cut = 0, stop_cut = 0;
+      while (start_cut < start && start_cut < cps.size() && cps[start_cut] == content) ++start_cut;
+      while (stop_cut < stop && stop_cut < cps.size() && cps[cps.size() - 1 - stop_cut] == content) ++stop_cut;
+      // tokenizers keeps `byte length - cuts` chars (not `char count - cuts`), and on underflow everything
+      // after the start cut; reproduced so multi-byte text decodes the same.
+      size_t keep = t.size() >= start_cut + stop_cut ? t.size() - start_cut - stop_cut : SIZE_MAX;
+      std::string out;
+      for (size_t i = start_cut; i < cps.size() && i - start_cut < keep; ++i) unicode::append_utf8(out, cps[i]);
+      t = std::move(out);
+    }
+    return tokens;
+  }
+};
+
+class MetaspaceDecoder : public Decoder {
+ public:
+  char32_t replacement = U'\u2581';
+  bool strip_first = true;  // prepend_scheme != never
+  std::vector<std::string> decode_chain(std::vector<std::string> tokens) const override {
+    for (size_t i = 0; i < tokens.size(); ++i) {
+      std::string out;
+      const std::string& t = tokens[i];
+      for (size_t pos = 0; pos < t.size();) {
+        char32_t cp = unicode::next_code_point(t, pos);
+        if (cp == replacement) {
+          if (i == 0 && strip_first) continue;  // every replacement char of the first token goes
+          out.push_back(' ');
+        } else {
+          unicode::append_utf8(out, cp);
+        }
+      }
+      tokens[i] = std::move(out);
+    }
+    return tokens;
+  }
+};
+
+class BpeSuffixDecoder : public Decoder {
+ public:
+  std::string suffix;
+  std::vector<std::string> decode_chain(std::vector<std::string> tokens) const override {
+    for (size_t i = 0; i < tokens.size(); ++i) {
+      if (suffix.empty()) continue;
+      std::string out;
+      const std::string& t = tokens[i];
+      const char* replacement = i + 1 == tokens.size() ? "" : " ";
+      size_t pos = 0;
+      for (size_t hit; (hit = t.find(suffix, pos)) != std::string::npos; pos = hit + suffix.size())
+        out.append(t, pos, hit - pos).append(replacement);
+      out.append(t, pos);
+      tokens[i] = std::move(out);
+    }
+    return tokens;
+  }
+};
+
+char32_t single_char(const std::string& s, const std::string& context, const char* key) {
+  size_t pos = 0;
+  if (s.empty()) fail("{}: \"{}\" must be one character", context, key);
+  char32_t cp = unicode::next_code_point(s, pos);
+  if (pos != s.size()) fail("{}: \"{}\" must be one character", context, key);
+  return cp;
+}
+
+PrependScheme parse_prepend_scheme(const json& spec, const std::string& context) {
+  auto it = spec.find("prepend_scheme");
+  if (it != spec.end() && !it->is_null()) {
+    if (!it->is_string()) fail("{}: \"prepend_scheme\" must be a string", context);
+    std::string s = it->get<std::string>();
+    if (s == "always") return PrependScheme::Always;
+    if (s == "first") return PrependScheme::First;
+    if (s == "never") return PrependScheme::Never;
+    fail("{}: unknown prepend_scheme '{}'", context, s);
+  }
+  // Files from before prepend_scheme existed carry add_prefix_space instead.
+  return get_bool_or(spec, "add_prefix_space", true, context) ? PrependScheme::Always : PrependScheme::Never;
+}
+
+}  // namespace
+
+// ---------------------------------------------------------------- Pattern
+
+Pattern::Pattern(const json& spec, const std::string& context) {
+  if (!spec.is_object() || spec.size() != 1) fail("{}: pattern must be {{\"String\": ...}} or {{\"Regex\": ...}}", context);
+  if (auto it = spec.find("String"); it != spec.end() && it->is_string()) {
+    source_ = it->get<std::string>();
+  } else if (auto it2 = spec.find("Regex"); it2 != spec.end() && it2->is_string()) {
+    source_ = it2->get<std::string>();
+    regex_ = std::make_shared<Regex>(source_, context);
+  } else {
+    fail("{}: pattern must be {{\"String\": ...}} or {{\"Regex\": ...}}", context);
+  }
+}
+
+std::vector<std::pair<size_t, size_t>> Pattern::find_all(std::string_view text) const {
+  if (regex_) return regex_->find_all(text);
+  std::vector<std::pair<size_t, size_t>> out;
+  if (source_.empty()) return out;  // tokenizers: an empty literal matches nothing
+  for (size_t pos = text.find(source_); pos != std::string_view::npos; pos = text.find(source_, pos + source_.size()))
+    out.emplace_back(pos, pos + source_.size());
+  return out;
+}
+
+std::string Pattern::replace_all(std::string_view text, std::string_view content) const {
+  auto matches = find_all(text);
+  if (matches.empty()) return std::string(text);
+  std::string out;
+  out.reserve(text.size() + matches.size() * content.size());
+  size_t prev = 0;
+  for (auto [b, e] : matches) {
+    out.append(text.substr(prev, b - prev)).append(content);
+    prev = e;
+  }
+  out.append(text.substr(prev));
+  return out;
+}
+
+// ---------------------------------------------------------------- factories
+
+std::unique_ptr<Normalizer> make_normalizer(const json& spec, const std::string& context) {
+  if (spec.is_null()) return nullptr;
+  std::string type = type_of(spec, context);
+  std::string ctx = context + " (normalizer " + type + ")";
+  if (type == "Sequence") {
+    auto seq = std::make_unique<SequenceNormalizer>();
+    for (const auto& part : get_array(spec, "normalizers", ctx)) {
+      if (part.is_null()) fail("{}: null entry", ctx);
+      seq->parts.push_back(make_normalizer(part, context));
+    }
+    return seq;
+  }
+  if (type == "Prepend") {
+    auto n = std::make_unique<PrependNormalizer>();
+    n->prefix = get_string(spec, "prepend", ctx);
+    return n;
+  }
+  if (type == "Replace")
+    return std::make_unique<ReplaceNormalizer>(Pattern(member(spec, "pattern", ctx), ctx), get_string(spec, "content", ctx));
+  if (type == "NFC") return std::make_unique<NfcNormalizer>();
+  if (type == "NFD") return std::make_unique<NfdNormalizer>();
+  if (type == "Strip") {
+    auto n = std::make_unique<StripNormalizer>();
+    n->left = get_bool_or(spec, "strip_left", true, ctx);
+    n->right = get_bool_or(spec, "strip_right", true, ctx);
+    return n;
+  }
+  fail("{}: unsupported normalizer type '{}'", context, type);
+}
+
+std::unique_ptr<PreTokenizer> make_pre_tokenizer(const json& spec, const std::string& context) {
+  if (spec.is_null()) return nullptr;
+  std::string type = type_of(spec, context);
+  std::string ctx = context + " (pre_tokenizer " + type + ")";
+  if (type == "Sequence") {
+    auto seq = std::make_unique<SequencePreTokenizer>();
+    for (const auto& part : get_array(spec, "pretokenizers", ctx)) {
+      if (part.is_null()) fail("{}: null entry", ctx);
+      seq->parts.push_back(make_pre_tokenizer(part, context));
+    }
+    return seq;
+  }
+  if (type == "ByteLevel")
+    return std::make_unique<ByteLevelPreTokenizer>(get_bool_or(spec, "add_prefix_space", true, ctx),
+                                                   get_bool_or(spec, "use_regex", true, ctx), ctx);
+  if (type == "Split")
+    return std::make_unique<SplitPreTokenizer>(Pattern(member(spec, "pattern", ctx), ctx), parse_behavior(spec, ctx),
+                                               get_bool_or(spec, "invert", false, ctx));
+  if (type == "Metaspace")
+    return std::make_unique<MetaspacePreTokenizer>(get_string_or(spec, "replacement", "\u2581", ctx),
+                                                   parse_prepend_scheme(spec, ctx), get_bool_or(spec, "split", true, ctx));
+  if (type == "Digits") return std::make_unique<DigitsPreTokenizer>(get_bool_or(spec, "individual_digits", false, ctx), ctx);
+  if (type == "WhitespaceSplit") return std::make_unique<WhitespaceSplitPreTokenizer>();
+  fail("{}: unsupported pre_tokenizer type '{}'", context, type);
+}
+
+std::unique_ptr<Decoder> make_decoder(const json& spec, const std::string& context) {
+  if (spec.is_null()) return nullptr;
+  std::string type = type_of(spec, context);
+  std::string ctx = context + " (decoder " + type + ")";
+  if (type == "Sequence") {
+    auto seq = std::make_unique<SequenceDecoder>();
+    for (const auto& part : get_array(spec, "decoders", ctx)) {
+      if (part.is_null()) fail("{}: null entry", ctx);
+      seq->parts.push_back(make_decoder(part, context));
+    }
+    return seq;
+  }
+  if (type == "ByteLevel") return std::make_unique<ByteLevelDecoder>();
+  if (type == "Replace")
+    return std::make_unique<ReplaceDecoder>(Pattern(member(spec, "pattern", ctx), ctx), get_string(spec, "content", ctx));
+  if (type == "ByteFallback") return std::make_unique<ByteFallbackDecoder>();
+  if (type == "Fuse") return std::make_unique<FuseDecoder>();
+  if (type == "Strip") {
+    auto d = std::make_unique<StripDecoder>();
+    d->content = single_char(get_string(spec, "content", ctx), ctx, "content");
+    const json& start = member(spec, "start", ctx);
+    const json& stop = member(spec, "stop", ctx);
+    if (!start.is_number_unsigned() || !stop.is_number_unsigned()) fail("{}: start/stop must be counts", ctx);
+    d->start = start.get<size_t>();
+    d->stop = stop.get<size_t>();
+    return d;
+  }
+  if (type == "Metaspace") {
+    auto d = std::make_unique<MetaspaceDecoder>();
+    d->replacement = single_char(get_string_or(spec, "replacement", "\u2581", ctx), ctx, "replacement");
+    d->strip_first = parse_prepend_scheme(spec, ctx) != PrependScheme::Never;
+    return d;
+  }
+  if (type == "BPEDecoder") {
+    auto d = std::make_unique<BpeSuffixDecoder>();
+    d->suffix = get_string_or(spec, "suffix", "</w>", ctx);
+    return d;
+  }
+  fail("{}: unsupported decoder type '{}'", context, type);
+}
+
+// ---------------------------------------------------------------- post-processor
+
+std::vector<int32_t> PostTemplate::apply(const std::vector<int32_t>& ids) const {
+  if (single.empty()) return ids;
+  std::vector<int32_t> out;
+  out.reserve(ids.size() + 4);
+  for (const auto& item : single) {
+    if (item.is_sequence) out.insert(out.end(), ids.begin(), ids.end());
+    else out.insert(out.end(), item.ids.begin(), item.ids.end());
+  }
+  return out;
+}
+
+namespace {
+
+int32_t checked_id(const json& v, const std::string& ctx) {
+  if (!v.is_number_integer() || v.get<int64_t>() < 0 || v.get<int64_t>() > INT32_MAX) fail("{}: invalid token id", ctx);
+  return int32_t(v.get<int64_t>());
+}
+
+// Substitutes `inner` for the $A of `outer` (post-processors of a Sequence apply one after the other).
+std::vector<PostTemplate::Item> compose(const std::vector<PostTemplate::Item>& inner,
+                                        const std::vector<PostTemplate::Item>& outer) {
+  if (outer.empty()) return inner;
+  if (inner.empty()) return outer;
+  std::vector<PostTemplate::Item> out;
+  for (const auto& item : outer) {
+    if (item.is_sequence) out.insert(out.end(), inner.begin(), inner.end());
+    else out.push_back(item);
+  }
+  return out;
+}
+
+std::vector<PostTemplate::Item> template_items(const json& spec, const std::string& context) {
+  std::string type = type_of(spec, context);
+  std::string ctx = context + " (post_processor " + type + ")";
+  using Item = PostTemplate::Item;
+  if (type == "ByteLevel") return {};  // only trims offsets
+  if (type == "Sequence") {
+    std::vector<Item> acc;
+    for (const auto& part : get_array(spec, "processors", ctx)) acc = compose(acc, template_items(part, context));
+    return acc;
+  }
+  if (type == "RobertaProcessing" || type == "BertProcessing") {
+    auto special = [&](const char* key) {
+      const json& v = member(spec, key, ctx);
+      if (!v.is_array() || v.size() != 2 || !v[0].is_string()) fail("{}: \"{}\" must be [token, id]", ctx, key);
+      return Item{false, {checked_id(v[1], ctx)}, {v[0].get<std::string>()}};
+    };
+    return {special("cls"), Item{true, {}, {}}, special("sep")};
+  }
+  if (type == "TemplateProcessing") {
+    const json& single = get_array(spec, "single", ctx);
+    const json& specials = member(spec, "special_tokens", ctx);
+    if (!specials.is_object()) fail("{}: \"special_tokens\" must be an object", ctx);
+    std::vector<Item> items;
+    for (const auto& piece : single) {
+      if (!piece.is_object() || piece.size() != 1) fail("{}: template pieces must be {{\"SpecialToken\"|\"Sequence\": ...}}", ctx);
+      if (auto seq = piece.find("Sequence"); seq != piece.end()) {
+        std::string id = seq->is_object() ? get_string(*seq, "id", ctx) : "";
+        if (id != "A") fail("{}: the single template may only use sequence A, not '{}'", ctx, id);
+        items.push_back(Item{true, {}, {}});
+      } else if (auto sp = piece.find("SpecialToken"); sp != piece.end()) {
+        if (!sp->is_object()) fail("{}: SpecialToken must be an object", ctx);
+        std::string name = get_string(*sp, "id", ctx);
+        auto entry = specials.find(name);
+        if (entry == specials.end() || !entry->is_object())
+          fail("{}: template uses special token '{}' missing from special_tokens", ctx, name);
+        Item item;
+        for (const auto& id : get_array(*entry, "ids", ctx)) item.ids.push_back(checked_id(id, ctx));
+        if (auto toks = entry->find("tokens"); toks != entry->end() && toks->is_array())
+          for (const auto& t : *toks)
+            if (t.is_string()) item.tokens.push_back(t.get<std::string>());
+        items.push_back(std::move(item));
+      } else {
+        fail("{}: template pieces must be {{\"SpecialToken\"|\"Sequence\": ...}}", ctx);
+      }
+    }
+    return items;
+  }
+  fail("{}: unsupported post_processor type '{}'", context, type);
+}
+
+}  // namespace
+
+PostTemplate make_post_template(const json& spec, const std::string& context) {
+  PostTemplate t;
+  if (!spec.is_null()) t.single = template_items(spec, context);
+  return t;
+}
+
+}  // namespace quantllm

@@ -1,0 +1,240 @@
+// Scale search for the ggml formats: given a group of weights (and per-weight importances), find the
+// grid step and the integer quants that llama.cpp would find.
+//
+// These are llama.cpp's make_qx_quants (rmse_type 1), make_q3_quants, make_qkx2/3_quants and
+// make_qp_quants, reorganised: each trial grid is quantized once into a scratch buffer instead of
+// twice, and the weights are always passed in (callers without an imatrix pass x^2, which is what
+// llama.cpp computes inline). What must not change is the arithmetic: every sum accumulates in
+// float, in index order, with the same association ((w*x)*l, (w*l)*l), integer quants converted to
+// float where llama.cpp converts them, and the same strict comparisons deciding ties.
+#include "quant/ggml/internal.h"
+
+#include <algorithm>
+#include <cmath>
+
+namespace quantllm::ggml::detail {
+
+namespace {
+
+// Largest |x| and the signed value that has it (the first one on ties).
+void signed_absmax(int n, const float* x, float& amax, float& max) {
+  amax = 0;
+  max = 0;
+  for (int i = 0; i < n; ++i) {
+    const float ax = std::fabs(x[i]);
+    if (ax > amax) {
+      amax = ax;
+      max = x[i];
+    }
+  }
+}
+
+}  // namespace
+
+float fit_symmetric(int n, int nmax, const float* x, const float* w, int8_t* L) {
+  float amax, max;
+  signed_absmax(n, x, amax, max);
+  if (amax < kGroupMaxEps) {
+    std::fill(L, L + n, int8_t(0));
+    return 0.f;
+  }
+  // One grid: q_i = clamp(round(iscale * x_i)), and the weighted least-squares scale for those q.
+  int8_t trial[256];
+  auto sums_for = [&](float iscale, float& sumlx, float& suml2) {
+    sumlx = 0;
+    suml2 = 0;
+    for (int i = 0; i < n; ++i) {
+      const int l = std::clamp(nearest_int(iscale * x[i]), -nmax, nmax - 1);
+      trial[i] = int8_t(l);
+      sumlx += w[i] * x[i] * float(l);
+      suml2 += w[i] * float(l) * float(l);
+    }
+  };
+  float sumlx, suml2;
+  sums_for(float(-nmax) / max, sumlx, suml2);
+  for (int i = 0; i < n; ++i) L[i] = int8_t(trial[i] + nmax);
+  float scale = suml2 != 0 ? sumlx / suml2 : 0.0f;
+  float best = scale * sumlx;
+  // Grids slightly finer and coarser than the one that maps the extreme weight to -nmax.
+  for (int step = -9; step <= 9; ++step) {
+    if (step == 0) continue;
+    sums_for(-(float(nmax) + 0.1f * float(step)) / max, sumlx, suml2);
+    if (suml2 > 0 && sumlx * sumlx > best * suml2) {
+      for (int i = 0; i < n; ++i) L[i] = int8_t(trial[i] + nmax);
+      scale = sumlx / suml2;
+      best = scale * sumlx;
+    }
+  }
+  return scale;
+}
+
+float fit_symmetric_refined(int n, int nmax, const float* x, int8_t* L) {
+  float amax, max;
+  signed_absmax(n, x, amax, max);
+  if (amax < kGroupMaxEps) {
+    std::fill(L, L + n, int8_t(0));
+    return 0.f;
+  }
+  const float iscale = float(-nmax) / max;
+  float sumlx = 0;
+  float suml2 = 0;
+  for (int i = 0; i < n; ++i) {
+    const int l = std::clamp(nearest_int(iscale * x[i]), -nmax, nmax - 1);
+    L[i] = int8_t(l);
+    const float w = x[i] * x[i];
+    sumlx += w * x[i] * float(l);
+    suml2 += w * float(l) * float(l);
+  }
+  // Coordinate descent: re-round one quant against the scale the others imply, keep it if the
+  // weighted fit (sumlx^2 / suml2) improves.
+  for (int round = 0; round < 5; ++round) {
+    int changed = 0;
+    for (int i = 0; i < n; ++i) {
+      const float w = x[i] * x[i];
+      float slx = sumlx - w * x[i] * float(L[i]);
+      if (!(slx > 0)) continue;
+      float sl2 = suml2 - w * float(L[i]) * float(L[i]);
+      const int l = std::clamp(nearest_int(x[i] * sl2 / slx), -nmax, nmax - 1);
+      if (l == L[i]) continue;
+      slx += w * x[i] * float(l);
+      sl2 += w * float(l) * float(l);
+      if (sl2 > 0 && slx * slx * suml2 > sumlx * sumlx * sl2) {
+        L[i] = int8_t(l);
+        sumlx = slx;
+        suml2 = sl2;
+        ++changed;
+      }
+    }
+    if (changed == 0) break;
+  }
+  for (int i = 0; i < n; ++i) L[i] = int8_t(L[i] + nmax);
+  return suml2 > 0.0f ? sumlx / suml2 : 0.0f;
+}
+
+float fit_affine(int n, int nmax, const float* x, const float* w, uint8_t* L, float* neg_min, uint8_t* Laux,
+                 float rmin, float rdelta, int nstep, bool use_mad) {
+  float min = x[0];
+  float max = x[0];
+  float sum_w = w[0];
+  float sum_x = sum_w * x[0];
+  for (int i = 1; i < n; ++i) {
+    if (x[i] < min) min = x[i];
+    if (x[i] > max) max = x[i];
+    sum_w += w[i];
+    sum_x += w[i] * x[i];
+  }
+  if (min > 0) min = 0;  // the offset only ever shifts down: the grid always contains 0
+  if (max <= min) {
+    std::fill(L, L + n, uint8_t(0));
+    *neg_min = -min;
+    return 0.f;
+  }
+  auto error_of = [&](float scale, float offset, const uint8_t* q) {
+    float err = 0;
+    for (int i = 0; i < n; ++i) {
+      float diff = scale * float(q[i]) + offset - x[i];
+      diff = use_mad ? std::fabs(diff) : diff * diff;
+      err += w[i] * diff;
+    }
+    return err;
+  };
+  // Note: once a trial wins, min moves, and later trial grids are laid over the new [min, max] (as
+  // in llama.cpp; it matters for exactness).
+  float iscale = float(nmax) / (max - min);
+  float scale = 1 / iscale;
+  for (int i = 0; i < n; ++i) L[i] = uint8_t(std::clamp(nearest_int(iscale * (x[i] - min)), 0, nmax));
+  float best_error = error_of(scale, min, L);
+  for (int step = 0; step <= nstep; ++step) {
+    iscale = (rmin + rdelta * float(step) + float(nmax)) / (max - min);
+    float sum_l = 0, sum_l2 = 0, sum_xl = 0;
+    for (int i = 0; i < n; ++i) {
+      const int l = std::clamp(nearest_int(iscale * (x[i] - min)), 0, nmax);
+      Laux[i] = uint8_t(l);
+      sum_l += w[i] * float(l);
+      sum_l2 += w[i] * float(l) * float(l);
+      sum_xl += w[i] * float(l) * x[i];
+    }
+    // Weighted least squares for (scale, offset) given these quants.
+    const float det = sum_w * sum_l2 - sum_l * sum_l;
+    if (!(det > 0)) continue;
+    float this_scale = (sum_w * sum_xl - sum_x * sum_l) / det;
+    float this_min = (sum_l2 * sum_x - sum_l * sum_xl) / det;
+    if (this_min > 0) {
+      this_min = 0;
+      this_scale = sum_xl / sum_l2;
+    }
+    const float err = error_of(this_scale, this_min, Laux);
+    if (err < best_error) {
+      std::copy(Laux, Laux + n, L);
+      best_error = err;
+      scale = this_scale;
+      min = this_min;
+    }
+  }
+  *neg_min = -min;
+  return scale;
+}
+
+float fit_positive(int n, int nmax, const float* x, uint8_t* L, const float* w) {
+  float max = 0;
+  for (int i = 0; i < n; ++i) max = std::max(max, x[i]);
+  if (max < kGroupMaxEps) {
+    std::fill(L, L + n, uint8_t(0));
+    return 0.f;
+  }
+  // llama.cpp keeps the quants in bytes (a negative x would wrap) and re-reads them from there; so
+  // do we, to stay exact even on inputs it never expects.
+  float iscale = float(nmax) / max;
+  for (int i = 0; i < n; ++i) L[i] = uint8_t(nearest_int(iscale * x[i]));
+  float scale = 1 / iscale;
+  float best_mse = 0;
+  for (int i = 0; i < n; ++i) {
+    const float diff = x[i] - scale * float(L[i]);
+    best_mse += w[i] * diff * diff;
+  }
+  for (int step = -4; step <= 4; ++step) {
+    if (step == 0) continue;
+    const float iscale_try = (0.1f * float(step) + float(nmax)) / max;
+    const float scale_try = 1 / iscale_try;
+    float mse = 0;
+    for (int i = 0; i < n; ++i) {
+      const int l = std::min(nmax, nearest_int(iscale_try * x[i]));
+      const float diff = x[i] - scale_try * float(l);
+      mse += w[i] * diff * diff;
+    }
+    if (mse < best_mse) {
+      best_mse = mse;
+      iscale = iscale_try;
+    }
+  }
+  float sumlx = 0;
+  float suml2 = 0;
+  for (int i = 0; i < n; ++i) {
+    const int l = std::min(nmax, nearest_int(iscale * x[i]));
+    L[i] = uint8_t(l);
+    sumlx += w[i] * x[i] * float(l);
+    suml2 += w[i] * float(l) * float(l);
+  }
+  for (int round = 0; round < 5; ++round) {
+    int changed = 0;
+    for (int i = 0; i < n; ++i) {
+      float slx = sumlx - w[i] * x[i] * float(L[i]);
+      float sl2 = suml2 - w[i] * float(L[i]) * float(L[i]);
+      if (!(slx > 0 && sl2 > 0)) continue;
+      const int l = std::min(nmax, nearest_int(x[i] * sl2 / slx));
+      if (l == L[i]) continue;
+      slx += w[i] * x[i] * float(l);
+      sl2 += w[i] * float(l) * float(l);
+      if (slx * slx * suml2 > sumlx * sumlx * sl2) {
+        L[i] = uint8_t(l);
+        sumlx = slx;
+        suml2 = sl2;
+        ++changed;
+      }
+    }
+    if (changed == 0) break;
+  }
+  return suml2 > 0.0f ? sumlx / suml2 : 0.0f;
+}
+
+}  // namespace quantllm::ggml::detail

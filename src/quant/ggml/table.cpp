@@ -1,0 +1,118 @@
+// The traits table of the ggml formats, the lookups into it, and the row-parallel drivers.
+//
+// Adding a format means adding its block struct (blocks.h), its row functions and one row here.
+// Rows are independent in every format (an imatrix is per column, and the row statistics some
+// formats use are per row), so quantize_rows can hand any split of rows to any thread and the bytes
+// never depend on the thread count.
+#include "quant/ggml/types.h"
+
+#include "core/error.h"
+#include "core/threads.h"
+#include "quant/ggml/internal.h"
+
+#include <algorithm>
+#include <cctype>
+#include <string>
+
+namespace quantllm::ggml {
+
+namespace {
+
+using namespace detail;
+
+// clang-format off
+constexpr QuantTraits kTypes[] = {
+  // type            name      block  bytes                 quantized imatrix quantize            dequantize
+  {GgmlType::F32,    "F32",    1,     4,                    false,    false,  quantize_row_f32,    dequantize_row_f32},
+  {GgmlType::F16,    "F16",    1,     2,                    false,    false,  quantize_row_f16,    dequantize_row_f16},
+  {GgmlType::Q4_0,   "Q4_0",   kQK,   sizeof(BlockQ4_0),    true,     true,   quantize_row_q4_0,   dequantize_row_q4_0},
+  {GgmlType::Q4_1,   "Q4_1",   kQK,   sizeof(BlockQ4_1),    true,     true,   quantize_row_q4_1,   dequantize_row_q4_1},
+  {GgmlType::Q5_0,   "Q5_0",   kQK,   sizeof(BlockQ5_0),    true,     true,   quantize_row_q5_0,   dequantize_row_q5_0},
+  {GgmlType::Q5_1,   "Q5_1",   kQK,   sizeof(BlockQ5_1),    true,     true,   quantize_row_q5_1,   dequantize_row_q5_1},
+  {GgmlType::Q8_0,   "Q8_0",   kQK,   sizeof(BlockQ8_0),    true,     false,  quantize_row_q8_0,   dequantize_row_q8_0},
+  {GgmlType::Q2_K,   "Q2_K",   kQK_K, sizeof(BlockQ2_K),    true,     true,   quantize_row_q2_k,   dequantize_row_q2_k},
+  {GgmlType::Q3_K,   "Q3_K",   kQK_K, sizeof(BlockQ3_K),    true,     true,   quantize_row_q3_k,   dequantize_row_q3_k},
+  {GgmlType::Q4_K,   "Q4_K",   kQK_K, sizeof(BlockQ4_K),    true,     true,   quantize_row_q4_k,   dequantize_row_q4_k},
+  {GgmlType::Q5_K,   "Q5_K",   kQK_K, sizeof(BlockQ5_K),    true,     true,   quantize_row_q5_k,   dequantize_row_q5_k},
+  {GgmlType::Q6_K,   "Q6_K",   kQK_K, sizeof(BlockQ6_K),    true,     true,   quantize_row_q6_k,   dequantize_row_q6_k},
+  {GgmlType::IQ4_NL, "IQ4_NL", kQK,   sizeof(BlockIQ4_NL),  true,     true,   quantize_row_iq4_nl, dequantize_row_iq4_nl},
+  {GgmlType::IQ4_XS, "IQ4_XS", kQK_K, sizeof(BlockIQ4_XS),  true,     true,   quantize_row_iq4_xs, dequantize_row_iq4_xs},
+  {GgmlType::BF16,   "BF16",   1,     2,                    false,    false,  quantize_row_bf16,   dequantize_row_bf16},
+};
+// clang-format on
+
+bool same_name(std::string_view a, std::string_view b) {
+  return a.size() == b.size() && std::equal(a.begin(), a.end(), b.begin(), [](char x, char y) {
+           return std::toupper(static_cast<unsigned char>(x)) == std::toupper(static_cast<unsigned char>(y));
+         });
+}
+
+// Rows per parallel_for chunk: enough work (~64 K weights) that scheduling costs nothing.
+int64_t min_rows_per_chunk(int64_t n_per_row) { return std::max<int64_t>(1, 65536 / std::max<int64_t>(1, n_per_row)); }
+
+}  // namespace
+
+size_t QuantTraits::row_size(int64_t n) const {
+  QL_ASSERT(n % block_size == 0, "{}: row of {} weights is not a multiple of the block size {}", name, n,
+            block_size);
+  return size_t(n / block_size) * size_t(type_size);
+}
+
+std::span<const QuantTraits> all_types() { return kTypes; }
+
+const QuantTraits* find_type(std::string_view name) {
+  for (const auto& t : kTypes)
+    if (same_name(t.name, name)) return &t;
+  return nullptr;
+}
+
+const QuantTraits* find_type(uint32_t id) {
+  for (const auto& t : kTypes)
+    if (uint32_t(t.type) == id) return &t;
+  return nullptr;
+}
+
+const QuantTraits& traits(GgmlType type) {
+  const QuantTraits* t = find_type(uint32_t(type));
+  QL_ASSERT(t != nullptr, "ggml type {} has no traits row", uint32_t(type));
+  return *t;
+}
+
+const QuantTraits& type_by_name(std::string_view name) {
+  if (const QuantTraits* t = find_type(name)) return *t;
+  std::string known;
+  for (const auto& t : kTypes) {
+    if (!known.empty()) known += ", ";
+    known += t.name;
+  }
+  fail("unknown quantization type '{}' (known: {})", name, known);
+}
+
+size_t quantize_rows(GgmlType type, const float* src, void* dst, int64_t nrows, int64_t n_per_row,
+                     const float* imatrix) {
+  const QuantTraits& t = traits(type);
+  QL_ASSERT(t.quantize != nullptr, "no quantizer for {}", t.name);
+  const size_t row_bytes = t.row_size(n_per_row);
+  auto* out = static_cast<uint8_t*>(dst);
+  parallel_for(
+      nrows,
+      [&](int64_t begin, int64_t end) {
+        for (int64_t r = begin; r < end; ++r) t.quantize(src + r * n_per_row, out + size_t(r) * row_bytes, n_per_row, imatrix);
+      },
+      min_rows_per_chunk(n_per_row));
+  return size_t(nrows) * row_bytes;
+}
+
+void dequantize_rows(GgmlType type, const void* src, float* dst, int64_t nrows, int64_t n_per_row) {
+  const QuantTraits& t = traits(type);
+  const size_t row_bytes = t.row_size(n_per_row);
+  const auto* in = static_cast<const uint8_t*>(src);
+  parallel_for(
+      nrows,
+      [&](int64_t begin, int64_t end) {
+        for (int64_t r = begin; r < end; ++r) t.dequantize(in + size_t(r) * row_bytes, dst + r * n_per_row, n_per_row);
+      },
+      min_rows_per_chunk(n_per_row));
+}
+
+}  // namespace quantllm::ggml

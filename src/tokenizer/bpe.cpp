@@ -75,6 +75,17 @@ BpeModel::BpeModel(const json& model, const std::string& source) : source_(sourc
     byte_ids_[b] = it == vocab_.end() ? -1 : it->second;
   }
 
+  for (const auto& [token, id] : vocab_) {
+    size_t pos = 0;
+    char32_t prev = unicode::next_code_point(token, pos);
+    if (pos == token.size()) single_chars_.insert(prev);
+    while (pos < token.size()) {
+      char32_t cp = unicode::next_code_point(token, pos);
+      inner_pairs_.insert((uint64_t(prev) << 32) | cp);
+      prev = cp;
+    }
+  }
+
   auto merges_it = model.find("merges");
   producing_rank_.assign(id_to_token_.size(), -1);
   if (merges_it == model.end() || merges_it->is_null()) return;
@@ -126,6 +137,8 @@ BpeModel::BpeModel(BpeModel&& o) noexcept
       merges_(std::move(o.merges_)),
       producing_rank_(std::move(o.producing_rank_)),
       merge_map_(std::move(o.merge_map_)),
+      inner_pairs_(std::move(o.inner_pairs_)),
+      single_chars_(std::move(o.single_chars_)),
       unk_token_(std::move(o.unk_token_)),
       continuing_subword_prefix_(std::move(o.continuing_subword_prefix_)),
       end_of_word_suffix_(std::move(o.end_of_word_suffix_)),
@@ -168,6 +181,34 @@ void BpeModel::tokenize(std::string_view word, std::vector<int32_t>& out) const 
       return;
     }
   }
+  if (word.size() <= kMaxCachedWordBytes || !continuing_subword_prefix_.empty() || !end_of_word_suffix_.empty()) {
+    merge_cached(word, out);
+    return;
+  }
+  // A long word (the whole text, in the SentencePiece layout without pre-tokenizer) is cut where no merge
+  // can reach across, and the chunks are merged separately: the same result, but chunks repeat and hit
+  // the cache, and the merge heap stays small.
+  size_t chunk_start = 0, pos = 0;
+  char32_t prev = unicode::next_code_point(word, pos);
+  while (pos < word.size()) {
+    size_t boundary = pos;
+    char32_t cp = unicode::next_code_point(word, pos);
+    if (is_hard_boundary(prev, cp)) {
+      merge_cached(word.substr(chunk_start, boundary - chunk_start), out);
+      chunk_start = boundary;
+    }
+    prev = cp;
+  }
+  merge_cached(word.substr(chunk_start), out);
+}
+
+bool BpeModel::is_hard_boundary(char32_t a, char32_t b) const {
+  // Exact: a merge joining the two sides would produce a token containing "ab". Characters that are not
+  // tokens themselves become byte-fallback or unk symbols, whose merges the pair test does not capture.
+  return !inner_pairs_.count((uint64_t(a) << 32) | b) && single_chars_.count(a) && single_chars_.count(b);
+}
+
+void BpeModel::merge_cached(std::string_view word, std::vector<int32_t>& out) const {
   bool cacheable = word.size() <= kMaxCachedWordBytes;
   std::string key;
   if (cacheable) {

@@ -12,6 +12,7 @@
 #include <string>
 #include <string_view>
 #include <unordered_map>
+#include <unordered_set>
 #include <vector>
 
 namespace quantllm {
@@ -43,6 +44,10 @@ class BpeModel {
   };
   static uint64_t pair_key(int32_t a, int32_t b) { return (uint64_t(uint32_t(a)) << 32) | uint32_t(b); }
   void merge_word(std::string_view word, std::vector<int32_t>& out) const;
+  // merge_word through the cache.
+  void merge_cached(std::string_view word, std::vector<int32_t>& out) const;
+  // True when no merge can ever join the symbols on either side of the boundary between a and b.
+  bool is_hard_boundary(char32_t a, char32_t b) const;
   int32_t unk_id_or_fail() const;
 
   std::string source_;
@@ -52,6 +57,10 @@ class BpeModel {
   std::vector<std::string> merges_;
   std::vector<int32_t> producing_rank_;
   std::unordered_map<uint64_t, MergeTarget> merge_map_;
+  // Adjacent code-point pairs occurring inside some vocabulary token, and the code points that are tokens
+  // by themselves: what is_hard_boundary needs.
+  std::unordered_set<uint64_t> inner_pairs_;
+  std::unordered_set<char32_t> single_chars_;
   int32_t byte_ids_[256];  // <0xNN> token ids, -1 where absent
   std::optional<std::string> unk_token_;
   std::string continuing_subword_prefix_;

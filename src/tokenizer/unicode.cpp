@@ -103,7 +103,8 @@ std::vector<char32_t> decompose_and_order(std::string_view s) {
 }
 
 bool all_below(std::string_view s, unsigned char limit_lead) {
-  // Code points below U+0300 are encoded with lead bytes below 0xCC; such text is already normalized.
+  // Lead bytes below 0xCC encode code points below U+0300: such text is already in NFC (those characters
+  // are all NFC_Quick_Check=Yes and nothing in it can combine with them).
   for (unsigned char c : s)
     if (c >= limit_lead) return false;
   return true;
@@ -226,7 +227,7 @@ bool is_whitespace(char32_t c) {
 }
 
 std::string nfd(std::string_view s) {
-  if (all_below(s, 0xCC)) return std::string(s);
+  if (all_below(s, 0x80)) return std::string(s);  // Latin-1 letters do decompose, so only ASCII is a no-op
   std::string out;
   out.reserve(s.size());
   for (char32_t cp : decompose_and_order(s)) append_utf8(out, cp);

@@ -30,7 +30,7 @@ void Progress::update(int64_t done, const std::string& detail) {
   if (!enabled_) return;
   const auto now = std::chrono::steady_clock::now();
   const double since = std::chrono::duration<double>(now - last_draw_).count();
-  if (since < (tty_ ? 0.1 : 5.0) && done < total_) return;
+  if (since < (tty_ ? 0.1 : 5.0) || done >= total_) return;  // finish() draws the last line
   last_draw_ = now;
   draw(false);
 }

@@ -1,0 +1,130 @@
+// RTN and GPTQ over a whole model, block by block (see group_methods.h). AWQ lives in awq.cpp and
+// shares the driver below.
+#include "pipeline/group_methods.h"
+
+#include "calib/runner.h"
+#include "core/error.h"
+#include "pipeline/awq.h"
+#include "quant/gptq.h"
+
+#include <fmt/format.h>
+
+#include <chrono>
+#include <map>
+
+namespace quantllm {
+
+std::vector<std::vector<Linear>> sequential_groups(const ModelConfig& c, bool true_sequential) {
+  std::vector<std::vector<Linear>> groups;
+  if (true_sequential) {
+    groups = {{Linear::Q, Linear::K, Linear::V}, {Linear::O}, {Linear::Gate, Linear::Up}, {Linear::Down}};
+  } else {
+    groups = {{Linear::Q, Linear::K, Linear::V, Linear::O, Linear::Gate, Linear::Up, Linear::Down}};
+  }
+  for (auto& g : groups) std::erase_if(g, [&](Linear l) { return !c.has_linear(l); });
+  std::erase_if(groups, [](const auto& g) { return g.empty(); });
+  return groups;
+}
+
+namespace {
+
+// Accumulates the Hessian 2XᵀX/n of each requested linear input; stops the block after the last.
+class HessianObserver final : public BlockObserver {
+ public:
+  HessianObserver(const ModelConfig& c, const std::vector<Linear>& layers) {
+    for (Linear l : layers) {
+      const LinearInput in = linear_input_of(l);
+      if (!acc_.count(in)) acc_.emplace(in, HessianAccumulator(c.linear_in(l)));
+      last_ = std::max(last_, int(in));
+    }
+  }
+  bool observe(int, LinearInput which, const Tensor& x) override {
+    auto it = acc_.find(which);
+    if (it != acc_.end()) {
+      const int64_t in = x.shape.back();
+      it->second.add_batch(x.ptr(), x.numel() / in, in);
+    }
+    return int(which) < last_;
+  }
+  const HessianAccumulator& at(LinearInput in) const { return acc_.at(in); }
+
+ private:
+  std::map<LinearInput, HessianAccumulator> acc_;
+  int last_ = -1;
+};
+
+void check_linear_weights(const ModelConfig& c, const BlockWeights& w, int layer) {
+  for (int l = 0; l < kNumLinear; ++l) {
+    if (!c.has_linear(Linear(l))) continue;
+    check_finite(w.linear[size_t(l)].w.data, c.linear_tensor(layer, Linear(l)) + ".weight");
+  }
+}
+
+}  // namespace
+
+QuantizedModel quantize_group_method(const Model& model, const GroupMethodOptions& opt, const BlockProgress& progress) {
+  const ModelConfig& c = model.config;
+  QuantizedModel qm;
+  qm.base = &model;
+  qm.method = opt.method;
+  qm.params = opt.quant;
+  qm.act_order = opt.act_order;
+  qm.static_groups = opt.static_groups;
+  qm.true_sequential = opt.true_sequential;
+  qm.damp_percent = opt.damp_percent;
+  // Validate every layer's shape against the options before any work.
+  for (int l = 0; l < kNumLinear; ++l)
+    if (c.has_linear(Linear(l)))
+      validate_quant_params(opt.quant, c.linear_in(Linear(l)), c.linear_tensor(0, Linear(l)) + ".weight");
+
+  const int n_blocks = int(c.n_layers);
+  if (opt.method == QuantMethod::RTN) {
+    for (int i = 0; i < n_blocks; ++i) {
+      const BlockWeights w = load_block(c, *model.weights, i);
+      check_linear_weights(c, w, i);
+      for (int l = 0; l < kNumLinear; ++l) {
+        const auto lin = Linear(l);
+        if (!c.has_linear(lin)) continue;
+        const std::string name = c.linear_tensor(i, lin);
+        qm.layers[name] = quantize_rtn(w[lin].w, opt.quant, name + ".weight");
+      }
+      if (progress) progress(i + 1, n_blocks, "rtn");
+    }
+    return qm;
+  }
+  if (opt.method == QuantMethod::AWQ) return quantize_awq(model, opt, progress);
+
+  const CalibWindows windows = calibration_windows(model, opt.calib);
+  BlockRunner runner(model, windows, opt.chunk_tokens);
+  GPTQOptions g;
+  g.quant = opt.quant;
+  g.damp_percent = opt.damp_percent;
+  g.block_size = opt.block_size;
+  g.act_order = opt.act_order;
+  g.static_groups = opt.static_groups;
+  for (int i = 0; i < n_blocks; ++i) {
+    BlockWeights w = runner.load(i);
+    check_linear_weights(c, w, i);
+    for (const auto& group : sequential_groups(c, opt.true_sequential)) {
+      HessianObserver obs(c, group);
+      runner.observe(i, w, obs);  // inputs seen through the already-quantized layers of this block
+      for (Linear lin : group) {
+        const std::string name = c.linear_tensor(i, lin);
+        GPTQResult r = gptq_quantize(w[lin].w, obs.at(linear_input_of(lin)), g, name + ".weight");
+        w[lin].w = r.q.dequantize();
+        qm.stats[name] = LayerStats{r.stats.objective, r.stats.damp_percent_used, r.stats.seconds};
+        if (r.stats.damp_percent_used > opt.damp_percent * 1.0000001)
+          std::fprintf(stderr, "quantllm: %s: Hessian not positive definite at damp %.4g; used damp %.4g\n",
+                       name.c_str(), opt.damp_percent, r.stats.damp_percent_used);
+        qm.layers[name] = std::move(r.q);
+      }
+      if (progress) progress(i, n_blocks, fmt::format("block {}/{}: gptq {}", i + 1, n_blocks,
+                                                       linear_name(group.front())));
+    }
+    runner.advance(i, w);
+    if (progress) progress(i + 1, n_blocks, fmt::format("block {}/{} done", i + 1, n_blocks));
+  }
+  return qm;
+}
+
+}  // namespace quantllm

@@ -1,0 +1,37 @@
+// Group-wise methods over a whole model — round-to-nearest, GPTQ and AWQ — driven block by block
+// through the calibration runner (calib/runner.h): for block i, the inputs of its linear layers
+// are observed (Hessians for GPTQ, activation magnitudes for AWQ), the layers quantized, and the
+// block's quantized outputs become block i+1's inputs. Only one block is held in fp32 at a time.
+#pragma once
+
+#include "calib/calibration.h"
+#include "export/quantized_model.h"
+
+#include <functional>
+#include <string>
+
+namespace quantllm {
+
+struct GroupMethodOptions {
+  QuantMethod method = QuantMethod::GPTQ;
+  QuantParams quant;            // bits, group size, sym, mse
+  double damp_percent = 0.01;   // GPTQ
+  int block_size = 128;         // GPTQ lazy-batch width
+  bool act_order = false;       // GPTQ desc_act
+  bool static_groups = false;   // GPTQ
+  bool true_sequential = true;  // GPTQ: q/k/v, then o, then gate/up, then down
+  CalibOptions calib;
+  int64_t chunk_tokens = 8192;  // tokens per forward chunk of the calibration runner
+};
+
+// Called after each block with (block index, blocks in all, what was just done).
+using BlockProgress = std::function<void(int block, int n_blocks, const std::string& detail)>;
+
+// Quantizes every linear layer inside the decoder blocks (embeddings and lm_head stay as they are).
+QuantizedModel quantize_group_method(const Model& model, const GroupMethodOptions& opt,
+                                     const BlockProgress& progress = {});
+
+// The true-sequential groups of a config's linear layers (the order GPTQ quantizes them in).
+std::vector<std::vector<Linear>> sequential_groups(const ModelConfig& c, bool true_sequential);
+
+}  // namespace quantllm

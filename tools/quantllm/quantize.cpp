@@ -1,0 +1,143 @@
+// quantllm quantize: RTN / GPTQ / AWQ to a Hugging Face directory, or GGUF to one .gguf file.
+#include "commands.h"
+#include "common.h"
+#include "core/error.h"
+#include "core/fs.h"
+#include "core/progress.h"
+#include "pipeline/group_methods.h"
+
+#include <fmt/format.h>
+
+#include <chrono>
+
+namespace quantllm::cli {
+
+namespace {
+
+struct QuantizeArgs {
+  std::string model, out, method, calib, type, imatrix, format;
+  int bits = 4, group_size = 128, block_size = 128, threads = 0;
+  bool sym = false, act_order = false, static_groups = false, mse = false, force = false, json = false;
+  bool true_sequential = true, no_true_sequential = false, dry_run = false;
+  double damp = 0.01;
+  int64_t nsamples = 128, seqlen = 512;
+  uint64_t seed = 0;
+  std::vector<std::string> tensor_types;
+};
+
+uint64_t dir_bytes(const std::filesystem::path& p) {
+  uint64_t total = 0;
+  std::error_code ec;
+  if (std::filesystem::is_regular_file(p, ec)) return std::filesystem::file_size(p, ec);
+  for (const auto& e : std::filesystem::recursive_directory_iterator(p, ec))
+    if (e.is_regular_file(ec)) total += e.file_size(ec);
+  return total;
+}
+
+void run_group_method(const QuantizeArgs& a) {
+  GroupMethodOptions o;
+  o.method = a.method == "rtn" ? QuantMethod::RTN : a.method == "gptq" ? QuantMethod::GPTQ : QuantMethod::AWQ;
+  o.quant.bits = a.bits;
+  o.quant.group_size = a.group_size;
+  o.quant.sym = a.sym;
+  o.quant.mse = a.mse;
+  if (o.method == QuantMethod::AWQ) o.quant.rule = RangeRule::kAwq;
+  o.damp_percent = a.damp;
+  o.block_size = a.block_size;
+  o.act_order = a.act_order;
+  o.static_groups = a.static_groups;
+  o.true_sequential = !a.no_true_sequential;
+  o.calib = CalibOptions{a.calib, a.nsamples, a.seqlen, a.seed};
+  if (a.bits < 2 || a.bits > 8) fail("--bits must be between 2 and 8, got {}", a.bits);
+  if (a.damp <= 0 || a.damp > 1) fail("--damp must be in (0, 1], got {}", a.damp);
+  const std::string fmt_name = a.format.empty() ? (a.method == "awq" ? "awq_gemm" : "gptq") : a.format;
+  const HfQuantFormat format = parse_hf_quant_format(fmt_name);
+  if (format == HfQuantFormat::AwqGemm && (a.bits != 4 || a.act_order))
+    fail("--format awq_gemm stores 4-bit weights in contiguous groups (no --act-order)");
+  check_output_path(a.out, a.force);
+  if (o.method != QuantMethod::RTN && a.calib.empty())
+    fail("--method {} needs calibration data: --calib FILE (or --calib self)", a.method);
+
+  const auto t0 = std::chrono::steady_clock::now();
+  Model m = open_model(a.model);
+  Progress bar(fmt::format("{} {}-bit", a.method, a.bits), m.config.n_layers);
+  const QuantizedModel qm = quantize_group_method(m, o, [&](int done, int, const std::string& detail) {
+    bar.update(done, detail);
+  });
+  bar.finish();
+  save_quantized(qm, a.out, format, a.force);
+  const double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+
+  // Size and bits per weight of the quantized layers (codes + scales + zeros + g_idx).
+  int64_t params = 0;
+  size_t qbytes = 0;
+  double err_sum = 0;
+  for (const auto& [name, q] : qm.layers) {
+    params += q.in * q.out;
+    qbytes += size_t(q.in * q.out * q.bits / 8 + q.n_groups() * q.out * (2 + q.bits / 8.0) + q.in * 4);
+  }
+  for (const auto& [name, s] : qm.stats) err_sum += s.relative_error;
+  const double bpw = params ? 8.0 * double(qbytes) / double(params) : 0;
+  const uint64_t bytes = dir_bytes(a.out);
+  if (a.json) {
+    nlohmann::json layers = nlohmann::json::object();
+    for (const auto& [name, s] : qm.stats)
+      layers[name] = {{"relative_error", s.relative_error}, {"damp", s.damp}, {"seconds", s.seconds}};
+    print_json({{"out", a.out},
+                {"seconds", seconds},
+                {"bytes", bytes},
+                {"bits_per_weight", bpw},
+                {"method", a.method},
+                {"layers", layers}});
+  } else {
+    if (!qm.stats.empty()) {
+      fmt::print(stderr, "layer-wise relative error tr((W-Q)H(W-Q)^T)/tr(WHW^T):\n");
+      for (const auto& [name, s] : qm.stats) fmt::print(stderr, "  {:<48} {:.3e}\n", name, s.relative_error);
+      fmt::print(stderr, "  mean {:.3e}\n", err_sum / double(qm.stats.size()));
+    }
+    fmt::print("wrote {} ({}, {:.2f} bits per weight in quantized layers) in {}\n", a.out, format_bytes(bytes), bpw,
+               format_duration(seconds));
+  }
+}
+
+}  // namespace
+
+void register_quantize(CLI::App& app, std::vector<std::pair<CLI::App*, Runner>>& runners) {
+  auto a = std::make_shared<QuantizeArgs>();
+  auto* q = app.add_subcommand("quantize", "Quantize a Hugging Face checkpoint (rtn, gptq, awq, gguf)");
+  q->add_option("--model", a->model, "Hugging Face model directory")->required();
+  q->add_option("--out", a->out, "output directory (rtn/gptq/awq) or .gguf file")->required();
+  q->add_option("--method", a->method, "rtn | gptq | awq | gguf")
+      ->required()
+      ->check(CLI::IsMember({"rtn", "gptq", "awq", "gguf"}));
+  q->add_option("--bits", a->bits, "bits per weight, 2..8")->capture_default_str();
+  q->add_option("--group-size", a->group_size, "input columns per group, or -1 for one group per row")
+      ->capture_default_str();
+  q->add_flag("--sym", a->sym, "symmetric (no zero point)");
+  q->add_flag("--act-order,--desc-act", a->act_order, "GPTQ: quantize columns in order of decreasing Hessian diagonal");
+  q->add_flag("--static-groups", a->static_groups, "GPTQ with act-order: group parameters fixed before quantizing");
+  q->add_flag("--mse", a->mse, "search each group's range for the least squared error");
+  q->add_option("--damp", a->damp, "GPTQ damping, fraction of the mean Hessian diagonal")->capture_default_str();
+  q->add_option("--block-size", a->block_size, "GPTQ lazy-batch block size")->capture_default_str();
+  q->add_flag("--true-sequential", a->true_sequential, "GPTQ: q/k/v, then o, then gate/up, then down (default)");
+  q->add_flag("--no-true-sequential", a->no_true_sequential, "GPTQ: all layers of a block from the same inputs");
+  q->add_option("--calib", a->calib, "calibration text file, or 'self' to sample text from the model");
+  q->add_option("--nsamples", a->nsamples, "calibration windows")->capture_default_str();
+  q->add_option("--seqlen", a->seqlen, "tokens per calibration window")->capture_default_str();
+  q->add_option("--seed", a->seed, "seed of the window draw")->capture_default_str();
+  q->add_option("--format", a->format, "gptq | gptq_v2 | awq_gemm");
+  q->add_option("--type", a->type, "GGUF type or mix (Q4_K_M, Q8_0, …)");
+  q->add_option("--imatrix", a->imatrix, "importance matrix file (GGUF)");
+  q->add_option("--tensor-type", a->tensor_types, "GGUF: REGEX=TYPE override (repeatable)");
+  q->add_option("--threads", a->threads, "threads (0 = all cores)");
+  q->add_flag("--force", a->force, "overwrite an existing output");
+  q->add_flag("--dry-run", a->dry_run, "print the plan and exit");
+  q->add_flag("--json", a->json, "print one JSON object on stdout");
+  runners.emplace_back(q, [a] {
+    apply_threads(a->threads);
+    if (a->method == "gguf") fail("--method gguf is not available yet");
+    run_group_method(*a);
+  });
+}
+
+}  // namespace quantllm::cli

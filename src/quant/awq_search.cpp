@@ -2,6 +2,7 @@
 #include "quant/awq_search.h"
 
 #include "core/threads.h"
+#include "quant/blas_single_thread.h"
 
 #include <cblas.h>
 
@@ -29,17 +30,6 @@ void fake_quantize_group(std::span<float> v, const QuantParams& p) {
   const int maxq = max_code(p.bits);
   for (float& x : v) x = dequantize_value(quantize_value(x, g, maxq), g);
 }
-
-class SingleThreadedBlas {
- public:
-  SingleThreadedBlas() : saved_(openblas_get_num_threads()) { openblas_set_num_threads(1); }
-  ~SingleThreadedBlas() { openblas_set_num_threads(saved_); }
-  SingleThreadedBlas(const SingleThreadedBlas&) = delete;
-  SingleThreadedBlas& operator=(const SingleThreadedBlas&) = delete;
-
- private:
-  int saved_;
-};
 
 }  // namespace
 

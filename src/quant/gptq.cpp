@@ -3,6 +3,7 @@
 #include "quant/gptq.h"
 
 #include "core/threads.h"
+#include "quant/blas_single_thread.h"
 
 #include <cblas.h>
 
@@ -24,18 +25,6 @@ namespace {
 constexpr int64_t kRowChunk = 64;       // output rows per task of the column loop
 constexpr int64_t kHessianTile = 64;    // rows of H per task of the accumulator
 constexpr int64_t kHessianKChunk = 256; // input rows per fp32 product before summing into double
-
-// Holds BLAS at one thread while alive (our own parallel_for does the splitting, in fixed pieces).
-class SingleThreadedBlas {
- public:
-  SingleThreadedBlas() : saved_(openblas_get_num_threads()) { openblas_set_num_threads(1); }
-  ~SingleThreadedBlas() { openblas_set_num_threads(saved_); }
-  SingleThreadedBlas(const SingleThreadedBlas&) = delete;
-  SingleThreadedBlas& operator=(const SingleThreadedBlas&) = delete;
-
- private:
-  int saved_;
-};
 
 bool potrf_upper_rowmajor(double* a, int64_t n) {
   // Row-major upper = column-major lower: 'L' leaves U (A = UᵀU) in the row-major upper triangle.

@@ -25,7 +25,8 @@
 // processed in fixed chunks of 64, each with single-threaded BLAS calls of fixed shapes, and the
 // chunks spread over the thread pool; the Hessian's tiles and the Cholesky work likewise. Outputs are
 // byte-identical for any thread count. (The BLAS thread count is set to 1 for the duration of these
-// calls and restored afterwards: do not run other BLAS work concurrently on other threads.)
+// calls and restored by the last concurrent caller: BLAS work run meanwhile on other threads is
+// single-threaded too.)
 #pragma once
 
 #include "quant/group_quant.h"

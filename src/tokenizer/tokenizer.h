@@ -47,17 +47,22 @@ class Tokenizer {
   int32_t vocab_size() const;  // largest id + 1, added tokens included
   const std::string& token(int32_t id) const;  // the vocabulary string
   std::optional<int32_t> token_id(std::string_view token) const;
-  float score(int32_t id) const;               // SentencePiece-style score (−merge rank for BPE)
+  // SentencePiece-style score: −(rank of the first merge producing the token); 0 for single characters,
+  // bytes and added tokens; −(number of merges) for multi-character tokens no merge produces.
+  float score(int32_t id) const;
   TokenType token_type(int32_t id) const;
   const std::vector<std::string>& merges() const;  // "a b" strings, in rank order
 
+  // From tokenizer_config.json (bos_token etc., strings or AddedToken objects); bos/eos fall back to the
+  // post-processor's leading/trailing special token, unk to the model's unk_token.
   std::optional<int32_t> bos_id() const;
   std::optional<int32_t> eos_id() const;
   std::optional<int32_t> unk_id() const;
   std::optional<int32_t> pad_id() const;
   bool adds_bos() const;  // the post-processor puts BOS in front
   bool adds_eos() const;
-  // For GGUF tokenizer.ggml.pre: "default" / "llama-bpe" / "qwen2" …, from the pre-tokenizer regex.
+  // For GGUF tokenizer.ggml.pre, from the pre-tokenizer regex: "gpt-2" for ByteLevel's GPT-2 regex (llama.cpp's
+  // "default" pre-tokenizer splits differently), "qwen2" / "llama-bpe" for those Split regexes, else "default".
   std::string pre_tokenizer_name() const;
   // Chat template (Jinja source) from tokenizer_config.json, empty when none.
   const std::string& chat_template() const;

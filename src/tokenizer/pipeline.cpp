@@ -75,6 +75,7 @@ struct Range {
 std::vector<Range> cover(std::string_view text, const std::vector<std::pair<size_t, size_t>>& matches) {
   std::vector<Range> out;
   if (text.empty()) return {{0, 0, false}};
+  out.reserve(matches.size() * 2 + 1);
   size_t prev = 0;
   for (auto [b, e] : matches) {
     if (prev != b) out.push_back({prev, b, false});
@@ -88,6 +89,7 @@ std::vector<Range> cover(std::string_view text, const std::vector<std::pair<size
 // NormalizedString::split: applies the delimiter behavior, then drops removed and empty pieces.
 std::vector<std::pair<size_t, size_t>> split_ranges(std::vector<Range> m, SplitBehavior behavior) {
   std::vector<Range> acc;
+  acc.reserve(m.size());
   switch (behavior) {
     case SplitBehavior::Isolated:
       for (auto& r : m) acc.push_back({r.begin, r.end, false});
@@ -125,6 +127,7 @@ std::vector<std::pair<size_t, size_t>> split_ranges(std::vector<Range> m, SplitB
     }
   }
   std::vector<std::pair<size_t, size_t>> out;
+  out.reserve(acc.size());
   for (auto& r : acc)
     if (!r.is_match && r.end > r.begin) out.emplace_back(r.begin, r.end);
   return out;
@@ -133,13 +136,31 @@ std::vector<std::pair<size_t, size_t>> split_ranges(std::vector<Range> m, SplitB
 // Applies `split` to every piece and keeps the non-empty results, tracking which start the original text.
 template <typename SplitFn>
 void refine(std::vector<PreToken>& pieces, SplitFn&& split) {
+  // Whole texts become hundreds of thousands of pieces: reserve for about one piece per 3 bytes up front,
+  // since growing by doubling copies everything and faults in fresh pages each time.
+  size_t total_bytes = 0;
+  for (const auto& piece : pieces) total_bytes += piece.text.size();
   std::vector<PreToken> out;
-  out.reserve(pieces.size());
+  out.reserve(pieces.size() + total_bytes / 3);
   for (auto& piece : pieces) {
     for (auto& sub : split(piece))
       if (!sub.text.empty()) out.push_back(std::move(sub));
   }
   pieces = std::move(out);
+}
+
+// Isolated split by a regex (matches and the gaps between them all become pieces), streamed into `out`
+// without the intermediate match/range vectors: this runs over whole texts.
+template <typename Emit>
+void split_isolated(const PreToken& piece, const Regex& regex, Emit&& emit) {
+  size_t prev = 0;
+  const std::string& t = piece.text;
+  regex.for_each_match(t, [&](size_t b, size_t e) {
+    if (b > prev) emit(std::string_view(t).substr(prev, b - prev), piece.at_start && prev == 0);
+    if (e > b) emit(std::string_view(t).substr(b, e - b), piece.at_start && b == 0);
+    prev = std::max(prev, e);
+  });
+  if (prev < t.size()) emit(std::string_view(t).substr(prev), piece.at_start && prev == 0);
 }
 
 std::vector<PreToken> cut(const PreToken& piece, const std::vector<std::pair<size_t, size_t>>& ranges) {
@@ -230,19 +251,24 @@ class ByteLevelPreTokenizer : public PreTokenizer {
     if (use_regex) regex_ = std::make_unique<Regex>(kGpt2Pattern, context);
   }
   void pre_tokenize(std::vector<PreToken>& pieces) const override {
-    refine(pieces, [&](PreToken& piece) {
-      if (add_prefix_space_ && piece.text.rfind(' ', 0) != 0) piece.text.insert(0, " ");
-      if (!regex_) return std::vector<PreToken>{piece};
-      return cut(piece, split_ranges(cover(piece.text, regex_->find_all(piece.text)), SplitBehavior::Isolated));
-    });
-    // Every byte becomes its printable stand-in char.
     const auto& table = unicode::byte_to_char();
+    size_t total_bytes = 0;
+    for (const auto& piece : pieces) total_bytes += piece.text.size();
+    std::vector<PreToken> out;
+    out.reserve(pieces.size() + (regex_ ? total_bytes / 3 : 0));
+    // Every byte becomes its printable stand-in char.
+    auto emit = [&](std::string_view text, bool at_start) {
+      PreToken mapped{std::string(), at_start};
+      mapped.text.reserve(text.size() * 2);
+      for (unsigned char c : text) unicode::append_utf8(mapped.text, table[c]);
+      out.push_back(std::move(mapped));
+    };
     for (auto& piece : pieces) {
-      std::string mapped;
-      mapped.reserve(piece.text.size() * 2);
-      for (unsigned char c : piece.text) unicode::append_utf8(mapped, table[c]);
-      piece.text = std::move(mapped);
+      if (add_prefix_space_ && piece.text.rfind(' ', 0) != 0) piece.text.insert(piece.text.begin(), ' ');
+      if (regex_) split_isolated(piece, *regex_, emit);
+      else if (!piece.text.empty()) emit(piece.text, piece.at_start);
     }
+    pieces = std::move(out);
   }
 
  private:
@@ -254,6 +280,18 @@ class SplitPreTokenizer : public PreTokenizer {
  public:
   SplitPreTokenizer(Pattern p, SplitBehavior b, bool invert) : pattern_(std::move(p)), behavior_(b), invert_(invert) {}
   void pre_tokenize(std::vector<PreToken>& pieces) const override {
+    if (behavior_ == SplitBehavior::Isolated && !invert_ && pattern_.regex()) {
+      std::vector<PreToken> out;
+      size_t total_bytes = 0;
+      for (const auto& piece : pieces) total_bytes += piece.text.size();
+      out.reserve(pieces.size() + total_bytes / 3);
+      for (const auto& piece : pieces)
+        split_isolated(piece, *pattern_.regex(), [&](std::string_view t, bool at_start) {
+          out.push_back(PreToken{std::string(t), at_start});
+        });
+      pieces = std::move(out);
+      return;
+    }
     refine(pieces, [&](PreToken& piece) {
       auto ranges = cover(piece.text, pattern_.find_all(piece.text));
       if (invert_)

@@ -25,6 +25,7 @@ class Pattern {
   std::vector<std::pair<size_t, size_t>> find_all(std::string_view text) const;
   std::string replace_all(std::string_view text, std::string_view content) const;
   bool is_regex() const { return regex_ != nullptr; }
+  const Regex* regex() const { return regex_.get(); }
   const std::string& source() const { return source_; }
 
  private:

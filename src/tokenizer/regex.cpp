@@ -94,15 +94,21 @@ Regex& Regex::operator=(Regex&&) noexcept = default;
 
 std::vector<std::pair<size_t, size_t>> Regex::find_all(std::string_view text) const {
   std::vector<std::pair<size_t, size_t>> matches;
+  matches.reserve(text.size() / 4 + 1);  // pre-tokenizer regexes match every few bytes
+  for_each_match(text, [&](size_t b, size_t e) { matches.emplace_back(b, e); });
+  return matches;
+}
+
+void Regex::scan(std::string_view text, void (*emit)(void*, size_t, size_t), void* ctx) const {
   pcre2_match_data* md = pcre2_match_data_create_from_pattern(compiled_->code, nullptr);
   QL_ASSERT(md != nullptr, "pcre2_match_data_create_from_pattern failed");
+  std::unique_ptr<pcre2_match_data, void (*)(pcre2_match_data*)> guard(md, pcre2_match_data_free);
   const auto* subject = reinterpret_cast<PCRE2_SPTR>(text.data());
   size_t start = 0;
   while (start <= text.size()) {
     int rc = pcre2_match(compiled_->code, subject, text.size(), start, 0, md, nullptr);
     if (rc == PCRE2_ERROR_NOMATCH) break;
     if (rc < 0) {
-      pcre2_match_data_free(md);
       PCRE2_UCHAR message[256];
       pcre2_get_error_message(rc, message, sizeof message);
       fail("regex '{}': matching failed: {}", pattern_, reinterpret_cast<char*>(message));
@@ -110,7 +116,7 @@ std::vector<std::pair<size_t, size_t>> Regex::find_all(std::string_view text) co
     PCRE2_SIZE* ov = pcre2_get_ovector_pointer(md);
     size_t b = ov[0], e = ov[1];
     if (b > e) break;  // \K trickery; not used by tokenizer patterns
-    matches.emplace_back(b, e);
+    emit(ctx, b, e);
     if (e > b) {
       start = e;
     } else {
@@ -118,8 +124,6 @@ std::vector<std::pair<size_t, size_t>> Regex::find_all(std::string_view text) co
       start = e + unicode::utf8_length(static_cast<unsigned char>(text[e]));
     }
   }
-  pcre2_match_data_free(md);
-  return matches;
 }
 
 }  // namespace quantllm

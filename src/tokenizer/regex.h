@@ -24,9 +24,15 @@ class Regex {
   // Non-overlapping matches left to right as byte ranges [begin, end); empty matches included, the scan
   // advancing by one character after each of them as Rust's and Oniguruma's iterators do.
   std::vector<std::pair<size_t, size_t>> find_all(std::string_view text) const;
+  // The same matches passed to on_match(begin, end) one by one, without materializing them.
+  template <typename OnMatch>
+  void for_each_match(std::string_view text, OnMatch&& on_match) const {
+    scan(text, [](void* ctx, size_t b, size_t e) { (*static_cast<OnMatch*>(ctx))(b, e); }, &on_match);
+  }
   const std::string& pattern() const { return pattern_; }
 
  private:
+  void scan(std::string_view text, void (*emit)(void*, size_t, size_t), void* ctx) const;
   struct Compiled;
   std::string pattern_;
   std::unique_ptr<Compiled> compiled_;

@@ -553,9 +553,13 @@ void GGUFWriter::emit(Sink& sink) const {
   }
   uint64_t offset = 0;
   for (const PendingTensor& t : tensors_) {
+    // Trailing dimensions of 1 are dropped, as ggml_n_dims() does when llama.cpp writes a file: the
+    // element count is the same and the bytes match llama.cpp's ([4096, 1] is written as [4096]).
+    size_t n_dims = t.ne.size();
+    while (n_dims > 1 && t.ne[n_dims - 1] == 1) --n_dims;
     e.str(t.name);
-    e.template put<uint32_t>(uint32_t(t.ne.size()));
-    for (int64_t d : t.ne) e.template put<uint64_t>(uint64_t(d));
+    e.template put<uint32_t>(uint32_t(n_dims));
+    for (size_t d = 0; d < n_dims; ++d) e.template put<uint64_t>(uint64_t(t.ne[d]));
     e.template put<uint32_t>(t.type);
     e.template put<uint64_t>(offset);
     offset += align_up(t.nbytes, align);

@@ -171,7 +171,8 @@ class GGUFFile {
 
 // Builds a GGUF v3 file: key/values in the order added, then the tensors in the order added, each
 // padded to the alignment (general.alignment if that key is added as UINT32, else 32), the way
-// llama.cpp's gguf_write_to_file lays them out.
+// llama.cpp's gguf_write_to_file lays them out — byte for byte, including its habit of dropping
+// trailing dimensions of 1 from tensor infos (ne {4096, 1} is written, and read back, as {4096}).
 class GGUFWriter {
  public:
   // Key/values. A key added twice is an Error (llama.cpp refuses files with duplicate keys).

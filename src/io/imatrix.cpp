@@ -90,9 +90,11 @@ ImportanceMatrix parse_gguf(const uint8_t* data, size_t size, const std::string&
       if (!std::isfinite(c) || c < 0 || c > 9e18f) fail("{}: tensor '{}': count {} is not a valid token count", file, name, c);
       e.counts.push_back(std::llround(c));
     }
-    // ne of in_sum2 is [n_per_row, n_mat]; of counts [1, n_mat].
-    if (sums->ne.size() >= 2 && sums->ne[1] != int64_t(e.counts.size()))
-      fail("{}: tensor '{}': {} has {} matrices but {} has {} counts", file, name, kSumsSuffix, sums->ne[1],
+    // ne of in_sum2 is [n_per_row, n_mat] (written as [n_per_row] when n_mat is 1); of counts [1, n_mat].
+    const int64_t row = sums->ne.empty() ? 1 : sums->ne[0];
+    if (row <= 0) fail("{}: tensor '{}': {} is empty", file, name, kSumsSuffix);
+    if (sums->numel() / row != int64_t(e.counts.size()))
+      fail("{}: tensor '{}': {} has {} matrices but {} has {} counts", file, name, kSumsSuffix, sums->numel() / row,
            kCountsSuffix, e.counts.size());
     check_entry(file, name, e);
     im.entries.emplace(name, std::move(e));

@@ -204,6 +204,8 @@ TEST(GGUF, RoundTripAllValueTypes) {
   EXPECT_EQ(f.tensor("w.q6k").shape(), (Shape{2, 2, 256}));
   EXPECT_EQ(f.tensor("w.q4k").type, kQ4_K);
   EXPECT_EQ(f.tensor("w.empty").nbytes, 0u);
+  EXPECT_EQ(f.tensor("w.empty").ne, (std::vector<int64_t>{32, 0}));
+  EXPECT_EQ(f.tensor("w.bf16").ne, (std::vector<int64_t>{3}));  // trailing 1 dropped, as llama.cpp writes it
   EXPECT_EQ(f.tensor("w.f32").to_f32().data, f32);
   EXPECT_EQ(f.tensor("w.f32").to_f32().shape, (Shape{4, 6}));
   expect_error([&] { (void)f.tensor("w.q8").to_f32(); }, {"w.q8", "Q8_0"});
@@ -407,4 +409,63 @@ TEST(GGUFBad, FileErrorsNameThePath) {
   expect_error([&] { GGUFFile f(dir / "none.gguf"); }, {(dir / "none.gguf").string()});
   write_bytes(dir / "empty.gguf", {});
   expect_error([&] { GGUFFile f(dir / "empty.gguf"); }, {(dir / "empty.gguf").string(), "magic"});
+}
+
+// ---------------------------------------------------------------------------------------------
+// Against llama.cpp's own writer: tests/io/data/llama_cpp_writer.gguf was written by llama.cpp's
+// gguf API (gguf_set_val_* / gguf_set_arr_* / gguf_add_tensor / gguf_write_to_file) with the content
+// below; data/gen_llama_cpp_goldens.cpp is the generator. Our writer must produce the same bytes.
+
+namespace {
+std::vector<uint8_t> pattern(size_t n, int k) {
+  std::vector<uint8_t> v(n);
+  for (size_t i = 0; i < n; ++i) v[i] = uint8_t(i * 7 + size_t(k));
+  return v;
+}
+}  // namespace
+
+TEST(GGUF, LlamaCppGolden) {
+  const fs::path golden = fs::path(QUANTLLM_SOURCE_DIR) / "tests/io/data/llama_cpp_writer.gguf";
+  ASSERT_TRUE(fs::exists(golden)) << golden;
+  struct T {
+    const char* name;
+    uint32_t type;
+    std::vector<int64_t> ne;
+  };
+  // F32, Q8_0, Q4_K, BF16 [3, 1] (written by llama.cpp as [3]), F16, Q6_K, IQ4_XS (23), Q2_K with 4 dims
+  const std::vector<T> ts = {{"w.f32", kF32, {6, 4}},     {"w.q8", kQ8_0, {64, 2}},       {"w.q4k", kQ4_K, {256, 3}},
+                             {"w.bf16", kBF16, {3, 1}},   {"w.f16", kF16, {5}},           {"w.q6k", kQ6_K, {256, 2, 2}},
+                             {"w.iq4xs", 23, {512}},      {"w.q2k", 10, {256, 1, 1, 2}}};
+  GGUFWriter w;
+  w.add_string("general.architecture", "llama");
+  w.add_u8("u8", 200);
+  w.add_i8("i8", -3);
+  w.add_u16("u16", 60000);
+  w.add_i16("i16", -300);
+  w.add_u32("u32", 4000000000u);
+  w.add_i32("i32", -7);
+  w.add_f32("f32", 0.1f);
+  w.add_bool("bool", true);
+  w.add_u64("u64", 1ull << 40);
+  w.add_i64("i64", -(1ll << 40));
+  w.add_f64("f64", 0.3);
+  w.add_array<int32_t>("a.i32", {1, 2, 3});
+  w.add_array<float>("a.f32", {0.5f, 1.5f});
+  w.add_array<std::string>("a.str", {"a", "", "▁b"});
+  w.add_array<bool>("a.bool", {true, false});
+  for (size_t i = 0; i < ts.size(); ++i)
+    w.add_tensor(ts[i].name, ts[i].type, ts[i].ne, pattern(*ggml_nbytes(ts[i].type, ts[i].ne), int(i)));
+  EXPECT_EQ(w.to_bytes(), read_bytes(golden));
+
+  const GGUFFile f(golden);
+  EXPECT_EQ(f.get_as<float>("f32"), 0.1f);
+  EXPECT_EQ(f.get_array<std::string>("a.str")[2], "▁b");
+  EXPECT_EQ(f.tensor("w.q2k").ne, (std::vector<int64_t>{256, 1, 1, 2}));
+  EXPECT_EQ(f.tensor("w.bf16").ne, (std::vector<int64_t>{3}));
+  for (size_t i = 0; i < ts.size(); ++i) {
+    const GGUFTensorInfo& t = f.tensor(ts[i].name);
+    const auto want = pattern(*ggml_nbytes(ts[i].type, ts[i].ne), int(i));
+    ASSERT_EQ(t.nbytes, want.size()) << ts[i].name;
+    EXPECT_EQ(std::memcmp(t.data, want.data(), want.size()), 0) << ts[i].name;
+  }
 }

@@ -64,9 +64,9 @@ TEST(Imatrix, GgufRoundTripAndLayout) {
   EXPECT_EQ(g.get_as<uint32_t>("imatrix.chunk_size"), 512u);
   ASSERT_EQ(g.tensors().size(), 4u);
   EXPECT_EQ(g.tensors()[0].name, "blk.0.attn_q.weight.in_sum2");
-  EXPECT_EQ(g.tensors()[0].ne, (std::vector<int64_t>{4, 1}));
+  EXPECT_EQ(g.tensors()[0].ne, (std::vector<int64_t>{4}));  // [4, 1]: llama.cpp drops the trailing 1 too
   EXPECT_EQ(g.tensors()[1].name, "blk.0.attn_q.weight.counts");
-  EXPECT_EQ(g.tensors()[1].ne, (std::vector<int64_t>{1, 1}));
+  EXPECT_EQ(g.tensors()[1].ne, (std::vector<int64_t>{1}));
   EXPECT_EQ(g.tensors()[1].to_f32().data, (std::vector<float>{8}));
   EXPECT_EQ(g.tensor("blk.0.ffn_down_exps.weight.in_sum2").ne, (std::vector<int64_t>{2, 2}));
   EXPECT_EQ(g.tensor("blk.0.ffn_down_exps.weight.counts").to_f32().data, (std::vector<float>{2, 0}));
@@ -201,4 +201,23 @@ TEST(ImatrixBad, Files) {
 
   // Saving to an unwritable place leaves nothing behind.
   expect_error([&] { sample().save(dir / "no" / "x.gguf"); }, {"x.gguf"});
+}
+
+// tests/io/data/llama_cpp_imatrix.gguf was written with llama.cpp's gguf API by the same calls
+// llama-imatrix's save_imatrix makes (data/gen_llama_cpp_goldens.cpp), for the statistics below.
+TEST(Imatrix, LlamaCppGolden) {
+  const fs::path golden = fs::path(QUANTLLM_SOURCE_DIR) / "tests/io/data/llama_cpp_imatrix.gguf";
+  ASSERT_TRUE(fs::exists(golden)) << golden;
+  ImportanceMatrix im;
+  im.accumulate("blk.0.attn_k.weight", std::vector<float>{1, 2, 3, 4}, 5);
+  im.accumulate("blk.0.attn_q.weight", std::vector<float>{2, 2, 2, 2, 2, 2, 2, 2}, 7);
+  im.accumulate("blk.1.ffn_down_exps.weight", std::vector<float>{1, 1}, 3, 1, 2);
+  im.datasets = {"wiki.raw"};
+  im.chunk_count = 4;
+  im.chunk_size = 512;
+  EXPECT_EQ(im.to_gguf_bytes(), read_bytes(golden));
+  const ImportanceMatrix back = ImportanceMatrix::load(golden);
+  EXPECT_EQ(back.values("blk.0.attn_k.weight"), (std::vector<float>{0.2f, 0.4f, 0.6f, 0.8f}));
+  EXPECT_EQ(back.values("blk.1.ffn_down_exps.weight"), (std::vector<float>{1, 1, 1.0f / 3, 1.0f / 3}));
+  EXPECT_EQ(back.chunk_size, 512);
 }

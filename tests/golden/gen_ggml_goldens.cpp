@@ -256,6 +256,7 @@ void bench(int threads, int rows, int cols) {
   for (ggml_type t : kAllTypes) {
     std::vector<uint8_t> out(ggml_row_size(t, cols) * rows);
     double mbs[2];
+    uint64_t hash[2];
     for (int with_im = 0; with_im < 2; ++with_im) {
       double best = 1e30;
       for (int rep = 0; rep < 3; ++rep) {
@@ -271,11 +272,11 @@ void bench(int threads, int rows, int cols) {
         best = std::min(best, std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count());
       }
       mbs[with_im] = double(x.size()) * 4 / 1e6 / best;
+      hash[with_im] = 1469598103934665603ull;  // FNV-1a of the bytes: bench_ggml_quantize checks ours against it
+      for (uint8_t b : out) hash[with_im] = (hash[with_im] ^ b) * 1099511628211ull;
     }
-    uint64_t hash = 1469598103934665603ull;  // FNV-1a of the last output, to compare with ours
-    for (uint8_t b : out) hash = (hash ^ b) * 1099511628211ull;
-    std::printf("%-8s %14.1f %14.1f   fnv1a(imatrix bytes)=%016llx\n", ggml_type_name(t), mbs[0], mbs[1],
-                (unsigned long long)hash);
+    std::printf("%-8s %14.1f %14.1f   fnv1a 0x%016llxull 0x%016llxull\n", ggml_type_name(t), mbs[0], mbs[1],
+                (unsigned long long)hash[0], (unsigned long long)hash[1]);
   }
 }
 

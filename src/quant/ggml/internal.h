@@ -8,6 +8,8 @@
 //    -O3 and no -m flags, so on x86-64 there is no FMA and every a*b+c is two rounded operations.
 //    With -march=native (QUANTLLM_NATIVE) GCC would fuse them, so contraction is switched off here.
 //  - fast-math. Never enabled for this folder; the fitters compare sums that reassociation changes.
+// Include this header FIRST in every file of the folder: GCC does not inline a function defined
+// before the pragma (say std::min from an earlier header) into one defined after it.
 #pragma once
 
 #if defined(__clang__)

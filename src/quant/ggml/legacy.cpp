@@ -5,8 +5,7 @@
 // switch to llama.cpp's weighted search, where the weight of x_j is imatrix_j * sqrt(sigma2 + x_j^2)
 // and sigma2 is the mean square of the whole row, so those rows must be quantized whole. Q8_0
 // ignores the imatrix, as llama.cpp does.
-#include "core/error.h"
-#include "quant/ggml/internal.h"
+#include "quant/ggml/internal.h"  // first: its pragmas must precede every inline function
 
 #include <algorithm>
 #include <cmath>
@@ -34,6 +33,13 @@ uint8_t unpack_5bit(const Block& b, int j) {
   std::memcpy(&high, b.qh, 4);
   const int nibble = j < kQK / 2 ? (b.qs[j] & 0x0F) : (b.qs[j - kQK / 2] >> 4);
   return uint8_t(nibble | (((high >> j) & 1u) << 4));
+}
+
+// roundf() without the libm call: x - trunc(x) is exact, so comparing it with 0.5 decides the tie
+// away from zero exactly as roundf does.
+inline float round_half_away(float v) {
+  const float t = std::trunc(v);
+  return std::fabs(v - t) >= 0.5f ? t + std::copysign(1.0f, v) : t;
 }
 
 // Mean square of the row: the sigma2 of the imatrix weights.
@@ -241,7 +247,7 @@ void quantize_row_q8_0(const float* x, void* dst, int64_t n, const float* /*imat
     const float d = amax / 127.0f;
     const float id = d != 0 ? 1.0f / d : 0.0f;
     y[ib].d = to_fp16(d);
-    for (int j = 0; j < kQK; ++j) y[ib].qs[j] = int8_t(std::round(x[j] * id));  // half away from zero
+    for (int j = 0; j < kQK; ++j) y[ib].qs[j] = int8_t(round_half_away(x[j] * id));
   }
 }
 

@@ -4,11 +4,11 @@
 // Rows are independent in every format (an imatrix is per column, and the row statistics some
 // formats use are per row), so quantize_rows can hand any split of rows to any thread and the bytes
 // never depend on the thread count.
+#include "quant/ggml/internal.h"  // first: its pragmas must precede every inline function
 #include "quant/ggml/types.h"
 
 #include "core/error.h"
 #include "core/threads.h"
-#include "quant/ggml/internal.h"
 
 #include <algorithm>
 #include <cctype>

@@ -84,7 +84,7 @@ DType stored_dtype(const WeightSource& src, const std::string& name) {
 }
 
 std::vector<uint16_t> as_f16_bits(const TensorView& v) {
-  std::vector<uint16_t> out(size_t(v.numel()));
+  std::vector<uint16_t> out(static_cast<size_t>(v.numel()));
   if (v.dtype == DType::F16) {
     std::memcpy(out.data(), v.data, v.nbytes);
   } else {
@@ -96,7 +96,7 @@ std::vector<uint16_t> as_f16_bits(const TensorView& v) {
 
 std::vector<int32_t> as_i32(const TensorView& v, const std::string& where) {
   if (v.dtype != DType::I32) fail("{}: tensor '{}' must be I32, is {}", where, v.name, dtype_name(v.dtype));
-  std::vector<int32_t> out(size_t(v.numel()));
+  std::vector<int32_t> out(static_cast<size_t>(v.numel()));
   std::memcpy(out.data(), v.data, v.nbytes);
   return out;
 }

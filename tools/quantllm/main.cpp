@@ -2,6 +2,7 @@
 // codes: 0 success, 1 a user error (one line on stderr), 2 an internal error.
 #include "commands.h"
 #include "core/error.h"
+#include "export/gguf_export.h"
 #include "export/quantized_model.h"
 
 #include <cstdio>
@@ -15,7 +16,9 @@ int main(int argc, char** argv) {
   quantllm::cli::register_eval(app, runners);
   quantllm::cli::register_inspect(app, runners);
   quantllm::cli::register_quantize(app, runners);
+  quantllm::cli::register_imatrix(app, runners);
   quantllm::register_quantized_dir_reader();
+  quantllm::register_gguf_reader();
   try {
     app.parse(argc, argv);
   } catch (const CLI::CallForHelp& e) {

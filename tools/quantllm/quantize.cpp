@@ -4,7 +4,9 @@
 #include "core/error.h"
 #include "core/fs.h"
 #include "core/progress.h"
+#include "export/gguf_export.h"
 #include "pipeline/group_methods.h"
+#include "pipeline/imatrix.h"
 
 #include <fmt/format.h>
 
@@ -18,7 +20,8 @@ struct QuantizeArgs {
   std::string model, out, method, calib, type, imatrix, format;
   int bits = 4, group_size = 128, block_size = 128, threads = 0;
   bool sym = false, act_order = false, static_groups = false, mse = false, force = false, json = false;
-  bool true_sequential = true, no_true_sequential = false, dry_run = false;
+  bool true_sequential = true, no_true_sequential = false, dry_run = false, awq_scale = false, pure = false;
+  std::string output_tensor_type, token_embedding_type;
   double damp = 0.01;
   int64_t nsamples = 128, seqlen = 512;
   uint64_t seed = 0;
@@ -48,6 +51,9 @@ void run_group_method(const QuantizeArgs& a) {
   o.static_groups = a.static_groups;
   o.true_sequential = !a.no_true_sequential;
   o.calib = CalibOptions{a.calib, a.nsamples, a.seqlen, a.seed};
+  o.awq_scale = a.awq_scale;
+  if (a.awq_scale && o.method == QuantMethod::AWQ)
+    fail("--awq-scale composes AWQ scaling with --method gptq or rtn; --method awq scales already");
   if (a.bits < 2 || a.bits > 8) fail("--bits must be between 2 and 8, got {}", a.bits);
   if (a.damp <= 0 || a.damp > 1) fail("--damp must be in (0, 1], got {}", a.damp);
   const std::string fmt_name = a.format.empty() ? (a.method == "awq" ? "awq_gemm" : "gptq") : a.format;
@@ -55,7 +61,7 @@ void run_group_method(const QuantizeArgs& a) {
   if (format == HfQuantFormat::AwqGemm && (a.bits != 4 || a.act_order))
     fail("--format awq_gemm stores 4-bit weights in contiguous groups (no --act-order)");
   check_output_path(a.out, a.force);
-  if (o.method != QuantMethod::RTN && a.calib.empty())
+  if ((o.method != QuantMethod::RTN || a.awq_scale) && a.calib.empty())
     fail("--method {} needs calibration data: --calib FILE (or --calib self)", a.method);
 
   const auto t0 = std::chrono::steady_clock::now();
@@ -100,6 +106,67 @@ void run_group_method(const QuantizeArgs& a) {
   }
 }
 
+void run_gguf(const QuantizeArgs& a) {
+  GGUFPlanOptions po;
+  po.type = a.type.empty() ? "Q4_K_M" : a.type;
+  const GGUFMix& mix = find_gguf_mix(po.type);
+  po.pure = a.pure;
+  for (const auto& spec : a.tensor_types) po.tensor_types.push_back(parse_tensor_type_override(spec));
+  if (!a.output_tensor_type.empty()) po.output_type = parse_ggml_type(a.output_tensor_type, "--output-tensor-type");
+  if (!a.token_embedding_type.empty())
+    po.token_embedding_type = parse_ggml_type(a.token_embedding_type, "--token-embedding-type");
+  if (!a.dry_run) check_output_path(a.out, a.force);
+  Model m = open_model(a.model);
+  std::optional<ImportanceMatrix> im;
+  if (!a.imatrix.empty()) {
+    im = ImportanceMatrix::load(a.imatrix);
+    check_imatrix_fits(*im, m.config, a.imatrix);
+    po.has_imatrix = true;
+  }
+  const auto plan = plan_gguf(m.config, *m.weights, po);
+  int64_t params = 0;
+  uint64_t bytes = 0;
+  for (const auto& p : plan) params += shape_numel(p.shape), bytes += p.bytes;
+  if (a.dry_run) {
+    nlohmann::json rows = nlohmann::json::array();
+    for (const auto& p : plan)
+      rows.push_back({{"tensor", p.gguf_name}, {"shape", p.shape}, {"type", ggml::type_name(p.type)},
+                      {"bytes", p.bytes}, {"note", p.note}});
+    if (a.json) {
+      print_json({{"type", mix.name}, {"tensors", rows}, {"bytes", bytes},
+                  {"bits_per_weight", 8.0 * double(bytes) / double(params)}});
+    } else {
+      for (const auto& p : plan)
+        fmt::print("{:<28} {:<14} {:<7} {:>12}  {}\n", p.gguf_name, shape_str(p.shape), ggml::type_name(p.type),
+                   format_bytes(p.bytes), p.note);
+      fmt::print("{} tensors, {} ({:.2f} bits per weight), type {}\n", plan.size(), format_bytes(bytes),
+                 8.0 * double(bytes) / double(params), mix.name);
+    }
+    return;
+  }
+  if (m.config.arch->gguf_arch == "opt")
+    fmt::print(stderr, "quantllm: note: llama.cpp has no OPT architecture: this GGUF runs in quantllm only\n");
+  const auto t0 = std::chrono::steady_clock::now();
+  Progress bar(fmt::format("gguf {}", mix.name), int64_t(plan.size()));
+  GGUFExportOptions eo;
+  eo.mix_name = std::string(mix.name);
+  eo.ftype = mix.ftype;
+  eo.imatrix = im ? &*im : nullptr;
+  eo.overwrite = a.force;
+  eo.progress = [&](size_t done, size_t, const std::string& t) { bar.update(int64_t(done), t); };
+  const uint64_t written = write_gguf(m, *m.weights, plan, a.out, eo);
+  bar.finish();
+  const double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+  const double bpw = 8.0 * double(bytes) / double(params);
+  if (a.json) {
+    print_json({{"out", a.out}, {"seconds", seconds}, {"bytes", written}, {"bits_per_weight", bpw},
+                {"method", "gguf"}, {"type", mix.name}});
+  } else {
+    fmt::print("wrote {} ({}, {} tensors, {:.2f} bits per weight) in {}\n", a.out, format_bytes(written),
+               plan.size(), bpw, format_duration(seconds));
+  }
+}
+
 }  // namespace
 
 void register_quantize(CLI::App& app, std::vector<std::pair<CLI::App*, Runner>>& runners) {
@@ -121,6 +188,7 @@ void register_quantize(CLI::App& app, std::vector<std::pair<CLI::App*, Runner>>&
   q->add_option("--block-size", a->block_size, "GPTQ lazy-batch block size")->capture_default_str();
   q->add_flag("--true-sequential", a->true_sequential, "GPTQ: q/k/v, then o, then gate/up, then down (default)");
   q->add_flag("--no-true-sequential", a->no_true_sequential, "GPTQ: all layers of a block from the same inputs");
+  q->add_flag("--awq-scale", a->awq_scale, "gptq/rtn: fold AWQ's activation-aware scales into the weights first");
   q->add_option("--calib", a->calib, "calibration text file, or 'self' to sample text from the model");
   q->add_option("--nsamples", a->nsamples, "calibration windows")->capture_default_str();
   q->add_option("--seqlen", a->seqlen, "tokens per calibration window")->capture_default_str();
@@ -129,14 +197,17 @@ void register_quantize(CLI::App& app, std::vector<std::pair<CLI::App*, Runner>>&
   q->add_option("--type", a->type, "GGUF type or mix (Q4_K_M, Q8_0, …)");
   q->add_option("--imatrix", a->imatrix, "importance matrix file (GGUF)");
   q->add_option("--tensor-type", a->tensor_types, "GGUF: REGEX=TYPE override (repeatable)");
+  q->add_option("--output-tensor-type", a->output_tensor_type, "GGUF: type of output.weight");
+  q->add_option("--token-embedding-type", a->token_embedding_type, "GGUF: type of token_embd.weight");
+  q->add_flag("--pure", a->pure, "GGUF: every quantizable tensor gets the mix's default type");
   q->add_option("--threads", a->threads, "threads (0 = all cores)");
   q->add_flag("--force", a->force, "overwrite an existing output");
   q->add_flag("--dry-run", a->dry_run, "print the plan and exit");
   q->add_flag("--json", a->json, "print one JSON object on stdout");
   runners.emplace_back(q, [a] {
     apply_threads(a->threads);
-    if (a->method == "gguf") fail("--method gguf is not available yet");
-    run_group_method(*a);
+    if (a->method == "gguf") run_gguf(*a);
+    else run_group_method(*a);
   });
 }
 

@@ -1,0 +1,294 @@
+// GGUF writer (metadata + quantized tensors) and reader (GGUF file → Model), see gguf_export.h.
+#include "export/gguf_export.h"
+
+#include "core/error.h"
+#include "core/fs.h"
+#include "core/threads.h"
+#include "io/gguf.h"
+#include "model/gguf_names.h"
+
+#include <fmt/format.h>
+#include <nlohmann/json.hpp>
+
+namespace quantllm {
+
+using ggml::GgmlType;
+using json = nlohmann::json;
+
+namespace {
+
+constexpr uint32_t kQuantizationVersion = 2;  // GGML_QNT_VERSION
+
+void add_hparams(GGUFWriter& g, const ModelConfig& c) {
+  const std::string a(c.arch->gguf_arch);
+  g.add_u32(a + ".context_length", uint32_t(c.max_positions));
+  g.add_u32(a + ".embedding_length", uint32_t(c.hidden));
+  g.add_u32(a + ".block_count", uint32_t(c.n_layers));
+  g.add_u32(a + ".feed_forward_length", uint32_t(c.ffn));
+  g.add_u32(a + ".attention.head_count", uint32_t(c.n_heads));
+  g.add_u32(a + ".vocab_size", uint32_t(c.vocab));
+  if (c.arch->norm == NormKind::RMSNorm) {
+    g.add_u32(a + ".attention.head_count_kv", uint32_t(c.n_kv_heads));
+    g.add_f32(a + ".attention.layer_norm_rms_epsilon", float(c.norm_eps));
+    g.add_f32(a + ".rope.freq_base", float(c.rope_theta));
+    g.add_u32(a + ".rope.dimension_count", uint32_t(c.head_dim));
+    g.add_u32(a + ".attention.key_length", uint32_t(c.head_dim));
+    g.add_u32(a + ".attention.value_length", uint32_t(c.head_dim));
+    if (c.rope_scaling == RopeScaling::Linear) {
+      g.add_string(a + ".rope.scaling.type", "linear");
+      g.add_f32(a + ".rope.scaling.factor", float(c.rope_factor));
+    } else if (c.rope_scaling == RopeScaling::Llama3) {
+      fail("GGUF export of llama3 rope scaling (rope_freqs) is not supported yet");
+    }
+  } else {  // OPT: our own keys (docs/gguf.md)
+    g.add_f32(a + ".attention.layer_norm_epsilon", float(c.norm_eps));
+    g.add_u32(a + ".word_embed_proj_dim", uint32_t(c.word_embed_proj_dim));
+    g.add_bool(a + ".norm_before", c.norm_before);
+    g.add_bool(a + ".final_norm", c.final_norm);
+    g.add_u32(a + ".position_offset", uint32_t(c.arch->position_offset));
+  }
+}
+
+void add_tokenizer(GGUFWriter& g, const Model& m) {
+  const Tokenizer& t = *m.tokenizer;
+  const int32_t n = t.vocab_size();
+  std::vector<std::string> tokens(static_cast<size_t>(n));
+  std::vector<int32_t> types(static_cast<size_t>(n));
+  for (int32_t i = 0; i < n; ++i) {
+    tokens[size_t(i)] = t.token(i);
+    types[size_t(i)] = int32_t(t.token_type(i));
+  }
+  if (t.kind() == TokenizerKind::SentencePieceBPE) {
+    g.add_string("tokenizer.ggml.model", "llama");
+    g.add_string("tokenizer.ggml.pre", "default");
+    std::vector<float> scores(static_cast<size_t>(n));
+    for (int32_t i = 0; i < n; ++i) scores[size_t(i)] = t.score(i);
+    g.add_array("tokenizer.ggml.tokens", tokens);
+    g.add_array("tokenizer.ggml.scores", scores);
+    g.add_array("tokenizer.ggml.token_type", types);
+  } else {
+    g.add_string("tokenizer.ggml.model", "gpt2");
+    g.add_string("tokenizer.ggml.pre", t.pre_tokenizer_name());
+    g.add_array("tokenizer.ggml.tokens", tokens);
+    g.add_array("tokenizer.ggml.token_type", types);
+    g.add_array("tokenizer.ggml.merges", t.merges());
+  }
+  if (auto id = t.bos_id()) g.add_u32("tokenizer.ggml.bos_token_id", uint32_t(*id));
+  if (auto id = t.eos_id()) g.add_u32("tokenizer.ggml.eos_token_id", uint32_t(*id));
+  if (auto id = t.unk_id()) g.add_u32("tokenizer.ggml.unknown_token_id", uint32_t(*id));
+  if (auto id = t.pad_id()) g.add_u32("tokenizer.ggml.padding_token_id", uint32_t(*id));
+  g.add_bool("tokenizer.ggml.add_bos_token", t.adds_bos());
+  g.add_bool("tokenizer.ggml.add_eos_token", t.adds_eos());
+  if (!t.chat_template().empty()) g.add_string("tokenizer.chat_template", t.chat_template());
+  std::error_code ec;
+  if (std::filesystem::exists(m.path / "tokenizer.json", ec))
+    g.add_string("tokenizer.huggingface.json", read_file(m.path / "tokenizer.json"));
+}
+
+}  // namespace
+
+uint64_t write_gguf(const Model& model, const WeightSource& weights, const std::vector<PlannedTensor>& plan,
+                    const std::filesystem::path& path, const GGUFExportOptions& opt) {
+  const ModelConfig& c = model.config;
+  check_output_path(path, opt.overwrite);
+  GGUFWriter g;
+  g.add_string("general.architecture", std::string(c.arch->gguf_arch));
+  g.add_string("general.name", model.path.filename().string());
+  g.add_u32("general.file_type", opt.ftype);
+  g.add_u32("general.quantization_version", kQuantizationVersion);
+  g.add_string("general.quantized_by", "quantllm 0.1.0");
+  add_hparams(g, c);
+  add_tokenizer(g, model);
+  if (opt.imatrix) {
+    g.add_string("quantize.imatrix.file", "imatrix");
+    g.add_i32("quantize.imatrix.entries_count", int32_t(opt.imatrix->entries.size()));
+    g.add_i32("quantize.imatrix.chunks_count", opt.imatrix->chunk_count);
+  }
+  size_t done = 0;
+  for (const auto& p : plan) {
+    if (opt.progress) opt.progress(done, plan.size(), p.gguf_name);
+    Tensor t = weights.load(p.hf_name);
+    if (const int64_t heads = gguf_rope_permute_heads(c, p.hf_name)) t = permute_rope_rows(t, heads, false);
+    for (float v : t.data)
+      if (!std::isfinite(v)) fail("tensor '{}' contains NaN or Inf", p.hf_name);
+    const int64_t n_per_row = p.ne[0], nrows = t.numel() / n_per_row;
+    std::vector<float> imat;
+    const float* im = nullptr;
+    if (opt.imatrix && ggml::traits(p.type).is_quantized && opt.imatrix->has(p.gguf_name)) {
+      imat = opt.imatrix->values(p.gguf_name);
+      if (int64_t(imat.size()) != n_per_row)
+        fail("importance matrix entry '{}' has {} values, the tensor's rows have {} (is it from another model?)",
+             p.gguf_name, imat.size(), n_per_row);
+      im = imat.data();
+    }
+    std::vector<uint8_t> bytes(p.bytes);
+    const size_t written = ggml::quantize_rows(p.type, t.ptr(), bytes.data(), nrows, n_per_row, im);
+    QL_ASSERT(written == p.bytes, "{}: {} bytes written, {} planned", p.gguf_name, written, p.bytes);
+    g.add_tensor(p.gguf_name, uint32_t(p.type), p.ne, std::move(bytes));
+    ++done;
+  }
+  if (opt.progress) opt.progress(done, plan.size(), "");
+  g.write(path);
+  return std::filesystem::file_size(path);
+}
+
+namespace {
+
+// Weights of a GGUF file by HF name, dequantized (and q/k rows restored) on load.
+class GGUFWeights final : public WeightSource {
+ public:
+  GGUFWeights(std::shared_ptr<GGUFFile> f, const ModelConfig& c) : file_(std::move(f)), c_(c) {
+    for (const auto& t : file_->tensors()) {
+      if (t.name == "rope_freqs.weight") continue;
+      const auto hf = gguf_to_hf_name(c_, t.name);
+      if (!hf) fail("{}: tensor '{}' is not used by architecture {}", file_->name(), t.name, c_.arch->gguf_arch);
+      if (!ggml::find_type(t.type))
+        fail("{}: tensor '{}' has ggml type {} which quantllm does not read", file_->name(), t.name, t.type);
+      by_hf_[*hf] = &t;
+    }
+  }
+  bool has(const std::string& n) const override { return by_hf_.count(n) != 0; }
+  Shape shape(const std::string& n) const override { return info(n).shape(); }
+  std::vector<std::string> names() const override {
+    std::vector<std::string> v;
+    for (const auto& [k, _] : by_hf_) v.push_back(k);
+    return v;
+  }
+  Tensor load(const std::string& n) const override {
+    const GGUFTensorInfo& t = info(n);
+    Tensor out(t.shape());
+    const int64_t n_per_row = t.ne[0];
+    ggml::dequantize_rows(GgmlType(t.type), t.data, out.ptr(), t.numel() / n_per_row, n_per_row);
+    if (const int64_t heads = gguf_rope_permute_heads(c_, n)) out = permute_rope_rows(out, heads, true);
+    return out;
+  }
+  std::string format(const std::string& n) const override {
+    return std::string(ggml::find_type(info(n).type)->name);
+  }
+  size_t stored_bytes(const std::string& n) const override { return info(n).nbytes; }
+
+ private:
+  const GGUFTensorInfo& info(const std::string& n) const {
+    auto it = by_hf_.find(n);
+    if (it == by_hf_.end()) fail("{}: tensor '{}' not found", file_->name(), n);
+    return *it->second;
+  }
+  std::shared_ptr<GGUFFile> file_;
+  ModelConfig c_;
+  std::map<std::string, const GGUFTensorInfo*> by_hf_;
+};
+
+template <typename T>
+T get_num(const GGUFFile& f, const std::string& key) {
+  const GGUFValue& v = f.get(key);
+  if (auto p = v.get_if<uint32_t>()) return T(*p);
+  if (auto p = v.get_if<int32_t>()) return T(*p);
+  if (auto p = v.get_if<uint64_t>()) return T(*p);
+  if (auto p = v.get_if<int64_t>()) return T(*p);
+  if (auto p = v.get_if<float>()) return T(*p);
+  if (auto p = v.get_if<double>()) return T(*p);
+  fail("{}: key '{}' must be a number", f.name(), key);
+}
+
+ModelConfig config_from_gguf(const GGUFFile& f) {
+  const std::string arch = f.get_as<std::string>("general.architecture");
+  ModelConfig c;
+  for (const auto& row : arch_table())
+    if (row.gguf_arch == arch && !c.arch) c.arch = &row;  // "llama" → LlamaForCausalLM (first row)
+  if (!c.arch) fail("{}: GGUF architecture '{}' is not supported (supported: llama, qwen2, opt)", f.name(), arch);
+  c.hidden = get_num<int64_t>(f, arch + ".embedding_length");
+  c.n_layers = get_num<int64_t>(f, arch + ".block_count");
+  c.ffn = get_num<int64_t>(f, arch + ".feed_forward_length");
+  c.n_heads = get_num<int64_t>(f, arch + ".attention.head_count");
+  c.max_positions = get_num<int64_t>(f, arch + ".context_length");
+  c.vocab = int64_t(f.get("tokenizer.ggml.tokens").array_size());
+  if (f.find(arch + ".vocab_size")) c.vocab = get_num<int64_t>(f, arch + ".vocab_size");
+  if (c.arch->norm == NormKind::RMSNorm) {
+    c.n_kv_heads = f.find(arch + ".attention.head_count_kv") ? get_num<int64_t>(f, arch + ".attention.head_count_kv")
+                                                             : c.n_heads;
+    c.norm_eps = get_num<double>(f, arch + ".attention.layer_norm_rms_epsilon");
+    c.rope_theta = f.find(arch + ".rope.freq_base") ? get_num<double>(f, arch + ".rope.freq_base") : 10000.0;
+    c.head_dim = f.find(arch + ".attention.key_length") ? get_num<int64_t>(f, arch + ".attention.key_length")
+                                                        : c.hidden / c.n_heads;
+    if (const GGUFValue* s = f.find(arch + ".rope.scaling.type")) {
+      const auto* type = s->get_if<std::string>();
+      if (type && *type == "linear") {
+        c.rope_scaling = RopeScaling::Linear;
+        c.rope_factor = get_num<double>(f, arch + ".rope.scaling.factor");
+      } else if (type && *type != "none") {
+        fail("{}: rope scaling '{}' is not supported", f.name(), *type);
+      }
+    }
+    c.word_embed_proj_dim = c.hidden;
+    c.qkv_bias = f.find_tensor("blk.0.attn_q.bias") != nullptr;
+    c.o_bias = f.find_tensor("blk.0.attn_output.bias") != nullptr;
+    c.mlp_bias = f.find_tensor("blk.0.ffn_up.bias") != nullptr;
+  } else {
+    c.n_kv_heads = c.n_heads;
+    c.head_dim = c.hidden / c.n_heads;
+    c.norm_eps = get_num<double>(f, arch + ".attention.layer_norm_epsilon");
+    c.word_embed_proj_dim = get_num<int64_t>(f, arch + ".word_embed_proj_dim");
+    c.norm_before = f.get_as<bool>(arch + ".norm_before");
+    c.final_norm = f.get_as<bool>(arch + ".final_norm");
+    c.qkv_bias = c.o_bias = c.mlp_bias = f.find_tensor("blk.0.attn_q.bias") != nullptr;
+  }
+  c.tied_embeddings = f.find_tensor("output.weight") == nullptr;
+  c.dtype = DType::F32;
+  if (const GGUFValue* v = f.find("tokenizer.ggml.bos_token_id")) c.bos_token_id = get_num<int64_t>(f, "tokenizer.ggml.bos_token_id"), (void)v;
+  if (const GGUFValue* v = f.find("tokenizer.ggml.eos_token_id")) c.eos_token_id = get_num<int64_t>(f, "tokenizer.ggml.eos_token_id"), (void)v;
+  return c;
+}
+
+Tokenizer tokenizer_from_gguf(const GGUFFile& f) {
+  const GGUFValue* hf = f.find("tokenizer.huggingface.json");
+  if (!hf || !hf->get_if<std::string>())
+    fail("{}: no tokenizer.huggingface.json in this GGUF file (quantllm reads the GGUF files it writes; "
+         "rebuilding a tokenizer from tokenizer.ggml.* alone is not supported yet)", f.name());
+  const auto& tokens = f.get_array<std::string>("tokenizer.ggml.tokens");
+  json cfg = json::object();
+  auto tok_at = [&](const char* key) -> std::optional<std::string> {
+    if (!f.find(key)) return std::nullopt;
+    const auto id = get_num<int64_t>(f, key);
+    if (id < 0 || id >= int64_t(tokens.size())) fail("{}: {} {} is outside the vocabulary", f.name(), key, id);
+    return tokens[size_t(id)];
+  };
+  if (auto s = tok_at("tokenizer.ggml.bos_token_id")) cfg["bos_token"] = *s;
+  if (auto s = tok_at("tokenizer.ggml.eos_token_id")) cfg["eos_token"] = *s;
+  if (auto s = tok_at("tokenizer.ggml.unknown_token_id")) cfg["unk_token"] = *s;
+  if (auto s = tok_at("tokenizer.ggml.padding_token_id")) cfg["pad_token"] = *s;
+  if (const GGUFValue* v = f.find("tokenizer.ggml.add_bos_token"))
+    if (auto b = v->get_if<bool>()) cfg["add_bos_token"] = *b;
+  if (const GGUFValue* v = f.find("tokenizer.chat_template"))
+    if (auto s = v->get_if<std::string>()) cfg["chat_template"] = *s;
+  return Tokenizer::from_json(*hf->get_if<std::string>(), cfg.dump(), f.name() + " (tokenizer.huggingface.json)");
+}
+
+std::optional<Model> open_gguf(const std::filesystem::path& path) {
+  std::error_code ec;
+  if (!std::filesystem::is_regular_file(path, ec)) return std::nullopt;
+  if (path.extension() != ".gguf") {  // sniff the magic for files named otherwise
+    std::FILE* fp = std::fopen(path.c_str(), "rb");
+    char magic[4] = {};
+    const bool ok = fp && std::fread(magic, 1, 4, fp) == 4 && std::memcmp(magic, "GGUF", 4) == 0;
+    if (fp) std::fclose(fp);
+    if (!ok) return std::nullopt;
+  }
+  auto file = std::make_shared<GGUFFile>(path);
+  Model m;
+  m.path = path;
+  m.kind = "gguf";
+  m.config = config_from_gguf(*file);
+  m.weights = std::make_shared<GGUFWeights>(file, m.config);
+  check_tensors(m.config, *m.weights, path.string());
+  m.tokenizer = std::make_shared<Tokenizer>(tokenizer_from_gguf(*file));
+  return m;
+}
+
+}  // namespace
+
+void register_gguf_reader() {
+  static const bool once = (register_model_opener(&open_gguf), true);
+  (void)once;
+}
+
+}  // namespace quantllm

@@ -1,0 +1,35 @@
+// Writing a model as one GGUF file that llama.cpp runs, and reading such files back as a Model.
+//
+// Metadata: general.* (architecture, name, file_type, quantization_version), the architecture's
+// hyperparameter keys (llama / qwen2 as llama.cpp defines them; "opt" is ours, see docs/gguf.md),
+// the tokenizer (tokenizer.ggml.* — "llama" SentencePiece vocabularies with scores and token types,
+// "gpt2" byte-level ones with merges and a pre-tokenizer name), and tokenizer.huggingface.json
+// (the GGUF spec's key for the whole tokenizer.json) so that our reader tokenizes exactly.
+#pragma once
+
+#include "io/imatrix.h"
+#include "model/weights.h"
+#include "export/gguf_plan.h"
+
+#include <filesystem>
+#include <functional>
+
+namespace quantllm {
+
+struct GGUFExportOptions {
+  std::string mix_name = "Q4_K_M";
+  uint32_t ftype = 15;
+  const ImportanceMatrix* imatrix = nullptr;
+  bool overwrite = false;
+  std::function<void(size_t done, size_t total, const std::string& tensor)> progress;
+};
+
+// Quantizes every tensor of `weights` (HF names; config c) as `plan` says and writes `path` atomically.
+// Returns the bytes written.
+uint64_t write_gguf(const Model& model, const WeightSource& weights, const std::vector<PlannedTensor>& plan,
+                    const std::filesystem::path& path, const GGUFExportOptions& opt);
+
+// Registers the .gguf reader with open_model().
+void register_gguf_reader();
+
+}  // namespace quantllm

@@ -1,0 +1,92 @@
+// HF ↔ GGUF names and the llama q/k row permutation (see gguf_names.h).
+#include "model/gguf_names.h"
+
+#include "core/error.h"
+
+#include <fmt/format.h>
+
+#include <algorithm>
+
+namespace quantllm {
+
+namespace {
+
+constexpr std::string_view kGgufLinear[kNumLinear] = {"attn_q",   "attn_k", "attn_v",  "attn_output",
+                                                      "ffn_gate", "ffn_up", "ffn_down"};
+
+// All (hf base, gguf base) pairs of a config, without the .weight / .bias suffix.
+std::vector<std::pair<std::string, std::string>> base_pairs(const ModelConfig& c) {
+  const ArchSpec& a = *c.arch;
+  std::vector<std::pair<std::string, std::string>> v = {
+      {std::string(a.embed_tokens), "token_embd"},
+      {std::string(a.final_norm), "output_norm"},
+      {std::string(a.lm_head), "output"},
+  };
+  if (!a.embed_positions.empty()) v.emplace_back(std::string(a.embed_positions), "position_embd");
+  if (!a.project_in.empty()) {
+    v.emplace_back(std::string(a.project_in), "proj_in");
+    v.emplace_back(std::string(a.project_out), "proj_out");
+  }
+  for (int i = 0; i < c.n_layers; ++i) {
+    v.emplace_back(c.norm_tensor(i, BlockNorm::Attn), fmt::format("blk.{}.attn_norm", i));
+    v.emplace_back(c.norm_tensor(i, BlockNorm::Ffn), fmt::format("blk.{}.ffn_norm", i));
+    for (int l = 0; l < kNumLinear; ++l)
+      if (c.has_linear(Linear(l))) v.emplace_back(c.linear_tensor(i, Linear(l)), fmt::format("blk.{}.{}", i, kGgufLinear[l]));
+  }
+  return v;
+}
+
+bool split_suffix(const std::string& name, std::string& base, std::string& suffix) {
+  const auto dot = name.rfind('.');
+  if (dot == std::string::npos) return false;
+  base = name.substr(0, dot);
+  suffix = name.substr(dot);
+  return suffix == ".weight" || suffix == ".bias";
+}
+
+}  // namespace
+
+std::optional<std::string> hf_to_gguf_name(const ModelConfig& c, const std::string& hf_name) {
+  std::string base, suffix;
+  if (!split_suffix(hf_name, base, suffix)) return std::nullopt;
+  for (const auto& [hf, gg] : base_pairs(c))
+    if (hf == base) return gg + suffix;
+  return std::nullopt;
+}
+
+std::optional<std::string> gguf_to_hf_name(const ModelConfig& c, const std::string& gguf_name) {
+  std::string base, suffix;
+  if (!split_suffix(gguf_name, base, suffix)) return std::nullopt;
+  for (const auto& [hf, gg] : base_pairs(c))
+    if (gg == base) return hf + suffix;
+  return std::nullopt;
+}
+
+int64_t gguf_rope_permute_heads(const ModelConfig& c, const std::string& hf_name) {
+  if (c.arch->gguf_arch != "llama") return 0;
+  for (int i = 0; i < c.n_layers; ++i) {
+    for (const char* suffix : {".weight", ".bias"}) {
+      if (hf_name == c.linear_tensor(i, Linear::Q) + suffix) return c.n_heads;
+      if (hf_name == c.linear_tensor(i, Linear::K) + suffix) return c.n_kv_heads;
+    }
+  }
+  return 0;
+}
+
+Tensor permute_rope_rows(const Tensor& t, int64_t n_heads, bool inverse) {
+  const int64_t rows = t.dim(0);
+  const int64_t cols = t.numel() / rows;
+  QL_ASSERT(rows % n_heads == 0 && (rows / n_heads) % 2 == 0, "rows {} heads {}", rows, n_heads);
+  const int64_t hd = rows / n_heads, half = hd / 2;
+  Tensor out(t.shape);
+  for (int64_t h = 0; h < n_heads; ++h)
+    for (int64_t i = 0; i < half; ++i)
+      for (int64_t j = 0; j < 2; ++j) {
+        const int64_t gguf_row = h * hd + 2 * i + j, hf_row = h * hd + j * half + i;
+        const int64_t src = inverse ? gguf_row : hf_row, dst = inverse ? hf_row : gguf_row;
+        std::copy_n(t.ptr() + src * cols, cols, out.ptr() + dst * cols);
+      }
+  return out;
+}
+
+}  // namespace quantllm

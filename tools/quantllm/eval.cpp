@@ -3,6 +3,7 @@
 #include "common.h"
 #include "core/fs.h"
 #include "core/progress.h"
+#include "eval/kld.h"
 #include "eval/perplexity.h"
 
 #include <fmt/format.h>
@@ -52,6 +53,38 @@ void register_eval(CLI::App& app, std::vector<std::pair<CLI::App*, Runner>>& run
     } else {
       fmt::print("perplexity {:.4f} (nll {:.6f}) over {} windows, {} tokens scored, {:.1f} tokens/s\n", r.ppl, r.nll,
                  r.windows, r.tokens_scored, r.tokens_per_second);
+    }
+  });
+
+  auto* kld = eval->add_subcommand("kld", "KL divergence of a model's next-token distributions from a base model's");
+  kld->add_option("--base", args->base, "the reference model (usually full precision)")->required();
+  kld->add_option("--model", args->model, "the model to compare")->required();
+  kld->add_option("--data", args->data, "UTF-8 text file")->required();
+  kld->add_option("--ctx", args->ctx, "window length in tokens, BOS included")->capture_default_str();
+  kld->add_option("--max-windows", args->max_windows, "use only the first N windows (0 = all)");
+  kld->add_option("--batch", args->batch, "windows per forward pass (0 = automatic)");
+  kld->add_option("--threads", args->threads, "threads (0 = all cores)");
+  kld->add_flag("--json", args->json, "print one JSON object on stdout");
+  runners.emplace_back(kld, [args] {
+    apply_threads(args->threads);
+    const std::string text = read_text_file(args->data);
+    Model base = open_model(args->base);
+    Model m = open_model(args->model);
+    const Windows w = make_windows(*base.tokenizer, text, args->ctx, args->max_windows);
+    const Windows wm = make_windows(*m.tokenizer, text, args->ctx, args->max_windows);
+    if (wm.tokens != w.tokens) fail("{} and {} tokenize the text differently: KL divergence needs the same tokens",
+                                    args->base, args->model);
+    FullModel fb(base), fm(m);
+    Progress bar("kl divergence", w.n_windows);
+    const auto r = kl_divergence(fb, {&fm}, w, args->batch, [&](int64_t done, int64_t) { bar.update(done); });
+    bar.finish(fmt::format("kld {:.6f}", r[0].kld));
+    if (args->json) {
+      print_json({{"kld", r[0].kld}, {"kld_p99", r[0].kld_p99}, {"top1_agreement", r[0].top1_agreement},
+                  {"ppl_base", r[0].ppl_base}, {"ppl", r[0].ppl}, {"positions", r[0].positions},
+                  {"windows", r[0].windows}, {"seconds", r[0].seconds}});
+    } else {
+      fmt::print("KL divergence {:.6f} (p99 {:.6f}), top-1 agreement {:.2f}%, ppl {:.4f} vs base {:.4f}, {} positions\n",
+                 r[0].kld, r[0].kld_p99, 100 * r[0].top1_agreement, r[0].ppl, r[0].ppl_base, r[0].positions);
     }
   });
 }

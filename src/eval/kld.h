@@ -1,0 +1,27 @@
+// KL divergence of a model's next-token distributions from a base model's, over the perplexity
+// windows (same protocol as perplexity.h): mean over scored positions of Σ p_base · (log p_base −
+// log p_model), the share of positions whose argmax agrees, and both perplexities. Candidates are
+// compared in lockstep with the base, one batch of windows at a time, so the base distribution of
+// each window is computed once however many candidates there are and never stored whole.
+#pragma once
+
+#include "eval/perplexity.h"
+
+#include <vector>
+
+namespace quantllm {
+
+struct KldResult {
+  double kld = 0;             // mean KL(base ‖ model), nats
+  double kld_p99 = 0;         // 99th percentile of the per-position KL
+  double top1_agreement = 0;  // share of positions where argmax(model) == argmax(base)
+  double ppl_base = 0, ppl = 0;
+  double seconds = 0;
+  int64_t positions = 0, windows = 0;
+};
+
+// One result per candidate.
+std::vector<KldResult> kl_divergence(const FullModel& base, const std::vector<const FullModel*>& candidates,
+                                     const Windows& w, int64_t batch = 0, const ProgressFn& progress = {});
+
+}  // namespace quantllm

@@ -35,12 +35,11 @@ uint8_t unpack_5bit(const Block& b, int j) {
   return uint8_t(nibble | (((high >> j) & 1u) << 4));
 }
 
-// roundf() without the libm call: x - trunc(x) is exact, so comparing it with 0.5 decides the tie
-// away from zero exactly as roundf does.
-inline float round_half_away(float v) {
-  const float t = std::trunc(v);
-  return std::fabs(v - t) >= 0.5f ? t + std::copysign(1.0f, v) : t;
-}
+// roundf() without the libm call and without a data-dependent branch: adding the largest float
+// below 0.5 (with v's sign) and truncating rounds halves away from zero and everything else to
+// nearest, exactly, for |v| < 2^23 (here |v| <= 127.5); the sum cannot round up across an integer
+// because its distance to the next one exceeds half an ulp.
+inline float round_half_away(float v) { return std::trunc(v + std::copysign(0.49999997f, v)); }
 
 // Mean square of the row: the sigma2 of the imatrix weights.
 float row_mean_square(const float* x, int64_t n) {

@@ -19,7 +19,14 @@ class SafetensorsWeights final : public WeightSource {
   explicit SafetensorsWeights(const std::filesystem::path& p) : ckpt_(p) {}
   bool has(const std::string& name) const override { return ckpt_.has(name); }
   Shape shape(const std::string& name) const override { return ckpt_.get(name).shape; }
-  Tensor load(const std::string& name) const override { return ckpt_.get(name).to_f32(); }
+  Tensor load(const std::string& name) const override {
+    const TensorView& v = ckpt_.get(name);
+    try {
+      return v.to_f32();
+    } catch (const Error& e) {  // an integer tensor where weights belong: say which checkpoint
+      fail("{}: {}", ckpt_.path().string(), e.what());
+    }
+  }
   std::vector<std::string> names() const override { return ckpt_.names(); }
   std::string format(const std::string& name) const override {
     return std::string(dtype_name(ckpt_.get(name).dtype));

@@ -397,7 +397,7 @@ TEST_F(Qwen2Variant, GqaEqualsMultiHeadAttentionWithDuplicatedKvHeads) {
   auto wrong = duplicate_kv_heads(spec_, *tensors_);
   for (int64_t l = 0; l < s.layers; ++l) {
     auto& k = wrong["model.layers." + std::to_string(l) + ".self_attn.k_proj.weight"];
-    std::rotate(k.v.begin(), k.v.begin() + 64 * 640, k.v.end());  // head h now holds head h+1's keys
+    std::rotate(k.v.begin(), k.v.begin() + s.dh() * s.hidden, k.v.end());  // head h now holds head h+1's keys
   }
   EXPECT_GT(max_abs_diff(our_logits(write(*tmp_, "qwen2-mha-wrong", s, wrong), tokens_), logits_), 1e-3);
 }
@@ -562,13 +562,17 @@ TEST(Llama3Rope, ReferenceInverseFrequenciesMatchHandComputedValues) {
   EXPECT_NEAR(f[3], 0.001 / 8, 1e-15);
 }
 
-TEST(Llama3Rope, ScalingChangesTheLogits) {
+TEST(Llama3Rope, ScalingChangesTheLogitsAndReadsTheSameInBothLayouts) {
   // Guards the reference comparison above: on the tiny Llama case the llama3 bands matter.
   auto c = tiny_cases()[1];
   test::TempDir tmp;
   const auto t = test::random_tensors(c.spec);
   const auto tokens = random_tokens(c.tokens, c.spec.tokenizer_size(), 99);
   const auto scaled = our_logits(write(tmp, "scaled", c.spec, t), tokens);
+  // transformers 4 writes the same scaling as top-level rope_theta + rope_scaling: same logits, bit for bit.
+  auto tf4 = c.spec;
+  tf4.layout = test::ConfigLayout::Transformers4;
+  EXPECT_EQ(our_logits(write(tmp, "scaled-tf4", tf4, t), tokens), scaled);
   c.spec.llama3.reset();
   EXPECT_GT(max_abs_diff(our_logits(write(tmp, "plain", c.spec, t), tokens), scaled), 1e-3);
 }

@@ -78,6 +78,23 @@ QuantizedModel quantize_group_method(const Model& model, const GroupMethodOption
       validate_quant_params(opt.quant, c.linear_in(Linear(l)), c.linear_tensor(0, Linear(l)) + ".weight");
 
   const int n_blocks = int(c.n_layers);
+  if (opt.awq_scale && opt.method != QuantMethod::AWQ) {
+    // AWQ's scales folded into the fp32 weights, then the method on the scaled model; the folded
+    // norms and biases (not quantized themselves) are exported from `replaced`.
+    std::map<std::string, Tensor> scaled = awq_scale_weights(model, opt, progress);
+    Model scaled_model = model;
+    scaled_model.weights = overlay_weights(model.weights, scaled);
+    GroupMethodOptions inner = opt;
+    inner.awq_scale = false;
+    QuantizedModel qm_scaled = quantize_group_method(scaled_model, inner, progress);
+    qm_scaled.base = &model;
+    for (auto& [name, t] : scaled) {
+      std::string base = name;
+      const bool quantized = name.ends_with(".weight") && qm_scaled.layers.count(base.erase(base.size() - 7));
+      if (!quantized) qm_scaled.replaced[name] = std::move(t);
+    }
+    return qm_scaled;
+  }
   if (opt.method == QuantMethod::RTN) {
     for (int i = 0; i < n_blocks; ++i) {
       const BlockWeights w = load_block(c, *model.weights, i);

@@ -22,6 +22,8 @@ struct GroupMethodOptions {
   bool true_sequential = true;  // GPTQ: q/k/v, then o, then gate/up, then down
   CalibOptions calib;
   int64_t chunk_tokens = 8192;  // tokens per forward chunk of the calibration runner
+  bool awq_scale = false;       // RTN/GPTQ: AWQ's scale search and folding first (pipeline/awq.h)
+  int64_t awq_search_tokens = 8192;  // AWQ: tokens (the first whole windows) of the grid and clip searches
 };
 
 // Called after each block with (block index, blocks in all, what was just done).

@@ -195,6 +195,12 @@ void linear(const Tensor& x, const LinearWeights& w, Tensor& y) {
   if (!w.b.empty()) {
     for (int64_t r = 0; r < rows; ++r) std::copy(w.b.data.begin(), w.b.data.end(), y.row(r));
   }
+  if (rows <= 4) {  // generation: matrix-vector products (sgemm would repack all of W for one row)
+    for (int64_t r = 0; r < rows; ++r)
+      cblas_sgemv(CblasRowMajor, CblasNoTrans, int(out), int(in), 1.0f, w.w.ptr(), int(in), x.row(r), 1,
+                  w.b.empty() ? 0.0f : 1.0f, y.row(r), 1);
+    return;
+  }
   cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, int(rows), int(out), int(in), 1.0f, x.ptr(), int(in),
               w.w.ptr(), int(in), w.b.empty() ? 0.0f : 1.0f, y.ptr(), int(out));
 }
@@ -227,19 +233,13 @@ Tensor embed(const ModelConfig& c, const GlobalWeights& g, const std::vector<int
   return x;
 }
 
-bool block_forward(const ModelConfig& c, const BlockWeights& w, int layer, Tensor& x, int64_t n_seq,
-                   int64_t seq_len, BlockObserver* observer, KVCache* cache, int64_t pos0) {
-  QL_ASSERT(x.numel() == n_seq * seq_len * c.hidden);
+Tensor attention_mix(const ModelConfig& c, const BlockWeights& w, int layer, const Tensor& h, int64_t n_seq,
+                     int64_t seq_len, KVCache* cache, int64_t pos0) {
+  QL_ASSERT(h.numel() == n_seq * seq_len * c.hidden);
   QL_ASSERT(!cache || n_seq == 1);
   const int64_t past = cache ? cache->length : 0;
   if (cache) pos0 = past;
   if (cache && past + seq_len > cache->capacity) fail("context of {} tokens is full", cache->capacity);
-
-  // --- attention ---
-  Tensor h;
-  if (c.norm_before) normalize(c, w.attn_norm, x, h);
-  else h = x;
-  if (observer && !observer->observe(layer, LinearInput::AttnIn, h)) return false;
   Tensor q, k, v;
   linear(h, w[Linear::Q], q);  // [rows, q_dim]
   linear(h, w[Linear::K], k);  // [rows, kv_dim]
@@ -260,21 +260,11 @@ bool block_forward(const ModelConfig& c, const BlockWeights& w, int layer, Tenso
     attention(c, q, n_seq, seq_len, 0, [&](int64_t s, int64_t p) { return k.row(s * seq_len + p); },
               [&](int64_t s, int64_t p) { return v.row(s * seq_len + p); }, att);
   }
-  if (observer && !observer->observe(layer, LinearInput::AttnOut, att)) return false;
-  Tensor o;
-  linear(att, w[Linear::O], o);
-  add_inplace(x, o);
-  if (!c.norm_before) {  // OPT post-LN
-    Tensor t;
-    normalize(c, w.attn_norm, x, t);
-    x = std::move(t);
-  }
+  return att;
+}
 
-  // --- feed-forward ---
-  if (c.norm_before) normalize(c, w.ffn_norm, x, h);
-  else h = x;
-  if (observer && !observer->observe(layer, LinearInput::FfnIn, h)) return false;
-  Tensor up, mid;
+Tensor ffn_mix(const ModelConfig& c, const BlockWeights& w, const Tensor& h) {
+  Tensor up;
   linear(h, w[Linear::Up], up);  // [rows, ffn]
   if (c.arch->ffn == FfnKind::GatedSiLU) {
     Tensor gate;
@@ -290,9 +280,54 @@ bool block_forward(const ModelConfig& c, const BlockWeights& w, int layer, Tenso
   } else {
     for (auto& u : up.data) u = 0.5f * u * (1.0f + std::erf(u * float(std::numbers::sqrt2 / 2)));
   }
-  if (observer && !observer->observe(layer, LinearInput::FfnMid, up)) return false;
-  linear(up, w[Linear::Down], mid);
-  add_inplace(x, mid);
+  return up;
+}
+
+Tensor attention_sublayer(const ModelConfig& c, const BlockWeights& w, const Tensor& h, int64_t n_seq,
+                          int64_t seq_len) {
+  const Tensor att = attention_mix(c, w, 0, h, n_seq, seq_len);
+  Tensor o;
+  linear(att, w[Linear::O], o);
+  return o;
+}
+
+Tensor ffn_sublayer(const ModelConfig& c, const BlockWeights& w, const Tensor& h) {
+  const Tensor mid = ffn_mix(c, w, h);
+  Tensor y;
+  linear(mid, w[Linear::Down], y);
+  return y;
+}
+
+bool block_forward(const ModelConfig& c, const BlockWeights& w, int layer, Tensor& x, int64_t n_seq,
+                   int64_t seq_len, BlockObserver* observer, KVCache* cache, int64_t pos0) {
+  QL_ASSERT(x.numel() == n_seq * seq_len * c.hidden);
+  QL_ASSERT(!cache || n_seq == 1);
+
+  // --- attention ---
+  Tensor h;
+  if (c.norm_before) normalize(c, w.attn_norm, x, h);
+  else h = x;
+  if (observer && !observer->observe(layer, LinearInput::AttnIn, h)) return false;
+  const Tensor att = attention_mix(c, w, layer, h, n_seq, seq_len, cache, pos0);
+  if (observer && !observer->observe(layer, LinearInput::AttnOut, att)) return false;
+  Tensor o;
+  linear(att, w[Linear::O], o);
+  add_inplace(x, o);
+  if (!c.norm_before) {  // OPT post-LN
+    Tensor t;
+    normalize(c, w.attn_norm, x, t);
+    x = std::move(t);
+  }
+
+  // --- feed-forward ---
+  if (c.norm_before) normalize(c, w.ffn_norm, x, h);
+  else h = x;
+  if (observer && !observer->observe(layer, LinearInput::FfnIn, h)) return false;
+  const Tensor mid = ffn_mix(c, w, h);
+  if (observer && !observer->observe(layer, LinearInput::FfnMid, mid)) return false;
+  Tensor down;
+  linear(mid, w[Linear::Down], down);
+  add_inplace(x, down);
   if (!c.norm_before) {
     Tensor t;
     normalize(c, w.ffn_norm, x, t);

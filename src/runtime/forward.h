@@ -4,6 +4,7 @@
 // calibration windows and observe the input of every linear layer:
 //   embed():         tokens [n_seq, T]        -> x [n_seq*T, hidden]
 //   block_forward(): x [n_seq*T, hidden]      -> x (in place), one decoder block
+//     = x + attention_sublayer(norm(x)), then x + ffn_sublayer(norm(x)) (pre-LN; OPT-350m norms after)
 //   head():          x [rows, hidden]         -> logits [rows, vocab]
 // Sequences in a batch are independent windows that all start at position `pos0` (0 for
 // evaluation); generation passes a KVCache to continue a single sequence.
@@ -48,6 +49,18 @@ Tensor embed(const ModelConfig& c, const GlobalWeights& g, const std::vector<int
 // positions cache->length … and attention covers the cached ones; the caller advances length.
 bool block_forward(const ModelConfig& c, const BlockWeights& w, int layer, Tensor& x, int64_t n_seq,
                    int64_t seq_len, BlockObserver* observer = nullptr, KVCache* cache = nullptr, int64_t pos0 = 0);
+
+// The pieces of block_forward, for methods that inspect one sub-layer (AWQ's scale search).
+// h is the sub-layer's input after its norm (the q/k/v resp. gate/up input), [n_seq*T, hidden].
+// attention_mix: o's input, the attention of q(h), k(h), v(h) → [n_seq*T, q_dim] (cache as in block_forward).
+Tensor attention_mix(const ModelConfig& c, const BlockWeights& w, int layer, const Tensor& h, int64_t n_seq,
+                     int64_t seq_len, KVCache* cache = nullptr, int64_t pos0 = 0);
+// ffn_mix: down's input, act(gate(h)) ⊙ up(h) (or act(up(h))) → [rows, ffn].
+Tensor ffn_mix(const ModelConfig& c, const BlockWeights& w, const Tensor& h);
+// The sub-layers' outputs before the residual add: o(attention_mix(h)) resp. down(ffn_mix(h)), [rows, hidden].
+Tensor attention_sublayer(const ModelConfig& c, const BlockWeights& w, const Tensor& h, int64_t n_seq,
+                          int64_t seq_len);
+Tensor ffn_sublayer(const ModelConfig& c, const BlockWeights& w, const Tensor& h);
 
 // Final norm, project_out and the LM head for `rows` rows of x starting at row `row0`.
 Tensor head(const ModelConfig& c, const GlobalWeights& g, const Tensor& x, int64_t row0, int64_t rows);

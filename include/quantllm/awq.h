@@ -1,0 +1,85 @@
+// quantllm::AWQQuantizer — the C++ API of AWQ, shaped like the seed library's Python class:
+//
+//   quantllm::AWQQuantizer q(model, {.bits = 4, .group_size = 128, .zero_point = true, .version = "gemm"});
+//   auto qm = q.quantize(calibration_data, /*calibration_steps=*/128);  // texts, or a text file's path
+//   qm.save("out-dir");                                                  // an AutoAWQ GEMM checkpoint
+//
+// A thin layer over quantize_awq (src/pipeline/awq.h): calibration_steps is the number of windows of
+// `seqlen` tokens drawn (seeded) from the calibration text, exactly as `quantllm quantize --calib`.
+// Texts given as a list are joined with blank lines and tokenized as one text, then windows are drawn
+// the same way. Errors a caller causes (bits outside 2–8, a group size that does not divide a layer,
+// text shorter than one window, an unknown version) throw quantllm::Error.
+#pragma once
+
+#include <cstdint>
+#include <filesystem>
+#include <initializer_list>
+#include <memory>
+#include <string>
+#include <vector>
+
+namespace quantllm {
+
+struct Model;
+struct QuantizedModel;
+class WeightSource;
+
+struct AWQConfig {
+  int bits = 4;                  // 2..8; the GEMM layout stores 4-bit codes
+  int group_size = 128;          // input columns per group, or −1 for one group per row
+  bool zero_point = true;        // asymmetric ranges (false: symmetric, zero fixed at 2^(bits−1))
+  std::string version = "gemm";  // checkpoint layout: "gemm" (AutoAWQ GEMM)
+  int64_t seqlen = 512;          // tokens per calibration window
+  uint64_t seed = 0;             // seed of the window draw
+  int64_t search_tokens = 8192;  // tokens (first whole windows) the scale and clip searches run on
+};
+
+// Calibration text: a list of texts, or the path of a text file (a string is a path).
+class CalibrationData {
+ public:
+  CalibrationData(std::vector<std::string> texts) : texts_(std::move(texts)) {}
+  CalibrationData(std::initializer_list<std::string> texts) : texts_(texts) {}
+  CalibrationData(std::filesystem::path file) : file_(std::move(file)), is_file_(true) {}
+  CalibrationData(const std::string& file) : file_(file), is_file_(true) {}
+  CalibrationData(const char* file) : file_(file), is_file_(true) {}
+  bool is_file() const { return is_file_; }
+  const std::vector<std::string>& texts() const { return texts_; }
+  const std::filesystem::path& file() const { return file_; }
+
+ private:
+  std::vector<std::string> texts_;
+  std::filesystem::path file_;
+  bool is_file_ = false;
+};
+
+// The result: quantized layers plus the scaled norms, over the source model.
+class AWQQuantizedModel {
+ public:
+  AWQQuantizedModel(std::shared_ptr<const Model> model, std::shared_ptr<QuantizedModel> qm, AWQConfig config);
+  // Writes the checkpoint directory (atomically; an existing one only with overwrite).
+  void save(const std::filesystem::path& dir, bool overwrite = false) const;
+  // The model as it will run (quantized layers dequantized to fp32, scaled norms), for evaluation.
+  std::unique_ptr<WeightSource> weights() const;
+  const QuantizedModel& result() const { return *qm_; }
+
+ private:
+  std::shared_ptr<const Model> model_;
+  std::shared_ptr<QuantizedModel> qm_;
+  AWQConfig config_;
+};
+
+class AWQQuantizer {
+ public:
+  // The model must outlive the quantizer and its results.
+  AWQQuantizer(const Model& model, AWQConfig config = {});
+  // Opens a Hugging Face checkpoint directory.
+  explicit AWQQuantizer(const std::filesystem::path& model_dir, AWQConfig config = {});
+
+  AWQQuantizedModel quantize(const CalibrationData& calibration_data, int64_t calibration_steps = 128) const;
+
+ private:
+  std::shared_ptr<const Model> model_;
+  AWQConfig config_;
+};
+
+}  // namespace quantllm

@@ -1,0 +1,81 @@
+// quantllm::AWQQuantizer (include/quantllm/awq.h) over pipeline/awq.h.
+#include "quantllm/awq.h"
+
+#include "calib/calibration.h"
+#include "core/error.h"
+#include "export/quantized_model.h"
+#include "pipeline/awq.h"
+
+#include <cctype>
+
+namespace quantllm {
+
+namespace {
+
+void validate(const AWQConfig& c) {
+  std::string v = c.version;
+  for (auto& ch : v) ch = char(std::tolower(static_cast<unsigned char>(ch)));
+  if (v != "gemm") fail("AWQConfig.version '{}' is not supported (supported: gemm)", c.version);
+  if (c.bits < 2 || c.bits > 8) fail("AWQConfig.bits must be between 2 and 8, got {}", c.bits);
+  if (c.bits != 4) fail("AWQConfig.version 'gemm' stores 4-bit weights, got bits {}", c.bits);
+  if (c.seqlen < 2) fail("AWQConfig.seqlen must be at least 2, got {}", c.seqlen);
+}
+
+}  // namespace
+
+AWQQuantizedModel::AWQQuantizedModel(std::shared_ptr<const Model> model, std::shared_ptr<QuantizedModel> qm,
+                                     AWQConfig config)
+    : model_(std::move(model)), qm_(std::move(qm)), config_(std::move(config)) {
+  qm_->base = model_.get();
+}
+
+void AWQQuantizedModel::save(const std::filesystem::path& dir, bool overwrite) const {
+  save_quantized(*qm_, dir, HfQuantFormat::AwqGemm, overwrite);
+}
+
+std::unique_ptr<WeightSource> AWQQuantizedModel::weights() const { return qm_->as_weights(); }
+
+AWQQuantizer::AWQQuantizer(const Model& model, AWQConfig config)
+    // Not owned: an aliasing pointer with no control block.
+    : model_(std::shared_ptr<const Model>(std::shared_ptr<const Model>(), &model)), config_(std::move(config)) {
+  validate(config_);
+}
+
+AWQQuantizer::AWQQuantizer(const std::filesystem::path& model_dir, AWQConfig config)
+    : config_(std::move(config)) {
+  validate(config_);
+  model_ = std::make_shared<const Model>(open_model(model_dir));
+}
+
+AWQQuantizedModel AWQQuantizer::quantize(const CalibrationData& data, int64_t calibration_steps) const {
+  GroupMethodOptions o;
+  o.method = QuantMethod::AWQ;
+  o.quant.bits = config_.bits;
+  o.quant.group_size = config_.group_size;
+  o.quant.sym = !config_.zero_point;
+  o.quant.rule = RangeRule::kAwq;
+  o.awq_search_tokens = config_.search_tokens;
+  o.calib.source = data.is_file() ? data.file().string() : "";
+  o.calib.nsamples = calibration_steps;
+  o.calib.seqlen = config_.seqlen;
+  o.calib.seed = config_.seed;
+  auto qm = std::make_shared<QuantizedModel>();
+  if (data.is_file()) {
+    *qm = quantize_awq(*model_, o, {});
+  } else {
+    if (data.texts().empty()) fail("AWQQuantizer::quantize: no calibration texts");
+    std::string joined;
+    for (const auto& t : data.texts()) {
+      if (!joined.empty()) joined += "\n\n";
+      joined += t;
+    }
+    const auto ids = model_->tokenizer->encode(joined, false);
+    std::optional<int32_t> bos;
+    if (model_->tokenizer->adds_bos()) bos = model_->tokenizer->bos_id();
+    const CalibWindows windows = sample_windows(ids, bos, calibration_steps, config_.seqlen, config_.seed);
+    *qm = quantize_awq(*model_, o, windows, {});
+  }
+  return AWQQuantizedModel(model_, std::move(qm), config_);
+}
+
+}  // namespace quantllm

@@ -142,12 +142,33 @@ CalibWindows self_windows(const Model& model, const CalibOptions& opt) {
 }  // namespace
 
 CalibWindows calibration_windows(const Model& model, const CalibOptions& opt) {
+  if (!opt.windows.empty()) {
+    CalibWindows w;
+    w.n = int64_t(opt.windows.size());
+    w.seqlen = int64_t(opt.windows[0].size());
+    for (const auto& win : opt.windows) {
+      if (int64_t(win.size()) != w.seqlen) fail("calibration windows must all have the same length");
+      for (int32_t id : win)
+        if (id < 0 || id >= model.config.vocab) fail("calibration token id {} is outside the vocabulary", id);
+      w.tokens.insert(w.tokens.end(), win.begin(), win.end());
+    }
+    if (w.seqlen < 2) fail("calibration windows must be at least 2 tokens long");
+    return w;
+  }
+  std::optional<int32_t> bos;
+  if (model.tokenizer->adds_bos()) bos = model.tokenizer->bos_id();
+  if (!opt.texts.empty()) {
+    std::string joined;
+    for (const auto& t : opt.texts) {
+      if (find_invalid_utf8(t) != std::string_view::npos) fail("calibration text is not valid UTF-8");
+      joined += (joined.empty() ? "" : "\n\n") + t;
+    }
+    return sample_windows(model.tokenizer->encode(joined, false), bos, opt.nsamples, opt.seqlen, opt.seed);
+  }
   if (opt.source.empty()) fail("--calib is required (a text file, or 'self' to sample text from the model)");
   if (opt.source == "self") return self_windows(model, opt);
   const std::string text = read_text_file(opt.source);
   const auto ids = model.tokenizer->encode(text, false);
-  std::optional<int32_t> bos;
-  if (model.tokenizer->adds_bos()) bos = model.tokenizer->bos_id();
   try {
     return sample_windows(ids, bos, opt.nsamples, opt.seqlen, opt.seed);
   } catch (const Error& e) {

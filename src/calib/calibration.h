@@ -20,7 +20,9 @@
 namespace quantllm {
 
 struct CalibOptions {
-  std::string source = "";  // a text file path, or "self"
+  std::string source = "";  // a text file path, or "self"; ignored when texts or windows are given
+  std::vector<std::string> texts;                 // calibration texts (API): joined by blank lines, then drawn from
+  std::vector<std::vector<int32_t>> windows;      // ready token windows (API): used as they are
   int64_t nsamples = 128;
   int64_t seqlen = 512;
   uint64_t seed = 0;

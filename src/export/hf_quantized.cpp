@@ -331,6 +331,11 @@ void save_quantized(const QuantizedModel& qm, const std::filesystem::path& dir, 
   out.commit();
 }
 
+void QuantizedModel::save(const std::filesystem::path& dir, const std::string& format, bool overwrite) const {
+  const std::string f = format.empty() ? (method == QuantMethod::AWQ ? "awq_gemm" : "gptq") : format;
+  save_quantized(*this, dir, parse_hf_quant_format(f), overwrite);
+}
+
 void register_quantized_dir_reader() {
   static const bool once = (register_model_opener(&open_quantized_dir), true);
   (void)once;

@@ -38,6 +38,9 @@ struct QuantizedModel {
 
   // Full-precision view with the quantized weights dequantized (for evaluation and chaining).
   std::unique_ptr<WeightSource> as_weights() const;
+  // Writes the Hugging Face directory (see save_quantized). format: "gptq", "gptq_v2", "awq_gemm";
+  // empty = the method's usual one (AWQ → awq_gemm, else gptq).
+  void save(const std::filesystem::path& dir, const std::string& format = "", bool overwrite = false) const;
 };
 
 enum class HfQuantFormat { GptqV1, GptqV2, AwqGemm };

@@ -4,14 +4,27 @@
 
 #include "core/error.h"
 #include "core/threads.h"
+#include "quant/blas_single_thread.h"
 
 #include <cblas.h>
+#include <malloc.h>
 
 #include <algorithm>
 #include <cmath>
 #include <numbers>
 
 namespace quantllm {
+
+namespace {
+// The forward pass allocates and frees activation tensors of many MB per layer. glibc serves such
+// blocks with mmap and unmaps them on free, so every layer paid page faults on fresh memory
+// (a third of eval time in a profile). Keeping large blocks in the heap removes that cost.
+const bool kMallocTuned = [] {
+  mallopt(M_MMAP_THRESHOLD, 1 << 30);
+  mallopt(M_TRIM_THRESHOLD, 1 << 30);
+  return true;
+}();
+}  // namespace
 
 LinearInput linear_input_of(Linear l) {
   switch (l) {
@@ -123,54 +136,40 @@ void apply_rope(const ModelConfig& c, Tensor& x, int64_t n_heads, int64_t n_seq,
   }, 16);
 }
 
-// Causal attention. q: [n_seq*T, q_dim]; keys/values of sequence s at position p are at
-// k_of(s, p) / v_of(s, p) (each kv_dim wide); out: [n_seq*T, q_dim].
+// Causal attention. q: [n_seq*T, q_dim]; keys/values of sequence s start at k_of(s, 0) / v_of(s, 0),
+// one position every kv_dim floats; out: [n_seq*T, q_dim]. Each (sequence, head) task does two
+// single-threaded sgemm calls — S = Q·Kᵀ [T, n_ctx] and O = P·V [T, hd] — with the mask and the
+// softmax between them; the tasks run in parallel, so results do not depend on the thread count.
 template <typename KAt, typename VAt>
 void attention(const ModelConfig& c, const Tensor& q, int64_t n_seq, int64_t seq_len, int64_t past, KAt k_of,
                VAt v_of, Tensor& out) {
   const int64_t hd = c.head_dim, n_heads = c.n_heads, group = c.n_heads / c.n_kv_heads;
-  const int64_t n_ctx = past + seq_len;
+  const int64_t n_ctx = past + seq_len, kv_dim = c.kv_dim(), q_dim = c.q_dim();
   const float scale = float(1.0 / std::sqrt(double(hd)));
-  out = Tensor(Shape{n_seq * seq_len, c.q_dim()});
+  out = Tensor(Shape{n_seq * seq_len, q_dim});
+  SingleThreadedBlas one_thread;
   parallel_for(n_seq * n_heads, [&](int64_t t0, int64_t t1) {
-    std::vector<float> kt(static_cast<size_t>(hd * n_ctx)), scores(static_cast<size_t>(n_ctx));
+    std::vector<float> scores(static_cast<size_t>(seq_len * n_ctx));  // [T, n_ctx]
     for (int64_t task = t0; task < t1; ++task) {
       const int64_t s = task / n_heads, h = task % n_heads, kvh = h / group;
-      // Kᵀ of this head: [hd, n_ctx], so that scores are axpy loops over positions (vectorizable).
-      for (int64_t p = 0; p < n_ctx; ++p) {
-        const float* kp = k_of(s, p) + kvh * hd;
-        for (int64_t d = 0; d < hd; ++d) kt[size_t(d * n_ctx + p)] = kp[d];
-      }
+      const float* qh = q.row(s * seq_len) + h * hd;
+      const float* kh = k_of(s, 0) + kvh * hd;
+      const float* vh = v_of(s, 0) + kvh * hd;
+      cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, int(seq_len), int(n_ctx), int(hd), scale, qh, int(q_dim),
+                  kh, int(kv_dim), 0.0f, scores.data(), int(n_ctx));
       for (int64_t t = 0; t < seq_len; ++t) {
         const int64_t pos = past + t;  // attends to positions [lo, pos]
         const int64_t lo = c.sliding_window > 0 ? std::max<int64_t>(0, pos - c.sliding_window + 1) : 0;
-        const float* qt = q.row(s * seq_len + t) + h * hd;
-        const int64_t n = pos + 1;
-        std::fill(scores.begin(), scores.begin() + n, 0.0f);
-        for (int64_t d = 0; d < hd; ++d) {
-          const float qd = qt[d];
-          const float* kr = &kt[size_t(d * n_ctx)];
-          for (int64_t p = 0; p < n; ++p) scores[size_t(p)] += qd * kr[p];
-        }
+        float* row = scores.data() + t * n_ctx;
         float mx = -INFINITY;
-        for (int64_t p = lo; p < n; ++p) {
-          scores[size_t(p)] *= scale;
-          mx = std::max(mx, scores[size_t(p)]);
-        }
+        for (int64_t p = lo; p <= pos; ++p) mx = std::max(mx, row[p]);
         double sum = 0;
-        for (int64_t p = lo; p < n; ++p) {
-          const float e = std::exp(scores[size_t(p)] - mx);
-          scores[size_t(p)] = e;
-          sum += e;
-        }
+        for (int64_t p = lo; p <= pos; ++p) sum += (row[p] = std::exp(row[p] - mx));
         const float inv = float(1.0 / sum);
-        float* o = out.row(s * seq_len + t) + h * hd;
-        for (int64_t p = lo; p < n; ++p) {
-          const float w = scores[size_t(p)] * inv;
-          const float* vp = v_of(s, p) + kvh * hd;
-          for (int64_t d = 0; d < hd; ++d) o[d] += w * vp[d];
-        }
+        for (int64_t p = 0; p < n_ctx; ++p) row[p] = (p >= lo && p <= pos) ? row[p] * inv : 0.0f;
       }
+      cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, int(seq_len), int(hd), int(n_ctx), 1.0f, scores.data(),
+                  int(n_ctx), vh, int(kv_dim), 0.0f, out.row(s * seq_len) + h * hd, int(q_dim));
     }
   });
 }

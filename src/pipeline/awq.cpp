@@ -382,10 +382,11 @@ void run_awq(const Model& model, const GroupMethodOptions& opt, const CalibWindo
       AwqScaleResult best;
       {
         SingleThreadedBlas single;
-        if (g.layers.size() == 1 && (g.prev == AwqPrevOp::V || g.prev == AwqPrevOp::Up)) {
+        const bool single_linear = g.prev == AwqPrevOp::V || g.prev == AwqPrevOp::Up;
+        if (single_linear && xs.dim(0) > xs.dim(1)) {
           // One linear inspected alone: its output error is the quadratic form tr(D H Dᵀ), D = Q − W,
           // H = XᵀX of the sample — the same number as running the sample, at out·in² instead of
-          // tokens·out·in per candidate.
+          // tokens·out·in per candidate (cheaper when the sample has more tokens than inputs).
           const Linear l = g.layers.front();
           const Tensor h = gram(xs);
           const double n_out = double(xs.dim(0)) * double(w[l].w.dim(0));

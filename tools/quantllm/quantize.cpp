@@ -50,7 +50,10 @@ void run_group_method(const QuantizeArgs& a) {
   o.act_order = a.act_order;
   o.static_groups = a.static_groups;
   o.true_sequential = !a.no_true_sequential;
-  o.calib = CalibOptions{a.calib, a.nsamples, a.seqlen, a.seed};
+  o.calib.source = a.calib;
+  o.calib.nsamples = a.nsamples;
+  o.calib.seqlen = a.seqlen;
+  o.calib.seed = a.seed;
   o.awq_scale = a.awq_scale;
   if (a.awq_scale && o.method == QuantMethod::AWQ)
     fail("--awq-scale composes AWQ scaling with --method gptq or rtn; --method awq scales already");

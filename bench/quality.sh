@@ -53,6 +53,10 @@ for job in $jobs; do
     rtn)
       quantize rtn_w4g128 --method rtn --bits 4 --group-size 128 --out "$work/rtn4"
       quantize rtn_w3g128 --method rtn --bits 3 --group-size 128 --out "$work/rtn3" ;;
+    gptq4) quantize gptq_w4g128_actorder --method gptq --bits 4 --group-size 128 --act-order "${calib[@]}" --out "$work/gptq4" ;;
+    gptq3) quantize gptq_w3g128_actorder --method gptq --bits 3 --group-size 128 --act-order "${calib[@]}" --out "$work/gptq3" ;;
+    awq4) quantize awq_w4g128 --method awq --bits 4 --group-size 128 "${calib[@]}" --out "$work/awq4" ;;
+    awq3) quantize awq_w3g128 --method awq --bits 3 --group-size 128 "${calib[@]}" --out "$work/awq3" ;;
     gptq)
       quantize gptq_w4g128_actorder --method gptq --bits 4 --group-size 128 --act-order "${calib[@]}" --out "$work/gptq4"
       quantize gptq_w3g128_actorder --method gptq --bits 3 --group-size 128 --act-order "${calib[@]}" --out "$work/gptq3" ;;

@@ -10,6 +10,7 @@
 #include <malloc.h>
 
 #include <algorithm>
+#include <chrono>
 #include <cmath>
 #include <numbers>
 
@@ -24,7 +25,19 @@ const bool kMallocTuned = [] {
   mallopt(M_TRIM_THRESHOLD, 1 << 30);
   return true;
 }();
+bool g_profiling = false;
+ForwardProfile g_profile;
+
+double now_seconds() {
+  return std::chrono::duration<double>(std::chrono::steady_clock::now().time_since_epoch()).count();
+}
 }  // namespace
+
+void set_forward_profiling(bool on) {
+  g_profiling = on;
+  if (on) g_profile = {};
+}
+ForwardProfile forward_profile() { return g_profile; }
 
 LinearInput linear_input_of(Linear l) {
   switch (l) {
@@ -146,6 +159,7 @@ void attention(const ModelConfig& c, const Tensor& q, int64_t n_seq, int64_t seq
   const int64_t hd = c.head_dim, n_heads = c.n_heads, group = c.n_heads / c.n_kv_heads;
   const int64_t n_ctx = past + seq_len, kv_dim = c.kv_dim(), q_dim = c.q_dim();
   const float scale = float(1.0 / std::sqrt(double(hd)));
+  const double t_start = g_profiling ? now_seconds() : 0;
   out = Tensor(Shape{n_seq * seq_len, q_dim});
   SingleThreadedBlas one_thread;
   parallel_for(n_seq * n_heads, [&](int64_t t0, int64_t t1) {
@@ -172,6 +186,10 @@ void attention(const ModelConfig& c, const Tensor& q, int64_t n_seq, int64_t seq
                   int(n_ctx), vh, int(kv_dim), 0.0f, out.row(s * seq_len) + h * hd, int(q_dim));
     }
   });
+  if (g_profiling) {
+    g_profile.attention_seconds += now_seconds() - t_start;
+    g_profile.attention_flops += 4.0 * double(n_seq * n_heads) * double(seq_len) * double(n_ctx) * double(hd);
+  }
 }
 
 void add_inplace(Tensor& x, const Tensor& y) {
@@ -186,6 +204,14 @@ void add_inplace(Tensor& x, const Tensor& y) {
 }  // namespace
 
 void linear(const Tensor& x, const LinearWeights& w, Tensor& y) {
+  const double t0 = g_profiling ? now_seconds() : 0;
+  struct Account {  // adds this call's time on every return path
+    double t0;
+    double flops;
+    ~Account() {
+      if (g_profiling) g_profile.linear_seconds += now_seconds() - t0, g_profile.linear_flops += flops;
+    }
+  } account{t0, 2.0 * double(x.numel()) * double(w.w.dim(0))};
   const int64_t in = w.w.dim(1), out = w.w.dim(0);
   QL_ASSERT(x.shape.back() == in, "linear: input width {} != weight in {}", x.shape.back(), in);
   const int64_t rows = x.numel() / in;

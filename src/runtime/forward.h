@@ -65,6 +65,15 @@ Tensor ffn_sublayer(const ModelConfig& c, const BlockWeights& w, const Tensor& h
 // Final norm, project_out and the LM head for `rows` rows of x starting at row `row0`.
 Tensor head(const ModelConfig& c, const GlobalWeights& g, const Tensor& x, int64_t row0, int64_t rows);
 
+// Where forward time goes (for benchmarks): seconds in the linear layers' matrix products and in
+// attention, accumulated while enabled.
+struct ForwardProfile {
+  double linear_seconds = 0, attention_seconds = 0;
+  double linear_flops = 0, attention_flops = 0;
+};
+void set_forward_profiling(bool on);
+ForwardProfile forward_profile();  // totals since profiling was last enabled
+
 // Y[rows, out] = X[rows, in] · Wᵀ (+ b). W: [out, in].
 void linear(const Tensor& x, const LinearWeights& w, Tensor& y);
 

@@ -18,6 +18,7 @@ int main(int argc, char** argv) {
   quantllm::cli::register_quantize(app, runners);
   quantllm::cli::register_imatrix(app, runners);
   quantllm::cli::register_generate(app, runners);
+  quantllm::cli::register_compare(app, runners);
   quantllm::register_quantized_dir_reader();
   quantllm::register_gguf_reader();
   try {

@@ -250,20 +250,21 @@ TEST(AwqCli, BadInputFailsWithOneLine) {
 }
 
 // GPTQ on the AWQ-scaled model (--awq-scale): a loadable checkpoint whose perplexity stays near fp32
-// (with 1024 calibration tokens; the quality comparison is in docs/benchmarks-awq.md).
+// (2048 calibration tokens: plain GPTQ with these windows scores the same, 91.4, so the bound is loose;
+// the quality comparison is in docs/benchmarks-awq.md).
 TEST(AwqCli, GptqAfterAwqScale) {
   const auto ref = reference("gutenberg-opt-28m")["first_windows"]["results"];
   const double fp32 = ref["fp32"]["gutenberg_heldout"]["first16"];
   TempDir dir;
   const auto out = dir / "gptq";
   const RunResult q = run_quantllm(fmt::format(
-      "quantize --model {} --out {} --method gptq --awq-scale --bits 4 --calib {} --nsamples 8 --seqlen 128",
+      "quantize --model {} --out {} --method gptq --awq-scale --bits 4 --calib {} --nsamples 8 --seqlen 256",
       model_dir("gutenberg-opt-28m").string(), out.string(), data_file("gutenberg-calib.txt").string()));
   ASSERT_EQ(q.status, 0) << q.err;
   const RunResult e = run_quantllm(fmt::format("eval ppl --model {} --data {} --max-windows 16 --json", out.string(),
                                                data_file("gutenberg-heldout.txt").string()));
   ASSERT_EQ(e.status, 0) << e.err;
   const double ppl = nlohmann::json::parse(e.out)["ppl"];
-  std::printf("  gptq --awq-scale w4g128 (8x128 calib) opt heldout first16: %.3f (fp32 %.3f)\n", ppl, fp32);
+  std::printf("  gptq --awq-scale w4g128 (8x256 calib) opt heldout first16: %.3f (fp32 %.3f)\n", ppl, fp32);
   EXPECT_LT(ppl, fp32 * 1.05);
 }

@@ -18,6 +18,8 @@
 #include <string>
 #include <vector>
 
+#include "quantllm/calibration.h"
+
 namespace quantllm {
 
 struct Model;
@@ -35,22 +37,7 @@ struct AWQConfig {
 };
 
 // Calibration text: a list of texts, or the path of a text file (a string is a path).
-class CalibrationData {
- public:
-  CalibrationData(std::vector<std::string> texts) : texts_(std::move(texts)) {}
-  CalibrationData(std::initializer_list<std::string> texts) : texts_(texts) {}
-  CalibrationData(std::filesystem::path file) : file_(std::move(file)), is_file_(true) {}
-  CalibrationData(const std::string& file) : file_(file), is_file_(true) {}
-  CalibrationData(const char* file) : file_(file), is_file_(true) {}
-  bool is_file() const { return is_file_; }
-  const std::vector<std::string>& texts() const { return texts_; }
-  const std::filesystem::path& file() const { return file_; }
 
- private:
-  std::vector<std::string> texts_;
-  std::filesystem::path file_;
-  bool is_file_ = false;
-};
 
 // The result: quantized layers plus the scaled norms, over the source model.
 class AWQQuantizedModel {

@@ -19,6 +19,7 @@ namespace quantllm {
 // What a layer's quantization measured (reported per layer by quantize).
 struct LayerStats {
   double relative_error = 0;  // tr((W−Q) H (W−Q)ᵀ) / tr(W H Wᵀ), when a Hessian was available
+  double rtn_relative_error = 0;  // the same objective for round-to-nearest with the same grid (GPTQ)
   double damp = 0;            // damping finally used (GPTQ)
   double seconds = 0;
 };

@@ -465,7 +465,7 @@ void run_awq(const Model& model, const GroupMethodOptions& opt, const CalibWindo
         den = sum_sq_windows(x, T, nullptr, [&](const Tensor& xw) { Tensor y; linear(xw, fl, y); return y; });
       }
       const double secs = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
-      qm->stats[name] = LayerStats{den > 0 ? num / den : 0.0, 0.0, secs};
+      qm->stats[name] = LayerStats{.relative_error = den > 0 ? num / den : 0.0, .seconds = secs};
       qm->layers[name] = std::move(q);
     }
 

@@ -127,9 +127,13 @@ QuantizedModel quantize_group_method(const Model& model, const GroupMethodOption
       runner.observe(i, w, obs);  // inputs seen through the already-quantized layers of this block
       for (Linear lin : group) {
         const std::string name = c.linear_tensor(i, lin);
-        GPTQResult r = gptq_quantize(w[lin].w, obs.at(linear_input_of(lin)), g, name + ".weight");
+        const HessianAccumulator& acc = obs.at(linear_input_of(lin));
+        GPTQResult r = gptq_quantize(w[lin].w, acc, g, name + ".weight");
+        // The same objective for plain rounding, so the report shows what GPTQ gained per layer.
+        const double rtn_err =
+            relative_objective(w[lin].w, quantize_rtn(w[lin].w, opt.quant, name + ".weight").dequantize(), acc.hessian());
         w[lin].w = r.q.dequantize();
-        qm.stats[name] = LayerStats{r.stats.objective, r.stats.damp_percent_used, r.stats.seconds};
+        qm.stats[name] = LayerStats{r.stats.objective, rtn_err, r.stats.damp_percent_used, r.stats.seconds};
         if (r.stats.damp_percent_used > opt.damp_percent * 1.0000001)
           std::fprintf(stderr, "quantllm: %s: Hessian not positive definite at damp %.4g; used damp %.4g\n",
                        name.c_str(), opt.damp_percent, r.stats.damp_percent_used);

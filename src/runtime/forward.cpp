@@ -226,8 +226,18 @@ void linear(const Tensor& x, const LinearWeights& w, Tensor& y) {
                   w.b.empty() ? 0.0f : 1.0f, y.row(r), 1);
     return;
   }
-  cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, int(rows), int(out), int(in), 1.0f, x.ptr(), int(in),
-              w.w.ptr(), int(in), w.b.empty() ? 0.0f : 1.0f, y.ptr(), int(out));
+  // Fixed chunks of rows, each one single-threaded sgemm, spread over our threads: OpenBLAS's own
+  // threading splits work differently for 1 and 2 threads and its results then differ in the last
+  // bits, which made calibration (and so GPTQ's output) depend on the thread count.
+  constexpr int64_t kChunk = 256;
+  SingleThreadedBlas one_thread;
+  parallel_for((rows + kChunk - 1) / kChunk, [&](int64_t c0, int64_t c1) {
+    for (int64_t ch = c0; ch < c1; ++ch) {
+      const int64_t r0 = ch * kChunk, nr = std::min(kChunk, rows - r0);
+      cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, int(nr), int(out), int(in), 1.0f, x.row(r0), int(in),
+                  w.w.ptr(), int(in), w.b.empty() ? 0.0f : 1.0f, y.row(r0), int(out));
+    }
+  });
 }
 
 Tensor embed(const ModelConfig& c, const GlobalWeights& g, const std::vector<int32_t>& tokens, int64_t n_seq,

@@ -91,7 +91,8 @@ void run_group_method(const QuantizeArgs& a) {
   if (a.json) {
     nlohmann::json layers = nlohmann::json::object();
     for (const auto& [name, s] : qm.stats)
-      layers[name] = {{"relative_error", s.relative_error}, {"damp", s.damp}, {"seconds", s.seconds}};
+      layers[name] = {{"relative_error", s.relative_error}, {"rtn_relative_error", s.rtn_relative_error},
+                      {"damp", s.damp}, {"seconds", s.seconds}};
     print_json({{"out", a.out},
                 {"seconds", seconds},
                 {"bytes", bytes},
@@ -100,8 +101,9 @@ void run_group_method(const QuantizeArgs& a) {
                 {"layers", layers}});
   } else {
     if (!qm.stats.empty()) {
-      fmt::print(stderr, "layer-wise relative error tr((W-Q)H(W-Q)^T)/tr(WHW^T):\n");
-      for (const auto& [name, s] : qm.stats) fmt::print(stderr, "  {:<48} {:.3e}\n", name, s.relative_error);
+      fmt::print(stderr, "layer-wise relative error tr((W-Q)H(W-Q)^T)/tr(WHW^T), {} vs round-to-nearest:\n", a.method);
+      for (const auto& [name, s] : qm.stats)
+        fmt::print(stderr, "  {:<48} {:.3e}  rtn {:.3e}\n", name, s.relative_error, s.rtn_relative_error);
       fmt::print(stderr, "  mean {:.3e}\n", err_sum / double(qm.stats.size()));
     }
     fmt::print("wrote {} ({}, {:.2f} bits per weight in quantized layers) in {}\n", a.out, format_bytes(bytes), bpw,

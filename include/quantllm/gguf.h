@@ -1,0 +1,48 @@
+// quantllm::GGUFQuantizer — the seed library's GGUFQuantizer(model, bits, group_size).convert_to_gguf(path),
+// writing exactly the bytes llama.cpp's quantizer would:
+//
+//   quantllm::GGUFQuantizer q(model, {.type = "Q4_K_M"});
+//   q.quantize();                       // plans the type of every tensor (and computes an imatrix if asked)
+//   q.convert_to_gguf("model-Q4_K_M.gguf");
+#pragma once
+
+#include "quantllm/calibration.h"
+#include "quantllm/model.h"
+
+#include <filesystem>
+#include <memory>
+#include <optional>
+#include <string>
+#include <vector>
+
+namespace quantllm {
+
+struct PlannedTensor;
+class ImportanceMatrix;
+
+struct GGUFConfig {
+  std::string type = "Q4_K_M";  // a llama.cpp mix or type: Q8_0, Q6_K, Q5_K_M, Q4_K_M, Q4_0, IQ4_XS, Q3_K_M, Q2_K, F16 …
+  bool pure = false;             // every quantizable tensor gets the mix's default type
+  std::vector<std::string> tensor_types;  // "REGEX=TYPE" overrides
+  std::string imatrix;           // importance matrix file (llama.cpp format), optional
+  std::optional<CalibrationData> imatrix_data;  // or compute one from this text file
+};
+
+class GGUFQuantizer {
+ public:
+  GGUFQuantizer(const Model& model, GGUFConfig config = {});
+  ~GGUFQuantizer();
+  // Plans the tensor types (and computes the importance matrix when imatrix_data is given).
+  void quantize();
+  const std::vector<PlannedTensor>& plan() const;
+  // Quantizes and writes the file atomically.
+  void convert_to_gguf(const std::filesystem::path& path, bool overwrite = false);
+
+ private:
+  const Model& model_;
+  GGUFConfig config_;
+  std::unique_ptr<std::vector<PlannedTensor>> plan_;
+  std::unique_ptr<ImportanceMatrix> imatrix_;
+};
+
+}  // namespace quantllm

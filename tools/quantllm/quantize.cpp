@@ -102,8 +102,12 @@ void run_group_method(const QuantizeArgs& a) {
   } else {
     if (!qm.stats.empty()) {
       fmt::print(stderr, "layer-wise relative error tr((W-Q)H(W-Q)^T)/tr(WHW^T), {} vs round-to-nearest:\n", a.method);
-      for (const auto& [name, s] : qm.stats)
-        fmt::print(stderr, "  {:<48} {:.3e}  rtn {:.3e}\n", name, s.relative_error, s.rtn_relative_error);
+      for (const auto& [name, s] : qm.stats) {
+        if (s.rtn_relative_error > 0)
+          fmt::print(stderr, "  {:<48} {:.3e}  rtn {:.3e}\n", name, s.relative_error, s.rtn_relative_error);
+        else
+          fmt::print(stderr, "  {:<48} {:.3e}\n", name, s.relative_error);
+      }
       fmt::print(stderr, "  mean {:.3e}\n", err_sum / double(qm.stats.size()));
     }
     fmt::print("wrote {} ({}, {:.2f} bits per weight in quantized layers) in {}\n", a.out, format_bytes(bytes), bpw,

@@ -235,7 +235,7 @@ std::optional<Model> open_quantized_dir(const std::filesystem::path& path) {
   json root;
   try {
     root = json::parse(text);
-  } catch (const json::parse_error& e) {
+  } catch (const json::exception& e) {
     fail("{}: malformed JSON: {}", cfg_path.string(), e.what());
   }
   if (!root.is_object() || !root.contains("quantization_config")) return std::nullopt;

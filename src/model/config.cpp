@@ -97,7 +97,7 @@ ModelConfig parse_config_json(std::string_view json_text, const std::string& sou
   json root;
   try {
     root = json::parse(json_text);
-  } catch (const json::parse_error& e) {
+  } catch (const json::exception& e) {
     fail("{}: malformed JSON: {}", source, e.what());
   }
   if (!root.is_object()) fail("{}: expected a JSON object", source);

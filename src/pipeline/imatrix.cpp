@@ -4,6 +4,7 @@
 #include "calib/runner.h"
 #include "core/error.h"
 #include "core/fs.h"
+#include "eval/perplexity.h"
 #include "model/gguf_names.h"
 
 #include <fmt/format.h>
@@ -39,21 +40,19 @@ class SquareSumObserver final : public BlockObserver {
 ImportanceMatrix compute_imatrix(const Model& model, const ImatrixOptions& opt,
                                  const std::function<void(int, int)>& progress) {
   const ModelConfig& c = model.config;
+  // The same consecutive windows as perplexity (BOS first when the tokenizer adds one).
   const std::string text = read_text_file(opt.data);
-  const auto ids = model.tokenizer->encode(text, false);
-  const bool bos = model.tokenizer->adds_bos() && model.tokenizer->bos_id();
-  const int64_t span = bos ? opt.ctx - 1 : opt.ctx;
-  if (opt.ctx < 2) fail("--ctx must be at least 2");
-  int64_t n = int64_t(ids.size()) / span;
-  if (opt.chunks > 0) n = std::min(n, opt.chunks);
-  if (n == 0) fail("{}: {} tokens, fewer than one chunk of {}", opt.data, ids.size(), opt.ctx);
-  CalibWindows w;
-  w.n = n;
-  w.seqlen = opt.ctx;
-  for (int64_t i = 0; i < n; ++i) {
-    if (bos) w.tokens.push_back(*model.tokenizer->bos_id());
-    w.tokens.insert(w.tokens.end(), ids.begin() + i * span, ids.begin() + (i + 1) * span);
+  Windows ev;
+  try {
+    ev = make_windows(*model.tokenizer, text, opt.ctx, opt.chunks);
+  } catch (const Error& e) {
+    fail("{}: {}", opt.data, e.what());
   }
+  CalibWindows w;
+  w.n = ev.n_windows;
+  w.seqlen = ev.ctx;
+  w.tokens = std::move(ev.tokens);
+  const int64_t n = w.n;
   ImportanceMatrix im;
   im.datasets = {std::filesystem::path(opt.data).filename().string()};
   im.chunk_count = int32_t(n);

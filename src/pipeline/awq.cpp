@@ -3,6 +3,7 @@
 #include "pipeline/awq.h"
 
 #include "calib/runner.h"
+#include "pipeline/checkpoints.h"
 #include "core/dtype.h"
 #include "core/error.h"
 #include "core/threads.h"
@@ -317,24 +318,6 @@ std::vector<std::string> prev_op_tensors(const ModelConfig& c, int layer, const 
   return names;
 }
 
-// The tensor of w that an HF name of block `layer` refers to (norms, linears, biases).
-const Tensor& block_tensor(const ModelConfig& c, const BlockWeights& w, int layer, const std::string& name) {
-  for (BlockNorm n : {BlockNorm::Attn, BlockNorm::Ffn}) {
-    const NormWeights& nw = n == BlockNorm::Attn ? w.attn_norm : w.ffn_norm;
-    const std::string base = c.norm_tensor(layer, n);
-    if (name == base + ".weight") return nw.w;
-    if (name == base + ".bias") return nw.b;
-  }
-  for (int l = 0; l < kNumLinear; ++l) {
-    if (!c.has_linear(Linear(l))) continue;
-    const std::string base = c.linear_tensor(layer, Linear(l));
-    if (name == base + ".weight") return w.linear[size_t(l)].w;
-    if (name == base + ".bias") return w.linear[size_t(l)].b;
-  }
-  QL_ASSERT(false, "no block tensor named {}", name);
-  __builtin_unreachable();
-}
-
 enum class AwqMode { kQuantize, kScaleOnly };
 
 void validate_awq_options(const ModelConfig& c, const GroupMethodOptions& opt) {
@@ -361,10 +344,37 @@ void run_awq(const Model& model, const GroupMethodOptions& opt, const CalibWindo
   const int64_t n_search = std::clamp<int64_t>(opt.awq_search_tokens / T, 1, n_win);
   const auto groups = awq_scaling_groups(c);
   const int n_blocks = int(c.n_layers);
+  BlockCheckpoints ckpt(model, opt, mode == AwqMode::kQuantize ? "awq" : "awq-scale", &windows);
 
   for (int i = 0; i < n_blocks; ++i) {
     const auto t_block = std::chrono::steady_clock::now();
     BlockWeights w = load_block(c, src, i);
+    if (i < ckpt.done()) {
+      // Finished by an interrupted run: its folded tensors and quantized layers, run forward.
+      BlockResult r = ckpt.load(i);
+      apply_block_tensors(c, w, i, r.tensors);
+      BlockWeights wq = w;
+      for (int l = 0; l < kNumLinear; ++l) {
+        const Linear lin = Linear(l);
+        if (!c.has_linear(lin)) continue;
+        const std::string name = c.linear_tensor(i, lin);
+        if (mode == AwqMode::kScaleOnly) {
+          wq[lin].w = quantize_rtn(w[lin].w, p, name + ".weight").dequantize();
+          continue;
+        }
+        auto it = r.layers.find(name);
+        if (it == r.layers.end()) fail("--resume: block {} checkpoint lacks layer {}", i, name);
+        wq[lin].w = it->second.dequantize();
+        qm->layers[name] = std::move(it->second);
+      }
+      for (auto& [n, t] : r.tensors) (mode == AwqMode::kQuantize ? qm->replaced : *scaled)[n] = std::move(t);
+      if (mode == AwqMode::kQuantize)
+        for (auto& [n, st] : r.stats) qm->stats[n] = st;
+      advance_block(c, wq, i, runner.hidden(), n_win, T);
+      if (progress) progress(i + 1, n_blocks, fmt::format("block {}/{}: restored", i + 1, n_blocks));
+      continue;
+    }
+    BlockResult saved;  // what this block produces, for the checkpoint
     for (int l = 0; l < kNumLinear; ++l)
       if (c.has_linear(Linear(l))) check_finite(w.linear[size_t(l)].w.data, c.linear_tensor(i, Linear(l)) + ".weight");
     BlockInputs in = observe_block(c, w, i, runner.hidden(), n_win, T, n_search);
@@ -430,6 +440,7 @@ void run_awq(const Model& model, const GroupMethodOptions& opt, const CalibWindo
         const Tensor& t = block_tensor(c, w, i, n);
         if (mode == AwqMode::kQuantize) qm->replaced[n] = t;
         else (*scaled)[n] = t;
+        saved.tensors[n] = t;
       }
       detail += fmt::format(" {} a={:.2f}", g.label, best.ratio);
     }
@@ -442,7 +453,7 @@ void run_awq(const Model& model, const GroupMethodOptions& opt, const CalibWindo
       const std::string name = c.linear_tensor(i, lin);
       if (mode == AwqMode::kScaleOnly) {
         wq[lin].w = quantize_rtn(w[lin].w, p, name + ".weight").dequantize();
-        if (scaled_linear[size_t(l)]) (*scaled)[name + ".weight"] = w[lin].w;
+        if (scaled_linear[size_t(l)]) saved.tensors[name + ".weight"] = (*scaled)[name + ".weight"] = w[lin].w;
         continue;
       }
       const auto t0 = std::chrono::steady_clock::now();
@@ -465,11 +476,13 @@ void run_awq(const Model& model, const GroupMethodOptions& opt, const CalibWindo
         den = sum_sq_windows(x, T, nullptr, [&](const Tensor& xw) { Tensor y; linear(xw, fl, y); return y; });
       }
       const double secs = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
-      qm->stats[name] = LayerStats{.relative_error = den > 0 ? num / den : 0.0, .seconds = secs};
+      qm->stats[name] = saved.stats[name] = LayerStats{.relative_error = den > 0 ? num / den : 0.0, .seconds = secs};
+      if (ckpt.enabled()) saved.layers[name] = q;
       qm->layers[name] = std::move(q);
     }
 
     advance_block(c, wq, i, runner.hidden(), n_win, T);
+    ckpt.save(i, saved);
     const double secs = std::chrono::duration<double>(std::chrono::steady_clock::now() - t_block).count();
     if (progress) progress(i + 1, n_blocks, fmt::format("{} ({:.1f}s)", detail, secs));
   }

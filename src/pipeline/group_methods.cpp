@@ -5,6 +5,7 @@
 #include "calib/runner.h"
 #include "core/error.h"
 #include "pipeline/awq.h"
+#include "pipeline/checkpoints.h"
 #include "quant/gptq.h"
 
 #include <fmt/format.h>
@@ -112,6 +113,7 @@ QuantizedModel quantize_group_method(const Model& model, const GroupMethodOption
   if (opt.method == QuantMethod::AWQ) return quantize_awq(model, opt, progress);
 
   const CalibWindows windows = calibration_windows(model, opt.calib);
+  BlockCheckpoints ckpt(model, opt, "gptq", &windows);
   BlockRunner runner(model, windows, opt.chunk_tokens);
   GPTQOptions g;
   g.quant = opt.quant;
@@ -121,7 +123,24 @@ QuantizedModel quantize_group_method(const Model& model, const GroupMethodOption
   g.static_groups = opt.static_groups;
   for (int i = 0; i < n_blocks; ++i) {
     BlockWeights w = runner.load(i);
+    if (i < ckpt.done()) {
+      // Finished by an interrupted run (--resume): its quantized layers, run forward.
+      BlockResult r = ckpt.load(i);
+      for (int l = 0; l < kNumLinear; ++l) {
+        if (!c.has_linear(Linear(l))) continue;
+        const std::string name = c.linear_tensor(i, Linear(l));
+        auto it = r.layers.find(name);
+        if (it == r.layers.end()) fail("--resume: block {} checkpoint lacks layer {}", i, name);
+        w.linear[size_t(l)].w = it->second.dequantize();
+        qm.layers[name] = std::move(it->second);
+        if (r.stats.count(name)) qm.stats[name] = r.stats[name];
+      }
+      runner.advance(i, w);
+      if (progress) progress(i + 1, n_blocks, fmt::format("block {}/{}: restored", i + 1, n_blocks));
+      continue;
+    }
     check_linear_weights(c, w, i);
+    BlockResult saved;  // what this block produces, for the checkpoint
     for (const auto& group : sequential_groups(c, opt.true_sequential)) {
       HessianObserver obs(c, group);
       runner.observe(i, w, obs);  // inputs seen through the already-quantized layers of this block
@@ -133,7 +152,9 @@ QuantizedModel quantize_group_method(const Model& model, const GroupMethodOption
         const double rtn_err =
             relative_objective(w[lin].w, quantize_rtn(w[lin].w, opt.quant, name + ".weight").dequantize(), acc.hessian());
         w[lin].w = r.q.dequantize();
-        qm.stats[name] = LayerStats{r.stats.objective, rtn_err, r.stats.damp_percent_used, r.stats.seconds};
+        qm.stats[name] = saved.stats[name] =
+            LayerStats{r.stats.objective, rtn_err, r.stats.damp_percent_used, r.stats.seconds};
+        if (ckpt.enabled()) saved.layers[name] = r.q;
         if (r.stats.damp_percent_used > opt.damp_percent * 1.0000001)
           std::fprintf(stderr, "quantllm: %s: Hessian not positive definite at damp %.4g; used damp %.4g\n",
                        name.c_str(), opt.damp_percent, r.stats.damp_percent_used);
@@ -143,6 +164,7 @@ QuantizedModel quantize_group_method(const Model& model, const GroupMethodOption
                                                        linear_name(group.front())));
     }
     runner.advance(i, w);
+    ckpt.save(i, saved);
     if (progress) progress(i + 1, n_blocks, fmt::format("block {}/{} done", i + 1, n_blocks));
   }
   return qm;

@@ -7,6 +7,7 @@
 #include "calib/calibration.h"
 #include "export/quantized_model.h"
 
+#include <filesystem>
 #include <functional>
 #include <string>
 
@@ -24,6 +25,8 @@ struct GroupMethodOptions {
   int64_t chunk_tokens = 8192;  // tokens per forward chunk of the calibration runner
   bool awq_scale = false;       // RTN/GPTQ: AWQ's scale search and folding first (pipeline/awq.h)
   int64_t awq_search_tokens = 8192;  // AWQ: tokens (the first whole windows) of the grid and clip searches
+  std::filesystem::path checkpoint_dir;  // resumable runs: every finished block saved here (empty: off)
+  bool resume = false;                   // restore the finished blocks checkpoint_dir holds (pipeline/checkpoints.h)
 };
 
 // Called after each block with (block index, blocks in all, what was just done).

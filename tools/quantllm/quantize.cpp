@@ -5,6 +5,7 @@
 #include "core/fs.h"
 #include "core/progress.h"
 #include "export/gguf_export.h"
+#include "pipeline/awq.h"
 #include "pipeline/group_methods.h"
 #include "pipeline/imatrix.h"
 
@@ -21,6 +22,7 @@ struct QuantizeArgs {
   int bits = 4, group_size = 128, block_size = 128, threads = 0;
   bool sym = false, act_order = false, static_groups = false, mse = false, force = false, json = false;
   bool true_sequential = true, no_true_sequential = false, dry_run = false, awq_scale = false, pure = false;
+  bool bits_given = false, group_size_given = false, resume = false;
   std::string output_tensor_type, token_embedding_type;
   double damp = 0.01;
   int64_t nsamples = 128, seqlen = 512;
@@ -67,14 +69,37 @@ void run_group_method(const QuantizeArgs& a) {
   if ((o.method != QuantMethod::RTN || a.awq_scale) && a.calib.empty())
     fail("--method {} needs calibration data: --calib FILE (or --calib self)", a.method);
 
+  // Finished blocks are checkpointed beside the output (pipeline/checkpoints.h) so that an
+  // interrupted run continues with --resume; RTN needs no calibration and just runs again.
+  std::error_code ec;
+  const bool calibrated = o.method != QuantMethod::RTN || a.awq_scale;
+  const std::filesystem::path ckpt = std::filesystem::path(a.out).string() + ".resume";
+  const bool ckpt_existed = std::filesystem::exists(ckpt, ec);
+  if (calibrated) {
+    if (ckpt_existed && !a.resume) {
+      if (!a.force) fail("{} holds an interrupted run: --resume continues it, --force starts over", ckpt.string());
+      std::filesystem::remove_all(ckpt, ec);
+    }
+    if (a.resume && !ckpt_existed)
+      fmt::print(stderr, "quantllm: --resume: no interrupted run at {}; starting from the first block\n", ckpt.string());
+    o.checkpoint_dir = ckpt;
+    o.resume = a.resume;
+  }
+
   const auto t0 = std::chrono::steady_clock::now();
   Model m = open_model(a.model);
   Progress bar(fmt::format("{} {}-bit", a.method, a.bits), m.config.n_layers);
-  const QuantizedModel qm = quantize_group_method(m, o, [&](int done, int, const std::string& detail) {
-    bar.update(done, detail);
-  });
-  bar.finish();
-  save_quantized(qm, a.out, format, a.force);
+  QuantizedModel qm;
+  try {
+    qm = quantize_group_method(m, o, [&](int done, int, const std::string& detail) { bar.update(done, detail); });
+    bar.finish();
+    save_quantized(qm, a.out, format, a.force);
+  } catch (const Error&) {
+    // A user error repeats on every run: drop the checkpoints this run started (not older ones).
+    if (calibrated && !ckpt_existed) std::filesystem::remove_all(ckpt, ec);
+    throw;
+  }
+  if (calibrated) std::filesystem::remove_all(ckpt, ec);
   const double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
 
   // Size and bits per weight of the quantized layers (codes + scales + zeros + g_idx).
@@ -125,7 +150,29 @@ void run_gguf(const QuantizeArgs& a) {
   if (!a.token_embedding_type.empty())
     po.token_embedding_type = parse_ggml_type(a.token_embedding_type, "--token-embedding-type");
   if (!a.dry_run) check_output_path(a.out, a.force);
+  if (a.awq_scale && !a.imatrix.empty())
+    fail("--awq-scale with --imatrix: the importance matrix holds the unscaled activations; use one or the other");
+  if (a.awq_scale && a.calib.empty()) fail("--awq-scale needs calibration data: --calib FILE (or --calib self)");
   Model m = open_model(a.model);
+  const auto t0 = std::chrono::steady_clock::now();
+  if (a.awq_scale && !a.dry_run) {
+    // AWQ's scale search with the mix's bit width on groups of 32 (the K-quants' and legacy types'
+    // sub-block), folded into the fp32 weights that the GGUF writer then quantizes.
+    const ggml::QuantTraits& t = ggml::traits(mix.default_type);
+    GroupMethodOptions o;
+    o.method = QuantMethod::RTN;
+    o.quant.bits = a.bits_given ? a.bits : std::clamp(int(8 * t.type_size / t.block_size), 2, 8);
+    o.quant.group_size = a.group_size_given ? a.group_size : 32;
+    o.calib.source = a.calib;
+    o.calib.nsamples = a.nsamples;
+    o.calib.seqlen = a.seqlen;
+    o.calib.seed = a.seed;
+    if (t.block_size == 1) fail("--awq-scale: type {} is not quantized; nothing to scale for", mix.name);
+    Progress sbar(fmt::format("awq scales ({}-bit)", o.quant.bits), m.config.n_layers);
+    auto scaled = awq_scale_weights(m, o, [&](int done, int, const std::string& d) { sbar.update(done, d); });
+    sbar.finish();
+    m.weights = overlay_weights(m.weights, std::move(scaled));
+  }
   std::optional<ImportanceMatrix> im;
   if (!a.imatrix.empty()) {
     im = ImportanceMatrix::load(a.imatrix);
@@ -155,7 +202,6 @@ void run_gguf(const QuantizeArgs& a) {
   }
   if (m.config.arch->gguf_arch == "opt")
     fmt::print(stderr, "quantllm: note: llama.cpp has no OPT architecture: this GGUF runs in quantllm only\n");
-  const auto t0 = std::chrono::steady_clock::now();
   Progress bar(fmt::format("gguf {}", mix.name), int64_t(plan.size()));
   GGUFExportOptions eo;
   eo.mix_name = std::string(mix.name);
@@ -197,7 +243,7 @@ void register_quantize(CLI::App& app, std::vector<std::pair<CLI::App*, Runner>>&
   q->add_option("--block-size", a->block_size, "GPTQ lazy-batch block size")->capture_default_str();
   q->add_flag("--true-sequential", a->true_sequential, "GPTQ: q/k/v, then o, then gate/up, then down (default)");
   q->add_flag("--no-true-sequential", a->no_true_sequential, "GPTQ: all layers of a block from the same inputs");
-  q->add_flag("--awq-scale", a->awq_scale, "gptq/rtn: fold AWQ's activation-aware scales into the weights first");
+  q->add_flag("--awq-scale", a->awq_scale, "gptq/rtn/gguf: fold AWQ's activation-aware scales into the weights first");
   q->add_option("--calib", a->calib, "calibration text file, or 'self' to sample text from the model");
   q->add_option("--nsamples", a->nsamples, "calibration windows")->capture_default_str();
   q->add_option("--seqlen", a->seqlen, "tokens per calibration window")->capture_default_str();
@@ -211,9 +257,12 @@ void register_quantize(CLI::App& app, std::vector<std::pair<CLI::App*, Runner>>&
   q->add_flag("--pure", a->pure, "GGUF: every quantizable tensor gets the mix's default type");
   q->add_option("--threads", a->threads, "threads (0 = all cores)");
   q->add_flag("--force", a->force, "overwrite an existing output");
+  q->add_flag("--resume", a->resume, "gptq/awq: continue an interrupted run from its last finished block (OUT.resume)");
   q->add_flag("--dry-run", a->dry_run, "print the plan and exit");
   q->add_flag("--json", a->json, "print one JSON object on stdout");
-  runners.emplace_back(q, [a] {
+  runners.emplace_back(q, [a, q] {
+    a->bits_given = q->count("--bits") > 0;
+    a->group_size_given = q->count("--group-size") > 0;
     apply_threads(a->threads);
     if (a->method == "gguf") run_gguf(*a);
     else run_group_method(*a);

@@ -1,0 +1,191 @@
+// Block checkpoints for resumable runs (see checkpoints.h).
+#include "pipeline/checkpoints.h"
+
+#include "core/error.h"
+#include "core/fs.h"
+#include "io/safetensors.h"
+
+#include <fmt/format.h>
+#include <nlohmann/json.hpp>
+
+#include <cstring>
+
+namespace quantllm {
+
+namespace {
+
+using nlohmann::json;
+
+uint64_t fnv1a(const void* data, size_t n, uint64_t h = 1469598103934665603ull) {
+  const auto* p = static_cast<const uint8_t*>(data);
+  for (size_t i = 0; i < n; ++i) h = (h ^ p[i]) * 1099511628211ull;
+  return h;
+}
+
+// Every input that changes what a block produces.
+std::string fingerprint(const Model& model, const GroupMethodOptions& o, const std::string& stage,
+                        const CalibWindows* windows) {
+  std::error_code ec;
+  const auto path = std::filesystem::weakly_canonical(model.path, ec);
+  uint64_t shapes = fnv1a(nullptr, 0);
+  for (const auto& [name, shape] : expected_tensors(model.config)) {
+    shapes = fnv1a(name.data(), name.size(), shapes);
+    shapes = fnv1a(shape.data(), shape.size() * sizeof(shape[0]), shapes);
+  }
+  json f = {{"stage", stage},
+            {"model", (ec ? model.path : path).string()},
+            {"model_kind", model.kind},
+            {"tensors_hash", fmt::format("{:016x}", shapes)},
+            {"method", int(o.method)},
+            {"bits", o.quant.bits},
+            {"group_size", o.quant.group_size},
+            {"sym", o.quant.sym},
+            {"mse", o.quant.mse},
+            {"scale_rounding", int(o.quant.scale_rounding)},
+            {"rule", int(o.quant.rule)},
+            {"damp_percent", o.damp_percent},
+            {"block_size", o.block_size},
+            {"act_order", o.act_order},
+            {"static_groups", o.static_groups},
+            {"true_sequential", o.true_sequential},
+            {"chunk_tokens", o.chunk_tokens},
+            {"awq_scale", o.awq_scale},
+            {"awq_search_tokens", o.awq_search_tokens}};
+  if (windows) {
+    f["calib_windows"] = windows->n;
+    f["calib_seqlen"] = windows->seqlen;
+    f["calib_hash"] = fmt::format("{:016x}", fnv1a(windows->tokens.data(), windows->tokens.size() * sizeof(int32_t)));
+  }
+  return f.dump();
+}
+
+std::vector<int32_t> ints(const TensorView& v, const std::string& file) {
+  if (v.dtype != DType::I32) fail("{}: tensor '{}' is not I32", file, v.name);
+  std::vector<int32_t> out(v.nbytes / sizeof(int32_t));
+  if (!out.empty()) std::memcpy(out.data(), v.data, v.nbytes);
+  return out;
+}
+
+const TensorView& tensor(const SafetensorsFile& f, const std::string& name) {
+  auto it = f.tensors().find(name);
+  if (it == f.tensors().end()) fail("{}: checkpoint lacks tensor '{}'", f.path().string(), name);
+  return it->second;
+}
+
+}  // namespace
+
+Tensor& block_tensor(const ModelConfig& c, BlockWeights& w, int layer, const std::string& name) {
+  for (BlockNorm n : {BlockNorm::Attn, BlockNorm::Ffn}) {
+    NormWeights& nw = n == BlockNorm::Attn ? w.attn_norm : w.ffn_norm;
+    const std::string base = c.norm_tensor(layer, n);
+    if (name == base + ".weight") return nw.w;
+    if (name == base + ".bias") return nw.b;
+  }
+  for (int l = 0; l < kNumLinear; ++l) {
+    if (!c.has_linear(Linear(l))) continue;
+    const std::string base = c.linear_tensor(layer, Linear(l));
+    if (name == base + ".weight") return w.linear[size_t(l)].w;
+    if (name == base + ".bias") return w.linear[size_t(l)].b;
+  }
+  QL_ASSERT(false, "no tensor named {} in block {}", name, layer);
+  __builtin_unreachable();
+}
+
+void apply_block_tensors(const ModelConfig& c, BlockWeights& w, int layer, const std::map<std::string, Tensor>& t) {
+  for (const auto& [name, v] : t) {
+    Tensor& dst = block_tensor(c, w, layer, name);
+    QL_ASSERT(dst.shape == v.shape, "restored tensor {} has shape {}, block has {}", name, shape_str(v.shape),
+              shape_str(dst.shape));
+    dst = v;
+  }
+}
+
+BlockCheckpoints::BlockCheckpoints(const Model& model, const GroupMethodOptions& opt, std::string stage,
+                                   const CalibWindows* windows)
+    : dir_(opt.checkpoint_dir), stage_(std::move(stage)) {
+  if (dir_.empty()) return;
+  fingerprint_ = fingerprint(model, opt, stage_, windows);
+  const auto state_path = dir_ / (stage_ + "-state.json");
+  std::error_code ec;
+  if (!opt.resume || !std::filesystem::exists(state_path, ec)) return;
+  json state;
+  try {
+    state = json::parse(read_file(state_path));
+    if (state.at("fingerprint").get<std::string>() != fingerprint_)
+      fail("--resume: {} was written by a run with other options, model or calibration data; run without "
+           "--resume to start over", dir_.string());
+    done_ = state.at("blocks_done").get<int>();
+  } catch (const json::exception& e) {
+    fail("--resume: {}: {}", state_path.string(), e.what());
+  }
+  if (done_ < 0 || done_ > int(model.config.n_layers)) fail("--resume: {}: bad blocks_done {}", state_path.string(), done_);
+  for (int i = 0; i < done_; ++i)
+    if (!std::filesystem::exists(block_path(i), ec)) fail("--resume: {} is missing", block_path(i).string());
+  next_ = done_;
+}
+
+std::filesystem::path BlockCheckpoints::block_path(int block) const {
+  return dir_ / fmt::format("{}-block-{:03d}.safetensors", stage_, block);
+}
+
+void BlockCheckpoints::save(int block, const BlockResult& r) {
+  if (dir_.empty()) return;
+  QL_ASSERT(block == next_, "checkpoint of block {} saved out of order (next {})", block, next_);
+  std::filesystem::create_directories(dir_);
+  std::vector<TensorData> tensors;
+  json meta = {{"layers", json::object()}, {"stats", json::object()}};
+  for (const auto& [name, q] : r.layers) {
+    tensors.push_back(TensorData::from_values(name + ".qweight", DType::I32, {q.out, q.in}, q.qweight));
+    tensors.push_back(TensorData::from_f32(name + ".scales", q.scales));
+    tensors.push_back(TensorData::from_values(name + ".zeros", DType::I32, q.scales.shape, q.zeros));
+    tensors.push_back(TensorData::from_values(name + ".g_idx", DType::I32, {q.in}, q.g_idx));
+    meta["layers"][name] = {{"bits", q.bits}, {"group_size", q.group_size}};
+  }
+  for (const auto& [name, t] : r.tensors) tensors.push_back(TensorData::from_f32(name, t));
+  for (const auto& [name, s] : r.stats)
+    meta["stats"][name] = {{"relative_error", s.relative_error}, {"rtn_relative_error", s.rtn_relative_error},
+                           {"damp", s.damp}, {"seconds", s.seconds}};
+  write_safetensors(block_path(block), tensors, {{"block", meta.dump()}});
+  write_file_atomic(dir_ / (stage_ + "-state.json"),
+                    json({{"fingerprint", fingerprint_}, {"blocks_done", block + 1}}).dump() + "\n");
+  next_ = block + 1;
+}
+
+BlockResult BlockCheckpoints::load(int block) const {
+  QL_ASSERT(block < done_, "block {} was not restored", block);
+  const SafetensorsFile f(block_path(block));
+  const std::string file = f.path().string();
+  auto it = f.metadata().find("block");
+  if (it == f.metadata().end()) fail("{}: not a quantllm block checkpoint", file);
+  BlockResult r;
+  try {
+    const json meta = json::parse(it->second);
+    for (const auto& [name, l] : meta.at("layers").items()) {
+      GroupQuantized q;
+      q.bits = l.at("bits").get<int>();
+      q.group_size = l.at("group_size").get<int>();
+      const TensorView& qw = tensor(f, name + ".qweight");
+      if (qw.shape.size() != 2) fail("{}: '{}' is not 2-D", file, qw.name);
+      q.out = qw.shape[0];
+      q.in = qw.shape[1];
+      q.qweight = ints(qw, file);
+      q.scales = tensor(f, name + ".scales").to_f32();
+      q.zeros = ints(tensor(f, name + ".zeros"), file);
+      q.g_idx = ints(tensor(f, name + ".g_idx"), file);
+      r.layers.emplace(name, std::move(q));
+    }
+    for (const auto& [name, s] : meta.at("stats").items())
+      r.stats[name] = LayerStats{s.at("relative_error").get<double>(), s.at("rtn_relative_error").get<double>(),
+                                 s.at("damp").get<double>(), s.at("seconds").get<double>()};
+  } catch (const json::exception& e) {
+    fail("{}: bad checkpoint metadata: {}", file, e.what());
+  }
+  for (const auto& [name, v] : f.tensors()) {
+    const bool layer_part = name.ends_with(".qweight") || name.ends_with(".scales") || name.ends_with(".zeros") ||
+                            name.ends_with(".g_idx");
+    if (!layer_part) r.tensors.emplace(name, v.to_f32());
+  }
+  return r;
+}
+
+}  // namespace quantllm

@@ -1,0 +1,66 @@
+// Resumable block-by-block runs (quantize --resume).
+//
+// The group-wise methods finish one decoder block at a time, and block i+1's calibration inputs
+// depend only on block i's inputs and block i's final weights. So after each finished block the
+// drivers save what the block produced — its quantized layers (codes, fp16-exact scales, zeros,
+// g_idx), the full-precision tensors the method changed (AWQ's folded norms, biases and scaled
+// weights) and the per-layer statistics — and a restarted run rebuilds the calibration state by
+// running the saved blocks forward instead of searching them again. Everything is stored exactly
+// (fp32 bits, int32 codes), so a resumed run writes the same bytes as an uninterrupted one.
+//
+// Layout of the checkpoint directory (by default OUT.resume beside the output):
+//   STAGE-block-NNN.safetensors   one finished block: tensors "L.qweight" I32 [out, in], "L.scales"
+//                                 F32 [groups, out], "L.zeros" I32 [groups, out], "L.g_idx" I32 [in]
+//                                 per quantized layer L, "T" F32 per changed tensor T; metadata
+//                                 "block" = JSON {layers: {L: {bits, group_size}}, stats: {L: {…}}}
+//   STAGE-state.json              {fingerprint, blocks_done}, written (atomically) after the block file
+// STAGE is "gptq", "rtn", "awq" or "awq-scale" (the scale-only pass before --awq-scale's GPTQ). The
+// fingerprint covers every option that changes the result, the model path and its configuration,
+// and a hash of the calibration tokens: resuming with anything else is an error.
+#pragma once
+
+#include "calib/calibration.h"
+#include "export/quantized_model.h"
+#include "pipeline/group_methods.h"
+
+#include <filesystem>
+#include <map>
+#include <string>
+
+namespace quantllm {
+
+// What one finished block produced.
+struct BlockResult {
+  std::map<std::string, GroupQuantized> layers;  // by HF base name
+  std::map<std::string, Tensor> tensors;         // changed full-precision tensors, by HF name
+  std::map<std::string, LayerStats> stats;
+};
+
+class BlockCheckpoints {
+ public:
+  // Off (every call a no-op, done() == 0) when opt.checkpoint_dir is empty. With opt.resume, the
+  // blocks recorded for `stage` under the same fingerprint are restored; a state written with a
+  // different fingerprint is an Error naming the directory. windows: the calibration windows
+  // (nullptr for RTN, which has none).
+  BlockCheckpoints(const Model& model, const GroupMethodOptions& opt, std::string stage, const CalibWindows* windows);
+
+  bool enabled() const { return !dir_.empty(); }
+  int done() const { return done_; }  // finished blocks restored from disk (0 without --resume)
+  BlockResult load(int block) const;
+  // Saves block `block` (which must be the next one) and marks it finished.
+  void save(int block, const BlockResult& r);
+
+ private:
+  std::filesystem::path block_path(int block) const;
+  std::filesystem::path dir_;
+  std::string stage_, fingerprint_;
+  int done_ = 0, next_ = 0;
+};
+
+// The tensor of w that an HF name of block `layer` refers to (norms, linears, biases); asserts it exists.
+Tensor& block_tensor(const ModelConfig& c, BlockWeights& w, int layer, const std::string& name);
+
+// Folds a restored block's changed tensors (HF names of block `layer`) into w.
+void apply_block_tensors(const ModelConfig& c, BlockWeights& w, int layer, const std::map<std::string, Tensor>& t);
+
+}  // namespace quantllm

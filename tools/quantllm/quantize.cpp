@@ -4,8 +4,10 @@
 #include "core/error.h"
 #include "core/fs.h"
 #include "core/progress.h"
+#include "core/threads.h"
 #include "export/gguf_export.h"
 #include "pipeline/awq.h"
+#include "pipeline/estimate.h"
 #include "pipeline/group_methods.h"
 #include "pipeline/imatrix.h"
 
@@ -39,6 +41,55 @@ uint64_t dir_bytes(const std::filesystem::path& p) {
   return total;
 }
 
+// --dry-run of rtn/gptq/awq: the layers and their storage, the memory the run needs and its time.
+void dry_run_group_method(const QuantizeArgs& a, const GroupMethodOptions& o) {
+  Model m = open_model(a.model);
+  const ModelConfig& c = m.config;
+  for (int l = 0; l < kNumLinear; ++l)
+    if (c.has_linear(Linear(l)))
+      validate_quant_params(o.quant, c.linear_in(Linear(l)), c.linear_tensor(0, Linear(l)) + ".weight");
+  nlohmann::json rows = nlohmann::json::array();
+  double params = 0, bytes = 0;
+  for (int64_t i = 0; i < c.n_layers; ++i) {
+    for (int l = 0; l < kNumLinear; ++l) {
+      const Linear lin = Linear(l);
+      if (!c.has_linear(lin)) continue;
+      const int64_t in = c.linear_in(lin), out = c.linear_out(lin);
+      const int64_t groups = group_count(o.quant, in);
+      // codes, fp16 scales, packed zeros, g_idx (what save_quantized writes)
+      const double b = double(in) * double(out) * a.bits / 8 + double(groups * out) * (2 + a.bits / 8.0) + 4.0 * double(in);
+      params += double(in * out);
+      bytes += b;
+      rows.push_back({{"layer", c.linear_tensor(int(i), lin)}, {"shape", Shape{out, in}}, {"bits", a.bits},
+                      {"groups", groups}, {"bytes", uint64_t(b)}});
+    }
+  }
+  const RunEstimate est = estimate_group_method(m, o);
+  const double rate = measure_matmul_rate();
+  const double secs = est.flops / rate;
+  const double avail = available_memory_bytes();
+  if (a.json) {
+    nlohmann::json mem = nlohmann::json::object();
+    for (const auto& [what, b] : est.memory) mem[what] = uint64_t(b);
+    print_json({{"method", a.method}, {"layers", rows}, {"quantized_bytes", uint64_t(bytes)},
+                {"bits_per_weight", 8 * bytes / params}, {"memory", mem}, {"peak_bytes", uint64_t(est.peak_bytes)},
+                {"available_bytes", uint64_t(avail)}, {"flops", est.flops}, {"matmul_flops_per_second", rate},
+                {"seconds_estimate", secs}});
+    return;
+  }
+  for (const auto& r : rows)
+    fmt::print("{:<44} {:<11} {}-bit {:>4} groups {:>10}\n", r["layer"].get<std::string>(),
+               shape_str(r["shape"].get<Shape>()), a.bits, r["groups"].get<int64_t>(),
+               format_bytes(r["bytes"].get<uint64_t>()));
+  fmt::print("{} layers, {} quantized ({:.2f} bits per weight)\n", rows.size(), format_bytes(uint64_t(bytes)),
+             8 * bytes / params);
+  fmt::print("memory at the peak, estimated: {} ({} available)\n", format_bytes(uint64_t(est.peak_bytes)),
+             avail > 0 ? format_bytes(uint64_t(avail)) : std::string("unknown"));
+  for (const auto& [what, b] : est.memory) fmt::print("  {:>10}  {}\n", format_bytes(uint64_t(b)), what);
+  fmt::print("time, estimated: {} ({:.1f} TFLOP at {:.0f} GFLOP/s, the fp32 matmul rate measured now with {} threads)\n",
+             format_duration(secs), est.flops / 1e12, rate / 1e9, num_threads());
+}
+
 void run_group_method(const QuantizeArgs& a) {
   GroupMethodOptions o;
   o.method = a.method == "rtn" ? QuantMethod::RTN : a.method == "gptq" ? QuantMethod::GPTQ : QuantMethod::AWQ;
@@ -65,9 +116,13 @@ void run_group_method(const QuantizeArgs& a) {
   const HfQuantFormat format = parse_hf_quant_format(fmt_name);
   if (format == HfQuantFormat::AwqGemm && (a.bits != 4 || a.act_order))
     fail("--format awq_gemm stores 4-bit weights in contiguous groups (no --act-order)");
-  check_output_path(a.out, a.force);
+  if (!a.dry_run) check_output_path(a.out, a.force);
   if ((o.method != QuantMethod::RTN || a.awq_scale) && a.calib.empty())
     fail("--method {} needs calibration data: --calib FILE (or --calib self)", a.method);
+  if (a.dry_run) {
+    dry_run_group_method(a, o);
+    return;
+  }
 
   // Finished blocks are checkpointed beside the output (pipeline/checkpoints.h) so that an
   // interrupted run continues with --resume; RTN needs no calibration and just runs again.
@@ -88,6 +143,12 @@ void run_group_method(const QuantizeArgs& a) {
 
   const auto t0 = std::chrono::steady_clock::now();
   Model m = open_model(a.model);
+  const RunEstimate est = estimate_group_method(m, o);
+  const double avail = available_memory_bytes();
+  if (avail > 0 && est.peak_bytes > avail)
+    fail("{} {}-bit with {} × {} calibration tokens needs about {} of memory, {} is available (--dry-run itemizes "
+         "it); lower --nsamples or --seqlen", a.method, a.bits, o.calib.nsamples, o.calib.seqlen,
+         format_bytes(uint64_t(est.peak_bytes)), format_bytes(uint64_t(avail)));
   Progress bar(fmt::format("{} {}-bit", a.method, a.bits), m.config.n_layers);
   QuantizedModel qm;
   try {

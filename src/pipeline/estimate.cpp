@@ -1,0 +1,112 @@
+// Memory and time estimates of group-wise runs (see estimate.h).
+#include "pipeline/estimate.h"
+
+#include "core/threads.h"
+#include "quant/blas_single_thread.h"
+#include "runtime/forward.h"
+
+#include <cblas.h>
+
+#include <algorithm>
+#include <chrono>
+#include <fstream>
+#include <set>
+#include <sstream>
+
+namespace quantllm {
+
+RunEstimate estimate_group_method(const Model& model, const GroupMethodOptions& opt) {
+  const ModelConfig& c = model.config;
+  const bool calibrated = opt.method != QuantMethod::RTN || opt.awq_scale;
+  const double N = calibrated ? double(opt.calib.nsamples) * double(opt.calib.seqlen) : 0.0;  // tokens
+  const double T = double(opt.calib.seqlen);
+  const double chunk = std::max(1.0, std::floor(double(opt.chunk_tokens) / T)) * T;
+  const double C = std::min(chunk, N);
+  const double d = double(c.hidden), f = double(c.ffn);
+  double block_params = 0, max_in = 0;
+  for (int l = 0; l < kNumLinear; ++l) {
+    if (!c.has_linear(Linear(l))) continue;
+    block_params += double(c.linear_in(Linear(l))) * double(c.linear_out(Linear(l)));
+    max_in = std::max(max_in, double(c.linear_in(Linear(l))));
+  }
+  double file_bytes = 0;
+  for (const auto& n : model.weights->names()) file_bytes += double(model.weights->stored_bytes(n));
+
+  RunEstimate e;
+  e.memory.emplace_back("checkpoint pages (memory-mapped)", file_bytes);
+  e.memory.emplace_back("program, libraries, thread buffers", 64.0 * (1 << 20));
+  e.memory.emplace_back("one block in fp32, and the copy being quantized", 2 * 4 * block_params);
+  if (calibrated) {
+    e.memory.emplace_back("calibration hidden states [tokens, hidden] fp32", 4 * N * d);
+    // x, q, k, v, attention output, residual; gate, up and the activation (OPT: fc1 and its ReLU).
+    e.memory.emplace_back("one forward chunk's activations", 4 * C * (3 * d + double(c.q_dim() + 2 * c.kv_dim()) + 3 * f));
+    e.memory.emplace_back("token embeddings while embedding the windows", 4 * double(c.vocab) * d);
+  }
+  if (opt.method == QuantMethod::GPTQ)
+    e.memory.emplace_back("Hessians of a sequential group and GPTQ's workspace (fp64)", 8 * 4 * max_in * max_in);
+  if (opt.method == QuantMethod::AWQ || opt.awq_scale) {
+    const double S = std::min(N, std::max(T, std::floor(double(opt.awq_search_tokens) / T) * T));
+    e.memory.emplace_back("AWQ search sample: four linear inputs and reference outputs", 4 * S * (4 * d + 2 * f));
+  }
+  for (const auto& [what, bytes] : e.memory) e.peak_bytes += bytes;
+
+  // Arithmetic: a forward pass over all tokens costs 2·params + attention per token and block.
+  const double attn = 4 * T / 2 * double(c.q_dim());  // scores and values, causal half
+  const double fwd = N * (2 * block_params + attn);
+  const double blocks = double(c.n_layers);
+  std::set<int64_t> inputs;
+  double gptq = 0, hess = 0;
+  for (int l = 0; l < kNumLinear; ++l) {
+    if (!c.has_linear(Linear(l))) continue;
+    const double in = double(c.linear_in(Linear(l))), out = double(c.linear_out(Linear(l)));
+    gptq += 2 * in * in * in + 4 * out * in * in;  // inverse, Cholesky; error feedback (RTN comparison too)
+    if (inputs.insert(int64_t(linear_input_of(Linear(l)))).second) hess += 2 * N * in * in;
+  }
+  double per_block = 0;
+  if (opt.method == QuantMethod::RTN && !opt.awq_scale) per_block = 0;
+  if (opt.method == QuantMethod::GPTQ) per_block += (opt.true_sequential ? 3.0 : 2.0) * fwd + hess + gptq;
+  if (opt.method == QuantMethod::AWQ || opt.awq_scale) {
+    const double S = std::min(N, double(opt.awq_search_tokens));
+    // Observation pass and advance; 20 grid points over the group outputs; 11 clip candidates a layer.
+    per_block += 2 * fwd + 20 * S * 2 * block_params + 11 * 512 * 2 * block_params * 2;
+  }
+  e.flops = per_block * blocks;
+  return e;
+}
+
+double measure_matmul_rate() {
+  // Windows of 512 tokens through a 512×1536 layer, one product per thread, as linear() runs them.
+  const int m = 256, k = 512, n = 1536, threads = std::max(1, num_threads());
+  std::vector<float> a(size_t(m) * k, 0.5f), b(size_t(k) * n, 0.25f);
+  std::vector<std::vector<float>> out(size_t(threads), std::vector<float>(size_t(m) * n));
+  SingleThreadedBlas single;
+  int reps = 0;
+  const auto t0 = std::chrono::steady_clock::now();
+  double secs = 0;
+  while (secs < 0.1) {
+    parallel_for(threads, [&](int64_t t0_, int64_t t1_) {
+      for (int64_t t = t0_; t < t1_; ++t)
+        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, m, n, k, 1.0f, a.data(), k, b.data(), n, 0.0f,
+                    out[size_t(t)].data(), n);
+    }, 1);
+    ++reps;
+    secs = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+  }
+  return 2.0 * m * n * k * threads * reps / secs;
+}
+
+double available_memory_bytes() {
+  std::ifstream f("/proc/meminfo");
+  std::string line;
+  while (std::getline(f, line)) {
+    if (line.rfind("MemAvailable:", 0) == 0) {
+      std::istringstream ss(line.substr(13));
+      double kb = 0;
+      ss >> kb;
+      return kb * 1024;
+    }
+  }
+  return 0;
+}
+
+}  // namespace quantllm

@@ -53,13 +53,6 @@ class HessianObserver final : public BlockObserver {
   int last_ = -1;
 };
 
-void check_linear_weights(const ModelConfig& c, const BlockWeights& w, int layer) {
-  for (int l = 0; l < kNumLinear; ++l) {
-    if (!c.has_linear(Linear(l))) continue;
-    check_finite(w.linear[size_t(l)].w.data, c.linear_tensor(layer, Linear(l)) + ".weight");
-  }
-}
-
 }  // namespace
 
 QuantizedModel quantize_group_method(const Model& model, const GroupMethodOptions& opt, const BlockProgress& progress) {
@@ -76,6 +69,7 @@ QuantizedModel quantize_group_method(const Model& model, const GroupMethodOption
   for (int l = 0; l < kNumLinear; ++l)
     if (c.has_linear(Linear(l)))
       validate_quant_params(opt.quant, c.linear_in(Linear(l)), c.linear_tensor(0, Linear(l)) + ".weight");
+  check_globals_finite(c, *model.weights);  // copied to the output as they are; block tensors: as each block loads
 
   const int n_blocks = int(c.n_layers);
   if (opt.awq_scale && opt.method != QuantMethod::AWQ) {
@@ -98,7 +92,7 @@ QuantizedModel quantize_group_method(const Model& model, const GroupMethodOption
   if (opt.method == QuantMethod::RTN) {
     for (int i = 0; i < n_blocks; ++i) {
       const BlockWeights w = load_block(c, *model.weights, i);
-      check_linear_weights(c, w, i);
+      check_block_finite(c, w, i);
       for (int l = 0; l < kNumLinear; ++l) {
         const auto lin = Linear(l);
         if (!c.has_linear(lin)) continue;
@@ -121,7 +115,7 @@ QuantizedModel quantize_group_method(const Model& model, const GroupMethodOption
   g.static_groups = opt.static_groups;
   for (int i = 0; i < n_blocks; ++i) {
     BlockWeights w = runner.load(i);
-    check_linear_weights(c, w, i);
+    check_block_finite(c, w, i);
     for (const auto& group : sequential_groups(c, opt.true_sequential)) {
       HessianObserver obs(c, group);
       runner.observe(i, w, obs);  // inputs seen through the already-quantized layers of this block

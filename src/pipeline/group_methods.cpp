@@ -127,7 +127,11 @@ QuantizedModel quantize_group_method(const Model& model, const GroupMethodOption
         const double rtn_err =
             relative_objective(w[lin].w, quantize_rtn(w[lin].w, opt.quant, name + ".weight").dequantize(), acc.hessian());
         w[lin].w = r.q.dequantize();
-        qm.stats[name] = LayerStats{r.stats.objective, rtn_err, r.stats.damp_percent_used, r.stats.seconds};
+        qm.stats[name] = LayerStats{r.stats.objective, rtn_err, r.stats.damp_percent_used, r.stats.seconds,
+                                    r.stats.dead_inputs};
+        if (r.stats.dead_inputs > 0)
+          std::fprintf(stderr, "quantllm: note: %s: %lld of %lld inputs were 0 in every calibration token; their weights are set to 0\n",
+                       name.c_str(), (long long)r.stats.dead_inputs, (long long)acc.in());
         if (r.stats.damp_percent_used > opt.damp_percent * 1.0000001)
           std::fprintf(stderr, "quantllm: %s: Hessian not positive definite at damp %.4g; used damp %.4g\n",
                        name.c_str(), opt.damp_percent, r.stats.damp_percent_used);

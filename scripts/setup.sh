@@ -12,6 +12,7 @@ packages=(
   libgtest-dev             # unit tests
   libbenchmark-dev         # micro-benchmarks
   librsvg2-bin             # renders the comparison chart (SVG) to PNG in tests
+  time                     # GNU time: peak memory in bench/gptq_memory.sh
 )
 missing=()
 for p in "${packages[@]}"; do

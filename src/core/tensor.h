@@ -7,7 +7,9 @@
 #include <cstdint>
 #include <initializer_list>
 #include <numeric>
+#include <span>
 #include <string>
+#include <string_view>
 #include <vector>
 
 namespace quantllm {
@@ -18,6 +20,10 @@ inline int64_t shape_numel(const Shape& s) {
   return std::accumulate(s.begin(), s.end(), int64_t{1}, std::multiplies<>());
 }
 std::string shape_str(const Shape& s);  // "[1536, 512]"
+
+// Throws Error naming tensor `name` (and the first bad element) if any element of `w` is NaN or
+// infinite: quantizing such a checkpoint, or writing one, would only spread the damage.
+void check_finite(std::span<const float> w, std::string_view name);
 
 struct Tensor {
   Shape shape;

@@ -296,6 +296,7 @@ void save_quantized(const QuantizedModel& qm, const std::filesystem::path& dir, 
     }
     auto r = qm.replaced.find(name);
     const Tensor t = r != qm.replaced.end() ? r->second : src.load(name);
+    check_finite(t.data, name);  // norms and embeddings are copied, not quantized: refuse NaN / Inf as GGUF does
     tensors.push_back(TensorData::from_f32_as(name, t, stored_dtype(src, name)));
   }
   write_safetensors(out.path() / "model.safetensors", tensors, {{"format", "pt"}});

@@ -22,6 +22,7 @@ struct LayerStats {
   double rtn_relative_error = 0;  // the same objective for round-to-nearest with the same grid (GPTQ)
   double damp = 0;            // damping finally used (GPTQ)
   double seconds = 0;
+  int64_t dead_inputs = 0;    // GPTQ: inputs that were 0 in every calibration token (H[i,i] = 0)
 };
 
 enum class QuantMethod { RTN, GPTQ, AWQ };

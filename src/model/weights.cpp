@@ -122,6 +122,21 @@ BlockWeights load_block(const ModelConfig& c, const WeightSource& src, int layer
   return b;
 }
 
+void check_block_finite(const ModelConfig& c, const BlockWeights& b, int layer) {
+  for (int l = 0; l < kNumLinear; ++l) {
+    const auto lin = Linear(l);
+    if (!c.has_linear(lin)) continue;
+    const std::string base = c.linear_tensor(layer, lin);
+    check_finite(b[lin].w.data, base + ".weight");
+    check_finite(b[lin].b.data, base + ".bias");  // empty without a bias
+  }
+  for (BlockNorm n : {BlockNorm::Attn, BlockNorm::Ffn}) {
+    const NormWeights& nw = n == BlockNorm::Attn ? b.attn_norm : b.ffn_norm;
+    check_finite(nw.w.data, c.norm_tensor(layer, n) + ".weight");
+    check_finite(nw.b.data, c.norm_tensor(layer, n) + ".bias");
+  }
+}
+
 GlobalWeights load_globals(const ModelConfig& c, const WeightSource& src) {
   const ArchSpec& a = *c.arch;
   GlobalWeights g;
@@ -138,6 +153,22 @@ GlobalWeights load_globals(const ModelConfig& c, const WeightSource& src) {
   const std::string head = std::string(a.lm_head) + ".weight";
   g.lm_head = c.tied_embeddings ? g.embed : src.load(head);
   return g;
+}
+
+void check_globals_finite(const ModelConfig& c, const WeightSource& src) {
+  const ArchSpec& a = *c.arch;
+  std::vector<std::string> names = {std::string(a.embed_tokens) + ".weight"};
+  if (a.pos == PosKind::Learned) names.push_back(std::string(a.embed_positions) + ".weight");
+  if (c.word_embed_proj_dim != c.hidden && !a.project_in.empty()) {
+    names.push_back(std::string(a.project_in) + ".weight");
+    names.push_back(std::string(a.project_out) + ".weight");
+  }
+  if (c.final_norm) {
+    names.push_back(std::string(a.final_norm) + ".weight");
+    if (a.norm == NormKind::LayerNorm) names.push_back(std::string(a.final_norm) + ".bias");
+  }
+  if (!c.tied_embeddings) names.push_back(std::string(a.lm_head) + ".weight");
+  for (const auto& n : names) check_finite(src.load(n).data, n);
 }
 
 void register_model_opener(ModelOpener opener) {

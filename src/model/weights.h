@@ -68,7 +68,15 @@ void resolve_tied_head(ModelConfig& c, const WeightSource& src);
 void check_tensors(const ModelConfig& c, const WeightSource& src, const std::string& where);
 
 BlockWeights load_block(const ModelConfig& c, const WeightSource& src, int layer);
+// Throws Error naming the first tensor of block `layer` (linear weights and biases, norms) that holds
+// a NaN or Inf. Quantizers call it on each block they load: a NaN in a norm gain is not quantized
+// itself, but it turns every calibration activation after it into NaN.
+void check_block_finite(const ModelConfig& c, const BlockWeights& b, int layer);
 GlobalWeights load_globals(const ModelConfig& c, const WeightSource& src);
+// Throws Error naming the first tensor outside the decoder blocks (embeddings, final norm, lm_head …)
+// that holds a NaN or Inf; loads them one at a time. Quantizers call it before any work: these
+// tensors are copied to the output, not quantized, and would otherwise be found only at the end.
+void check_globals_finite(const ModelConfig& c, const WeightSource& src);
 
 // A model opened from disk: config, tokenizer and weights. PATH is a Hugging Face directory, a
 // directory written by `quantize --method gptq|awq|rtn`, or a .gguf file.

@@ -375,8 +375,7 @@ void run_awq(const Model& model, const GroupMethodOptions& opt, const CalibWindo
       continue;
     }
     BlockResult saved;  // what this block produces, for the checkpoint
-    for (int l = 0; l < kNumLinear; ++l)
-      if (c.has_linear(Linear(l))) check_finite(w.linear[size_t(l)].w.data, c.linear_tensor(i, Linear(l)) + ".weight");
+    check_block_finite(c, w, i);
     BlockInputs in = observe_block(c, w, i, runner.hidden(), n_win, T, n_search);
     std::string detail = fmt::format("block {}/{}: awq", i + 1, n_blocks);
 

@@ -144,7 +144,7 @@ void BlockCheckpoints::save(int block, const BlockResult& r) {
   for (const auto& [name, t] : r.tensors) tensors.push_back(TensorData::from_f32(name, t));
   for (const auto& [name, s] : r.stats)
     meta["stats"][name] = {{"relative_error", s.relative_error}, {"rtn_relative_error", s.rtn_relative_error},
-                           {"damp", s.damp}, {"seconds", s.seconds}};
+                           {"damp", s.damp}, {"seconds", s.seconds}, {"dead_inputs", s.dead_inputs}};
   write_safetensors(block_path(block), tensors, {{"block", meta.dump()}});
   write_file_atomic(dir_ / (stage_ + "-state.json"),
                     json({{"fingerprint", fingerprint_}, {"blocks_done", block + 1}}).dump() + "\n");
@@ -176,7 +176,8 @@ BlockResult BlockCheckpoints::load(int block) const {
     }
     for (const auto& [name, s] : meta.at("stats").items())
       r.stats[name] = LayerStats{s.at("relative_error").get<double>(), s.at("rtn_relative_error").get<double>(),
-                                 s.at("damp").get<double>(), s.at("seconds").get<double>()};
+                                 s.at("damp").get<double>(), s.at("seconds").get<double>(),
+                                 s.at("dead_inputs").get<int64_t>()};
   } catch (const json::exception& e) {
     fail("{}: bad checkpoint metadata: {}", file, e.what());
   }

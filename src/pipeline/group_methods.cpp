@@ -54,13 +54,6 @@ class HessianObserver final : public BlockObserver {
   int last_ = -1;
 };
 
-void check_linear_weights(const ModelConfig& c, const BlockWeights& w, int layer) {
-  for (int l = 0; l < kNumLinear; ++l) {
-    if (!c.has_linear(Linear(l))) continue;
-    check_finite(w.linear[size_t(l)].w.data, c.linear_tensor(layer, Linear(l)) + ".weight");
-  }
-}
-
 }  // namespace
 
 QuantizedModel quantize_group_method(const Model& model, const GroupMethodOptions& opt, const BlockProgress& progress) {
@@ -77,6 +70,7 @@ QuantizedModel quantize_group_method(const Model& model, const GroupMethodOption
   for (int l = 0; l < kNumLinear; ++l)
     if (c.has_linear(Linear(l)))
       validate_quant_params(opt.quant, c.linear_in(Linear(l)), c.linear_tensor(0, Linear(l)) + ".weight");
+  check_globals_finite(c, *model.weights);  // copied to the output as they are; block tensors: as each block loads
 
   const int n_blocks = int(c.n_layers);
   if (opt.awq_scale && opt.method != QuantMethod::AWQ) {
@@ -99,7 +93,7 @@ QuantizedModel quantize_group_method(const Model& model, const GroupMethodOption
   if (opt.method == QuantMethod::RTN) {
     for (int i = 0; i < n_blocks; ++i) {
       const BlockWeights w = load_block(c, *model.weights, i);
-      check_linear_weights(c, w, i);
+      check_block_finite(c, w, i);
       for (int l = 0; l < kNumLinear; ++l) {
         const auto lin = Linear(l);
         if (!c.has_linear(lin)) continue;
@@ -139,7 +133,7 @@ QuantizedModel quantize_group_method(const Model& model, const GroupMethodOption
       if (progress) progress(i + 1, n_blocks, fmt::format("block {}/{}: restored", i + 1, n_blocks));
       continue;
     }
-    check_linear_weights(c, w, i);
+    check_block_finite(c, w, i);
     BlockResult saved;  // what this block produces, for the checkpoint
     for (const auto& group : sequential_groups(c, opt.true_sequential)) {
       HessianObserver obs(c, group);
@@ -152,9 +146,12 @@ QuantizedModel quantize_group_method(const Model& model, const GroupMethodOption
         const double rtn_err =
             relative_objective(w[lin].w, quantize_rtn(w[lin].w, opt.quant, name + ".weight").dequantize(), acc.hessian());
         w[lin].w = r.q.dequantize();
-        qm.stats[name] = saved.stats[name] =
-            LayerStats{r.stats.objective, rtn_err, r.stats.damp_percent_used, r.stats.seconds};
+        qm.stats[name] = saved.stats[name] = LayerStats{r.stats.objective, rtn_err, r.stats.damp_percent_used,
+                                                        r.stats.seconds, r.stats.dead_inputs};
         if (ckpt.enabled()) saved.layers[name] = r.q;
+        if (r.stats.dead_inputs > 0)
+          std::fprintf(stderr, "quantllm: note: %s: %lld of %lld inputs were 0 in every calibration token; their weights are set to 0\n",
+                       name.c_str(), (long long)r.stats.dead_inputs, (long long)acc.in());
         if (r.stats.damp_percent_used > opt.damp_percent * 1.0000001)
           std::fprintf(stderr, "quantllm: %s: Hessian not positive definite at damp %.4g; used damp %.4g\n",
                        name.c_str(), opt.damp_percent, r.stats.damp_percent_used);

@@ -244,8 +244,14 @@ GPTQResult gptq_quantize(const Tensor& w, std::span<const double> h_in, const GP
   if (!(opt.damp_percent >= 0.0) || !std::isfinite(opt.damp_percent))
     fail("layer '{}': damping {} must be a non-negative fraction", name, opt.damp_percent);
   check_finite(w.data, name);
+  // A Hessian built from finite activations is finite and positive semidefinite, and the damping
+  // schedule below always makes it positive definite; a non-finite one is the only way the pipeline
+  // reaches a Hessian that no damping can rescue, so it is refused here with its cause.
   for (size_t i = 0; i < h_in.size(); ++i)
-    if (!std::isfinite(h_in[i])) fail("layer '{}': Hessian element {} is {} (non-finite calibration activations?)", name, i, h_in[i]);
+    if (!std::isfinite(h_in[i]))
+      fail("layer '{}': the Hessian of its calibration inputs is not finite ({} at [{}, {}]): the activations reaching "
+           "this layer are NaN/Inf, or so large (above ~1e19) that their products overflow fp32",
+           name, h_in[i], int64_t(i) / in, int64_t(i) % in);
 
   Plan P;
   P.out = out;

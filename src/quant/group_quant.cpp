@@ -17,11 +17,6 @@ void validate_quant_params(const QuantParams& p, int64_t in, std::string_view na
     fail("tensor '{}': group size {} does not divide the input size {} (use -1 or a divisor)", name, p.group_size, in);
 }
 
-void check_finite(std::span<const float> w, std::string_view name) {
-  for (size_t i = 0; i < w.size(); ++i)
-    if (!std::isfinite(w[i])) fail("tensor '{}': element {} is {}; cannot quantize non-finite weights", name, i, w[i]);
-}
-
 int64_t effective_group_size(const QuantParams& p, int64_t in) { return p.group_size == -1 ? in : p.group_size; }
 int64_t group_count(const QuantParams& p, int64_t in) { return p.group_size == -1 ? 1 : in / p.group_size; }
 

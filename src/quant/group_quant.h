@@ -51,8 +51,7 @@ inline int max_code(int bits) { return (1 << bits) - 1; }
 
 // Throws Error naming `name` unless bits ∈ [2, 8] and the group size is −1 or a positive divisor of `in`.
 void validate_quant_params(const QuantParams& p, int64_t in, std::string_view name);
-// Throws Error naming `name` if any element of `w` is NaN or infinite.
-void check_finite(std::span<const float> w, std::string_view name);
+// (check_finite, the NaN / Inf check of weights, lives in core/tensor.h.)
 
 int64_t group_count(const QuantParams& p, int64_t in);
 int64_t effective_group_size(const QuantParams& p, int64_t in);  // in when group_size == −1

@@ -178,7 +178,8 @@ void run_group_method(const QuantizeArgs& a) {
     nlohmann::json layers = nlohmann::json::object();
     for (const auto& [name, s] : qm.stats)
       layers[name] = {{"relative_error", s.relative_error}, {"rtn_relative_error", s.rtn_relative_error},
-                      {"damp", s.damp}, {"seconds", s.seconds}};
+                      {"damp", s.damp}, {"seconds", s.seconds},
+                      {"dead_inputs", s.dead_inputs}};
     print_json({{"out", a.out},
                 {"seconds", seconds},
                 {"bytes", bytes},

@@ -135,7 +135,7 @@ void BlockCheckpoints::save(int block, const BlockResult& r) {
   std::vector<TensorData> tensors;
   json meta = {{"layers", json::object()}, {"stats", json::object()}};
   for (const auto& [name, q] : r.layers) {
-    tensors.push_back(TensorData::from_values(name + ".qweight", DType::I32, {q.out, q.in}, q.qweight));
+    tensors.push_back(TensorData::from_values(name + ".qweight", DType::U8, {q.out, q.in}, q.qweight));
     tensors.push_back(TensorData::from_f32(name + ".scales", q.scales));
     tensors.push_back(TensorData::from_values(name + ".zeros", DType::I32, q.scales.shape, q.zeros));
     tensors.push_back(TensorData::from_values(name + ".g_idx", DType::I32, {q.in}, q.g_idx));
@@ -168,7 +168,8 @@ BlockResult BlockCheckpoints::load(int block) const {
       if (qw.shape.size() != 2) fail("{}: '{}' is not 2-D", file, qw.name);
       q.out = qw.shape[0];
       q.in = qw.shape[1];
-      q.qweight = ints(qw, file);
+      if (qw.dtype != DType::U8) fail("{}: tensor '{}' is not U8", file, qw.name);
+      q.qweight.assign(qw.data, qw.data + qw.nbytes);
       q.scales = tensor(f, name + ".scales").to_f32();
       q.zeros = ints(tensor(f, name + ".zeros"), file);
       q.g_idx = ints(tensor(f, name + ".g_idx"), file);

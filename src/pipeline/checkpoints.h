@@ -9,7 +9,7 @@
 // (fp32 bits, int32 codes), so a resumed run writes the same bytes as an uninterrupted one.
 //
 // Layout of the checkpoint directory (by default OUT.resume beside the output):
-//   STAGE-block-NNN.safetensors   one finished block: tensors "L.qweight" I32 [out, in], "L.scales"
+//   STAGE-block-NNN.safetensors   one finished block: tensors "L.qweight" U8 [out, in], "L.scales"
 //                                 F32 [groups, out], "L.zeros" I32 [groups, out], "L.g_idx" I32 [in]
 //                                 per quantized layer L, "T" F32 per changed tensor T; metadata
 //                                 "block" = JSON {layers: {L: {bits, group_size}}, stats: {L: {…}}}

@@ -151,7 +151,7 @@ struct Plan {
 
 // Results written by the chunks (disjoint rows).
 struct Output {
-  std::vector<int32_t> codes;     // [out, in] original column order
+  std::vector<uint8_t> codes;     // [out, in] original column order
   std::vector<float> scales;      // [ng, out] fp32 scales as used by the loop
   std::vector<int32_t> zeros;     // [ng, out]
   std::vector<double> chunk_loss; // per row chunk
@@ -217,7 +217,7 @@ void run_chunk(const Plan& P, int64_t r0, int64_t m, Output& O, double& loss) {
         const float wv = wr[p];
         const int32_t code = quantize_value(wv, gp, P.maxq);
         const float q = dequantize_value(code, gp);
-        O.codes[size_t((r0 + r) * in + col)] = code;
+        O.codes[size_t((r0 + r) * in + col)] = uint8_t(code);
         const float e = (wv - q) / d;
         loss += double((wv - q) * (wv - q) / (d * d)) / 2.0;
         err[size_t(r * bs + (p - i1))] = e;

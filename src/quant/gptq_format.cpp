@@ -38,7 +38,7 @@ void check_unpacked(const GroupQuantized& q, std::string_view name) {
          shape_str(q.scales.shape), q.zeros.size(), q.g_idx.size());
   const int maxq = max_code(q.bits);
   for (size_t i = 0; i < q.qweight.size(); ++i)
-    if (q.qweight[i] < 0 || q.qweight[i] > maxq) fail("tensor '{}': code {} at {} outside [0, {}]", name, q.qweight[i], i, maxq);
+    if (int(q.qweight[i]) > maxq) fail("tensor '{}': code {} at {} outside [0, {}]", name, q.qweight[i], i, maxq);
   for (size_t i = 0; i < q.zeros.size(); ++i)
     if (q.zeros[i] < 0 || q.zeros[i] > maxq) fail("tensor '{}': zero point {} at {} outside [0, {}]", name, q.zeros[i], i, maxq);
   for (size_t i = 0; i < q.g_idx.size(); ++i)
@@ -119,7 +119,7 @@ GroupQuantized unpack_gptq(const GptqPacked& p, GptqCheckpointFormat format, int
   q.qweight.resize(size_t(p.out * p.in));
   const std::vector<uint32_t> qw = to_uint32(p.qweight), qz = to_uint32(p.qzeros);
   for (int64_t o = 0; o < p.out; ++o)
-    for (int64_t i = 0; i < p.in; ++i) q.qweight[size_t(o * p.in + i)] = int32_t(get_field(qw.data() + o, p.out, i, bits));
+    for (int64_t i = 0; i < p.in; ++i) q.qweight[size_t(o * p.in + i)] = uint8_t(get_field(qw.data() + o, p.out, i, bits));
   q.zeros.resize(size_t(p.n_groups * p.out));
   const uint32_t mask = uint32_t(max_code(bits));
   for (int64_t g = 0; g < p.n_groups; ++g)
@@ -193,7 +193,7 @@ GroupQuantized unpack_awq_gemm(const AwqPacked& p, int group_size, std::string_v
   for (int64_t i = 0; i < p.in; ++i)
     for (int64_t k = 0; k < words; ++k) {
       const uint32_t w = uint32_t(p.qweight[size_t(i * words + k)]);
-      for (int j = 0; j < 8; ++j) q.qweight[size_t((8 * k + kAwqOrder[size_t(j)]) * p.in + i)] = int32_t((w >> (4 * j)) & 15u);
+      for (int j = 0; j < 8; ++j) q.qweight[size_t((8 * k + kAwqOrder[size_t(j)]) * p.in + i)] = uint8_t((w >> (4 * j)) & 15u);
     }
   for (int64_t g = 0; g < p.n_groups; ++g)
     for (int64_t k = 0; k < words; ++k) {

@@ -106,7 +106,7 @@ Tensor GroupQuantized::dequantize() const {
   parallel_for(out, [&](int64_t r0, int64_t r1) {
     for (int64_t r = r0; r < r1; ++r) {
       float* dst = w.row(r);
-      const int32_t* q = qweight.data() + r * in;
+      const uint8_t* q = qweight.data() + r * in;
       for (int64_t c = 0; c < in; ++c) dst[c] = dequantize_value(q[c], params(g_idx[size_t(c)], r));
     }
   }, 16);
@@ -137,7 +137,7 @@ GroupQuantized quantize_rtn(const Tensor& w, const QuantParams& p, std::string_v
       const float* x = w.row(row);
       for (int64_t g = 0; g < ng; ++g) {
         const GroupParams gp = find_group_params({x + g * gs, size_t(gs)}, p);
-        for (int64_t c = g * gs; c < (g + 1) * gs; ++c) r.qweight[size_t(row * in + c)] = quantize_value(x[c], gp, maxq);
+        for (int64_t c = g * gs; c < (g + 1) * gs; ++c) r.qweight[size_t(row * in + c)] = uint8_t(quantize_value(x[c], gp, maxq));
         r.scales.data[size_t(g * out + row)] = finalize_scale(gp.scale);
         r.zeros[size_t(g * out + row)] = gp.zero;
       }

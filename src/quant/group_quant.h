@@ -84,7 +84,7 @@ struct GroupQuantized {
   int bits = 4;
   int group_size = 128;  // as configured (−1: one group per row)
   int64_t out = 0, in = 0;
-  std::vector<int32_t> qweight;  // [out, in] codes in [0, 2^bits − 1]
+  std::vector<uint8_t> qweight;  // [out, in] codes in [0, 2^bits − 1] (bits ≤ 8: one byte a weight)
   Tensor scales;                 // [n_groups, out], fp16-representable values
   std::vector<int32_t> zeros;    // [n_groups, out] in [0, 2^bits − 1]
   std::vector<int32_t> g_idx;    // [in]: group of each input column

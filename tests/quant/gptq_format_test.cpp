@@ -23,7 +23,7 @@ GroupQuantized make(int bits, int64_t out, int64_t in, int64_t groups, std::vect
   q.out = out;
   q.in = in;
   q.group_size = int(in / groups);
-  q.qweight = std::move(codes);
+  q.qweight.assign(codes.begin(), codes.end());
   q.zeros = std::move(zeros);
   q.scales = Tensor({groups, out});
   for (int64_t g = 0; g < groups; ++g)

@@ -200,7 +200,8 @@ TEST(Gptq, LazyBatchesEqualUnbatchedImplementation) {
                        Case{4, -1, false, false, true}}) {
     const GPTQOptions base{.quant = {.bits = c.bits, .group_size = c.gs, .sym = c.sym}, .act_order = c.act, .static_groups = c.stat};
     std::vector<float> naive_scales;
-    const std::vector<int32_t> naive = naive_gptq(w, h, base, &naive_scales);
+    const std::vector<int32_t> naive_i = naive_gptq(w, h, base, &naive_scales);
+    const std::vector<uint8_t> naive(naive_i.begin(), naive_i.end());
     // One block = the unbatched algorithm with the very same float operations: bit-exact.
     GPTQOptions one = base;
     one.block_size = int(in);

@@ -23,7 +23,7 @@ TEST(GroupQuant, AsymmetricOneGroupRoundsHalfToEven) {
   // x/scale + 4: −1→0, 0.5→6, 2.75→15, 0→4, 0.375 (1.5→2)→6, 0.625 (2.5→2)→6, −0.125 (−0.5→−0)→4.
   const Tensor w = matrix(1, 7, {-1.0f, 0.5f, 2.75f, 0.0f, 0.375f, 0.625f, -0.125f});
   const GroupQuantized q = quantize_rtn(w, {.bits = 4, .group_size = -1}, "w");
-  EXPECT_EQ(q.qweight, (std::vector<int32_t>{0, 6, 15, 4, 6, 6, 4}));
+  EXPECT_EQ(q.qweight, (std::vector<uint8_t>{0, 6, 15, 4, 6, 6, 4}));
   ASSERT_EQ(q.scales.shape, (Shape{1, 1}));
   EXPECT_EQ(q.scales.data[0], 0.25f);
   EXPECT_EQ(q.zeros, (std::vector<int32_t>{4}));
@@ -36,7 +36,7 @@ TEST(GroupQuant, SymmetricClampsTheTopCode) {
   // x/0.5: −7.5→−8 (even)→0, 2→10, 0.5→0→8, 7.5→8→16→clamped 15.
   const Tensor w = matrix(1, 4, {-3.75f, 1.0f, 0.25f, 3.75f});
   const GroupQuantized q = quantize_rtn(w, {.bits = 4, .group_size = -1, .sym = true}, "w");
-  EXPECT_EQ(q.qweight, (std::vector<int32_t>{0, 10, 8, 15}));
+  EXPECT_EQ(q.qweight, (std::vector<uint8_t>{0, 10, 8, 15}));
   EXPECT_EQ(q.scales.data[0], 0.5f);
   EXPECT_EQ(q.zeros[0], 8);
   EXPECT_EQ(q.dequantize().data, (std::vector<float>{-4.0f, 1.0f, 0.0f, 3.5f}));
@@ -46,7 +46,7 @@ TEST(GroupQuant, SymmetricNonNegativeRowKeepsReferenceQuirk) {
   // quant.py only mirrors xmin when it is negative: [1, 3.75] keeps xmin = 0, scale = 3.75/15 = 0.25,
   // zero = 8 → codes 4+8 = 12 and 15+8 = 23 → 15: the top of the row clips to 1.75.
   const GroupQuantized q = quantize_rtn(matrix(1, 2, {1.0f, 3.75f}), {.bits = 4, .group_size = -1, .sym = true}, "w");
-  EXPECT_EQ(q.qweight, (std::vector<int32_t>{12, 15}));
+  EXPECT_EQ(q.qweight, (std::vector<uint8_t>{12, 15}));
   EXPECT_EQ(q.dequantize().data, (std::vector<float>{1.0f, 1.75f}));
 }
 
@@ -58,7 +58,7 @@ TEST(GroupQuant, GroupsAndZeroRow) {
   //   codes 2; stored scale fp16(2/3) = 0x3955 = 0.66650390625.  group 1 [−3, 0]: scale 1, zero 3 → 0, 3.
   const Tensor w = matrix(2, 4, {-1.0f, 2.0f, 0.6f, 1.5f, 0.0f, 0.0f, -3.0f, 0.0f});
   const GroupQuantized q = quantize_rtn(w, {.bits = 2, .group_size = 2}, "w");
-  EXPECT_EQ(q.qweight, (std::vector<int32_t>{0, 3, 1, 3, 2, 2, 0, 3}));
+  EXPECT_EQ(q.qweight, (std::vector<uint8_t>{0, 3, 1, 3, 2, 2, 0, 3}));
   ASSERT_EQ(q.scales.shape, (Shape{2, 2}));  // [n_groups, out]
   EXPECT_EQ(q.scales.data, (std::vector<float>{1.0f, 0.66650390625f, 0.5f, 1.0f}));
   EXPECT_EQ(q.zeros, (std::vector<int32_t>{1, 2, 0, 3}));
@@ -104,12 +104,12 @@ TEST(GroupQuant, AwqRangeRule) {
   // zero = −round(0.5/0.1f) = −round(5.0000) = −5 → clamped to 0.
   const GroupQuantized q = quantize_rtn(matrix(1, 2, {0.5f, 2.0f}), {.bits = 4, .group_size = -1, .rule = RangeRule::kAwq}, "w");
   EXPECT_EQ(q.zeros[0], 0);
-  EXPECT_EQ(q.qweight, (std::vector<int32_t>{5, 15}));
+  EXPECT_EQ(q.qweight, (std::vector<uint8_t>{5, 15}));
   // Symmetric AWQ: scale = absmax/(2^(bits−1) − 1) = 3.5/7 = 0.5, zero 8.
   const GroupQuantized s =
       quantize_rtn(matrix(1, 2, {-3.5f, 1.0f}), {.bits = 4, .group_size = -1, .sym = true, .rule = RangeRule::kAwq}, "w");
   EXPECT_EQ(s.scales.data[0], 0.5f);
-  EXPECT_EQ(s.qweight, (std::vector<int32_t>{1, 10}));
+  EXPECT_EQ(s.qweight, (std::vector<uint8_t>{1, 10}));
 }
 
 TEST(GroupQuant, BadInputsNameTheTensor) {

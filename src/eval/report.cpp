@@ -70,7 +70,9 @@ std::string report_svg(const std::vector<ReportRow>& rows, const std::string& ti
   if (pmax <= pmin) pmax = pmin + 1;
   const double ppad = (pmax - pmin) * 0.1;
   pmin -= ppad, pmax += ppad;
-  double lkmin = kmin < 1e300 ? std::floor(std::log10(kmin)) : -4, lkmax = kmax > 0 ? std::ceil(std::log10(kmax)) : 0;
+  // Whole decades, with room above the highest point for its label.
+  double lkmin = kmin < 1e300 ? std::floor(std::log10(kmin)) : -4,
+         lkmax = kmax > 0 ? std::ceil(std::log10(kmax) + 0.3) : 0;
   if (lkmax <= lkmin) lkmax = lkmin + 1;
   std::string s = fmt::format(
       "<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"{0}\" height=\"{1}\" viewBox=\"0 0 {0} {1}\" "
@@ -107,13 +109,31 @@ std::string report_svg(const std::vector<ReportRow>& rows, const std::string& ti
     s += fmt::format("<text x=\"{}\" y=\"{}\" text-anchor=\"middle\" font-weight=\"bold\">{}</text>\n",
                      left + kPanelW / 2, kTop - 10, panel == 0 ? "perplexity (lower is better)"
                                                                : "KL divergence from the base (log scale)");
+    struct Box {
+      double x0, x1, y;  // text extent and baseline
+    };
+    std::vector<Box> placed;  // labels already drawn in this panel
     for (size_t i = 0; i < rows.size(); ++i) {
       const auto& r = rows[i];
       if (panel == 1 && (r.is_base || r.kld <= 0)) continue;
       const double x = px(r.bits_per_weight), y = py(panel == 0 ? r.ppl : r.kld);
-      s += fmt::format("<circle cx=\"{:.1f}\" cy=\"{:.1f}\" r=\"5\" fill=\"{}\"><title>{}: {:.2f} bpw</title></circle>"
-                       "<text x=\"{:.1f}\" y=\"{:.1f}\" font-size=\"11\">{}</text>\n",
-                       x, y, colors[i % 8], xml_escape(r.name), r.bits_per_weight, x + 7, y - 6, xml_escape(r.format));
+      // Each point is labelled with its model's name (formats repeat). Points in the right part of
+      // the panel get their label on their left, inside the frame; a label that would cover one
+      // already drawn moves down a line (width estimated at 6.2 px a character of 11 px text).
+      const bool right = x > left + 0.7 * kPanelW;
+      const double lx = right ? x - 7 : x + 7, width = 6.2 * double(r.name.size());
+      const double x0 = right ? lx - width : lx, x1 = right ? lx : lx + width;
+      double ly = y - 6;
+      for (bool moved = true; moved;) {
+        moved = false;
+        for (const Box& b : placed)
+          if (x0 < b.x1 && b.x0 < x1 && std::abs(b.y - ly) < 13) ly = b.y + 13, moved = true;
+      }
+      placed.push_back({x0, x1, ly});
+      s += fmt::format("<circle cx=\"{:.1f}\" cy=\"{:.1f}\" r=\"5\" fill=\"{}\"><title>{} ({}): {:.2f} bpw</title>"
+                       "</circle><text x=\"{:.1f}\" y=\"{:.1f}\" font-size=\"11\" fill=\"{}\"{}>{}</text>\n",
+                       x, y, colors[i % 8], xml_escape(r.name), xml_escape(r.format), r.bits_per_weight, lx, ly,
+                       colors[i % 8], right ? " text-anchor=\"end\"" : "", xml_escape(r.name));
     }
   }
   s += "</svg>\n";

@@ -29,8 +29,14 @@ int64_t argmax(const float* x, int64_t n) { return int64_t(std::max_element(x, x
 
 std::vector<KldResult> kl_divergence(const FullModel& base, const std::vector<const FullModel*>& candidates,
                                      const Windows& w, int64_t batch, const ProgressFn& progress) {
+  auto src = model_base_logits(base, w);
+  return kl_divergence(*src, candidates, w, batch, progress);
+}
+
+std::vector<KldResult> kl_divergence(BaseLogits& base, const std::vector<const FullModel*>& candidates,
+                                     const Windows& w, int64_t batch, const ProgressFn& progress) {
   const auto t0 = std::chrono::steady_clock::now();
-  const int64_t vocab = base.config().vocab, ctx = w.ctx;
+  const int64_t vocab = base.vocab(), ctx = w.ctx;
   for (const FullModel* c : candidates)
     if (c->config().vocab != vocab)
       fail("the candidate's vocabulary ({}) differs from the base's ({})", c->config().vocab, vocab);
@@ -45,8 +51,7 @@ std::vector<KldResult> kl_divergence(const FullModel& base, const std::vector<co
   for (int64_t b0 = 0; b0 < w.n_windows; b0 += batch) {
     const int64_t nb = std::min(batch, w.n_windows - b0);
     const std::vector<int32_t> toks(w.tokens.begin() + b0 * ctx, w.tokens.begin() + (b0 + nb) * ctx);
-    std::vector<Tensor> base_logits(static_cast<size_t>(nb));
-    base.forward(toks, nb, ctx, [&](int64_t s, const Tensor& l) { base_logits[size_t(s)] = l; });
+    const std::vector<Tensor> base_logits = base.batch(w, b0, nb);
     for (int64_t s = 0; s < nb; ++s)
       for (int64_t t = 0; t + 1 < ctx; ++t)
         base_nll[size_t((b0 + s) * (ctx - 1) + t)] =
@@ -72,6 +77,7 @@ std::vector<KldResult> kl_divergence(const FullModel& base, const std::vector<co
     }
     if (progress) progress(b0 + nb, w.n_windows);
   }
+  base.finish();
   double base_total = 0;
   for (double v : base_nll) base_total += v;
   const double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();

@@ -2,9 +2,11 @@
 // windows (same protocol as perplexity.h): mean over scored positions of Σ p_base · (log p_base −
 // log p_model), the share of positions whose argmax agrees, and both perplexities. Candidates are
 // compared in lockstep with the base, one batch of windows at a time, so the base distribution of
-// each window is computed once however many candidates there are and never stored whole.
+// each window is computed once however many candidates there are; `eval kld` also keeps it on
+// disk for the next candidate (base_logits.h).
 #pragma once
 
+#include "eval/base_logits.h"
 #include "eval/perplexity.h"
 
 #include <vector>
@@ -20,7 +22,10 @@ struct KldResult {
   int64_t positions = 0, windows = 0;
 };
 
-// One result per candidate.
+// One result per candidate. The base's logits come from `base` (a model run now or a cache file).
+std::vector<KldResult> kl_divergence(BaseLogits& base, const std::vector<const FullModel*>& candidates,
+                                     const Windows& w, int64_t batch = 0, const ProgressFn& progress = {});
+// The same, running the base model (no cache).
 std::vector<KldResult> kl_divergence(const FullModel& base, const std::vector<const FullModel*>& candidates,
                                      const Windows& w, int64_t batch = 0, const ProgressFn& progress = {});
 

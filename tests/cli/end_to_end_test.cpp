@@ -14,6 +14,7 @@
 #include <nlohmann/json.hpp>
 
 #include <algorithm>
+#include <cstdlib>
 
 namespace quantllm::test {
 namespace {
@@ -23,6 +24,7 @@ using nlohmann::json;
 
 TEST(EndToEnd, QuantizeEvalKldCompareGenerate) {
   TempDir tmp;
+  ::setenv("XDG_CACHE_HOME", tmp.path.c_str(), 1);  // eval kld's cache of the base logits stays in tmp
   const std::string model = model_dir("gutenberg-llama-33m").string();
   const std::string wiki = data_file("wikitext2-test.raw").string();
   const std::string calib = " --calib " + data_file("gutenberg-calib.txt").string() + " --nsamples 16 --seqlen 256";

@@ -15,7 +15,7 @@ struct EvalArgs {
   std::string model, data, base;
   int64_t ctx = 512, max_windows = 0, batch = 0;
   int threads = 0;
-  bool json = false;
+  bool json = false, no_cache = false;
 };
 }  // namespace
 
@@ -65,6 +65,7 @@ void register_eval(CLI::App& app, std::vector<std::pair<CLI::App*, Runner>>& run
   kld->add_option("--batch", args->batch, "windows per forward pass (0 = automatic)");
   kld->add_option("--threads", args->threads, "threads (0 = all cores)");
   kld->add_flag("--json", args->json, "print one JSON object on stdout");
+  kld->add_flag("--no-cache", args->no_cache, "neither read nor write the base's cached logits");
   runners.emplace_back(kld, [args] {
     apply_threads(args->threads);
     const std::string text = read_text_file(args->data);
@@ -74,14 +75,27 @@ void register_eval(CLI::App& app, std::vector<std::pair<CLI::App*, Runner>>& run
     const Windows wm = make_windows(*m.tokenizer, text, args->ctx, args->max_windows);
     if (wm.tokens != w.tokens) fail("{} and {} tokenize the text differently: KL divergence needs the same tokens",
                                     args->base, args->model);
-    FullModel fb(base), fm(m);
+    // The base's logits: from the cache an earlier run over the same windows wrote, else computed
+    // (and cached for the next candidate).
+    const uint64_t key = base_logits_key(args->base, w);
+    const std::filesystem::path cache = args->no_cache ? std::filesystem::path{} : base_logits_cache_path(key, w, base.config.vocab);
+    std::unique_ptr<BaseLogits> src = cached_base_logits(cache, key, w, base.config.vocab);
+    const bool from_cache = src != nullptr;
+    std::unique_ptr<FullModel> fb;
+    if (from_cache) {
+      fmt::print(stderr, "quantllm: base logits from {}\n", cache.string());
+    } else {
+      fb = std::make_unique<FullModel>(base);
+      src = model_base_logits(*fb, w, cache, key);
+    }
+    FullModel fm(m);
     Progress bar("kl divergence", w.n_windows);
-    const auto r = kl_divergence(fb, {&fm}, w, args->batch, [&](int64_t done, int64_t) { bar.update(done); });
+    const auto r = kl_divergence(*src, {&fm}, w, args->batch, [&](int64_t done, int64_t) { bar.update(done); });
     bar.finish(fmt::format("kld {:.6f}", r[0].kld));
     if (args->json) {
       print_json({{"kld", r[0].kld}, {"kld_p99", r[0].kld_p99}, {"top1_agreement", r[0].top1_agreement},
                   {"ppl_base", r[0].ppl_base}, {"ppl", r[0].ppl}, {"positions", r[0].positions},
-                  {"windows", r[0].windows}, {"seconds", r[0].seconds}});
+                  {"windows", r[0].windows}, {"seconds", r[0].seconds}, {"base_from_cache", from_cache}});
     } else {
       fmt::print("KL divergence {:.6f} (p99 {:.6f}), top-1 agreement {:.2f}%, ppl {:.4f} vs base {:.4f}, {} positions\n",
                  r[0].kld, r[0].kld_p99, 100 * r[0].top1_agreement, r[0].ppl, r[0].ppl_base, r[0].positions);

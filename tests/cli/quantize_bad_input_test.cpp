@@ -127,6 +127,12 @@ TEST_F(QuantizeBadInput, BitsOutsideTwoToEight) {
     }
 }
 
+TEST_F(QuantizeBadInput, BitsOrGroupSizeWithAGgufType) {
+  // A GGUF type fixes its bits and block size; the flags would be silently ignored otherwise.
+  expect_user_error(quantize(llama(), "--method gguf --type Q4_K_M --bits 3", "q.gguf"), {"--bits", "--type"});
+  expect_user_error(quantize(llama(), "--method gguf --type Q8_0 --group-size 64", "q.gguf"), {"--group-size"});
+}
+
 TEST_F(QuantizeBadInput, CalibrationShorterThanOneWindow) {
   const fs::path tiny = *tmp_ / "tiny-calib.txt";
   std::ofstream(tiny) << "A calibration text of a dozen tokens or so.\n";

@@ -212,6 +212,8 @@ void run_gguf(const QuantizeArgs& a) {
   if (!a.token_embedding_type.empty())
     po.token_embedding_type = parse_ggml_type(a.token_embedding_type, "--token-embedding-type");
   if (!a.dry_run) check_output_path(a.out, a.force);
+  if ((a.bits_given || a.group_size_given) && !a.awq_scale)
+    fail("--bits and --group-size do not apply to --method gguf: the type fixes them (--type Q4_K_M, Q8_0, …)");
   if (a.awq_scale && !a.imatrix.empty())
     fail("--awq-scale with --imatrix: the importance matrix holds the unscaled activations; use one or the other");
   if (a.awq_scale && a.calib.empty()) fail("--awq-scale needs calibration data: --calib FILE (or --calib self)");

@@ -12,6 +12,11 @@
 #include <algorithm>
 #include <cmath>
 
+#if defined(__SSE4_1__)
+#include <immintrin.h>  // after internal.h, so that the intrinsics fall under its no-contraction pragma
+#define QL_GGML_SSE41 1
+#endif
+
 namespace quantllm::ggml::detail {
 
 namespace {
@@ -38,33 +43,72 @@ float fit_symmetric(int n, int nmax, const float* x, const float* w, int8_t* L) 
     std::fill(L, L + n, int8_t(0));
     return 0.f;
   }
-  // One grid: q_i = clamp(round(iscale * x_i)), and the weighted least-squares scale for those q.
-  int8_t trial[256];
-  auto sums_for = [&](float iscale, float& sumlx, float& suml2) {
-    sumlx = 0;
-    suml2 = 0;
-    for (int i = 0; i < n; ++i) {
-      const int l = std::clamp(nearest_int(iscale * x[i]), -nmax, nmax - 1);
-      trial[i] = int8_t(l);
-      sumlx += w[i] * x[i] * float(l);
-      suml2 += w[i] * float(l) * float(l);
-    }
-  };
-  float sumlx, suml2;
-  sums_for(float(-nmax) / max, sumlx, suml2);
-  for (int i = 0; i < n; ++i) L[i] = int8_t(trial[i] + nmax);
-  float scale = suml2 != 0 ? sumlx / suml2 : 0.0f;
-  float best = scale * sumlx;
-  // Grids slightly finer and coarser than the one that maps the extreme weight to -nmax.
-  for (int step = -9; step <= 9; ++step) {
-    if (step == 0) continue;
-    sums_for(-(float(nmax) + 0.1f * float(step)) / max, sumlx, suml2);
-    if (suml2 > 0 && sumlx * sumlx > best * suml2) {
-      for (int i = 0; i < n; ++i) L[i] = int8_t(trial[i] + nmax);
-      scale = sumlx / suml2;
-      best = scale * sumlx;
+  // The starting grid maps the extreme weight to -nmax; 18 trial grids are slightly finer and
+  // coarser (steps -9..9, step 0 being the starting grid). Grid t: q_i = clamp(round(iscale_t x_i))
+  // and the weighted least-squares scale for those q. The trials do not depend on one another, so
+  // all 19 are summed side by side (one per vector lane, each lane accumulating in index order
+  // exactly as a grid-at-a-time loop would); then the grids are compared in llama.cpp's order, and
+  // only the winner's quants are computed.
+  constexpr int kGrids = 19, kStart = 9;
+  constexpr int kLanes = 20;  // kGrids rounded up to whole vectors; the last lane repeats grid 18
+  alignas(16) float iscales[kLanes], sumlx[kLanes], suml2[kLanes];
+  for (int t = 0; t < kLanes; ++t) {
+    const int step = std::min(t, kGrids - 1) - kStart;
+    iscales[t] = -(float(nmax) + 0.1f * float(step)) / max;  // step 0: -nmax / max, bit for bit
+  }
+#if QL_GGML_SSE41
+  constexpr int kVec = kLanes / 4;
+  __m128 is[kVec], sx[kVec], s2[kVec];
+  for (int v = 0; v < kVec; ++v) {
+    is[v] = _mm_load_ps(iscales + 4 * v);
+    sx[v] = _mm_setzero_ps();
+    s2[v] = _mm_setzero_ps();
+  }
+  const __m128 magic = _mm_set1_ps(12582912.f);  // nearest_int, lane-wise
+  const __m128i mant = _mm_set1_epi32(0x007fffff), bias = _mm_set1_epi32(0x00400000);
+  const __m128i lo = _mm_set1_epi32(-nmax), hi = _mm_set1_epi32(nmax - 1);
+  for (int i = 0; i < n; ++i) {
+    const __m128 xi = _mm_set1_ps(x[i]);
+    const __m128 wi = _mm_set1_ps(w[i]);
+    const __m128 wx = _mm_set1_ps(w[i] * x[i]);
+    for (int v = 0; v < kVec; ++v) {
+      const __m128 shifted = _mm_add_ps(_mm_mul_ps(is[v], xi), magic);
+      __m128i l = _mm_sub_epi32(_mm_and_si128(_mm_castps_si128(shifted), mant), bias);
+      l = _mm_min_epi32(_mm_max_epi32(l, lo), hi);
+      const __m128 fl = _mm_cvtepi32_ps(l);
+      sx[v] = _mm_add_ps(sx[v], _mm_mul_ps(wx, fl));
+      s2[v] = _mm_add_ps(s2[v], _mm_mul_ps(_mm_mul_ps(wi, fl), fl));
     }
   }
+  for (int v = 0; v < kVec; ++v) {
+    _mm_store_ps(sumlx + 4 * v, sx[v]);
+    _mm_store_ps(suml2 + 4 * v, s2[v]);
+  }
+#else
+  for (int t = 0; t < kGrids; ++t) {
+    float slx = 0, sl2 = 0;
+    for (int i = 0; i < n; ++i) {
+      const float l = float(std::clamp(nearest_int(iscales[t] * x[i]), -nmax, nmax - 1));
+      slx += w[i] * x[i] * l;
+      sl2 += w[i] * l * l;
+    }
+    sumlx[t] = slx;
+    suml2[t] = sl2;
+  }
+#endif
+  int best_t = kStart;
+  float scale = suml2[kStart] != 0 ? sumlx[kStart] / suml2[kStart] : 0.0f;
+  float best = scale * sumlx[kStart];
+  for (int t = 0; t < kGrids; ++t) {
+    if (t == kStart) continue;
+    if (suml2[t] > 0 && sumlx[t] * sumlx[t] > best * suml2[t]) {
+      scale = sumlx[t] / suml2[t];
+      best = scale * sumlx[t];
+      best_t = t;
+    }
+  }
+  const float iscale = iscales[best_t];
+  for (int i = 0; i < n; ++i) L[i] = int8_t(std::clamp(nearest_int(iscale * x[i]), -nmax, nmax - 1) + nmax);
   return scale;
 }
 

@@ -10,6 +10,7 @@
 #include "quant/ggml/internal.h"
 
 #include <algorithm>
+#include <cassert>
 #include <cmath>
 
 #if defined(__SSE4_1__)
@@ -188,6 +189,95 @@ float fit_affine(int n, int nmax, const float* x, const float* w, uint8_t* L, fl
   float scale = 1 / iscale;
   for (int i = 0; i < n; ++i) L[i] = uint8_t(std::clamp(nearest_int(iscale * (x[i] - min)), 0, nmax));
   float best_error = error_of(scale, min, L);
+#if QL_GGML_SSE41
+  (void)Laux;
+  // Trial grids are evaluated kChunk at a time, one per lane, each lane doing the scalar loop's
+  // operations in the same order, all laid over the current min. The chunk's results are then
+  // taken in step order; a win that moves min invalidates the grids after it, so evaluation
+  // resumes right after the winner with the new min (wins are few, so most chunks are used whole).
+  constexpr int kVec = 2, kChunk = 4 * kVec;
+  float win_iscale = 0, win_min = 0;  // the winning grid, as it was laid (quants recomputed at the end)
+  bool won = false;
+  alignas(16) float lane_is[kChunk], lane_det[kChunk], lane_err[kChunk], lane_scale[kChunk], lane_min[kChunk];
+  const __m128 magic = _mm_set1_ps(12582912.f);
+  const __m128i mant = _mm_set1_epi32(0x007fffff), bias = _mm_set1_epi32(0x00400000);
+  const __m128i zero_i = _mm_setzero_si128(), top = _mm_set1_epi32(nmax);
+  const __m128 sign = _mm_set1_ps(-0.0f);
+  assert(n <= 32);
+  __m128 fl[32][kVec];  // the lanes' quants as floats, for the error pass
+  for (int step = 0; step <= nstep;) {
+    for (int t = 0; t < kChunk; ++t)
+      lane_is[t] = (rmin + rdelta * float(std::min(step + t, nstep)) + float(nmax)) / (max - min);
+    __m128 is[kVec], sl[kVec], sl2[kVec], sxl[kVec];
+    for (int v = 0; v < kVec; ++v) {
+      is[v] = _mm_load_ps(lane_is + 4 * v);
+      sl[v] = sl2[v] = sxl[v] = _mm_setzero_ps();
+    }
+    for (int i = 0; i < n; ++i) {
+      const __m128 xm = _mm_set1_ps(x[i] - min), xi = _mm_set1_ps(x[i]), wi = _mm_set1_ps(w[i]);
+      for (int v = 0; v < kVec; ++v) {
+        const __m128 shifted = _mm_add_ps(_mm_mul_ps(is[v], xm), magic);
+        __m128i l = _mm_sub_epi32(_mm_and_si128(_mm_castps_si128(shifted), mant), bias);
+        l = _mm_min_epi32(_mm_max_epi32(l, zero_i), top);
+        const __m128 f = _mm_cvtepi32_ps(l);
+        fl[i][v] = f;
+        const __m128 wl = _mm_mul_ps(wi, f);
+        sl[v] = _mm_add_ps(sl[v], wl);
+        sl2[v] = _mm_add_ps(sl2[v], _mm_mul_ps(wl, f));
+        sxl[v] = _mm_add_ps(sxl[v], _mm_mul_ps(wl, xi));
+      }
+    }
+    // Weighted least squares for (scale, offset) given each lane's quants (lanes whose det is not
+    // positive are computed too, and ignored).
+    const __m128 vsw = _mm_set1_ps(sum_w), vsx = _mm_set1_ps(sum_x);
+    __m128 sc[kVec], mn[kVec], er[kVec];
+    for (int v = 0; v < kVec; ++v) {
+      const __m128 det = _mm_sub_ps(_mm_mul_ps(vsw, sl2[v]), _mm_mul_ps(sl[v], sl[v]));
+      __m128 this_scale = _mm_div_ps(_mm_sub_ps(_mm_mul_ps(vsw, sxl[v]), _mm_mul_ps(vsx, sl[v])), det);
+      __m128 this_min = _mm_div_ps(_mm_sub_ps(_mm_mul_ps(sl2[v], vsx), _mm_mul_ps(sl[v], sxl[v])), det);
+      const __m128 pos = _mm_cmpgt_ps(this_min, _mm_setzero_ps());
+      this_min = _mm_andnot_ps(pos, this_min);
+      this_scale = _mm_blendv_ps(this_scale, _mm_div_ps(sxl[v], sl2[v]), pos);
+      sc[v] = this_scale;
+      mn[v] = this_min;
+      er[v] = _mm_setzero_ps();
+      _mm_store_ps(lane_det + 4 * v, det);
+    }
+    for (int i = 0; i < n; ++i) {
+      const __m128 xi = _mm_set1_ps(x[i]), wi = _mm_set1_ps(w[i]);
+      for (int v = 0; v < kVec; ++v) {
+        __m128 diff = _mm_sub_ps(_mm_add_ps(_mm_mul_ps(sc[v], fl[i][v]), mn[v]), xi);
+        diff = use_mad ? _mm_andnot_ps(sign, diff) : _mm_mul_ps(diff, diff);
+        er[v] = _mm_add_ps(er[v], _mm_mul_ps(wi, diff));
+      }
+    }
+    for (int v = 0; v < kVec; ++v) {
+      _mm_store_ps(lane_err + 4 * v, er[v]);
+      _mm_store_ps(lane_scale + 4 * v, sc[v]);
+      _mm_store_ps(lane_min + 4 * v, mn[v]);
+    }
+    int next = step + kChunk;
+    for (int t = 0; t < kChunk && step + t <= nstep; ++t) {
+      if (!(lane_det[t] > 0)) continue;
+      if (lane_err[t] < best_error) {
+        won = true;
+        win_iscale = lane_is[t];
+        win_min = min;
+        best_error = lane_err[t];
+        scale = lane_scale[t];
+        const bool moved = std::memcmp(&lane_min[t], &min, sizeof min) != 0;
+        min = lane_min[t];
+        if (moved) {
+          next = step + t + 1;
+          break;
+        }
+      }
+    }
+    step = next;
+  }
+  if (won)
+    for (int i = 0; i < n; ++i) L[i] = uint8_t(std::clamp(nearest_int(win_iscale * (x[i] - win_min)), 0, nmax));
+#else
   for (int step = 0; step <= nstep; ++step) {
     iscale = (rmin + rdelta * float(step) + float(nmax)) / (max - min);
     float sum_l = 0, sum_l2 = 0, sum_xl = 0;
@@ -215,6 +305,7 @@ float fit_affine(int n, int nmax, const float* x, const float* w, uint8_t* L, fl
       min = this_min;
     }
   }
+#endif
   *neg_min = -min;
   return scale;
 }

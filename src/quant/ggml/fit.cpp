@@ -2,9 +2,10 @@
 // grid step and the integer quants that llama.cpp would find.
 //
 // These are llama.cpp's make_qx_quants (rmse_type 1), make_q3_quants, make_qkx2/3_quants and
-// make_qp_quants, reorganised: each trial grid is quantized once into a scratch buffer instead of
-// twice, and the weights are always passed in (callers without an imatrix pass x^2, which is what
-// llama.cpp computes inline). What must not change is the arithmetic: every sum accumulates in
+// make_qp_quants, reorganised: fit_symmetric and fit_affine evaluate several trial grids at once,
+// one per SSE4.1 vector lane, and compute only the winning grid's quants; the weights are always
+// passed in (callers without an imatrix pass x^2, which is what llama.cpp computes inline). What
+// must not change, in every lane is the arithmetic: every sum accumulates in
 // float, in index order, with the same association ((w*x)*l, (w*l)*l), integer quants converted to
 // float where llama.cpp converts them, and the same strict comparisons deciding ties.
 #include "quant/ggml/internal.h"

@@ -1,6 +1,7 @@
 // compare_ggml_quantize (ours; not built by CMake, see README.md): llama.cpp's ggml_quantize_chunk and our quantize_rows in one process, on
 // the same 4096 x 4096 matrix with 2 threads, interleaved run by run so that load from other
 // processes on a shared machine hits both alike. Prints MB/s (best of N) for each and checks bytes.
+// Usage: compare_ggml_quantize [N=3] [TYPE,TYPE,...] (all types by default).
 #include "ggml.h"
 #include "core/threads.h"
 #include "quant/ggml/types.h"
@@ -36,7 +37,9 @@ int main(int argc, char** argv) {
   for (int j = 0; j < cols; ++j) imatrix[j] = 1.0f + 0.5f * std::sin(0.1f * float(j));
   const double mb = double(x.size()) * 4 / 1e6;
   std::printf("%-8s %12s %12s %14s %14s\n", "type", "llama MB/s", "ours MB/s", "llama imatrix", "ours imatrix");
+  const std::string only = argc > 2 ? "," + std::string(argv[2]) + "," : "";  // e.g. Q6_K,IQ4_NL
   for (const auto& t : ggml::all_types()) {
+    if (!only.empty() && only.find("," + std::string(t.name) + ",") == std::string::npos) continue;
     const ggml_type gt = ggml_type(uint32_t(t.type));
     std::vector<uint8_t> a(t.row_size(cols) * rows), b(a.size());
     double best[2][2] = {{1e30, 1e30}, {1e30, 1e30}};

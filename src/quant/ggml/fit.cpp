@@ -2,15 +2,22 @@
 // grid step and the integer quants that llama.cpp would find.
 //
 // These are llama.cpp's make_qx_quants (rmse_type 1), make_q3_quants, make_qkx2/3_quants and
-// make_qp_quants, reorganised: each trial grid is quantized once into a scratch buffer instead of
-// twice, and the weights are always passed in (callers without an imatrix pass x^2, which is what
-// llama.cpp computes inline). What must not change is the arithmetic: every sum accumulates in
+// make_qp_quants, reorganised: fit_symmetric and fit_affine evaluate several trial grids at once,
+// one per SSE4.1 vector lane, and compute only the winning grid's quants; the weights are always
+// passed in (callers without an imatrix pass x^2, which is what llama.cpp computes inline). What
+// must not change, in every lane is the arithmetic: every sum accumulates in
 // float, in index order, with the same association ((w*x)*l, (w*l)*l), integer quants converted to
 // float where llama.cpp converts them, and the same strict comparisons deciding ties.
 #include "quant/ggml/internal.h"
 
 #include <algorithm>
+#include <cassert>
 #include <cmath>
+
+#if defined(__SSE4_1__)
+#include <immintrin.h>  // after internal.h, so that the intrinsics fall under its no-contraction pragma
+#define QL_GGML_SSE41 1
+#endif
 
 namespace quantllm::ggml::detail {
 
@@ -38,33 +45,72 @@ float fit_symmetric(int n, int nmax, const float* x, const float* w, int8_t* L) 
     std::fill(L, L + n, int8_t(0));
     return 0.f;
   }
-  // One grid: q_i = clamp(round(iscale * x_i)), and the weighted least-squares scale for those q.
-  int8_t trial[256];
-  auto sums_for = [&](float iscale, float& sumlx, float& suml2) {
-    sumlx = 0;
-    suml2 = 0;
-    for (int i = 0; i < n; ++i) {
-      const int l = std::clamp(nearest_int(iscale * x[i]), -nmax, nmax - 1);
-      trial[i] = int8_t(l);
-      sumlx += w[i] * x[i] * float(l);
-      suml2 += w[i] * float(l) * float(l);
-    }
-  };
-  float sumlx, suml2;
-  sums_for(float(-nmax) / max, sumlx, suml2);
-  for (int i = 0; i < n; ++i) L[i] = int8_t(trial[i] + nmax);
-  float scale = suml2 != 0 ? sumlx / suml2 : 0.0f;
-  float best = scale * sumlx;
-  // Grids slightly finer and coarser than the one that maps the extreme weight to -nmax.
-  for (int step = -9; step <= 9; ++step) {
-    if (step == 0) continue;
-    sums_for(-(float(nmax) + 0.1f * float(step)) / max, sumlx, suml2);
-    if (suml2 > 0 && sumlx * sumlx > best * suml2) {
-      for (int i = 0; i < n; ++i) L[i] = int8_t(trial[i] + nmax);
-      scale = sumlx / suml2;
-      best = scale * sumlx;
+  // The starting grid maps the extreme weight to -nmax; 18 trial grids are slightly finer and
+  // coarser (steps -9..9, step 0 being the starting grid). Grid t: q_i = clamp(round(iscale_t x_i))
+  // and the weighted least-squares scale for those q. The trials do not depend on one another, so
+  // all 19 are summed side by side (one per vector lane, each lane accumulating in index order
+  // exactly as a grid-at-a-time loop would); then the grids are compared in llama.cpp's order, and
+  // only the winner's quants are computed.
+  constexpr int kGrids = 19, kStart = 9;
+  constexpr int kLanes = 20;  // kGrids rounded up to whole vectors; the last lane repeats grid 18
+  alignas(16) float iscales[kLanes], sumlx[kLanes], suml2[kLanes];
+  for (int t = 0; t < kLanes; ++t) {
+    const int step = std::min(t, kGrids - 1) - kStart;
+    iscales[t] = -(float(nmax) + 0.1f * float(step)) / max;  // step 0: -nmax / max, bit for bit
+  }
+#if QL_GGML_SSE41
+  constexpr int kVec = kLanes / 4;
+  __m128 is[kVec], sx[kVec], s2[kVec];
+  for (int v = 0; v < kVec; ++v) {
+    is[v] = _mm_load_ps(iscales + 4 * v);
+    sx[v] = _mm_setzero_ps();
+    s2[v] = _mm_setzero_ps();
+  }
+  const __m128 magic = _mm_set1_ps(12582912.f);  // nearest_int, lane-wise
+  const __m128i mant = _mm_set1_epi32(0x007fffff), bias = _mm_set1_epi32(0x00400000);
+  const __m128i lo = _mm_set1_epi32(-nmax), hi = _mm_set1_epi32(nmax - 1);
+  for (int i = 0; i < n; ++i) {
+    const __m128 xi = _mm_set1_ps(x[i]);
+    const __m128 wi = _mm_set1_ps(w[i]);
+    const __m128 wx = _mm_set1_ps(w[i] * x[i]);
+    for (int v = 0; v < kVec; ++v) {
+      const __m128 shifted = _mm_add_ps(_mm_mul_ps(is[v], xi), magic);
+      __m128i l = _mm_sub_epi32(_mm_and_si128(_mm_castps_si128(shifted), mant), bias);
+      l = _mm_min_epi32(_mm_max_epi32(l, lo), hi);
+      const __m128 fl = _mm_cvtepi32_ps(l);
+      sx[v] = _mm_add_ps(sx[v], _mm_mul_ps(wx, fl));
+      s2[v] = _mm_add_ps(s2[v], _mm_mul_ps(_mm_mul_ps(wi, fl), fl));
     }
   }
+  for (int v = 0; v < kVec; ++v) {
+    _mm_store_ps(sumlx + 4 * v, sx[v]);
+    _mm_store_ps(suml2 + 4 * v, s2[v]);
+  }
+#else
+  for (int t = 0; t < kGrids; ++t) {
+    float slx = 0, sl2 = 0;
+    for (int i = 0; i < n; ++i) {
+      const float l = float(std::clamp(nearest_int(iscales[t] * x[i]), -nmax, nmax - 1));
+      slx += w[i] * x[i] * l;
+      sl2 += w[i] * l * l;
+    }
+    sumlx[t] = slx;
+    suml2[t] = sl2;
+  }
+#endif
+  int best_t = kStart;
+  float scale = suml2[kStart] != 0 ? sumlx[kStart] / suml2[kStart] : 0.0f;
+  float best = scale * sumlx[kStart];
+  for (int t = 0; t < kGrids; ++t) {
+    if (t == kStart) continue;
+    if (suml2[t] > 0 && sumlx[t] * sumlx[t] > best * suml2[t]) {
+      scale = sumlx[t] / suml2[t];
+      best = scale * sumlx[t];
+      best_t = t;
+    }
+  }
+  const float iscale = iscales[best_t];
+  for (int i = 0; i < n; ++i) L[i] = int8_t(std::clamp(nearest_int(iscale * x[i]), -nmax, nmax - 1) + nmax);
   return scale;
 }
 
@@ -144,6 +190,95 @@ float fit_affine(int n, int nmax, const float* x, const float* w, uint8_t* L, fl
   float scale = 1 / iscale;
   for (int i = 0; i < n; ++i) L[i] = uint8_t(std::clamp(nearest_int(iscale * (x[i] - min)), 0, nmax));
   float best_error = error_of(scale, min, L);
+#if QL_GGML_SSE41
+  (void)Laux;
+  // Trial grids are evaluated kChunk at a time, one per lane, each lane doing the scalar loop's
+  // operations in the same order, all laid over the current min. The chunk's results are then
+  // taken in step order; a win that moves min invalidates the grids after it, so evaluation
+  // resumes right after the winner with the new min (wins are few, so most chunks are used whole).
+  constexpr int kVec = 2, kChunk = 4 * kVec;
+  float win_iscale = 0, win_min = 0;  // the winning grid, as it was laid (quants recomputed at the end)
+  bool won = false;
+  alignas(16) float lane_is[kChunk], lane_det[kChunk], lane_err[kChunk], lane_scale[kChunk], lane_min[kChunk];
+  const __m128 magic = _mm_set1_ps(12582912.f);
+  const __m128i mant = _mm_set1_epi32(0x007fffff), bias = _mm_set1_epi32(0x00400000);
+  const __m128i zero_i = _mm_setzero_si128(), top = _mm_set1_epi32(nmax);
+  const __m128 sign = _mm_set1_ps(-0.0f);
+  assert(n <= 32);
+  __m128 fl[32][kVec];  // the lanes' quants as floats, for the error pass
+  for (int step = 0; step <= nstep;) {
+    for (int t = 0; t < kChunk; ++t)
+      lane_is[t] = (rmin + rdelta * float(std::min(step + t, nstep)) + float(nmax)) / (max - min);
+    __m128 is[kVec], sl[kVec], sl2[kVec], sxl[kVec];
+    for (int v = 0; v < kVec; ++v) {
+      is[v] = _mm_load_ps(lane_is + 4 * v);
+      sl[v] = sl2[v] = sxl[v] = _mm_setzero_ps();
+    }
+    for (int i = 0; i < n; ++i) {
+      const __m128 xm = _mm_set1_ps(x[i] - min), xi = _mm_set1_ps(x[i]), wi = _mm_set1_ps(w[i]);
+      for (int v = 0; v < kVec; ++v) {
+        const __m128 shifted = _mm_add_ps(_mm_mul_ps(is[v], xm), magic);
+        __m128i l = _mm_sub_epi32(_mm_and_si128(_mm_castps_si128(shifted), mant), bias);
+        l = _mm_min_epi32(_mm_max_epi32(l, zero_i), top);
+        const __m128 f = _mm_cvtepi32_ps(l);
+        fl[i][v] = f;
+        const __m128 wl = _mm_mul_ps(wi, f);
+        sl[v] = _mm_add_ps(sl[v], wl);
+        sl2[v] = _mm_add_ps(sl2[v], _mm_mul_ps(wl, f));
+        sxl[v] = _mm_add_ps(sxl[v], _mm_mul_ps(wl, xi));
+      }
+    }
+    // Weighted least squares for (scale, offset) given each lane's quants (lanes whose det is not
+    // positive are computed too, and ignored).
+    const __m128 vsw = _mm_set1_ps(sum_w), vsx = _mm_set1_ps(sum_x);
+    __m128 sc[kVec], mn[kVec], er[kVec];
+    for (int v = 0; v < kVec; ++v) {
+      const __m128 det = _mm_sub_ps(_mm_mul_ps(vsw, sl2[v]), _mm_mul_ps(sl[v], sl[v]));
+      __m128 this_scale = _mm_div_ps(_mm_sub_ps(_mm_mul_ps(vsw, sxl[v]), _mm_mul_ps(vsx, sl[v])), det);
+      __m128 this_min = _mm_div_ps(_mm_sub_ps(_mm_mul_ps(sl2[v], vsx), _mm_mul_ps(sl[v], sxl[v])), det);
+      const __m128 pos = _mm_cmpgt_ps(this_min, _mm_setzero_ps());
+      this_min = _mm_andnot_ps(pos, this_min);
+      this_scale = _mm_blendv_ps(this_scale, _mm_div_ps(sxl[v], sl2[v]), pos);
+      sc[v] = this_scale;
+      mn[v] = this_min;
+      er[v] = _mm_setzero_ps();
+      _mm_store_ps(lane_det + 4 * v, det);
+    }
+    for (int i = 0; i < n; ++i) {
+      const __m128 xi = _mm_set1_ps(x[i]), wi = _mm_set1_ps(w[i]);
+      for (int v = 0; v < kVec; ++v) {
+        __m128 diff = _mm_sub_ps(_mm_add_ps(_mm_mul_ps(sc[v], fl[i][v]), mn[v]), xi);
+        diff = use_mad ? _mm_andnot_ps(sign, diff) : _mm_mul_ps(diff, diff);
+        er[v] = _mm_add_ps(er[v], _mm_mul_ps(wi, diff));
+      }
+    }
+    for (int v = 0; v < kVec; ++v) {
+      _mm_store_ps(lane_err + 4 * v, er[v]);
+      _mm_store_ps(lane_scale + 4 * v, sc[v]);
+      _mm_store_ps(lane_min + 4 * v, mn[v]);
+    }
+    int next = step + kChunk;
+    for (int t = 0; t < kChunk && step + t <= nstep; ++t) {
+      if (!(lane_det[t] > 0)) continue;
+      if (lane_err[t] < best_error) {
+        won = true;
+        win_iscale = lane_is[t];
+        win_min = min;
+        best_error = lane_err[t];
+        scale = lane_scale[t];
+        const bool moved = std::memcmp(&lane_min[t], &min, sizeof min) != 0;
+        min = lane_min[t];
+        if (moved) {
+          next = step + t + 1;
+          break;
+        }
+      }
+    }
+    step = next;
+  }
+  if (won)
+    for (int i = 0; i < n; ++i) L[i] = uint8_t(std::clamp(nearest_int(win_iscale * (x[i] - win_min)), 0, nmax));
+#else
   for (int step = 0; step <= nstep; ++step) {
     iscale = (rmin + rdelta * float(step) + float(nmax)) / (max - min);
     float sum_l = 0, sum_l2 = 0, sum_xl = 0;
@@ -171,6 +306,7 @@ float fit_affine(int n, int nmax, const float* x, const float* w, uint8_t* L, fl
       min = this_min;
     }
   }
+#endif
   *neg_min = -min;
   return scale;
 }

@@ -83,7 +83,7 @@ float fit_symmetric_refined(int n, int nmax, const float* x, int8_t* L);
 
 // Affine grid x ~ s * q - m with q in [0, nmax] and m >= 0: least squares (or least absolute error
 // with use_mad) over nstep + 1 trial grids (rmin + rdelta * i + nmax) / (max - min).
-// Returns s, stores m in *neg_min. w: n weights. Laux: n bytes of scratch.
+// Returns s, stores m in *neg_min. w: n weights (n <= 32). Laux: n bytes of scratch.
 float fit_affine(int n, int nmax, const float* x, const float* w, uint8_t* L, float* neg_min, uint8_t* Laux,
                  float rmin, float rdelta, int nstep, bool use_mad);
 

@@ -43,14 +43,8 @@ struct PyModel {
   std::shared_ptr<void> keep;                      // what the replaced weights borrow from
   std::function<void(const std::filesystem::path&, bool)> saver;  // quantization results only
   std::string description;
-  std::mutex mu;
+  std::mutex mu;  // one forward pass at a time per model (held without the GIL)
   std::unique_ptr<FullModel> full;
-
-  const FullModel& full_model() {
-    std::lock_guard lock(mu);
-    if (!full) full = std::make_unique<FullModel>(*model);
-    return *full;
-  }
 };
 
 // Borrows another source's weights (a quantized view) without owning it.
@@ -117,7 +111,9 @@ Logits forward(PyModel& pm, const std::vector<int32_t>& tokens, int64_t n_seq, i
   Logits out;
   {
     py::gil_scoped_release release;
-    const FullModel& fm = pm.full_model();
+    std::lock_guard lock(pm.mu);
+    if (!pm.full) pm.full = std::make_unique<FullModel>(*pm.model);
+    const FullModel& fm = *pm.full;
     out.data.resize(size_t(n_seq * seq_len * vocab));
     fm.forward(tokens, n_seq, seq_len, [&](int64_t seq, const Tensor& logits) {
       QL_ASSERT(int64_t(logits.data.size()) == seq_len * vocab);

@@ -13,6 +13,8 @@ packages=(
   libbenchmark-dev         # micro-benchmarks
   librsvg2-bin             # renders the comparison chart (SVG) to PNG in tests
   time                     # GNU time: peak memory in bench/gptq_memory.sh
+  pybind11-dev             # the Python package's extension module (python/, QUANTLLM_PYTHON)
+  python3-dev              # Python.h for it (Debian's python3, which CMake prefers)
 )
 missing=()
 for p in "${packages[@]}"; do

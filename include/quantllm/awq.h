@@ -36,8 +36,8 @@ struct AWQConfig {
   int64_t search_tokens = 8192;  // tokens (first whole windows) the scale and clip searches run on
 };
 
-// Calibration text: a list of texts, or the path of a text file (a string is a path).
-
+// Calibration text: a list of texts, or the path of a text file (a string is a path), or token
+// windows (CalibrationData::from_windows; calibration_steps does not apply).
 
 // The result: quantized layers plus the scaled norms, over the source model.
 class AWQQuantizedModel {
@@ -62,7 +62,8 @@ class AWQQuantizer {
   // Opens a Hugging Face checkpoint directory.
   explicit AWQQuantizer(const std::filesystem::path& model_dir, AWQConfig config = {});
 
-  AWQQuantizedModel quantize(const CalibrationData& calibration_data, int64_t calibration_steps = 128) const;
+  AWQQuantizedModel quantize(const CalibrationData& calibration_data, int64_t calibration_steps = 128,
+                             const ProgressCallback& progress = {}) const;
 
  private:
   std::shared_ptr<const Model> model_;

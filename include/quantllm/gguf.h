@@ -36,7 +36,7 @@ class GGUFQuantizer {
   void quantize();
   const std::vector<PlannedTensor>& plan() const;
   // Quantizes and writes the file atomically.
-  void convert_to_gguf(const std::filesystem::path& path, bool overwrite = false);
+  void convert_to_gguf(const std::filesystem::path& path, bool overwrite = false, const ProgressCallback& progress = {});
 
  private:
   const Model& model_;

@@ -54,7 +54,7 @@ class GPTQQuantizer {
  public:
   // The model must outlive the quantizer and its results.
   GPTQQuantizer(const Model& model, GPTQConfig config = {});
-  GPTQQuantizedModel quantize(const CalibrationData& calibration_data) const;
+  GPTQQuantizedModel quantize(const CalibrationData& calibration_data, const ProgressCallback& progress = {}) const;
   GPTQQuantizedModel quantize() const;  // RTN only (config.rtn)
 
  private:

@@ -47,7 +47,8 @@ AWQQuantizer::AWQQuantizer(const std::filesystem::path& model_dir, AWQConfig con
   model_ = std::make_shared<const Model>(open_model(model_dir));
 }
 
-AWQQuantizedModel AWQQuantizer::quantize(const CalibrationData& data, int64_t calibration_steps) const {
+AWQQuantizedModel AWQQuantizer::quantize(const CalibrationData& data, int64_t calibration_steps,
+                                         const ProgressCallback& progress) const {
   GroupMethodOptions o;
   o.method = QuantMethod::AWQ;
   o.quant.bits = config_.bits;
@@ -59,21 +60,18 @@ AWQQuantizedModel AWQQuantizer::quantize(const CalibrationData& data, int64_t ca
   o.calib.nsamples = calibration_steps;
   o.calib.seqlen = config_.seqlen;
   o.calib.seed = config_.seed;
+  BlockProgress bp;
+  if (progress) bp = [&](int done, int total, const std::string& detail) { progress(done, total, detail); };
   auto qm = std::make_shared<QuantizedModel>();
   if (data.is_file()) {
-    *qm = quantize_awq(*model_, o, {});
+    *qm = quantize_awq(*model_, o, bp);
   } else {
-    if (data.texts().empty()) fail("AWQQuantizer::quantize: no calibration texts");
-    std::string joined;
-    for (const auto& t : data.texts()) {
-      if (!joined.empty()) joined += "\n\n";
-      joined += t;
-    }
-    const auto ids = model_->tokenizer->encode(joined, false);
-    std::optional<int32_t> bos;
-    if (model_->tokenizer->adds_bos()) bos = model_->tokenizer->bos_id();
-    const CalibWindows windows = sample_windows(ids, bos, calibration_steps, config_.seqlen, config_.seed);
-    *qm = quantize_awq(*model_, o, windows, {});
+    // Texts (joined with blank lines, then drawn from as a file is) or ready windows: calib/calibration.h.
+    if (data.texts().empty() && data.windows().empty()) fail("AWQQuantizer::quantize: no calibration texts");
+    CalibOptions c = o.calib;
+    c.texts = data.texts();
+    c.windows = data.windows();
+    *qm = quantize_awq(*model_, o, calibration_windows(*model_, c), bp);
   }
   return AWQQuantizedModel(model_, std::move(qm), config_);
 }

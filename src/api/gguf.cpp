@@ -38,7 +38,8 @@ const std::vector<PlannedTensor>& GGUFQuantizer::plan() const {
   return *plan_;
 }
 
-void GGUFQuantizer::convert_to_gguf(const std::filesystem::path& path, bool overwrite) {
+void GGUFQuantizer::convert_to_gguf(const std::filesystem::path& path, bool overwrite,
+                                    const ProgressCallback& progress) {
   if (!plan_) quantize();
   const GGUFMix& mix = find_gguf_mix(config_.type);
   GGUFExportOptions eo;
@@ -46,6 +47,7 @@ void GGUFQuantizer::convert_to_gguf(const std::filesystem::path& path, bool over
   eo.ftype = mix.ftype;
   eo.imatrix = imatrix_.get();
   eo.overwrite = overwrite;
+  if (progress) eo.progress = [&](size_t done, size_t total, const std::string& t) { progress(int64_t(done), int64_t(total), t); };
   write_gguf(model_, *model_.weights, *plan_, path, eo);
 }
 

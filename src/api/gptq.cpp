@@ -40,11 +40,15 @@ GroupMethodOptions options_of(const GPTQConfig& c) {
 }
 }  // namespace
 
-GPTQQuantizedModel GPTQQuantizer::quantize(const CalibrationData& data) const {
+GPTQQuantizedModel GPTQQuantizer::quantize(const CalibrationData& data, const ProgressCallback& progress) const {
   GroupMethodOptions o = options_of(config_);
   if (data.is_file()) o.calib.source = data.file().string();
-  else o.calib.texts = data.texts();
-  auto qm = std::make_shared<QuantizedModel>(quantize_group_method(model_, o));
+  else if (!data.windows().empty()) o.calib.windows = data.windows();
+  else if (!data.texts().empty()) o.calib.texts = data.texts();
+  else fail("GPTQQuantizer::quantize: no calibration texts");
+  BlockProgress bp;
+  if (progress) bp = [&](int done, int total, const std::string& detail) { progress(done, total, detail); };
+  auto qm = std::make_shared<QuantizedModel>(quantize_group_method(model_, o, bp));
   return GPTQQuantizedModel(std::move(qm), config_);
 }
 

@@ -1,0 +1,314 @@
+// quantllm._quantllm: the Python extension module over the public C++ API (include/quantllm).
+//
+// Thin on purpose: the seed-shaped classes (Model, ModelConfig, GPTQQuantizer …) are pure Python in
+// python/quantllm/, and everything here is a direct call into the C++ API. Long calls (loading, quantizing,
+// writing, forward passes) release the GIL and report progress on stderr through core/progress.h, as the CLI
+// does; quantllm::Error becomes quantllm.QuantLLMError (a RuntimeError) carrying the C++ message.
+#include "quantllm/quantllm.h"
+
+#include "core/error.h"
+#include "core/progress.h"
+#include "core/threads.h"
+#include "export/gguf_plan.h"
+#include "quant/ggml/types.h"
+#include "runtime/forward.h"
+
+#include <pybind11/pybind11.h>
+#include <pybind11/stl.h>
+#include <pybind11/stl/filesystem.h>
+
+#include <fmt/format.h>
+
+#include <memory>
+#include <mutex>
+#include <optional>
+#include <string>
+#include <vector>
+
+namespace py = pybind11;
+using namespace quantllm;
+
+namespace {
+
+// Logits [n_seq, seq_len, vocab] (or [seq_len, vocab]) as float32, exposed through the buffer protocol.
+struct Logits {
+  std::vector<float> data;
+  std::vector<py::ssize_t> shape;
+};
+
+// A model that can run: the opened checkpoint, or a quantization result over it. The fp32 FullModel is
+// built on the first forward pass and kept.
+struct PyModel {
+  std::shared_ptr<Model> model;                    // for results: the source model, weights replaced
+  std::shared_ptr<void> keep;                      // what the replaced weights borrow from
+  std::function<void(const std::filesystem::path&, bool)> saver;  // quantization results only
+  std::string description;
+  std::mutex mu;  // one forward pass at a time per model (held without the GIL)
+  std::unique_ptr<FullModel> full;
+};
+
+// Borrows another source's weights (a quantized view) without owning it.
+struct BorrowedWeights final : WeightSource {
+  std::shared_ptr<WeightSource> s;
+  explicit BorrowedWeights(std::shared_ptr<WeightSource> src) : s(std::move(src)) {}
+  bool has(const std::string& n) const override { return s->has(n); }
+  Shape shape(const std::string& n) const override { return s->shape(n); }
+  Tensor load(const std::string& n) const override { return s->load(n); }
+  std::vector<std::string> names() const override { return s->names(); }
+  std::string format(const std::string& n) const override { return s->format(n); }
+  size_t stored_bytes(const std::string& n) const override { return s->stored_bytes(n); }
+};
+
+// Progress on stderr (a bar on a terminal, a line every few seconds otherwise), or nothing.
+class ProgressReporter {
+ public:
+  ProgressReporter(std::string label, bool enabled) : label_(std::move(label)), enabled_(enabled) {}
+  ~ProgressReporter() {
+    if (bar_) bar_->finish();
+  }
+  ProgressCallback callback() {
+    if (!enabled_) return {};
+    return [this](int64_t done, int64_t total, const std::string& detail) {
+      if (!bar_) bar_ = std::make_unique<Progress>(label_, total);
+      bar_->update(done, detail);
+    };
+  }
+
+ private:
+  std::string label_;
+  bool enabled_;
+  std::unique_ptr<Progress> bar_;
+};
+
+CalibrationData calibration_of(const std::optional<std::filesystem::path>& file, std::vector<std::string> texts,
+                               std::vector<std::vector<int32_t>> windows) {
+  if (file) return CalibrationData(*file);
+  if (!windows.empty()) return CalibrationData::from_windows(std::move(windows));
+  return CalibrationData(std::move(texts));
+}
+
+std::shared_ptr<PyModel> result_model(const std::shared_ptr<PyModel>& base, std::shared_ptr<void> keep,
+                                      std::shared_ptr<WeightSource> weights,
+                                      std::function<void(const std::filesystem::path&, bool)> saver,
+                                      std::string description) {
+  auto r = std::make_shared<PyModel>();
+  r->model = std::make_shared<Model>(*base->model);
+  r->model->weights = std::make_shared<BorrowedWeights>(std::move(weights));
+  // The result borrows the source model's weights (unquantized tensors): keep both alive.
+  r->keep = std::make_shared<std::pair<std::shared_ptr<void>, std::shared_ptr<PyModel>>>(std::move(keep), base);
+  r->saver = std::move(saver);
+  r->description = std::move(description);
+  return r;
+}
+
+// tokens: a flat sequence of ints, n_seq windows of seq_len each.
+Logits forward(PyModel& pm, const std::vector<int32_t>& tokens, int64_t n_seq, int64_t seq_len, bool flat) {
+  if (n_seq < 1 || seq_len < 1 || int64_t(tokens.size()) != n_seq * seq_len)
+    fail("forward: {} token ids do not make {} sequences of {}", tokens.size(), n_seq, seq_len);
+  const int64_t vocab = pm.model->config.vocab;
+  for (int32_t id : tokens)
+    if (id < 0 || id >= vocab) fail("forward: token id {} is outside the vocabulary (0..{})", id, vocab - 1);
+  Logits out;
+  {
+    py::gil_scoped_release release;
+    std::lock_guard lock(pm.mu);
+    if (!pm.full) pm.full = std::make_unique<FullModel>(*pm.model);
+    const FullModel& fm = *pm.full;
+    out.data.resize(size_t(n_seq * seq_len * vocab));
+    fm.forward(tokens, n_seq, seq_len, [&](int64_t seq, const Tensor& logits) {
+      QL_ASSERT(int64_t(logits.data.size()) == seq_len * vocab);
+      std::copy(logits.data.begin(), logits.data.end(), out.data.begin() + seq * seq_len * vocab);
+    });
+  }
+  if (flat) out.shape = {py::ssize_t(seq_len), py::ssize_t(vocab)};
+  else out.shape = {py::ssize_t(n_seq), py::ssize_t(seq_len), py::ssize_t(vocab)};
+  return out;
+}
+
+py::dict config_dict(const ModelConfig& c) {
+  py::dict d;
+  d["architecture"] = std::string(c.arch->hf_architecture);
+  d["model_type"] = std::string(c.arch->model_type);
+  d["hidden_size"] = c.hidden;
+  d["num_hidden_layers"] = c.n_layers;
+  d["num_attention_heads"] = c.n_heads;
+  d["num_key_value_heads"] = c.n_kv_heads;
+  d["intermediate_size"] = c.ffn;
+  d["vocab_size"] = c.vocab;
+  d["max_position_embeddings"] = c.max_positions;
+  return d;
+}
+
+}  // namespace
+
+PYBIND11_MODULE(_quantllm, m) {
+  m.doc() = "quantllm's C++ engine (GPTQ, AWQ, GGUF quantization; fp32 forward pass)";
+  py::register_exception<Error>(m, "QuantLLMError", PyExc_RuntimeError);
+  m.attr("has_cuda") = false;  // the CUDA backend (QUANTLLM_CUDA) has no kernels yet
+  m.def("set_num_threads", &set_num_threads, py::arg("n"), "Threads of the C++ engine (0: all cores).");
+  m.def("num_threads", &num_threads);
+
+  py::class_<Logits>(m, "Logits", py::buffer_protocol(),
+                     "float32 logits, [seq, vocab] or [batch, seq, vocab]; memoryview(x) / numpy.asarray(x) read them")
+      .def_buffer([](Logits& l) {
+        std::vector<py::ssize_t> strides(l.shape.size());
+        py::ssize_t s = sizeof(float);
+        for (size_t i = l.shape.size(); i-- > 0;) strides[i] = s, s *= l.shape[i];
+        return py::buffer_info(l.data.data(), sizeof(float), py::format_descriptor<float>::format(),
+                               py::ssize_t(l.shape.size()), l.shape, strides);
+      })
+      .def_property_readonly("shape", [](const Logits& l) { return py::tuple(py::cast(l.shape)); })
+      .def_property_readonly("logits", [](py::object self) { return self; },
+                             "the logits themselves (outputs.logits, as transformers' outputs have it)")
+      .def("__len__", [](const Logits& l) { return l.shape[0]; })
+      .def("tolist", [](py::object self) { return py::memoryview(self).attr("tolist")(); })
+      .def("__repr__", [](const Logits& l) {
+        std::string s;
+        for (auto d : l.shape) s += (s.empty() ? "" : ", ") + std::to_string(d);
+        return "<quantllm Logits float32 [" + s + "]>";
+      });
+
+  py::class_<Tokenizer, std::shared_ptr<Tokenizer>>(m, "Tokenizer")
+      .def_static("from_dir", [](const std::filesystem::path& d) { return std::make_shared<Tokenizer>(Tokenizer::from_dir(d)); })
+      .def("encode", [](const Tokenizer& t, const std::string& text, bool add_special) {
+             py::gil_scoped_release release;
+             return t.encode(text, add_special);
+           }, py::arg("text"), py::arg("add_special_tokens") = true)
+      .def("decode", [](const Tokenizer& t, const std::vector<int32_t>& ids, bool skip) { return t.decode(ids, skip); },
+           py::arg("ids"), py::arg("skip_special_tokens") = false)
+      .def_property_readonly("vocab_size", &Tokenizer::vocab_size)
+      .def_property_readonly("bos_token_id", &Tokenizer::bos_id)
+      .def_property_readonly("eos_token_id", &Tokenizer::eos_id)
+      .def_property_readonly("pad_token_id", &Tokenizer::pad_id)
+      .def_property_readonly("adds_bos", &Tokenizer::adds_bos);
+
+  py::class_<PyModel, std::shared_ptr<PyModel>>(m, "Engine", "A model the C++ engine runs (opened or quantized)")
+      .def_property_readonly("path", [](const PyModel& p) { return p.model->path; })
+      .def_property_readonly("kind", [](const PyModel& p) { return p.model->kind; })
+      .def_property_readonly("description", [](const PyModel& p) { return p.description; })
+      .def_property_readonly("config", [](const PyModel& p) { return config_dict(p.model->config); })
+      .def_property_readonly("tokenizer", [](const PyModel& p) { return p.model->tokenizer; })
+      .def_property_readonly("is_quantized_result", [](const PyModel& p) { return bool(p.saver); })
+      .def("forward", &forward, py::arg("tokens"), py::arg("n_seq"), py::arg("seq_len"), py::arg("flat"))
+      .def("save", [](PyModel& p, const std::filesystem::path& dir, bool overwrite) {
+             if (!p.saver) fail("save: {} is not a quantization result (nothing to write)", p.model->path.string());
+             py::gil_scoped_release release;
+             p.saver(dir, overwrite);
+           }, py::arg("path"), py::arg("overwrite") = false);
+
+  m.def("load_model", [](const std::filesystem::path& path) {
+    auto p = std::make_shared<PyModel>();
+    {
+      py::gil_scoped_release release;
+      p->model = std::make_shared<Model>(load_model(path));
+    }
+    p->description = p->model->kind + " model " + path.string();
+    return p;
+  }, py::arg("path"));
+
+  m.def("gptq_quantize",
+        [](std::shared_ptr<PyModel> base, const GPTQConfig& cfg, std::optional<std::filesystem::path> file,
+           std::vector<std::string> texts, std::vector<std::vector<int32_t>> windows, bool progress) {
+          auto q = std::make_shared<GPTQQuantizer>(*base->model, cfg);
+          std::shared_ptr<GPTQQuantizedModel> result;
+          {
+            py::gil_scoped_release release;
+            ProgressReporter bar(fmt::format("{} {}-bit", cfg.rtn ? "rtn" : "gptq", cfg.bits), progress);
+            result = std::make_shared<GPTQQuantizedModel>(
+                cfg.rtn ? q->quantize() : q->quantize(calibration_of(file, std::move(texts), std::move(windows)), bar.callback()));
+          }
+          std::shared_ptr<WeightSource> view = result->weights();
+          return result_model(base, result, view,
+                              [result](const std::filesystem::path& d, bool ow) { result->save(d, ow); },
+                              fmt::format("{} {}-bit g{}", cfg.rtn ? "RTN" : "GPTQ", cfg.bits, cfg.group_size));
+        },
+        py::arg("model"), py::arg("config"), py::arg("file"), py::arg("texts"), py::arg("windows"),
+        py::arg("progress") = true);
+
+  m.def("awq_quantize",
+        [](std::shared_ptr<PyModel> base, const AWQConfig& cfg, std::optional<std::filesystem::path> file,
+           std::vector<std::string> texts, std::vector<std::vector<int32_t>> windows, int64_t steps, bool progress) {
+          auto q = std::make_shared<AWQQuantizer>(*base->model, cfg);
+          std::shared_ptr<AWQQuantizedModel> result;
+          {
+            py::gil_scoped_release release;
+            ProgressReporter bar(fmt::format("awq {}-bit", cfg.bits), progress);
+            result = std::make_shared<AWQQuantizedModel>(
+                q->quantize(calibration_of(file, std::move(texts), std::move(windows)), steps, bar.callback()));
+          }
+          std::shared_ptr<WeightSource> view = result->weights();
+          return result_model(base, result, view,
+                              [result](const std::filesystem::path& d, bool ow) { result->save(d, ow); },
+                              fmt::format("AWQ {}-bit g{}", cfg.bits, cfg.group_size));
+        },
+        py::arg("model"), py::arg("config"), py::arg("file"), py::arg("texts"), py::arg("windows"), py::arg("steps"),
+        py::arg("progress") = true);
+
+  py::class_<GPTQConfig>(m, "GPTQConfig")
+      .def(py::init<>())
+      .def_readwrite("bits", &GPTQConfig::bits)
+      .def_readwrite("group_size", &GPTQConfig::group_size)
+      .def_readwrite("actorder", &GPTQConfig::actorder)
+      .def_readwrite("sym", &GPTQConfig::sym)
+      .def_readwrite("damp_percent", &GPTQConfig::damp_percent)
+      .def_readwrite("static_groups", &GPTQConfig::static_groups)
+      .def_readwrite("true_sequential", &GPTQConfig::true_sequential)
+      .def_readwrite("mse", &GPTQConfig::mse)
+      .def_readwrite("nsamples", &GPTQConfig::nsamples)
+      .def_readwrite("seqlen", &GPTQConfig::seqlen)
+      .def_readwrite("seed", &GPTQConfig::seed)
+      .def_readwrite("format", &GPTQConfig::format)
+      .def_readwrite("rtn", &GPTQConfig::rtn);
+
+  py::class_<AWQConfig>(m, "AWQConfig")
+      .def(py::init<>())
+      .def_readwrite("bits", &AWQConfig::bits)
+      .def_readwrite("group_size", &AWQConfig::group_size)
+      .def_readwrite("zero_point", &AWQConfig::zero_point)
+      .def_readwrite("version", &AWQConfig::version)
+      .def_readwrite("seqlen", &AWQConfig::seqlen)
+      .def_readwrite("seed", &AWQConfig::seed)
+      .def_readwrite("search_tokens", &AWQConfig::search_tokens);
+
+  // The GGUF quantizer keeps a reference to its model; the Python object holds the model too.
+  struct PyGGUF {
+    std::shared_ptr<PyModel> base;
+    std::unique_ptr<GGUFQuantizer> q;
+  };
+  py::class_<PyGGUF, std::shared_ptr<PyGGUF>>(m, "GGUFQuantizerEngine")
+      .def(py::init([](std::shared_ptr<PyModel> base, const std::string& type, bool pure,
+                       std::vector<std::string> tensor_types, const std::string& imatrix) {
+             auto g = std::make_shared<PyGGUF>();
+             g->base = base;
+             GGUFConfig c;
+             c.type = type;
+             c.pure = pure;
+             c.tensor_types = std::move(tensor_types);
+             c.imatrix = imatrix;
+             g->q = std::make_unique<GGUFQuantizer>(*base->model, c);
+             return g;
+           }),
+           py::arg("model"), py::arg("type"), py::arg("pure") = false, py::arg("tensor_types") = std::vector<std::string>{},
+           py::arg("imatrix") = "")
+      .def("quantize", [](PyGGUF& g) {
+        py::gil_scoped_release release;
+        g.q->quantize();
+      })
+      .def("plan", [](PyGGUF& g) {
+        py::list rows;
+        for (const auto& p : g.q->plan()) {
+          py::dict d;
+          d["name"] = p.gguf_name;
+          d["shape"] = p.shape;
+          d["type"] = std::string(ggml::type_name(p.type));
+          d["bytes"] = p.bytes;
+          rows.append(d);
+        }
+        return rows;
+      })
+      .def("convert_to_gguf", [](PyGGUF& g, const std::filesystem::path& path, bool overwrite, bool progress) {
+        py::gil_scoped_release release;
+        ProgressReporter bar("gguf " + path.filename().string(), progress);
+        g.q->convert_to_gguf(path, overwrite, bar.callback());
+      }, py::arg("path"), py::arg("overwrite") = false, py::arg("progress") = true);
+}

@@ -8,6 +8,7 @@
 #include "model/gguf_names.h"
 
 #include <fmt/format.h>
+#include <cstring>
 #include <nlohmann/json.hpp>
 
 namespace quantllm {
@@ -37,9 +38,8 @@ void add_hparams(GGUFWriter& g, const ModelConfig& c) {
     if (c.rope_scaling == RopeScaling::Linear) {
       g.add_string(a + ".rope.scaling.type", "linear");
       g.add_f32(a + ".rope.scaling.factor", float(c.rope_factor));
-    } else if (c.rope_scaling == RopeScaling::Llama3) {
-      fail("GGUF export of llama3 rope scaling (rope_freqs) is not supported yet");
-    }
+    }  // llama3 scaling: the tensor rope_freqs.weight (write_gguf), no scaling keys, as llama.cpp's converter
+
   } else {  // OPT: our own keys (docs/gguf.md)
     g.add_f32(a + ".attention.layer_norm_epsilon", float(c.norm_eps));
     g.add_u32(a + ".word_embed_proj_dim", uint32_t(c.word_embed_proj_dim));
@@ -99,6 +99,16 @@ uint64_t write_gguf(const Model& model, const WeightSource& weights, const std::
   g.add_string("general.quantized_by", "quantllm 0.1.0");
   add_hparams(g, c);
   add_tokenizer(g, model);
+  if (c.rope_scaling == RopeScaling::Llama3 && c.arch->norm == NormKind::RMSNorm) {
+    // llama.cpp divides RoPE frequency i by rope_freqs[i]: 1 for short wavelengths (< original context /
+    // high_freq_factor), the factor for long ones (> original context / low_freq_factor), and in between
+    // 1 / ((1 − s) / factor + s) with s = (original context / wavelength − low) / (high − low).
+    const std::vector<double> d = llama3_rope_freq_factors(c);
+    const std::vector<float> f(d.begin(), d.end());
+    std::vector<uint8_t> bytes(f.size() * sizeof(float));
+    std::memcpy(bytes.data(), f.data(), bytes.size());
+    g.add_tensor("rope_freqs.weight", uint32_t(GgmlType::F32), {int64_t(f.size())}, std::move(bytes));
+  }
   if (opt.imatrix) {
     g.add_string("quantize.imatrix.file", "imatrix");
     g.add_i32("quantize.imatrix.entries_count", int32_t(opt.imatrix->entries.size()));
@@ -231,6 +241,12 @@ ModelConfig config_from_gguf(const GGUFFile& f) {
     c.norm_before = f.get_as<bool>(arch + ".norm_before");
     c.final_norm = f.get_as<bool>(arch + ".final_norm");
     c.qkv_bias = c.o_bias = c.mlp_bias = f.find_tensor("blk.0.attn_q.bias") != nullptr;
+  }
+  if (const GGUFTensorInfo* t = f.find_tensor("rope_freqs.weight")) {
+    if (t->type != uint32_t(GgmlType::F32) || t->ne.size() != 1 || t->ne[0] != c.head_dim / 2)
+      fail("{}: rope_freqs.weight must be F32 [{}]", f.name(), c.head_dim / 2);
+    c.rope_freq_factors.resize(size_t(t->ne[0]));
+    std::memcpy(c.rope_freq_factors.data(), t->data, c.rope_freq_factors.size() * sizeof(float));
   }
   c.tied_embeddings = f.find_tensor("output.weight") == nullptr;
   c.dtype = DType::F32;

@@ -5,6 +5,8 @@
 #include "core/fs.h"
 
 #include <fmt/format.h>
+#include <cmath>
+#include <numbers>
 #include <nlohmann/json.hpp>
 
 namespace quantllm {
@@ -207,6 +209,36 @@ std::string ModelConfig::linear_tensor(int layer, Linear l) const {
 
 std::string ModelConfig::norm_tensor(int layer, BlockNorm n) const {
   return block_prefix(layer) + std::string(n == BlockNorm::Attn ? arch->attn_norm : arch->ffn_norm);
+}
+
+std::vector<double> rope_base_inv_freq(const ModelConfig& c) {
+  const int64_t half = c.head_dim / 2;
+  std::vector<double> inv(static_cast<size_t>(half));
+  for (int64_t i = 0; i < half; ++i) {
+    // Hugging Face computes these in float32; keep that rounding so positions line up exactly.
+    const float exponent = float(2 * i) / float(c.head_dim);
+    inv[size_t(i)] = double(1.0f / std::pow(float(c.rope_theta), exponent));
+  }
+  return inv;
+}
+
+std::vector<double> llama3_rope_freq_factors(const ModelConfig& c) {
+  const double old_ctx = double(c.rope_original_max_positions);
+  const double low_wavelen = old_ctx / c.rope_low_freq_factor, high_wavelen = old_ctx / c.rope_high_freq_factor;
+  std::vector<double> factors;
+  for (double f : rope_base_inv_freq(c)) {
+    const double wavelen = 2 * std::numbers::pi / f;
+    if (wavelen > low_wavelen) {
+      factors.push_back(c.rope_factor);
+    } else if (wavelen >= high_wavelen) {
+      const double smooth = (old_ctx / wavelen - c.rope_low_freq_factor) /
+                            (c.rope_high_freq_factor - c.rope_low_freq_factor);
+      factors.push_back(1.0 / ((1 - smooth) / c.rope_factor + smooth));
+    } else {
+      factors.push_back(1.0);
+    }
+  }
+  return factors;
 }
 
 }  // namespace quantllm

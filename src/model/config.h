@@ -9,6 +9,7 @@
 #include <filesystem>
 #include <string>
 #include <string_view>
+#include <vector>
 
 namespace quantllm {
 
@@ -31,6 +32,9 @@ struct ModelConfig {
   double rope_factor = 1.0;    // linear / llama3
   double rope_low_freq_factor = 1.0, rope_high_freq_factor = 4.0;  // llama3
   int64_t rope_original_max_positions = 8192;                      // llama3
+  // Per-frequency divisors as llama.cpp stores llama3 scaling (GGUF tensor rope_freqs.weight,
+  // [head_dim / 2]); when present they replace rope_scaling. Read from GGUF files only.
+  std::vector<float> rope_freq_factors;
   bool qkv_bias = false;       // attention_bias (Llama/Mistral), always on for Qwen2 and OPT
   bool o_bias = false;
   bool mlp_bias = false;
@@ -58,5 +62,12 @@ struct ModelConfig {
 // a missing or nonsensical field, or an unsupported architecture (listing the supported ones).
 ModelConfig parse_config_json(std::string_view json_text, const std::string& source = "config.json");
 ModelConfig load_config(const std::filesystem::path& model_dir);
+
+// RoPE inverse frequencies as Hugging Face computes them (in float32, before any scaling). [head_dim / 2]
+std::vector<double> rope_base_inv_freq(const ModelConfig& c);
+// llama3 scaling as a divisor per frequency (transformers' _compute_llama3_parameters; llama.cpp's
+// rope_freqs): 1 for wavelengths below original/high_freq_factor, `factor` above original/low_freq_factor,
+// 1 / ((1 − s)/factor + s) between, s = (original/wavelength − low) / (high − low). [head_dim / 2]
+std::vector<double> llama3_rope_freq_factors(const ModelConfig& c);
 
 }  // namespace quantllm

@@ -93,28 +93,17 @@ void normalize(const ModelConfig& c, const NormWeights& nw, const Tensor& x, Ten
 
 // Inverse frequencies of RoPE, with linear / llama3 scaling folded in. [head_dim / 2]
 std::vector<double> rope_inv_freq(const ModelConfig& c) {
-  const int64_t half = c.head_dim / 2;
-  std::vector<double> inv(static_cast<size_t>(half));
-  for (int64_t i = 0; i < half; ++i) {
-    // Hugging Face computes these in float32; keep that rounding so positions line up exactly.
-    const float exponent = float(2 * i) / float(c.head_dim);
-    inv[size_t(i)] = double(1.0f / std::pow(float(c.rope_theta), exponent));
-  }
-  if (c.rope_scaling == RopeScaling::Linear) {
+  std::vector<double> inv = rope_base_inv_freq(c);
+  const size_t half = inv.size();
+  if (!c.rope_freq_factors.empty()) {  // from a GGUF file: llama.cpp's per-frequency divisors
+    QL_ASSERT(c.rope_freq_factors.size() == half, "rope_freqs has {} values, head_dim / 2 is {}",
+              c.rope_freq_factors.size(), half);
+    for (size_t i = 0; i < half; ++i) inv[i] /= double(c.rope_freq_factors[i]);
+  } else if (c.rope_scaling == RopeScaling::Linear) {
     for (auto& f : inv) f /= c.rope_factor;
   } else if (c.rope_scaling == RopeScaling::Llama3) {
-    const double old_ctx = double(c.rope_original_max_positions);
-    const double low_wavelen = old_ctx / c.rope_low_freq_factor, high_wavelen = old_ctx / c.rope_high_freq_factor;
-    for (auto& f : inv) {
-      const double wavelen = 2 * std::numbers::pi / f;
-      if (wavelen > low_wavelen) {
-        f /= c.rope_factor;
-      } else if (wavelen >= high_wavelen) {
-        const double smooth = (old_ctx / wavelen - c.rope_low_freq_factor) /
-                              (c.rope_high_freq_factor - c.rope_low_freq_factor);
-        f = (1 - smooth) * f / c.rope_factor + smooth * f;
-      }
-    }
+    const std::vector<double> div = llama3_rope_freq_factors(c);
+    for (size_t i = 0; i < half; ++i) inv[i] /= div[i];
   }
   return inv;
 }

@@ -3,10 +3,17 @@
 // matrix computed by `quantllm imatrix` no worse than without), the --dry-run plan, and bad input
 // (unknown type, an importance matrix of another model, an unwritable output) failing with one line,
 // exit 1 and no file left behind.
+#include "export/gguf_export.h"
+#include "io/gguf.h"
+#include "runtime/forward.h"
 #include "support/reference.h"
 #include "support/run.h"
+#include "support/synthetic.h"
 
 #include <gtest/gtest.h>
+
+#include <cmath>
+#include <cstring>
 
 using namespace quantllm;
 using json = nlohmann::json;
@@ -95,4 +102,52 @@ TEST(GgufCli, BadInputFailsCleanly) {
   const auto r = quantize("--type Q8_0 --out " + out.string());
   EXPECT_EQ(r.status, 1);
   EXPECT_EQ(test::read_all(out), "keep");
+}
+
+// llama3 RoPE scaling (Llama 3.1 and later) goes into GGUF as llama.cpp's converter writes it: a
+// tensor rope_freqs.weight of per-frequency divisors. The divisors are checked against transformers'
+// formulation of the same scaling (new frequency = (1 − s)·f/factor + s·f between the bands), and the
+// GGUF read back computes the same logits as the Hugging Face directory.
+TEST(GgufCli, Llama3RopeScalingWritesRopeFreqs) {
+  test::TempDir tmp;
+  test::SyntheticSpec s;  // head_dim 24, original context 64: all three bands of the scaling occur
+  s.hidden = 64, s.heads = 4, s.kv_heads = 2, s.head_dim = 24, s.ffn = 96;
+  s.llama3 = test::Llama3Rope{8.0, 1.0, 4.0, 64};
+  s.dtype = "float32";
+  s.seed = 31;
+  test::write_model(tmp / "hf", s, test::random_tensors(s));
+  const auto r = test::run_quantllm("quantize --model " + (tmp / "hf").string() + " --method gguf --type F32 --out " +
+                                    (tmp / "m.gguf").string());
+  ASSERT_EQ(r.status, 0) << r.err;
+
+  const GGUFFile f(tmp / "m.gguf");
+  const GGUFTensorInfo* t = f.find_tensor("rope_freqs.weight");
+  ASSERT_NE(t, nullptr);
+  ASSERT_EQ(t->ne, std::vector<int64_t>{12});
+  std::vector<float> got(12);
+  std::memcpy(got.data(), t->data, sizeof(float) * 12);
+  int bands[3] = {0, 0, 0};
+  for (int i = 0; i < 12; ++i) {
+    const double f0 = 1.0 / std::pow(10000.0, 2.0 * i / 24), wavelen = 2 * M_PI / f0;
+    const double low = 64 / 1.0, high = 64 / 4.0, smooth = (64 / wavelen - 1.0) / (4.0 - 1.0);
+    const double f_new = wavelen < high ? f0 : wavelen > low ? f0 / 8.0 : (1 - smooth) * f0 / 8.0 + smooth * f0;
+    EXPECT_NEAR(got[size_t(i)], f0 / f_new, 1e-5 * (f0 / f_new)) << i;
+    ++bands[wavelen < high ? 0 : wavelen > low ? 2 : 1];
+  }
+  EXPECT_GT(bands[0], 0);
+  EXPECT_GT(bands[1], 0);
+  EXPECT_GT(bands[2], 0);
+
+  register_gguf_reader();
+  const Model hf = open_model(tmp / "hf"), gg = open_model(tmp / "m.gguf");
+  EXPECT_TRUE(gg.config.rope_freq_factors.size() == 12u);
+  const FullModel a(hf), b(gg);
+  std::vector<int32_t> tokens;
+  for (int i = 0; i < 100; ++i) tokens.push_back(int32_t(1 + (i * 37) % 7000));  // positions beyond 64 too
+  Tensor la, lb;
+  a.forward(tokens, 1, 100, [&](int64_t, const Tensor& l) { la = l; });
+  b.forward(tokens, 1, 100, [&](int64_t, const Tensor& l) { lb = l; });
+  double diff = 0, norm = 0;
+  for (size_t k = 0; k < la.data.size(); ++k) diff += std::pow(la.data[k] - lb.data[k], 2), norm += std::pow(la.data[k], 2);
+  EXPECT_LT(std::sqrt(diff / norm), 1e-5);  // fp32 forward both ways; divisors stored as f32
 }

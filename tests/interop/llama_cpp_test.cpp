@@ -420,6 +420,44 @@ TEST_P(LlamaCpp, LoadsOurFileAndAgreesOnLogProbs) {
   EXPECT_GE(agree, kTokens - 2);
 }
 
+// llama3 RoPE scaling (Llama 3.1+) as llama.cpp reads it: the reference model with llama3 scaling over an
+// original context of 32 tokens (so all three bands act within the 128 compared positions), written as
+// F32 GGUF with rope_freqs.weight. llama.cpp must agree with ours as on the plain F32 file (~1e-5), and
+// the scaling must matter (the logits differ from the unscaled model's), or the check would be empty.
+TEST_F(LlamaCpp, Llama3RopeFreqsAgree) {
+  TempDir tmp;
+  const fs::path src = test::model_dir(kModel), dir = tmp / "llama3";
+  fs::create_directories(dir);
+  for (const auto& e : fs::directory_iterator(src))
+    if (e.path().filename() != "config.json") fs::create_symlink(e.path(), dir / e.path().filename());
+  json config = json::parse(test::read_all(src / "config.json"));
+  config["rope_parameters"] = {{"rope_theta", 10000.0}, {"rope_type", "llama3"}, {"factor", 8.0},
+                               {"low_freq_factor", 1.0}, {"high_freq_factor", 4.0},
+                               {"original_max_position_embeddings", 32}};
+  std::ofstream(dir / "config.json") << config.dump(2);
+  const fs::path gguf = tmp / "llama3.gguf";
+  const auto q = test::run_quantllm(fmt::format("quantize --model {} --out {} --method gguf --type F32", quoted(dir),
+                                                quoted(gguf)));
+  ASSERT_EQ(q.status, 0) << q.err;
+
+  std::vector<int32_t> ids = test::reference(kModel)["golden_prompt"]["ids"].get<std::vector<int32_t>>();
+  ids.resize(size_t(kTokens));
+  const LlamaCppResult llama = run_llama_cpp(tmp, gguf, ids, {"x"});
+  ASSERT_FALSE(llama.meta.is_null()) << "llama.cpp did not run";
+  const Model model = open_model(gguf);
+  ASSERT_EQ(model.config.rope_freq_factors.size(), 32u);
+  const int64_t vocab = model.config.vocab;
+  std::vector<float> ours, plain;
+  FullModel(model).forward(ids, 1, kTokens, [&](int64_t, const Tensor& l) { ours = l.data; });
+  FullModel(open_model(src)).forward(ids, 1, kTokens, [&](int64_t, const Tensor& l) { plain = l.data; });
+  const Diff vs_llama = next_token_diff(llama.logits, ours, ids, vocab);
+  const Diff vs_plain = next_token_diff(plain, ours, ids, vocab);
+  std::printf("[ llama.cpp ] llama3 rope_freqs: next-token log-prob |Δ| llama.cpp vs ours max %.6f mean %.6f; "
+              "scaled vs unscaled model max %.3f\n", vs_llama.max, vs_llama.mean, vs_plain.max);
+  EXPECT_LE(vs_llama.max, 1e-3);
+  EXPECT_GT(vs_plain.max, 0.1);
+}
+
 INSTANTIATE_TEST_SUITE_P(Gutenberg, LlamaCpp, ::testing::Values("F32", "Q8_0", "Q6_K", "Q4_K_M", "Q2_K"),
                          [](const auto& info) { return std::string(info.param); });
 

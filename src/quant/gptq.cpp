@@ -289,6 +289,7 @@ GPTQResult gptq_quantize(const Tensor& w, std::span<const double> h_in, const GP
     mean_diag += hp[size_t(a * in + a)];
   }
   mean_diag /= double(in);
+  std::vector<double>().swap(h);  // in² × 8 bytes each: keep at most three such matrices alive at once
 
   // Damping schedule: the requested fraction, then ×10 (from 0: 1e-3) while ≤ 1 (100% of the mean diagonal).
   std::vector<double> u;
@@ -304,7 +305,9 @@ GPTQResult gptq_quantize(const Tensor& w, std::span<const double> h_in, const GP
     damp = next;
   }
   stats.damp_percent_used = damp;
+  std::vector<double>().swap(hp);
   P.hinv.assign(u.begin(), u.end());
+  std::vector<double>().swap(u);
 
   Output O;
   O.codes.assign(size_t(out * in), 0);

@@ -31,11 +31,6 @@ std::string method_label(int bits, int group_size, const char* method) {
   return group_size > 0 ? fmt::format("{} int{} g{}", method, bits, group_size) : fmt::format("{} int{}", method, bits);
 }
 
-// Bytes a packed layer takes on disk (codes + zeros + scales + g_idx).
-size_t packed_bytes(int64_t in, int64_t out, int64_t groups, int bits, bool with_g_idx) {
-  return size_t(in * out * bits / 8 + groups * out * bits / 8 + groups * out * 2 + (with_g_idx ? in * 4 : 0));
-}
-
 // The dequantized view of a QuantizedModel over its base model's weights.
 class QuantizedView final : public WeightSource {
  public:
@@ -67,7 +62,7 @@ class QuantizedView final : public WeightSource {
       auto it = qm_.layers.find(b);
       if (it != qm_.layers.end()) {
         const auto& q = it->second;
-        return packed_bytes(q.in, q.out, q.n_groups(), q.bits, true);
+        return packed_layer_bytes(q.in, q.out, q.n_groups(), q.bits, true);
       }
     }
     return base_.stored_bytes(n);
@@ -254,6 +249,10 @@ std::optional<Model> open_quantized_dir(const std::filesystem::path& path) {
 }
 
 }  // namespace
+
+size_t packed_layer_bytes(int64_t in, int64_t out, int64_t groups, int bits, bool with_g_idx) {
+  return size_t(in * out * bits / 8 + groups * out * bits / 8 + groups * out * 2 + (with_g_idx ? in * 4 : 0));
+}
 
 std::unique_ptr<WeightSource> QuantizedModel::as_weights() const { return std::make_unique<QuantizedView>(*this); }
 

@@ -55,6 +55,9 @@ HfQuantFormat parse_hf_quant_format(const std::string& name);  // "gptq", "gptq_
 void save_quantized(const QuantizedModel& qm, const std::filesystem::path& dir, HfQuantFormat format,
                     bool overwrite);
 
+// Bytes a packed layer takes on disk: codes + zeros (bits each) + fp16 scales + int32 g_idx.
+size_t packed_layer_bytes(int64_t in, int64_t out, int64_t groups, int bits, bool with_g_idx = true);
+
 // Registers the GPTQ / AWQ directory reader with open_model().
 void register_quantized_dir_reader();
 

@@ -57,7 +57,7 @@ void dry_run_group_method(const QuantizeArgs& a, const GroupMethodOptions& o) {
       const int64_t in = c.linear_in(lin), out = c.linear_out(lin);
       const int64_t groups = group_count(o.quant, in);
       // codes, fp16 scales, packed zeros, g_idx (what save_quantized writes)
-      const double b = double(in) * double(out) * a.bits / 8 + double(groups * out) * (2 + a.bits / 8.0) + 4.0 * double(in);
+      const double b = double(packed_layer_bytes(in, out, groups, a.bits));
       params += double(in * out);
       bytes += b;
       rows.push_back({{"layer", c.linear_tensor(int(i), lin)}, {"shape", Shape{out, in}}, {"bits", a.bits},
@@ -169,7 +169,7 @@ void run_group_method(const QuantizeArgs& a) {
   double err_sum = 0;
   for (const auto& [name, q] : qm.layers) {
     params += q.in * q.out;
-    qbytes += size_t(q.in * q.out * q.bits / 8 + q.n_groups() * q.out * (2 + q.bits / 8.0) + q.in * 4);
+    qbytes += packed_layer_bytes(q.in, q.out, q.n_groups(), q.bits);
   }
   for (const auto& [name, s] : qm.stats) err_sum += s.relative_error;
   const double bpw = params ? 8.0 * double(qbytes) / double(params) : 0;

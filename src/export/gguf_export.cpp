@@ -176,6 +176,17 @@ class GGUFWeights final : public WeightSource {
     return std::string(ggml::find_type(info(n).type)->name);
   }
   size_t stored_bytes(const std::string& n) const override { return info(n).nbytes; }
+  std::optional<PackedWeight> packed(const std::string& n) const override {
+    const GGUFTensorInfo& t = info(n);
+    if (t.ne.size() != 2) return std::nullopt;
+    PackedWeight p;
+    p.shape = t.shape();
+    p.ggml_type = t.type;
+    p.data = t.data;
+    p.nbytes = t.nbytes;
+    p.rope_heads = gguf_rope_permute_heads(c_, n);
+    return p;
+  }
 
  private:
   const GGUFTensorInfo& info(const std::string& n) const {

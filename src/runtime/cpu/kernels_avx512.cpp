@@ -1,0 +1,303 @@
+// AVX-512 + VNNI kernels (compiled with -mavx512f/bw/vl/dq/vnni, called only when isa.h says so).
+//
+// The integer formats are all computed in kernels.h's form w = α·u − β: a decoder per format turns
+// a step of the row (64 or 256 weights) into 64-code registers of unsigned codes u with a register of
+// 16 lane scales α each (lane l covers codes 4l … 4l+3, the lanes of vpdpbusd), and writes the
+// offsets β per 16 codes to a row buffer. The one dot-product loop then does, per 64 codes and
+// activation row: vpdpbusd (64 exact products into 16 int32 lanes), conversion to fp32, and one
+// multiply-add with α·d (d, the activation scales, expanded per lane in ActRow::dexp); the offsets
+// are one fp32 dot product with ActRow::dsum16 at the end of the row. A step is decoded once for all
+// `na` activation rows.
+// No standard-library templates or shared inline functions are used here: a copy compiled with
+// AVX-512 could be the one the linker keeps for the whole program.
+#include "runtime/cpu/kernels.h"
+
+#if defined(__AVX512F__) && defined(__AVX512BW__) && defined(__AVX512VL__) && defined(__AVX512DQ__) && \
+    defined(__AVX512VNNI__)
+
+#include "quant/ggml/blocks.h"
+
+#include <immintrin.h>
+
+#include <cstring>
+#include <type_traits>
+
+namespace quantllm::cpu {
+
+using namespace quantllm::ggml;
+
+namespace {
+
+inline float h2f(uint16_t h) { return _cvtsh_ss(h); }
+
+inline void kquant_scale_min(const uint8_t* s, int j, int& sc, int& m) {
+  if (j < 4) {
+    sc = s[j] & 63;
+    m = s[j + 4] & 63;
+  } else {
+    sc = (s[j + 4] & 0x0f) | ((s[j - 4] >> 6) << 4);
+    m = (s[j + 4] >> 4) | ((s[j] >> 6) << 4);
+  }
+}
+
+// [lo | hi]: two 256-bit halves into one register.
+inline __m512i join(__m256i lo, __m256i hi) { return _mm512_inserti64x4(_mm512_castsi256_si512(lo), hi, 1); }
+
+// ---------------------------------------------------------------- activations
+
+void quantize_act(const float* x, int64_t n, int8_t* q, float* d, float* dsum16, float* dexp) {
+  const __m512 sign = _mm512_set1_ps(-0.0f);
+  for (int64_t b = 0; b < n / kActBlock; ++b) {
+    const float* xb = x + b * kActBlock;
+    const __m512 x0 = _mm512_loadu_ps(xb), x1 = _mm512_loadu_ps(xb + 16);
+    const float amax = _mm512_reduce_max_ps(_mm512_max_ps(_mm512_andnot_ps(sign, x0), _mm512_andnot_ps(sign, x1)));
+    const float id = amax > 0 ? 127.0f / amax : 0.0f;
+    const float db = amax / 127.0f;
+    d[b] = db;
+    const __m512 vid = _mm512_set1_ps(id);
+    // Round to nearest even (the default MXCSR mode), as std::nearbyint in the scalar reference.
+    const __m512i v0 = _mm512_cvtps_epi32(_mm512_mul_ps(x0, vid)), v1 = _mm512_cvtps_epi32(_mm512_mul_ps(x1, vid));
+    _mm_storeu_si128(reinterpret_cast<__m128i*>(q + b * kActBlock), _mm512_cvtsepi32_epi8(v0));
+    _mm_storeu_si128(reinterpret_cast<__m128i*>(q + b * kActBlock + 16), _mm512_cvtsepi32_epi8(v1));
+    dsum16[2 * b] = db * float(_mm512_reduce_add_epi32(v0));
+    dsum16[2 * b + 1] = db * float(_mm512_reduce_add_epi32(v1));
+    _mm256_storeu_ps(dexp + 8 * b, _mm256_set1_ps(db));
+  }
+}
+
+// ---------------------------------------------------------------- float weights
+
+// Loads 16 weights starting at element i as fp32, the lanes outside `mask` zero.
+struct LoadF32 {
+  __m512 operator()(const uint8_t* w, int64_t i, __mmask16 m) const {
+    return _mm512_maskz_loadu_ps(m, reinterpret_cast<const float*>(w) + i);
+  }
+};
+struct LoadF16 {
+  __m512 operator()(const uint8_t* w, int64_t i, __mmask16 m) const {
+    return _mm512_cvtph_ps(_mm256_maskz_loadu_epi16(m, reinterpret_cast<const uint16_t*>(w) + i));
+  }
+};
+struct LoadBF16 {
+  __m512 operator()(const uint8_t* w, int64_t i, __mmask16 m) const {
+    const __m512i v = _mm512_cvtepu16_epi32(_mm256_maskz_loadu_epi16(m, reinterpret_cast<const uint16_t*>(w) + i));
+    return _mm512_castsi512_ps(_mm512_slli_epi32(v, 16));
+  }
+};
+
+template <typename Load>
+void dot_float(const uint8_t* w, const ActRow* act, int na, const RowParams& p, float* out) {
+  const Load load;
+  const int64_t n = p.n, n64 = n / 64 * 64;
+  const __mmask16 all = 0xffff;
+  __m512 acc[kMaxActRows][4];
+  for (int a = 0; a < na; ++a)
+    for (int u = 0; u < 4; ++u) acc[a][u] = _mm512_setzero_ps();
+  for (int64_t i = 0; i < n64; i += 64) {
+    __m512 wv[4];
+    for (int u = 0; u < 4; ++u) wv[u] = load(w, i + 16 * u, all);
+    for (int a = 0; a < na; ++a)
+      for (int u = 0; u < 4; ++u) acc[a][u] = _mm512_fmadd_ps(wv[u], _mm512_loadu_ps(act[a].x + i + 16 * u), acc[a][u]);
+  }
+  for (int64_t i = n64; i < n; i += 16) {
+    const __mmask16 m = n - i >= 16 ? all : __mmask16((1u << (n - i)) - 1);
+    const __m512 wv = load(w, i, m);
+    for (int a = 0; a < na; ++a) acc[a][0] = _mm512_fmadd_ps(wv, _mm512_maskz_loadu_ps(m, act[a].x + i), acc[a][0]);
+  }
+  for (int a = 0; a < na; ++a)
+    out[a] = _mm512_reduce_add_ps(_mm512_add_ps(_mm512_add_ps(acc[a][0], acc[a][1]), _mm512_add_ps(acc[a][2], acc[a][3])));
+}
+
+// ---------------------------------------------------------------- integer formats
+
+// [a ×8 | b ×8]
+inline __m512 halves(float a, float b) { return _mm512_insertf32x8(_mm512_set1_ps(a), _mm256_set1_ps(b), 1); }
+
+// Decoders: kStep codes per step in kChunks registers of 64; decode(s, u, alpha, beta) fills the
+// registers for step s and beta[0 … kStep/16).
+struct DecQ8_0 {
+  static constexpr int kStep = 64, kChunks = 1;
+  const uint8_t* w;
+  void decode(int64_t s, __m512i* u, __m512* alpha, float* beta) const {
+    const auto* blk = reinterpret_cast<const BlockQ8_0*>(w) + 2 * s;
+    const float d0 = h2f(blk[0].d), d1 = h2f(blk[1].d);
+    const __m512i q = join(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(blk[0].qs)),
+                           _mm256_loadu_si256(reinterpret_cast<const __m256i*>(blk[1].qs)));
+    u[0] = _mm512_xor_si512(q, _mm512_set1_epi8(char(0x80)));  // q + 128 as unsigned
+    alpha[0] = halves(d0, d1);
+    beta[0] = beta[1] = 128.0f * d0;
+    beta[2] = beta[3] = 128.0f * d1;
+  }
+};
+
+struct DecQ4_0 {
+  static constexpr int kStep = 64, kChunks = 1;
+  const uint8_t* w;
+  void decode(int64_t s, __m512i* u, __m512* alpha, float* beta) const {
+    const auto* blk = reinterpret_cast<const BlockQ4_0*>(w) + 2 * s;
+    const float d0 = h2f(blk[0].d), d1 = h2f(blk[1].d);
+    const __m256i bytes = _mm256_inserti128_si256(
+        _mm256_castsi128_si256(_mm_loadu_si128(reinterpret_cast<const __m128i*>(blk[0].qs))),
+        _mm_loadu_si128(reinterpret_cast<const __m128i*>(blk[1].qs)), 1);
+    const __m256i m4 = _mm256_set1_epi8(0x0f);
+    const __m256i lo = _mm256_and_si256(bytes, m4), hi = _mm256_and_si256(_mm256_srli_epi16(bytes, 4), m4);
+    // [lo0 lo1 hi0 hi1] → [lo0 hi0 lo1 hi1]: block 0's weights 0–15, 16–31, then block 1's.
+    const __m512i z = join(lo, hi);
+    u[0] = _mm512_shuffle_i64x2(z, z, _MM_SHUFFLE(3, 1, 2, 0));
+    alpha[0] = halves(d0, d1);
+    beta[0] = beta[1] = 8.0f * d0;
+    beta[2] = beta[3] = 8.0f * d1;
+  }
+};
+
+struct DecGQ4 {
+  static constexpr int kStep = 64, kChunks = 1;
+  const uint8_t* w;
+  int64_t n, gs;
+  void decode(int64_t s, __m512i* u, __m512* alpha, float* beta) const {
+    const uint8_t* rec = w + n / 2 + 4 * (64 * s / gs);
+    uint16_t sh;
+    std::memcpy(&sh, rec, 2);
+    const float sc = h2f(sh), off = sc * float(rec[2]);
+    const __m256i bytes = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(w + 32 * s));
+    const __m256i m4 = _mm256_set1_epi8(0x0f);
+    u[0] = join(_mm256_and_si256(bytes, m4), _mm256_and_si256(_mm256_srli_epi16(bytes, 4), m4));
+    alpha[0] = _mm512_set1_ps(sc);
+    beta[0] = beta[1] = beta[2] = beta[3] = off;
+  }
+};
+
+template <bool kFive>
+struct DecQ45K {
+  using Block = std::conditional_t<kFive, BlockQ5_K, BlockQ4_K>;
+  static constexpr int kStep = 256, kChunks = 4;
+  const uint8_t* w;
+  void decode(int64_t s, __m512i* u, __m512* alpha, float* beta) const {
+    const Block& blk = reinterpret_cast<const Block*>(w)[s];
+    const float d = h2f(blk.d), dmin = h2f(blk.dmin);
+    alignas(32) float a8[8];
+    for (int j = 0; j < 8; ++j) {
+      int sc, m;
+      kquant_scale_min(blk.scales, j, sc, m);
+      a8[j] = d * float(sc);
+      beta[2 * j] = beta[2 * j + 1] = dmin * float(m);
+    }
+    const __m512 av = _mm512_castps256_ps512(_mm256_load_ps(a8));
+    const __m256i m4 = _mm256_set1_epi8(0x0f);
+    __m256i qh;
+    if constexpr (kFive) qh = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(blk.qh));
+    for (int c = 0; c < 4; ++c) {
+      const __m256i bytes = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(blk.qs + 32 * c));
+      __m256i lo = _mm256_and_si256(bytes, m4), hi = _mm256_and_si256(_mm256_srli_epi16(bytes, 4), m4);
+      if constexpr (kFive) {
+        const __m256i bit = _mm256_set1_epi8(0x10);
+        // bit 2c of qh[l] is bit 4 of weight l of group 2c, bit 2c+1 of group 2c+1.
+        lo = _mm256_or_si256(lo, _mm256_and_si256(_mm256_slli_epi16(_mm256_srli_epi16(qh, 2 * c), 4), bit));
+        hi = _mm256_or_si256(hi, _mm256_and_si256(_mm256_slli_epi16(_mm256_srli_epi16(qh, 2 * c + 1), 4), bit));
+      }
+      u[c] = join(lo, hi);
+      alpha[c] = _mm512_permutexvar_ps(_mm512_set_epi32(2 * c + 1, 2 * c + 1, 2 * c + 1, 2 * c + 1, 2 * c + 1, 2 * c + 1,
+                                                        2 * c + 1, 2 * c + 1, 2 * c, 2 * c, 2 * c, 2 * c, 2 * c, 2 * c,
+                                                        2 * c, 2 * c),
+                                       av);
+    }
+  }
+};
+
+// Q6_K: per half of 128 weights, chunk 0 = weights 0–63 ([q1 | q2] in blocks.h's naming), chunk 1 =
+// 64–127 ([q3 | q4]); groups of 16, so lane l of chunk k takes scale 4k + l/4.
+struct DecQ6K {
+  static constexpr int kStep = 256, kChunks = 4;
+  const uint8_t* w;
+  void decode(int64_t s, __m512i* u, __m512* alpha, float* beta) const {
+    const BlockQ6_K& blk = reinterpret_cast<const BlockQ6_K*>(w)[s];
+    const __m256i m4 = _mm256_set1_epi8(0x0f), m2 = _mm256_set1_epi8(0x30);
+    for (int h = 0; h < 2; ++h) {
+      const __m256i ql0 = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(blk.ql + 64 * h));
+      const __m256i ql1 = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(blk.ql + 64 * h + 32));
+      const __m256i qh = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(blk.qh + 32 * h));
+      const __m256i q1 = _mm256_or_si256(_mm256_and_si256(ql0, m4), _mm256_and_si256(_mm256_slli_epi16(qh, 4), m2));
+      const __m256i q2 = _mm256_or_si256(_mm256_and_si256(ql1, m4), _mm256_and_si256(_mm256_slli_epi16(qh, 2), m2));
+      const __m256i q3 = _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(ql0, 4), m4), _mm256_and_si256(qh, m2));
+      const __m256i q4 = _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(ql1, 4), m4),
+                                         _mm256_and_si256(_mm256_srli_epi16(qh, 2), m2));
+      u[2 * h] = join(q1, q2);
+      u[2 * h + 1] = join(q3, q4);
+    }
+    const __m512 a16 = _mm512_mul_ps(
+        _mm512_set1_ps(h2f(blk.d)),
+        _mm512_cvtepi32_ps(_mm512_cvtepi8_epi32(_mm_loadu_si128(reinterpret_cast<const __m128i*>(blk.scales)))));
+    _mm512_storeu_ps(beta, _mm512_mul_ps(a16, _mm512_set1_ps(32.0f)));
+    for (int k = 0; k < 4; ++k) {
+      const int b = 4 * k;
+      alpha[k] = _mm512_permutexvar_ps(
+          _mm512_set_epi32(b + 3, b + 3, b + 3, b + 3, b + 2, b + 2, b + 2, b + 2, b + 1, b + 1, b + 1, b + 1, b, b, b, b), a16);
+    }
+  }
+};
+
+// Σ_i w_i·x̂_i = Σ_chunks Σ_lanes α·d·(Σ u·q) − Σ_h β_h·dsum16_h (kernels.h). Two accumulators per
+// activation row (alternating chunks) so that consecutive multiply-adds do not wait on each other.
+template <typename Dec>
+void dot_int(const Dec& dec, const ActRow* act, int na, int64_t n, float* out) {
+  constexpr int64_t kMaxN = 32768;
+  alignas(64) float beta_stack[kMaxN / 16];
+  float* beta = n <= kMaxN ? beta_stack : new float[size_t(n / 16)];
+  __m512 acc[kMaxActRows][2];
+  for (int a = 0; a < na; ++a) acc[a][0] = acc[a][1] = _mm512_setzero_ps();
+  for (int64_t s = 0; s < n / Dec::kStep; ++s) {
+    __m512i u[Dec::kChunks];
+    __m512 alpha[Dec::kChunks];
+    dec.decode(s, u, alpha, beta + s * (Dec::kStep / 16));
+    for (int a = 0; a < na; ++a) {
+      for (int c = 0; c < Dec::kChunks; ++c) {
+        const int64_t i0 = s * Dec::kStep + 64 * c;
+        const __m512i prod = _mm512_dpbusd_epi32(_mm512_setzero_si512(), u[c], _mm512_loadu_si512(act[a].q + i0));
+        const __m512 scale = _mm512_mul_ps(alpha[c], _mm512_loadu_ps(act[a].dexp + i0 / 4));
+        const int k = (s * Dec::kChunks + c) & 1;
+        acc[a][k] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(prod), scale, acc[a][k]);
+      }
+    }
+  }
+  for (int a = 0; a < na; ++a) {
+    __m512 off = _mm512_setzero_ps();
+    const int64_t nh = n / 16;
+    int64_t h = 0;
+    for (; h + 16 <= nh; h += 16) off = _mm512_fmadd_ps(_mm512_loadu_ps(beta + h), _mm512_loadu_ps(act[a].dsum16 + h), off);
+    if (h < nh) {
+      const __mmask16 m = __mmask16((1u << (nh - h)) - 1);
+      off = _mm512_fmadd_ps(_mm512_maskz_loadu_ps(m, beta + h), _mm512_maskz_loadu_ps(m, act[a].dsum16 + h), off);
+    }
+    out[a] = _mm512_reduce_add_ps(_mm512_add_ps(acc[a][0], acc[a][1])) - _mm512_reduce_add_ps(off);
+  }
+  if (beta != beta_stack) delete[] beta;
+}
+
+template <typename Dec>
+void dot_simple(const uint8_t* w, const ActRow* act, int na, const RowParams& p, float* out) {
+  dot_int(Dec{w}, act, na, p.n, out);
+}
+void dot_gq4(const uint8_t* w, const ActRow* act, int na, const RowParams& p, float* out) {
+  dot_int(DecGQ4{w, p.n, p.group_size}, act, na, p.n, out);
+}
+
+const Kernels kAvx512 = {
+    Isa::Avx512,
+    {dot_float<LoadF32>, dot_float<LoadF16>, dot_float<LoadBF16>, dot_simple<DecQ8_0>, dot_simple<DecQ4_0>,
+     dot_simple<DecQ45K<false>>, dot_simple<DecQ45K<true>>, dot_simple<DecQ6K>, dot_gq4},
+    quantize_act,
+};
+
+}  // namespace
+
+const Kernels& kernels_avx512() { return kAvx512; }
+
+}  // namespace quantllm::cpu
+
+#else  // built without the flags (not x86-64): never selected, detected_isa() is lower
+
+namespace quantllm::cpu {
+const Kernels& kernels_avx512() { return kernels_scalar(); }
+}  // namespace quantllm::cpu
+
+#endif

@@ -82,10 +82,24 @@ using DotFn = void (*)(const uint8_t* w_row, const ActRow* act, int na, const Ro
 // Quantizes x[0, n) (n a multiple of 32): q[n], d[n/32], dsum16[n/16], dexp[n/4] as in ActRow.
 using QuantizeActFn = void (*)(const float* x, int64_t n, int8_t* q, float* d, float* dsum16, float* dexp);
 
+// Prompt processing decodes each weight row once per matrix product into this form (w_i =
+// alpha[i/4]·u[i] − beta[i/16]: α repeated per 4-code lane, the SIMD layout) and then multiplies it
+// with every activation row, instead of decoding it again for every four.
+struct DecodedRow {
+  uint8_t* u = nullptr;   // [n]
+  float* alpha = nullptr; // [n/4]
+  float* beta = nullptr;  // [n/16]
+};
+using DecodeFn = void (*)(const uint8_t* w_row, const RowParams& p, const DecodedRow& out);
+// out[a·ldo + r] = Σ_i W_r[i]·act[a][i] for r < nr, a < na (both ≤ kMaxActRows), n a multiple of 64.
+using GemmTileFn = void (*)(const DecodedRow* w, int nr, const ActRow* act, int na, int64_t n, float* out, int64_t ldo);
+
 struct Kernels {
   Isa isa;
   DotFn dot[kNumWFormats];
   QuantizeActFn quantize_act;
+  DecodeFn decode[kNumWFormats];  // integer formats only (null for F32/F16/BF16)
+  GemmTileFn gemm_tile;
 };
 
 const Kernels& kernels_scalar();

@@ -281,11 +281,88 @@ void dot_gq4(const uint8_t* w, const ActRow* act, int na, const RowParams& p, fl
   dot_int(DecGQ4{w, p.n, p.group_size}, act, na, p.n, out);
 }
 
+// ---------------------------------------------------------------- prompt processing
+
+template <typename Dec>
+void decode_with(const Dec& dec, int64_t n, const DecodedRow& out) {
+  for (int64_t s = 0; s < n / Dec::kStep; ++s) {
+    __m512i u[Dec::kChunks];
+    __m512 alpha[Dec::kChunks];
+    dec.decode(s, u, alpha, out.beta + s * (Dec::kStep / 16));
+    for (int c = 0; c < Dec::kChunks; ++c) {
+      const int64_t i0 = s * Dec::kStep + 64 * c;
+      _mm512_storeu_si512(out.u + i0, u[c]);
+      _mm512_storeu_ps(out.alpha + i0 / 4, alpha[c]);
+    }
+  }
+}
+template <typename Dec>
+void decode_simple(const uint8_t* w, const RowParams& p, const DecodedRow& out) {
+  decode_with(Dec{w}, p.n, out);
+}
+void decode_gq4(const uint8_t* w, const RowParams& p, const DecodedRow& out) {
+  decode_with(DecGQ4{w, p.n, p.group_size}, p.n, out);
+}
+
+// NR decoded weight rows × NA activation rows: per 64 codes and pair, vpdpbusd, conversion and one
+// multiply-add with α·d; the offsets β·dsum16 are folded into the same accumulators every 256 codes
+// (16 offsets a register), so each pair ends in one horizontal sum.
+template <int NR, int NA>
+void gemm_tile_t(const DecodedRow* w, const ActRow* act, int64_t n, float* out, int64_t ldo) {
+  __m512 acc[NR][NA];
+  for (int r = 0; r < NR; ++r)
+    for (int a = 0; a < NA; ++a) acc[r][a] = _mm512_setzero_ps();
+  auto chunk = [&](int64_t i) {
+    __m512i q[NA];
+    __m512 dx[NA];
+    for (int a = 0; a < NA; ++a) q[a] = _mm512_loadu_si512(act[a].q + i), dx[a] = _mm512_loadu_ps(act[a].dexp + i / 4);
+    for (int r = 0; r < NR; ++r) {
+      const __m512i u = _mm512_loadu_si512(w[r].u + i);
+      const __m512 al = _mm512_loadu_ps(w[r].alpha + i / 4);
+      for (int a = 0; a < NA; ++a) {
+        const __m512i p = _mm512_dpbusd_epi32(_mm512_setzero_si512(), u, q[a]);
+        acc[r][a] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(p), _mm512_mul_ps(al, dx[a]), acc[r][a]);
+      }
+    }
+  };
+  auto offsets = [&](int64_t h, __mmask16 m) {
+    __m512 ds[NA];
+    for (int a = 0; a < NA; ++a) ds[a] = _mm512_maskz_loadu_ps(m, act[a].dsum16 + h);
+    for (int r = 0; r < NR; ++r) {
+      const __m512 be = _mm512_maskz_loadu_ps(m, w[r].beta + h);
+      for (int a = 0; a < NA; ++a) acc[r][a] = _mm512_fnmadd_ps(be, ds[a], acc[r][a]);
+    }
+  };
+  int64_t i = 0;
+  for (; i + 256 <= n; i += 256) {
+    for (int c = 0; c < 4; ++c) chunk(i + 64 * c);
+    offsets(i / 16, 0xffff);
+  }
+  for (; i < n; i += 64) {
+    chunk(i);
+    offsets(i / 16, 0x000f);
+  }
+  for (int r = 0; r < NR; ++r)
+    for (int a = 0; a < NA; ++a) out[a * ldo + r] = _mm512_reduce_add_ps(acc[r][a]);
+}
+
+using TileFn = void (*)(const DecodedRow*, const ActRow*, int64_t, float*, int64_t);
+template <int NR>
+constexpr TileFn tiles_of[4] = {gemm_tile_t<NR, 1>, gemm_tile_t<NR, 2>, gemm_tile_t<NR, 3>, gemm_tile_t<NR, 4>};
+constexpr const TileFn* kTiles[4] = {tiles_of<1>, tiles_of<2>, tiles_of<3>, tiles_of<4>};
+
+void gemm_tile(const DecodedRow* w, int nr, const ActRow* act, int na, int64_t n, float* out, int64_t ldo) {
+  kTiles[nr - 1][na - 1](w, act, n, out, ldo);
+}
+
 const Kernels kAvx512 = {
     Isa::Avx512,
     {dot_float<LoadF32>, dot_float<LoadF16>, dot_float<LoadBF16>, dot_simple<DecQ8_0>, dot_simple<DecQ4_0>,
      dot_simple<DecQ45K<false>>, dot_simple<DecQ45K<true>>, dot_simple<DecQ6K>, dot_gq4},
     quantize_act,
+    {nullptr, nullptr, nullptr, decode_simple<DecQ8_0>, decode_simple<DecQ4_0>, decode_simple<DecQ45K<false>>,
+     decode_simple<DecQ45K<true>>, decode_simple<DecQ6K>, decode_gq4},
+    gemm_tile,
 };
 
 }  // namespace

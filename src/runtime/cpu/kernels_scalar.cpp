@@ -223,11 +223,52 @@ void dot_int(const uint8_t* w, const ActRow* act, int na, const RowParams& p, fl
   }
 }
 
+template <WFormat F>
+void decode_row(const uint8_t* w, const RowParams& p, const DecodedRow& out) {
+  const int64_t n = p.n;
+  thread_local Decoded r;
+  r.u.resize(size_t(n));
+  r.alpha.resize(size_t(n / 16));
+  r.beta.resize(size_t(n / 16));
+  if constexpr (F == WFormat::Q8_0) decode_q8_0(w, n, r);
+  if constexpr (F == WFormat::Q4_0) decode_q4_0(w, n, r);
+  if constexpr (F == WFormat::Q4_K) decode_q45_k<false>(w, n, r);
+  if constexpr (F == WFormat::Q5_K) decode_q45_k<true>(w, n, r);
+  if constexpr (F == WFormat::Q6_K) decode_q6_k(w, n, r);
+  if constexpr (F == WFormat::GQ4) decode_gq4(w, n, p.group_size, r);
+  std::copy(r.u.begin(), r.u.end(), out.u);
+  for (int64_t j = 0; j < n / 4; ++j) out.alpha[j] = r.alpha[size_t(j / 4)];
+  std::copy(r.beta.begin(), r.beta.end(), out.beta);
+}
+
+// The decoded form against activation rows, per activation block as dot_int does.
+void gemm_tile(const DecodedRow* w, int nr, const ActRow* act, int na, int64_t n, float* out, int64_t ldo) {
+  for (int r = 0; r < nr; ++r)
+    for (int a = 0; a < na; ++a) {
+      float acc = 0;
+      for (int64_t b = 0; b < n / kActBlock; ++b) {
+        float s = 0;
+        for (int64_t h = 2 * b; h < 2 * b + 2; ++h) {
+          int t = 0;
+          for (int64_t i = 16 * h; i < 16 * h + 16; ++i) t += int(w[r].u[i]) * int(act[a].q[i]);
+          s += w[r].alpha[4 * h] * float(t);
+        }
+        acc += act[a].d[b] * s;
+      }
+      float off = 0;
+      for (int64_t h = 0; h < n / 16; ++h) off += w[r].beta[h] * act[a].dsum16[h];
+      out[a * ldo + r] = acc - off;
+    }
+}
+
 const Kernels kScalar = {
     Isa::Scalar,
     {dot_f32, dot_f16, dot_bf16, dot_int<WFormat::Q8_0>, dot_int<WFormat::Q4_0>, dot_int<WFormat::Q4_K>,
      dot_int<WFormat::Q5_K>, dot_int<WFormat::Q6_K>, dot_int<WFormat::GQ4>},
     quantize_act_scalar,
+    {nullptr, nullptr, nullptr, decode_row<WFormat::Q8_0>, decode_row<WFormat::Q4_0>, decode_row<WFormat::Q4_K>,
+     decode_row<WFormat::Q5_K>, decode_row<WFormat::Q6_K>, decode_row<WFormat::GQ4>},
+    gemm_tile,
 };
 
 }  // namespace

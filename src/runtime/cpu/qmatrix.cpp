@@ -298,20 +298,30 @@ void qmatmul(const QMatrix& w, const float* x, int64_t rows, float* y, const flo
     }, 16);
     return;
   }
-  // Prompt: panels of W small enough to stay in cache while all rows of x pass by, four at a time.
-  const int64_t panel = std::clamp<int64_t>(int64_t(16384 / w.row_bytes), 4, 64);
-  const int64_t n_panels = (out + panel - 1) / panel;
+  // Prompt: each weight row decoded once (DecodedRow) per product, panels of kPanel rows against all
+  // rows of x in tiles of 4 × 4.
+  constexpr int64_t kPanel = 16;
+  const int64_t n_panels = (out + kPanel - 1) / kPanel;
+  const DecodeFn decode = k.decode[int(w.format)];
   parallel_for(n_panels, [&](int64_t p0, int64_t p1) {
-    float tmp[kMaxActRows];
+    std::vector<uint8_t> u(static_cast<size_t>(kPanel * in));
+    std::vector<float> alpha(static_cast<size_t>(kPanel * in / 4)), beta(static_cast<size_t>(kPanel * in / 16));
+    DecodedRow dec[kPanel];
+    for (int64_t r = 0; r < kPanel; ++r)
+      dec[r] = DecodedRow{u.data() + r * in, alpha.data() + r * in / 4, beta.data() + r * in / 16};
     for (int64_t pi = p0; pi < p1; ++pi) {
-      const int64_t r0 = pi * panel, r1 = std::min(out, r0 + panel);
+      const int64_t r0 = pi * kPanel, r1 = std::min(out, r0 + kPanel);
+      for (int64_t r = r0; r < r1; ++r) decode(w.row(r), rp, dec[r - r0]);
       for (int64_t t0 = 0; t0 < rows; t0 += kMaxActRows) {
         const int na = int(std::min<int64_t>(kMaxActRows, rows - t0));
-        for (int64_t r = r0; r < r1; ++r) {
-          dot(w.row(r), acts + t0, na, rp, tmp);
-          for (int a = 0; a < na; ++a) y[(t0 + a) * out + r] = tmp[a] + (bias ? bias[r] : 0.0f);
+        for (int64_t r = r0; r < r1; r += kMaxActRows) {
+          const int nr = int(std::min<int64_t>(kMaxActRows, r1 - r));
+          k.gemm_tile(dec + (r - r0), nr, acts + t0, na, in, y + t0 * out + r, out);
         }
       }
+      if (bias)
+        for (int64_t t = 0; t < rows; ++t)
+          for (int64_t r = r0; r < r1; ++r) y[t * out + r] += bias[r];
     }
   });
 }

@@ -234,7 +234,7 @@ TEST(Kernels, DecodedTilesMatchTheScalarReference) {
       for (int na = 1; na <= kMaxActRows; ++na) {
         const Acts acts = make_acts(na, n, true, isa, 41);
         std::vector<float> got(static_cast<size_t>(na * nr));
-        k.gemm_tile(dec.data(), nr, acts.rows.data(), na, n, got.data(), nr);
+        k.gemm_tile[int(c.format)](dec.data(), nr, acts.rows.data(), na, n, got.data(), nr);
         for (int r = 0; r < nr; ++r) {
           float ref[kMaxActRows];
           kernels_scalar().dot[int(c.format)](rows[size_t(r)].bytes.data(), acts.rows.data(), na, p, ref);

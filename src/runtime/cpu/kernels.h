@@ -98,8 +98,10 @@ struct Kernels {
   Isa isa;
   DotFn dot[kNumWFormats];
   QuantizeActFn quantize_act;
-  DecodeFn decode[kNumWFormats];  // integer formats only (null for F32/F16/BF16)
-  GemmTileFn gemm_tile;
+  // Integer formats only (null for F32/F16/BF16). A DecodedRow is only ever read by the gemm_tile of
+  // the level and format that decoded it (Q8_0 at the AVX2 level keeps signed codes, for example).
+  DecodeFn decode[kNumWFormats];
+  GemmTileFn gemm_tile[kNumWFormats];
 };
 
 const Kernels& kernels_scalar();

@@ -362,7 +362,7 @@ const Kernels kAvx512 = {
     quantize_act,
     {nullptr, nullptr, nullptr, decode_simple<DecQ8_0>, decode_simple<DecQ4_0>, decode_simple<DecQ45K<false>>,
      decode_simple<DecQ45K<true>>, decode_simple<DecQ6K>, decode_gq4},
-    gemm_tile,
+    {nullptr, nullptr, nullptr, gemm_tile, gemm_tile, gemm_tile, gemm_tile, gemm_tile, gemm_tile},
 };
 
 }  // namespace

@@ -268,7 +268,7 @@ const Kernels kScalar = {
     quantize_act_scalar,
     {nullptr, nullptr, nullptr, decode_row<WFormat::Q8_0>, decode_row<WFormat::Q4_0>, decode_row<WFormat::Q4_K>,
      decode_row<WFormat::Q5_K>, decode_row<WFormat::Q6_K>, decode_row<WFormat::GQ4>},
-    gemm_tile,
+    {nullptr, nullptr, nullptr, gemm_tile, gemm_tile, gemm_tile, gemm_tile, gemm_tile, gemm_tile},
 };
 
 }  // namespace

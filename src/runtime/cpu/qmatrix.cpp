@@ -303,6 +303,7 @@ void qmatmul(const QMatrix& w, const float* x, int64_t rows, float* y, const flo
   constexpr int64_t kPanel = 16;
   const int64_t n_panels = (out + kPanel - 1) / kPanel;
   const DecodeFn decode = k.decode[int(w.format)];
+  const GemmTileFn tile = k.gemm_tile[int(w.format)];
   parallel_for(n_panels, [&](int64_t p0, int64_t p1) {
     std::vector<uint8_t> u(static_cast<size_t>(kPanel * in));
     std::vector<float> alpha(static_cast<size_t>(kPanel * in / 4)), beta(static_cast<size_t>(kPanel * in / 16));
@@ -316,7 +317,7 @@ void qmatmul(const QMatrix& w, const float* x, int64_t rows, float* y, const flo
         const int na = int(std::min<int64_t>(kMaxActRows, rows - t0));
         for (int64_t r = r0; r < r1; r += kMaxActRows) {
           const int nr = int(std::min<int64_t>(kMaxActRows, r1 - r));
-          k.gemm_tile(dec + (r - r0), nr, acts + t0, na, in, y + t0 * out + r, out);
+          tile(dec + (r - r0), nr, acts + t0, na, in, y + t0 * out + r, out);
         }
       }
       if (bias)

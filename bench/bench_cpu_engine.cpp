@@ -11,7 +11,8 @@
 //   bench_cpu_engine --model PATH [--engine quant|fp32] [--threads 2] [-p 512] [-n 128] [--reps 3]
 //                    [--check-fp32]
 // Prints one JSON object: model, engine, isa, threads, load_seconds, rss_mib (peak), file_mib,
-// pp: [t/s per repetition], tg: [t/s per repetition].
+// pp / tg: [tokens/s per repetition]; pp_per_cpu_second / tg_per_cpu_second: tokens per CPU second of
+// this process (threads × seconds when nothing else runs).
 #include "core/error.h"
 #include "core/threads.h"
 #include "export/gguf_export.h"
@@ -37,6 +38,14 @@ namespace {
 
 double seconds_since(std::chrono::steady_clock::time_point t0) {
   return std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+}
+
+// CPU seconds of this process (all threads): on a machine shared with other work, tokens per CPU
+// second tell kernel speed apart from time spent waiting for a core.
+double cpu_seconds() {
+  rusage ru{};
+  getrusage(RUSAGE_SELF, &ru);
+  return double(ru.ru_utime.tv_sec + ru.ru_stime.tv_sec) + 1e-6 * double(ru.ru_utime.tv_usec + ru.ru_stime.tv_usec);
 }
 
 uint64_t path_bytes(const std::filesystem::path& p) {
@@ -107,31 +116,39 @@ int main(int argc, char** argv) try {
     if (rel_err > 0.05) fail("{}: logits differ from the fp32 engine's by {:.3f} (relative L2): nothing timed", model_path, rel_err);
   }
 
+  double cpu = 0;  // CPU seconds of the last run
   auto prompt_run = [&] {
     const std::vector<int32_t> t = random_tokens(n_prompt);
     KVCache cache(c, n_prompt);
+    const double c0 = cpu_seconds();
     const auto t0 = std::chrono::steady_clock::now();
     fm.step(t, cache);
-    return double(n_prompt) / seconds_since(t0);
+    const double s = seconds_since(t0);
+    cpu = cpu_seconds() - c0;
+    return double(n_prompt) / s;
   };
   auto gen_run = [&] {
     KVCache cache(c, n_gen);
     std::vector<int32_t> t = random_tokens(1);
+    const double c0 = cpu_seconds();
     const auto t0 = std::chrono::steady_clock::now();
     for (int64_t i = 0; i < n_gen; ++i) {
       const std::vector<float> l = fm.step(t, cache);
       t = {int32_t(std::max_element(l.begin(), l.end() - (l.size() - size_t(m.tokenizer->vocab_size()))) - l.begin())};
     }
-    return double(n_gen) / seconds_since(t0);
+    const double s = seconds_since(t0);
+    cpu = cpu_seconds() - c0;
+    return double(n_gen) / s;
   };
   nlohmann::json pp = nlohmann::json::array(), tg = nlohmann::json::array();
+  nlohmann::json pp_cpu = nlohmann::json::array(), tg_cpu = nlohmann::json::array();
   if (n_prompt > 0) {
     prompt_run();  // warm-up
-    for (int r = 0; r < reps; ++r) pp.push_back(prompt_run());
+    for (int r = 0; r < reps; ++r) pp.push_back(prompt_run()), pp_cpu.push_back(double(n_prompt) / cpu);
   }
   if (n_gen > 0) {
     gen_run();
-    for (int r = 0; r < reps; ++r) tg.push_back(gen_run());
+    for (int r = 0; r < reps; ++r) tg.push_back(gen_run()), tg_cpu.push_back(double(n_gen) / cpu);
   }
   rusage ru{};
   getrusage(RUSAGE_SELF, &ru);
@@ -145,7 +162,9 @@ int main(int argc, char** argv) try {
                         {"n_prompt", n_prompt},
                         {"n_gen", n_gen},
                         {"pp", pp},
-                        {"tg", tg}};
+                        {"tg", tg},
+                        {"pp_per_cpu_second", pp_cpu},
+                        {"tg_per_cpu_second", tg_cpu}};
   if (rel_err >= 0) out["rel_err_vs_fp32"] = rel_err;
   std::puts(out.dump().c_str());
   return 0;

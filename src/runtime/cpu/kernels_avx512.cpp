@@ -112,28 +112,32 @@ void dot_float(const uint8_t* w, const ActRow* act, int na, const RowParams& p, 
 
 // [a ×8 | b ×8]
 inline __m512 halves(float a, float b) { return _mm512_insertf32x8(_mm512_set1_ps(a), _mm256_set1_ps(b), 1); }
+// 16 lanes: lane l takes element idx[l] of v.
+inline __m512 lanes(__m512 v, __m512i idx) { return _mm512_permutexvar_ps(idx, v); }
 
-// Decoders: kStep codes per step in kChunks registers of 64; decode(s, u, alpha, beta) fills the
-// registers for step s and beta[0 … kStep/16).
+// Decoders: kStep codes per step in kChunks registers of 64 (u) with lane scales α (lane l covers
+// codes 4l … 4l+3), and the step's offsets β, one per 16 codes, as a vector (Beta: __m128 for 64-code
+// steps, __m512 for 256).
 struct DecQ8_0 {
-  static constexpr int kStep = 64, kChunks = 1;
+  static constexpr int kStep = 64, kChunks = 1, kStepBytes = 2 * sizeof(BlockQ8_0);
+  using Beta = __m128;
   const uint8_t* w;
-  void decode(int64_t s, __m512i* u, __m512* alpha, float* beta) const {
+  void decode(int64_t s, __m512i* u, __m512* alpha, Beta& beta) const {
     const auto* blk = reinterpret_cast<const BlockQ8_0*>(w) + 2 * s;
     const float d0 = h2f(blk[0].d), d1 = h2f(blk[1].d);
     const __m512i q = join(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(blk[0].qs)),
                            _mm256_loadu_si256(reinterpret_cast<const __m256i*>(blk[1].qs)));
     u[0] = _mm512_xor_si512(q, _mm512_set1_epi8(char(0x80)));  // q + 128 as unsigned
     alpha[0] = halves(d0, d1);
-    beta[0] = beta[1] = 128.0f * d0;
-    beta[2] = beta[3] = 128.0f * d1;
+    beta = _mm_mul_ps(_mm_set_ps(d1, d1, d0, d0), _mm_set1_ps(128.0f));
   }
 };
 
 struct DecQ4_0 {
-  static constexpr int kStep = 64, kChunks = 1;
+  static constexpr int kStep = 64, kChunks = 1, kStepBytes = 2 * sizeof(BlockQ4_0);
+  using Beta = __m128;
   const uint8_t* w;
-  void decode(int64_t s, __m512i* u, __m512* alpha, float* beta) const {
+  void decode(int64_t s, __m512i* u, __m512* alpha, Beta& beta) const {
     const auto* blk = reinterpret_cast<const BlockQ4_0*>(w) + 2 * s;
     const float d0 = h2f(blk[0].d), d1 = h2f(blk[1].d);
     const __m256i bytes = _mm256_inserti128_si256(
@@ -145,110 +149,136 @@ struct DecQ4_0 {
     const __m512i z = join(lo, hi);
     u[0] = _mm512_shuffle_i64x2(z, z, _MM_SHUFFLE(3, 1, 2, 0));
     alpha[0] = halves(d0, d1);
-    beta[0] = beta[1] = 8.0f * d0;
-    beta[2] = beta[3] = 8.0f * d1;
+    beta = _mm_mul_ps(_mm_set_ps(d1, d1, d0, d0), _mm_set1_ps(8.0f));
   }
 };
 
+// 64 codes from 32 bytes: low nibbles (codes 0–31) in the lower half, high nibbles (32–63) in the upper.
+inline __m512i nibbles64(const uint8_t* p) {
+  const __m512i z = _mm512_broadcast_i64x4(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(p)));
+  return _mm512_and_si512(_mm512_srlv_epi64(z, _mm512_set_epi64(4, 4, 4, 4, 0, 0, 0, 0)), _mm512_set1_epi8(0x0f));
+}
+
 struct DecGQ4 {
-  static constexpr int kStep = 64, kChunks = 1;
+  static constexpr int kStep = 64, kChunks = 1, kStepBytes = 32;
+  using Beta = __m128;
   const uint8_t* w;
   int64_t n, gs;
-  void decode(int64_t s, __m512i* u, __m512* alpha, float* beta) const {
+  void decode(int64_t s, __m512i* u, __m512* alpha, Beta& beta) const {
     const uint8_t* rec = w + n / 2 + 4 * (64 * s / gs);
     uint16_t sh;
     std::memcpy(&sh, rec, 2);
-    const float sc = h2f(sh), off = sc * float(rec[2]);
-    const __m256i bytes = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(w + 32 * s));
-    const __m256i m4 = _mm256_set1_epi8(0x0f);
-    u[0] = join(_mm256_and_si256(bytes, m4), _mm256_and_si256(_mm256_srli_epi16(bytes, 4), m4));
+    const float sc = h2f(sh);
+    u[0] = nibbles64(w + 32 * s);
     alpha[0] = _mm512_set1_ps(sc);
-    beta[0] = beta[1] = beta[2] = beta[3] = off;
+    beta = _mm_set1_ps(sc * float(rec[2]));
   }
 };
 
+// Q4_K / Q5_K. The twelve scale bytes as three little-endian words w0 w1 w2 (blocks.h's packing):
+// sc0–3 = w0 & 0x3f.., m0–3 = w1 & 0x3f.., sc4–7 = (w2 & 0x0f..) | ((w0 >> 6) & 0x03..) << 4,
+// m4–7 = ((w2 >> 4) & 0x0f..) | ((w1 >> 6) & 0x03..) << 4 (per byte).
 template <bool kFive>
 struct DecQ45K {
   using Block = std::conditional_t<kFive, BlockQ5_K, BlockQ4_K>;
-  static constexpr int kStep = 256, kChunks = 4;
+  static constexpr int kStep = 256, kChunks = 4, kStepBytes = sizeof(Block);
+  using Beta = __m512;
   const uint8_t* w;
-  void decode(int64_t s, __m512i* u, __m512* alpha, float* beta) const {
+  void decode(int64_t s, __m512i* u, __m512* alpha, Beta& beta) const {
     const Block& blk = reinterpret_cast<const Block*>(w)[s];
-    const float d = h2f(blk.d), dmin = h2f(blk.dmin);
-    alignas(32) float a8[8];
-    for (int j = 0; j < 8; ++j) {
-      int sc, m;
-      kquant_scale_min(blk.scales, j, sc, m);
-      a8[j] = d * float(sc);
-      beta[2 * j] = beta[2 * j + 1] = dmin * float(m);
-    }
-    const __m512 av = _mm512_castps256_ps512(_mm256_load_ps(a8));
-    const __m256i m4 = _mm256_set1_epi8(0x0f);
-    __m256i qh;
-    if constexpr (kFive) qh = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(blk.qh));
+    uint32_t w0, w1, w2;
+    std::memcpy(&w0, blk.scales, 4), std::memcpy(&w1, blk.scales + 4, 4), std::memcpy(&w2, blk.scales + 8, 4);
+    const uint32_t sc_lo = w0 & 0x3f3f3f3fu, m_lo = w1 & 0x3f3f3f3fu;
+    const uint32_t sc_hi = (w2 & 0x0f0f0f0fu) | (((w0 >> 6) & 0x03030303u) << 4);
+    const uint32_t m_hi = ((w2 >> 4) & 0x0f0f0f0fu) | (((w1 >> 6) & 0x03030303u) << 4);
+    // lanes 0–7: d·sc_j, lanes 8–15: dmin·m_j
+    const __m512 sm = _mm512_mul_ps(
+        _mm512_cvtepi32_ps(_mm512_cvtepu8_epi32(_mm_set_epi32(int(m_hi), int(m_lo), int(sc_hi), int(sc_lo)))),
+        halves(h2f(blk.d), h2f(blk.dmin)));
+    beta = lanes(sm, _mm512_set_epi32(15, 15, 14, 14, 13, 13, 12, 12, 11, 11, 10, 10, 9, 9, 8, 8));
+    __m512i qh;
+    if constexpr (kFive) qh = _mm512_broadcast_i64x4(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(blk.qh)));
     for (int c = 0; c < 4; ++c) {
-      const __m256i bytes = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(blk.qs + 32 * c));
-      __m256i lo = _mm256_and_si256(bytes, m4), hi = _mm256_and_si256(_mm256_srli_epi16(bytes, 4), m4);
+      u[c] = nibbles64(blk.qs + 32 * c);
       if constexpr (kFive) {
-        const __m256i bit = _mm256_set1_epi8(0x10);
-        // bit 2c of qh[l] is bit 4 of weight l of group 2c, bit 2c+1 of group 2c+1.
-        lo = _mm256_or_si256(lo, _mm256_and_si256(_mm256_slli_epi16(_mm256_srli_epi16(qh, 2 * c), 4), bit));
-        hi = _mm256_or_si256(hi, _mm256_and_si256(_mm256_slli_epi16(_mm256_srli_epi16(qh, 2 * c + 1), 4), bit));
+        // bit 2c of qh[l] is bit 4 of code l of group 2c, bit 2c+1 that of group 2c+1: rotate each
+        // 64-bit lane so that the bit lands on bit 4 of its byte.
+        const int64_t r0 = (4 - 2 * c) & 63, r1 = (3 - 2 * c) & 63;
+        const __m512i hb = _mm512_rolv_epi64(qh, _mm512_set_epi64(r1, r1, r1, r1, r0, r0, r0, r0));
+        u[c] = _mm512_or_si512(u[c], _mm512_and_si512(hb, _mm512_set1_epi8(0x10)));
       }
-      u[c] = join(lo, hi);
-      alpha[c] = _mm512_permutexvar_ps(_mm512_set_epi32(2 * c + 1, 2 * c + 1, 2 * c + 1, 2 * c + 1, 2 * c + 1, 2 * c + 1,
-                                                        2 * c + 1, 2 * c + 1, 2 * c, 2 * c, 2 * c, 2 * c, 2 * c, 2 * c,
-                                                        2 * c, 2 * c),
-                                       av);
+      alpha[c] = lanes(sm, _mm512_set_epi32(2 * c + 1, 2 * c + 1, 2 * c + 1, 2 * c + 1, 2 * c + 1, 2 * c + 1, 2 * c + 1,
+                                            2 * c + 1, 2 * c, 2 * c, 2 * c, 2 * c, 2 * c, 2 * c, 2 * c, 2 * c));
     }
   }
 };
 
-// Q6_K: per half of 128 weights, chunk 0 = weights 0–63 ([q1 | q2] in blocks.h's naming), chunk 1 =
-// 64–127 ([q3 | q4]); groups of 16, so lane l of chunk k takes scale 4k + l/4.
+// Q6_K: per half of 128 weights, chunk 0 = weights 0–63 ([q1 | q2] in blocks.h's naming: low nibbles
+// of ql[0..63] with qh bits 0–1 resp. 2–3), chunk 1 = 64–127 ([q3 | q4]: high nibbles, qh bits 4–5 resp.
+// 6–7); groups of 16, so lane l of chunk k takes scale 4k + l/4.
 struct DecQ6K {
-  static constexpr int kStep = 256, kChunks = 4;
+  static constexpr int kStep = 256, kChunks = 4, kStepBytes = sizeof(BlockQ6_K);
+  using Beta = __m512;
   const uint8_t* w;
-  void decode(int64_t s, __m512i* u, __m512* alpha, float* beta) const {
+  void decode(int64_t s, __m512i* u, __m512* alpha, Beta& beta) const {
     const BlockQ6_K& blk = reinterpret_cast<const BlockQ6_K*>(w)[s];
-    const __m256i m4 = _mm256_set1_epi8(0x0f), m2 = _mm256_set1_epi8(0x30);
+    const __m512i m4 = _mm512_set1_epi8(0x0f), m2 = _mm512_set1_epi8(0x30);
     for (int h = 0; h < 2; ++h) {
-      const __m256i ql0 = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(blk.ql + 64 * h));
-      const __m256i ql1 = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(blk.ql + 64 * h + 32));
-      const __m256i qh = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(blk.qh + 32 * h));
-      const __m256i q1 = _mm256_or_si256(_mm256_and_si256(ql0, m4), _mm256_and_si256(_mm256_slli_epi16(qh, 4), m2));
-      const __m256i q2 = _mm256_or_si256(_mm256_and_si256(ql1, m4), _mm256_and_si256(_mm256_slli_epi16(qh, 2), m2));
-      const __m256i q3 = _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(ql0, 4), m4), _mm256_and_si256(qh, m2));
-      const __m256i q4 = _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(ql1, 4), m4),
-                                         _mm256_and_si256(_mm256_srli_epi16(qh, 2), m2));
-      u[2 * h] = join(q1, q2);
-      u[2 * h + 1] = join(q3, q4);
+      const __m512i ql = _mm512_loadu_si512(blk.ql + 64 * h);
+      const __m512i qh = _mm512_broadcast_i64x4(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(blk.qh + 32 * h)));
+      u[2 * h] = _mm512_or_si512(_mm512_and_si512(ql, m4),
+                                 _mm512_and_si512(_mm512_sllv_epi64(qh, _mm512_set_epi64(2, 2, 2, 2, 4, 4, 4, 4)), m2));
+      u[2 * h + 1] = _mm512_or_si512(_mm512_and_si512(_mm512_srli_epi64(ql, 4), m4),
+                                     _mm512_and_si512(_mm512_srlv_epi64(qh, _mm512_set_epi64(2, 2, 2, 2, 0, 0, 0, 0)), m2));
     }
     const __m512 a16 = _mm512_mul_ps(
         _mm512_set1_ps(h2f(blk.d)),
         _mm512_cvtepi32_ps(_mm512_cvtepi8_epi32(_mm_loadu_si128(reinterpret_cast<const __m128i*>(blk.scales)))));
-    _mm512_storeu_ps(beta, _mm512_mul_ps(a16, _mm512_set1_ps(32.0f)));
+    beta = _mm512_mul_ps(a16, _mm512_set1_ps(32.0f));
     for (int k = 0; k < 4; ++k) {
       const int b = 4 * k;
-      alpha[k] = _mm512_permutexvar_ps(
-          _mm512_set_epi32(b + 3, b + 3, b + 3, b + 3, b + 2, b + 2, b + 2, b + 2, b + 1, b + 1, b + 1, b + 1, b, b, b, b), a16);
+      alpha[k] = lanes(a16, _mm512_set_epi32(b + 3, b + 3, b + 3, b + 3, b + 2, b + 2, b + 2, b + 2, b + 1, b + 1, b + 1,
+                                             b + 1, b, b, b, b));
     }
   }
 };
+
+// The offsets of a step against the activations' dsum16: fused multiply-add into a vector of the
+// decoder's Beta type.
+inline __m128 offset_fma(__m128 beta, const float* dsum16, __m128 acc) { return _mm_fmadd_ps(beta, _mm_loadu_ps(dsum16), acc); }
+inline __m512 offset_fma(__m512 beta, const float* dsum16, __m512 acc) {
+  return _mm512_fmadd_ps(beta, _mm512_loadu_ps(dsum16), acc);
+}
+inline float hsum(__m128 v) {
+  v = _mm_add_ps(v, _mm_movehl_ps(v, v));
+  return _mm_cvtss_f32(_mm_add_ss(v, _mm_movehdup_ps(v)));
+}
+inline float hsum(__m512 v) { return _mm512_reduce_add_ps(v); }
+inline void store_beta(float* p, __m128 v) { _mm_storeu_ps(p, v); }
+inline void store_beta(float* p, __m512 v) { _mm512_storeu_ps(p, v); }
 
 // Σ_i w_i·x̂_i = Σ_chunks Σ_lanes α·d·(Σ u·q) − Σ_h β_h·dsum16_h (kernels.h). Two accumulators per
 // activation row (alternating chunks) so that consecutive multiply-adds do not wait on each other.
 template <typename Dec>
 void dot_int(const Dec& dec, const ActRow* act, int na, int64_t n, float* out) {
-  constexpr int64_t kMaxN = 32768;
-  alignas(64) float beta_stack[kMaxN / 16];
-  float* beta = n <= kMaxN ? beta_stack : new float[size_t(n / 16)];
+  using Beta = typename Dec::Beta;
   __m512 acc[kMaxActRows][2];
-  for (int a = 0; a < na; ++a) acc[a][0] = acc[a][1] = _mm512_setzero_ps();
+  Beta off[kMaxActRows];
+  for (int a = 0; a < na; ++a) {
+    acc[a][0] = acc[a][1] = _mm512_setzero_ps();
+    if constexpr (sizeof(Beta) == 16) off[a] = _mm_setzero_ps();
+    else off[a] = _mm512_setzero_ps();
+  }
+  // Prefetch a few hundred bytes ahead: the rows stream from memory and one row is short (1–5 KB),
+  // so the hardware prefetcher alone leaves the start of every step waiting.
+  constexpr int64_t kAhead = (2048 + Dec::kStepBytes - 1) / Dec::kStepBytes;
   for (int64_t s = 0; s < n / Dec::kStep; ++s) {
+    const char* next = reinterpret_cast<const char*>(dec.w) + (s + kAhead) * Dec::kStepBytes;
+    for (int64_t b = 0; b < Dec::kStepBytes; b += 64) _mm_prefetch(next + b, _MM_HINT_T0);
     __m512i u[Dec::kChunks];
     __m512 alpha[Dec::kChunks];
-    dec.decode(s, u, alpha, beta + s * (Dec::kStep / 16));
+    Beta beta;
+    dec.decode(s, u, alpha, beta);
     for (int a = 0; a < na; ++a) {
       for (int c = 0; c < Dec::kChunks; ++c) {
         const int64_t i0 = s * Dec::kStep + 64 * c;
@@ -257,20 +287,10 @@ void dot_int(const Dec& dec, const ActRow* act, int na, int64_t n, float* out) {
         const int k = (s * Dec::kChunks + c) & 1;
         acc[a][k] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(prod), scale, acc[a][k]);
       }
+      off[a] = offset_fma(beta, act[a].dsum16 + s * (Dec::kStep / 16), off[a]);
     }
   }
-  for (int a = 0; a < na; ++a) {
-    __m512 off = _mm512_setzero_ps();
-    const int64_t nh = n / 16;
-    int64_t h = 0;
-    for (; h + 16 <= nh; h += 16) off = _mm512_fmadd_ps(_mm512_loadu_ps(beta + h), _mm512_loadu_ps(act[a].dsum16 + h), off);
-    if (h < nh) {
-      const __mmask16 m = __mmask16((1u << (nh - h)) - 1);
-      off = _mm512_fmadd_ps(_mm512_maskz_loadu_ps(m, beta + h), _mm512_maskz_loadu_ps(m, act[a].dsum16 + h), off);
-    }
-    out[a] = _mm512_reduce_add_ps(_mm512_add_ps(acc[a][0], acc[a][1])) - _mm512_reduce_add_ps(off);
-  }
-  if (beta != beta_stack) delete[] beta;
+  for (int a = 0; a < na; ++a) out[a] = _mm512_reduce_add_ps(_mm512_add_ps(acc[a][0], acc[a][1])) - hsum(off[a]);
 }
 
 template <typename Dec>
@@ -288,7 +308,9 @@ void decode_with(const Dec& dec, int64_t n, const DecodedRow& out) {
   for (int64_t s = 0; s < n / Dec::kStep; ++s) {
     __m512i u[Dec::kChunks];
     __m512 alpha[Dec::kChunks];
-    dec.decode(s, u, alpha, out.beta + s * (Dec::kStep / 16));
+    typename Dec::Beta beta;
+    dec.decode(s, u, alpha, beta);
+    store_beta(out.beta + s * (Dec::kStep / 16), beta);
     for (int c = 0; c < Dec::kChunks; ++c) {
       const int64_t i0 = s * Dec::kStep + 64 * c;
       _mm512_storeu_si512(out.u + i0, u[c]);

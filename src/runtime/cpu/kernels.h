@@ -7,14 +7,19 @@
 // tokens; generation calls it with one.
 //
 // Activations. Integer formats multiply 8-bit weight codes with 8-bit activation codes (the way
-// llama.cpp's fast path works): each activation row is cut into blocks of 32 values, each block gets
-// one fp32 scale d = max|x| / 127 and codes q = round(x / d) in [−127, 127]. The rounding moves each
-// value by at most d/2, so a dot product moves by at most Σ_blocks d_b/2 · Σ_{i∈b} |w_i| (the bound
-// tests/runtime/kernels_test.cpp checks, with its statistical size, next to the fp32 product of the
-// dequantized row). Blocks of 32 for every format, also for the K-quants where llama.cpp uses 256
-// (Q8_K): with 256 (or GPTQ's 128) the perplexity of the reference models moved by up to 0.3% from
-// the fp32 path, with 32 by at most 0.07% (docs/benchmarks-cpu.md). Float formats (F32/F16/BF16)
-// multiply with the fp32 activations themselves.
+// llama.cpp's fast path works: vpdpbusd / vpmaddubsw products, exact int32 sums). Each activation row
+// is cut into blocks of kActBlock = 4 values; each block gets one fp32 scale d = max|x| / 127 and codes
+// q = round(x / d) in [−127, 127]. The rounding moves each value by at most d/2, so a dot product moves
+// by at most Σ_blocks d_b/2 · Σ_{i∈b} |w_i| (the bound tests/runtime/kernels_test.cpp checks, with its
+// statistical size, next to the fp32 product of the dequantized row).
+// Why blocks of 4 where llama.cpp uses 32 (Q8_0) or 256 (Q8_K): a handful of input channels of these
+// models carry values tens of times larger than the rest (OPT's LayerNorm outputs, SwiGLU outputs),
+// and each one coarsens the codes of its whole block. Perplexity through this engine against the fp32
+// path (16 windows, both reference models, Q8_0 / Q4_K_M / Q5_K_M / GPTQ-4): blocks of 256 for the
+// K-quants and the group size for GPTQ moved it by up to 0.3%, blocks of 32 by up to 0.1%, blocks of 4
+// by at most 0.05% (docs/benchmarks-cpu.md). The kernels scale per 4-code lane anyway (ActRow::dexp),
+// so smaller blocks cost nothing in the products, only a division per 4 values when quantizing.
+// Float formats (F32/F16/BF16) multiply with the fp32 activations themselves.
 //
 // Every integer format is computed in one form: weight i = α_k·u_i − β_h, with u_i an unsigned 8-bit
 // code, α_k a scale shared by a group of 16 or 32 weights and β_h an offset shared by 16:
@@ -53,17 +58,19 @@ struct WFormatInfo {
 };
 const WFormatInfo& wformat_info(WFormat f);
 
-// Activation codes per scale.
-inline constexpr int kActBlock = 32;
+// Activation codes per scale. The scalar reference takes 4, 8, 16 or 32; the SIMD quantizers are
+// written for 4. Rows must be a multiple of 32 values.
+inline constexpr int kActBlock = 4;
 
 // Bytes of one packed row of n weights (GQ4: codes + group records).
 size_t wformat_row_bytes(WFormat f, int64_t n, int group_size = 0);
 
 inline constexpr int kMaxActRows = 4;
 
-// One activation row as the kernels read it. Integer formats: x[i] ≈ d[i / 32]·q[i];
-// dsum16[h] = d[h / 2]·Σ q[16h … 16h+15]; dexp[j] = d[j / 8] (j < n/4): each scale repeated for the
-// eight 4-code lanes of its block, the layout the SIMD kernels multiply with. Float formats read x.
+// One activation row as the kernels read it. Integer formats: x[i] ≈ d[i / kActBlock]·q[i];
+// dsum16[h] = Σ over the blocks b of the 16 values h (left to right) of d_b·Σ_{i∈b} q_i;
+// dexp[j] = d[4j / kActBlock] (j < n/4): the scale of each 4-code lane, the layout the SIMD kernels
+// multiply with (with blocks of 4, the same array as d). Float formats read x.
 struct ActRow {
   const int8_t* q = nullptr;
   const float* d = nullptr;
@@ -79,7 +86,7 @@ struct RowParams {
 
 // out[a] = Σ_i W_row[i] · act[a][i] for a < na (1 ≤ na ≤ kMaxActRows).
 using DotFn = void (*)(const uint8_t* w_row, const ActRow* act, int na, const RowParams& p, float* out);
-// Quantizes x[0, n) (n a multiple of 32): q[n], d[n/32], dsum16[n/16], dexp[n/4] as in ActRow.
+// Quantizes x[0, n) (n a multiple of 32): q[n], d[n/kActBlock], dsum16[n/16], dexp[n/4] as in ActRow.
 using QuantizeActFn = void (*)(const float* x, int64_t n, int8_t* q, float* d, float* dsum16, float* dexp);
 
 // Prompt processing decodes each weight row once per matrix product into this form (w_i =

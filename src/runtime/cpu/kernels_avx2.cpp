@@ -53,31 +53,38 @@ inline int hsum_i32(__m256i v) {
 
 // ---------------------------------------------------------------- activations
 
+// Blocks of 4 (kernels.h), 32 values a step: per register of 8, the two block maxima by in-lane
+// shuffles, scales and codes by the scalar reference's very operations, dsum16 added block by block.
+static_assert(kActBlock == 4, "the SIMD activation quantizers are written for blocks of 4");
 void quantize_act(const float* x, int64_t n, int8_t* q, float* d, float* dsum16, float* dexp) {
-  const __m256 sign = _mm256_set1_ps(-0.0f);
-  for (int64_t b = 0; b < n / kActBlock; ++b) {
-    const float* xb = x + b * kActBlock;
-    __m256 v[4];
-    __m256 mx = _mm256_setzero_ps();
-    for (int k = 0; k < 4; ++k) v[k] = _mm256_loadu_ps(xb + 8 * k), mx = _mm256_max_ps(mx, _mm256_andnot_ps(sign, v[k]));
-    __m128 m = _mm_max_ps(_mm256_castps256_ps128(mx), _mm256_extractf128_ps(mx, 1));
-    m = _mm_max_ps(m, _mm_movehl_ps(m, m));
-    m = _mm_max_ss(m, _mm_movehdup_ps(m));
-    const float amax = _mm_cvtss_f32(m);
-    const float id = amax > 0 ? 127.0f / amax : 0.0f;
-    const float db = amax / 127.0f;
-    d[b] = db;
-    const __m256 vid = _mm256_set1_ps(id);
+  const __m256 sign = _mm256_set1_ps(-0.0f), k127 = _mm256_set1_ps(127.0f);
+  for (int64_t g = 0; g < n / 32; ++g) {
     __m256i iv[4];
-    // Round to nearest even (the default MXCSR mode), as std::nearbyint in the scalar reference.
-    for (int k = 0; k < 4; ++k) iv[k] = _mm256_cvtps_epi32(_mm256_mul_ps(v[k], vid));
-    dsum16[2 * b] = db * float(hsum_i32(_mm256_add_epi32(iv[0], iv[1])));
-    dsum16[2 * b + 1] = db * float(hsum_i32(_mm256_add_epi32(iv[2], iv[3])));
+    float p[8];  // d·Σq of the 8 blocks
+    for (int k = 0; k < 4; ++k) {
+      const __m256 xv = _mm256_loadu_ps(x + 32 * g + 8 * k);
+      const __m256 a = _mm256_andnot_ps(sign, xv);
+      __m256 m = _mm256_max_ps(a, _mm256_permute_ps(a, _MM_SHUFFLE(2, 3, 0, 1)));
+      m = _mm256_max_ps(m, _mm256_permute_ps(m, _MM_SHUFFLE(1, 0, 3, 2)));  // each lane: its block's max|x|
+      const __m256 nonzero = _mm256_cmp_ps(m, _mm256_setzero_ps(), _CMP_GT_OQ);
+      const __m256 id = _mm256_and_ps(_mm256_div_ps(k127, m), nonzero);
+      const __m256 dv = _mm256_div_ps(m, k127);
+      iv[k] = _mm256_cvtps_epi32(_mm256_mul_ps(xv, id));  // round to nearest even, as std::nearbyint
+      __m256i sum = _mm256_add_epi32(iv[k], _mm256_shuffle_epi32(iv[k], _MM_SHUFFLE(2, 3, 0, 1)));
+      sum = _mm256_add_epi32(sum, _mm256_shuffle_epi32(sum, _MM_SHUFFLE(1, 0, 3, 2)));
+      const __m256 pv = _mm256_mul_ps(_mm256_cvtepi32_ps(sum), dv);
+      const int64_t b = (32 * g + 8 * k) / 4;
+      d[b] = dexp[b] = _mm256_cvtss_f32(dv);
+      d[b + 1] = dexp[b + 1] = _mm_cvtss_f32(_mm256_extractf128_ps(dv, 1));
+      p[2 * k] = _mm256_cvtss_f32(pv);
+      p[2 * k + 1] = _mm_cvtss_f32(_mm256_extractf128_ps(pv, 1));
+    }
+    dsum16[2 * g] = ((p[0] + p[1]) + p[2]) + p[3];
+    dsum16[2 * g + 1] = ((p[4] + p[5]) + p[6]) + p[7];
     // Pack 32 int32 to int8: the lane-wise packs interleave 4-value pieces; the permute restores order.
     const __m256i p01 = _mm256_packs_epi32(iv[0], iv[1]), p23 = _mm256_packs_epi32(iv[2], iv[3]);
     const __m256i bytes = _mm256_permutevar8x32_epi32(_mm256_packs_epi16(p01, p23), _mm256_setr_epi32(0, 4, 1, 5, 2, 6, 3, 7));
-    _mm256_storeu_si256(reinterpret_cast<__m256i*>(q + b * kActBlock), bytes);
-    _mm256_storeu_ps(dexp + 8 * b, _mm256_set1_ps(db));
+    _mm256_storeu_si256(reinterpret_cast<__m256i*>(q + g * 32), bytes);
   }
 }
 

@@ -45,23 +45,29 @@ inline __m512i join(__m256i lo, __m256i hi) { return _mm512_inserti64x4(_mm512_c
 
 // ---------------------------------------------------------------- activations
 
+// Blocks of 4 (kernels.h): per register of 16 values, the four block maxima by two in-lane
+// shuffles, scales and codes by the scalar reference's very operations (IEEE division, round to
+// nearest even), and dsum16 as the reference adds it: block by block, left to right.
+static_assert(kActBlock == 4, "the SIMD activation quantizers are written for blocks of 4");
 void quantize_act(const float* x, int64_t n, int8_t* q, float* d, float* dsum16, float* dexp) {
-  const __m512 sign = _mm512_set1_ps(-0.0f);
-  for (int64_t b = 0; b < n / kActBlock; ++b) {
-    const float* xb = x + b * kActBlock;
-    const __m512 x0 = _mm512_loadu_ps(xb), x1 = _mm512_loadu_ps(xb + 16);
-    const float amax = _mm512_reduce_max_ps(_mm512_max_ps(_mm512_andnot_ps(sign, x0), _mm512_andnot_ps(sign, x1)));
-    const float id = amax > 0 ? 127.0f / amax : 0.0f;
-    const float db = amax / 127.0f;
-    d[b] = db;
-    const __m512 vid = _mm512_set1_ps(id);
-    // Round to nearest even (the default MXCSR mode), as std::nearbyint in the scalar reference.
-    const __m512i v0 = _mm512_cvtps_epi32(_mm512_mul_ps(x0, vid)), v1 = _mm512_cvtps_epi32(_mm512_mul_ps(x1, vid));
-    _mm_storeu_si128(reinterpret_cast<__m128i*>(q + b * kActBlock), _mm512_cvtsepi32_epi8(v0));
-    _mm_storeu_si128(reinterpret_cast<__m128i*>(q + b * kActBlock + 16), _mm512_cvtsepi32_epi8(v1));
-    dsum16[2 * b] = db * float(_mm512_reduce_add_epi32(v0));
-    dsum16[2 * b + 1] = db * float(_mm512_reduce_add_epi32(v1));
-    _mm256_storeu_ps(dexp + 8 * b, _mm256_set1_ps(db));
+  const __m512 sign = _mm512_set1_ps(-0.0f), k127 = _mm512_set1_ps(127.0f);
+  for (int64_t i = 0; i < n; i += 16) {
+    const __m512 xv = _mm512_loadu_ps(x + i);
+    const __m512 a = _mm512_andnot_ps(sign, xv);
+    __m512 m = _mm512_max_ps(a, _mm512_permute_ps(a, _MM_SHUFFLE(2, 3, 0, 1)));
+    m = _mm512_max_ps(m, _mm512_permute_ps(m, _MM_SHUFFLE(1, 0, 3, 2)));  // each lane: its block's max|x|
+    const __mmask16 nonzero = _mm512_cmp_ps_mask(m, _mm512_setzero_ps(), _CMP_GT_OQ);
+    const __m512 id = _mm512_maskz_div_ps(nonzero, k127, m);
+    const __m512 dv = _mm512_div_ps(m, k127);
+    const __m512i v = _mm512_cvtps_epi32(_mm512_mul_ps(xv, id));  // round to nearest even, as std::nearbyint
+    _mm_storeu_si128(reinterpret_cast<__m128i*>(q + i), _mm512_cvtsepi32_epi8(v));
+    _mm512_mask_compressstoreu_ps(d + i / 4, 0x1111, dv);
+    _mm512_mask_compressstoreu_ps(dexp + i / 4, 0x1111, dv);
+    __m512i sum = _mm512_add_epi32(v, _mm512_shuffle_epi32(v, _MM_PERM_CDAB));
+    sum = _mm512_add_epi32(sum, _mm512_shuffle_epi32(sum, _MM_PERM_BADC));  // each lane: its block's Σq
+    alignas(64) float p[16];
+    _mm512_store_ps(p, _mm512_mul_ps(_mm512_cvtepi32_ps(sum), dv));
+    dsum16[i / 16] = ((p[0] + p[4]) + p[8]) + p[12];
   }
 }
 

@@ -38,6 +38,9 @@ constexpr WFormatInfo kFormats[] = {
 
 inline float h2f(uint16_t h) { return f16_to_f32(h); }
 
+// The pieces of an activation block that share one weight scale α (α is per 16 codes).
+constexpr int kSeg = kActBlock < 16 ? kActBlock : 16;
+
 // The 6-bit scale and min of group j of a Q4_K / Q5_K super-block (blocks.h describes the packing).
 inline void kquant_scale_min(const uint8_t* s, int j, int& sc, int& m) {
   if (j < 4) {
@@ -56,16 +59,19 @@ void quantize_act_scalar(const float* x, int64_t n, int8_t* q, float* d, float* 
     for (int i = 0; i < kActBlock; ++i) amax = std::max(amax, std::fabs(xb[i]));
     const float id = amax > 0 ? 127.0f / amax : 0.0f;
     d[b] = amax / 127.0f;
-    for (int h = 0; h < 2; ++h) {
+    for (int i = 0; i < kActBlock; ++i) q[b * kActBlock + i] = int8_t(std::nearbyint(xb[i] * id));  // |x·id| <= 127·(1 + 2⁻²³)
+    for (int l = 0; l < kActBlock / 4; ++l) dexp[b * (kActBlock / 4) + l] = d[b];
+  }
+  // dsum16[h] = Σ_{i∈h} d·q, per activation block inside the 16 (each an exact integer sum times d).
+  constexpr int kSeg = kActBlock < 16 ? kActBlock : 16;
+  for (int64_t h = 0; h < n / 16; ++h) {
+    float s = 0;
+    for (int64_t i0 = 16 * h; i0 < 16 * h + 16; i0 += kSeg) {
       int sum = 0;
-      for (int i = 16 * h; i < 16 * h + 16; ++i) {
-        const int v = int(std::nearbyint(xb[i] * id));  // |v| <= 127: |x·id| <= 127·(1 + 2⁻²³)
-        q[b * kActBlock + i] = int8_t(v);
-        sum += v;
-      }
-      dsum16[2 * b + h] = d[b] * float(sum);
+      for (int64_t i = i0; i < i0 + kSeg; ++i) sum += q[i];
+      s += d[i0 / kActBlock] * float(sum);
     }
-    for (int l = 0; l < 8; ++l) dexp[8 * b + l] = d[b];
+    dsum16[h] = s;
   }
 }
 
@@ -210,10 +216,10 @@ void dot_int(const uint8_t* w, const ActRow* act, int na, const RowParams& p, fl
     float acc = 0;
     for (int64_t b = 0; b < n / kActBlock; ++b) {
       float s = 0;
-      for (int64_t h = 2 * b; h < 2 * b + 2; ++h) {
+      for (int64_t i0 = b * kActBlock; i0 < (b + 1) * kActBlock; i0 += kSeg) {  // pieces sharing one α
         int t = 0;
-        for (int64_t i = 16 * h; i < 16 * h + 16; ++i) t += int(r.u[size_t(i)]) * int(act[a].q[i]);
-        s += r.alpha[size_t(h)] * float(t);
+        for (int64_t i = i0; i < i0 + kSeg; ++i) t += int(r.u[size_t(i)]) * int(act[a].q[i]);
+        s += r.alpha[size_t(i0 / 16)] * float(t);
       }
       acc += act[a].d[b] * s;
     }
@@ -248,10 +254,10 @@ void gemm_tile(const DecodedRow* w, int nr, const ActRow* act, int na, int64_t n
       float acc = 0;
       for (int64_t b = 0; b < n / kActBlock; ++b) {
         float s = 0;
-        for (int64_t h = 2 * b; h < 2 * b + 2; ++h) {
+        for (int64_t i0 = b * kActBlock; i0 < (b + 1) * kActBlock; i0 += kSeg) {
           int t = 0;
-          for (int64_t i = 16 * h; i < 16 * h + 16; ++i) t += int(w[r].u[i]) * int(act[a].q[i]);
-          s += w[r].alpha[4 * h] * float(t);
+          for (int64_t i = i0; i < i0 + kSeg; ++i) t += int(w[r].u[i]) * int(act[a].q[i]);
+          s += w[r].alpha[i0 / 4] * float(t);
         }
         acc += act[a].d[b] * s;
       }

@@ -266,7 +266,7 @@ void qmatmul(const QMatrix& w, const float* x, int64_t rows, float* y, const flo
   if (fi.float_acts) {
     for (int64_t t = 0; t < rows; ++t) buf.rows[size_t(t)].x = x + t * in;
   } else {
-    QL_ASSERT(in % kActBlock == 0, "{}: {} columns, not a multiple of {}", w.name, in, kActBlock);
+    QL_ASSERT(in % 32 == 0, "{}: {} columns, not a multiple of 32", w.name, in);
     buf.q.resize(size_t(rows * in));
     buf.d.resize(size_t(rows * in / kActBlock));
     buf.dsum16.resize(size_t(rows * in / 16));

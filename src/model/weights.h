@@ -1,9 +1,10 @@
-// Weights of a model, by Hugging Face tensor name, widened to fp32 on request.
+// Weights of a model, by Hugging Face tensor name, widened to fp32 on request or handed out as stored.
 //
 // A WeightSource hides where the weights live: a plain safetensors checkpoint, a GPTQ/AWQ directory
 // (packed integers dequantized on load) or a GGUF file (blocks dequantized, names and q/k row order
-// mapped back). The runtime only ever asks for "model.layers.3.mlp.up_proj.weight" as fp32, one
-// decoder block at a time, so peak memory is one block plus the embeddings and head.
+// mapped back). Quantization asks for "model.layers.3.mlp.up_proj.weight" as fp32, one decoder block
+// at a time, so peak memory is one block plus the embeddings and head; the quantized engine asks for
+// the stored bytes instead (packed(): views into the mapping) and never widens a whole tensor.
 #pragma once
 
 #include "core/tensor.h"

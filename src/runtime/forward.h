@@ -1,4 +1,6 @@
-// The fp32 forward pass of the generic decoder (every row of the architecture table).
+// The forward pass of the generic decoder (every row of the architecture table), in fp32 activations.
+// A linear layer's weight is either an fp32 matrix or a packed one (LinearWeights::packed, the
+// quantized engine: runtime/cpu/qmatrix.h); everything else is the same code for both.
 //
 // The pieces are separate so that calibration can run one decoder block at a time over all
 // calibration windows and observe the input of every linear layer:

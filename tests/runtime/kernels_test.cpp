@@ -189,7 +189,8 @@ TEST(Kernels, EveryLevelMatchesTheScalarReference) {
   std::map<std::string, double> worst;  // largest |level − scalar| / bound per format
   for (const Case& c : kGgmlCases) {
     const WFormatInfo& fi = wformat_info(c.format);
-    for (int64_t n : {int64_t(256), int64_t(1280), int64_t(4096)}) {
+    for (int64_t n : {int64_t(256), int64_t(1280), int64_t(4096), int64_t(576)}) {
+      if (n % fi.block != 0) continue;
       const Row row = make_row(c, n, uint32_t(n));
       const RowParams p{n, 0};
       for (int na = 1; na <= kMaxActRows; ++na) {
@@ -225,7 +226,8 @@ TEST(Kernels, DecodedTilesMatchTheScalarReference) {
   for (const Case& c : kGgmlCases) {
     const WFormatInfo& fi = wformat_info(c.format);
     if (fi.float_acts) continue;
-    const int64_t n = 1280;
+    // 576 = 4.5 · 128: the tails of the 128/256-code steps (32-weight formats only; K-quants need 256s)
+    for (const int64_t n : {int64_t(1280), fi.block == 32 ? int64_t(576) : int64_t(768)}) {
     const int nr = 3;
     std::vector<Row> rows;
     for (int r = 0; r < nr; ++r) rows.push_back(make_row(c, n, uint32_t(100 + r)));
@@ -254,10 +256,11 @@ TEST(Kernels, DecodedTilesMatchTheScalarReference) {
               mag += (std::fabs(rows[size_t(r)].w[size_t(i)]) + 2 * offset_of(c.format, rows[size_t(r)].bytes.data(), i)) *
                      std::fabs(s.xhat[size_t(i)]);
             EXPECT_LE(std::fabs(double(got[size_t(a * nr + r)]) - ref[a]), 2 * (double(n) / 32 + 16 + 3) * kU * mag)
-                << fi.name << " " << isa_name(isa) << " row " << r << " act " << a << " of " << na;
+                << fi.name << " " << isa_name(isa) << " n " << n << " row " << r << " act " << a << " of " << na;
           }
         }
       }
+    }
     }
   }
 }

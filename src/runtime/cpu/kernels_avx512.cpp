@@ -2,12 +2,12 @@
 //
 // The integer formats are all computed in kernels.h's form w = α·u − β: a decoder per format turns
 // a step of the row (64 or 256 weights) into 64-code registers of unsigned codes u with a register of
-// 16 lane scales α each (lane l covers codes 4l … 4l+3, the lanes of vpdpbusd), and writes the
-// offsets β per 16 codes to a row buffer. The one dot-product loop then does, per 64 codes and
-// activation row: vpdpbusd (64 exact products into 16 int32 lanes), conversion to fp32, and one
-// multiply-add with α·d (d, the activation scales, expanded per lane in ActRow::dexp); the offsets
-// are one fp32 dot product with ActRow::dsum16 at the end of the row. A step is decoded once for all
-// `na` activation rows.
+// 16 lane scales α each (lane l covers codes 4l … 4l+3, the lanes of vpdpbusd) and a vector of the
+// step's offsets β, one per 16 codes. The dot-product loops then do, per 64 codes and activation row:
+// vpdpbusd (64 exact products into 16 int32 lanes), conversion to fp32, and one multiply-add with
+// α·d (d, the activation scales per lane, ActRow::dexp); per step, one multiply-add of β with
+// ActRow::dsum16. A step is decoded once for all activation rows of a call; prompts decode each
+// weight row once per product (decode_with) and multiply 4 × 4 tiles of rows and tokens.
 // No standard-library templates or shared inline functions are used here: a copy compiled with
 // AVX-512 could be the one the linker keeps for the whole program.
 #include "runtime/cpu/kernels.h"
@@ -29,16 +29,6 @@ using namespace quantllm::ggml;
 namespace {
 
 inline float h2f(uint16_t h) { return _cvtsh_ss(h); }
-
-inline void kquant_scale_min(const uint8_t* s, int j, int& sc, int& m) {
-  if (j < 4) {
-    sc = s[j] & 63;
-    m = s[j + 4] & 63;
-  } else {
-    sc = (s[j + 4] & 0x0f) | ((s[j - 4] >> 6) << 4);
-    m = (s[j + 4] >> 4) | ((s[j] >> 6) << 4);
-  }
-}
 
 // [lo | hi]: two 256-bit halves into one register.
 inline __m512i join(__m256i lo, __m256i hi) { return _mm512_inserti64x4(_mm512_castsi256_si512(lo), hi, 1); }

@@ -432,6 +432,42 @@ TEST(Kernels, GptqAndAwqGroupsThroughQmatmulMatchTheDequantizedProduct) {
               worst_sigma, worst_bound);
 }
 
+// Prompts on float formats (fp32 tiles over transposed panels at AVX-512, panels + sgemm elsewhere)
+// against the product in double: each output is a chain of `in` fp32 multiply-adds, so it is within
+// (in + 2)·u·Σ|w·x| of the exact sum. Sizes off every block size: 40 rows (panels of 16), 1000
+// columns (16-wide transposes, 512-wide column blocks), 13 activation rows (tiles of 12).
+TEST(Kernels, FloatFormatsManyRowsMatchTheExactProduct) {
+  const int64_t out = 40, in = 1000, T = 13;
+  for (const Case c : {Case{WFormat::F32, GgmlType::F32}, Case{WFormat::F16, GgmlType::F16}, Case{WFormat::BF16, GgmlType::BF16}}) {
+    const auto wf = gaussian(out * in, 51, 0.02f);
+    std::vector<uint8_t> bytes(ggml::row_size(c.type, in) * size_t(out));
+    ggml::quantize_rows(c.type, wf.data(), bytes.data(), out, in, nullptr);
+    std::vector<float> wd(static_cast<size_t>(out * in));
+    ggml::dequantize_rows(c.type, bytes.data(), wd.data(), out, in);
+    QMatrix m;
+    m.format = c.format, m.rows = out, m.cols = in, m.row_bytes = ggml::row_size(c.type, in), m.data = bytes.data();
+    const auto x = gaussian(T * in, 53);
+    std::vector<float> bias(static_cast<size_t>(out));
+    for (int64_t r = 0; r < out; ++r) bias[size_t(r)] = 0.01f * float(r);
+    for (Isa isa : levels()) {
+      set_isa(isa);
+      std::vector<float> y(static_cast<size_t>(T * out));
+      qmatmul(m, x.data(), T, y.data(), bias.data());
+      for (int64_t t = 0; t < T; ++t)
+        for (int64_t r = 0; r < out; ++r) {
+          double exact = bias[size_t(r)], mag = std::fabs(bias[size_t(r)]);
+          for (int64_t j = 0; j < in; ++j) {
+            const double p = double(wd[size_t(r * in + j)]) * x[size_t(t * in + j)];
+            exact += p, mag += std::fabs(p);
+          }
+          EXPECT_LE(std::fabs(y[size_t(t * out + r)] - exact), double(in + 2) * kU * mag)
+              << wformat_info(c.format).name << " " << isa_name(isa) << " t " << t << " r " << r;
+        }
+    }
+    set_isa(detected_isa());
+  }
+}
+
 TEST(Kernels, QmatmulDoesNotDependOnTheThreadCount) {
   const Case c{WFormat::Q4_K, GgmlType::Q4_K};
   const int64_t out = 200, in = 512, T = 9;

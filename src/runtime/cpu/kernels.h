@@ -101,6 +101,15 @@ using DecodeFn = void (*)(const uint8_t* w_row, const RowParams& p, const Decode
 // out[a·ldo + r] = Σ_i W_r[i]·act[a][i] for r < nr, a < na (both ≤ kMaxActRows), n a multiple of 64.
 using GemmTileFn = void (*)(const DecodedRow* w, int nr, const ActRow* act, int na, int64_t n, float* out, int64_t ldo);
 
+// Prompts on float formats: 16 weight rows, columns [k0, k0 + kn), widened to fp32 and transposed to
+// k-major (panel[k·16 + r] = W_r[k0 + k]; rows past nr are zero). A tile multiplies up to 32 rows —
+// two such panels, the second at panel + 16·kn — with activation rows:
+// out[a·ldo + r] (+)= Σ_k W_r[k0 + k]·x[a][k] for r < nr ≤ 32, a < na ≤ kFloatTileRows.
+inline constexpr int kFloatTileRows = 12;
+using FloatPanelFn = void (*)(const uint8_t* const* w_rows, int nr, int64_t k0, int64_t kn, float* panel);
+using FloatTileFn = void (*)(const float* panel, int nr, const float* const* x, int na, int64_t kn, float* out,
+                             int64_t ldo, bool accumulate);
+
 struct Kernels {
   Isa isa;
   DotFn dot[kNumWFormats];
@@ -109,6 +118,10 @@ struct Kernels {
   // the level and format that decoded it (Q8_0 at the AVX2 level keeps signed codes, for example).
   DecodeFn decode[kNumWFormats];
   GemmTileFn gemm_tile[kNumWFormats];
+  // Float formats at levels with a tuned fp32 tile (AVX-512); null elsewhere (the driver then widens
+  // panels and calls sgemm).
+  FloatPanelFn float_panel[kNumWFormats];
+  FloatTileFn float_tile;
 };
 
 const Kernels& kernels_scalar();

@@ -382,6 +382,8 @@ const Kernels kAvx2 = {
      decode_simple<DecQ45K<true>>, decode_simple<DecQ6K>, decode_gq4},
     {nullptr, nullptr, nullptr, gemm_tile<true>, gemm_tile<false>, gemm_tile<false>, gemm_tile<false>, gemm_tile<false>,
      gemm_tile<false>},
+    {},
+    nullptr,
 };
 
 }  // namespace

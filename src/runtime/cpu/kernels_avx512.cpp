@@ -427,6 +427,80 @@ void gemm_tile(const DecodedRow* w, int nr, const ActRow* act, int na, int64_t n
   kTiles[nr - 1][na - 1](w, act, n, out, ldo);
 }
 
+// ---------------------------------------------------------------- float formats, prompts
+
+// 16×16 transpose in registers: r[i] holds row i on entry, column i on exit.
+inline void transpose16(__m512 r[16]) {
+  __m512 t[16], u[16];
+  for (int i = 0; i < 8; ++i) {
+    t[2 * i] = _mm512_unpacklo_ps(r[2 * i], r[2 * i + 1]);
+    t[2 * i + 1] = _mm512_unpackhi_ps(r[2 * i], r[2 * i + 1]);
+  }
+  for (int g = 0; g < 4; ++g) {  // rows 4g … 4g+3: u[4g + m] lane j = those rows at column 4j + m
+    u[4 * g] = _mm512_shuffle_ps(t[4 * g], t[4 * g + 2], 0x44);
+    u[4 * g + 1] = _mm512_shuffle_ps(t[4 * g], t[4 * g + 2], 0xee);
+    u[4 * g + 2] = _mm512_shuffle_ps(t[4 * g + 1], t[4 * g + 3], 0x44);
+    u[4 * g + 3] = _mm512_shuffle_ps(t[4 * g + 1], t[4 * g + 3], 0xee);
+  }
+  for (int m = 0; m < 4; ++m) {
+    const __m512 xlo = _mm512_shuffle_f32x4(u[m], u[4 + m], 0x88), xhi = _mm512_shuffle_f32x4(u[m], u[4 + m], 0xdd);
+    const __m512 ylo = _mm512_shuffle_f32x4(u[8 + m], u[12 + m], 0x88), yhi = _mm512_shuffle_f32x4(u[8 + m], u[12 + m], 0xdd);
+    r[m] = _mm512_shuffle_f32x4(xlo, ylo, 0x88);
+    r[8 + m] = _mm512_shuffle_f32x4(xlo, ylo, 0xdd);
+    r[4 + m] = _mm512_shuffle_f32x4(xhi, yhi, 0x88);
+    r[12 + m] = _mm512_shuffle_f32x4(xhi, yhi, 0xdd);
+  }
+}
+
+template <typename Load>
+void float_panel(const uint8_t* const* w, int nr, int64_t k0, int64_t kn, float* panel) {
+  const Load load;
+  for (int64_t k = 0; k < kn; k += 16) {
+    const __mmask16 m = kn - k >= 16 ? __mmask16(0xffff) : __mmask16((1u << (kn - k)) - 1);
+    __m512 r[16];
+    for (int i = 0; i < 16; ++i) r[i] = i < nr ? load(w[i], k0 + k, m) : _mm512_setzero_ps();
+    transpose16(r);
+    for (int i = 0; i < 16 && k + i < kn; ++i) _mm512_storeu_ps(panel + (k + i) * 16, r[i]);
+  }
+}
+
+// NA activation rows × two panels of 16 rows (in the lanes): per k, two panel loads and 2·NA FMAs
+// with the activation broadcast from memory (24 accumulators: loads stay below the FMA rate).
+template <int NA>
+void float_tile_t(const float* panel0, const float* panel1, __mmask16 m0, __mmask16 m1, const float* const* x,
+                  int64_t kn, float* out, int64_t ldo, bool accumulate) {
+  __m512 acc0[NA], acc1[NA];
+  for (int a = 0; a < NA; ++a) {
+    acc0[a] = accumulate ? _mm512_maskz_loadu_ps(m0, out + a * ldo) : _mm512_setzero_ps();
+    acc1[a] = accumulate ? _mm512_maskz_loadu_ps(m1, out + a * ldo + 16) : _mm512_setzero_ps();
+  }
+  for (int64_t k = 0; k < kn; ++k) {
+    const __m512 w0 = _mm512_loadu_ps(panel0 + k * 16), w1 = _mm512_loadu_ps(panel1 + k * 16);
+    for (int a = 0; a < NA; ++a) {
+      const __m512 xa = _mm512_set1_ps(x[a][k]);
+      acc0[a] = _mm512_fmadd_ps(w0, xa, acc0[a]);
+      acc1[a] = _mm512_fmadd_ps(w1, xa, acc1[a]);
+    }
+  }
+  for (int a = 0; a < NA; ++a) {
+    _mm512_mask_storeu_ps(out + a * ldo, m0, acc0[a]);
+    if (m1) _mm512_mask_storeu_ps(out + a * ldo + 16, m1, acc1[a]);
+  }
+}
+
+using FloatTileT = void (*)(const float*, const float*, __mmask16, __mmask16, const float* const*, int64_t, float*,
+                            int64_t, bool);
+constexpr FloatTileT kFloatTiles[kFloatTileRows] = {
+    float_tile_t<1>, float_tile_t<2>, float_tile_t<3>, float_tile_t<4>,  float_tile_t<5>,  float_tile_t<6>,
+    float_tile_t<7>, float_tile_t<8>, float_tile_t<9>, float_tile_t<10>, float_tile_t<11>, float_tile_t<12>};
+
+// nr ≤ 32 rows: the first panel at `panel`, the second (rows 16 … 31) at panel + 16·kn.
+void float_tile(const float* panel, int nr, const float* const* x, int na, int64_t kn, float* out, int64_t ldo,
+                bool accumulate) {
+  auto mask = [](int r) { return r >= 16 ? __mmask16(0xffff) : r <= 0 ? __mmask16(0) : __mmask16((1u << r) - 1); };
+  kFloatTiles[na - 1](panel, panel + 16 * kn, mask(nr), mask(nr - 16), x, kn, out, ldo, accumulate);
+}
+
 const Kernels kAvx512 = {
     Isa::Avx512,
     {dot_float<LoadF32>, dot_float<LoadF16>, dot_float<LoadBF16>, dot_simple<DecQ8_0>, dot_simple<DecQ4_0>,
@@ -435,6 +509,8 @@ const Kernels kAvx512 = {
     {nullptr, nullptr, nullptr, decode_simple<DecQ8_0>, decode_simple<DecQ4_0>, decode_simple<DecQ45K<false>>,
      decode_simple<DecQ45K<true>>, decode_simple<DecQ6K>, decode_gq4},
     {nullptr, nullptr, nullptr, gemm_tile, gemm_tile, gemm_tile, gemm_tile, gemm_tile, gemm_tile},
+    {float_panel<LoadF32>, float_panel<LoadF16>, float_panel<LoadBF16>},
+    float_tile,
 };
 
 }  // namespace

@@ -275,6 +275,8 @@ const Kernels kScalar = {
     {nullptr, nullptr, nullptr, decode_row<WFormat::Q8_0>, decode_row<WFormat::Q4_0>, decode_row<WFormat::Q4_K>,
      decode_row<WFormat::Q5_K>, decode_row<WFormat::Q6_K>, decode_row<WFormat::GQ4>},
     {nullptr, nullptr, nullptr, gemm_tile, gemm_tile, gemm_tile, gemm_tile, gemm_tile, gemm_tile},
+    {},
+    nullptr,
 };
 
 }  // namespace

@@ -227,6 +227,43 @@ void qmatrix_row(const QMatrix& w, int64_t r, float* out) {
 
 namespace {
 
+// Float weights against many rows with the level's fp32 tile (Kernels::float_tile): groups of 64
+// weight rows as four 16-row panels, 512 columns at a time (128 KB of panels and 24 KB of activations
+// stay in L2/L1), each panel against the activation rows twelve at a time.
+void float_gemm_tiled(const Kernels& k, const QMatrix& w, const float* x, int64_t rows, float* y, const float* bias) {
+  constexpr int64_t kPanel = 16, kPanels = 4, kKBlock = 512;
+  const int64_t out = w.rows, in = w.cols, group = kPanel * kPanels;
+  const FloatPanelFn make_panel = k.float_panel[int(w.format)];
+  parallel_for((out + group - 1) / group, [&](int64_t g0, int64_t g1) {
+    std::vector<float> panels(static_cast<size_t>(kPanels * kPanel * kKBlock));
+    const uint8_t* ptrs[kPanel];
+    const float* xs[kFloatTileRows];
+    for (int64_t g = g0; g < g1; ++g) {
+      const int64_t r0 = g * group, np = std::min(kPanels, (out - r0 + kPanel - 1) / kPanel);
+      for (int64_t k0 = 0; k0 < in; k0 += kKBlock) {
+        const int64_t kn = std::min(kKBlock, in - k0);
+        for (int64_t p = 0; p < np; ++p) {
+          const int64_t rr = r0 + p * kPanel, nr = std::min(kPanel, out - rr);
+          for (int64_t i = 0; i < nr; ++i) ptrs[i] = w.row(rr + i);
+          make_panel(ptrs, int(nr), k0, kn, panels.data() + p * kPanel * kn);
+        }
+        for (int64_t t0 = 0; t0 < rows; t0 += kFloatTileRows) {
+          const int na = int(std::min<int64_t>(kFloatTileRows, rows - t0));
+          for (int a = 0; a < na; ++a) xs[a] = x + (t0 + a) * in + k0;
+          for (int64_t p = 0; p < np; p += 2) {  // two panels (32 rows) a tile
+            const int64_t rr = r0 + p * kPanel;
+            k.float_tile(panels.data() + p * kPanel * kn, int(std::min(2 * kPanel, out - rr)), xs, na, kn,
+                         y + t0 * out + rr, out, k0 > 0);
+          }
+        }
+      }
+      if (bias)
+        for (int64_t t = 0; t < rows; ++t)
+          for (int64_t r = r0; r < std::min(out, r0 + group); ++r) y[t * out + r] += bias[r];
+    }
+  });
+}
+
 // Float weights against many rows: panels widened to fp32, single-threaded sgemm per panel.
 void float_gemm(const QMatrix& w, const float* x, int64_t rows, float* y, const float* bias) {
   constexpr int64_t kPanel = 64;
@@ -252,7 +289,9 @@ void qmatmul(const QMatrix& w, const float* x, int64_t rows, float* y, const flo
   const int64_t out = w.rows, in = w.cols;
   const WFormatInfo& fi = wformat_info(w.format);
   if (fi.float_acts && rows > kMaxActRows) {
-    float_gemm(w, x, rows, y, bias);
+    const Kernels& k = kernels();
+    if (k.float_tile && k.float_panel[int(w.format)]) float_gemm_tiled(k, w, x, rows, y, bias);
+    else float_gemm(w, x, rows, y, bias);
     return;
   }
   const Kernels& k = kernels_of(w);

@@ -271,7 +271,7 @@ void dot_int(const Dec& dec, const ActRow* act, int na, int64_t n, float* out) {
   }
   // Prefetch a few hundred bytes ahead: the rows stream from memory and one row is short (1–5 KB),
   // so the hardware prefetcher alone leaves the start of every step waiting.
-  constexpr int64_t kAhead = (2048 + Dec::kStepBytes - 1) / Dec::kStepBytes;
+  constexpr int64_t kAhead = (4096 + Dec::kStepBytes - 1) / Dec::kStepBytes;
   for (int64_t s = 0; s < n / Dec::kStep; ++s) {
     const char* next = reinterpret_cast<const char*>(dec.w) + (s + kAhead) * Dec::kStepBytes;
     for (int64_t b = 0; b < Dec::kStepBytes; b += 64) _mm_prefetch(next + b, _MM_HINT_T0);
@@ -307,7 +307,7 @@ void gemv_int(const Dec* dec, const ActRow& act, int64_t n, float* out) {
     if constexpr (sizeof(Beta) == 16) off[r] = _mm_setzero_ps();
     else off[r] = _mm512_setzero_ps();
   }
-  constexpr int64_t kAhead = (2048 + Dec::kStepBytes - 1) / Dec::kStepBytes;
+  constexpr int64_t kAhead = (4096 + Dec::kStepBytes - 1) / Dec::kStepBytes;
   for (int64_t s = 0; s < n / Dec::kStep; ++s) {
     __m512i q[Dec::kChunks];
     __m512 dx[Dec::kChunks];

@@ -468,6 +468,45 @@ TEST(Kernels, FloatFormatsManyRowsMatchTheExactProduct) {
   }
 }
 
+// The prompt path of every integer format through qmatmul (13 rows: tiles at every level, the exact
+// fp32 tiles at AVX-512) against the fp32 product of the dequantized matrix, within the activation
+// rounding's worst case (zero for the exact tiles) plus the order bound of the longer fp32 chain.
+TEST(Kernels, IntegerFormatsManyRowsMatchTheDequantizedProduct) {
+  const int64_t out = 40, in = 1024, T = 13;
+  for (const Case& c : kGgmlCases) {
+    if (wformat_info(c.format).float_acts) continue;
+    const auto wf = gaussian(out * in, 61, 0.02f);
+    std::vector<uint8_t> bytes(ggml::row_size(c.type, in) * size_t(out));
+    ggml::quantize_rows(c.type, wf.data(), bytes.data(), out, in, nullptr);
+    std::vector<float> wd(static_cast<size_t>(out * in));
+    ggml::dequantize_rows(c.type, bytes.data(), wd.data(), out, in);
+    QMatrix m;
+    m.format = c.format, m.rows = out, m.cols = in, m.row_bytes = ggml::row_size(c.type, in), m.data = bytes.data();
+    const auto x = gaussian(T * in, 67);
+    for (Isa isa : levels()) {
+      set_isa(isa);
+      std::vector<float> y(static_cast<size_t>(T * out));
+      qmatmul(m, x.data(), T, y.data(), nullptr);
+      for (int64_t t = 0; t < T; ++t) {
+        const std::vector<float> xt(x.begin() + t * in, x.begin() + (t + 1) * in);
+        const SpecAct s = spec_quantize(xt);
+        for (int64_t r = 0; r < out; ++r) {
+          double exact = 0, act = 0, mag = 0;
+          for (int64_t j = 0; j < in; ++j) {
+            const double w = wd[size_t(r * in + j)];
+            exact += w * xt[size_t(j)];
+            act += std::fabs(w) * (s.d[size_t(j / kActBlock)] / 2 * (1 + 0x1p-14) + 0x1p-21 * std::fabs(xt[size_t(j)]));
+            mag += (std::fabs(w) + 2 * offset_of(c.format, bytes.data() + r * m.row_bytes, j)) * std::fabs(xt[size_t(j)]) * 1.01;
+          }
+          EXPECT_LE(std::fabs(y[size_t(t * out + r)] - exact), act + double(in + 19) * kU * mag)
+              << wformat_info(c.format).name << " " << isa_name(isa) << " t " << t << " r " << r;
+        }
+      }
+    }
+    set_isa(detected_isa());
+  }
+}
+
 TEST(Kernels, QmatmulDoesNotDependOnTheThreadCount) {
   const Case c{WFormat::Q4_K, GgmlType::Q4_K};
   const int64_t out = 200, in = 512, T = 9;

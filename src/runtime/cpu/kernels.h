@@ -106,7 +106,8 @@ using GemmTileFn = void (*)(const DecodedRow* w, int nr, const ActRow* act, int 
 // two such panels, the second at panel + 16·kn — with activation rows:
 // out[a·ldo + r] (+)= Σ_k W_r[k0 + k]·x[a][k] for r < nr ≤ 32, a < na ≤ kFloatTileRows.
 inline constexpr int kFloatTileRows = 12;
-using FloatPanelFn = void (*)(const uint8_t* const* w_rows, int nr, int64_t k0, int64_t kn, float* panel);
+using FloatPanelFn = void (*)(const uint8_t* const* w_rows, int nr, const RowParams& p, int64_t k0, int64_t kn,
+                              float* panel);
 using FloatTileFn = void (*)(const float* panel, int nr, const float* const* x, int na, int64_t kn, float* out,
                              int64_t ldo, bool accumulate);
 
@@ -118,8 +119,10 @@ struct Kernels {
   // the level and format that decoded it (Q8_0 at the AVX2 level keeps signed codes, for example).
   DecodeFn decode[kNumWFormats];
   GemmTileFn gemm_tile[kNumWFormats];
-  // Float formats at levels with a tuned fp32 tile (AVX-512); null elsewhere (the driver then widens
-  // panels and calls sgemm).
+  // Prompts through fp32 tiles over widened panels, at levels with a tuned fp32 tile (AVX-512), for the
+  // float formats and — exactly decoded, no activation rounding — the integer ones (k0 and kn then
+  // multiples of 256); null elsewhere (float formats: widened panels and sgemm; integer formats: the
+  // decode / gemm_tile path on 8-bit activations).
   FloatPanelFn float_panel[kNumWFormats];
   FloatTileFn float_tile;
 };

@@ -453,7 +453,7 @@ inline void transpose16(__m512 r[16]) {
 }
 
 template <typename Load>
-void float_panel(const uint8_t* const* w, int nr, int64_t k0, int64_t kn, float* panel) {
+void float_panel(const uint8_t* const* w, int nr, const RowParams&, int64_t k0, int64_t kn, float* panel) {
   const Load load;
   for (int64_t k = 0; k < kn; k += 16) {
     const __mmask16 m = kn - k >= 16 ? __mmask16(0xffff) : __mmask16((1u << (kn - k)) - 1);
@@ -461,6 +461,61 @@ void float_panel(const uint8_t* const* w, int nr, int64_t k0, int64_t kn, float*
     for (int i = 0; i < 16; ++i) r[i] = i < nr ? load(w[i], k0 + k, m) : _mm512_setzero_ps();
     transpose16(r);
     for (int i = 0; i < 16 && k + i < kn; ++i) _mm512_storeu_ps(panel + (k + i) * 16, r[i]);
+  }
+}
+
+// Integer formats widened exactly (w = α·u − β, kernels.h) for the fp32 tiles: each row's columns
+// [k0, k0 + kn) decoded step by step into fp32, then 16 × 16 transposes into the panel.
+inline float beta_at(__m128 b, int i) {
+  alignas(16) float t[4];
+  _mm_store_ps(t, b);
+  return t[i];
+}
+inline float beta_at(__m512 b, int i) {
+  alignas(64) float t[16];
+  _mm512_store_ps(t, b);
+  return t[i];
+}
+
+template <typename Dec>
+Dec make_dec(const uint8_t* w, const RowParams& p) {
+  if constexpr (std::is_same_v<Dec, DecGQ4>) return DecGQ4{w, p.n, p.group_size};
+  else return Dec{w};
+}
+
+template <typename Dec>
+void int_float_panel(const uint8_t* const* w, int nr, const RowParams& p, int64_t k0, int64_t kn, float* panel) {
+  constexpr int64_t kMaxK = 512;
+  alignas(64) float rows[16][kMaxK];
+  for (int r = 0; r < 16; ++r) {
+    if (r >= nr) {
+      for (int64_t k = 0; k < kn; k += 16) _mm512_store_ps(rows[r] + k, _mm512_setzero_ps());
+      continue;
+    }
+    const Dec dec = make_dec<Dec>(w[r], p);
+    for (int64_t s = k0 / Dec::kStep; s < (k0 + kn) / Dec::kStep; ++s) {
+      __m512i u[Dec::kChunks];
+      __m512 alpha[Dec::kChunks];
+      typename Dec::Beta beta;
+      dec.decode(s, u, alpha, beta);
+      for (int c = 0; c < Dec::kChunks; ++c)
+        for (int j = 0; j < 4; ++j) {  // 16 codes: lanes 4j … 4j+3 of α, β of 16-piece 4c + j of the step
+          const __m512 codes = _mm512_cvtepi32_ps(_mm512_cvtepu8_epi32(_mm512_extracti32x4_epi32(u[c], j)));
+          const __m512 a = _mm512_permutexvar_ps(
+              _mm512_set_epi32(4 * j + 3, 4 * j + 3, 4 * j + 3, 4 * j + 3, 4 * j + 2, 4 * j + 2, 4 * j + 2, 4 * j + 2,
+                               4 * j + 1, 4 * j + 1, 4 * j + 1, 4 * j + 1, 4 * j, 4 * j, 4 * j, 4 * j),
+              alpha[c]);
+          const float b = beta_at(beta, 4 * c + j);
+          _mm512_store_ps(rows[r] + s * Dec::kStep - k0 + 64 * c + 16 * j,
+                          _mm512_fmsub_ps(a, codes, _mm512_set1_ps(b)));
+        }
+    }
+  }
+  for (int64_t k = 0; k < kn; k += 16) {
+    __m512 t[16];
+    for (int i = 0; i < 16; ++i) t[i] = _mm512_load_ps(rows[i] + k);
+    transpose16(t);
+    for (int i = 0; i < 16; ++i) _mm512_storeu_ps(panel + (k + i) * 16, t[i]);
   }
 }
 
@@ -509,7 +564,9 @@ const Kernels kAvx512 = {
     {nullptr, nullptr, nullptr, decode_simple<DecQ8_0>, decode_simple<DecQ4_0>, decode_simple<DecQ45K<false>>,
      decode_simple<DecQ45K<true>>, decode_simple<DecQ6K>, decode_gq4},
     {nullptr, nullptr, nullptr, gemm_tile, gemm_tile, gemm_tile, gemm_tile, gemm_tile, gemm_tile},
-    {float_panel<LoadF32>, float_panel<LoadF16>, float_panel<LoadBF16>},
+    {float_panel<LoadF32>, float_panel<LoadF16>, float_panel<LoadBF16>, int_float_panel<DecQ8_0>,
+     int_float_panel<DecQ4_0>, int_float_panel<DecQ45K<false>>, int_float_panel<DecQ45K<true>>, int_float_panel<DecQ6K>,
+     int_float_panel<DecGQ4>},
     float_tile,
 };
 

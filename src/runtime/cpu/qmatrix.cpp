@@ -234,6 +234,7 @@ void float_gemm_tiled(const Kernels& k, const QMatrix& w, const float* x, int64_
   constexpr int64_t kPanel = 16, kPanels = 4, kKBlock = 512;
   const int64_t out = w.rows, in = w.cols, group = kPanel * kPanels;
   const FloatPanelFn make_panel = k.float_panel[int(w.format)];
+  const RowParams rp = w.params();
   parallel_for((out + group - 1) / group, [&](int64_t g0, int64_t g1) {
     std::vector<float> panels(static_cast<size_t>(kPanels * kPanel * kKBlock));
     const uint8_t* ptrs[kPanel];
@@ -245,7 +246,7 @@ void float_gemm_tiled(const Kernels& k, const QMatrix& w, const float* x, int64_
         for (int64_t p = 0; p < np; ++p) {
           const int64_t rr = r0 + p * kPanel, nr = std::min(kPanel, out - rr);
           for (int64_t i = 0; i < nr; ++i) ptrs[i] = w.row(rr + i);
-          make_panel(ptrs, int(nr), k0, kn, panels.data() + p * kPanel * kn);
+          make_panel(ptrs, int(nr), rp, k0, kn, panels.data() + p * kPanel * kn);
         }
         for (int64_t t0 = 0; t0 < rows; t0 += kFloatTileRows) {
           const int na = int(std::min<int64_t>(kFloatTileRows, rows - t0));
@@ -288,19 +289,30 @@ void float_gemm(const QMatrix& w, const float* x, int64_t rows, float* y, const 
 void qmatmul(const QMatrix& w, const float* x, int64_t rows, float* y, const float* bias) {
   const int64_t out = w.rows, in = w.cols;
   const WFormatInfo& fi = wformat_info(w.format);
-  if (fi.float_acts && rows > kMaxActRows) {
-    const Kernels& k = kernels();
-    if (k.float_tile && k.float_panel[int(w.format)]) float_gemm_tiled(k, w, x, rows, y, bias);
-    else float_gemm(w, x, rows, y, bias);
-    return;
+  // The caller's buffers; references, because a thread_local named inside the worker lambdas below
+  // would be each worker's own (empty) instance.
+  thread_local ActBuffer caller_buf;
+  ActBuffer& buf = caller_buf;
+  if (!w.col_perm.empty()) {  // act-order GQ4: the activations in the packed column order
+    buf.xperm.resize(size_t(rows * in));
+    for (int64_t t = 0; t < rows; ++t)
+      for (int64_t j = 0; j < in; ++j) buf.xperm[size_t(t * in + j)] = x[t * in + w.col_perm[size_t(j)]];
+    x = buf.xperm.data();
+  }
+  if (rows > kMaxActRows) {  // prompts: fp32 tiles where the level has them (no activation rounding)
+    const Kernels& kt = kernels_of(w);
+    if (kt.float_tile && kt.float_panel[int(w.format)] && (fi.float_acts || in % 256 == 0)) {
+      float_gemm_tiled(kt, w, x, rows, y, bias);
+      return;
+    }
+    if (fi.float_acts) {
+      float_gemm(w, x, rows, y, bias);
+      return;
+    }
   }
   const Kernels& k = kernels_of(w);
   const RowParams rp = w.params();
   const DotFn dot = k.dot[int(w.format)];
-  // The caller's buffer; a reference, because a thread_local named inside the worker lambdas below
-  // would be each worker's own (empty) instance.
-  thread_local ActBuffer caller_buf;
-  ActBuffer& buf = caller_buf;
   buf.rows.assign(size_t(rows), ActRow{});
   if (fi.float_acts) {
     for (int64_t t = 0; t < rows; ++t) buf.rows[size_t(t)].x = x + t * in;
@@ -311,12 +323,6 @@ void qmatmul(const QMatrix& w, const float* x, int64_t rows, float* y, const flo
     buf.dsum16.resize(size_t(rows * in / 16));
     buf.dexp.resize(size_t(rows * in / 4));
     const float* src = x;
-    if (!w.col_perm.empty()) {  // act-order GQ4: the activations in the packed column order
-      buf.xperm.resize(size_t(rows * in));
-      for (int64_t t = 0; t < rows; ++t)
-        for (int64_t j = 0; j < in; ++j) buf.xperm[size_t(t * in + j)] = x[t * in + w.col_perm[size_t(j)]];
-      src = buf.xperm.data();
-    }
     parallel_for(rows, [&](int64_t t0, int64_t t1) {
       for (int64_t t = t0; t < t1; ++t)
         k.quantize_act(src + t * in, in, buf.q.data() + t * in, buf.d.data() + t * in / kActBlock,

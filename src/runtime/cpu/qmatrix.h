@@ -7,11 +7,13 @@
 // kernels of the active instruction-set level over the packed rows.
 //
 //   qmatmul: x [rows, in] → y [rows, out] = x · Wᵀ (+ bias)
-//     rows ≤ 4 (generation): one pass over W, every weight row against all rows of x;
-//     more rows (prompts, perplexity windows): W in panels of kPanelRows rows, each panel against
-//     the rows of x four at a time, so a panel is decoded from cache instead of memory;
-//     float formats with more than 4 rows: each panel widened to fp32 in a cache-sized buffer and
-//     multiplied by single-threaded sgemm.
+//     rows ≤ 4 (generation): one pass over W, every weight row against all rows of x (integer
+//     formats: on 8-bit activations);
+//     more rows (prompts, perplexity windows), at levels with fp32 tiles (AVX-512): W in groups of
+//     64 rows and 512 columns widened exactly to fp32 in transposed 16-row panels, multiplied with
+//     the fp32 activations 12 tokens at a time (Kernels::float_tile);
+//     more rows elsewhere: integer formats decoded row by row into 16-row panels and multiplied four
+//     tokens at a time on 8-bit activations; float formats widened and multiplied by sgemm.
 //   Threads split the output columns (rows of W); every output is computed by the same code whatever
 //   the thread count, so results do not depend on it.
 #pragma once

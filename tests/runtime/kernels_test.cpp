@@ -507,6 +507,48 @@ TEST(Kernels, IntegerFormatsManyRowsMatchTheDequantizedProduct) {
   }
 }
 
+// Prompts with bf16 products (AVX-512 BF16, Bf16Kernels): the weights are exact (codes ≤ 255, bf16
+// weights), the activations rounded to bf16: |x − x̂| ≤ 2⁻⁸|x| (round to nearest even with an 8-bit
+// significand: unit roundoff 2⁻⁸), so the product moves by at most 2⁻⁸·Σ|w_i·x_i| — and, the
+// roundings being independent and within ±2⁻⁸|x_i|, by 6σ with σ² ≤ Σ (2⁻⁸·w_i·x_i)²/3 — plus the
+// fp32 order bound.
+TEST(Kernels, Bf16PromptsMatchTheExactProduct) {
+  if (!bf16_kernels()) GTEST_SKIP() << "no AVX-512 BF16 on this CPU";
+  const int64_t out = 40, in = 1024, T = 13;
+  double worst_sigma = 0;
+  for (const Case& c : kGgmlCases) {
+    if (c.format == WFormat::F32 || c.format == WFormat::F16) continue;
+    const auto wf = gaussian(out * in, 71, 0.02f);
+    std::vector<uint8_t> bytes(ggml::row_size(c.type, in) * size_t(out));
+    ggml::quantize_rows(c.type, wf.data(), bytes.data(), out, in, nullptr);
+    std::vector<float> wd(static_cast<size_t>(out * in));
+    ggml::dequantize_rows(c.type, bytes.data(), wd.data(), out, in);
+    QMatrix m;
+    m.format = c.format, m.rows = out, m.cols = in, m.row_bytes = ggml::row_size(c.type, in), m.data = bytes.data();
+    const auto x = gaussian(T * in, 73);
+    std::vector<float> y(static_cast<size_t>(T * out));
+    qmatmul(m, x.data(), T, y.data(), nullptr);
+    double fmt_worst = 0;
+    for (int64_t t = 0; t < T; ++t)
+      for (int64_t r = 0; r < out; ++r) {
+        double exact = 0, sum_abs = 0, var = 0, mag = 0;
+        for (int64_t j = 0; j < in; ++j) {
+          const double p = double(wd[size_t(r * in + j)]) * x[size_t(t * in + j)];
+          exact += p, sum_abs += std::fabs(p), var += p * p * 0x1p-16 / 3;
+          mag += (std::fabs(wd[size_t(r * in + j)]) + 2 * offset_of(c.format, bytes.data() + r * m.row_bytes, j)) *
+                 std::fabs(x[size_t(t * in + j)]) * (1 + 0x1p-8);
+        }
+        const double order = double(in + 19) * kU * mag, err = std::fabs(y[size_t(t * out + r)] - exact);
+        EXPECT_LE(err, 0x1p-8 * sum_abs + order) << wformat_info(c.format).name << " t " << t << " r " << r;
+        EXPECT_LE(err, 6 * std::sqrt(var) + order) << wformat_info(c.format).name << " t " << t << " r " << r;
+        worst_sigma = std::max(worst_sigma, err / std::sqrt(var));
+        fmt_worst = std::max(fmt_worst, err / std::sqrt(var));
+      }
+    std::printf("bf16 prompts %s: largest %.2f sigma\n", std::string(wformat_info(c.format).name).c_str(), fmt_worst);
+  }
+  std::printf("bf16 prompts: largest |y - y_exact| = %.2f sigma of the bf16 rounding\n", worst_sigma);
+}
+
 TEST(Kernels, QmatmulDoesNotDependOnTheThreadCount) {
   const Case c{WFormat::Q4_K, GgmlType::Q4_K};
   const int64_t out = 200, in = 512, T = 9;

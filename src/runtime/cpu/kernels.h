@@ -127,6 +127,30 @@ struct Kernels {
   FloatTileFn float_tile;
 };
 
+// Prompts with bf16 dot products (AVX-512 BF16: vdpbf16ps, two products per 32-bit lane), a step
+// beyond the fp32 tiles where the CPU has it. The weights stay exact: integer codes u ≤ 255 and bf16
+// checkpoint weights are bf16 numbers themselves; w = α·u − β is applied per group of 16 or 32 codes
+// after the bf16 sums. The activations are rounded to bf16 (round to nearest even, |x − x̂| ≤ 2⁻⁸|x|:
+// about the size of the 8-bit activation rounding of the other paths, spread over every value).
+//   act:   x[n] → pairs[n/2] (two bf16 a 32-bit word), xsum[n/16] (Σ of the rounded values per 16)
+//   panel: 16 weight rows in the lanes, columns [k0, k0 + kn) (kn a multiple of 32, of 256 for
+//          K-quants): pairs[kn/2][16], alpha[kn/16][16], beta[kn/16][16] (rows past nr zero)
+//   tile:  out[a·ldo + r] (+)= Σ W_r[k0 + k]·x̂_a[k] for two panels (32 rows, the second at
+//          +kn/2·16 pairs, +kn/16·16 α/β), a < na ≤ kBf16TileRows.
+inline constexpr int kBf16TileRows = 6;
+struct Bf16Kernels {
+  void (*act)(const float* x, int64_t n, uint32_t* pairs, float* xsum);
+  void (*panel[kNumWFormats])(const uint8_t* const* w_rows, int nr, const RowParams& p, int64_t k0, int64_t kn,
+                              uint32_t* pairs, float* alpha, float* beta);
+  // plain: BF16 weights (no α/β); else α/β per group of `group` (16 or 32) codes
+  void (*tile)(const uint32_t* pairs, const float* alpha, const float* beta, int nr, const uint32_t* const* x,
+               const float* const* xsum, int na, int64_t kn, int group, bool plain, float* out, int64_t ldo,
+               bool accumulate);
+};
+// The bf16 kernels when the CPU has AVX-512 BF16 and the active level is AVX-512 (QUANTLLM_BF16=0
+// turns them off); nullptr otherwise.
+const Bf16Kernels* bf16_kernels();
+
 const Kernels& kernels_scalar();
 const Kernels& kernels_avx2();    // valid only when detected_isa() >= Avx2
 const Kernels& kernels_avx512();  // valid only when detected_isa() == Avx512

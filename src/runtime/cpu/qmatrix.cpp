@@ -155,7 +155,8 @@ const Kernels& kernels_of(const QMatrix& w) {
 // Quantized activations of `rows` rows (kernels.h, ActRow), reused between calls.
 struct ActBuffer {
   std::vector<int8_t> q;
-  std::vector<float> d, dsum16, dexp, xperm;
+  std::vector<float> d, dsum16, dexp, xperm, xsum;
+  std::vector<uint32_t> pairs;  // bf16 prompts
   std::vector<ActRow> rows;
 };
 
@@ -265,6 +266,57 @@ void float_gemm_tiled(const Kernels& k, const QMatrix& w, const float* x, int64_
   });
 }
 
+// Prompts with bf16 products (Bf16Kernels): the activations rounded to bf16 once, then groups of 64
+// weight rows and 512 columns as four 16-row panels of exact codes (or bf16 weights), two panels
+// against six tokens a tile.
+void bf16_gemm(const Bf16Kernels& bk, const QMatrix& w, const float* x, int64_t rows, float* y, const float* bias,
+               ActBuffer& buf) {
+  constexpr int64_t kPanel = 16, kPanels = 4, kKBlock = 512;
+  const int64_t out = w.rows, in = w.cols, group = kPanel * kPanels;
+  const RowParams rp = w.params();
+  const bool plain = w.format == WFormat::BF16;
+  const int gsize = w.format == WFormat::Q6_K ? 16 : 32;
+  buf.pairs.resize(size_t(rows * in / 2));
+  buf.xsum.resize(size_t(rows * in / 16));
+  parallel_for(rows, [&](int64_t t0, int64_t t1) {
+    for (int64_t t = t0; t < t1; ++t) bk.act(x + t * in, in, buf.pairs.data() + t * in / 2, buf.xsum.data() + t * in / 16);
+  }, std::max<int64_t>(1, 16384 / in));
+  parallel_for((out + group - 1) / group, [&](int64_t g0, int64_t g1) {
+    std::vector<uint32_t> pp(static_cast<size_t>(kPanels * kPanel * kKBlock / 2));
+    std::vector<float> al(static_cast<size_t>(kPanels * kPanel * kKBlock / 16)), be(al.size());
+    const uint8_t* ptrs[kPanel];
+    const uint32_t* xs[kBf16TileRows];
+    const float* xsums[kBf16TileRows];
+    for (int64_t g = g0; g < g1; ++g) {
+      const int64_t r0 = g * group, np = std::min(kPanels, (out - r0 + kPanel - 1) / kPanel);
+      for (int64_t k0 = 0; k0 < in; k0 += kKBlock) {
+        const int64_t kn = std::min(kKBlock, in - k0);
+        for (int64_t p = 0; p < np; ++p) {
+          const int64_t rr = r0 + p * kPanel, nr = std::min(kPanel, out - rr);
+          for (int64_t i = 0; i < nr; ++i) ptrs[i] = w.row(rr + i);
+          bk.panel[int(w.format)](ptrs, int(nr), rp, k0, kn, pp.data() + p * kPanel * kn / 2,
+                                  al.data() + p * kPanel * kn / 16, be.data() + p * kPanel * kn / 16);
+        }
+        for (int64_t t0 = 0; t0 < rows; t0 += kBf16TileRows) {
+          const int na = int(std::min<int64_t>(kBf16TileRows, rows - t0));
+          for (int a = 0; a < na; ++a) {
+            xs[a] = buf.pairs.data() + (t0 + a) * in / 2 + k0 / 2;
+            xsums[a] = buf.xsum.data() + (t0 + a) * in / 16 + k0 / 16;
+          }
+          for (int64_t p = 0; p < np; p += 2) {
+            const int64_t rr = r0 + p * kPanel;
+            bk.tile(pp.data() + p * kPanel * kn / 2, al.data() + p * kPanel * kn / 16, be.data() + p * kPanel * kn / 16,
+                    int(std::min(2 * kPanel, out - rr)), xs, xsums, na, kn, gsize, plain, y + t0 * out + rr, out, k0 > 0);
+          }
+        }
+      }
+      if (bias)
+        for (int64_t t = 0; t < rows; ++t)
+          for (int64_t r = r0; r < std::min(out, r0 + group); ++r) y[t * out + r] += bias[r];
+    }
+  });
+}
+
 // Float weights against many rows: panels widened to fp32, single-threaded sgemm per panel.
 void float_gemm(const QMatrix& w, const float* x, int64_t rows, float* y, const float* bias) {
   constexpr int64_t kPanel = 64;
@@ -299,7 +351,12 @@ void qmatmul(const QMatrix& w, const float* x, int64_t rows, float* y, const flo
       for (int64_t j = 0; j < in; ++j) buf.xperm[size_t(t * in + j)] = x[t * in + w.col_perm[size_t(j)]];
     x = buf.xperm.data();
   }
-  if (rows > kMaxActRows) {  // prompts: fp32 tiles where the level has them (no activation rounding)
+  if (rows > kMaxActRows) {  // prompts: bf16 or fp32 tiles where the level has them
+    const Bf16Kernels* bk = bf16_kernels();
+    if (bk && bk->panel[int(w.format)] && in % 256 == 0 && kernels_of(w).isa == Isa::Avx512) {
+      bf16_gemm(*bk, w, x, rows, y, bias, buf);
+      return;
+    }
     const Kernels& kt = kernels_of(w);
     if (kt.float_tile && kt.float_panel[int(w.format)] && (fi.float_acts || in % 256 == 0)) {
       float_gemm_tiled(kt, w, x, rows, y, bias);

@@ -66,16 +66,19 @@ void quantize_act(const float* x, int64_t n, int8_t* q, float* d, float* dsum16,
 
 // Loads 16 weights starting at element i as fp32, the lanes outside `mask` zero.
 struct LoadF32 {
+  static constexpr int kBytes = 4;  // per weight
   __m512 operator()(const uint8_t* w, int64_t i, __mmask16 m) const {
     return _mm512_maskz_loadu_ps(m, reinterpret_cast<const float*>(w) + i);
   }
 };
 struct LoadF16 {
+  static constexpr int kBytes = 2;
   __m512 operator()(const uint8_t* w, int64_t i, __mmask16 m) const {
     return _mm512_cvtph_ps(_mm256_maskz_loadu_epi16(m, reinterpret_cast<const uint16_t*>(w) + i));
   }
 };
 struct LoadBF16 {
+  static constexpr int kBytes = 2;
   __m512 operator()(const uint8_t* w, int64_t i, __mmask16 m) const {
     const __m512i v = _mm512_cvtepu16_epi32(_mm256_maskz_loadu_epi16(m, reinterpret_cast<const uint16_t*>(w) + i));
     return _mm512_castsi512_ps(_mm512_slli_epi32(v, 16));
@@ -91,6 +94,9 @@ void dot_float(const uint8_t* w, const ActRow* act, int na, const RowParams& p, 
   for (int a = 0; a < na; ++a)
     for (int u = 0; u < 4; ++u) acc[a][u] = _mm512_setzero_ps();
   for (int64_t i = 0; i < n64; i += 64) {
+    // 4 KB ahead, as in the integer generation loop (gemv_int)
+    for (int b = 0; b < 64 * Load::kBytes; b += 64)
+      _mm_prefetch(reinterpret_cast<const char*>(w) + i * Load::kBytes + 4096 + b, _MM_HINT_T0);
     __m512 wv[4];
     for (int u = 0; u < 4; ++u) wv[u] = load(w, i + 16 * u, all);
     for (int a = 0; a < na; ++a)

@@ -227,6 +227,26 @@ struct DecGQ4 {
   }
 };
 
+// GQ4 generation on rows of a multiple of 128: two 64-code chunks a step (each its group's record).
+struct DecGQ4x2 {
+  static constexpr int kStep = 128, kChunks = 2, kStepBytes = 64;
+  using Beta = __m256;
+  const uint8_t* w;
+  int64_t n, gs;
+  void decode(int64_t s, __m512i* u, __m512* alpha, Beta& beta) const {
+    float sc[2], off[2];
+    for (int c = 0; c < 2; ++c) {
+      const uint8_t* rec = w + n / 2 + 4 * ((128 * s + 64 * c) / gs);
+      uint16_t sh;
+      std::memcpy(&sh, rec, 2);
+      sc[c] = h2f(sh), off[c] = sc[c] * float(rec[2]);
+      u[c] = nibbles64(w + 64 * s + 32 * c);
+      alpha[c] = _mm512_set1_ps(sc[c]);
+    }
+    beta = _mm256_insertf128_ps(_mm256_castps128_ps256(_mm_set1_ps(off[0])), _mm_set1_ps(off[1]), 1);
+  }
+};
+
 // Q4_K / Q5_K. The twelve scale bytes as three little-endian words w0 w1 w2 (blocks.h's packing):
 // sc0–3 = w0 & 0x3f.., m0–3 = w1 & 0x3f.., sc4–7 = (w2 & 0x0f..) | ((w0 >> 6) & 0x03..) << 4,
 // m4–7 = ((w2 >> 4) & 0x0f..) | ((w1 >> 6) & 0x03..) << 4 (per byte).
@@ -423,7 +443,12 @@ void dot_blocks(const uint8_t* w, const ActRow* act, int na, const RowParams& p,
   }
 }
 void dot_gq4(const uint8_t* w, const ActRow* act, int na, const RowParams& p, float* out) {
-  dot_with(DecGQ4{w, p.n, p.group_size}, act, na, p.n, out);
+  if (na == 1 && p.n % 128 == 0) {
+    const DecGQ4x2 dec{w, p.n, p.group_size};
+    gemv_int<DecGQ4x2, 1>(&dec, act[0], p.n, out);
+  } else {
+    dot_with(DecGQ4{w, p.n, p.group_size}, act, na, p.n, out);
+  }
 }
 
 // ---------------------------------------------------------------- prompt processing

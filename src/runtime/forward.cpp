@@ -153,28 +153,34 @@ void attention(const ModelConfig& c, const Tensor& q, int64_t n_seq, int64_t seq
   const double t_start = g_profiling ? now_seconds() : 0;
   out = Tensor(Shape{n_seq * seq_len, q_dim});
   SingleThreadedBlas one_thread;
+  // Queries in chunks of kChunk rows, each against the keys its last row can see: the causal mask
+  // leaves the rest zero, so the half of S and of P·V above the diagonal is never computed.
+  constexpr int64_t kChunk = 64;
   parallel_for(n_seq * n_heads, [&](int64_t t0, int64_t t1) {
-    std::vector<float> scores(static_cast<size_t>(seq_len * n_ctx));  // [T, n_ctx]
+    std::vector<float> scores(static_cast<size_t>(std::min(kChunk, seq_len) * n_ctx));  // [chunk, keys]
     for (int64_t task = t0; task < t1; ++task) {
       const int64_t s = task / n_heads, h = task % n_heads, kvh = h / group;
-      const float* qh = q.row(s * seq_len) + h * hd;
       const float* kh = k_of(s, 0) + kvh * hd;
       const float* vh = v_of(s, 0) + kvh * hd;
-      cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, int(seq_len), int(n_ctx), int(hd), scale, qh, int(q_dim),
-                  kh, int(kv_dim), 0.0f, scores.data(), int(n_ctx));
-      for (int64_t t = 0; t < seq_len; ++t) {
-        const int64_t pos = past + t;  // attends to positions [lo, pos]
-        const int64_t lo = c.sliding_window > 0 ? std::max<int64_t>(0, pos - c.sliding_window + 1) : 0;
-        float* row = scores.data() + t * n_ctx;
-        float mx = -INFINITY;
-        for (int64_t p = lo; p <= pos; ++p) mx = std::max(mx, row[p]);
-        double sum = 0;
-        for (int64_t p = lo; p <= pos; ++p) sum += (row[p] = std::exp(row[p] - mx));
-        const float inv = float(1.0 / sum);
-        for (int64_t p = 0; p < n_ctx; ++p) row[p] = (p >= lo && p <= pos) ? row[p] * inv : 0.0f;
+      for (int64_t c0 = 0; c0 < seq_len; c0 += kChunk) {
+        const int64_t rows = std::min(kChunk, seq_len - c0), keys = past + c0 + rows;
+        const float* qh = q.row(s * seq_len + c0) + h * hd;
+        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, int(rows), int(keys), int(hd), scale, qh, int(q_dim), kh,
+                    int(kv_dim), 0.0f, scores.data(), int(keys));
+        for (int64_t t = 0; t < rows; ++t) {
+          const int64_t pos = past + c0 + t;  // attends to positions [lo, pos]
+          const int64_t lo = c.sliding_window > 0 ? std::max<int64_t>(0, pos - c.sliding_window + 1) : 0;
+          float* row = scores.data() + t * keys;
+          float mx = -INFINITY;
+          for (int64_t p = lo; p <= pos; ++p) mx = std::max(mx, row[p]);
+          double sum = 0;
+          for (int64_t p = lo; p <= pos; ++p) sum += (row[p] = std::exp(row[p] - mx));
+          const float inv = float(1.0 / sum);
+          for (int64_t p = 0; p < keys; ++p) row[p] = (p >= lo && p <= pos) ? row[p] * inv : 0.0f;
+        }
+        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, int(rows), int(hd), int(keys), 1.0f, scores.data(),
+                    int(keys), vh, int(kv_dim), 0.0f, out.row(s * seq_len + c0) + h * hd, int(q_dim));
       }
-      cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, int(seq_len), int(hd), int(n_ctx), 1.0f, scores.data(),
-                  int(n_ctx), vh, int(kv_dim), 0.0f, out.row(s * seq_len) + h * hd, int(q_dim));
     }
   });
   if (g_profiling) {

@@ -128,9 +128,10 @@ struct Kernels {
 };
 
 // Prompts with bf16 dot products (AVX-512 BF16: vdpbf16ps, two products per 32-bit lane), a step
-// beyond the fp32 tiles where the CPU has it. The weights stay exact: integer codes u ≤ 255 and bf16
-// checkpoint weights are bf16 numbers themselves; w = α·u − β is applied per group of 16 or 32 codes
-// after the bf16 sums. The activations are rounded to bf16 (round to nearest even, |x − x̂| ≤ 2⁻⁸|x|:
+// beyond the fp32 tiles where the CPU has it, for the integer formats. The weights stay exact: integer
+// codes u ≤ 255 are bf16 numbers; w = α·u − β is applied per group of 16 or 32 codes after the bf16
+// sums. (The panel for BF16 weights exists, but qmatmul keeps bf16 checkpoints — the reference
+// weights — on the fp32 tiles.) The activations are rounded to bf16 (round to nearest even, |x − x̂| ≤ 2⁻⁸|x|:
 // about the size of the 8-bit activation rounding of the other paths, spread over every value).
 //   act:   x[n] → pairs[n/2] (two bf16 a 32-bit word), xsum[n/16] (Σ of the rounded values per 16)
 //   panel: 16 weight rows in the lanes, columns [k0, k0 + kn) (kn a multiple of 32, of 256 for

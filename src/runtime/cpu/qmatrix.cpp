@@ -352,8 +352,10 @@ void qmatmul(const QMatrix& w, const float* x, int64_t rows, float* y, const flo
     x = buf.xperm.data();
   }
   if (rows > kMaxActRows) {  // prompts: bf16 or fp32 tiles where the level has them
+    // Not for BF16 checkpoints: they are the reference weights, and rounding the activations to bf16
+    // would move their perplexity away from transformers' (the fp32 tiles keep it within 1e-5).
     const Bf16Kernels* bk = bf16_kernels();
-    if (bk && bk->panel[int(w.format)] && in % 256 == 0 && kernels_of(w).isa == Isa::Avx512) {
+    if (bk && !fi.float_acts && bk->panel[int(w.format)] && in % 256 == 0 && kernels_of(w).isa == Isa::Avx512) {
       bf16_gemm(*bk, w, x, rows, y, bias, buf);
       return;
     }

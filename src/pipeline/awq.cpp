@@ -4,6 +4,9 @@
 
 #include "calib/runner.h"
 #include "pipeline/checkpoints.h"
+#ifdef QUANTLLM_HAVE_CUDA
+#include "pipeline/cuda/cuda_methods.h"
+#endif
 #include "core/dtype.h"
 #include "core/error.h"
 #include "core/threads.h"
@@ -298,34 +301,8 @@ Tensor inspect(const ModelConfig& c, const BlockWeights& w, const AwqScalingGrou
   __builtin_unreachable();
 }
 
-DType stored_dtype(const WeightSource& src, const std::string& name) {
-  if (!src.has(name)) return DType::F32;
-  return dtype_from_name(src.format(name)).value_or(DType::F32);
-}
-
-// The HF names of what folding group g changes in block `layer` besides the group's own weights.
-std::vector<std::string> prev_op_tensors(const ModelConfig& c, int layer, const AwqScalingGroup& g) {
-  std::vector<std::string> names;
-  if (g.prev == AwqPrevOp::AttnNorm || g.prev == AwqPrevOp::FfnNorm) {
-    const std::string n = c.norm_tensor(layer, g.prev == AwqPrevOp::AttnNorm ? BlockNorm::Attn : BlockNorm::Ffn);
-    names.push_back(n + ".weight");
-    if (c.arch->norm == NormKind::LayerNorm) names.push_back(n + ".bias");
-  } else {
-    const Linear l = g.prev == AwqPrevOp::V ? Linear::V : Linear::Up;
-    names.push_back(c.linear_tensor(layer, l) + ".weight");
-    if (c.linear_has_bias(l)) names.push_back(c.linear_tensor(layer, l) + ".bias");
-  }
-  return names;
-}
-
 enum class AwqMode { kQuantize, kScaleOnly };
 
-void validate_awq_options(const ModelConfig& c, const GroupMethodOptions& opt) {
-  for (int l = 0; l < kNumLinear; ++l)
-    if (c.has_linear(Linear(l)))
-      validate_quant_params(opt.quant, c.linear_in(Linear(l)), c.linear_tensor(0, Linear(l)) + ".weight");
-  if (opt.awq_search_tokens < 1) fail("AWQ search sample of {} tokens: need at least 1", opt.awq_search_tokens);
-}
 
 // The block-by-block driver. kQuantize fills qm (layers, replaced norms/biases, stats); kScaleOnly
 // fills `scaled` with every tensor folding changed. Both return through the out-parameters.
@@ -516,6 +493,33 @@ class OverlayWeights final : public WeightSource {
 
 }  // namespace
 
+DType stored_dtype(const WeightSource& src, const std::string& name) {
+  if (!src.has(name)) return DType::F32;
+  return dtype_from_name(src.format(name)).value_or(DType::F32);
+}
+
+std::vector<std::string> prev_op_tensors(const ModelConfig& c, int layer, const AwqScalingGroup& g) {
+  std::vector<std::string> names;
+  if (g.prev == AwqPrevOp::AttnNorm || g.prev == AwqPrevOp::FfnNorm) {
+    const std::string n = c.norm_tensor(layer, g.prev == AwqPrevOp::AttnNorm ? BlockNorm::Attn : BlockNorm::Ffn);
+    names.push_back(n + ".weight");
+    if (c.arch->norm == NormKind::LayerNorm) names.push_back(n + ".bias");
+  } else {
+    const Linear l = g.prev == AwqPrevOp::V ? Linear::V : Linear::Up;
+    names.push_back(c.linear_tensor(layer, l) + ".weight");
+    if (c.linear_has_bias(l)) names.push_back(c.linear_tensor(layer, l) + ".bias");
+  }
+  return names;
+}
+
+
+void validate_awq_options(const ModelConfig& c, const GroupMethodOptions& opt) {
+  for (int l = 0; l < kNumLinear; ++l)
+    if (c.has_linear(Linear(l)))
+      validate_quant_params(opt.quant, c.linear_in(Linear(l)), c.linear_tensor(0, Linear(l)) + ".weight");
+  if (opt.awq_search_tokens < 1) fail("AWQ search sample of {} tokens: need at least 1", opt.awq_search_tokens);
+}
+
 QuantizedModel quantize_awq(const Model& model, const GroupMethodOptions& opt, const CalibWindows& windows,
                             const BlockProgress& progress) {
   validate_awq_options(model.config, opt);
@@ -530,6 +534,14 @@ QuantizedModel quantize_awq(const Model& model, const GroupMethodOptions& opt, c
   qm.act_order = false;
   qm.static_groups = false;
   qm.true_sequential = true;
+  if (opt.device == ComputeDevice::CUDA) {
+#ifdef QUANTLLM_HAVE_CUDA
+    run_awq_cuda(model, opt, windows, false, &qm, nullptr, progress);
+    return qm;
+#else
+    fail("--device cuda: this build has no CUDA backend (configure with -DQUANTLLM_CUDA=ON)");
+#endif
+  }
   run_awq(model, opt, windows, AwqMode::kQuantize, &qm, nullptr, progress);
   return qm;
 }
@@ -545,6 +557,14 @@ std::map<std::string, Tensor> awq_scale_weights(const Model& model, const GroupM
   validate_awq_options(model.config, opt);
   const CalibWindows windows = calibration_windows(model, opt.calib);
   std::map<std::string, Tensor> scaled;
+  if (opt.device == ComputeDevice::CUDA) {
+#ifdef QUANTLLM_HAVE_CUDA
+    run_awq_cuda(model, opt, windows, true, nullptr, &scaled, progress);
+    return scaled;
+#else
+    fail("--device cuda: this build has no CUDA backend (configure with -DQUANTLLM_CUDA=ON)");
+#endif
+  }
   run_awq(model, opt, windows, AwqMode::kScaleOnly, nullptr, &scaled, progress);
   return scaled;
 }

@@ -80,6 +80,14 @@ QuantizedModel quantize_awq(const Model& model, const GroupMethodOptions& opt, c
 std::map<std::string, Tensor> awq_scale_weights(const Model& model, const GroupMethodOptions& opt,
                                                 const BlockProgress& progress = {});
 
+// The HF names of what folding group g changes in block `layer` besides the group's own weights
+// (the preceding norm's weight and bias, or the preceding linear's weight and bias).
+std::vector<std::string> prev_op_tensors(const ModelConfig& c, int layer, const AwqScalingGroup& g);
+// The dtype a tensor is stored in (F32 when absent): folded norms are rounded to it.
+DType stored_dtype(const WeightSource& src, const std::string& name);
+// Throws Error for options AWQ cannot run with (bad bits / group size for a layer, empty search sample).
+void validate_awq_options(const ModelConfig& c, const GroupMethodOptions& opt);
+
 // A WeightSource that serves `replaced` tensors (fp32, same shapes) over `base`; format and stored
 // bytes are the base's, so writers keep each tensor's original dtype.
 std::unique_ptr<WeightSource> overlay_weights(std::shared_ptr<const WeightSource> base,

@@ -51,6 +51,11 @@ std::string fingerprint(const Model& model, const GroupMethodOptions& o, const s
             {"chunk_tokens", o.chunk_tokens},
             {"awq_scale", o.awq_scale},
             {"awq_search_tokens", o.awq_search_tokens}};
+  if (o.device == ComputeDevice::CUDA) {  // another arithmetic: blocks from a CPU run do not mix with these
+    f["device"] = "cuda";
+    f["gpu_tf32"] = o.gpu_tf32;
+    f["gpu_chunk_tokens"] = o.gpu_chunk_tokens;
+  }
   if (windows) {
     f["calib_windows"] = windows->n;
     f["calib_seqlen"] = windows->seqlen;

@@ -6,6 +6,9 @@
 #include "core/error.h"
 #include "pipeline/awq.h"
 #include "pipeline/checkpoints.h"
+#ifdef QUANTLLM_HAVE_CUDA
+#include "pipeline/cuda/cuda_methods.h"
+#endif
 #include "quant/gptq.h"
 
 #include <fmt/format.h>
@@ -14,6 +17,14 @@
 #include <map>
 
 namespace quantllm {
+
+bool cuda_backend_built() {
+#ifdef QUANTLLM_HAVE_CUDA
+  return true;
+#else
+  return false;
+#endif
+}
 
 std::vector<std::vector<Linear>> sequential_groups(const ModelConfig& c, bool true_sequential) {
   std::vector<std::vector<Linear>> groups;
@@ -107,6 +118,13 @@ QuantizedModel quantize_group_method(const Model& model, const GroupMethodOption
   if (opt.method == QuantMethod::AWQ) return quantize_awq(model, opt, progress);
 
   const CalibWindows windows = calibration_windows(model, opt.calib);
+  if (opt.device == ComputeDevice::CUDA) {
+#ifdef QUANTLLM_HAVE_CUDA
+    return quantize_gptq_cuda(model, opt, windows, progress);
+#else
+    fail("--device cuda: this build has no CUDA backend (configure with -DQUANTLLM_CUDA=ON)");
+#endif
+  }
   BlockCheckpoints ckpt(model, opt, "gptq", &windows);
   BlockRunner runner(model, windows, opt.chunk_tokens);
   GPTQOptions g;

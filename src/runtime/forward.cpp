@@ -60,6 +60,22 @@ KVCache::KVCache(const ModelConfig& c, int64_t cap) : capacity(cap) {
   }
 }
 
+std::vector<double> rope_inv_freq(const ModelConfig& c) {
+  std::vector<double> inv = rope_base_inv_freq(c);
+  const size_t half = inv.size();
+  if (!c.rope_freq_factors.empty()) {  // from a GGUF file: llama.cpp's per-frequency divisors
+    QL_ASSERT(c.rope_freq_factors.size() == half, "rope_freqs has {} values, head_dim / 2 is {}",
+              c.rope_freq_factors.size(), half);
+    for (size_t i = 0; i < half; ++i) inv[i] /= double(c.rope_freq_factors[i]);
+  } else if (c.rope_scaling == RopeScaling::Linear) {
+    for (auto& f : inv) f /= c.rope_factor;
+  } else if (c.rope_scaling == RopeScaling::Llama3) {
+    const std::vector<double> div = llama3_rope_freq_factors(c);
+    for (size_t i = 0; i < half; ++i) inv[i] /= div[i];
+  }
+  return inv;
+}
+
 namespace {
 
 // out[r] = norm(x[r]) for every row; LayerNorm when b is given (bias may be empty for RMSNorm).
@@ -89,23 +105,6 @@ void normalize(const ModelConfig& c, const NormWeights& nw, const Tensor& x, Ten
       }
     }
   }, 16);
-}
-
-// Inverse frequencies of RoPE, with linear / llama3 scaling folded in. [head_dim / 2]
-std::vector<double> rope_inv_freq(const ModelConfig& c) {
-  std::vector<double> inv = rope_base_inv_freq(c);
-  const size_t half = inv.size();
-  if (!c.rope_freq_factors.empty()) {  // from a GGUF file: llama.cpp's per-frequency divisors
-    QL_ASSERT(c.rope_freq_factors.size() == half, "rope_freqs has {} values, head_dim / 2 is {}",
-              c.rope_freq_factors.size(), half);
-    for (size_t i = 0; i < half; ++i) inv[i] /= double(c.rope_freq_factors[i]);
-  } else if (c.rope_scaling == RopeScaling::Linear) {
-    for (auto& f : inv) f /= c.rope_factor;
-  } else if (c.rope_scaling == RopeScaling::Llama3) {
-    const std::vector<double> div = llama3_rope_freq_factors(c);
-    for (size_t i = 0; i < half; ++i) inv[i] /= div[i];
-  }
-  return inv;
 }
 
 // Rotate-half RoPE (Hugging Face convention: pairs (i, i + head_dim/2)) on x [n_seq*T, n_heads*head_dim].

@@ -41,6 +41,9 @@ struct KVCache {
   KVCache(const ModelConfig& c, int64_t capacity);
 };
 
+// RoPE inverse frequencies with the model's scaling folded in (linear, llama3, or GGUF rope_freqs). [head_dim / 2]
+std::vector<double> rope_inv_freq(const ModelConfig& c);
+
 // Token (and, for OPT, position) embeddings, with OPT's project_in.
 Tensor embed(const ModelConfig& c, const GlobalWeights& g, const std::vector<int32_t>& tokens, int64_t n_seq,
              int64_t seq_len, int64_t pos0 = 0);

@@ -1,0 +1,235 @@
+// GPTQ over a whole model on the GPU (see cuda_methods.h for the stages).
+#include "pipeline/cuda/cuda_common.h"
+#include "pipeline/cuda/cuda_methods.h"
+
+#include "calib/runner.h"
+#include "pipeline/checkpoints.h"
+#include "runtime/cuda/gptq.h"
+
+#include <fmt/format.h>
+
+#include <cstdio>
+#include <optional>
+
+namespace quantllm {
+
+using namespace quantllm::cuda;
+
+namespace {
+
+// The layers of each linear input, in the order GPTQ quantizes them.
+std::array<std::vector<Linear>, 4> layers_by_input(const ModelConfig& c) {
+  std::array<std::vector<Linear>, 4> by;
+  for (const auto& group : sequential_groups(c, true))
+    for (Linear l : group) by[size_t(linear_input_of(l))].push_back(l);
+  return by;
+}
+
+struct Driver {
+  const Model& model;
+  const ModelConfig& c;
+  const GroupMethodOptions& opt;
+  const Context& ctx;
+  BlockForward& F;
+  GPTQOptions g;
+  QuantizedModel& qm;
+  PhaseClock& clock;
+
+  // Quantizes `layers` (sharing one input) from the accumulated Hessian; the device block then holds
+  // their dequantized weights, so later stages see the quantized layers.
+  void quantize(int block, DeviceBlock& dw, DeviceHessian& acc, const std::vector<Linear>& layers, BlockResult& saved,
+                bool keep) {
+    clock.mark("forward + Hessians");
+    const PreparedHessian P = prepare_hessian(ctx, acc, g, c.linear_tensor(block, layers.front()) + ".weight");
+    for (Linear lin : layers) {
+      const std::string name = c.linear_tensor(block, lin);
+      DeviceLinear& l = dw[lin];
+      DeviceArray<float> deq(l.out * l.in, "dequantized weights");
+      DeviceGptqResult r = gptq_quantize_device(ctx, l.w.data(), l.out, P, g, name + ".weight", deq.data());
+      l.w = std::move(deq);
+      qm.stats[name] = saved.stats[name] = LayerStats{r.stats.objective, r.rtn_objective, r.stats.damp_percent_used,
+                                                      r.stats.seconds, r.stats.dead_inputs};
+      if (r.stats.dead_inputs > 0)
+        std::fprintf(stderr, "quantllm: note: %s: %lld of %lld inputs were 0 in every calibration token; their weights are set to 0\n",
+                     name.c_str(), (long long)r.stats.dead_inputs, (long long)P.in);
+      if (r.stats.damp_percent_used > opt.damp_percent * 1.0000001)
+        std::fprintf(stderr, "quantllm: %s: Hessian not positive definite at damp %.4g; used damp %.4g\n", name.c_str(),
+                     opt.damp_percent, r.stats.damp_percent_used);
+      if (keep) saved.layers[name] = r.q;
+      qm.layers[name] = std::move(r.q);
+    }
+    clock.mark("GPTQ");
+  }
+};
+
+}  // namespace
+
+QuantizedModel quantize_gptq_cuda(const Model& model, const GroupMethodOptions& opt, const CalibWindows& windows,
+                                  const BlockProgress& progress) {
+  const ModelConfig& c = model.config;
+  QuantizedModel qm;
+  qm.base = &model;
+  qm.method = opt.method;
+  qm.params = opt.quant;
+  qm.act_order = opt.act_order;
+  qm.static_groups = opt.static_groups;
+  qm.true_sequential = opt.true_sequential;
+  qm.damp_percent = opt.damp_percent;
+
+  Context ctx;
+  reset_device_peak();
+  const Math math = opt.gpu_tf32 ? Math::TF32 : Math::FP32;
+  const int64_t T = windows.seqlen, n_win = windows.n, d = c.hidden;
+  const MemoryPlan plan = plan_memory(ctx, c, n_win, T, opt, opt.true_sequential);
+  print_gpu_plan(ctx, plan, opt);
+  PhaseClock clock(ctx);
+
+  BlockCheckpoints ckpt(model, opt, "gptq", &windows);
+  const int64_t cw = plan.chunk_windows, crow = cw * T;
+  ActivationStore X(ctx, n_win * T, d, plan.on_device, crow, "calibration activations");
+  {
+    BlockRunner embedder(model, windows, opt.chunk_tokens);  // embeds on the host: [n_win·T, hidden]
+    X.upload_all(embedder.hidden().ptr());
+  }
+  std::optional<ActivationStore> A;
+  if (opt.true_sequential) A.emplace(ctx, n_win * T, c.q_dim(), plan.on_device, crow, "attention outputs");
+  BlockForward F(ctx, c, T, math);
+  DeviceArray<float> h(crow * d, "block input"), mid(crow * c.ffn, "ffn activations"), xs;
+  clock.mark("embed + upload");
+
+  GPTQOptions g;
+  g.quant = opt.quant;
+  g.damp_percent = opt.damp_percent;
+  g.block_size = opt.block_size;
+  g.act_order = opt.act_order;
+  g.static_groups = opt.static_groups;
+  Driver drv{model, c, opt, ctx, F, g, qm, clock};
+  const auto by_input = layers_by_input(c);
+  const int n_blocks = int(c.n_layers);
+  BlockPrefetcher loader(model, true);
+
+  auto for_chunks = [&](auto&& fn) {
+    for (int64_t s0 = 0; s0 < n_win; s0 += cw) {
+      const int64_t ns = std::min(cw, n_win - s0);
+      fn(s0 * T, ns * T, ns);
+    }
+  };
+  // Block `i` with the weights dw run over every window in place (its final pass).
+  auto advance = [&](DeviceBlock& dw) {
+    for_chunks([&](int64_t r0, int64_t rows, int64_t ns) {
+      float* x = X.chunk(r0, rows);
+      F.forward(dw, x, ns);
+      X.commit(r0, rows);
+    });
+  };
+
+  for (int i = 0; i < n_blocks; ++i) {
+    BlockWeights w = loader.take(i, i >= ckpt.done());
+    clock.mark("load weights");
+    if (i < ckpt.done()) {
+      BlockResult r = ckpt.load(i);
+      for (int l = 0; l < kNumLinear; ++l) {
+        if (!c.has_linear(Linear(l))) continue;
+        const std::string name = c.linear_tensor(i, Linear(l));
+        auto it = r.layers.find(name);
+        if (it == r.layers.end()) fail("--resume: block {} checkpoint lacks layer {}", i, name);
+        w.linear[size_t(l)].w = it->second.dequantize();
+        qm.layers[name] = std::move(it->second);
+        if (r.stats.count(name)) qm.stats[name] = r.stats[name];
+      }
+      DeviceBlock dw = upload_block(ctx, c, w);
+      advance(dw);
+      clock.mark("forward + Hessians");
+      if (progress) progress(i + 1, n_blocks, fmt::format("block {}/{}: restored", i + 1, n_blocks));
+      continue;
+    }
+    DeviceBlock dw = upload_block(ctx, c, w);
+    w = BlockWeights{};  // the host copy is not needed any more
+    clock.mark("upload weights");
+    BlockResult saved;
+    const bool keep = ckpt.enabled();
+    auto note = [&](LinearInput in) {
+      if (progress)
+        progress(i, n_blocks, fmt::format("block {}/{}: gptq {}", i + 1, n_blocks, linear_name(by_input[size_t(in)].front())));
+    };
+    if (opt.true_sequential) {
+      {  // 1. q/k/v from the attention input
+        DeviceHessian acc(ctx, c.linear_in(Linear::Q));
+        for_chunks([&](int64_t r0, int64_t rows, int64_t) {
+          F.attn_input(dw, X.chunk(r0, rows), rows, h.data());
+          acc.add(ctx, h.data(), rows, math);
+        });
+        drv.quantize(i, dw, acc, by_input[size_t(LinearInput::AttnIn)], saved, keep);
+        note(LinearInput::AttnIn);
+      }
+      {  // 2. o from the attention of the quantized q/k/v, kept for stage 3
+        DeviceHessian acc(ctx, c.linear_in(Linear::O));
+        for_chunks([&](int64_t r0, int64_t rows, int64_t ns) {
+          F.attn_input(dw, X.chunk(r0, rows), rows, h.data());
+          float* att = A->chunk(r0, rows, false);
+          F.attention_mix(dw, h.data(), ns, att);
+          acc.add(ctx, att, rows, math);
+          A->commit(r0, rows);
+        });
+        drv.quantize(i, dw, acc, by_input[size_t(LinearInput::AttnOut)], saved, keep);
+        note(LinearInput::AttnOut);
+      }
+      {  // 3. the residual through the quantized o (kept in place); gate/up from the ffn input
+        DeviceHessian acc(ctx, c.linear_in(Linear::Up));
+        for_chunks([&](int64_t r0, int64_t rows, int64_t) {
+          float* x = X.chunk(r0, rows);
+          F.attn_residual(dw, x, A->chunk(r0, rows), rows);
+          X.commit(r0, rows);
+          F.ffn_input(dw, x, rows, h.data());
+          acc.add(ctx, h.data(), rows, math);
+        });
+        drv.quantize(i, dw, acc, by_input[size_t(LinearInput::FfnIn)], saved, keep);
+        note(LinearInput::FfnIn);
+      }
+      {  // 4. down from the quantized gate/up
+        DeviceHessian acc(ctx, c.linear_in(Linear::Down));
+        for_chunks([&](int64_t r0, int64_t rows, int64_t) {
+          F.ffn_input(dw, X.chunk(r0, rows), rows, h.data());
+          F.ffn_mix(dw, h.data(), rows, mid.data());
+          acc.add(ctx, mid.data(), rows, math);
+        });
+        drv.quantize(i, dw, acc, by_input[size_t(LinearInput::FfnMid)], saved, keep);
+        note(LinearInput::FfnMid);
+      }
+      // 5. the block's output through the quantized down
+      for_chunks([&](int64_t r0, int64_t rows, int64_t) {
+        float* x = X.chunk(r0, rows);
+        F.ffn_input(dw, x, rows, h.data());
+        F.ffn_mix(dw, h.data(), rows, mid.data());
+        F.ffn_residual(dw, x, mid.data(), rows);
+        X.commit(r0, rows);
+      });
+    } else {
+      // Every layer from the inputs of the unquantized block, then the block's output with all quantized.
+      std::array<std::optional<DeviceHessian>, 4> acc;
+      for (int in = 0; in < 4; ++in)
+        if (!by_input[size_t(in)].empty()) acc[size_t(in)].emplace(ctx, c.linear_in(by_input[size_t(in)].front()));
+      xs.reserve(crow * d, "block input copy");
+      for_chunks([&](int64_t r0, int64_t rows, int64_t ns) {
+        QL_CUDA(cudaMemcpyAsync(xs.data(), X.chunk(r0, rows), size_t(rows * d) * sizeof(float), cudaMemcpyDeviceToDevice,
+                                ctx.stream()));
+        F.forward(dw, xs.data(), ns, [&](LinearInput which, const float* x, int64_t n) {
+          if (acc[size_t(which)]) acc[size_t(which)]->add(ctx, x, n, math);
+          return true;
+        });
+      });
+      for (int in = 0; in < 4; ++in)
+        if (acc[size_t(in)]) drv.quantize(i, dw, *acc[size_t(in)], by_input[size_t(in)], saved, keep);
+      advance(dw);
+    }
+    clock.mark("forward + Hessians");
+    ckpt.save(i, saved);
+    clock.mark("checkpoint");
+    if (progress) progress(i + 1, n_blocks, fmt::format("block {}/{} done", i + 1, n_blocks));
+  }
+  std::fprintf(stderr, "quantllm: GPU time: %s; peak GPU memory %.2f GiB\n", clock.report().c_str(),
+               double(device_peak_bytes()) / (1024.0 * 1024.0 * 1024.0));
+  return qm;
+}
+
+}  // namespace quantllm

@@ -325,8 +325,16 @@ TensorData TensorData::from_f32_as(std::string name, const Tensor& t, DType dtyp
 
 namespace {
 
-// Header JSON + padding, and the tensors in the order their data follows (by name).
-std::string build_header(const std::vector<const TensorData*>& order, const std::map<std::string, std::string>& metadata) {
+// One tensor of a header: what build_header needs to know of it.
+struct HeaderEntry {
+  const std::string* name;
+  DType dtype;
+  const Shape* shape;
+  uint64_t nbytes;
+};
+
+// Header JSON + padding for tensors given in the order their data follows (by name).
+std::string build_header(const std::vector<HeaderEntry>& order, const std::map<std::string, std::string>& metadata) {
   // ordered_json keeps "__metadata__" first and the tensors in data order, as the reference writer does.
   nlohmann::ordered_json h = nlohmann::ordered_json::object();
   if (!metadata.empty()) {
@@ -335,18 +343,25 @@ std::string build_header(const std::vector<const TensorData*>& order, const std:
     for (const auto& [k, v] : metadata) m[k] = v;
   }
   uint64_t offset = 0;
-  for (const TensorData* t : order) {
+  for (const HeaderEntry& t : order) {
     nlohmann::ordered_json e = nlohmann::ordered_json::object();
-    e["dtype"] = std::string(dtype_name(t->dtype));
-    e["shape"] = t->shape;
-    e["data_offsets"] = {offset, offset + t->bytes.size()};
-    h[t->name] = std::move(e);
-    offset += t->bytes.size();
+    e["dtype"] = std::string(dtype_name(t.dtype));
+    e["shape"] = *t.shape;
+    e["data_offsets"] = {offset, offset + t.nbytes};
+    h[*t.name] = std::move(e);
+    offset += t.nbytes;
   }
   std::string s = h.dump();
   // Pad with spaces so that the data section starts 8-byte aligned (the length prefix is 8 bytes).
   s.append((8 - s.size() % 8) % 8, ' ');
   return s;
+}
+
+std::string build_header(const std::vector<const TensorData*>& order, const std::map<std::string, std::string>& metadata) {
+  std::vector<HeaderEntry> entries;
+  entries.reserve(order.size());
+  for (const TensorData* t : order) entries.push_back({&t->name, t->dtype, &t->shape, t->bytes.size()});
+  return build_header(entries, metadata);
 }
 
 std::vector<const TensorData*> check_and_order(const std::vector<TensorData>& tensors) {
@@ -410,6 +425,35 @@ void write_safetensors(const std::filesystem::path& path, const std::vector<Tens
     put(header.data(), header.size());
     for (const TensorData* t : order) put(t->bytes.data(), t->bytes.size());
   });
+}
+
+SafetensorsLayout plan_safetensors(const std::vector<SafetensorsEntry>& tensors,
+                                   const std::map<std::string, std::string>& metadata) {
+  std::vector<const SafetensorsEntry*> order;
+  for (const auto& t : tensors) {
+    if (t.name == "__metadata__") fail("tensor name '__metadata__' is reserved in safetensors");
+    for (int64_t d : t.shape)
+      if (d < 0) fail("tensor '{}': negative dimension in shape {}", t.name, shape_str(t.shape));
+    order.push_back(&t);
+  }
+  std::sort(order.begin(), order.end(), [](auto* a, auto* b) { return a->name < b->name; });
+  for (size_t i = 1; i < order.size(); ++i)
+    if (order[i]->name == order[i - 1]->name) fail("tensor '{}' given twice", order[i]->name);
+  std::vector<HeaderEntry> entries;
+  for (const auto* t : order)
+    entries.push_back({&t->name, t->dtype, &t->shape, uint64_t(shape_numel(t->shape)) * dtype_size(t->dtype)});
+  const std::string header = build_header(entries, metadata);
+  SafetensorsLayout l;
+  l.prefix.resize(8 + header.size());
+  put_u64_le(l.prefix.data(), header.size());
+  std::memcpy(l.prefix.data() + 8, header.data(), header.size());
+  uint64_t pos = l.prefix.size();
+  for (const auto& e : entries) {
+    l.ranges[*e.name] = {pos, e.nbytes};
+    pos += e.nbytes;
+  }
+  l.file_size = pos;
+  return l;
 }
 
 }  // namespace quantllm

@@ -98,6 +98,22 @@ struct TensorData {
 void write_safetensors(const std::filesystem::path& path, const std::vector<TensorData>& tensors,
                        const std::map<std::string, std::string>& metadata = {});
 
+// The layout of a safetensors file whose tensor data is written separately (e.g. in parallel with
+// pwrite, for checkpoints too large to hold in memory): the header as write_safetensors writes it
+// (same order, same padding) and where each tensor's bytes go.
+struct SafetensorsEntry {
+  std::string name;
+  DType dtype = DType::F32;
+  Shape shape;
+};
+struct SafetensorsLayout {
+  std::vector<uint8_t> prefix;  // u64 header length + header JSON: the file's first bytes
+  std::map<std::string, std::pair<uint64_t, uint64_t>> ranges;  // name -> (file offset, bytes)
+  uint64_t file_size = 0;
+};
+SafetensorsLayout plan_safetensors(const std::vector<SafetensorsEntry>& tensors,
+                                   const std::map<std::string, std::string>& metadata = {});
+
 // The bytes write_safetensors would write (for tests and fuzz seeds; whole file in memory).
 std::vector<uint8_t> safetensors_bytes(const std::vector<TensorData>& tensors,
                                        const std::map<std::string, std::string>& metadata = {});

@@ -18,5 +18,6 @@ void register_quantize(CLI::App& app, std::vector<std::pair<CLI::App*, Runner>>&
 void register_generate(CLI::App& app, std::vector<std::pair<CLI::App*, Runner>>& runners);
 void register_compare(CLI::App& app, std::vector<std::pair<CLI::App*, Runner>>& runners);
 void register_imatrix(CLI::App& app, std::vector<std::pair<CLI::App*, Runner>>& runners);
+void register_synth(CLI::App& app, std::vector<std::pair<CLI::App*, Runner>>& runners);
 
 }  // namespace quantllm::cli

@@ -19,6 +19,7 @@ int main(int argc, char** argv) {
   quantllm::cli::register_imatrix(app, runners);
   quantllm::cli::register_generate(app, runners);
   quantllm::cli::register_compare(app, runners);
+  quantllm::cli::register_synth(app, runners);
   quantllm::register_quantized_dir_reader();
   quantllm::register_gguf_reader();
   try {

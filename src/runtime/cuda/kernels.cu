@@ -91,6 +91,17 @@ __global__ void gelu_kernel(float* x, int64_t n) {
   }
 }
 
+__global__ void token_nll_kernel(const float* logits, const int32_t* target, int64_t vocab, double* nll) {
+  const float* l = logits + int64_t(blockIdx.x) * vocab;
+  float mxf = -INFINITY;
+  for (int64_t j = threadIdx.x; j < vocab; j += blockDim.x) mxf = fmaxf(mxf, l[j]);
+  const double mx = double(block_max(mxf));
+  double sum = 0.0;
+  for (int64_t j = threadIdx.x; j < vocab; j += blockDim.x) sum += exp(double(l[j]) - mx);
+  sum = block_sum(sum);
+  if (threadIdx.x == 0) nll[blockIdx.x] = log(sum) + mx - double(l[target[blockIdx.x]]);
+}
+
 __global__ void accumulate_f64_kernel(double* acc, const float* x, int64_t n) {
   for (int64_t i = blockIdx.x * int64_t(blockDim.x) + threadIdx.x; i < n; i += int64_t(gridDim.x) * blockDim.x)
     acc[i] += double(x[i]);
@@ -181,6 +192,11 @@ void relu(float* x, int64_t n, cudaStream_t s) {
 }
 void gelu(float* x, int64_t n, cudaStream_t s) {
   gelu_kernel<<<grid_for(n, kThreads), kThreads, 0, s>>>(x, n);
+  QL_CUDA_LAUNCHED();
+}
+void token_nll(const float* logits, const int32_t* target, int64_t rows, int64_t vocab, double* nll, cudaStream_t s) {
+  if (rows == 0) return;
+  token_nll_kernel<<<unsigned(rows), kThreads, 0, s>>>(logits, target, vocab, nll);
   QL_CUDA_LAUNCHED();
 }
 void accumulate_f64(double* acc, const float* x, int64_t n, cudaStream_t s) {

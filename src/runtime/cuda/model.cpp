@@ -29,15 +29,14 @@ DeviceModel::DeviceModel(const Context& ctx, const Model& m, Math math) : ctx_(c
   globals_.project_out = Tensor();
 }
 
-void DeviceModel::forward(const std::vector<int32_t>& tokens, int64_t n_seq, int64_t T,
-                          const std::function<void(int64_t, const Tensor&)>& on_logits) {
+const float* DeviceModel::trunk(const std::vector<int32_t>& tokens, int64_t n_seq, int64_t T) {
   if (!forward_ || forward_->seq_len() != T) forward_ = std::make_unique<BlockForward>(ctx_, c_, T, math_);
   const int64_t rows = n_seq * T, d = c_.hidden, e = c_.word_embed_proj_dim;
   const Tensor x_host = embed(c_, globals_, tokens, n_seq, T);  // [rows, hidden] (OPT's project_in applied)
   x_.reserve(rows * d, "hidden states");
   ctx_.upload(x_.data(), x_host.ptr(), size_t(rows * d) * sizeof(float));
   for (auto& b : blocks_) forward_->forward(b, x_.data(), n_seq);
-  // Head: final norm, OPT's project_out, lm_head.
+  // Head: final norm, OPT's project_out; lm_head by the callers.
   const float* h = x_.data();
   if (c_.final_norm) {
     h_.reserve(rows * d, "final norm");
@@ -52,6 +51,12 @@ void DeviceModel::forward(const std::vector<int32_t>& tokens, int64_t n_seq, int
     forward_->linear(project_out_, h, rows, p_.data());
     h = p_.data();
   }
+  return h;
+}
+
+void DeviceModel::forward(const std::vector<int32_t>& tokens, int64_t n_seq, int64_t T,
+                          const std::function<void(int64_t, const Tensor&)>& on_logits) {
+  const float* h = trunk(tokens, n_seq, T);
   logits_.reserve(T * c_.vocab, "logits");
   Tensor logits(Shape{T, c_.vocab});
   for (int64_t s = 0; s < n_seq; ++s) {
@@ -59,6 +64,28 @@ void DeviceModel::forward(const std::vector<int32_t>& tokens, int64_t n_seq, int
     ctx_.download(logits.ptr(), logits_.data(), size_t(T * c_.vocab) * sizeof(float));
     on_logits(s, logits);
   }
+}
+
+std::vector<double> DeviceModel::window_nll(const std::vector<int32_t>& tokens, int64_t n_seq, int64_t T) {
+  QL_ASSERT(int64_t(tokens.size()) == n_seq * T && T >= 2);
+  const float* h = trunk(tokens, n_seq, T);
+  logits_.reserve(T * c_.vocab, "logits");
+  nll_.reserve(n_seq * (T - 1), "nll");
+  // targets[s, t] = tokens[s, t + 1] for t < T − 1
+  std::vector<int32_t> targets(size_t(n_seq * (T - 1)));
+  for (int64_t s = 0; s < n_seq; ++s)
+    for (int64_t t = 0; t + 1 < T; ++t) targets[size_t(s * (T - 1) + t)] = tokens[size_t(s * T + t + 1)];
+  targets_.reserve(int64_t(targets.size()), "targets");
+  ctx_.upload(targets_.data(), targets.data(), targets.size() * sizeof(int32_t));
+  for (int64_t s = 0; s < n_seq; ++s) {
+    forward_->linear(lm_head_, h + s * T * lm_head_.in, T - 1, logits_.data());
+    k::token_nll(logits_.data(), targets_.data() + s * (T - 1), T - 1, c_.vocab, nll_.data() + s * (T - 1), ctx_.stream());
+  }
+  const std::vector<double> nll = to_host(ctx_, nll_.data(), n_seq * (T - 1));
+  std::vector<double> out(static_cast<size_t>(n_seq), 0.0);
+  for (int64_t s = 0; s < n_seq; ++s)
+    for (int64_t t = 0; t + 1 < T; ++t) out[size_t(s)] += nll[size_t(s * (T - 1) + t)];  // position order, as on the CPU
+  return out;
 }
 
 }  // namespace quantllm::cuda

@@ -19,6 +19,9 @@ class DeviceModel {
   // Windows [n_seq, seq_len] → on_logits(window, logits [seq_len, vocab]) on the host.
   void forward(const std::vector<int32_t>& tokens, int64_t n_seq, int64_t seq_len,
                const std::function<void(int64_t seq, const Tensor& logits)>& on_logits);
+  // Σ over positions 0 … seq_len−2 of −log p(token at t+1) for each window, computed on the device
+  // (only the sums come back). [n_seq]
+  std::vector<double> window_nll(const std::vector<int32_t>& tokens, int64_t n_seq, int64_t seq_len);
 
  private:
   const Context& ctx_;
@@ -29,7 +32,11 @@ class DeviceModel {
   DeviceNorm final_norm_;
   DeviceLinear project_out_, lm_head_;
   std::unique_ptr<BlockForward> forward_;  // for the current window length
+  // The blocks and the head's input for windows [n_seq, T]: returns the head input (device) [n_seq·T, e].
+  const float* trunk(const std::vector<int32_t>& tokens, int64_t n_seq, int64_t T);
   DeviceArray<float> x_, h_, p_, logits_;
+  DeviceArray<int32_t> targets_;
+  DeviceArray<double> nll_;
 };
 
 }  // namespace quantllm::cuda

@@ -5,7 +5,6 @@
 #include "pipeline/cuda/cuda_common.h"
 #include "pipeline/cuda/cuda_methods.h"
 
-#include "calib/runner.h"
 #include "pipeline/awq.h"
 #include "pipeline/checkpoints.h"
 #include "quant/awq_search.h"
@@ -79,10 +78,8 @@ void run_awq_cuda(const Model& model, const GroupMethodOptions& opt, const Calib
 
   const int64_t cw = plan.chunk_windows, crow = cw * T;
   ActivationStore X(ctx, n_win * T, d, plan.on_device, crow, "calibration activations");
-  {
-    BlockRunner embedder(model, windows, opt.chunk_tokens);
-    X.upload_all(embedder.hidden().ptr());
-  }
+  embed_on_device(ctx, model, windows, X, crow);
+  DeviceArray<double> col_work(k::abs_col_sum_work(crow, std::max(c.ffn, std::max(c.hidden, c.q_dim()))), "statistics");
   BlockForward F(ctx, c, T, math);
   DeviceArray<float> xs(crow * d, "block input copy");
   std::array<DeviceArray<float>, 4> sample;   // inputs of the first n_search windows: [ns_rows, in]
@@ -94,6 +91,7 @@ void run_awq_cuda(const Model& model, const GroupMethodOptions& opt, const Calib
   DeviceArray<float> ref(ns_rows * d, "AWQ reference"), y(ns_rows * d, "AWQ candidate output");
   DeviceArray<float> att(ns_rows * c.q_dim(), "AWQ attention"), mid(ns_rows * c.ffn, "AWQ ffn");
   BlockPrefetcher loader(model, true);
+  AsyncCheckpoints saver(ckpt);
   clock.mark("embed + upload");
 
   auto for_chunks = [&](auto&& fn) {
@@ -167,7 +165,7 @@ void run_awq_cuda(const Model& model, const GroupMethodOptions& opt, const Calib
                               ctx.stream()));
       F.forward(dw, xs.data(), ns, [&](LinearInput which, const float* x, int64_t n) {
         const int64_t in = input_width(c, which);
-        k::abs_col_sum(x, n, in, abs_sum[size_t(which)].data(), ctx.stream());
+        k::abs_col_sum(x, n, in, abs_sum[size_t(which)].data(), col_work.data(), ctx.stream());
         if (s0 < n_search) {
           const int64_t keep = std::min(n_search - s0, ns) * T;
           QL_CUDA(cudaMemcpyAsync(sample[size_t(which)].data() + s0 * T * in, x, size_t(keep * in) * sizeof(float),
@@ -283,11 +281,13 @@ void run_awq_cuda(const Model& model, const GroupMethodOptions& opt, const Calib
     clock.mark("clip + quantize");
     advance(dw);
     clock.mark("forward");
-    ckpt.save(i, saved);
+    saver.save(i, std::move(saved));
     clock.mark("checkpoint");
     const double secs = std::chrono::duration<double>(std::chrono::steady_clock::now() - t_block).count();
     if (progress) progress(i + 1, n_blocks, fmt::format("{} ({:.1f}s)", detail, secs));
   }
+  saver.finish();
+  clock.mark("checkpoint");
   std::fprintf(stderr, "quantllm: GPU time: %s; peak GPU memory %.2f GiB\n", clock.report().c_str(),
                double(device_peak_bytes()) / (1024.0 * 1024.0 * 1024.0));
 }

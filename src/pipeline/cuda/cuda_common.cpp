@@ -1,6 +1,8 @@
 // Shared pieces of the GPU drivers (see cuda_common.h).
 #include "pipeline/cuda/cuda_common.h"
 
+#include "runtime/cuda/kernels.h"
+
 #include <fmt/format.h>
 
 #include <algorithm>
@@ -79,6 +81,56 @@ std::string PhaseClock::report() const {
   std::string r;
   for (const auto& [name, total] : totals_) r += fmt::format("{}{} {:.2f}s", r.empty() ? "" : ", ", name, total);
   return r;
+}
+
+void embed_on_device(const Context& ctx, const Model& model, const CalibWindows& windows, ActivationStore& X,
+                     int64_t chunk_rows) {
+  const ModelConfig& c = model.config;
+  const ArchSpec& a = *c.arch;
+  for (int32_t id : windows.tokens)
+    if (id < 0 || id >= c.vocab) fail("token id {} is outside the vocabulary (size {})", id, c.vocab);
+  const int64_t T = windows.seqlen, rows_all = windows.n * T, e = c.word_embed_proj_dim, d = c.hidden;
+  const DeviceArray<float> table = to_device(ctx, model.weights->load(std::string(a.embed_tokens) + ".weight").data, "embeddings");
+  DeviceArray<float> positions, project_in, tmp;
+  if (a.pos == PosKind::Learned) {
+    if (T > c.max_positions) fail("sequence of {} positions exceeds the model's {} learned positions", T, c.max_positions);
+    positions = to_device(ctx, model.weights->load(std::string(a.embed_positions) + ".weight").data, "positions");
+  }
+  const bool project = e != d && !a.project_in.empty();
+  if (project) {
+    project_in = to_device(ctx, model.weights->load(std::string(a.project_in) + ".weight").data, "project_in");
+    tmp = DeviceArray<float>(chunk_rows * e, "embeddings");
+  }
+  DeviceArray<int32_t> tok(chunk_rows, "tokens");
+  for (int64_t r0 = 0; r0 < rows_all; r0 += chunk_rows) {
+    const int64_t rows = std::min(chunk_rows, rows_all - r0);
+    ctx.upload(tok.data(), windows.tokens.data() + r0, size_t(rows) * sizeof(int32_t));
+    float* x = X.chunk(r0, rows, false);
+    if (!project) {
+      k::embed_rows(table.data(), tok.data(), rows, e, positions.data(), T, a.position_offset, x, ctx.stream());
+    } else {
+      // OPT-350m: x = embed · project_inᵀ (fp32 products, as the CPU), then the positions.
+      k::embed_rows(table.data(), tok.data(), rows, e, nullptr, T, 0, tmp.data(), ctx.stream());
+      ctx.gemm(false, true, rows, d, e, 1.0f, tmp.data(), e, project_in.data(), e, 0.0f, x, d, Math::FP32);
+      if (!positions.empty()) k::add_positions(x, positions.data(), rows, d, T, a.position_offset, ctx.stream());
+    }
+    X.commit(r0, rows);
+  }
+  ctx.sync();
+}
+
+AsyncCheckpoints::~AsyncCheckpoints() {
+  if (pending_.valid()) pending_.wait();
+}
+
+void AsyncCheckpoints::save(int block, BlockResult r) {
+  if (!ckpt_.enabled()) return;
+  finish();
+  pending_ = std::async(std::launch::async, [this, block, r = std::move(r)] { ckpt_.save(block, r); });
+}
+
+void AsyncCheckpoints::finish() {
+  if (pending_.valid()) pending_.get();
 }
 
 void print_gpu_plan(const Context& ctx, const MemoryPlan& plan, const GroupMethodOptions& opt) {

@@ -4,6 +4,7 @@
 #pragma once
 
 #include "calib/calibration.h"
+#include "pipeline/checkpoints.h"
 #include "pipeline/group_methods.h"
 #include "runtime/cuda/activations.h"
 #include "runtime/cuda/block.h"
@@ -51,6 +52,25 @@ class PhaseClock {
   const Context& ctx_;
   std::chrono::steady_clock::time_point t_;
   std::vector<std::pair<std::string, double>> totals_;
+};
+
+// The calibration windows' embeddings (OPT: projected, positions added, as runtime/forward.cpp embed)
+// computed on the device into X [n·T, hidden], chunk by chunk.
+void embed_on_device(const Context& ctx, const Model& model, const CalibWindows& windows, ActivationStore& X,
+                     int64_t chunk_rows);
+
+// Saves finished blocks' checkpoints on a host thread while the GPU goes on (one save in flight;
+// the next save, finish() or the destructor waits for it and rethrows its error).
+class AsyncCheckpoints {
+ public:
+  explicit AsyncCheckpoints(BlockCheckpoints& ckpt) : ckpt_(ckpt) {}
+  ~AsyncCheckpoints();
+  void save(int block, BlockResult r);
+  void finish();
+
+ private:
+  BlockCheckpoints& ckpt_;
+  std::future<void> pending_;
 };
 
 // The one-line summary printed when a GPU run starts.

@@ -2,7 +2,6 @@
 #include "pipeline/cuda/cuda_common.h"
 #include "pipeline/cuda/cuda_methods.h"
 
-#include "calib/runner.h"
 #include "pipeline/checkpoints.h"
 #include "runtime/cuda/gptq.h"
 
@@ -45,7 +44,7 @@ struct Driver {
       const std::string name = c.linear_tensor(block, lin);
       DeviceLinear& l = dw[lin];
       DeviceArray<float> deq(l.out * l.in, "dequantized weights");
-      DeviceGptqResult r = gptq_quantize_device(ctx, l.w.data(), l.out, P, g, name + ".weight", deq.data());
+      DeviceGptqResult r = gptq_quantize_device(ctx, l.w.data(), l.out, P, g, name + ".weight", deq.data(), F.math());
       l.w = std::move(deq);
       qm.stats[name] = saved.stats[name] = LayerStats{r.stats.objective, r.rtn_objective, r.stats.damp_percent_used,
                                                       r.stats.seconds, r.stats.dead_inputs};
@@ -87,12 +86,8 @@ QuantizedModel quantize_gptq_cuda(const Model& model, const GroupMethodOptions& 
   BlockCheckpoints ckpt(model, opt, "gptq", &windows);
   const int64_t cw = plan.chunk_windows, crow = cw * T;
   ActivationStore X(ctx, n_win * T, d, plan.on_device, crow, "calibration activations");
-  {
-    BlockRunner embedder(model, windows, opt.chunk_tokens);  // embeds on the host: [n_win·T, hidden]
-    X.upload_all(embedder.hidden().ptr());
-  }
-  std::optional<ActivationStore> A;
-  if (opt.true_sequential) A.emplace(ctx, n_win * T, c.q_dim(), plan.on_device, crow, "attention outputs");
+  embed_on_device(ctx, model, windows, X, crow);
+  std::optional<ActivationStore> A;  // attention outputs, held from stage 2 to stage 3 of each block
   BlockForward F(ctx, c, T, math);
   DeviceArray<float> h(crow * d, "block input"), mid(crow * c.ffn, "ffn activations"), xs;
   clock.mark("embed + upload");
@@ -107,6 +102,7 @@ QuantizedModel quantize_gptq_cuda(const Model& model, const GroupMethodOptions& 
   const auto by_input = layers_by_input(c);
   const int n_blocks = int(c.n_layers);
   BlockPrefetcher loader(model, true);
+  AsyncCheckpoints saver(ckpt);
 
   auto for_chunks = [&](auto&& fn) {
     for (int64_t s0 = 0; s0 < n_win; s0 += cw) {
@@ -163,6 +159,7 @@ QuantizedModel quantize_gptq_cuda(const Model& model, const GroupMethodOptions& 
         note(LinearInput::AttnIn);
       }
       {  // 2. o from the attention of the quantized q/k/v, kept for stage 3
+        A.emplace(ctx, n_win * T, c.q_dim(), plan.on_device, crow, "attention outputs");
         DeviceHessian acc(ctx, c.linear_in(Linear::O));
         for_chunks([&](int64_t r0, int64_t rows, int64_t ns) {
           F.attn_input(dw, X.chunk(r0, rows), rows, h.data());
@@ -183,6 +180,7 @@ QuantizedModel quantize_gptq_cuda(const Model& model, const GroupMethodOptions& 
           F.ffn_input(dw, x, rows, h.data());
           acc.add(ctx, h.data(), rows, math);
         });
+        A.reset();  // not needed again in this block: its memory goes to the Hessians of the larger inputs
         drv.quantize(i, dw, acc, by_input[size_t(LinearInput::FfnIn)], saved, keep);
         note(LinearInput::FfnIn);
       }
@@ -223,10 +221,12 @@ QuantizedModel quantize_gptq_cuda(const Model& model, const GroupMethodOptions& 
       advance(dw);
     }
     clock.mark("forward + Hessians");
-    ckpt.save(i, saved);
+    saver.save(i, std::move(saved));
     clock.mark("checkpoint");
     if (progress) progress(i + 1, n_blocks, fmt::format("block {}/{} done", i + 1, n_blocks));
   }
+  saver.finish();
+  clock.mark("checkpoint");
   std::fprintf(stderr, "quantllm: GPU time: %s; peak GPU memory %.2f GiB\n", clock.report().c_str(),
                double(device_peak_bytes()) / (1024.0 * 1024.0 * 1024.0));
   return qm;

@@ -15,6 +15,7 @@ namespace quantllm {
 namespace quantllm::cuda {
 // Throws quantllm::Error naming the call (a broken device is reported like any other run failure).
 [[noreturn]] void cuda_failed(const char* what, const char* call, const char* file, int line);
+[[noreturn]] void cublas_failed(cublasStatus_t status, const char* call, const char* file, int line);
 }
 
 #define QL_CUDA(call)                                                                                 \
@@ -25,7 +26,7 @@ namespace quantllm::cuda {
 #define QL_CUBLAS(call)                                                                               \
   do {                                                                                                \
     const cublasStatus_t ql_s_ = (call);                                                              \
-    if (ql_s_ != CUBLAS_STATUS_SUCCESS) ::quantllm::cuda::cuda_failed(cublasGetStatusString(ql_s_), #call, __FILE__, __LINE__); \
+    if (ql_s_ != CUBLAS_STATUS_SUCCESS) ::quantllm::cuda::cublas_failed(ql_s_, #call, __FILE__, __LINE__); \
   } while (0)
 #define QL_CUSOLVER(call)                                                                             \
   do {                                                                                                \

@@ -1,6 +1,8 @@
 // CUDA context, counted device memory and the row-major GEMM wrappers (see context.h).
 #include "runtime/cuda/context.h"
 
+#include "runtime/cuda/libs.h"
+
 #include <fmt/format.h>
 
 #include <algorithm>
@@ -25,6 +27,10 @@ void cuda_failed(const char* what, const char* call, const char* file, int line)
   // A failing CUDA call is either a broken device (reported as an Error the CLI prints) or our bug;
   // both end the run, and the message names the call.
   throw Error(fmt::format("CUDA: {} ({} at {}:{})", what, call, file, line));
+}
+
+void cublas_failed(cublasStatus_t status, const char* call, const char* file, int line) {
+  cuda_failed(cuda_libs().blas_status_string(status), call, file, line);
 }
 
 void* device_alloc(size_t bytes, const char* what) {
@@ -77,15 +83,15 @@ Context::Context(int device) : device_(device) {
   total_mem_ = prop.totalGlobalMem;
   sms_ = prop.multiProcessorCount;
   QL_CUDA(cudaStreamCreateWithFlags(&stream_, cudaStreamNonBlocking));
-  QL_CUBLAS(cublasCreate(&blas_));
-  QL_CUBLAS(cublasSetStream(blas_, stream_));
-  QL_CUSOLVER(cusolverDnCreate(&solver_));
-  QL_CUSOLVER(cusolverDnSetStream(solver_, stream_));
+  QL_CUBLAS(cuda_libs().blas_create(&blas_));
+  QL_CUBLAS(cuda_libs().blas_set_stream(blas_, stream_));
+  QL_CUSOLVER(cuda_libs().solver_create(&solver_));
+  QL_CUSOLVER(cuda_libs().solver_set_stream(solver_, stream_));
 }
 
 Context::~Context() {
-  if (solver_) cusolverDnDestroy(solver_);
-  if (blas_) cublasDestroy(blas_);
+  if (solver_) cuda_libs().solver_destroy(solver_);
+  if (blas_) cuda_libs().blas_destroy(blas_);
   if (stream_) cudaStreamDestroy(stream_);
 }
 
@@ -102,7 +108,7 @@ void Context::sync() const { QL_CUDA(cudaStreamSynchronize(stream_)); }
 void Context::gemm(bool trans_a, bool trans_b, int64_t m, int64_t n, int64_t k, float alpha, const float* a,
                    int64_t lda, const float* b, int64_t ldb, float beta, float* c, int64_t ldc, Math math) const {
   if (m == 0 || n == 0) return;
-  QL_CUBLAS(cublasGemmEx(blas_, op(trans_b), op(trans_a), as_int(n, "n"), as_int(m, "m"), as_int(k, "k"), &alpha, b,
+  QL_CUBLAS(cuda_libs().gemm(blas_, op(trans_b), op(trans_a), as_int(n, "n"), as_int(m, "m"), as_int(k, "k"), &alpha, b,
                          CUDA_R_32F, as_int(ldb, "ldb"), a, CUDA_R_32F, as_int(lda, "lda"), &beta, c, CUDA_R_32F,
                          as_int(ldc, "ldc"), compute(math), CUBLAS_GEMM_DEFAULT));
 }
@@ -111,7 +117,7 @@ void Context::gemm_batched(bool trans_a, bool trans_b, int64_t m, int64_t n, int
                            const float* const* a, int64_t lda, const float* const* b, int64_t ldb, float beta,
                            float* const* c, int64_t ldc, int64_t batch, Math math) const {
   if (m == 0 || n == 0 || batch == 0) return;
-  QL_CUBLAS(cublasGemmBatchedEx(blas_, op(trans_b), op(trans_a), as_int(n, "n"), as_int(m, "m"), as_int(k, "k"), &alpha,
+  QL_CUBLAS(cuda_libs().gemm_batched(blas_, op(trans_b), op(trans_a), as_int(n, "n"), as_int(m, "m"), as_int(k, "k"), &alpha,
                                 reinterpret_cast<const void* const*>(b), CUDA_R_32F, as_int(ldb, "ldb"),
                                 reinterpret_cast<const void* const*>(a), CUDA_R_32F, as_int(lda, "lda"), &beta,
                                 reinterpret_cast<void* const*>(c), CUDA_R_32F, as_int(ldc, "ldc"), as_int(batch, "batch"),
@@ -123,7 +129,7 @@ void Context::gemm_strided_batched(bool trans_a, bool trans_b, int64_t m, int64_
                                    int64_t stride_b, float beta, float* c, int64_t ldc, int64_t stride_c, int64_t batch,
                                    Math math) const {
   if (m == 0 || n == 0 || batch == 0) return;
-  QL_CUBLAS(cublasGemmStridedBatchedEx(blas_, op(trans_b), op(trans_a), as_int(n, "n"), as_int(m, "m"), as_int(k, "k"),
+  QL_CUBLAS(cuda_libs().gemm_strided_batched(blas_, op(trans_b), op(trans_a), as_int(n, "n"), as_int(m, "m"), as_int(k, "k"),
                                        &alpha, b, CUDA_R_32F, as_int(ldb, "ldb"), stride_b, a, CUDA_R_32F,
                                        as_int(lda, "lda"), stride_a, &beta, c, CUDA_R_32F, as_int(ldc, "ldc"), stride_c,
                                        as_int(batch, "batch"), compute(math), CUBLAS_GEMM_DEFAULT));

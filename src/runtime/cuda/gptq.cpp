@@ -2,6 +2,7 @@
 #include "runtime/cuda/gptq.h"
 
 #include "runtime/cuda/kernels.h"
+#include "runtime/cuda/libs.h"
 
 #include <algorithm>
 #include <chrono>
@@ -38,17 +39,17 @@ struct Solver {
   DeviceArray<int> info{1, "cuSOLVER info"};
   Solver(const Context& c, int64_t n_, double* a) : ctx(c), n(n_) {
     int lw1 = 0, lw2 = 0;
-    QL_CUSOLVER(cusolverDnDpotrf_bufferSize(ctx.solver(), CUBLAS_FILL_MODE_LOWER, int(n), a, int(n), &lw1));
-    QL_CUSOLVER(cusolverDnDpotri_bufferSize(ctx.solver(), CUBLAS_FILL_MODE_LOWER, int(n), a, int(n), &lw2));
+    QL_CUSOLVER(cuda_libs().potrf_buffer_size(ctx.solver(), CUBLAS_FILL_MODE_LOWER, int(n), a, int(n), &lw1));
+    QL_CUSOLVER(cuda_libs().potri_buffer_size(ctx.solver(), CUBLAS_FILL_MODE_LOWER, int(n), a, int(n), &lw2));
     work = DeviceArray<double>(std::max(1, std::max(lw1, lw2)), "cuSOLVER workspace");
   }
   bool potrf(double* a) {
-    QL_CUSOLVER(cusolverDnDpotrf(ctx.solver(), CUBLAS_FILL_MODE_LOWER, int(n), a, int(n), work.data(), int(work.size()),
+    QL_CUSOLVER(cuda_libs().potrf(ctx.solver(), CUBLAS_FILL_MODE_LOWER, int(n), a, int(n), work.data(), int(work.size()),
                                  info.data()));
     return to_host(ctx, info.data(), 1)[0] == 0;
   }
   bool potri(double* a) {
-    QL_CUSOLVER(cusolverDnDpotri(ctx.solver(), CUBLAS_FILL_MODE_LOWER, int(n), a, int(n), work.data(), int(work.size()),
+    QL_CUSOLVER(cuda_libs().potri(ctx.solver(), CUBLAS_FILL_MODE_LOWER, int(n), a, int(n), work.data(), int(work.size()),
                                  info.data()));
     return to_host(ctx, info.data(), 1)[0] == 0;
   }
@@ -169,14 +170,14 @@ PreparedHessian prepare_hessian(const Context& ctx, DeviceHessian& acc, const GP
 }
 
 double relative_objective_device(const Context& ctx, const float* w, const float* wq, int64_t out, int64_t in,
-                                 const float* h) {
+                                 const float* h, Math math) {
   DeviceArray<float> d(out * in, "objective"), e(out * in, "objective");
   DeviceArray<double> part(kMaxPartials, "partial sums");
   k::sub(w, wq, d.data(), out * in, ctx.stream());
-  // E = D·H ([out, in]); Σ D ⊙ E = tr(D H Dᵀ). Products in fp32 (a reported ratio, not an input).
-  ctx.gemm(false, false, out, in, in, 1.0f, d.data(), in, h, in, 0.0f, e.data(), in, Math::FP32);
+  // E = D·H ([out, in]); Σ D ⊙ E = tr(D H Dᵀ).
+  ctx.gemm(false, false, out, in, in, 1.0f, d.data(), in, h, in, 0.0f, e.data(), in, math);
   const double num = sum_partials(ctx, part, k::dot_partials(d.data(), e.data(), out * in, part.data(), kMaxPartials, ctx.stream()));
-  ctx.gemm(false, false, out, in, in, 1.0f, w, in, h, in, 0.0f, e.data(), in, Math::FP32);
+  ctx.gemm(false, false, out, in, in, 1.0f, w, in, h, in, 0.0f, e.data(), in, math);
   const double den = sum_partials(ctx, part, k::dot_partials(w, e.data(), out * in, part.data(), kMaxPartials, ctx.stream()));
   if (den == 0.0) return num == 0.0 ? 0.0 : std::numeric_limits<double>::infinity();
   return num / den;
@@ -206,7 +207,7 @@ GroupQuantized rtn_quantize_device(const Context& ctx, const float* w, int64_t o
 }
 
 DeviceGptqResult gptq_quantize_device(const Context& ctx, const float* w, int64_t out, const PreparedHessian& H,
-                                      const GPTQOptions& opt, std::string_view name, float* deq) {
+                                      const GPTQOptions& opt, std::string_view name, float* deq, Math objective_math) {
   const auto t_start = std::chrono::steady_clock::now();
   const int64_t in = H.in;
   validate_quant_params(opt.quant, in, name);
@@ -306,10 +307,10 @@ DeviceGptqResult gptq_quantize_device(const Context& ctx, const float* w, int64_
   const DeviceArray<int32_t> g_idx = to_device(ctx, q.g_idx, "g_idx");
   k::dequantize(codes.data(), scale.data(), zero.data(), g_idx.data(), out, in, deq, s);
   if (opt.report_objective) {
-    st.objective = relative_objective_device(ctx, w, deq, out, in, H.h.data());
+    st.objective = relative_objective_device(ctx, w, deq, out, in, H.h.data(), objective_math);
     DeviceArray<float> rtn(out * in, "RTN weights");
     k::rtn(w, out, in, gs, qs, true, nullptr, nullptr, nullptr, rtn.data(), s);
-    res.rtn_objective = relative_objective_device(ctx, w, rtn.data(), out, in, H.h.data());
+    res.rtn_objective = relative_objective_device(ctx, w, rtn.data(), out, in, H.h.data(), objective_math);
   }
   ctx.sync();
   st.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t_start).count();

@@ -63,12 +63,15 @@ struct DeviceGptqResult {
 
 // w: [out, in] fp32 on the device (the layer's weights). deq: [out, in] on the device, receives the
 // dequantized result (what the exported checkpoint computes).
+// objective_math: precision of the reported objectives' products.
 DeviceGptqResult gptq_quantize_device(const Context& ctx, const float* w, int64_t out, const PreparedHessian& h,
-                                      const GPTQOptions& opt, std::string_view name, float* deq);
+                                      const GPTQOptions& opt, std::string_view name, float* deq,
+                                      Math objective_math = Math::FP32);
 
-// tr((W−Q) H (W−Q)ᵀ) / tr(W H Wᵀ) with fp32 products, sums in double; all on the device.
+// tr((W−Q) H (W−Q)ᵀ) / tr(W H Wᵀ), sums in double; all on the device. A reported number, not an input
+// of the algorithm: its products run at the requested precision (tf32 moves it by ~1e-3 relative).
 double relative_objective_device(const Context& ctx, const float* w, const float* wq, int64_t out, int64_t in,
-                                 const float* h);
+                                 const float* h, Math math = Math::FP32);
 
 // Round-to-nearest of w [out, in] on the device with the checkpoint's conventions (quantize_rtn):
 // codes, fp16-exact scales, zeros and g_idx downloaded; deq (device, may be null) receives the weights.

@@ -94,7 +94,12 @@ __global__ void __launch_bounds__(kRowsPerCta * 32) gptq_block_kernel(GptqBlock 
     const int64_t j = lane + 32 * s;
     v[s] = j < nb ? wr[i1 + j] : 0.0f;
   }
+  // A group that began in an earlier batch (groups wider than a batch): its parameters as written then.
   GP cur{1.0f, 0};
+  if (a.grouped_dynamic && i1 % a.gs != 0) {
+    const int64_t gi = i1 / a.gs;
+    cur = GP{a.scale[gi * a.out + r], a.zero[gi * a.out + r]};
+  }
   double loss = 0.0;
   for (int64_t p = 0; p < nb; ++p) {
     const int64_t col = i1 + p;  // processing position

@@ -107,12 +107,33 @@ __global__ void accumulate_f64_kernel(double* acc, const float* x, int64_t n) {
     acc[i] += double(x[i]);
 }
 
-__global__ void abs_col_sum_kernel(const float* x, int64_t rows, int64_t cols, double* col) {
+constexpr int64_t kColSlice = 64;  // rows per slice of abs_col_sum
+// grid (column blocks, slices): work[slice, j] = Σ over the slice's rows of |x[r, j]|
+__global__ void abs_col_slices_kernel(const float* x, int64_t rows, int64_t cols, double* work) {
+  const int64_t j = blockIdx.x * int64_t(blockDim.x) + threadIdx.x;
+  if (j >= cols) return;
+  const int64_t r0 = int64_t(blockIdx.y) * kColSlice, r1 = min(rows, r0 + kColSlice);
+  double s = 0.0;
+  for (int64_t r = r0; r < r1; ++r) s += double(fabsf(x[r * cols + j]));
+  work[int64_t(blockIdx.y) * cols + j] = s;
+}
+__global__ void abs_col_total_kernel(const double* work, int64_t slices, int64_t cols, double* col) {
   const int64_t j = blockIdx.x * int64_t(blockDim.x) + threadIdx.x;
   if (j >= cols) return;
   double s = 0.0;
-  for (int64_t r = 0; r < rows; ++r) s += double(fabsf(x[r * cols + j]));
+  for (int64_t k = 0; k < slices; ++k) s += work[k * cols + j];
   col[j] += s;
+}
+
+__global__ void embed_rows_kernel(const float* table, const int32_t* tokens, int64_t rows, int64_t e,
+                                  const float* positions, int64_t T, int64_t offset, float* x) {
+  const int64_t total = rows * e;
+  for (int64_t i = blockIdx.x * int64_t(blockDim.x) + threadIdx.x; i < total; i += int64_t(gridDim.x) * blockDim.x) {
+    const int64_t r = i / e, j = i % e;
+    float v = table[int64_t(tokens[r]) * e + j];
+    if (positions) v += positions[(offset + r % T) * e + j];
+    x[i] = v;
+  }
 }
 
 constexpr int kPartialThreads = 256;
@@ -149,7 +170,18 @@ __global__ void f64_to_f32_kernel(const double* x, float* y, int64_t n, double f
     y[i] = float(f * x[i]);
 }
 
+__global__ void add_positions_kernel(float* x, const float* positions, int64_t rows, int64_t d, int64_t T, int64_t offset) {
+  const int64_t total = rows * d;
+  for (int64_t i = blockIdx.x * int64_t(blockDim.x) + threadIdx.x; i < total; i += int64_t(gridDim.x) * blockDim.x)
+    x[i] += positions[(offset + (i / d) % T) * d + i % d];
+}
+
 }  // namespace
+
+void add_positions(float* x, const float* positions, int64_t rows, int64_t d, int64_t T, int64_t offset, cudaStream_t s) {
+  add_positions_kernel<<<grid_for(rows * d, kThreads), kThreads, 0, s>>>(x, positions, rows, d, T, offset);
+  QL_CUDA_LAUNCHED();
+}
 
 void rms_norm(const float* x, const float* w, float* y, int64_t rows, int64_t d, double eps, cudaStream_t s) {
   if (rows == 0) return;
@@ -203,8 +235,19 @@ void accumulate_f64(double* acc, const float* x, int64_t n, cudaStream_t s) {
   accumulate_f64_kernel<<<grid_for(n, kThreads), kThreads, 0, s>>>(acc, x, n);
   QL_CUDA_LAUNCHED();
 }
-void abs_col_sum(const float* x, int64_t rows, int64_t cols, double* col, cudaStream_t s) {
-  abs_col_sum_kernel<<<grid_for(cols, 128), 128, 0, s>>>(x, rows, cols, col);
+int64_t abs_col_sum_work(int64_t rows, int64_t cols) { return ((rows + kColSlice - 1) / kColSlice) * cols; }
+void abs_col_sum(const float* x, int64_t rows, int64_t cols, double* col, double* work, cudaStream_t s) {
+  if (rows == 0) return;
+  const int64_t slices = (rows + kColSlice - 1) / kColSlice;
+  QL_CU_ASSERT(slices <= 65535);
+  abs_col_slices_kernel<<<dim3(grid_for(cols, 128), unsigned(slices)), 128, 0, s>>>(x, rows, cols, work);
+  QL_CUDA_LAUNCHED();
+  abs_col_total_kernel<<<grid_for(cols, 128), 128, 0, s>>>(work, slices, cols, col);
+  QL_CUDA_LAUNCHED();
+}
+void embed_rows(const float* table, const int32_t* tokens, int64_t rows, int64_t e, const float* positions,
+                int64_t T, int64_t offset, float* x, cudaStream_t s) {
+  embed_rows_kernel<<<grid_for(rows * e, kThreads), kThreads, 0, s>>>(table, tokens, rows, e, positions, T, offset, x);
   QL_CUDA_LAUNCHED();
 }
 int64_t sq_diff_partials(const float* a, const float* b, int64_t n, double* partial, int64_t max_partials,

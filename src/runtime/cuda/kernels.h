@@ -52,8 +52,15 @@ void token_nll(const float* logits, const int32_t* target, int64_t rows, int64_t
 
 // --- reductions and small helpers ---
 void accumulate_f64(double* acc, const float* x, int64_t n, cudaStream_t s);  // acc += x
-// col[j] += Σ_r |x[r, j]| (rows in order, in double); x: [rows, cols]
-void abs_col_sum(const float* x, int64_t rows, int64_t cols, double* col, cudaStream_t s);
+// col[j] += Σ_r |x[r, j]| in double; x: [rows, cols]. Rows are summed in fixed slices, the slices'
+// sums added in order (deterministic); work: at least abs_col_sum_work(rows, cols) doubles.
+void abs_col_sum(const float* x, int64_t rows, int64_t cols, double* col, double* work, cudaStream_t s);
+int64_t abs_col_sum_work(int64_t rows, int64_t cols);
+// x[r] = table[tokens[r]] (+ positions[offset + r % T] when positions is not null); table: [vocab, e]
+void embed_rows(const float* table, const int32_t* tokens, int64_t rows, int64_t e, const float* positions,
+                int64_t T, int64_t offset, float* x, cudaStream_t s);
+// x[r] += positions[offset + r % T]; x: [rows, d]
+void add_positions(float* x, const float* positions, int64_t rows, int64_t d, int64_t T, int64_t offset, cudaStream_t s);
 // partial[b] = Σ (a − b)² (or Σ a² when b is null) over block b's slice; returns the number of partials
 // written (≤ max_partials); sum them in order on the host.
 int64_t sq_diff_partials(const float* a, const float* b, int64_t n, double* partial, int64_t max_partials,

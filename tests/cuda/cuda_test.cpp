@@ -65,7 +65,8 @@ bool model_available(const std::string& name) {
   const auto dir = test::model_dir(name);
   std::ifstream f(dir / "model.safetensors.index.json");
   if (!f) return false;
-  for (const auto& [tensor, file] : nlohmann::json::parse(f)["weight_map"].items())
+  const nlohmann::json index = nlohmann::json::parse(f);
+  for (const auto& [tensor, file] : index.at("weight_map").items())
     if (!std::filesystem::exists(dir / file.get<std::string>())) return false;
   return true;
 }

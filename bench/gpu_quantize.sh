@@ -44,7 +44,7 @@ for meth in gptq awq; do
   extra=""
   [ $meth = gptq ] && extra="--act-order"
   read wall peak rc < <(measure ours $meth $extra)
-  grep -E "quantllm: GPU|wrote" /tmp/l7-$meth.err /tmp/l7-$meth.out | sed 's/^/bench: /'
+  grep -E "quantllm: GPU|wrote|checkpoint written" /tmp/l7-$meth.err /tmp/l7-$meth.out | sed 's/^/bench: /'
   [ "$rc" = 0 ] || tail -5 /tmp/l7-$meth.err
   echo "bench: ours $meth: ${wall} ms end to end, peak GPU memory ${peak} MiB (rc $rc)"
   echo "{\"impl\": \"quantllm\", \"method\": \"$meth\", \"wall_ms\": $wall, \"peak_gpu_mib\": $peak, \"rc\": $rc, \"detail\": \"$(grep -h 'GPU time' /tmp/l7-$meth.err | sed 's/"//g')\"}" >> $OUT/gpu_bench.jsonl

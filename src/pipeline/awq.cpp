@@ -56,8 +56,8 @@ float round_to(float v, DType t) {
 
 }  // namespace
 
-std::vector<float> awq_fold_scales(const ModelConfig& c, BlockWeights& w, const AwqScalingGroup& g,
-                                   std::span<const float> s, DType norm_dtype) {
+std::vector<float> awq_fold_prev(const ModelConfig& c, BlockWeights& w, const AwqScalingGroup& g,
+                                  std::span<const float> s, DType norm_dtype) {
   QL_ASSERT(!g.layers.empty());
   const int64_t in = c.linear_in(g.layers.front());
   QL_ASSERT(int64_t(s.size()) == in, "fold: {} scales for {} input channels", s.size(), in);
@@ -87,6 +87,13 @@ std::vector<float> awq_fold_scales(const ModelConfig& c, BlockWeights& w, const 
       if (!p.b.empty()) p.b.data[size_t(j)] = round_to(p.b.data[size_t(j)] / s[size_t(j)], norm_dtype);
     }
   }
+  return realized;
+}
+
+std::vector<float> awq_fold_scales(const ModelConfig& c, BlockWeights& w, const AwqScalingGroup& g,
+                                   std::span<const float> s, DType norm_dtype) {
+  const std::vector<float> realized = awq_fold_prev(c, w, g, s, norm_dtype);
+  const int64_t in = int64_t(realized.size());
   for (Linear l : g.layers) {
     Tensor& lw = w[l].w;  // [out, in]
     QL_ASSERT(lw.dim(1) == in);

@@ -66,6 +66,10 @@ std::vector<AwqScalingGroup> awq_scaling_groups(const ModelConfig& c);
 // weight realizes, so the stored model still computes the same function. Returns the realized scales.
 std::vector<float> awq_fold_scales(const ModelConfig& c, BlockWeights& w, const AwqScalingGroup& g,
                                    std::span<const float> s, DType norm_dtype = DType::F32);
+// The first half of awq_fold_scales: only the preceding op (norm weight and bias, or the preceding
+// linear's rows and bias) ÷ s; returns the realized scales the group's columns are then multiplied by.
+std::vector<float> awq_fold_prev(const ModelConfig& c, BlockWeights& w, const AwqScalingGroup& g,
+                                 std::span<const float> s, DType norm_dtype = DType::F32);
 
 QuantizedModel quantize_awq(const Model& model, const GroupMethodOptions& opt, const BlockProgress& progress);
 // The same with calibration windows already drawn (the C++ API's texts).

@@ -163,7 +163,11 @@ void run_group_method(const QuantizeArgs& a) {
   try {
     qm = quantize_group_method(m, o, [&](int done, int, const std::string& detail) { bar.update(done, detail); });
     bar.finish();
+    const auto t_save = std::chrono::steady_clock::now();
     save_quantized(qm, a.out, format, a.force);
+    if (!a.json)
+      fmt::print(stderr, "quantllm: checkpoint written in {:.1f}s\n",
+                 std::chrono::duration<double>(std::chrono::steady_clock::now() - t_save).count());
   } catch (const Error&) {
     // A user error repeats on every run: drop the checkpoints this run started (not older ones).
     if (calibrated && !ckpt_existed) std::filesystem::remove_all(ckpt, ec);

@@ -90,6 +90,8 @@ void run_awq_cuda(const Model& model, const GroupMethodOptions& opt, const Calib
   }
   DeviceArray<float> ref(ns_rows * d, "AWQ reference"), y(ns_rows * d, "AWQ candidate output");
   DeviceArray<float> att(ns_rows * c.q_dim(), "AWQ attention"), mid(ns_rows * c.ffn, "AWQ ffn");
+  DeviceArray<float> norm_buf;
+  DeviceArray<double> wsum(std::max(c.ffn, std::max(c.hidden, c.q_dim())), "AWQ statistics");
   BlockPrefetcher loader(model, true);
   AsyncCheckpoints saver(ckpt);
   clock.mark("embed + upload");
@@ -128,6 +130,7 @@ void run_awq_cuda(const Model& model, const GroupMethodOptions& opt, const Calib
     BlockWeights w = loader.take(i, i >= ckpt.done());
     clock.mark("load weights");
     if (i < ckpt.done()) {
+      BlockPrefetcher::unpin(w);  // replaced below: no longer page-locked
       BlockResult r = ckpt.load(i);
       apply_block_tensors(c, w, i, r.tensors);
       BlockWeights wq = w;
@@ -155,6 +158,14 @@ void run_awq_cuda(const Model& model, const GroupMethodOptions& opt, const Calib
     }
     BlockResult saved;
     DeviceBlock dw = upload_block(ctx, c, w);
+    ctx.sync();
+    BlockPrefetcher::unpin(w);
+    // From here the matrices live on the device; on the host only their row counts remain ([out, 0]:
+    // awq_fold_prev checks them and folds the biases).
+    for (int l = 0; l < kNumLinear; ++l) {
+      Tensor& t = w.linear[size_t(l)].w;
+      if (!t.empty()) t = Tensor(Shape{t.dim(0), 0});
+    }
 
     // 1. x̄ over every token, and the search sample (inputs of the first n_search windows).
     for (int in = 0; in < 4; ++in)
@@ -183,9 +194,22 @@ void run_awq_cuda(const Model& model, const GroupMethodOptions& opt, const Calib
       const std::string name = c.block_prefix(i) + g.label;
       const int64_t in_w = input_width(c, g.input);
       float* x = sample[size_t(g.input)].data();
-      std::vector<const Tensor*> ws;
-      for (Linear l : g.layers) ws.push_back(&w[l].w);
-      const std::vector<float> w_mean = awq_weight_mean(ws, p.group_size, name);
+      // w̄ (quant/awq_search.h awq_weight_mean) on the device: column sums of the group-normalized magnitudes.
+      std::vector<float> w_mean(static_cast<size_t>(in_w));
+      {
+        int64_t rows = 0;
+        QL_CUDA(cudaMemsetAsync(wsum.data(), 0, size_t(in_w) * sizeof(double), ctx.stream()));
+        for (Linear l : g.layers) {
+          const DeviceLinear& dl = dw[l];
+          norm_buf.reserve(dl.out * dl.in, "AWQ weight statistics");
+          k::awq_weight_norm(dl.w.data(), dl.out, dl.in, effective_group_size(p, dl.in), norm_buf.data(), ctx.stream());
+          col_work.reserve(k::abs_col_sum_work(dl.out, dl.in), "statistics");
+          k::abs_col_sum(norm_buf.data(), dl.out, dl.in, wsum.data(), col_work.data(), ctx.stream());
+          rows += dl.out;
+        }
+        const std::vector<double> sums = to_host(ctx, wsum.data(), in_w);
+        for (int64_t j = 0; j < in_w; ++j) w_mean[size_t(j)] = float(sums[size_t(j)] / double(rows));
+      }
       const std::vector<double> sums = to_host(ctx, abs_sum[size_t(g.input)].data(), in_w);
       std::vector<float> x_mean(static_cast<size_t>(in_w));
       for (int64_t j = 0; j < in_w; ++j) x_mean[size_t(j)] = float(sums[size_t(j)] / double(n_win * T));
@@ -211,21 +235,23 @@ void run_awq_cuda(const Model& model, const GroupMethodOptions& opt, const Calib
           name, kScaleGrid);
       const std::vector<std::string> prev = prev_op_tensors(c, i, g);
       const DType dt = stored_dtype(src, g.prev == AwqPrevOp::V || g.prev == AwqPrevOp::Up ? prev.back() : prev.front());
-      const std::vector<float> realized = awq_fold_scales(c, w, g, best.scales, dt);
-      // The folded tensors on the device: the preceding op and the group's weights.
+      // Folding: the preceding op's norm / biases on the host (their dtype rounding decides the realized
+      // scales; pipeline/awq.h awq_fold_prev), the matrices on the device.
+      const std::vector<float> realized = awq_fold_prev(c, w, g, best.scales, dt);
+      const DeviceArray<float> r_dev = to_device(ctx, realized, "AWQ scales");
       if (g.prev == AwqPrevOp::AttnNorm || g.prev == AwqPrevOp::FfnNorm) {
         const NormWeights& n = g.prev == AwqPrevOp::AttnNorm ? w.attn_norm : w.ffn_norm;
         DeviceNorm& dn = g.prev == AwqPrevOp::AttnNorm ? dw.attn_norm : dw.ffn_norm;
         upload_tensor(ctx, n.w, dn.w);
         upload_tensor(ctx, n.b, dn.b);
-      } else {
+      } else {  // the preceding linear's rows ÷ s (the requested scales, as awq_fold_scales divides)
         const Linear pl = g.prev == AwqPrevOp::V ? Linear::V : Linear::Up;
-        upload_tensor(ctx, w[pl].w, dw[pl].w);
+        const DeviceArray<float> s_req = to_device(ctx, best.scales, "AWQ scales");
+        k::scale_rows(dw[pl].w.data(), s_req.data(), dw[pl].out, dw[pl].in, ctx.stream());
         upload_tensor(ctx, w[pl].b, dw[pl].b);
       }
-      for (Linear l : g.layers) upload_tensor(ctx, w[l].w, dw[l].w);
+      for (Linear l : g.layers) k::scale_cols(dw[l].w.data(), r_dev.data(), dw[l].out, dw[l].in, false, ctx.stream());
       // The group's inputs are x / s from now on.
-      const DeviceArray<float> r_dev = to_device(ctx, realized, "AWQ scales");
       k::scale_cols(x, r_dev.data(), ns_rows, in_w, true, ctx.stream());
       for (Linear l : g.layers) scaled_linear[size_t(l)] = true;
       if (g.prev == AwqPrevOp::V) scaled_linear[size_t(Linear::V)] = true;
@@ -251,7 +277,9 @@ void run_awq_cuda(const Model& model, const GroupMethodOptions& opt, const Calib
       DeviceArray<float> deq(dl.out * dl.in, "dequantized weights");
       if (scale_only) {
         rtn_quantize_device(ctx, dl.w.data(), dl.out, dl.in, p, name + ".weight", deq.data());
-        if (scaled_linear[size_t(l)]) saved.tensors[name + ".weight"] = (*scaled)[name + ".weight"] = w[lin].w;
+        if (scaled_linear[size_t(l)])
+          saved.tensors[name + ".weight"] = (*scaled)[name + ".weight"] =
+              Tensor({dl.out, dl.in}, to_host(ctx, dl.w.data(), dl.out * dl.in));
         dl.w = std::move(deq);
         continue;
       }

@@ -11,20 +11,42 @@
 namespace quantllm::cuda {
 
 BlockPrefetcher::~BlockPrefetcher() {
-  if (pending_.valid()) pending_.wait();
+  if (pending_.valid()) {
+    pending_.wait();
+    try {
+      BlockWeights w = pending_.get();
+      unpin(w);
+    } catch (...) {  // a load error of a block nobody asked for any more
+    }
+  }
 }
 
 BlockWeights BlockPrefetcher::load(int layer, bool check) const {
   BlockWeights w = load_block(model_.config, *model_.weights, layer);
   if (check) check_block_finite(model_.config, w, layer);
+  for (auto& l : w.linear)
+    if (!l.w.empty() && cudaHostRegister(l.w.ptr(), size_t(l.w.numel()) * sizeof(float), cudaHostRegisterDefault) != cudaSuccess) {
+      (void)cudaGetLastError();  // not pinned: the upload is merely slower
+    }
   return w;
+}
+
+void BlockPrefetcher::unpin(BlockWeights& w) {
+  for (auto& l : w.linear)
+    if (!l.w.empty() && cudaHostUnregister(l.w.ptr()) != cudaSuccess) (void)cudaGetLastError();
 }
 
 BlockWeights BlockPrefetcher::take(int layer, bool check_this) {
   BlockWeights w;
   if (pending_.valid() && next_ == layer) w = pending_.get();  // rethrows a load error of that block
   else {
-    if (pending_.valid()) pending_.wait();
+    if (pending_.valid()) {
+      try {
+        BlockWeights stale = pending_.get();
+        unpin(stale);
+      } catch (...) {
+      }
+    }
     w = load(layer, check_ && check_this);
   }
   if (layer + 1 < int(model_.config.n_layers)) {

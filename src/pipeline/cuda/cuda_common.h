@@ -16,12 +16,15 @@
 
 namespace quantllm::cuda {
 
-// Block i's fp32 weights, checked for NaN/Inf; block i+1's load starts when block i is taken.
+// Block i's fp32 weights, checked for NaN/Inf; block i+1's load starts when block i is taken. The
+// linear weights come page-locked (registered with the driver on the loading thread), so their upload
+// runs at full speed; unpin() them once uploaded (after a sync) and before they are freed.
 class BlockPrefetcher {
  public:
   BlockPrefetcher(const Model& model, bool check_finite) : model_(model), check_(check_finite) {}
   ~BlockPrefetcher();
   BlockWeights take(int layer, bool check_this = true);
+  static void unpin(BlockWeights& w);
 
  private:
   BlockWeights load(int layer, bool check) const;

@@ -40,6 +40,7 @@ struct Driver {
                 bool keep) {
     clock.mark("forward + Hessians");
     const PreparedHessian P = prepare_hessian(ctx, acc, g, c.linear_tensor(block, layers.front()) + ".weight");
+    clock.mark("Cholesky");
     for (Linear lin : layers) {
       const std::string name = c.linear_tensor(block, lin);
       DeviceLinear& l = dw[lin];
@@ -123,6 +124,7 @@ QuantizedModel quantize_gptq_cuda(const Model& model, const GroupMethodOptions& 
     BlockWeights w = loader.take(i, i >= ckpt.done());
     clock.mark("load weights");
     if (i < ckpt.done()) {
+      BlockPrefetcher::unpin(w);  // replaced below: no longer page-locked
       BlockResult r = ckpt.load(i);
       for (int l = 0; l < kNumLinear; ++l) {
         if (!c.has_linear(Linear(l))) continue;
@@ -140,6 +142,8 @@ QuantizedModel quantize_gptq_cuda(const Model& model, const GroupMethodOptions& 
       continue;
     }
     DeviceBlock dw = upload_block(ctx, c, w);
+    ctx.sync();
+    BlockPrefetcher::unpin(w);
     w = BlockWeights{};  // the host copy is not needed any more
     clock.mark("upload weights");
     BlockResult saved;

@@ -86,7 +86,36 @@ __global__ void apply_clip_kernel(float* w, const float* max_val, int64_t out, i
   }
 }
 
+// One warp per (row, group).
+__global__ void weight_norm_kernel(const float* w, int64_t out, int64_t in, int64_t gs, float* dst) {
+  const int64_t ng = in / gs;
+  const int64_t task = (blockIdx.x * int64_t(blockDim.x) + threadIdx.x) / 32;
+  const int lane = threadIdx.x & 31;
+  if (task >= out * ng) return;
+  const int64_t base = (task / ng) * in + (task % ng) * gs;
+  float amax = 0.0f;
+  for (int64_t j = lane; j < gs; j += 32) amax = fmaxf(amax, fabsf(w[base + j]));
+  amax = warp_max(amax);
+  for (int64_t j = lane; j < gs; j += 32) dst[base + j] = fabsf(w[base + j]) / (amax + 1e-6f);
+}
+
+__global__ void scale_rows_kernel(float* w, const float* sc, int64_t rows, int64_t cols) {
+  const int64_t total = rows * cols;
+  for (int64_t i = blockIdx.x * int64_t(blockDim.x) + threadIdx.x; i < total; i += int64_t(gridDim.x) * blockDim.x)
+    w[i] /= sc[i / cols];
+}
+
 }  // namespace
+
+void awq_weight_norm(const float* w, int64_t out, int64_t in, int64_t gs, float* dst, cudaStream_t s) {
+  QL_CU_ASSERT(gs > 0 && in % gs == 0);
+  weight_norm_kernel<<<warps_grid(out * (in / gs)), kThreads, 0, s>>>(w, out, in, gs, dst);
+  QL_CUDA_LAUNCHED();
+}
+void scale_rows(float* w, const float* sc, int64_t rows, int64_t cols, cudaStream_t s) {
+  scale_rows_kernel<<<grid_for(rows * cols, kThreads), kThreads, 0, s>>>(w, sc, rows, cols);
+  QL_CUDA_LAUNCHED();
+}
 
 void awq_pseudo_quantize_scaled(const float* w, const float* sc, int64_t out, int64_t in, int64_t gs,
                                 const QuantSpec& q, float* dst, cudaStream_t s) {

@@ -131,6 +131,10 @@ void awq_clip_error(const float* y, int64_t ng_batch, int64_t T, int64_t out, in
 // best[r, g] ← max_val[r, g] and min_err[r, g] ← e where e = err[g, r] < min_err[r, g]
 void awq_clip_select(const double* err, const float* max_val, int64_t out, int64_t ng, double* min_err, float* best,
                      cudaStream_t s);
+// dst[r, c] = |w[r, c]| / (max |w| over (r, group of c) + 1e−6): AWQ's normalized weight magnitude
+void awq_weight_norm(const float* w, int64_t out, int64_t in, int64_t gs, float* dst, cudaStream_t s);
+// w[r, :] /= sc[r] (rows); w: [rows, cols]
+void scale_rows(float* w, const float* sc, int64_t rows, int64_t cols, cudaStream_t s);
 // w[r, c] = clamp(w[r, c], ±max_val[r, c / gs])
 void awq_apply_clip(float* w, const float* max_val, int64_t out, int64_t in, int64_t gs, cudaStream_t s);
 

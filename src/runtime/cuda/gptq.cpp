@@ -31,26 +31,36 @@ int64_t batch_width(int64_t gs, bool dynamic_groups) {
   return 1;
 }
 
-// Cholesky factorizations in place (column-major lower = row-major upper, as the CPU's dpotrf('L')).
+// The factor GPTQ needs, U upper triangular with H⁻¹ = UᵀU, from one Cholesky factorization and one
+// triangular inverse (the CPU's route is factor, invert, factor again). With J the reversal permutation,
+// M = J H J = L Lᵀ gives H = V Vᵀ for the upper triangular V = J L J, so H⁻¹ = V⁻ᵀV⁻¹ and U = V⁻¹ = J L⁻¹ J:
+// the (unique) upper Cholesky factor of H⁻¹. cuSOLVER works column-major: the lower factor of the
+// symmetric M is L itself.
 struct Solver {
   const Context& ctx;
   int64_t n;
   DeviceArray<double> work;
+  DeviceArray<char> trtri_work;
+  std::vector<char> trtri_host;
   DeviceArray<int> info{1, "cuSOLVER info"};
   Solver(const Context& c, int64_t n_, double* a) : ctx(c), n(n_) {
-    int lw1 = 0, lw2 = 0;
-    QL_CUSOLVER(cuda_libs().potrf_buffer_size(ctx.solver(), CUBLAS_FILL_MODE_LOWER, int(n), a, int(n), &lw1));
-    QL_CUSOLVER(cuda_libs().potri_buffer_size(ctx.solver(), CUBLAS_FILL_MODE_LOWER, int(n), a, int(n), &lw2));
-    work = DeviceArray<double>(std::max(1, std::max(lw1, lw2)), "cuSOLVER workspace");
+    int lw = 0;
+    QL_CUSOLVER(cuda_libs().potrf_buffer_size(ctx.solver(), CUBLAS_FILL_MODE_LOWER, int(n), a, int(n), &lw));
+    work = DeviceArray<double>(std::max(1, lw), "cuSOLVER workspace");
+    size_t dev = 0, host = 0;
+    QL_CUSOLVER(cuda_libs().trtri_buffer_size(ctx.solver(), CUBLAS_FILL_MODE_LOWER, CUBLAS_DIAG_NON_UNIT, n, CUDA_R_64F, a,
+                                              n, &dev, &host));
+    trtri_work = DeviceArray<char>(int64_t(std::max<size_t>(1, dev)), "cuSOLVER workspace");
+    trtri_host.resize(std::max<size_t>(1, host));
   }
-  bool potrf(double* a) {
-    QL_CUSOLVER(cuda_libs().potrf(ctx.solver(), CUBLAS_FILL_MODE_LOWER, int(n), a, int(n), work.data(), int(work.size()),
-                                 info.data()));
-    return to_host(ctx, info.data(), 1)[0] == 0;
-  }
-  bool potri(double* a) {
-    QL_CUSOLVER(cuda_libs().potri(ctx.solver(), CUBLAS_FILL_MODE_LOWER, int(n), a, int(n), work.data(), int(work.size()),
-                                 info.data()));
+  // m: J H J on entry; on success its lower triangle holds L⁻¹.
+  bool factor_and_invert(double* m) {
+    QL_CUSOLVER(cuda_libs().potrf(ctx.solver(), CUBLAS_FILL_MODE_LOWER, int(n), m, int(n), work.data(), int(work.size()),
+                                  info.data()));
+    if (to_host(ctx, info.data(), 1)[0] != 0) return false;
+    QL_CUSOLVER(cuda_libs().trtri(ctx.solver(), CUBLAS_FILL_MODE_LOWER, CUBLAS_DIAG_NON_UNIT, n, CUDA_R_64F, m, n,
+                                  trtri_work.data(), size_t(trtri_work.size()), trtri_host.data(), trtri_host.size(),
+                                  info.data()));
     return to_host(ctx, info.data(), 1)[0] == 0;
   }
 };
@@ -134,6 +144,8 @@ PreparedHessian prepare_hessian(const Context& ctx, DeviceHessian& acc, const GP
   for (int64_t a = 0; a < n; ++a) mean_diag += diag[size_t(P.perm[size_t(a)])];
   mean_diag /= double(n);
   P.perm_dev = to_device(ctx, P.perm, "permutation");
+  const std::vector<int32_t> reversed(P.perm.rbegin(), P.perm.rend());  // J·perm: M = J Hp J (see Solver)
+  const DeviceArray<int32_t> reversed_dev = to_device(ctx, reversed, "permutation");
   std::vector<int32_t> identity(static_cast<size_t>(n));
   std::iota(identity.begin(), identity.end(), 0);
   P.identity_dev = to_device(ctx, identity, "permutation");
@@ -146,15 +158,11 @@ PreparedHessian prepare_hessian(const Context& ctx, DeviceHessian& acc, const GP
   Solver solver(ctx, n, u.data());
   double damp = opt.damp_percent;
   for (;;) {
-    k::permute_hessian(acc.sum(), P.perm_dev.data(), P.dead_dev.data(), n, f, damp * mean_diag, u.data(), ctx.stream());
-    bool ok = solver.potrf(u.data()) && solver.potri(u.data());
-    if (ok) {
-      k::mirror_upper(u.data(), n, ctx.stream());
-      ok = solver.potrf(u.data());
-    }
+    k::permute_hessian(acc.sum(), reversed_dev.data(), P.dead_dev.data(), n, f, damp * mean_diag, u.data(), ctx.stream());
+    bool ok = solver.factor_and_invert(u.data());
     if (ok) {
       QL_CUDA(cudaMemsetAsync(bad.data(), 0, sizeof(int32_t), ctx.stream()));
-      k::upper_to_f32(u.data(), n, P.hinv.data(), bad.data(), ctx.stream());
+      k::reversed_lower_to_upper_f32(u.data(), n, P.hinv.data(), bad.data(), ctx.stream());
       ok = to_host(ctx, bad.data(), 1)[0] == 0;
     }
     if (ok) break;

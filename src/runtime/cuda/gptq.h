@@ -1,5 +1,7 @@
-// GPTQ on the GPU: the Hessian accumulated on the device, its damped Cholesky factor of the inverse
-// through cuSOLVER (in double, as on the CPU), and the column loop in one launch per lazy batch
+// GPTQ on the GPU: the Hessian accumulated on the device, the upper Cholesky factor of its damped
+// inverse through cuSOLVER in double (one factorization and one triangular inverse of the reversed
+// matrix, where the CPU factors, inverts and factors again: same matrix, half the work), and the
+// column loop in one launch per lazy batch
 // (kernels.h gptq_block) followed by one cuBLAS product for the batch's feedback onto later columns.
 //
 // Same algorithm and conventions as quant/gptq.h (dead inputs, damping schedule, act-order by

@@ -32,19 +32,12 @@ __global__ void permute_hessian_kernel(const double* h, const int32_t* perm, con
   }
 }
 
-__global__ void mirror_upper_kernel(double* u, int64_t n) {
+__global__ void reversed_lower_to_upper_kernel(const double* linv, int64_t n, float* hinv, int32_t* bad) {
   const int64_t total = n * n;
   for (int64_t i = blockIdx.x * int64_t(blockDim.x) + threadIdx.x; i < total; i += int64_t(gridDim.x) * blockDim.x) {
-    const int64_t r = i / n, c = i % n;
-    if (c < r) u[i] = u[c * n + r];
-  }
-}
-
-__global__ void upper_to_f32_kernel(const double* u, int64_t n, float* hinv, int32_t* bad) {
-  const int64_t total = n * n;
-  for (int64_t i = blockIdx.x * int64_t(blockDim.x) + threadIdx.x; i < total; i += int64_t(gridDim.x) * blockDim.x) {
-    const int64_t r = i / n, c = i % n;
-    const double v = c < r ? 0.0 : u[i];
+    const int64_t a = i / n, b = i % n;
+    // Column-major element (row n−1−a, column n−1−b) of the lower factor's inverse.
+    const double v = b < a ? 0.0 : linv[(n - 1 - b) * n + (n - 1 - a)];
     if (!isfinite(v)) *bad = 1;
     hinv[i] = float(v);
   }
@@ -204,12 +197,8 @@ void permute_hessian(const double* h, const int32_t* perm, const uint8_t* dead, 
   permute_hessian_kernel<<<grid_for(n * n, kThreads), kThreads, 0, s>>>(h, perm, dead, n, f, add, dst);
   QL_CUDA_LAUNCHED();
 }
-void mirror_upper(double* u, int64_t n, cudaStream_t s) {
-  mirror_upper_kernel<<<grid_for(n * n, kThreads), kThreads, 0, s>>>(u, n);
-  QL_CUDA_LAUNCHED();
-}
-void upper_to_f32(const double* u, int64_t n, float* hinv, int32_t* bad, cudaStream_t s) {
-  upper_to_f32_kernel<<<grid_for(n * n, kThreads), kThreads, 0, s>>>(u, n, hinv, bad);
+void reversed_lower_to_upper_f32(const double* linv, int64_t n, float* hinv, int32_t* bad, cudaStream_t s) {
+  reversed_lower_to_upper_kernel<<<grid_for(n * n, kThreads), kThreads, 0, s>>>(linv, n, hinv, bad);
   QL_CUDA_LAUNCHED();
 }
 void permute_columns(const float* w, const int32_t* perm, const uint8_t* dead, int64_t out, int64_t in, float* dst,

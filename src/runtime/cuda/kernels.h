@@ -77,10 +77,9 @@ void f64_to_f32(const double* x, float* y, int64_t n, double factor, cudaStream_
 // diagonal; h, dst: [n, n] double. dead: [n] by original index.
 void permute_hessian(const double* h, const int32_t* perm, const uint8_t* dead, int64_t n, double f, double add,
                      double* dst, cudaStream_t s);
-// u[j, i] = u[i, j] for i < j (row-major upper → full symmetric)
-void mirror_upper(double* u, int64_t n, cudaStream_t s);
-// hinv = float(u) on and above the diagonal, 0 below; bad[0] = 1 if any kept entry is not finite
-void upper_to_f32(const double* u, int64_t n, float* hinv, int32_t* bad, cudaStream_t s);
+// hinv[a, b] = float(linv[n−1−b, n−1−a]) for b ≥ a, 0 below the diagonal, where linv is a lower
+// triangular matrix stored column-major (as cuSOLVER leaves it); bad[0] = 1 if a kept entry is not finite.
+void reversed_lower_to_upper_f32(const double* linv, int64_t n, float* hinv, int32_t* bad, cudaStream_t s);
 // dst[r, p] = dead[perm[p]] ? 0 : w[r, perm[p]]; w, dst: [out, in]
 void permute_columns(const float* w, const int32_t* perm, const uint8_t* dead, int64_t out, int64_t in, float* dst,
                      cudaStream_t s);

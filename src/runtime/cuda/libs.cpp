@@ -46,8 +46,8 @@ CudaLibs load() {
   bind(solver, "cusolverDnSetStream", l.solver_set_stream);
   bind(solver, "cusolverDnDpotrf_bufferSize", l.potrf_buffer_size);
   bind(solver, "cusolverDnDpotrf", l.potrf);
-  bind(solver, "cusolverDnDpotri_bufferSize", l.potri_buffer_size);
-  bind(solver, "cusolverDnDpotri", l.potri);
+  bind(solver, "cusolverDnXtrtri_bufferSize", l.trtri_buffer_size);
+  bind(solver, "cusolverDnXtrtri", l.trtri);
   return l;  // the libraries stay open for the life of the process
 }
 

@@ -31,8 +31,8 @@ struct CudaLibs {
   decltype(&cusolverDnSetStream) solver_set_stream;
   decltype(&cusolverDnDpotrf_bufferSize) potrf_buffer_size;
   decltype(&cusolverDnDpotrf) potrf;
-  decltype(&cusolverDnDpotri_bufferSize) potri_buffer_size;
-  decltype(&cusolverDnDpotri) potri;
+  decltype(&cusolverDnXtrtri_bufferSize) trtri_buffer_size;
+  decltype(&cusolverDnXtrtri) trtri;
 };
 
 // Loads the libraries on first use (libcublas.so.13 / libcusolver.so.12, then the unversioned names);

@@ -300,19 +300,25 @@ double heldout_ppl(const Model& base, const QuantizedModel& qm, int64_t windows)
 // The GPU's and the CPU's runs see activations that differ in the last bits (summation order), and
 // GPTQ's rounding decisions amplify that: a flipped code feeds a different error forward, so codes
 // of whole models agree only in part (about 2/3 for GPTQ, measured) while the quality does not move.
-// Compared: every layer's objective (5%), the quantized models' perplexity (1.5%: with this small a
-// calibration set, 16 windows of 128 tokens, GPU and CPU were measured 0.65% apart), and a floor on the
-// identical codes that a wrong layout or permutation (≈ 1/2^bits agreement) would fall far below.
-void compare_models(const Model& base, const QuantizedModel& cpu, const QuantizedModel& gpu, const std::string& what) {
+// Compared: every layer's objective (GPTQ: 5%; AWQ picks each group's α from a grid by errors that tie
+// up to arithmetic noise, and a different pick moves that group's layers by up to ~25%, measured, so
+// there only the mean over layers is held to 5%), the quantized models' perplexity (1.5%: with this small
+// a calibration set, 16 windows of 128 tokens, GPU and CPU were measured up to 0.65% apart), and a floor
+// on the identical codes that a wrong layout or permutation (≈ 1/2^bits agreement) would fall far below.
+void compare_models(const Model& base, const QuantizedModel& cpu, const QuantizedModel& gpu, const std::string& what,
+                    double layer_tol) {
   ASSERT_EQ(cpu.layers.size(), gpu.layers.size());
   int64_t same = 0, total = 0;
+  double mean_cpu = 0, mean_gpu = 0;
   for (const auto& [name, q] : cpu.layers) {
     const GroupQuantized& g = gpu.layers.at(name);
     for (size_t i = 0; i < q.qweight.size(); ++i) same += q.qweight[i] == g.qweight[i];
     total += int64_t(q.qweight.size());
     const double a = cpu.stats.at(name).relative_error, b = gpu.stats.at(name).relative_error;
-    EXPECT_NEAR(b, a, 0.05 * a + 1e-9) << what << " " << name;
+    EXPECT_NEAR(b, a, layer_tol * a + 1e-9) << what << " " << name;
+    mean_cpu += a, mean_gpu += b;
   }
+  EXPECT_NEAR(mean_gpu, mean_cpu, 0.05 * mean_cpu) << what << ": mean layer objective";
   EXPECT_GE(double(same) / double(total), 0.5) << what;
   const double pc = heldout_ppl(base, cpu, 8), pg = heldout_ppl(base, gpu, 8);
   EXPECT_NEAR(pg, pc, 0.015 * pc) << what;
@@ -329,7 +335,7 @@ TEST_F(Gpu, GptqModelMatchesCpu) {
       oc.true_sequential = og.true_sequential = true_seq;
       og.device = ComputeDevice::CUDA;
       const QuantizedModel cpu = quantize_group_method(m, oc), gpu = quantize_group_method(m, og);
-      compare_models(m, cpu, gpu, fmt::format("{} gptq true_sequential {}", name, true_seq));
+      compare_models(m, cpu, gpu, fmt::format("{} gptq true_sequential {}", name, true_seq), 0.05);
       if (true_seq) {  // activations kept in host memory: the same arithmetic, the same bytes
         og.gpu_activations_on_host = true;
         const QuantizedModel host = quantize_group_method(m, og);
@@ -347,7 +353,7 @@ TEST_F(Gpu, AwqModelMatchesCpu) {
     GroupMethodOptions og = oc;
     og.device = ComputeDevice::CUDA;
     const QuantizedModel cpu = quantize_group_method(m, oc), gpu = quantize_group_method(m, og);
-    compare_models(m, cpu, gpu, fmt::format("{} awq", name));
+    compare_models(m, cpu, gpu, fmt::format("{} awq", name), 0.5);
     EXPECT_EQ(gpu.replaced.size(), cpu.replaced.size());  // the same folded tensors (their values follow the searched α)
   }
 }

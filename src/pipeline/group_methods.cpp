@@ -26,6 +26,13 @@ bool cuda_backend_built() {
 #endif
 }
 
+ComputeDevice compute_device(const std::string& name) {
+  if (name == "cpu") return ComputeDevice::CPU;
+  if (name != "cuda") fail("device '{}' is not known (known: cpu, cuda)", name);
+  if (!cuda_backend_built()) fail("device 'cuda': this build has no CUDA backend (configure with -DQUANTLLM_CUDA=ON; needs nvcc)");
+  return ComputeDevice::CUDA;
+}
+
 std::vector<std::vector<Linear>> sequential_groups(const ModelConfig& c, bool true_sequential) {
   std::vector<std::vector<Linear>> groups;
   if (true_sequential) {

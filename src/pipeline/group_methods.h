@@ -39,6 +39,8 @@ struct GroupMethodOptions {
 
 // True when this build has the CUDA backend (QUANTLLM_CUDA=ON).
 bool cuda_backend_built();
+// "cpu" / "cuda" → the device; Error for another name, or "cuda" in a build without the backend.
+ComputeDevice compute_device(const std::string& name);
 
 // Called after each block with (block index, blocks in all, what was just done).
 using BlockProgress = std::function<void(int block, int n_blocks, const std::string& detail)>;

@@ -114,17 +114,6 @@ constexpr int64_t kClipTokens = 512;  // AutoAWQ n_sample_token
 
 constexpr int kNumInputs = 4;  // LinearInput values
 
-int64_t input_width(const ModelConfig& c, LinearInput which) {
-  switch (which) {
-    case LinearInput::AttnIn: return c.linear_in(Linear::Q);
-    case LinearInput::AttnOut: return c.linear_in(Linear::O);
-    case LinearInput::FfnIn: return c.linear_in(Linear::Up);
-    case LinearInput::FfnMid: return c.linear_in(Linear::Down);
-  }
-  QL_ASSERT(false);
-  __builtin_unreachable();
-}
-
 // What one pass over the calibration windows saw at the four linear inputs of a block.
 struct BlockInputs {
   std::array<std::vector<double>, kNumInputs> abs_sum;  // Σ|x| per channel over all tokens
@@ -173,7 +162,7 @@ class WindowRecorder final : public BlockObserver {
 BlockInputs observe_block(const ModelConfig& c, const BlockWeights& w, int layer, const Tensor& hidden,
                           int64_t n_win, int64_t T, int64_t n_search) {
   BlockInputs in;
-  for (int k = 0; k < kNumInputs; ++k) in.sample[size_t(k)] = Tensor({n_search * T, input_width(c, LinearInput(k))});
+  for (int k = 0; k < kNumInputs; ++k) in.sample[size_t(k)] = Tensor({n_search * T, linear_input_width(c, LinearInput(k))});
   std::vector<std::array<std::vector<double>, kNumInputs>> per_window(static_cast<size_t>(n_win));
   {
     SingleThreadedBlas single;
@@ -188,7 +177,7 @@ BlockInputs observe_block(const ModelConfig& c, const BlockWeights& w, int layer
   }
   for (int k = 0; k < kNumInputs; ++k) {
     auto& total = in.abs_sum[size_t(k)];
-    total.assign(size_t(input_width(c, LinearInput(k))), 0.0);
+    total.assign(size_t(linear_input_width(c, LinearInput(k))), 0.0);
     for (const auto& pw : per_window) {
       QL_ASSERT(pw[size_t(k)].size() == total.size());
       for (size_t j = 0; j < total.size(); ++j) total[j] += pw[size_t(k)][j];
@@ -336,24 +325,7 @@ void run_awq(const Model& model, const GroupMethodOptions& opt, const CalibWindo
     if (i < ckpt.done()) {
       // Finished by an interrupted run: its folded tensors and quantized layers, run forward.
       BlockResult r = ckpt.load(i);
-      apply_block_tensors(c, w, i, r.tensors);
-      BlockWeights wq = w;
-      for (int l = 0; l < kNumLinear; ++l) {
-        const Linear lin = Linear(l);
-        if (!c.has_linear(lin)) continue;
-        const std::string name = c.linear_tensor(i, lin);
-        if (mode == AwqMode::kScaleOnly) {
-          wq[lin].w = quantize_rtn(w[lin].w, p, name + ".weight").dequantize();
-          continue;
-        }
-        auto it = r.layers.find(name);
-        if (it == r.layers.end()) fail("--resume: block {} checkpoint lacks layer {}", i, name);
-        wq[lin].w = it->second.dequantize();
-        qm->layers[name] = std::move(it->second);
-      }
-      for (auto& [n, t] : r.tensors) (mode == AwqMode::kQuantize ? qm->replaced : *scaled)[n] = std::move(t);
-      if (mode == AwqMode::kQuantize)
-        for (auto& [n, st] : r.stats) qm->stats[n] = st;
+      const BlockWeights wq = restore_awq_block(c, i, r, w, p, qm, scaled);
       advance_block(c, wq, i, runner.hidden(), n_win, T);
       if (progress) progress(i + 1, n_blocks, fmt::format("block {}/{}: restored", i + 1, n_blocks));
       continue;
@@ -525,6 +497,30 @@ void validate_awq_options(const ModelConfig& c, const GroupMethodOptions& opt) {
     if (c.has_linear(Linear(l)))
       validate_quant_params(opt.quant, c.linear_in(Linear(l)), c.linear_tensor(0, Linear(l)) + ".weight");
   if (opt.awq_search_tokens < 1) fail("AWQ search sample of {} tokens: need at least 1", opt.awq_search_tokens);
+}
+
+BlockWeights restore_awq_block(const ModelConfig& c, int block, BlockResult& r, BlockWeights& w, const QuantParams& p,
+                               QuantizedModel* qm, std::map<std::string, Tensor>* scaled) {
+  QL_ASSERT((qm != nullptr) != (scaled != nullptr));
+  apply_block_tensors(c, w, block, r.tensors);
+  BlockWeights wq = w;
+  for (int l = 0; l < kNumLinear; ++l) {
+    const Linear lin = Linear(l);
+    if (!c.has_linear(lin)) continue;
+    const std::string name = c.linear_tensor(block, lin);
+    if (scaled) {  // scale-only: the next block saw these weights rounded to the nearest grid point
+      wq[lin].w = quantize_rtn(w[lin].w, p, name + ".weight").dequantize();
+      continue;
+    }
+    auto it = r.layers.find(name);
+    if (it == r.layers.end()) fail("--resume: block {} checkpoint lacks layer {}", block, name);
+    wq[lin].w = it->second.dequantize();
+    qm->layers[name] = std::move(it->second);
+  }
+  for (auto& [n, t] : r.tensors) (qm ? qm->replaced : *scaled)[n] = std::move(t);
+  if (qm)
+    for (auto& [n, st] : r.stats) qm->stats[n] = st;
+  return wq;
 }
 
 QuantizedModel quantize_awq(const Model& model, const GroupMethodOptions& opt, const CalibWindows& windows,

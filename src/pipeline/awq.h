@@ -92,6 +92,13 @@ DType stored_dtype(const WeightSource& src, const std::string& name);
 // Throws Error for options AWQ cannot run with (bad bits / group size for a layer, empty search sample).
 void validate_awq_options(const ModelConfig& c, const GroupMethodOptions& opt);
 
+// --resume: block `block` as a finished run saved it (pipeline/checkpoints.h): folds r's tensors into w
+// (the block's fp32 weights as loaded) and returns the block as it ran on — its quantized layers
+// (recorded in qm) or, scale-only (scaled given), its folded weights rounded with p.
+struct BlockResult;
+BlockWeights restore_awq_block(const ModelConfig& c, int block, BlockResult& r, BlockWeights& w, const QuantParams& p,
+                               QuantizedModel* qm, std::map<std::string, Tensor>* scaled);
+
 // A WeightSource that serves `replaced` tensors (fp32, same shapes) over `base`; format and stored
 // bytes are the base's, so writers keep each tensor's original dtype.
 std::unique_ptr<WeightSource> overlay_weights(std::shared_ptr<const WeightSource> base,

@@ -79,6 +79,18 @@ const TensorView& tensor(const SafetensorsFile& f, const std::string& name) {
 
 }  // namespace
 
+void restore_quantized_layers(const ModelConfig& c, int layer, BlockResult& r, BlockWeights& w, QuantizedModel& qm) {
+  for (int l = 0; l < kNumLinear; ++l) {
+    if (!c.has_linear(Linear(l))) continue;
+    const std::string name = c.linear_tensor(layer, Linear(l));
+    auto it = r.layers.find(name);
+    if (it == r.layers.end()) fail("--resume: block {} checkpoint lacks layer {}", layer, name);
+    w.linear[size_t(l)].w = it->second.dequantize();
+    qm.layers[name] = std::move(it->second);
+    if (r.stats.count(name)) qm.stats[name] = r.stats[name];
+  }
+}
+
 Tensor& block_tensor(const ModelConfig& c, BlockWeights& w, int layer, const std::string& name) {
   for (BlockNorm n : {BlockNorm::Attn, BlockNorm::Ffn}) {
     NormWeights& nw = n == BlockNorm::Attn ? w.attn_norm : w.ffn_norm;

@@ -37,6 +37,14 @@ struct GroupMethodOptions {
   bool gpu_activations_on_host = false;  // CUDA: keep calibration activations in host memory even when they fit
 };
 
+// A QuantizedModel over `model` recording opt's method settings (no layers yet).
+QuantizedModel new_quantized_model(const Model& model, const GroupMethodOptions& opt);
+// GPTQ's notes on stderr for a layer: dead inputs, damping raised.
+struct GPTQStats;
+struct GPTQOptions;
+GPTQOptions gptq_options(const GroupMethodOptions& opt);  // the per-layer options of a whole-model run
+void report_gptq_layer(const std::string& name, const GPTQStats& s, int64_t in, double requested_damp);
+
 // True when this build has the CUDA backend (QUANTLLM_CUDA=ON).
 bool cuda_backend_built();
 // "cpu" / "cuda" → the device; Error for another name, or "cuda" in a build without the backend.

@@ -53,6 +53,17 @@ LinearInput linear_input_of(Linear l) {
   __builtin_unreachable();
 }
 
+int64_t linear_input_width(const ModelConfig& c, LinearInput which) {
+  switch (which) {
+    case LinearInput::AttnIn: return c.linear_in(Linear::Q);
+    case LinearInput::AttnOut: return c.linear_in(Linear::O);
+    case LinearInput::FfnIn: return c.linear_in(Linear::Up);
+    case LinearInput::FfnMid: return c.linear_in(Linear::Down);
+  }
+  QL_ASSERT(false);
+  __builtin_unreachable();
+}
+
 KVCache::KVCache(const ModelConfig& c, int64_t cap) : capacity(cap) {
   for (int64_t i = 0; i < c.n_layers; ++i) {
     k.emplace_back(Shape{cap, c.kv_dim()});

@@ -23,6 +23,7 @@ namespace quantllm {
 // The four distinct inputs of a block's linear layers.
 enum class LinearInput { AttnIn /* q, k, v */, AttnOut /* o */, FfnIn /* gate, up */, FfnMid /* down */ };
 LinearInput linear_input_of(Linear l);
+int64_t linear_input_width(const ModelConfig& c, LinearInput which);  // its width (q_dim for o's input, …)
 
 // Receives the input of every linear layer during block_forward (x: [rows, in]). Returning false
 // stops the block there (x is then partly updated: pass a copy): calibration often needs only the inputs of

@@ -40,17 +40,6 @@ double sum_sq(const Context& ctx, const float* a, const float* b, int64_t n) {
   return device_sum(ctx, part, k::sq_diff_partials(a, b, n, part.data(), kMaxPartials, ctx.stream()));
 }
 
-int64_t input_width(const ModelConfig& c, LinearInput which) {
-  switch (which) {
-    case LinearInput::AttnIn: return c.linear_in(Linear::Q);
-    case LinearInput::AttnOut: return c.linear_in(Linear::O);
-    case LinearInput::FfnIn: return c.linear_in(Linear::Up);
-    case LinearInput::FfnMid: return c.linear_in(Linear::Down);
-  }
-  QL_ASSERT(false);
-  __builtin_unreachable();
-}
-
 }  // namespace
 
 void run_awq_cuda(const Model& model, const GroupMethodOptions& opt, const CalibWindows& windows, bool scale_only,
@@ -85,8 +74,8 @@ void run_awq_cuda(const Model& model, const GroupMethodOptions& opt, const Calib
   std::array<DeviceArray<float>, 4> sample;   // inputs of the first n_search windows: [ns_rows, in]
   std::array<DeviceArray<double>, 4> abs_sum;  // Σ|x| per channel over all tokens
   for (int in = 0; in < 4; ++in) {
-    sample[size_t(in)] = DeviceArray<float>(ns_rows * input_width(c, LinearInput(in)), "AWQ search sample");
-    abs_sum[size_t(in)] = DeviceArray<double>(input_width(c, LinearInput(in)), "AWQ statistics");
+    sample[size_t(in)] = DeviceArray<float>(ns_rows * linear_input_width(c, LinearInput(in)), "AWQ search sample");
+    abs_sum[size_t(in)] = DeviceArray<double>(linear_input_width(c, LinearInput(in)), "AWQ statistics");
   }
   DeviceArray<float> ref(ns_rows * d, "AWQ reference"), y(ns_rows * d, "AWQ candidate output");
   DeviceArray<float> att(ns_rows * c.q_dim(), "AWQ attention"), mid(ns_rows * c.ffn, "AWQ ffn");
@@ -132,24 +121,7 @@ void run_awq_cuda(const Model& model, const GroupMethodOptions& opt, const Calib
     if (i < ckpt.done()) {
       BlockPrefetcher::unpin(w);  // replaced below: no longer page-locked
       BlockResult r = ckpt.load(i);
-      apply_block_tensors(c, w, i, r.tensors);
-      BlockWeights wq = w;
-      for (int l = 0; l < kNumLinear; ++l) {
-        const Linear lin = Linear(l);
-        if (!c.has_linear(lin)) continue;
-        const std::string name = c.linear_tensor(i, lin);
-        if (scale_only) {
-          wq[lin].w = quantize_rtn(w[lin].w, p, name + ".weight").dequantize();
-          continue;
-        }
-        auto it = r.layers.find(name);
-        if (it == r.layers.end()) fail("--resume: block {} checkpoint lacks layer {}", i, name);
-        wq[lin].w = it->second.dequantize();
-        qm->layers[name] = std::move(it->second);
-      }
-      for (auto& [n, t] : r.tensors) (scale_only ? *scaled : qm->replaced)[n] = std::move(t);
-      if (!scale_only)
-        for (auto& [n, st] : r.stats) qm->stats[n] = st;
+      const BlockWeights wq = restore_awq_block(c, i, r, w, p, scale_only ? nullptr : qm, scale_only ? scaled : nullptr);
       DeviceBlock dq = upload_block(ctx, c, wq);
       advance(dq);
       clock.mark("forward");
@@ -175,7 +147,7 @@ void run_awq_cuda(const Model& model, const GroupMethodOptions& opt, const Calib
       QL_CUDA(cudaMemcpyAsync(xs.data(), X.chunk(r0, rows), size_t(rows * d) * sizeof(float), cudaMemcpyDeviceToDevice,
                               ctx.stream()));
       F.forward(dw, xs.data(), ns, [&](LinearInput which, const float* x, int64_t n) {
-        const int64_t in = input_width(c, which);
+        const int64_t in = linear_input_width(c, which);
         k::abs_col_sum(x, n, in, abs_sum[size_t(which)].data(), col_work.data(), ctx.stream());
         if (s0 < n_search) {
           const int64_t keep = std::min(n_search - s0, ns) * T;
@@ -192,7 +164,7 @@ void run_awq_cuda(const Model& model, const GroupMethodOptions& opt, const Calib
     std::vector<bool> scaled_linear(kNumLinear, false);
     for (const AwqScalingGroup& g : groups) {
       const std::string name = c.block_prefix(i) + g.label;
-      const int64_t in_w = input_width(c, g.input);
+      const int64_t in_w = linear_input_width(c, g.input);
       float* x = sample[size_t(g.input)].data();
       // w̄ (quant/awq_search.h awq_weight_mean) on the device: column sums of the group-normalized magnitudes.
       std::vector<float> w_mean(static_cast<size_t>(in_w));

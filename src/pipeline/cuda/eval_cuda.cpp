@@ -24,16 +24,7 @@ PerplexityResult perplexity_cuda(const Model& m, const Windows& w, bool tf32, in
     for (int64_t s = 0; s < nb; ++s) window_nll[size_t(b0 + s)] = nll[size_t(s)];
     if (progress) progress(b0 + nb, w.n_windows);
   }
-  PerplexityResult r;
-  double total = 0;
-  for (double v : window_nll) total += v;
-  r.windows = w.n_windows;
-  r.tokens_scored = w.n_windows * (ctx_len - 1);
-  r.nll = total / double(r.tokens_scored);
-  r.ppl = std::exp(r.nll);
-  r.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
-  r.tokens_per_second = double(w.n_windows * ctx_len) / r.seconds;
-  return r;
+  return perplexity_of(window_nll, w, std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count());
 }
 
 }  // namespace quantllm

@@ -49,12 +49,7 @@ struct Driver {
       l.w = std::move(deq);
       qm.stats[name] = saved.stats[name] = LayerStats{r.stats.objective, r.rtn_objective, r.stats.damp_percent_used,
                                                       r.stats.seconds, r.stats.dead_inputs};
-      if (r.stats.dead_inputs > 0)
-        std::fprintf(stderr, "quantllm: note: %s: %lld of %lld inputs were 0 in every calibration token; their weights are set to 0\n",
-                     name.c_str(), (long long)r.stats.dead_inputs, (long long)P.in);
-      if (r.stats.damp_percent_used > opt.damp_percent * 1.0000001)
-        std::fprintf(stderr, "quantllm: %s: Hessian not positive definite at damp %.4g; used damp %.4g\n", name.c_str(),
-                     opt.damp_percent, r.stats.damp_percent_used);
+      report_gptq_layer(name, r.stats, P.in, opt.damp_percent);
       if (keep) saved.layers[name] = r.q;
       qm.layers[name] = std::move(r.q);
     }
@@ -67,14 +62,7 @@ struct Driver {
 QuantizedModel quantize_gptq_cuda(const Model& model, const GroupMethodOptions& opt, const CalibWindows& windows,
                                   const BlockProgress& progress) {
   const ModelConfig& c = model.config;
-  QuantizedModel qm;
-  qm.base = &model;
-  qm.method = opt.method;
-  qm.params = opt.quant;
-  qm.act_order = opt.act_order;
-  qm.static_groups = opt.static_groups;
-  qm.true_sequential = opt.true_sequential;
-  qm.damp_percent = opt.damp_percent;
+  QuantizedModel qm = new_quantized_model(model, opt);
 
   Context ctx;
   reset_device_peak();
@@ -93,12 +81,7 @@ QuantizedModel quantize_gptq_cuda(const Model& model, const GroupMethodOptions& 
   DeviceArray<float> h(crow * d, "block input"), mid(crow * c.ffn, "ffn activations"), xs;
   clock.mark("embed + upload");
 
-  GPTQOptions g;
-  g.quant = opt.quant;
-  g.damp_percent = opt.damp_percent;
-  g.block_size = opt.block_size;
-  g.act_order = opt.act_order;
-  g.static_groups = opt.static_groups;
+  const GPTQOptions g = gptq_options(opt);
   Driver drv{model, c, opt, ctx, F, g, qm, clock};
   const auto by_input = layers_by_input(c);
   const int n_blocks = int(c.n_layers);
@@ -126,15 +109,7 @@ QuantizedModel quantize_gptq_cuda(const Model& model, const GroupMethodOptions& 
     if (i < ckpt.done()) {
       BlockPrefetcher::unpin(w);  // replaced below: no longer page-locked
       BlockResult r = ckpt.load(i);
-      for (int l = 0; l < kNumLinear; ++l) {
-        if (!c.has_linear(Linear(l))) continue;
-        const std::string name = c.linear_tensor(i, Linear(l));
-        auto it = r.layers.find(name);
-        if (it == r.layers.end()) fail("--resume: block {} checkpoint lacks layer {}", i, name);
-        w.linear[size_t(l)].w = it->second.dequantize();
-        qm.layers[name] = std::move(it->second);
-        if (r.stats.count(name)) qm.stats[name] = r.stats[name];
-      }
+      restore_quantized_layers(c, i, r, w, qm);
       DeviceBlock dw = upload_block(ctx, c, w);
       advance(dw);
       clock.mark("forward + Hessians");

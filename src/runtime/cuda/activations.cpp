@@ -1,8 +1,6 @@
 // Calibration activations on the device or in pinned host memory (see activations.h).
 #include "runtime/cuda/activations.h"
 
-#include <fmt/format.h>
-
 #include <algorithm>
 
 namespace quantllm::cuda {
@@ -42,23 +40,6 @@ void ActivationStore::commit(int64_t r0, int64_t n) {
   QL_CUDA(cudaMemcpyAsync(host_ + r0 * width_, dev_.data(), size_t(n * width_) * sizeof(float), cudaMemcpyDeviceToHost,
                           ctx_.stream()));
   // The staging buffer is reused by the next chunk() on the same stream: stream order keeps it safe.
-}
-
-void ActivationStore::upload_all(const float* host) {
-  if (on_device_) {
-    ctx_.upload(dev_.data(), host, size_t(rows_ * width_) * sizeof(float));
-  } else {
-    std::copy_n(host, rows_ * width_, host_);
-  }
-}
-
-void ActivationStore::download_all(float* host) const {
-  if (on_device_) {
-    ctx_.download(host, dev_.data(), size_t(rows_ * width_) * sizeof(float));
-  } else {
-    ctx_.sync();
-    std::copy_n(host_, rows_ * width_, host);
-  }
 }
 
 }  // namespace quantllm::cuda

@@ -24,8 +24,6 @@ class ActivationStore {
   float* chunk(int64_t r0, int64_t n, bool load = true);
   // Host path: writes the staging buffer back to rows [r0, r0 + n) (a no-op on the device path).
   void commit(int64_t r0, int64_t n);
-  void upload_all(const float* host);   // [rows, width]
-  void download_all(float* host) const;
 
  private:
   const Context& ctx_;

@@ -99,9 +99,11 @@ class Context {
                             int64_t lda, int64_t stride_a, const float* b, int64_t ldb, int64_t stride_b, float beta,
                             float* c, int64_t ldc, int64_t stride_c, int64_t batch, Math math) const;
 
-  // Host ↔ device copies on the context's stream (synchronous for the host side when `wait`).
+  // Host ↔ device copies on the context's stream. upload returns once src may be reused (a pageable
+  // source is staged by the driver; a page-locked one must stay untouched until the stream gets there);
+  // download waits for the data.
   void upload(void* dst, const void* src, size_t bytes) const;
-  void download(void* dst, const void* src, size_t bytes) const;  // waits
+  void download(void* dst, const void* src, size_t bytes) const;
 
  private:
   int device_ = 0, sms_ = 0;

@@ -52,16 +52,22 @@ void add_hparams(GGUFWriter& g, const ModelConfig& c) {
 void add_tokenizer(GGUFWriter& g, const Model& m) {
   const Tokenizer& t = *m.tokenizer;
   const int32_t n = t.vocab_size();
-  std::vector<std::string> tokens(static_cast<size_t>(n));
-  std::vector<int32_t> types(static_cast<size_t>(n));
+  // A model whose embedding has more rows than the tokenizer has tokens (padded vocabularies; the
+  // synthetic checkpoints of `quantllm synth`) gets "[PAD<id>]" tokens of type UNUSED for the rest,
+  // as llama.cpp's converter writes them: llama.cpp sizes the embedding by the token list.
+  const int32_t total = int32_t(std::max<int64_t>(n, m.config.vocab));
+  std::vector<std::string> tokens(static_cast<size_t>(total));
+  std::vector<int32_t> types(static_cast<size_t>(total));
   for (int32_t i = 0; i < n; ++i) {
     tokens[size_t(i)] = t.token(i);
     types[size_t(i)] = int32_t(t.token_type(i));
   }
+  constexpr int32_t kUnusedTokenType = 5;  // llama.cpp's LLAMA_TOKEN_TYPE_UNUSED
+  for (int32_t i = n; i < total; ++i) tokens[size_t(i)] = fmt::format("[PAD{}]", i), types[size_t(i)] = kUnusedTokenType;
   if (t.kind() == TokenizerKind::SentencePieceBPE) {
     g.add_string("tokenizer.ggml.model", "llama");
     g.add_string("tokenizer.ggml.pre", "default");
-    std::vector<float> scores(static_cast<size_t>(n));
+    std::vector<float> scores(static_cast<size_t>(total), 0.0f);
     for (int32_t i = 0; i < n; ++i) scores[size_t(i)] = t.score(i);
     g.add_array("tokenizer.ggml.tokens", tokens);
     g.add_array("tokenizer.ggml.scores", scores);
@@ -176,6 +182,17 @@ class GGUFWeights final : public WeightSource {
     return std::string(ggml::find_type(info(n).type)->name);
   }
   size_t stored_bytes(const std::string& n) const override { return info(n).nbytes; }
+  std::optional<PackedWeight> packed(const std::string& n) const override {
+    const GGUFTensorInfo& t = info(n);
+    if (t.ne.size() != 2) return std::nullopt;
+    PackedWeight p;
+    p.shape = t.shape();
+    p.ggml_type = t.type;
+    p.data = t.data;
+    p.nbytes = t.nbytes;
+    p.rope_heads = gguf_rope_permute_heads(c_, n);
+    return p;
+  }
 
  private:
   const GGUFTensorInfo& info(const std::string& n) const {

@@ -170,6 +170,32 @@ class QuantizedDirWeights final : public WeightSource {
     return ckpt_.get(n).nbytes;
   }
 
+  std::optional<PackedWeight> packed(const std::string& n) const override {
+    std::string b;
+    if (!strip_suffix(n, ".weight", b) || !packed_.count(b)) {
+      const TensorView& v = ckpt_.get(n);
+      if (v.shape.size() != 2 || (v.dtype != DType::F16 && v.dtype != DType::BF16 && v.dtype != DType::F32))
+        return std::nullopt;
+      PackedWeight p;
+      p.shape = v.shape;
+      p.ggml_type = v.dtype == DType::F32 ? 0 : v.dtype == DType::F16 ? 1 : 30;
+      p.data = v.data;
+      p.nbytes = v.nbytes;
+      return p;
+    }
+    PackedWeight p;
+    p.kind = method_ == "gptq" ? PackedWeight::Kind::Gptq : PackedWeight::Kind::Awq;
+    p.shape = shape(n);
+    p.bits = bits_;
+    p.group_size = group_size_;
+    p.gptq_v1 = format_ == GptqCheckpointFormat::kV1;
+    p.qweight = ckpt_.get(b + ".qweight");
+    p.qzeros = ckpt_.get(b + ".qzeros");
+    p.scales = ckpt_.get(b + ".scales");
+    if (ckpt_.has(b + ".g_idx")) p.g_idx = ckpt_.get(b + ".g_idx");
+    return p;
+  }
+
   GroupQuantized unpack(const std::string& b) const {
     const std::string where = dir_.string();
     const Shape s = shape(b + ".weight");

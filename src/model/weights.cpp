@@ -32,6 +32,21 @@ class SafetensorsWeights final : public WeightSource {
     return std::string(dtype_name(ckpt_.get(name).dtype));
   }
   size_t stored_bytes(const std::string& name) const override { return ckpt_.get(name).nbytes; }
+  std::optional<PackedWeight> packed(const std::string& name) const override {
+    const TensorView& v = ckpt_.get(name);
+    PackedWeight p;
+    switch (v.dtype) {  // llama.cpp's type ids of the float formats
+      case DType::F32: p.ggml_type = 0; break;
+      case DType::F16: p.ggml_type = 1; break;
+      case DType::BF16: p.ggml_type = 30; break;
+      default: return std::nullopt;
+    }
+    if (v.shape.size() != 2) return std::nullopt;
+    p.shape = v.shape;
+    p.data = v.data;
+    p.nbytes = v.nbytes;
+    return p;
+  }
 
  private:
   Checkpoint ckpt_;
@@ -105,13 +120,13 @@ void check_tensors(const ModelConfig& c, const WeightSource& src, const std::str
   }
 }
 
-BlockWeights load_block(const ModelConfig& c, const WeightSource& src, int layer) {
+BlockWeights load_block(const ModelConfig& c, const WeightSource& src, int layer, bool linear_weights) {
   BlockWeights b;
   for (int l = 0; l < kNumLinear; ++l) {
     const auto lin = Linear(l);
     if (!c.has_linear(lin)) continue;
     const std::string base = c.linear_tensor(layer, lin);
-    b[lin].w = src.load(base + ".weight");
+    if (linear_weights) b[lin].w = src.load(base + ".weight");
     if (c.linear_has_bias(lin)) b[lin].b = src.load(base + ".bias");
   }
   for (BlockNorm n : {BlockNorm::Attn, BlockNorm::Ffn}) {
@@ -137,10 +152,10 @@ void check_block_finite(const ModelConfig& c, const BlockWeights& b, int layer) 
   }
 }
 
-GlobalWeights load_globals(const ModelConfig& c, const WeightSource& src) {
+GlobalWeights load_globals(const ModelConfig& c, const WeightSource& src, bool embed_and_head) {
   const ArchSpec& a = *c.arch;
   GlobalWeights g;
-  g.embed = src.load(std::string(a.embed_tokens) + ".weight");
+  if (embed_and_head) g.embed = src.load(std::string(a.embed_tokens) + ".weight");
   if (a.pos == PosKind::Learned) g.positions = src.load(std::string(a.embed_positions) + ".weight");
   if (c.word_embed_proj_dim != c.hidden && !a.project_in.empty()) {
     g.project_in = src.load(std::string(a.project_in) + ".weight");
@@ -151,7 +166,7 @@ GlobalWeights load_globals(const ModelConfig& c, const WeightSource& src) {
     if (a.norm == NormKind::LayerNorm) g.final_norm.b = src.load(std::string(a.final_norm) + ".bias");
   }
   const std::string head = std::string(a.lm_head) + ".weight";
-  g.lm_head = c.tied_embeddings ? g.embed : src.load(head);
+  if (embed_and_head) g.lm_head = c.tied_embeddings ? g.embed : src.load(head);
   return g;
 }
 

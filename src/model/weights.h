@@ -1,12 +1,14 @@
-// Weights of a model, by Hugging Face tensor name, widened to fp32 on request.
+// Weights of a model, by Hugging Face tensor name, widened to fp32 on request or handed out as stored.
 //
 // A WeightSource hides where the weights live: a plain safetensors checkpoint, a GPTQ/AWQ directory
 // (packed integers dequantized on load) or a GGUF file (blocks dequantized, names and q/k row order
-// mapped back). The runtime only ever asks for "model.layers.3.mlp.up_proj.weight" as fp32, one
-// decoder block at a time, so peak memory is one block plus the embeddings and head.
+// mapped back). Quantization asks for "model.layers.3.mlp.up_proj.weight" as fp32, one decoder block
+// at a time, so peak memory is one block plus the embeddings and head; the quantized engine asks for
+// the stored bytes instead (packed(): views into the mapping) and never widens a whole tensor.
 #pragma once
 
 #include "core/tensor.h"
+#include "io/safetensors.h"
 #include "model/config.h"
 #include "tokenizer/tokenizer.h"
 
@@ -19,6 +21,26 @@
 
 namespace quantllm {
 
+// A weight as it is stored, for engines that compute on the packed bytes (runtime/cpu) instead of
+// widening it. Views point into the source's mapping and stay valid while the source lives.
+struct PackedWeight {
+  enum class Kind { Ggml, Gptq, Awq };
+  Kind kind = Kind::Ggml;
+  Shape shape;  // [out, in], as load() returns it
+  // Ggml: one ggml type (F32, F16, BF16, Q8_0, Q4_K …; llama.cpp's type ids), rows of shape[1] weights.
+  uint32_t ggml_type = 0;
+  const uint8_t* data = nullptr;
+  size_t nbytes = 0;
+  // GGUF q/k projections of llama-type models: rows are in llama.cpp's interleaved RoPE order for this
+  // many heads (load() undoes it with permute_rope_rows); 0 otherwise.
+  int64_t rope_heads = 0;
+  // Gptq / Awq: the checkpoint's tensors (quant/gptq_format.h describes them); g_idx.data is null
+  // when the checkpoint has none.
+  int bits = 0, group_size = 0;
+  bool gptq_v1 = true;  // checkpoint_format "gptq" (zeros stored minus one) rather than "gptq_v2"
+  TensorView qweight, qzeros, scales, g_idx;
+};
+
 class WeightSource {
  public:
   virtual ~WeightSource() = default;
@@ -29,14 +51,22 @@ class WeightSource {
   // What the weights are stored as ("BF16", "GPTQ 4-bit g128", "Q4_K" …) and their bytes, for inspect.
   virtual std::string format(const std::string& name) const = 0;
   virtual size_t stored_bytes(const std::string& name) const = 0;
+  // The stored form of a 2-D weight, when this source has one an engine can compute on; nullopt
+  // otherwise (the engine then load()s it).
+  virtual std::optional<PackedWeight> packed(const std::string& name) const { return std::nullopt; }
 };
 
 // A plain Hugging Face checkpoint directory (or one .safetensors file).
 std::unique_ptr<WeightSource> open_safetensors_weights(const std::filesystem::path& path);
 
+namespace cpu {
+struct QMatrix;  // runtime/cpu/qmatrix.h: a packed weight matrix the CPU kernels compute on
+}
+
 struct LinearWeights {
-  Tensor w;  // [out, in]
+  Tensor w;  // [out, in]; empty when `packed` holds the weight
   Tensor b;  // [out], empty when the layer has no bias
+  std::shared_ptr<const cpu::QMatrix> packed;  // the weight kept packed (runtime's quantized engine)
 };
 struct NormWeights {
   Tensor w;  // [hidden]
@@ -57,6 +87,8 @@ struct GlobalWeights {
   Tensor project_out;  // OPT: [word_embed_proj_dim, hidden]
   NormWeights final_norm;
   Tensor lm_head;      // [vocab, word_embed_proj_dim]; a copy of embed when tied
+  // The quantized engine keeps these two packed (embed/lm_head above then stay empty); tied: one matrix.
+  std::shared_ptr<const cpu::QMatrix> embed_packed, lm_head_packed;
 };
 
 // Expected HF tensor names and shapes of a config (all of them, blocks included).
@@ -67,12 +99,15 @@ void resolve_tied_head(ModelConfig& c, const WeightSource& src);
 // first tensor missing, left over, or of the wrong shape.
 void check_tensors(const ModelConfig& c, const WeightSource& src, const std::string& where);
 
-BlockWeights load_block(const ModelConfig& c, const WeightSource& src, int layer);
+// linear_weights = false leaves the linear layers' weight matrices empty (an engine that keeps them
+// packed fills them in); their biases and the norms are loaded either way.
+BlockWeights load_block(const ModelConfig& c, const WeightSource& src, int layer, bool linear_weights = true);
 // Throws Error naming the first tensor of block `layer` (linear weights and biases, norms) that holds
 // a NaN or Inf. Quantizers call it on each block they load: a NaN in a norm gain is not quantized
 // itself, but it turns every calibration activation after it into NaN.
 void check_block_finite(const ModelConfig& c, const BlockWeights& b, int layer);
-GlobalWeights load_globals(const ModelConfig& c, const WeightSource& src);
+// embed_and_head = false leaves embed and lm_head empty (for an engine that keeps them packed).
+GlobalWeights load_globals(const ModelConfig& c, const WeightSource& src, bool embed_and_head = true);
 // Throws Error naming the first tensor outside the decoder blocks (embeddings, final norm, lm_head …)
 // that holds a NaN or Inf; loads them one at a time. Quantizers call it before any work: these
 // tensors are copied to the output, not quantized, and would otherwise be found only at the end.

@@ -426,7 +426,7 @@ void run_awq(const Model& model, const GroupMethodOptions& opt, const CalibWindo
       double num, den;
       {
         SingleThreadedBlas single;
-        const LinearWeights dl{diff, {}}, fl{w[lin].w, {}};
+        const LinearWeights dl{diff, {}, {}}, fl{w[lin].w, {}, {}};
         num = sum_sq_windows(x, T, nullptr, [&](const Tensor& xw) { Tensor y; linear(xw, dl, y); return y; });
         den = sum_sq_windows(x, T, nullptr, [&](const Tensor& xw) { Tensor y; linear(xw, fl, y); return y; });
       }

@@ -5,6 +5,7 @@
 #include "core/error.h"
 #include "core/threads.h"
 #include "quant/blas_single_thread.h"
+#include "runtime/cpu/qmatrix.h"
 
 #include <cblas.h>
 #include <malloc.h>
@@ -12,6 +13,7 @@
 #include <algorithm>
 #include <chrono>
 #include <cmath>
+#include <map>
 #include <numbers>
 
 namespace quantllm {
@@ -210,12 +212,16 @@ void linear(const Tensor& x, const LinearWeights& w, Tensor& y) {
     ~Account() {
       if (g_profiling) g_profile.linear_seconds += now_seconds() - t0, g_profile.linear_flops += flops;
     }
-  } account{t0, 2.0 * double(x.numel()) * double(w.w.dim(0))};
-  const int64_t in = w.w.dim(1), out = w.w.dim(0);
+  } account{t0, 2.0 * double(x.numel()) * double(w.packed ? w.packed->rows : w.w.dim(0))};
+  const int64_t in = w.packed ? w.packed->cols : w.w.dim(1), out = w.packed ? w.packed->rows : w.w.dim(0);
   QL_ASSERT(x.shape.back() == in, "linear: input width {} != weight in {}", x.shape.back(), in);
   const int64_t rows = x.numel() / in;
   y.shape = {rows, out};
   y.data.resize(size_t(rows * out));
+  if (w.packed) {
+    cpu::qmatmul(*w.packed, x.ptr(), rows, y.ptr(), w.b.empty() ? nullptr : w.b.ptr());
+    return;
+  }
   if (!w.b.empty()) {
     for (int64_t r = 0; r < rows; ++r) std::copy(w.b.data.begin(), w.b.data.end(), y.row(r));
   }
@@ -247,11 +253,12 @@ Tensor embed(const ModelConfig& c, const GlobalWeights& g, const std::vector<int
   for (int64_t r = 0; r < n_seq * seq_len; ++r) {
     const int32_t id = tokens[size_t(r)];
     if (id < 0 || id >= c.vocab) fail("token id {} is outside the vocabulary (size {})", id, c.vocab);
-    std::copy_n(g.embed.row(id), e, x.row(r));
+    if (g.embed_packed) cpu::qmatrix_row(*g.embed_packed, id, x.row(r));
+    else std::copy_n(g.embed.row(id), e, x.row(r));
   }
   if (!g.project_in.empty()) {
     Tensor y;
-    linear(x, LinearWeights{g.project_in, {}}, y);
+    linear(x, LinearWeights{g.project_in, {}, {}}, y);
     x = std::move(y);
   }
   if (c.arch->pos == PosKind::Learned) {
@@ -380,18 +387,63 @@ Tensor head(const ModelConfig& c, const GlobalWeights& g, const Tensor& x, int64
   }
   if (!g.project_out.empty()) {
     Tensor t;
-    linear(part, LinearWeights{g.project_out, {}}, t);
+    linear(part, LinearWeights{g.project_out, {}, {}}, t);
     part = std::move(t);
   }
   Tensor logits;
-  linear(part, LinearWeights{g.lm_head, {}}, logits);
+  linear(part, LinearWeights{g.lm_head, {}, g.lm_head_packed}, logits);
   return logits;
 }
 
-FullModel::FullModel(const Model& m) : config_(m.config) {
-  globals_ = load_globals(config_, *m.weights);
+Engine parse_engine(const std::string& name) {
+  if (name == "fp32") return Engine::Fp32;
+  if (name == "quant") return Engine::Quant;
+  fail("--engine '{}' is not known (known: fp32, quant)", name);
+}
+
+FullModel::FullModel(const Model& m, Engine engine) : config_(m.config), engine_(engine) {
+  const WeightSource& src = *m.weights;
+  if (engine == Engine::Fp32) {
+    globals_ = load_globals(config_, src);
+    blocks_.reserve(size_t(config_.n_layers));
+    for (int i = 0; i < config_.n_layers; ++i) blocks_.push_back(load_block(config_, src, i));
+    return;
+  }
+  // Quant: packed where the kernels read the stored format; fp32 for the rest, counted by reason.
+  std::map<std::string, int> fallbacks;
+  auto pack = [&](const std::string& name) -> std::shared_ptr<const cpu::QMatrix> {
+    std::string why;
+    auto q = cpu::make_qmatrix(src, name, m.weights, &why);
+    if (!q) ++fallbacks[why];
+    return q;
+  };
+  const ArchSpec& a = *config_.arch;
+  globals_ = load_globals(config_, src, /*embed_and_head=*/false);
+  const std::string embed_name = std::string(a.embed_tokens) + ".weight";
+  globals_.embed_packed = pack(embed_name);
+  if (!globals_.embed_packed) globals_.embed = src.load(embed_name);
+  if (config_.tied_embeddings) {
+    globals_.lm_head_packed = globals_.embed_packed;
+    if (!globals_.embed_packed) globals_.lm_head = globals_.embed;
+  } else {
+    const std::string head_name = std::string(a.lm_head) + ".weight";
+    globals_.lm_head_packed = pack(head_name);
+    if (!globals_.lm_head_packed) globals_.lm_head = src.load(head_name);
+  }
   blocks_.reserve(size_t(config_.n_layers));
-  for (int i = 0; i < config_.n_layers; ++i) blocks_.push_back(load_block(config_, *m.weights, i));
+  for (int i = 0; i < config_.n_layers; ++i) {
+    BlockWeights b = load_block(config_, src, i, /*linear_weights=*/false);
+    for (int l = 0; l < kNumLinear; ++l) {
+      const auto lin = Linear(l);
+      if (!config_.has_linear(lin)) continue;
+      const std::string name = config_.linear_tensor(i, lin) + ".weight";
+      b[lin].packed = pack(name);
+      if (!b[lin].packed) b[lin].w = src.load(name);
+    }
+    blocks_.push_back(std::move(b));
+  }
+  for (const auto& [why, count] : fallbacks)
+    fmt::print(stderr, "quantllm: note: {} weight(s) computed in fp32: {}\n", count, why);
 }
 
 void FullModel::forward(const std::vector<int32_t>& tokens, int64_t n_seq, int64_t seq_len,

@@ -1,4 +1,6 @@
-// The fp32 forward pass of the generic decoder (every row of the architecture table).
+// The forward pass of the generic decoder (every row of the architecture table), in fp32 activations.
+// A linear layer's weight is either an fp32 matrix or a packed one (LinearWeights::packed, the
+// quantized engine: runtime/cpu/qmatrix.h); everything else is the same code for both.
 //
 // The pieces are separate so that calibration can run one decoder block at a time over all
 // calibration windows and observe the input of every linear layer:
@@ -16,6 +18,7 @@
 
 #include <cstdint>
 #include <functional>
+#include <string>
 #include <vector>
 
 namespace quantllm {
@@ -81,10 +84,20 @@ ForwardProfile forward_profile();  // totals since profiling was last enabled
 // Y[rows, out] = X[rows, in] · Wᵀ (+ b). W: [out, in].
 void linear(const Tensor& x, const LinearWeights& w, Tensor& y);
 
-// A whole model held in fp32 for evaluation and generation.
+// How FullModel holds its weights. Fp32: every weight widened on load (the reference path).
+// Quant: the 2-D weights stay as stored — GGUF blocks and F16/BF16 tensors read in place from the
+// mapped file, GPTQ/AWQ groups repacked (runtime/cpu/qmatrix.h) — and the linear layers run the CPU
+// kernels on them; memory ≈ the file's size plus the KV cache. Weights of a format without kernels
+// fall back to fp32 (with a note on stderr).
+enum class Engine { Fp32, Quant };
+// "fp32" or "quant"; Error otherwise.
+Engine parse_engine(const std::string& name);
+
+// A whole model for evaluation and generation.
 class FullModel {
  public:
-  explicit FullModel(const Model& m);  // loads and widens every block
+  explicit FullModel(const Model& m, Engine engine = Engine::Fp32);
+  Engine engine() const { return engine_; }
   const ModelConfig& config() const { return config_; }
   // logits for each position of each window: calls on_logits(seq, logits [seq_len, vocab]).
   void forward(const std::vector<int32_t>& tokens, int64_t n_seq, int64_t seq_len,
@@ -94,6 +107,7 @@ class FullModel {
 
  private:
   ModelConfig config_;
+  Engine engine_ = Engine::Fp32;
   GlobalWeights globals_;
   std::vector<BlockWeights> blocks_;
 };

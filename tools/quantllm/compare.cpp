@@ -48,6 +48,7 @@ void register_compare(CLI::App& app, std::vector<std::pair<CLI::App*, Runner>>& 
     std::vector<std::string> candidates;
     int64_t ctx = 512, max_windows = 16;
     int threads = 0;
+    std::string engine = "quant";
   };
   auto a = std::make_shared<Args>();
   auto* sub = app.add_subcommand("compare", "Compare quantized models: size, quality and speed, with a chart");
@@ -59,6 +60,8 @@ void register_compare(CLI::App& app, std::vector<std::pair<CLI::App*, Runner>>& 
   sub->add_option("--chart", a->chart, "write the SVG chart here (default: compare.svg next to the data's name)");
   sub->add_option("--format", a->format, "markdown | json")->check(CLI::IsMember({"markdown", "json"}));
   sub->add_option("--threads", a->threads, "threads (0 = all cores)");
+  sub->add_option("--engine", a->engine, "quant (packed weights, CPU kernels) or fp32 (reference), for every model")
+      ->capture_default_str();
   runners.emplace_back(sub, [a] {
     apply_threads(a->threads);
     const std::string text = read_text_file(a->data);
@@ -71,10 +74,11 @@ void register_compare(CLI::App& app, std::vector<std::pair<CLI::App*, Runner>>& 
     for (size_t i = 0; i < models.size(); ++i)
       if (make_windows(*models[i].tokenizer, text, a->ctx, a->max_windows).tokens != w.tokens)
         fail("{} tokenizes the text differently from {}", a->candidates[i], a->base);
-    FullModel fbase(base);
+    const Engine engine = parse_engine(a->engine);
+    FullModel fbase(base, engine);
     std::vector<std::unique_ptr<FullModel>> full;
     std::vector<const FullModel*> ptrs;
-    for (const auto& m : models) full.push_back(std::make_unique<FullModel>(m)), ptrs.push_back(full.back().get());
+    for (const auto& m : models) full.push_back(std::make_unique<FullModel>(m, engine)), ptrs.push_back(full.back().get());
     Progress bar("compare", w.n_windows);
     const auto res = kl_divergence(fbase, ptrs, w, 0, [&](int64_t d, int64_t) { bar.update(d); });
     bar.finish();

@@ -15,7 +15,7 @@ namespace quantllm::cli {
 
 namespace {
 struct EvalArgs {
-  std::string model, data, base, device = "cpu", gpu_precision = "fp32";
+  std::string model, data, base, engine = "quant", device = "cpu", gpu_precision = "fp32";
   int64_t ctx = 512, max_windows = 0, batch = 0;
   int threads = 0;
   bool json = false, no_cache = false;
@@ -34,6 +34,9 @@ void register_eval(CLI::App& app, std::vector<std::pair<CLI::App*, Runner>>& run
   ppl->add_option("--max-windows", args->max_windows, "score only the first N windows (0 = all)");
   ppl->add_option("--batch", args->batch, "windows per forward pass (0 = automatic)");
   ppl->add_option("--threads", args->threads, "threads (0 = all cores)");
+  ppl->add_option("--engine", args->engine,
+                  "quant: weights stay packed, CPU kernels on 8-bit activations; fp32: every weight widened (reference)")
+      ->capture_default_str();
   ppl->add_flag("--json", args->json, "print one JSON object on stdout");
   ppl->add_option("--device", args->device, "cpu | cuda (the forward pass on one GPU)")
       ->check(CLI::IsMember({"cpu", "cuda"}))
@@ -56,7 +59,7 @@ void register_eval(CLI::App& app, std::vector<std::pair<CLI::App*, Runner>>& run
       fail("--device cuda: this build has no CUDA backend (configure with -DQUANTLLM_CUDA=ON; needs nvcc)");
 #endif
     } else {
-      FullModel fm(m);
+      FullModel fm(m, parse_engine(args->engine));
       r = perplexity(fm, w, args->batch, on_progress);
     }
     bar.finish(fmt::format("ppl {:.4f}", r.ppl));
@@ -81,6 +84,7 @@ void register_eval(CLI::App& app, std::vector<std::pair<CLI::App*, Runner>>& run
   kld->add_option("--max-windows", args->max_windows, "use only the first N windows (0 = all)");
   kld->add_option("--batch", args->batch, "windows per forward pass (0 = automatic)");
   kld->add_option("--threads", args->threads, "threads (0 = all cores)");
+  kld->add_option("--engine", args->engine, "quant or fp32, for both models (see eval ppl)")->capture_default_str();
   kld->add_flag("--json", args->json, "print one JSON object on stdout");
   kld->add_flag("--no-cache", args->no_cache, "neither read nor write the base's cached logits");
   runners.emplace_back(kld, [args] {
@@ -102,10 +106,10 @@ void register_eval(CLI::App& app, std::vector<std::pair<CLI::App*, Runner>>& run
     if (from_cache) {
       fmt::print(stderr, "quantllm: base logits from {}\n", cache.string());
     } else {
-      fb = std::make_unique<FullModel>(base);
+      fb = std::make_unique<FullModel>(base, parse_engine(args->engine));
       src = model_base_logits(*fb, w, cache, key);
     }
-    FullModel fm(m);
+    FullModel fm(m, parse_engine(args->engine));
     Progress bar("kl divergence", w.n_windows);
     const auto r = kl_divergence(*src, {&fm}, w, args->batch, [&](int64_t done, int64_t) { bar.update(done); });
     bar.finish(fmt::format("kld {:.6f}", r[0].kld));

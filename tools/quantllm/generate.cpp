@@ -12,7 +12,7 @@ namespace quantllm::cli {
 
 void register_generate(CLI::App& app, std::vector<std::pair<CLI::App*, Runner>>& runners) {
   struct Args {
-    std::string model, prompt;
+    std::string model, prompt, engine = "quant";
     int max_tokens = 64, top_k = 0, threads = 0;
     double temperature = 0, top_p = 1.0;
     uint64_t seed = 0;
@@ -28,6 +28,7 @@ void register_generate(CLI::App& app, std::vector<std::pair<CLI::App*, Runner>>&
   sub->add_option("--top-p", a->top_p, "sample within cumulative probability p (1 = off)");
   sub->add_option("--seed", a->seed, "sampling seed");
   sub->add_option("--threads", a->threads, "threads (0 = all cores)");
+  sub->add_option("--engine", a->engine, "quant (packed weights, CPU kernels) or fp32 (reference)")->capture_default_str();
   sub->add_flag("--chat", a->chat, "wrap the prompt in the model's chat template");
   sub->add_flag("--json", a->json, "print one JSON object on stdout instead of streaming");
   runners.emplace_back(sub, [a] {
@@ -45,7 +46,7 @@ void register_generate(CLI::App& app, std::vector<std::pair<CLI::App*, Runner>>&
     } else {
       prompt = tok.encode(a->prompt, true);
     }
-    FullModel fm(m);
+    FullModel fm(m, parse_engine(a->engine));
     SamplingOptions o;
     o.temperature = a->temperature;
     o.top_k = a->top_k;

@@ -1,0 +1,134 @@
+// Dot-product kernels over packed weight rows: the formats they read, the 8-bit activation blocks
+// they multiply with, and one table of kernels per instruction-set level (isa.h).
+//
+// A linear layer y = x · Wᵀ is computed row by row of W without widening W: each kernel call takes
+// one packed weight row and up to kMaxActRows activation rows and writes one output per activation
+// row. Several activation rows per call let prompt processing decode a weight row once for four
+// tokens; generation calls it with one.
+//
+// Activations. Integer formats multiply 8-bit weight codes with 8-bit activation codes (the way
+// llama.cpp's fast path works: vpdpbusd / vpmaddubsw products, exact int32 sums). Each activation row
+// is cut into blocks of kActBlock = 4 values; each block gets one fp32 scale d = max|x| / 127 and codes
+// q = round(x / d) in [−127, 127]. The rounding moves each value by at most d/2, so a dot product moves
+// by at most Σ_blocks d_b/2 · Σ_{i∈b} |w_i| (the bound tests/runtime/kernels_test.cpp checks, with its
+// statistical size, next to the fp32 product of the dequantized row).
+// Why blocks of 4 where llama.cpp uses 32 (Q8_0) or 256 (Q8_K): a handful of input channels of these
+// models carry values tens of times larger than the rest (OPT's LayerNorm outputs, SwiGLU outputs),
+// and each one coarsens the codes of its whole block. Perplexity through this engine against the fp32
+// path (16 windows, both reference models, Q8_0 / Q4_K_M / Q5_K_M / GPTQ-4): blocks of 256 for the
+// K-quants and the group size for GPTQ moved it by up to 0.3%, blocks of 32 by up to 0.1%, blocks of 4
+// by at most 0.05% (docs/benchmarks-cpu.md). The kernels scale per 4-code lane anyway (ActRow::dexp),
+// so smaller blocks cost nothing in the products, only a division per 4 values when quantizing.
+// Float formats (F32/F16/BF16) multiply with the fp32 activations themselves.
+//
+// Every integer format is computed in one form: weight i = α_k·u_i − β_h, with u_i an unsigned 8-bit
+// code, α_k a scale shared by a group of 16 or 32 weights and β_h an offset shared by 16:
+//   Q8_0: u = q + 128, α = d, β = 128·d     Q4_0: u = q, α = d, β = 8·d
+//   Q4_K/Q5_K: u = q, α = d·sc_j, β = dmin·m_j     Q6_K: u = q, α = d·sc_g, β = 32·d·sc_g
+//   GQ4: u = q, α = scale_g, β = scale_g·zero_g
+// so Σ_i w_i·x̂_i = Σ_b d_b·Σ_k α_k·(Σ_{i∈k} u_i·q_i) − Σ_h β_h·dsum16_h with exact integer inner sums
+// (dsum16_h = d_b·Σ_{i∈h} q_i, h the 16-value pieces).
+
+// Weight formats (W: [rows, n], each row stored contiguously):
+//   F32, F16, BF16: plain arrays.
+//   Q8_0, Q4_0, Q4_K, Q5_K, Q6_K: ggml blocks exactly as in the GGUF file (quant/ggml/blocks.h).
+//   GQ4: GPTQ / AWQ groups repacked at load time (runtime/cpu/qmatrix.cpp): per row, n/2 bytes of
+//     4-bit codes, 64 weights per 32 bytes (byte j: weight j in the low nibble, weight j + 32 in the
+//     high one, as in Q4_K), then per group a 4-byte record {fp16 scale, u8 zero, u8 0};
+//     w = scale · (q − zero). Input columns are in group order (act-order permutes the activations).
+#pragma once
+
+#include "runtime/cpu/isa.h"
+
+#include <cstddef>
+#include <cstdint>
+#include <string_view>
+
+namespace quantllm::cpu {
+
+enum class WFormat : uint8_t { F32, F16, BF16, Q8_0, Q4_0, Q4_K, Q5_K, Q6_K, GQ4 };
+inline constexpr int kNumWFormats = 9;
+
+struct WFormatInfo {
+  WFormat format;
+  std::string_view name;
+  int block;        // weights per block (GQ4: 64, the packing unit; its groups are a multiple of it)
+  int block_bytes;  // bytes per block (GQ4: the codes only; the group records follow the row's codes)
+  bool float_acts;  // F32/F16/BF16: fp32 activations; else 8-bit codes in blocks of 32
+};
+const WFormatInfo& wformat_info(WFormat f);
+
+// Activation codes per scale. The scalar reference takes 4, 8, 16 or 32; the SIMD quantizers are
+// written for 4. Rows must be a multiple of 32 values.
+inline constexpr int kActBlock = 4;
+
+// Bytes of one packed row of n weights (GQ4: codes + group records).
+size_t wformat_row_bytes(WFormat f, int64_t n, int group_size = 0);
+
+inline constexpr int kMaxActRows = 4;
+
+// One activation row as the kernels read it. Integer formats: x[i] ≈ d[i / kActBlock]·q[i];
+// dsum16[h] = Σ over the blocks b of the 16 values h (left to right) of d_b·Σ_{i∈b} q_i;
+// dexp[j] = d[4j / kActBlock] (j < n/4): the scale of each 4-code lane, the layout the SIMD kernels
+// multiply with (with blocks of 4, the same array as d). Float formats read x.
+struct ActRow {
+  const int8_t* q = nullptr;
+  const float* d = nullptr;
+  const float* dsum16 = nullptr;
+  const float* dexp = nullptr;
+  const float* x = nullptr;
+};
+
+struct RowParams {
+  int64_t n = 0;        // weights per row
+  int group_size = 0;   // GQ4
+};
+
+// out[a] = Σ_i W_row[i] · act[a][i] for a < na (1 ≤ na ≤ kMaxActRows).
+using DotFn = void (*)(const uint8_t* w_row, const ActRow* act, int na, const RowParams& p, float* out);
+// Quantizes x[0, n) (n a multiple of 32): q[n], d[n/kActBlock], dsum16[n/16], dexp[n/4] as in ActRow.
+using QuantizeActFn = void (*)(const float* x, int64_t n, int8_t* q, float* d, float* dsum16, float* dexp);
+
+// Prompt processing decodes each weight row once per matrix product into this form (w_i =
+// alpha[i/4]·u[i] − beta[i/16]: α repeated per 4-code lane, the SIMD layout) and then multiplies it
+// with every activation row, instead of decoding it again for every four.
+struct DecodedRow {
+  uint8_t* u = nullptr;   // [n]
+  float* alpha = nullptr; // [n/4]
+  float* beta = nullptr;  // [n/16]
+};
+using DecodeFn = void (*)(const uint8_t* w_row, const RowParams& p, const DecodedRow& out);
+// out[a·ldo + r] = Σ_i W_r[i]·act[a][i] for r < nr, a < na (both ≤ kMaxActRows), n a multiple of 64.
+using GemmTileFn = void (*)(const DecodedRow* w, int nr, const ActRow* act, int na, int64_t n, float* out, int64_t ldo);
+
+// Prompts on float formats: 16 weight rows, columns [k0, k0 + kn), widened to fp32 and transposed to
+// k-major (panel[k·16 + r] = W_r[k0 + k]; rows past nr are zero). A tile multiplies up to 32 rows —
+// two such panels, the second at panel + 16·kn — with activation rows:
+// out[a·ldo + r] (+)= Σ_k W_r[k0 + k]·x[a][k] for r < nr ≤ 32, a < na ≤ kFloatTileRows.
+inline constexpr int kFloatTileRows = 12;
+using FloatPanelFn = void (*)(const uint8_t* const* w_rows, int nr, int64_t k0, int64_t kn, float* panel);
+using FloatTileFn = void (*)(const float* panel, int nr, const float* const* x, int na, int64_t kn, float* out,
+                             int64_t ldo, bool accumulate);
+
+struct Kernels {
+  Isa isa;
+  DotFn dot[kNumWFormats];
+  QuantizeActFn quantize_act;
+  // Integer formats only (null for F32/F16/BF16). A DecodedRow is only ever read by the gemm_tile of
+  // the level and format that decoded it (Q8_0 at the AVX2 level keeps signed codes, for example).
+  DecodeFn decode[kNumWFormats];
+  GemmTileFn gemm_tile[kNumWFormats];
+  // Float formats at levels with a tuned fp32 tile (AVX-512); null elsewhere (the driver then widens
+  // panels and calls sgemm).
+  FloatPanelFn float_panel[kNumWFormats];
+  FloatTileFn float_tile;
+};
+
+const Kernels& kernels_scalar();
+const Kernels& kernels_avx2();    // valid only when detected_isa() >= Avx2
+const Kernels& kernels_avx512();  // valid only when detected_isa() == Avx512
+// The table for a level (asserts the CPU supports it); kernels() is active_isa()'s.
+const Kernels& kernels_for(Isa isa);
+const Kernels& kernels();
+
+}  // namespace quantllm::cpu

@@ -1,0 +1,528 @@
+// AVX-512 + VNNI kernels (compiled with -mavx512f/bw/vl/dq/vnni, called only when isa.h says so).
+//
+// The integer formats are all computed in kernels.h's form w = α·u − β: a decoder per format turns
+// a step of the row (64 or 256 weights) into 64-code registers of unsigned codes u with a register of
+// 16 lane scales α each (lane l covers codes 4l … 4l+3, the lanes of vpdpbusd) and a vector of the
+// step's offsets β, one per 16 codes. The dot-product loops then do, per 64 codes and activation row:
+// vpdpbusd (64 exact products into 16 int32 lanes), conversion to fp32, and one multiply-add with
+// α·d (d, the activation scales per lane, ActRow::dexp); per step, one multiply-add of β with
+// ActRow::dsum16. A step is decoded once for all activation rows of a call; prompts decode each
+// weight row once per product (decode_with) and multiply 4 × 4 tiles of rows and tokens.
+// No standard-library templates or shared inline functions are used here: a copy compiled with
+// AVX-512 could be the one the linker keeps for the whole program.
+#include "runtime/cpu/kernels.h"
+
+#if defined(__AVX512F__) && defined(__AVX512BW__) && defined(__AVX512VL__) && defined(__AVX512DQ__) && \
+    defined(__AVX512VNNI__)
+
+#include "quant/ggml/blocks.h"
+
+#include <immintrin.h>
+
+#include <cstring>
+#include <type_traits>
+
+namespace quantllm::cpu {
+
+using namespace quantllm::ggml;
+
+namespace {
+
+inline float h2f(uint16_t h) { return _cvtsh_ss(h); }
+
+// [lo | hi]: two 256-bit halves into one register.
+inline __m512i join(__m256i lo, __m256i hi) { return _mm512_inserti64x4(_mm512_castsi256_si512(lo), hi, 1); }
+
+// ---------------------------------------------------------------- activations
+
+// Blocks of 4 (kernels.h): per register of 16 values, the four block maxima by two in-lane
+// shuffles, scales and codes by the scalar reference's very operations (IEEE division, round to
+// nearest even), and dsum16 as the reference adds it: block by block, left to right.
+static_assert(kActBlock == 4, "the SIMD activation quantizers are written for blocks of 4");
+void quantize_act(const float* x, int64_t n, int8_t* q, float* d, float* dsum16, float* dexp) {
+  const __m512 sign = _mm512_set1_ps(-0.0f), k127 = _mm512_set1_ps(127.0f);
+  for (int64_t i = 0; i < n; i += 16) {
+    const __m512 xv = _mm512_loadu_ps(x + i);
+    const __m512 a = _mm512_andnot_ps(sign, xv);
+    __m512 m = _mm512_max_ps(a, _mm512_permute_ps(a, _MM_SHUFFLE(2, 3, 0, 1)));
+    m = _mm512_max_ps(m, _mm512_permute_ps(m, _MM_SHUFFLE(1, 0, 3, 2)));  // each lane: its block's max|x|
+    const __mmask16 nonzero = _mm512_cmp_ps_mask(m, _mm512_setzero_ps(), _CMP_GT_OQ);
+    const __m512 id = _mm512_maskz_div_ps(nonzero, k127, m);
+    const __m512 dv = _mm512_div_ps(m, k127);
+    const __m512i v = _mm512_cvtps_epi32(_mm512_mul_ps(xv, id));  // round to nearest even, as std::nearbyint
+    _mm_storeu_si128(reinterpret_cast<__m128i*>(q + i), _mm512_cvtsepi32_epi8(v));
+    _mm512_mask_compressstoreu_ps(d + i / 4, 0x1111, dv);
+    _mm512_mask_compressstoreu_ps(dexp + i / 4, 0x1111, dv);
+    __m512i sum = _mm512_add_epi32(v, _mm512_shuffle_epi32(v, _MM_PERM_CDAB));
+    sum = _mm512_add_epi32(sum, _mm512_shuffle_epi32(sum, _MM_PERM_BADC));  // each lane: its block's Σq
+    alignas(64) float p[16];
+    _mm512_store_ps(p, _mm512_mul_ps(_mm512_cvtepi32_ps(sum), dv));
+    dsum16[i / 16] = ((p[0] + p[4]) + p[8]) + p[12];
+  }
+}
+
+// ---------------------------------------------------------------- float weights
+
+// Loads 16 weights starting at element i as fp32, the lanes outside `mask` zero.
+struct LoadF32 {
+  __m512 operator()(const uint8_t* w, int64_t i, __mmask16 m) const {
+    return _mm512_maskz_loadu_ps(m, reinterpret_cast<const float*>(w) + i);
+  }
+};
+struct LoadF16 {
+  __m512 operator()(const uint8_t* w, int64_t i, __mmask16 m) const {
+    return _mm512_cvtph_ps(_mm256_maskz_loadu_epi16(m, reinterpret_cast<const uint16_t*>(w) + i));
+  }
+};
+struct LoadBF16 {
+  __m512 operator()(const uint8_t* w, int64_t i, __mmask16 m) const {
+    const __m512i v = _mm512_cvtepu16_epi32(_mm256_maskz_loadu_epi16(m, reinterpret_cast<const uint16_t*>(w) + i));
+    return _mm512_castsi512_ps(_mm512_slli_epi32(v, 16));
+  }
+};
+
+template <typename Load>
+void dot_float(const uint8_t* w, const ActRow* act, int na, const RowParams& p, float* out) {
+  const Load load;
+  const int64_t n = p.n, n64 = n / 64 * 64;
+  const __mmask16 all = 0xffff;
+  __m512 acc[kMaxActRows][4];
+  for (int a = 0; a < na; ++a)
+    for (int u = 0; u < 4; ++u) acc[a][u] = _mm512_setzero_ps();
+  for (int64_t i = 0; i < n64; i += 64) {
+    __m512 wv[4];
+    for (int u = 0; u < 4; ++u) wv[u] = load(w, i + 16 * u, all);
+    for (int a = 0; a < na; ++a)
+      for (int u = 0; u < 4; ++u) acc[a][u] = _mm512_fmadd_ps(wv[u], _mm512_loadu_ps(act[a].x + i + 16 * u), acc[a][u]);
+  }
+  for (int64_t i = n64; i < n; i += 16) {
+    const __mmask16 m = n - i >= 16 ? all : __mmask16((1u << (n - i)) - 1);
+    const __m512 wv = load(w, i, m);
+    for (int a = 0; a < na; ++a) acc[a][0] = _mm512_fmadd_ps(wv, _mm512_maskz_loadu_ps(m, act[a].x + i), acc[a][0]);
+  }
+  for (int a = 0; a < na; ++a)
+    out[a] = _mm512_reduce_add_ps(_mm512_add_ps(_mm512_add_ps(acc[a][0], acc[a][1]), _mm512_add_ps(acc[a][2], acc[a][3])));
+}
+
+// ---------------------------------------------------------------- integer formats
+
+// [a ×8 | b ×8]
+inline __m512 halves(float a, float b) { return _mm512_insertf32x8(_mm512_set1_ps(a), _mm256_set1_ps(b), 1); }
+// 16 lanes: lane l takes element idx[l] of v.
+inline __m512 lanes(__m512 v, __m512i idx) { return _mm512_permutexvar_ps(idx, v); }
+
+// Decoders: kStep codes per step in kChunks registers of 64 (u) with lane scales α (lane l covers
+// codes 4l … 4l+3), and the step's offsets β, one per 16 codes, as a vector (Beta: __m128 for 64-code
+// steps, __m512 for 256).
+struct DecQ8_0 {
+  static constexpr int kStep = 64, kChunks = 1, kStepBytes = 2 * sizeof(BlockQ8_0);
+  using Beta = __m128;
+  const uint8_t* w;
+  void decode(int64_t s, __m512i* u, __m512* alpha, Beta& beta) const {
+    const auto* blk = reinterpret_cast<const BlockQ8_0*>(w) + 2 * s;
+    const float d0 = h2f(blk[0].d), d1 = h2f(blk[1].d);
+    const __m512i q = join(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(blk[0].qs)),
+                           _mm256_loadu_si256(reinterpret_cast<const __m256i*>(blk[1].qs)));
+    u[0] = _mm512_xor_si512(q, _mm512_set1_epi8(char(0x80)));  // q + 128 as unsigned
+    alpha[0] = halves(d0, d1);
+    beta = _mm_mul_ps(_mm_set_ps(d1, d1, d0, d0), _mm_set1_ps(128.0f));
+  }
+};
+
+struct DecQ4_0 {
+  static constexpr int kStep = 64, kChunks = 1, kStepBytes = 2 * sizeof(BlockQ4_0);
+  using Beta = __m128;
+  const uint8_t* w;
+  void decode(int64_t s, __m512i* u, __m512* alpha, Beta& beta) const {
+    const auto* blk = reinterpret_cast<const BlockQ4_0*>(w) + 2 * s;
+    const float d0 = h2f(blk[0].d), d1 = h2f(blk[1].d);
+    const __m256i bytes = _mm256_inserti128_si256(
+        _mm256_castsi128_si256(_mm_loadu_si128(reinterpret_cast<const __m128i*>(blk[0].qs))),
+        _mm_loadu_si128(reinterpret_cast<const __m128i*>(blk[1].qs)), 1);
+    const __m256i m4 = _mm256_set1_epi8(0x0f);
+    const __m256i lo = _mm256_and_si256(bytes, m4), hi = _mm256_and_si256(_mm256_srli_epi16(bytes, 4), m4);
+    // [lo0 lo1 hi0 hi1] → [lo0 hi0 lo1 hi1]: block 0's weights 0–15, 16–31, then block 1's.
+    const __m512i z = join(lo, hi);
+    u[0] = _mm512_shuffle_i64x2(z, z, _MM_SHUFFLE(3, 1, 2, 0));
+    alpha[0] = halves(d0, d1);
+    beta = _mm_mul_ps(_mm_set_ps(d1, d1, d0, d0), _mm_set1_ps(8.0f));
+  }
+};
+
+// 64 codes from 32 bytes: low nibbles (codes 0–31) in the lower half, high nibbles (32–63) in the upper.
+inline __m512i nibbles64(const uint8_t* p) {
+  const __m512i z = _mm512_broadcast_i64x4(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(p)));
+  return _mm512_and_si512(_mm512_srlv_epi64(z, _mm512_set_epi64(4, 4, 4, 4, 0, 0, 0, 0)), _mm512_set1_epi8(0x0f));
+}
+
+struct DecGQ4 {
+  static constexpr int kStep = 64, kChunks = 1, kStepBytes = 32;
+  using Beta = __m128;
+  const uint8_t* w;
+  int64_t n, gs;
+  void decode(int64_t s, __m512i* u, __m512* alpha, Beta& beta) const {
+    const uint8_t* rec = w + n / 2 + 4 * (64 * s / gs);
+    uint16_t sh;
+    std::memcpy(&sh, rec, 2);
+    const float sc = h2f(sh);
+    u[0] = nibbles64(w + 32 * s);
+    alpha[0] = _mm512_set1_ps(sc);
+    beta = _mm_set1_ps(sc * float(rec[2]));
+  }
+};
+
+// Q4_K / Q5_K. The twelve scale bytes as three little-endian words w0 w1 w2 (blocks.h's packing):
+// sc0–3 = w0 & 0x3f.., m0–3 = w1 & 0x3f.., sc4–7 = (w2 & 0x0f..) | ((w0 >> 6) & 0x03..) << 4,
+// m4–7 = ((w2 >> 4) & 0x0f..) | ((w1 >> 6) & 0x03..) << 4 (per byte).
+template <bool kFive>
+struct DecQ45K {
+  using Block = std::conditional_t<kFive, BlockQ5_K, BlockQ4_K>;
+  static constexpr int kStep = 256, kChunks = 4, kStepBytes = sizeof(Block);
+  using Beta = __m512;
+  const uint8_t* w;
+  void decode(int64_t s, __m512i* u, __m512* alpha, Beta& beta) const {
+    const Block& blk = reinterpret_cast<const Block*>(w)[s];
+    // The block's first 16 bytes: d, dmin (fp16), then the scale words w0 w1 w2 as dwords 1–3.
+    const __m128i raw = _mm_loadu_si128(reinterpret_cast<const __m128i*>(&blk));
+    const __m128i x = _mm_shuffle_epi32(raw, _MM_SHUFFLE(3, 3, 2, 1));  // [w0 w1 w2 w2]
+    const __m128i y = _mm_shuffle_epi32(raw, _MM_SHUFFLE(2, 1, 2, 1));  // [w0 w1 w0 w1]
+    const __m128i lo = _mm_and_si128(x, _mm_set1_epi32(0x3f3f3f3f));   // sc0–3, m0–3
+    const __m128i hi = _mm_or_si128(  // lanes 2, 3: sc4–7, m4–7
+        _mm_and_si128(_mm_srlv_epi32(x, _mm_set_epi32(4, 0, 0, 0)), _mm_set1_epi32(0x0f0f0f0f)),
+        _mm_slli_epi32(_mm_and_si128(_mm_srli_epi32(y, 6), _mm_set1_epi32(0x03030303)), 4));
+    const __m128i scm = _mm_shuffle_epi32(_mm_blend_epi32(lo, hi, 0b1100), _MM_SHUFFLE(3, 1, 2, 0));  // sc0–7, m0–7
+    // lanes 0–7: d·sc_j, lanes 8–15: dmin·m_j
+    const __m512 ddmin = _mm512_permutexvar_ps(_mm512_set_epi32(1, 1, 1, 1, 1, 1, 1, 1, 0, 0, 0, 0, 0, 0, 0, 0),
+                                               _mm512_castps128_ps512(_mm_cvtph_ps(raw)));
+    const __m512 sm = _mm512_mul_ps(_mm512_cvtepi32_ps(_mm512_cvtepu8_epi32(scm)), ddmin);
+    beta = lanes(sm, _mm512_set_epi32(15, 15, 14, 14, 13, 13, 12, 12, 11, 11, 10, 10, 9, 9, 8, 8));
+    __m512i qh;
+    if constexpr (kFive) qh = _mm512_broadcast_i64x4(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(blk.qh)));
+    for (int c = 0; c < 4; ++c) {
+      u[c] = nibbles64(blk.qs + 32 * c);
+      if constexpr (kFive) {
+        // bit 2c of qh[l] is bit 4 of code l of group 2c, bit 2c+1 that of group 2c+1: rotate each
+        // 64-bit lane so that the bit lands on bit 4 of its byte.
+        const int64_t r0 = (4 - 2 * c) & 63, r1 = (3 - 2 * c) & 63;
+        const __m512i hb = _mm512_rolv_epi64(qh, _mm512_set_epi64(r1, r1, r1, r1, r0, r0, r0, r0));
+        u[c] = _mm512_or_si512(u[c], _mm512_and_si512(hb, _mm512_set1_epi8(0x10)));
+      }
+      alpha[c] = lanes(sm, _mm512_set_epi32(2 * c + 1, 2 * c + 1, 2 * c + 1, 2 * c + 1, 2 * c + 1, 2 * c + 1, 2 * c + 1,
+                                            2 * c + 1, 2 * c, 2 * c, 2 * c, 2 * c, 2 * c, 2 * c, 2 * c, 2 * c));
+    }
+  }
+};
+
+// Q6_K: per half of 128 weights, chunk 0 = weights 0–63 ([q1 | q2] in blocks.h's naming: low nibbles
+// of ql[0..63] with qh bits 0–1 resp. 2–3), chunk 1 = 64–127 ([q3 | q4]: high nibbles, qh bits 4–5 resp.
+// 6–7); groups of 16, so lane l of chunk k takes scale 4k + l/4.
+struct DecQ6K {
+  static constexpr int kStep = 256, kChunks = 4, kStepBytes = sizeof(BlockQ6_K);
+  using Beta = __m512;
+  const uint8_t* w;
+  void decode(int64_t s, __m512i* u, __m512* alpha, Beta& beta) const {
+    const BlockQ6_K& blk = reinterpret_cast<const BlockQ6_K*>(w)[s];
+    const __m512i m4 = _mm512_set1_epi8(0x0f), m2 = _mm512_set1_epi8(0x30);
+    for (int h = 0; h < 2; ++h) {
+      const __m512i ql = _mm512_loadu_si512(blk.ql + 64 * h);
+      const __m512i qh = _mm512_broadcast_i64x4(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(blk.qh + 32 * h)));
+      u[2 * h] = _mm512_or_si512(_mm512_and_si512(ql, m4),
+                                 _mm512_and_si512(_mm512_sllv_epi64(qh, _mm512_set_epi64(2, 2, 2, 2, 4, 4, 4, 4)), m2));
+      u[2 * h + 1] = _mm512_or_si512(_mm512_and_si512(_mm512_srli_epi64(ql, 4), m4),
+                                     _mm512_and_si512(_mm512_srlv_epi64(qh, _mm512_set_epi64(2, 2, 2, 2, 0, 0, 0, 0)), m2));
+    }
+    const __m512 a16 = _mm512_mul_ps(
+        _mm512_set1_ps(h2f(blk.d)),
+        _mm512_cvtepi32_ps(_mm512_cvtepi8_epi32(_mm_loadu_si128(reinterpret_cast<const __m128i*>(blk.scales)))));
+    beta = _mm512_mul_ps(a16, _mm512_set1_ps(32.0f));
+    for (int k = 0; k < 4; ++k) {
+      const int b = 4 * k;
+      alpha[k] = lanes(a16, _mm512_set_epi32(b + 3, b + 3, b + 3, b + 3, b + 2, b + 2, b + 2, b + 2, b + 1, b + 1, b + 1,
+                                             b + 1, b, b, b, b));
+    }
+  }
+};
+
+// The offsets of a step against the activations' dsum16: fused multiply-add into a vector of the
+// decoder's Beta type.
+inline __m128 offset_fma(__m128 beta, const float* dsum16, __m128 acc) { return _mm_fmadd_ps(beta, _mm_loadu_ps(dsum16), acc); }
+inline __m512 offset_fma(__m512 beta, const float* dsum16, __m512 acc) {
+  return _mm512_fmadd_ps(beta, _mm512_loadu_ps(dsum16), acc);
+}
+inline float hsum(__m128 v) {
+  v = _mm_add_ps(v, _mm_movehl_ps(v, v));
+  return _mm_cvtss_f32(_mm_add_ss(v, _mm_movehdup_ps(v)));
+}
+inline float hsum(__m512 v) { return _mm512_reduce_add_ps(v); }
+inline void store_beta(float* p, __m128 v) { _mm_storeu_ps(p, v); }
+inline void store_beta(float* p, __m512 v) { _mm512_storeu_ps(p, v); }
+
+// Σ_i w_i·x̂_i = Σ_chunks Σ_lanes α·d·(Σ u·q) − Σ_h β_h·dsum16_h (kernels.h). Two accumulators per
+// activation row (alternating chunks) so that consecutive multiply-adds do not wait on each other.
+template <typename Dec>
+void dot_int(const Dec& dec, const ActRow* act, int na, int64_t n, float* out) {
+  using Beta = typename Dec::Beta;
+  __m512 acc[kMaxActRows][2];
+  Beta off[kMaxActRows];
+  for (int a = 0; a < na; ++a) {
+    acc[a][0] = acc[a][1] = _mm512_setzero_ps();
+    if constexpr (sizeof(Beta) == 16) off[a] = _mm_setzero_ps();
+    else off[a] = _mm512_setzero_ps();
+  }
+  // Prefetch a few hundred bytes ahead: the rows stream from memory and one row is short (1–5 KB),
+  // so the hardware prefetcher alone leaves the start of every step waiting.
+  constexpr int64_t kAhead = (4096 + Dec::kStepBytes - 1) / Dec::kStepBytes;
+  for (int64_t s = 0; s < n / Dec::kStep; ++s) {
+    const char* next = reinterpret_cast<const char*>(dec.w) + (s + kAhead) * Dec::kStepBytes;
+    for (int64_t b = 0; b < Dec::kStepBytes; b += 64) _mm_prefetch(next + b, _MM_HINT_T0);
+    __m512i u[Dec::kChunks];
+    __m512 alpha[Dec::kChunks];
+    Beta beta;
+    dec.decode(s, u, alpha, beta);
+    for (int a = 0; a < na; ++a) {
+      for (int c = 0; c < Dec::kChunks; ++c) {
+        const int64_t i0 = s * Dec::kStep + 64 * c;
+        const __m512i prod = _mm512_dpbusd_epi32(_mm512_setzero_si512(), u[c], _mm512_loadu_si512(act[a].q + i0));
+        const __m512 scale = _mm512_mul_ps(alpha[c], _mm512_loadu_ps(act[a].dexp + i0 / 4));
+        const int k = (s * Dec::kChunks + c) & 1;
+        acc[a][k] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(prod), scale, acc[a][k]);
+      }
+      off[a] = offset_fma(beta, act[a].dsum16 + s * (Dec::kStep / 16), off[a]);
+    }
+  }
+  for (int a = 0; a < na; ++a) out[a] = _mm512_reduce_add_ps(_mm512_add_ps(acc[a][0], acc[a][1])) - hsum(off[a]);
+}
+
+// Generation: NR weight rows against one activation row. Only NR = 1 is used: interleaving 2–4 rows
+// (to share the activation loads) measured 30–50% slower on Zen 5, the one-row loop with the
+// activation loads hoisted out of the decode about 8% faster than dot_int with na = 1.
+template <typename Dec, int NR>
+void gemv_int(const Dec* dec, const ActRow& act, int64_t n, float* out) {
+  using Beta = typename Dec::Beta;
+  constexpr int kAcc = Dec::kChunks >= 4 ? 4 : 2;
+  __m512 acc[NR][kAcc];
+  Beta off[NR];
+  for (int r = 0; r < NR; ++r) {
+    for (int k = 0; k < kAcc; ++k) acc[r][k] = _mm512_setzero_ps();
+    if constexpr (sizeof(Beta) == 16) off[r] = _mm_setzero_ps();
+    else off[r] = _mm512_setzero_ps();
+  }
+  constexpr int64_t kAhead = (4096 + Dec::kStepBytes - 1) / Dec::kStepBytes;
+  for (int64_t s = 0; s < n / Dec::kStep; ++s) {
+    __m512i q[Dec::kChunks];
+    __m512 dx[Dec::kChunks];
+    for (int c = 0; c < Dec::kChunks; ++c) {
+      const int64_t i0 = s * Dec::kStep + 64 * c;
+      q[c] = _mm512_loadu_si512(act.q + i0);
+      dx[c] = _mm512_loadu_ps(act.dexp + i0 / 4);
+    }
+    for (int r = 0; r < NR; ++r) {
+      const char* next = reinterpret_cast<const char*>(dec[r].w) + (s + kAhead) * Dec::kStepBytes;
+      for (int64_t b = 0; b < Dec::kStepBytes; b += 64) _mm_prefetch(next + b, _MM_HINT_T0);
+      __m512i u[Dec::kChunks];
+      __m512 alpha[Dec::kChunks];
+      Beta beta;
+      dec[r].decode(s, u, alpha, beta);
+      for (int c = 0; c < Dec::kChunks; ++c) {
+        const __m512i prod = _mm512_dpbusd_epi32(_mm512_setzero_si512(), u[c], q[c]);
+        const int k = int((s * Dec::kChunks + c) % kAcc);
+        acc[r][k] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(prod), _mm512_mul_ps(alpha[c], dx[c]), acc[r][k]);
+      }
+      off[r] = offset_fma(beta, act.dsum16 + s * (Dec::kStep / 16), off[r]);
+    }
+  }
+  for (int r = 0; r < NR; ++r) {
+    __m512 t = acc[r][0];
+    for (int k = 1; k < kAcc; ++k) t = _mm512_add_ps(t, acc[r][k]);
+    out[r] = _mm512_reduce_add_ps(t) - hsum(off[r]);
+  }
+}
+
+template <typename Dec>
+void dot_with(const Dec& dec, const ActRow* act, int na, int64_t n, float* out) {
+  if (na == 1) gemv_int<Dec, 1>(&dec, act[0], n, out);
+  else dot_int(dec, act, na, n, out);
+}
+template <typename Dec>
+void dot_simple(const uint8_t* w, const ActRow* act, int na, const RowParams& p, float* out) {
+  dot_with(Dec{w}, act, na, p.n, out);
+}
+void dot_gq4(const uint8_t* w, const ActRow* act, int na, const RowParams& p, float* out) {
+  dot_with(DecGQ4{w, p.n, p.group_size}, act, na, p.n, out);
+}
+
+// ---------------------------------------------------------------- prompt processing
+
+template <typename Dec>
+void decode_with(const Dec& dec, int64_t n, const DecodedRow& out) {
+  for (int64_t s = 0; s < n / Dec::kStep; ++s) {
+    __m512i u[Dec::kChunks];
+    __m512 alpha[Dec::kChunks];
+    typename Dec::Beta beta;
+    dec.decode(s, u, alpha, beta);
+    store_beta(out.beta + s * (Dec::kStep / 16), beta);
+    for (int c = 0; c < Dec::kChunks; ++c) {
+      const int64_t i0 = s * Dec::kStep + 64 * c;
+      _mm512_storeu_si512(out.u + i0, u[c]);
+      _mm512_storeu_ps(out.alpha + i0 / 4, alpha[c]);
+    }
+  }
+}
+template <typename Dec>
+void decode_simple(const uint8_t* w, const RowParams& p, const DecodedRow& out) {
+  decode_with(Dec{w}, p.n, out);
+}
+void decode_gq4(const uint8_t* w, const RowParams& p, const DecodedRow& out) {
+  decode_with(DecGQ4{w, p.n, p.group_size}, p.n, out);
+}
+
+// NR decoded weight rows × NA activation rows: per 64 codes and pair, vpdpbusd, conversion and one
+// multiply-add with α·d; the offsets β·dsum16 are folded into the same accumulators every 256 codes
+// (16 offsets a register), so each pair ends in one horizontal sum.
+template <int NR, int NA>
+void gemm_tile_t(const DecodedRow* w, const ActRow* act, int64_t n, float* out, int64_t ldo) {
+  __m512 acc[NR][NA];
+  for (int r = 0; r < NR; ++r)
+    for (int a = 0; a < NA; ++a) acc[r][a] = _mm512_setzero_ps();
+  auto chunk = [&](int64_t i) {
+    __m512i q[NA];
+    __m512 dx[NA];
+    for (int a = 0; a < NA; ++a) q[a] = _mm512_loadu_si512(act[a].q + i), dx[a] = _mm512_loadu_ps(act[a].dexp + i / 4);
+    for (int r = 0; r < NR; ++r) {
+      const __m512i u = _mm512_loadu_si512(w[r].u + i);
+      const __m512 al = _mm512_loadu_ps(w[r].alpha + i / 4);
+      for (int a = 0; a < NA; ++a) {
+        const __m512i p = _mm512_dpbusd_epi32(_mm512_setzero_si512(), u, q[a]);
+        acc[r][a] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(p), _mm512_mul_ps(al, dx[a]), acc[r][a]);
+      }
+    }
+  };
+  auto offsets = [&](int64_t h, __mmask16 m) {
+    __m512 ds[NA];
+    for (int a = 0; a < NA; ++a) ds[a] = _mm512_maskz_loadu_ps(m, act[a].dsum16 + h);
+    for (int r = 0; r < NR; ++r) {
+      const __m512 be = _mm512_maskz_loadu_ps(m, w[r].beta + h);
+      for (int a = 0; a < NA; ++a) acc[r][a] = _mm512_fnmadd_ps(be, ds[a], acc[r][a]);
+    }
+  };
+  int64_t i = 0;
+  for (; i + 256 <= n; i += 256) {
+    for (int c = 0; c < 4; ++c) chunk(i + 64 * c);
+    offsets(i / 16, 0xffff);
+  }
+  for (; i < n; i += 64) {
+    chunk(i);
+    offsets(i / 16, 0x000f);
+  }
+  for (int r = 0; r < NR; ++r)
+    for (int a = 0; a < NA; ++a) out[a * ldo + r] = _mm512_reduce_add_ps(acc[r][a]);
+}
+
+using TileFn = void (*)(const DecodedRow*, const ActRow*, int64_t, float*, int64_t);
+template <int NR>
+constexpr TileFn tiles_of[4] = {gemm_tile_t<NR, 1>, gemm_tile_t<NR, 2>, gemm_tile_t<NR, 3>, gemm_tile_t<NR, 4>};
+constexpr const TileFn* kTiles[4] = {tiles_of<1>, tiles_of<2>, tiles_of<3>, tiles_of<4>};
+
+void gemm_tile(const DecodedRow* w, int nr, const ActRow* act, int na, int64_t n, float* out, int64_t ldo) {
+  kTiles[nr - 1][na - 1](w, act, n, out, ldo);
+}
+
+// ---------------------------------------------------------------- float formats, prompts
+
+// 16×16 transpose in registers: r[i] holds row i on entry, column i on exit.
+inline void transpose16(__m512 r[16]) {
+  __m512 t[16], u[16];
+  for (int i = 0; i < 8; ++i) {
+    t[2 * i] = _mm512_unpacklo_ps(r[2 * i], r[2 * i + 1]);
+    t[2 * i + 1] = _mm512_unpackhi_ps(r[2 * i], r[2 * i + 1]);
+  }
+  for (int g = 0; g < 4; ++g) {  // rows 4g … 4g+3: u[4g + m] lane j = those rows at column 4j + m
+    u[4 * g] = _mm512_shuffle_ps(t[4 * g], t[4 * g + 2], 0x44);
+    u[4 * g + 1] = _mm512_shuffle_ps(t[4 * g], t[4 * g + 2], 0xee);
+    u[4 * g + 2] = _mm512_shuffle_ps(t[4 * g + 1], t[4 * g + 3], 0x44);
+    u[4 * g + 3] = _mm512_shuffle_ps(t[4 * g + 1], t[4 * g + 3], 0xee);
+  }
+  for (int m = 0; m < 4; ++m) {
+    const __m512 xlo = _mm512_shuffle_f32x4(u[m], u[4 + m], 0x88), xhi = _mm512_shuffle_f32x4(u[m], u[4 + m], 0xdd);
+    const __m512 ylo = _mm512_shuffle_f32x4(u[8 + m], u[12 + m], 0x88), yhi = _mm512_shuffle_f32x4(u[8 + m], u[12 + m], 0xdd);
+    r[m] = _mm512_shuffle_f32x4(xlo, ylo, 0x88);
+    r[8 + m] = _mm512_shuffle_f32x4(xlo, ylo, 0xdd);
+    r[4 + m] = _mm512_shuffle_f32x4(xhi, yhi, 0x88);
+    r[12 + m] = _mm512_shuffle_f32x4(xhi, yhi, 0xdd);
+  }
+}
+
+template <typename Load>
+void float_panel(const uint8_t* const* w, int nr, int64_t k0, int64_t kn, float* panel) {
+  const Load load;
+  for (int64_t k = 0; k < kn; k += 16) {
+    const __mmask16 m = kn - k >= 16 ? __mmask16(0xffff) : __mmask16((1u << (kn - k)) - 1);
+    __m512 r[16];
+    for (int i = 0; i < 16; ++i) r[i] = i < nr ? load(w[i], k0 + k, m) : _mm512_setzero_ps();
+    transpose16(r);
+    for (int i = 0; i < 16 && k + i < kn; ++i) _mm512_storeu_ps(panel + (k + i) * 16, r[i]);
+  }
+}
+
+// NA activation rows × two panels of 16 rows (in the lanes): per k, two panel loads and 2·NA FMAs
+// with the activation broadcast from memory (24 accumulators: loads stay below the FMA rate).
+template <int NA>
+void float_tile_t(const float* panel0, const float* panel1, __mmask16 m0, __mmask16 m1, const float* const* x,
+                  int64_t kn, float* out, int64_t ldo, bool accumulate) {
+  __m512 acc0[NA], acc1[NA];
+  for (int a = 0; a < NA; ++a) {
+    acc0[a] = accumulate ? _mm512_maskz_loadu_ps(m0, out + a * ldo) : _mm512_setzero_ps();
+    acc1[a] = accumulate ? _mm512_maskz_loadu_ps(m1, out + a * ldo + 16) : _mm512_setzero_ps();
+  }
+  for (int64_t k = 0; k < kn; ++k) {
+    const __m512 w0 = _mm512_loadu_ps(panel0 + k * 16), w1 = _mm512_loadu_ps(panel1 + k * 16);
+    for (int a = 0; a < NA; ++a) {
+      const __m512 xa = _mm512_set1_ps(x[a][k]);
+      acc0[a] = _mm512_fmadd_ps(w0, xa, acc0[a]);
+      acc1[a] = _mm512_fmadd_ps(w1, xa, acc1[a]);
+    }
+  }
+  for (int a = 0; a < NA; ++a) {
+    _mm512_mask_storeu_ps(out + a * ldo, m0, acc0[a]);
+    if (m1) _mm512_mask_storeu_ps(out + a * ldo + 16, m1, acc1[a]);
+  }
+}
+
+using FloatTileT = void (*)(const float*, const float*, __mmask16, __mmask16, const float* const*, int64_t, float*,
+                            int64_t, bool);
+constexpr FloatTileT kFloatTiles[kFloatTileRows] = {
+    float_tile_t<1>, float_tile_t<2>, float_tile_t<3>, float_tile_t<4>,  float_tile_t<5>,  float_tile_t<6>,
+    float_tile_t<7>, float_tile_t<8>, float_tile_t<9>, float_tile_t<10>, float_tile_t<11>, float_tile_t<12>};
+
+// nr ≤ 32 rows: the first panel at `panel`, the second (rows 16 … 31) at panel + 16·kn.
+void float_tile(const float* panel, int nr, const float* const* x, int na, int64_t kn, float* out, int64_t ldo,
+                bool accumulate) {
+  auto mask = [](int r) { return r >= 16 ? __mmask16(0xffff) : r <= 0 ? __mmask16(0) : __mmask16((1u << r) - 1); };
+  kFloatTiles[na - 1](panel, panel + 16 * kn, mask(nr), mask(nr - 16), x, kn, out, ldo, accumulate);
+}
+
+const Kernels kAvx512 = {
+    Isa::Avx512,
+    {dot_float<LoadF32>, dot_float<LoadF16>, dot_float<LoadBF16>, dot_simple<DecQ8_0>, dot_simple<DecQ4_0>,
+     dot_simple<DecQ45K<false>>, dot_simple<DecQ45K<true>>, dot_simple<DecQ6K>, dot_gq4},
+    quantize_act,
+    {nullptr, nullptr, nullptr, decode_simple<DecQ8_0>, decode_simple<DecQ4_0>, decode_simple<DecQ45K<false>>,
+     decode_simple<DecQ45K<true>>, decode_simple<DecQ6K>, decode_gq4},
+    {nullptr, nullptr, nullptr, gemm_tile, gemm_tile, gemm_tile, gemm_tile, gemm_tile, gemm_tile},
+    {float_panel<LoadF32>, float_panel<LoadF16>, float_panel<LoadBF16>},
+    float_tile,
+};
+
+}  // namespace
+
+const Kernels& kernels_avx512() { return kAvx512; }
+
+}  // namespace quantllm::cpu
+
+#else  // built without the flags (not x86-64): never selected, detected_isa() is lower
+
+namespace quantllm::cpu {
+const Kernels& kernels_avx512() { return kernels_scalar(); }
+}  // namespace quantllm::cpu
+
+#endif

@@ -1,0 +1,369 @@
+// Packed weight matrices: construction from a weight source (GGUF / safetensors views, GPTQ / AWQ
+// repacked into GQ4) and the threaded matrix products over them (see qmatrix.h).
+#include "runtime/cpu/qmatrix.h"
+
+#include "core/dtype.h"
+#include "core/error.h"
+#include "core/threads.h"
+#include "quant/blas_single_thread.h"
+#include "quant/ggml/types.h"
+#include "quant/gptq_format.h"
+
+#include <cblas.h>
+#include <sys/mman.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <cstring>
+#include <numeric>
+
+namespace quantllm::cpu {
+
+namespace {
+
+// Drops the pages of a read-only file mapping from this process (they stay in the page cache): after
+// GPTQ / AWQ tensors are repacked their mapped originals would otherwise count twice in RSS.
+void release_mapped(const TensorView& v) {
+  if (!v.data || v.nbytes == 0) return;
+  const uintptr_t page = uintptr_t(::sysconf(_SC_PAGESIZE));
+  const uintptr_t b = (uintptr_t(v.data) + page - 1) & ~(page - 1), e = (uintptr_t(v.data) + v.nbytes) & ~(page - 1);
+  if (e > b) ::madvise(reinterpret_cast<void*>(b), e - b, MADV_DONTNEED);
+}
+
+std::vector<int32_t> as_i32(const TensorView& v, const std::string& what) {
+  if (v.dtype != DType::I32) fail("{}: '{}' must be I32, is {}", what, v.name, dtype_name(v.dtype));
+  std::vector<int32_t> out(size_t(v.numel()));
+  std::memcpy(out.data(), v.data, v.nbytes);
+  return out;
+}
+
+std::vector<uint16_t> as_f16(const TensorView& v) {
+  std::vector<uint16_t> out(size_t(v.numel()));
+  if (v.dtype == DType::F16) {
+    std::memcpy(out.data(), v.data, v.nbytes);
+  } else {
+    const Tensor t = v.to_f32();
+    for (size_t i = 0; i < out.size(); ++i) out[i] = f32_to_f16(t.data[i]);
+  }
+  return out;
+}
+
+// GPTQ / AWQ groups → GQ4 rows (kernels.h), or nullptr with the reason.
+std::shared_ptr<QMatrix> repack_groups(const PackedWeight& p, const std::string& name, std::string* why) {
+  if (p.bits > 4) {
+    if (why) *why = fmt::format("{}-bit groups have no kernel (2–4 bits do)", p.bits);
+    return nullptr;
+  }
+  const int64_t out = p.shape[0], in = p.shape[1];
+  const int64_t gs = p.group_size > 0 ? p.group_size : in;
+  if (in % gs != 0) fail("layer '{}': group size {} does not divide {}", name, gs, in);
+  GroupQuantized q;
+  if (p.kind == PackedWeight::Kind::Gptq) {
+    GptqPacked g;
+    g.bits = p.bits, g.in = in, g.out = out, g.n_groups = in / gs;
+    g.qweight = as_i32(p.qweight, name);
+    g.qzeros = as_i32(p.qzeros, name);
+    g.scales = as_f16(p.scales);
+    if (p.g_idx.data) {
+      g.g_idx = as_i32(p.g_idx, name);
+    } else {
+      g.g_idx.resize(size_t(in));
+      for (int64_t i = 0; i < in; ++i) g.g_idx[size_t(i)] = int32_t(i / gs);
+    }
+    q = unpack_gptq(g, p.gptq_v1 ? GptqCheckpointFormat::kV1 : GptqCheckpointFormat::kV2, p.group_size, name);
+  } else {
+    AwqPacked a;
+    a.in = in, a.out = out, a.n_groups = in / gs;
+    a.qweight = as_i32(p.qweight, name);
+    a.qzeros = as_i32(p.qzeros, name);
+    a.scales = as_f16(p.scales);
+    q = unpack_awq_gemm(a, p.group_size, name);
+  }
+  // Columns in group order (act-order checkpoints scatter each group's columns over the row).
+  const int64_t n_groups = q.n_groups();
+  std::vector<int32_t> perm(static_cast<size_t>(in));
+  std::iota(perm.begin(), perm.end(), 0);
+  std::stable_sort(perm.begin(), perm.end(), [&](int32_t a, int32_t b) { return q.g_idx[size_t(a)] < q.g_idx[size_t(b)]; });
+  const int64_t G = in / n_groups;
+  for (int64_t j = 0; j < in; ++j) {
+    if (q.g_idx[size_t(perm[size_t(j)])] != j / G) {
+      if (why) *why = "its groups are not all of one size";
+      return nullptr;
+    }
+  }
+  if (G % 64 != 0) {
+    if (why) *why = fmt::format("group size {} is not a multiple of 64", G);
+    return nullptr;
+  }
+  bool identity = true;
+  for (int64_t j = 0; j < in; ++j) identity = identity && perm[size_t(j)] == j;
+
+  auto m = std::make_shared<QMatrix>();
+  m->format = WFormat::GQ4;
+  m->rows = out, m->cols = in;
+  m->group_size = int(G);
+  m->row_bytes = wformat_row_bytes(WFormat::GQ4, in, int(G));
+  m->owned.assign(size_t(out) * m->row_bytes, 0);
+  m->name = name;
+  if (!identity) m->col_perm = perm;
+  parallel_for(out, [&](int64_t r0, int64_t r1) {
+    for (int64_t r = r0; r < r1; ++r) {
+      uint8_t* row = m->owned.data() + size_t(r) * m->row_bytes;
+      const uint8_t* codes = q.qweight.data() + size_t(r * in);
+      for (int64_t j = 0; j < in; ++j) {
+        const uint8_t c = codes[perm[size_t(j)]];
+        uint8_t& byte = row[(j / 64) * 32 + (j % 32)];
+        byte |= (j % 64) < 32 ? c : uint8_t(c << 4);
+      }
+      uint8_t* groups = row + in / 2;
+      for (int64_t g = 0; g < n_groups; ++g) {
+        const uint16_t s = f32_to_f16(q.scales.data[size_t(g * out + r)]);  // fp16-exact by construction
+        std::memcpy(groups + 4 * g, &s, 2);
+        groups[4 * g + 2] = uint8_t(q.zeros[size_t(g * out + r)]);
+      }
+    }
+  }, 16);
+  m->data = m->owned.data();
+  for (const TensorView* v : {&p.qweight, &p.qzeros, &p.scales, &p.g_idx}) release_mapped(*v);
+  return m;
+}
+
+uint32_t ggml_type_of(WFormat f) {
+  using ggml::GgmlType;
+  switch (f) {
+    case WFormat::F32: return uint32_t(GgmlType::F32);
+    case WFormat::F16: return uint32_t(GgmlType::F16);
+    case WFormat::BF16: return uint32_t(GgmlType::BF16);
+    case WFormat::Q8_0: return uint32_t(GgmlType::Q8_0);
+    case WFormat::Q4_0: return uint32_t(GgmlType::Q4_0);
+    case WFormat::Q4_K: return uint32_t(GgmlType::Q4_K);
+    case WFormat::Q5_K: return uint32_t(GgmlType::Q5_K);
+    case WFormat::Q6_K: return uint32_t(GgmlType::Q6_K);
+    case WFormat::GQ4: break;
+  }
+  QL_ASSERT(false, "GQ4 has no ggml type");
+  __builtin_unreachable();
+}
+
+// The kernel table for a matrix: the 32-weight-block SIMD kernels take blocks in pairs, so rows of an
+// odd number of blocks use the reference kernels.
+const Kernels& kernels_of(const QMatrix& w) {
+  if ((w.format == WFormat::Q8_0 || w.format == WFormat::Q4_0) && w.cols % 64 != 0) return kernels_scalar();
+  return kernels();
+}
+
+// Quantized activations of `rows` rows (kernels.h, ActRow), reused between calls.
+struct ActBuffer {
+  std::vector<int8_t> q;
+  std::vector<float> d, dsum16, dexp, xperm;
+  std::vector<ActRow> rows;
+};
+
+}  // namespace
+
+std::optional<WFormat> wformat_of_ggml(uint32_t t) {
+  for (int f = 0; f < kNumWFormats; ++f)
+    if (WFormat(f) != WFormat::GQ4 && ggml_type_of(WFormat(f)) == t) return WFormat(f);
+  return std::nullopt;
+}
+
+RowParams QMatrix::params() const { return RowParams{cols, group_size}; }
+
+std::shared_ptr<const QMatrix> make_qmatrix(const WeightSource& src, const std::string& name,
+                                            std::shared_ptr<const void> keep_alive, std::string* why) {
+  const std::optional<PackedWeight> p = src.packed(name);
+  if (!p) {
+    if (why) *why = "the source keeps no packed form of it";
+    return nullptr;
+  }
+  QL_ASSERT(p->shape.size() == 2, "{}: packed weight of shape {}", name, shape_str(p->shape));
+  if (p->kind != PackedWeight::Kind::Ggml) {
+    auto m = repack_groups(*p, name, why);
+    return m;
+  }
+  const auto f = wformat_of_ggml(p->ggml_type);
+  if (!f) {
+    const auto* t = ggml::find_type(p->ggml_type);
+    if (why) *why = fmt::format("type {} has no kernel", t ? std::string(t->name) : std::to_string(p->ggml_type));
+    return nullptr;
+  }
+  auto m = std::make_shared<QMatrix>();
+  m->format = *f;
+  m->rows = p->shape[0], m->cols = p->shape[1];
+  m->row_bytes = wformat_row_bytes(*f, m->cols);
+  QL_ASSERT(p->nbytes == m->bytes(), "{}: {} bytes stored, {} rows of {} bytes expected", name, p->nbytes, m->rows,
+            m->row_bytes);
+  m->data = p->data;
+  m->keep_alive = std::move(keep_alive);
+  m->name = name;
+  if (p->rope_heads > 0) {  // hf row h·hd + j·hd/2 + i is stored as row h·hd + 2i + j
+    const int64_t hd = m->rows / p->rope_heads, half = hd / 2;
+    QL_ASSERT(m->rows % p->rope_heads == 0 && hd % 2 == 0);
+    m->row_map.resize(size_t(m->rows));
+    for (int64_t h = 0; h < p->rope_heads; ++h)
+      for (int64_t i = 0; i < half; ++i)
+        for (int64_t j = 0; j < 2; ++j) m->row_map[size_t(h * hd + j * half + i)] = int32_t(h * hd + 2 * i + j);
+  }
+  return m;
+}
+
+void qmatrix_row(const QMatrix& w, int64_t r, float* out) {
+  QL_ASSERT(r >= 0 && r < w.rows);
+  const uint8_t* row = w.row(r);
+  if (w.format != WFormat::GQ4) {
+    ggml::dequantize_rows(ggml::GgmlType(ggml_type_of(w.format)), row, out, 1, w.cols);
+    return;
+  }
+  const uint8_t* groups = row + w.cols / 2;
+  for (int64_t j = 0; j < w.cols; ++j) {
+    const uint8_t byte = row[(j / 64) * 32 + (j % 32)];
+    const int q = (j % 64) < 32 ? (byte & 15) : (byte >> 4);
+    const int64_t g = j / w.group_size;
+    uint16_t s;
+    std::memcpy(&s, groups + 4 * g, 2);
+    out[w.col_perm.empty() ? j : w.col_perm[size_t(j)]] = f16_to_f32(s) * float(q - int(groups[4 * g + 2]));
+  }
+}
+
+namespace {
+
+// Float weights against many rows with the level's fp32 tile (Kernels::float_tile): groups of 64
+// weight rows as four 16-row panels, 512 columns at a time (128 KB of panels and 24 KB of activations
+// stay in L2/L1), each panel against the activation rows twelve at a time.
+void float_gemm_tiled(const Kernels& k, const QMatrix& w, const float* x, int64_t rows, float* y, const float* bias) {
+  constexpr int64_t kPanel = 16, kPanels = 4, kKBlock = 512;
+  const int64_t out = w.rows, in = w.cols, group = kPanel * kPanels;
+  const FloatPanelFn make_panel = k.float_panel[int(w.format)];
+  parallel_for((out + group - 1) / group, [&](int64_t g0, int64_t g1) {
+    std::vector<float> panels(static_cast<size_t>(kPanels * kPanel * kKBlock));
+    const uint8_t* ptrs[kPanel];
+    const float* xs[kFloatTileRows];
+    for (int64_t g = g0; g < g1; ++g) {
+      const int64_t r0 = g * group, np = std::min(kPanels, (out - r0 + kPanel - 1) / kPanel);
+      for (int64_t k0 = 0; k0 < in; k0 += kKBlock) {
+        const int64_t kn = std::min(kKBlock, in - k0);
+        for (int64_t p = 0; p < np; ++p) {
+          const int64_t rr = r0 + p * kPanel, nr = std::min(kPanel, out - rr);
+          for (int64_t i = 0; i < nr; ++i) ptrs[i] = w.row(rr + i);
+          make_panel(ptrs, int(nr), k0, kn, panels.data() + p * kPanel * kn);
+        }
+        for (int64_t t0 = 0; t0 < rows; t0 += kFloatTileRows) {
+          const int na = int(std::min<int64_t>(kFloatTileRows, rows - t0));
+          for (int a = 0; a < na; ++a) xs[a] = x + (t0 + a) * in + k0;
+          for (int64_t p = 0; p < np; p += 2) {  // two panels (32 rows) a tile
+            const int64_t rr = r0 + p * kPanel;
+            k.float_tile(panels.data() + p * kPanel * kn, int(std::min(2 * kPanel, out - rr)), xs, na, kn,
+                         y + t0 * out + rr, out, k0 > 0);
+          }
+        }
+      }
+      if (bias)
+        for (int64_t t = 0; t < rows; ++t)
+          for (int64_t r = r0; r < std::min(out, r0 + group); ++r) y[t * out + r] += bias[r];
+    }
+  });
+}
+
+// Float weights against many rows: panels widened to fp32, single-threaded sgemm per panel.
+void float_gemm(const QMatrix& w, const float* x, int64_t rows, float* y, const float* bias) {
+  constexpr int64_t kPanel = 64;
+  const int64_t out = w.rows, in = w.cols;
+  const int64_t n_panels = (out + kPanel - 1) / kPanel;
+  SingleThreadedBlas one_thread;
+  parallel_for(n_panels, [&](int64_t p0, int64_t p1) {
+    std::vector<float> panel(size_t(kPanel * in));
+    for (int64_t pi = p0; pi < p1; ++pi) {
+      const int64_t r0 = pi * kPanel, nr = std::min(kPanel, out - r0);
+      for (int64_t r = 0; r < nr; ++r) qmatrix_row(w, r0 + r, panel.data() + r * in);
+      if (bias)
+        for (int64_t t = 0; t < rows; ++t) std::copy_n(bias + r0, nr, y + t * out + r0);
+      cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, int(rows), int(nr), int(in), 1.0f, x, int(in), panel.data(),
+                  int(in), bias ? 1.0f : 0.0f, y + r0, int(out));
+    }
+  });
+}
+
+}  // namespace
+
+void qmatmul(const QMatrix& w, const float* x, int64_t rows, float* y, const float* bias) {
+  const int64_t out = w.rows, in = w.cols;
+  const WFormatInfo& fi = wformat_info(w.format);
+  if (fi.float_acts && rows > kMaxActRows) {
+    const Kernels& k = kernels();
+    if (k.float_tile && k.float_panel[int(w.format)]) float_gemm_tiled(k, w, x, rows, y, bias);
+    else float_gemm(w, x, rows, y, bias);
+    return;
+  }
+  const Kernels& k = kernels_of(w);
+  const RowParams rp = w.params();
+  const DotFn dot = k.dot[int(w.format)];
+  // The caller's buffer; a reference, because a thread_local named inside the worker lambdas below
+  // would be each worker's own (empty) instance.
+  thread_local ActBuffer caller_buf;
+  ActBuffer& buf = caller_buf;
+  buf.rows.assign(size_t(rows), ActRow{});
+  if (fi.float_acts) {
+    for (int64_t t = 0; t < rows; ++t) buf.rows[size_t(t)].x = x + t * in;
+  } else {
+    QL_ASSERT(in % 32 == 0, "{}: {} columns, not a multiple of 32", w.name, in);
+    buf.q.resize(size_t(rows * in));
+    buf.d.resize(size_t(rows * in / kActBlock));
+    buf.dsum16.resize(size_t(rows * in / 16));
+    buf.dexp.resize(size_t(rows * in / 4));
+    const float* src = x;
+    if (!w.col_perm.empty()) {  // act-order GQ4: the activations in the packed column order
+      buf.xperm.resize(size_t(rows * in));
+      for (int64_t t = 0; t < rows; ++t)
+        for (int64_t j = 0; j < in; ++j) buf.xperm[size_t(t * in + j)] = x[t * in + w.col_perm[size_t(j)]];
+      src = buf.xperm.data();
+    }
+    parallel_for(rows, [&](int64_t t0, int64_t t1) {
+      for (int64_t t = t0; t < t1; ++t)
+        k.quantize_act(src + t * in, in, buf.q.data() + t * in, buf.d.data() + t * in / kActBlock,
+                       buf.dsum16.data() + t * in / 16, buf.dexp.data() + t * in / 4);
+    }, std::max<int64_t>(1, 16384 / in));
+    for (int64_t t = 0; t < rows; ++t)
+      buf.rows[size_t(t)] = ActRow{buf.q.data() + t * in, buf.d.data() + t * in / kActBlock,
+                                   buf.dsum16.data() + t * in / 16, buf.dexp.data() + t * in / 4, nullptr};
+  }
+  const ActRow* acts = buf.rows.data();
+  if (rows <= kMaxActRows) {  // generation: stream W once
+    parallel_for(out, [&](int64_t r0, int64_t r1) {
+      float tmp[kMaxActRows];
+      for (int64_t r = r0; r < r1; ++r) {
+        dot(w.row(r), acts, int(rows), rp, tmp);
+        for (int64_t t = 0; t < rows; ++t) y[t * out + r] = tmp[t] + (bias ? bias[r] : 0.0f);
+      }
+    }, 16);
+    return;
+  }
+  // Prompt: each weight row decoded once (DecodedRow) per product, panels of kPanel rows against all
+  // rows of x in tiles of 4 × 4.
+  constexpr int64_t kPanel = 16;
+  const int64_t n_panels = (out + kPanel - 1) / kPanel;
+  const DecodeFn decode = k.decode[int(w.format)];
+  const GemmTileFn tile = k.gemm_tile[int(w.format)];
+  parallel_for(n_panels, [&](int64_t p0, int64_t p1) {
+    std::vector<uint8_t> u(static_cast<size_t>(kPanel * in));
+    std::vector<float> alpha(static_cast<size_t>(kPanel * in / 4)), beta(static_cast<size_t>(kPanel * in / 16));
+    DecodedRow dec[kPanel];
+    for (int64_t r = 0; r < kPanel; ++r)
+      dec[r] = DecodedRow{u.data() + r * in, alpha.data() + r * in / 4, beta.data() + r * in / 16};
+    for (int64_t pi = p0; pi < p1; ++pi) {
+      const int64_t r0 = pi * kPanel, r1 = std::min(out, r0 + kPanel);
+      for (int64_t r = r0; r < r1; ++r) decode(w.row(r), rp, dec[r - r0]);
+      for (int64_t t0 = 0; t0 < rows; t0 += kMaxActRows) {
+        const int na = int(std::min<int64_t>(kMaxActRows, rows - t0));
+        for (int64_t r = r0; r < r1; r += kMaxActRows) {
+          const int nr = int(std::min<int64_t>(kMaxActRows, r1 - r));
+          tile(dec + (r - r0), nr, acts + t0, na, in, y + t0 * out + r, out);
+        }
+      }
+      if (bias)
+        for (int64_t t = 0; t < rows; ++t)
+          for (int64_t r = r0; r < r1; ++r) y[t * out + r] += bias[r];
+    }
+  });
+}
+
+}  // namespace quantllm::cpu

@@ -1,0 +1,493 @@
+// The CPU kernels (runtime/cpu): every instruction-set level against the scalar reference, and every
+// format against the fp32 product of its dequantized row, with bounds derived below.
+//
+// Activation codes. The spec (kernels.h): per block, d = max|x|/127, q = round-half-even(x · 127/max|x|).
+// The test computes the codes itself; every level must produce exactly them.
+//
+// Level vs scalar reference. Both compute the same exact integer sums and differ only in the order
+// of the fp32 operations that scale and add them. Each output is a sum of terms t_k, each an exact
+// integer times at most two fp32 scales; a sum of terms computed in any order with chains of at most
+// K additions is within (K + 3)·u·Σ|t_k| of the exact one (u = 2⁻²⁴; 3 for the roundings inside a
+// term). The longest chain: one addition per 32-weight block (or per SIMD lane and 64-weight chunk),
+// plus 16 for lane reductions: K ≤ n/32 + 16. Σ|t_k| ≤ Σ_i (|w_i| + 2·|o_i|)·|x̂_i|, where o_i is the
+// offset a kernel removes separately (Q4_0: 8d, Q8_0: 128d for the unsigned-code trick, K-quants:
+// dmin·m, Q6_K: 32·d·|sc|, GQ4: s·z) and x̂ = d·q. Two such computations differ by twice that.
+//
+// Any level vs the fp32 product Σ w_i·x_i of the dequantized row (quant/ggml's dequantizer, which
+// matches llama.cpp byte for byte). Rounding x moves it by |x − d·q| ≤ d/2 + (127·u)·d + 3u·|x|
+// (fp32 rounding of x·(127/max) and of the two scales), so the product moves by at most
+// Σ_i |w_i|·(d_b(i)/2·(1 + 2⁻¹⁴) + 2⁻²¹·|x_i|), plus the order bound above. Float formats have no
+// activation rounding: only the order bound applies. That worst case (every rounding error aligned
+// with its weight) is rigorous but loose enough to hide a wrong sub-block scale, so the error is
+// also held to its statistical size: the rounding errors e_i are independent and uniform on
+// [−d/2, d/2], so Σ w_i·e_i has standard deviation σ = √(Σ w_i²·d_b(i)²/12); 6σ (plus the order
+// bound) is exceeded with probability 2·10⁻⁹ for these fixed, seeded inputs.
+#include "core/dtype.h"
+#include "core/threads.h"
+#include "quant/ggml/types.h"
+#include "quant/gptq_format.h"
+#include "runtime/cpu/kernels.h"
+#include "runtime/cpu/qmatrix.h"
+
+#include <gtest/gtest.h>
+
+#include <cmath>
+#include <cstring>
+#include <map>
+#include <random>
+
+using namespace quantllm;
+using namespace quantllm::cpu;
+using ggml::GgmlType;
+
+namespace {
+
+constexpr double kU = 0x1p-24;
+
+std::vector<Isa> levels() {
+  std::vector<Isa> v = {Isa::Scalar};
+  if (detected_isa() >= Isa::Avx2) v.push_back(Isa::Avx2);
+  if (detected_isa() >= Isa::Avx512) v.push_back(Isa::Avx512);
+  return v;
+}
+
+// Gaussian values with a few large outliers, as LLM activations and weights have.
+std::vector<float> gaussian(int64_t n, uint32_t seed, float scale = 1.0f) {
+  std::mt19937 rng(seed);
+  std::normal_distribution<float> nd(0.0f, scale);
+  std::vector<float> v(static_cast<size_t>(n));
+  for (auto& x : v) x = nd(rng);
+  for (int64_t i = 0; i < n; i += 97) v[size_t(i)] *= 12.0f;
+  return v;
+}
+
+// The activation codes as kernels.h specifies them, computed here independently.
+struct SpecAct {
+  std::vector<int8_t> q;
+  std::vector<float> d, dsum16, dexp;
+  std::vector<float> xhat;  // d·q
+};
+SpecAct spec_quantize(const std::vector<float>& x) {
+  constexpr int block = kActBlock;
+  SpecAct a;
+  const int64_t n = int64_t(x.size());
+  a.q.resize(size_t(n));
+  a.xhat.resize(size_t(n));
+  std::vector<int> sums;
+  for (int64_t b = 0; b < n / block; ++b) {
+    float amax = 0;
+    for (int i = 0; i < block; ++i) amax = std::max(amax, std::fabs(x[size_t(b * block + i)]));
+    const float id = amax > 0 ? 127.0f / amax : 0.0f, d = amax / 127.0f;
+    int sum = 0;
+    for (int i = 0; i < block; ++i) {
+      const size_t k = size_t(b * block + i);
+      a.q[k] = int8_t(std::nearbyint(x[k] * id));
+      a.xhat[k] = d * float(a.q[k]);
+      sum += a.q[k];
+    }
+    a.d.push_back(d);
+    sums.push_back(sum);
+    for (int l = 0; l < block / 4; ++l) a.dexp.push_back(d);
+  }
+  // dsum16: the blocks of each 16 values, d·Σq added left to right
+  for (int64_t h = 0; h < n / 16; ++h) {
+    float s = 0;
+    for (int64_t b = h * 16 / block; b < (h + 1) * 16 / block; ++b) s += a.d[size_t(b)] * float(sums[size_t(b)]);
+    a.dsum16.push_back(s);
+  }
+  return a;
+}
+
+struct Case {
+  WFormat format;
+  GgmlType type;
+};
+const Case kGgmlCases[] = {
+    {WFormat::F32, GgmlType::F32},   {WFormat::F16, GgmlType::F16},   {WFormat::BF16, GgmlType::BF16},
+    {WFormat::Q8_0, GgmlType::Q8_0}, {WFormat::Q4_0, GgmlType::Q4_0}, {WFormat::Q4_K, GgmlType::Q4_K},
+    {WFormat::Q5_K, GgmlType::Q5_K}, {WFormat::Q6_K, GgmlType::Q6_K},
+};
+
+// |o_i| of the header comment for weight i of a packed ggml row.
+double offset_of(WFormat f, const uint8_t* row, int64_t i) {
+  using namespace quantllm::ggml;
+  switch (f) {
+    case WFormat::Q8_0: return 128.0 * f16_to_f32(reinterpret_cast<const BlockQ8_0*>(row)[i / 32].d);
+    case WFormat::Q4_0: return 8.0 * std::fabs(f16_to_f32(reinterpret_cast<const BlockQ4_0*>(row)[i / 32].d));
+    case WFormat::Q4_K: return 63.0 * std::fabs(f16_to_f32(reinterpret_cast<const BlockQ4_K*>(row)[i / 256].dmin));
+    case WFormat::Q5_K: return 63.0 * std::fabs(f16_to_f32(reinterpret_cast<const BlockQ5_K*>(row)[i / 256].dmin));
+    case WFormat::Q6_K: {
+      const auto& b = reinterpret_cast<const BlockQ6_K*>(row)[i / 256];
+      return 32.0 * std::fabs(f16_to_f32(b.d)) * std::abs(int(b.scales[(i % 256) / 16]));
+    }
+    default: return 0.0;
+  }
+}
+
+struct Row {
+  std::vector<uint8_t> bytes;
+  std::vector<float> w;  // dequantized
+};
+Row make_row(const Case& c, int64_t n, uint32_t seed) {
+  const auto x = gaussian(n, seed, 0.02f);
+  Row r;
+  r.bytes.resize(ggml::row_size(c.type, n));
+  ggml::quantize_rows(c.type, x.data(), r.bytes.data(), 1, n, nullptr);
+  r.w.resize(size_t(n));
+  ggml::dequantize_rows(c.type, r.bytes.data(), r.w.data(), 1, n);
+  return r;
+}
+
+// Activation rows quantized by level `isa` (or fp32 for float formats).
+struct Acts {
+  std::vector<std::vector<float>> x, d, dsum16, dexp;
+  std::vector<std::vector<int8_t>> q;
+  std::vector<ActRow> rows;
+};
+Acts make_acts(int na, int64_t n, bool quantize, Isa isa, uint32_t seed) {
+  Acts a;
+  for (int t = 0; t < na; ++t) {
+    a.x.push_back(gaussian(n, seed + uint32_t(t)));
+    a.q.emplace_back(static_cast<size_t>(n));
+    a.d.emplace_back(static_cast<size_t>(n / kActBlock));
+    a.dsum16.emplace_back(static_cast<size_t>(n / 16));
+    a.dexp.emplace_back(static_cast<size_t>(n / 4));
+  }
+  for (int t = 0; t < na; ++t) {
+    const size_t i = size_t(t);
+    ActRow r;
+    r.x = a.x[i].data();
+    if (quantize) {
+      kernels_for(isa).quantize_act(r.x, n, a.q[i].data(), a.d[i].data(), a.dsum16[i].data(), a.dexp[i].data());
+      r = ActRow{a.q[i].data(), a.d[i].data(), a.dsum16[i].data(), a.dexp[i].data(), r.x};
+    }
+    a.rows.push_back(r);
+  }
+  return a;
+}
+
+}  // namespace
+
+TEST(Kernels, ActivationCodesFollowTheSpecAtEveryLevel) {
+  const int64_t n = 2048;
+  auto x = gaussian(n, 7);
+  std::fill(x.begin(), x.begin() + kActBlock, 0.0f);  // an all-zero block: d = 0, codes 0
+  const SpecAct s = spec_quantize(x);
+  for (Isa isa : levels()) {
+    std::vector<int8_t> q(static_cast<size_t>(n));
+    std::vector<float> d(static_cast<size_t>(n / kActBlock)), dsum16(static_cast<size_t>(n / 16)),
+        dexp(static_cast<size_t>(n / 4));
+    kernels_for(isa).quantize_act(x.data(), n, q.data(), d.data(), dsum16.data(), dexp.data());
+    EXPECT_EQ(q, s.q) << isa_name(isa);
+    EXPECT_EQ(d, s.d) << isa_name(isa);
+    EXPECT_EQ(dsum16, s.dsum16) << isa_name(isa);
+    EXPECT_EQ(dexp, s.dexp) << isa_name(isa);
+  }
+}
+
+TEST(Kernels, EveryLevelMatchesTheScalarReference) {
+  std::map<std::string, double> worst;  // largest |level − scalar| / bound per format
+  for (const Case& c : kGgmlCases) {
+    const WFormatInfo& fi = wformat_info(c.format);
+    for (int64_t n : {int64_t(256), int64_t(1280), int64_t(4096), int64_t(576)}) {
+      if (n % fi.block != 0) continue;
+      const Row row = make_row(c, n, uint32_t(n));
+      const RowParams p{n, 0};
+      for (int na = 1; na <= kMaxActRows; ++na) {
+        const Acts ref_acts = make_acts(na, n, !fi.float_acts, Isa::Scalar, 11);
+        float ref[kMaxActRows];
+        kernels_scalar().dot[int(c.format)](row.bytes.data(), ref_acts.rows.data(), na, p, ref);
+        for (Isa isa : levels()) {
+          const Acts acts = make_acts(na, n, !fi.float_acts, isa, 11);
+          float got[kMaxActRows];
+          kernels_for(isa).dot[int(c.format)](row.bytes.data(), acts.rows.data(), na, p, got);
+          for (int a = 0; a < na; ++a) {
+            const SpecAct s = fi.float_acts ? SpecAct{} : spec_quantize(acts.x[size_t(a)]);
+            double mag = 0;
+            for (int64_t i = 0; i < n; ++i) {
+              const double xh = fi.float_acts ? acts.x[size_t(a)][size_t(i)] : s.xhat[size_t(i)];
+              mag += (std::fabs(row.w[size_t(i)]) + 2 * offset_of(c.format, row.bytes.data(), i)) * std::fabs(xh);
+            }
+            const double bound = 2 * (double(n) / 32 + 16 + 3) * kU * mag;
+            const double err = std::fabs(double(got[a]) - ref[a]);
+            EXPECT_LE(err, bound) << fi.name << " " << isa_name(isa) << " n " << n << " na " << na << " row " << a;
+            worst[std::string(fi.name)] = std::max(worst[std::string(fi.name)], err / bound);
+          }
+        }
+      }
+    }
+  }
+  for (const auto& [name, r] : worst) std::printf("%-5s largest |level - scalar| = %.3f of the bound\n", name.c_str(), r);
+}
+
+// The prompt path: rows decoded once (Kernels::decode) and multiplied in tiles (Kernels::gemm_tile),
+// against the scalar dot reference, with the same order bound.
+TEST(Kernels, DecodedTilesMatchTheScalarReference) {
+  for (const Case& c : kGgmlCases) {
+    const WFormatInfo& fi = wformat_info(c.format);
+    if (fi.float_acts) continue;
+    // 576 = 4.5 · 128: the tails of the 128/256-code steps (32-weight formats only; K-quants need 256s)
+    for (const int64_t n : {int64_t(1280), fi.block == 32 ? int64_t(576) : int64_t(768)}) {
+    const int nr = 3;
+    std::vector<Row> rows;
+    for (int r = 0; r < nr; ++r) rows.push_back(make_row(c, n, uint32_t(100 + r)));
+    const RowParams p{n, 0};
+    for (Isa isa : levels()) {
+      const Kernels& k = kernels_for(isa);
+      std::vector<std::vector<uint8_t>> u(nr, std::vector<uint8_t>(static_cast<size_t>(n)));
+      std::vector<std::vector<float>> al(nr, std::vector<float>(static_cast<size_t>(n / 4))),
+          be(nr, std::vector<float>(static_cast<size_t>(n / 16)));
+      std::vector<DecodedRow> dec;
+      for (int r = 0; r < nr; ++r) {
+        dec.push_back(DecodedRow{u[size_t(r)].data(), al[size_t(r)].data(), be[size_t(r)].data()});
+        k.decode[int(c.format)](rows[size_t(r)].bytes.data(), p, dec.back());
+      }
+      for (int na = 1; na <= kMaxActRows; ++na) {
+        const Acts acts = make_acts(na, n, true, isa, 41);
+        std::vector<float> got(static_cast<size_t>(na * nr));
+        k.gemm_tile[int(c.format)](dec.data(), nr, acts.rows.data(), na, n, got.data(), nr);
+        for (int r = 0; r < nr; ++r) {
+          float ref[kMaxActRows];
+          kernels_scalar().dot[int(c.format)](rows[size_t(r)].bytes.data(), acts.rows.data(), na, p, ref);
+          for (int a = 0; a < na; ++a) {
+            const SpecAct s = spec_quantize(acts.x[size_t(a)]);
+            double mag = 0;
+            for (int64_t i = 0; i < n; ++i)
+              mag += (std::fabs(rows[size_t(r)].w[size_t(i)]) + 2 * offset_of(c.format, rows[size_t(r)].bytes.data(), i)) *
+                     std::fabs(s.xhat[size_t(i)]);
+            EXPECT_LE(std::fabs(double(got[size_t(a * nr + r)]) - ref[a]), 2 * (double(n) / 32 + 16 + 3) * kU * mag)
+                << fi.name << " " << isa_name(isa) << " n " << n << " row " << r << " act " << a << " of " << na;
+          }
+        }
+      }
+    }
+    }
+  }
+}
+
+TEST(Kernels, EveryFormatMatchesTheFp32ProductWithinTheActivationRounding) {
+  double worst_ratio = 0;
+  for (const Case& c : kGgmlCases) {
+    const WFormatInfo& fi = wformat_info(c.format);
+    const int64_t n = 4096;
+    const Row row = make_row(c, n, 3);
+    const RowParams p{n, 0};
+    for (Isa isa : levels()) {
+      const Acts acts = make_acts(1, n, !fi.float_acts, isa, 5);
+      float got;
+      kernels_for(isa).dot[int(c.format)](row.bytes.data(), acts.rows.data(), 1, p, &got);
+      const std::vector<float>& x = acts.x[0];
+      double exact = 0, act_bound = 0, var = 0, mag = 0;
+      for (int64_t i = 0; i < n; ++i) {
+        exact += double(row.w[size_t(i)]) * x[size_t(i)];
+        mag += (std::fabs(row.w[size_t(i)]) + 2 * offset_of(c.format, row.bytes.data(), i)) * std::fabs(x[size_t(i)]);
+      }
+      if (!fi.float_acts) {
+        const SpecAct s = spec_quantize(x);
+        for (int64_t i = 0; i < n; ++i) {
+          const double d = s.d[size_t(i / kActBlock)], w = row.w[size_t(i)];
+          act_bound += std::fabs(w) * (d / 2 * (1 + 0x1p-14) + 0x1p-21 * std::fabs(x[size_t(i)]));
+          var += w * w * d * d / 12;
+        }
+        mag *= 1.01;  // Σ|w|·|x̂| ≤ Σ|w|·|x|·(1 + 1/127·…): x̂ differs from x by at most d/2
+      }
+      const double order = (double(n) / 32 + 16 + 3) * kU * mag;
+      const double err = std::fabs(double(got) - exact);
+      EXPECT_LE(err, act_bound + order) << fi.name << " " << isa_name(isa);
+      EXPECT_LE(err, 6 * std::sqrt(var) + order) << fi.name << " " << isa_name(isa) << " (6 sigma)";
+      if (act_bound > 0) worst_ratio = std::max(worst_ratio, err / std::sqrt(var));
+      std::printf("%-5s %-12s |y - y_fp32| = %.3g  worst-case bound %.3g  sigma %.3g  (|y| %.3g)\n",
+                  std::string(fi.name).c_str(), std::string(isa_name(isa)).c_str(), err, act_bound + order,
+                  std::sqrt(var), std::fabs(exact));
+    }
+  }
+  std::printf("worst |error| / sigma of the activation rounding: %.2f\n", worst_ratio);
+}
+
+// ------------------------------------------------------------------------------------------------
+// GPTQ / AWQ groups through make_qmatrix (repacked to GQ4), and qmatmul's paths.
+
+namespace {
+
+// A weight source holding one GPTQ- or AWQ-packed layer and one F16 one, built from a GroupQuantized.
+class GroupSource final : public WeightSource {
+ public:
+  GroupSource(const GroupQuantized& q, bool awq) : awq_(awq) {
+    if (awq) {
+      const AwqPacked p = pack_awq_gemm(q, "w");
+      qweight_ = p.qweight, qzeros_ = p.qzeros, scales_ = p.scales;
+      pw_.qweight = view("w.qweight", DType::I32, {p.in, p.out / 8}, qweight_.data(), qweight_.size() * 4);
+      pw_.qzeros = view("w.qzeros", DType::I32, {p.n_groups, p.out / 8}, qzeros_.data(), qzeros_.size() * 4);
+    } else {
+      const GptqPacked p = pack_gptq(q, GptqCheckpointFormat::kV1, "w");
+      qweight_ = p.qweight, qzeros_ = p.qzeros, scales_ = p.scales, g_idx_ = p.g_idx;
+      pw_.qweight = view("w.qweight", DType::I32, {p.in * p.bits / 32, p.out}, qweight_.data(), qweight_.size() * 4);
+      pw_.qzeros = view("w.qzeros", DType::I32, {p.n_groups, p.out * p.bits / 32}, qzeros_.data(), qzeros_.size() * 4);
+      pw_.g_idx = view("w.g_idx", DType::I32, {p.in}, g_idx_.data(), g_idx_.size() * 4);
+    }
+    pw_.scales = view("w.scales", DType::F16, {q.n_groups(), q.out}, scales_.data(), scales_.size() * 2);
+    pw_.kind = awq ? PackedWeight::Kind::Awq : PackedWeight::Kind::Gptq;
+    pw_.shape = {q.out, q.in};
+    pw_.bits = q.bits;
+    pw_.group_size = q.group_size;
+    pw_.gptq_v1 = true;
+  }
+  bool has(const std::string& n) const override { return n == "w"; }
+  Shape shape(const std::string&) const override { return pw_.shape; }
+  Tensor load(const std::string&) const override { throw Error("not used"); }
+  std::vector<std::string> names() const override { return {"w"}; }
+  std::string format(const std::string&) const override { return "GPTQ"; }
+  size_t stored_bytes(const std::string&) const override { return 0; }
+  std::optional<PackedWeight> packed(const std::string&) const override { return pw_; }
+
+ private:
+  static TensorView view(std::string name, DType t, Shape s, const void* p, size_t bytes) {
+    TensorView v;
+    v.name = std::move(name), v.dtype = t, v.shape = std::move(s), v.data = static_cast<const uint8_t*>(p), v.nbytes = bytes;
+    return v;
+  }
+  bool awq_;
+  std::vector<int32_t> qweight_, qzeros_, g_idx_;
+  std::vector<uint16_t> scales_;
+  PackedWeight pw_;
+};
+
+GroupQuantized make_groups(int64_t out, int64_t in, int bits, int gs, bool act_order, uint32_t seed) {
+  const auto w = gaussian(out * in, seed, 0.02f);
+  QuantParams p;
+  p.bits = bits, p.group_size = gs;
+  GroupQuantized q = quantize_rtn(Tensor({out, in}, w), p, "w");
+  if (act_order) {  // a column permutation as act-order produces: group g = {perm[g·gs …]}
+    std::vector<int32_t> perm(static_cast<size_t>(in));
+    std::iota(perm.begin(), perm.end(), 0);
+    std::shuffle(perm.begin(), perm.end(), std::mt19937(seed));
+    for (int64_t j = 0; j < in; ++j) q.g_idx[size_t(perm[size_t(j)])] = int32_t(j / gs);
+  }
+  return q;
+}
+
+}  // namespace
+
+TEST(Kernels, GptqAndAwqGroupsThroughQmatmulMatchTheDequantizedProduct) {
+  struct GCase {
+    int bits, gs;
+    bool act_order, awq;
+  };
+  double worst_sigma = 0, worst_bound = 0;
+  for (const GCase& gc : {GCase{4, 128, false, false}, GCase{4, 128, true, false}, GCase{4, 64, false, false},
+                          GCase{3, 128, true, false}, GCase{2, 256, false, false}, GCase{4, 128, false, true},
+                          GCase{4, -1, false, false}}) {
+    const int64_t out = 96, in = 1024, T = 7;
+    const GroupQuantized q = make_groups(out, in, gc.bits, gc.gs, gc.act_order, 17);
+    const Tensor w = q.dequantize();
+    GroupSource src(q, gc.awq);
+    const auto m = make_qmatrix(src, "w", nullptr);
+    ASSERT_TRUE(m) << gc.bits << " bits";
+    EXPECT_EQ(m->format, WFormat::GQ4);
+    EXPECT_EQ(!m->col_perm.empty(), gc.act_order);
+    // Row dequantization agrees exactly with the checkpoint reader's.
+    std::vector<float> r(static_cast<size_t>(in));
+    for (int64_t o = 0; o < out; o += 17) {
+      qmatrix_row(*m, o, r.data());
+      for (int64_t j = 0; j < in; ++j) ASSERT_EQ(r[size_t(j)], w.data[size_t(o * in + j)]);
+    }
+    const auto x = gaussian(T * in, 23);
+    for (Isa isa : levels()) {
+      set_isa(isa);
+      std::vector<float> y(static_cast<size_t>(T * out)), y1(static_cast<size_t>(out));
+      qmatmul(*m, x.data(), T, y.data(), nullptr);
+      for (int64_t t = 0; t < T; ++t) {
+        // The packed column order decides the activation blocks.
+        std::vector<float> xp(static_cast<size_t>(in));
+        for (int64_t j = 0; j < in; ++j) xp[size_t(j)] = x[size_t(t * in + (m->col_perm.empty() ? j : m->col_perm[size_t(j)]))];
+        const SpecAct s = spec_quantize(xp);
+        qmatmul(*m, x.data() + t * in, 1, y1.data(), nullptr);  // generation path: the same numbers
+        for (int64_t o = 0; o < out; ++o) {
+          double exact = 0, act_bound = 0, var = 0, mag = 0;
+          for (int64_t j = 0; j < in; ++j) {
+            const int64_t col = m->col_perm.empty() ? j : m->col_perm[size_t(j)];
+            const double wv = w.data[size_t(o * in + col)], d = s.d[size_t(j / kActBlock)];
+            exact += wv * xp[size_t(j)];
+            act_bound += std::fabs(wv) * (d / 2 * (1 + 0x1p-14) + 0x1p-21 * std::fabs(xp[size_t(j)]));
+            var += wv * wv * d * d / 12;
+            const int64_t g = q.g_idx[size_t(col)];
+            const GroupParams gp = q.params(g, o);
+            mag += (std::fabs(wv) + 2 * std::fabs(gp.scale * gp.zero)) * std::fabs(xp[size_t(j)]) * 1.01;
+          }
+          const double order = (double(in) / 32 + 19) * kU * mag, err = std::fabs(y[size_t(t * out + o)] - exact);
+          EXPECT_LE(err, act_bound + order) << isa_name(isa) << " bits " << gc.bits << " gs " << gc.gs << " row " << o;
+          // 6σ of the activation rounding (see the file comment); over 96·7 outputs per case a
+          // Gaussian tail would exceed it with probability ~10⁻⁶.
+          EXPECT_LE(err, 6 * std::sqrt(var) + order) << isa_name(isa) << " bits " << gc.bits << " row " << o;
+          worst_sigma = std::max(worst_sigma, err / std::sqrt(var));
+          worst_bound = std::max(worst_bound, err / (act_bound + order));
+          // The generation path (one row, the dot kernels) within the same bounds.
+          EXPECT_LE(std::fabs(y1[size_t(o)] - exact), 6 * std::sqrt(var) + order) << isa_name(isa) << " one row";
+        }
+      }
+    }
+    set_isa(detected_isa());
+  }
+  std::printf("GQ4: largest |y - y_fp32| = %.2f sigma of the activation rounding, %.4f of the worst-case bound\n",
+              worst_sigma, worst_bound);
+}
+
+// Prompts on float formats (fp32 tiles over transposed panels at AVX-512, panels + sgemm elsewhere)
+// against the product in double: each output is a chain of `in` fp32 multiply-adds, so it is within
+// (in + 2)·u·Σ|w·x| of the exact sum. Sizes off every block size: 40 rows (panels of 16), 1000
+// columns (16-wide transposes, 512-wide column blocks), 13 activation rows (tiles of 12).
+TEST(Kernels, FloatFormatsManyRowsMatchTheExactProduct) {
+  const int64_t out = 40, in = 1000, T = 13;
+  for (const Case c : {Case{WFormat::F32, GgmlType::F32}, Case{WFormat::F16, GgmlType::F16}, Case{WFormat::BF16, GgmlType::BF16}}) {
+    const auto wf = gaussian(out * in, 51, 0.02f);
+    std::vector<uint8_t> bytes(ggml::row_size(c.type, in) * size_t(out));
+    ggml::quantize_rows(c.type, wf.data(), bytes.data(), out, in, nullptr);
+    std::vector<float> wd(static_cast<size_t>(out * in));
+    ggml::dequantize_rows(c.type, bytes.data(), wd.data(), out, in);
+    QMatrix m;
+    m.format = c.format, m.rows = out, m.cols = in, m.row_bytes = ggml::row_size(c.type, in), m.data = bytes.data();
+    const auto x = gaussian(T * in, 53);
+    std::vector<float> bias(static_cast<size_t>(out));
+    for (int64_t r = 0; r < out; ++r) bias[size_t(r)] = 0.01f * float(r);
+    for (Isa isa : levels()) {
+      set_isa(isa);
+      std::vector<float> y(static_cast<size_t>(T * out));
+      qmatmul(m, x.data(), T, y.data(), bias.data());
+      for (int64_t t = 0; t < T; ++t)
+        for (int64_t r = 0; r < out; ++r) {
+          double exact = bias[size_t(r)], mag = std::fabs(bias[size_t(r)]);
+          for (int64_t j = 0; j < in; ++j) {
+            const double p = double(wd[size_t(r * in + j)]) * x[size_t(t * in + j)];
+            exact += p, mag += std::fabs(p);
+          }
+          EXPECT_LE(std::fabs(y[size_t(t * out + r)] - exact), double(in + 2) * kU * mag)
+              << wformat_info(c.format).name << " " << isa_name(isa) << " t " << t << " r " << r;
+        }
+    }
+    set_isa(detected_isa());
+  }
+}
+
+TEST(Kernels, QmatmulDoesNotDependOnTheThreadCount) {
+  const Case c{WFormat::Q4_K, GgmlType::Q4_K};
+  const int64_t out = 200, in = 512, T = 9;
+  const auto wf = gaussian(out * in, 31, 0.02f);
+  std::vector<uint8_t> bytes(ggml::row_size(c.type, in) * size_t(out));
+  ggml::quantize_rows(c.type, wf.data(), bytes.data(), out, in, nullptr);
+  QMatrix m;
+  m.format = c.format, m.rows = out, m.cols = in, m.row_bytes = ggml::row_size(c.type, in), m.data = bytes.data();
+  const auto x = gaussian(T * in, 37);
+  std::vector<float> bias(static_cast<size_t>(out), 0.5f);
+  std::vector<float> y1(static_cast<size_t>(T * out)), y2(y1.size());
+  set_num_threads(1);
+  qmatmul(m, x.data(), T, y1.data(), bias.data());
+  set_num_threads(2);
+  qmatmul(m, x.data(), T, y2.data(), bias.data());
+  EXPECT_EQ(y1, y2);
+  // A row map permutes outputs and nothing else.
+  m.row_map.resize(size_t(out));
+  for (int64_t r = 0; r < out; ++r) m.row_map[size_t(r)] = int32_t(out - 1 - r);
+  qmatmul(m, x.data(), T, y2.data(), bias.data());
+  for (int64_t t = 0; t < T; ++t)
+    for (int64_t r = 0; r < out; ++r) EXPECT_EQ(y2[size_t(t * out + r)], y1[size_t(t * out + out - 1 - r)]);
+}

@@ -9,7 +9,11 @@ model=${1:-../shared/models/gutenberg-llama-33m}
 data=${DATA:-../shared/data}
 out=${OUT:-out}
 bash scripts/setup.sh
-cmake -S . -B build -DCMAKE_BUILD_TYPE=Release >/dev/null
+# The CUDA backend is compiled wherever nvcc is (its tests skip without a GPU; runs load cuBLAS only for --device cuda).
+nvcc=$(command -v nvcc || ls /usr/local/cuda/bin/nvcc 2>/dev/null || true)
+cuda_flags=(-DQUANTLLM_CUDA=OFF)
+[ -n "$nvcc" ] && cuda_flags=(-DQUANTLLM_CUDA=ON -DCMAKE_CUDA_COMPILER="$nvcc")
+cmake -S . -B build -DCMAKE_BUILD_TYPE=Release "${cuda_flags[@]}" >/dev/null
 cmake --build build -j"$(nproc)" --target quantllm
 mkdir -p "$out"
 q=build/quantllm

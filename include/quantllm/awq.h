@@ -34,6 +34,7 @@ struct AWQConfig {
   int64_t seqlen = 512;          // tokens per calibration window
   uint64_t seed = 0;             // seed of the window draw
   int64_t search_tokens = 8192;  // tokens (first whole windows) the scale and clip searches run on
+  std::string device = "cpu";    // "cpu", or "cuda": calibration and searches on one GPU (a QUANTLLM_CUDA build)
 };
 
 // Calibration text: a list of texts, or the path of a text file (a string is a path), or token

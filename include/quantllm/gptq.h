@@ -34,6 +34,7 @@ struct GPTQConfig {
   uint64_t seed = 0;
   std::string format = "gptq";  // checkpoint_format: "gptq" (zero − 1) or "gptq_v2"
   bool rtn = false;             // plain round-to-nearest instead of GPTQ (no calibration)
+  std::string device = "cpu";   // "cpu", or "cuda": calibration and GPTQ on one GPU (a QUANTLLM_CUDA build)
 };
 
 class GPTQQuantizedModel {

@@ -12,8 +12,9 @@ calibration_data is one of
     they are (nsamples / seqlen / calibration_steps do not apply).
 
 Seed parameters without a C++ counterpart:
-  - use_triton (GPTQ): there is no GPU path in this build (quantllm._quantllm.has_cuda is False); it
-    is accepted, says so once on stderr, and the CPU engine runs.
+  - use_triton (GPTQ): runs calibration and GPTQ on the GPU (device="cuda") when the engine was built
+    with the CUDA backend (quantllm._quantllm.has_cuda); otherwise it says so once on stderr and the CPU
+    engine runs. device="cpu" / "cuda" (GPTQ and AWQ) chooses explicitly.
   - version (AWQ): "v2", "gemm" (any case) -> the AutoAWQ GEMM layout, the one layout written; others
     raise QuantLLMError.
   - use_packed (GGUF): GGUF blocks are always packed; accepted, no effect.
@@ -40,9 +41,9 @@ _said_no_gpu = False
 
 def _no_gpu_note():
     global _said_no_gpu
-    if not _said_no_gpu and not _quantllm.has_cuda:
+    if not _said_no_gpu:
         _said_no_gpu = True
-        print("quantllm: use_triton=True: this build has no GPU path; quantizing on the CPU", file=sys.stderr)
+        print("quantllm: use_triton=True: this build has no CUDA backend; quantizing on the CPU", file=sys.stderr)
 
 
 def _engine_of(model):
@@ -90,7 +91,7 @@ class GPTQQuantizer:
 
     def __init__(self, model, bits=4, group_size=128, actorder=False, use_triton=False, sym=False,
                  damp_percent=0.01, static_groups=False, true_sequential=True, mse=False, nsamples=128,
-                 seqlen=512, seed=0, format="gptq", rtn=False, desc_act=None, progress=True):
+                 seqlen=512, seed=0, format="gptq", rtn=False, desc_act=None, progress=True, device=None):
         self.model = model
         self._engine = _engine_of(model)
         c = _quantllm.GPTQConfig()
@@ -112,8 +113,14 @@ class GPTQQuantizer:
         self.config = c
         self.use_triton = bool(use_triton)
         self.progress = progress
-        if self.use_triton:
-            _no_gpu_note()
+        # The seed's GPU switch: the CUDA backend when this build has one (device= says it explicitly).
+        if device is not None:
+            c.device = str(device)
+        elif self.use_triton:
+            if _quantllm.has_cuda:
+                c.device = "cuda"
+            else:
+                _no_gpu_note()
 
     @property
     def bits(self):
@@ -143,10 +150,11 @@ class AWQQuantizer:
     calibration_steps (quantize): the number of windows (the CLI's --nsamples)."""
 
     def __init__(self, model, bits=4, group_size=128, zero_point=True, version="gemm", seqlen=512, seed=0,
-                 search_tokens=8192, progress=True):
+                 search_tokens=8192, progress=True, device="cpu"):
         self.model = model
         self._engine = _engine_of(model)
         c = _quantllm.AWQConfig()
+        c.device = str(device)
         c.bits = int(bits)
         c.group_size = int(group_size)
         c.zero_point = bool(zero_point)

@@ -10,6 +10,7 @@
 #include "core/progress.h"
 #include "core/threads.h"
 #include "export/gguf_plan.h"
+#include "pipeline/group_methods.h"  // cuda_backend_built
 #include "quant/ggml/types.h"
 #include "runtime/forward.h"
 
@@ -144,7 +145,7 @@ py::dict config_dict(const ModelConfig& c) {
 PYBIND11_MODULE(_quantllm, m) {
   m.doc() = "quantllm's C++ engine (GPTQ, AWQ, GGUF quantization; fp32 forward pass)";
   py::register_exception<Error>(m, "QuantLLMError", PyExc_RuntimeError);
-  m.attr("has_cuda") = false;  // the CUDA backend (QUANTLLM_CUDA) has no kernels yet
+  m.attr("has_cuda") = cuda_backend_built();  // built with the CUDA backend (QUANTLLM_CUDA)
   m.def("set_num_threads", &set_num_threads, py::arg("n"), "Threads of the C++ engine (0: all cores).");
   m.def("num_threads", &num_threads);
 
@@ -258,7 +259,8 @@ PYBIND11_MODULE(_quantllm, m) {
       .def_readwrite("seqlen", &GPTQConfig::seqlen)
       .def_readwrite("seed", &GPTQConfig::seed)
       .def_readwrite("format", &GPTQConfig::format)
-      .def_readwrite("rtn", &GPTQConfig::rtn);
+      .def_readwrite("rtn", &GPTQConfig::rtn)
+      .def_readwrite("device", &GPTQConfig::device);
 
   py::class_<AWQConfig>(m, "AWQConfig")
       .def(py::init<>())
@@ -268,7 +270,8 @@ PYBIND11_MODULE(_quantllm, m) {
       .def_readwrite("version", &AWQConfig::version)
       .def_readwrite("seqlen", &AWQConfig::seqlen)
       .def_readwrite("seed", &AWQConfig::seed)
-      .def_readwrite("search_tokens", &AWQConfig::search_tokens);
+      .def_readwrite("search_tokens", &AWQConfig::search_tokens)
+      .def_readwrite("device", &AWQConfig::device);
 
   // The GGUF quantizer keeps a reference to its model; the Python object holds the model too.
   struct PyGGUF {

@@ -36,6 +36,7 @@ GroupMethodOptions options_of(const GPTQConfig& c) {
   o.calib.nsamples = c.nsamples;
   o.calib.seqlen = c.seqlen;
   o.calib.seed = c.seed;
+  o.device = compute_device(c.device);
   return o;
 }
 }  // namespace

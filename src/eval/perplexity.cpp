@@ -51,15 +51,20 @@ PerplexityResult perplexity(const FullModel& model, const Windows& w, int64_t ba
     });
     if (progress) progress(b0 + nb, w.n_windows);
   }
+  return perplexity_of(window_nll, w, std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count());
+}
+
+PerplexityResult perplexity_of(const std::vector<double>& window_nll, const Windows& w, double seconds) {
+  QL_ASSERT(int64_t(window_nll.size()) == w.n_windows);
   PerplexityResult r;
   double total = 0;
   for (double v : window_nll) total += v;  // fixed order: independent of batching and threads
   r.windows = w.n_windows;
-  r.tokens_scored = w.n_windows * (ctx - 1);
+  r.tokens_scored = w.n_windows * (w.ctx - 1);
   r.nll = total / double(r.tokens_scored);
   r.ppl = std::exp(r.nll);
-  r.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
-  r.tokens_per_second = double(w.n_windows * ctx) / r.seconds;
+  r.seconds = seconds;
+  r.tokens_per_second = double(w.n_windows * w.ctx) / r.seconds;
   return r;
 }
 

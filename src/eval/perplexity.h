@@ -36,6 +36,9 @@ using ProgressFn = std::function<void(int64_t done, int64_t total)>;
 PerplexityResult perplexity(const FullModel& model, const Windows& w, int64_t batch = 0,
                             const ProgressFn& progress = {});
 
+// The result from each window's summed NLL (added in window order, so independent of batching).
+PerplexityResult perplexity_of(const std::vector<double>& window_nll, const Windows& w, double seconds);
+
 // log-softmax of one row of logits, in double; returns −log p(target).
 double token_nll(const float* logits, int64_t vocab, int32_t target);
 

@@ -4,6 +4,9 @@
 
 #include "calib/runner.h"
 #include "pipeline/checkpoints.h"
+#ifdef QUANTLLM_HAVE_CUDA
+#include "pipeline/cuda/cuda_methods.h"
+#endif
 #include "core/dtype.h"
 #include "core/error.h"
 #include "core/threads.h"
@@ -53,8 +56,8 @@ float round_to(float v, DType t) {
 
 }  // namespace
 
-std::vector<float> awq_fold_scales(const ModelConfig& c, BlockWeights& w, const AwqScalingGroup& g,
-                                   std::span<const float> s, DType norm_dtype) {
+std::vector<float> awq_fold_prev(const ModelConfig& c, BlockWeights& w, const AwqScalingGroup& g,
+                                  std::span<const float> s, DType norm_dtype) {
   QL_ASSERT(!g.layers.empty());
   const int64_t in = c.linear_in(g.layers.front());
   QL_ASSERT(int64_t(s.size()) == in, "fold: {} scales for {} input channels", s.size(), in);
@@ -84,6 +87,13 @@ std::vector<float> awq_fold_scales(const ModelConfig& c, BlockWeights& w, const 
       if (!p.b.empty()) p.b.data[size_t(j)] = round_to(p.b.data[size_t(j)] / s[size_t(j)], norm_dtype);
     }
   }
+  return realized;
+}
+
+std::vector<float> awq_fold_scales(const ModelConfig& c, BlockWeights& w, const AwqScalingGroup& g,
+                                   std::span<const float> s, DType norm_dtype) {
+  const std::vector<float> realized = awq_fold_prev(c, w, g, s, norm_dtype);
+  const int64_t in = int64_t(realized.size());
   for (Linear l : g.layers) {
     Tensor& lw = w[l].w;  // [out, in]
     QL_ASSERT(lw.dim(1) == in);
@@ -103,17 +113,6 @@ constexpr double kClipMaxShrink = 0.5;
 constexpr int64_t kClipTokens = 512;  // AutoAWQ n_sample_token
 
 constexpr int kNumInputs = 4;  // LinearInput values
-
-int64_t input_width(const ModelConfig& c, LinearInput which) {
-  switch (which) {
-    case LinearInput::AttnIn: return c.linear_in(Linear::Q);
-    case LinearInput::AttnOut: return c.linear_in(Linear::O);
-    case LinearInput::FfnIn: return c.linear_in(Linear::Up);
-    case LinearInput::FfnMid: return c.linear_in(Linear::Down);
-  }
-  QL_ASSERT(false);
-  __builtin_unreachable();
-}
 
 // What one pass over the calibration windows saw at the four linear inputs of a block.
 struct BlockInputs {
@@ -163,7 +162,7 @@ class WindowRecorder final : public BlockObserver {
 BlockInputs observe_block(const ModelConfig& c, const BlockWeights& w, int layer, const Tensor& hidden,
                           int64_t n_win, int64_t T, int64_t n_search) {
   BlockInputs in;
-  for (int k = 0; k < kNumInputs; ++k) in.sample[size_t(k)] = Tensor({n_search * T, input_width(c, LinearInput(k))});
+  for (int k = 0; k < kNumInputs; ++k) in.sample[size_t(k)] = Tensor({n_search * T, linear_input_width(c, LinearInput(k))});
   std::vector<std::array<std::vector<double>, kNumInputs>> per_window(static_cast<size_t>(n_win));
   {
     SingleThreadedBlas single;
@@ -178,7 +177,7 @@ BlockInputs observe_block(const ModelConfig& c, const BlockWeights& w, int layer
   }
   for (int k = 0; k < kNumInputs; ++k) {
     auto& total = in.abs_sum[size_t(k)];
-    total.assign(size_t(input_width(c, LinearInput(k))), 0.0);
+    total.assign(size_t(linear_input_width(c, LinearInput(k))), 0.0);
     for (const auto& pw : per_window) {
       QL_ASSERT(pw[size_t(k)].size() == total.size());
       for (size_t j = 0; j < total.size(); ++j) total[j] += pw[size_t(k)][j];
@@ -298,34 +297,8 @@ Tensor inspect(const ModelConfig& c, const BlockWeights& w, const AwqScalingGrou
   __builtin_unreachable();
 }
 
-DType stored_dtype(const WeightSource& src, const std::string& name) {
-  if (!src.has(name)) return DType::F32;
-  return dtype_from_name(src.format(name)).value_or(DType::F32);
-}
-
-// The HF names of what folding group g changes in block `layer` besides the group's own weights.
-std::vector<std::string> prev_op_tensors(const ModelConfig& c, int layer, const AwqScalingGroup& g) {
-  std::vector<std::string> names;
-  if (g.prev == AwqPrevOp::AttnNorm || g.prev == AwqPrevOp::FfnNorm) {
-    const std::string n = c.norm_tensor(layer, g.prev == AwqPrevOp::AttnNorm ? BlockNorm::Attn : BlockNorm::Ffn);
-    names.push_back(n + ".weight");
-    if (c.arch->norm == NormKind::LayerNorm) names.push_back(n + ".bias");
-  } else {
-    const Linear l = g.prev == AwqPrevOp::V ? Linear::V : Linear::Up;
-    names.push_back(c.linear_tensor(layer, l) + ".weight");
-    if (c.linear_has_bias(l)) names.push_back(c.linear_tensor(layer, l) + ".bias");
-  }
-  return names;
-}
-
 enum class AwqMode { kQuantize, kScaleOnly };
 
-void validate_awq_options(const ModelConfig& c, const GroupMethodOptions& opt) {
-  for (int l = 0; l < kNumLinear; ++l)
-    if (c.has_linear(Linear(l)))
-      validate_quant_params(opt.quant, c.linear_in(Linear(l)), c.linear_tensor(0, Linear(l)) + ".weight");
-  if (opt.awq_search_tokens < 1) fail("AWQ search sample of {} tokens: need at least 1", opt.awq_search_tokens);
-}
 
 // The block-by-block driver. kQuantize fills qm (layers, replaced norms/biases, stats); kScaleOnly
 // fills `scaled` with every tensor folding changed. Both return through the out-parameters.
@@ -352,24 +325,7 @@ void run_awq(const Model& model, const GroupMethodOptions& opt, const CalibWindo
     if (i < ckpt.done()) {
       // Finished by an interrupted run: its folded tensors and quantized layers, run forward.
       BlockResult r = ckpt.load(i);
-      apply_block_tensors(c, w, i, r.tensors);
-      BlockWeights wq = w;
-      for (int l = 0; l < kNumLinear; ++l) {
-        const Linear lin = Linear(l);
-        if (!c.has_linear(lin)) continue;
-        const std::string name = c.linear_tensor(i, lin);
-        if (mode == AwqMode::kScaleOnly) {
-          wq[lin].w = quantize_rtn(w[lin].w, p, name + ".weight").dequantize();
-          continue;
-        }
-        auto it = r.layers.find(name);
-        if (it == r.layers.end()) fail("--resume: block {} checkpoint lacks layer {}", i, name);
-        wq[lin].w = it->second.dequantize();
-        qm->layers[name] = std::move(it->second);
-      }
-      for (auto& [n, t] : r.tensors) (mode == AwqMode::kQuantize ? qm->replaced : *scaled)[n] = std::move(t);
-      if (mode == AwqMode::kQuantize)
-        for (auto& [n, st] : r.stats) qm->stats[n] = st;
+      const BlockWeights wq = restore_awq_block(c, i, r, w, p, qm, scaled);
       advance_block(c, wq, i, runner.hidden(), n_win, T);
       if (progress) progress(i + 1, n_blocks, fmt::format("block {}/{}: restored", i + 1, n_blocks));
       continue;
@@ -516,6 +472,57 @@ class OverlayWeights final : public WeightSource {
 
 }  // namespace
 
+DType stored_dtype(const WeightSource& src, const std::string& name) {
+  if (!src.has(name)) return DType::F32;
+  return dtype_from_name(src.format(name)).value_or(DType::F32);
+}
+
+std::vector<std::string> prev_op_tensors(const ModelConfig& c, int layer, const AwqScalingGroup& g) {
+  std::vector<std::string> names;
+  if (g.prev == AwqPrevOp::AttnNorm || g.prev == AwqPrevOp::FfnNorm) {
+    const std::string n = c.norm_tensor(layer, g.prev == AwqPrevOp::AttnNorm ? BlockNorm::Attn : BlockNorm::Ffn);
+    names.push_back(n + ".weight");
+    if (c.arch->norm == NormKind::LayerNorm) names.push_back(n + ".bias");
+  } else {
+    const Linear l = g.prev == AwqPrevOp::V ? Linear::V : Linear::Up;
+    names.push_back(c.linear_tensor(layer, l) + ".weight");
+    if (c.linear_has_bias(l)) names.push_back(c.linear_tensor(layer, l) + ".bias");
+  }
+  return names;
+}
+
+
+void validate_awq_options(const ModelConfig& c, const GroupMethodOptions& opt) {
+  for (int l = 0; l < kNumLinear; ++l)
+    if (c.has_linear(Linear(l)))
+      validate_quant_params(opt.quant, c.linear_in(Linear(l)), c.linear_tensor(0, Linear(l)) + ".weight");
+  if (opt.awq_search_tokens < 1) fail("AWQ search sample of {} tokens: need at least 1", opt.awq_search_tokens);
+}
+
+BlockWeights restore_awq_block(const ModelConfig& c, int block, BlockResult& r, BlockWeights& w, const QuantParams& p,
+                               QuantizedModel* qm, std::map<std::string, Tensor>* scaled) {
+  QL_ASSERT((qm != nullptr) != (scaled != nullptr));
+  apply_block_tensors(c, w, block, r.tensors);
+  BlockWeights wq = w;
+  for (int l = 0; l < kNumLinear; ++l) {
+    const Linear lin = Linear(l);
+    if (!c.has_linear(lin)) continue;
+    const std::string name = c.linear_tensor(block, lin);
+    if (scaled) {  // scale-only: the next block saw these weights rounded to the nearest grid point
+      wq[lin].w = quantize_rtn(w[lin].w, p, name + ".weight").dequantize();
+      continue;
+    }
+    auto it = r.layers.find(name);
+    if (it == r.layers.end()) fail("--resume: block {} checkpoint lacks layer {}", block, name);
+    wq[lin].w = it->second.dequantize();
+    qm->layers[name] = std::move(it->second);
+  }
+  for (auto& [n, t] : r.tensors) (qm ? qm->replaced : *scaled)[n] = std::move(t);
+  if (qm)
+    for (auto& [n, st] : r.stats) qm->stats[n] = st;
+  return wq;
+}
+
 QuantizedModel quantize_awq(const Model& model, const GroupMethodOptions& opt, const CalibWindows& windows,
                             const BlockProgress& progress) {
   validate_awq_options(model.config, opt);
@@ -530,6 +537,14 @@ QuantizedModel quantize_awq(const Model& model, const GroupMethodOptions& opt, c
   qm.act_order = false;
   qm.static_groups = false;
   qm.true_sequential = true;
+  if (opt.device == ComputeDevice::CUDA) {
+#ifdef QUANTLLM_HAVE_CUDA
+    run_awq_cuda(model, opt, windows, false, &qm, nullptr, progress);
+    return qm;
+#else
+    fail("--device cuda: this build has no CUDA backend (configure with -DQUANTLLM_CUDA=ON)");
+#endif
+  }
   run_awq(model, opt, windows, AwqMode::kQuantize, &qm, nullptr, progress);
   return qm;
 }
@@ -545,6 +560,14 @@ std::map<std::string, Tensor> awq_scale_weights(const Model& model, const GroupM
   validate_awq_options(model.config, opt);
   const CalibWindows windows = calibration_windows(model, opt.calib);
   std::map<std::string, Tensor> scaled;
+  if (opt.device == ComputeDevice::CUDA) {
+#ifdef QUANTLLM_HAVE_CUDA
+    run_awq_cuda(model, opt, windows, true, nullptr, &scaled, progress);
+    return scaled;
+#else
+    fail("--device cuda: this build has no CUDA backend (configure with -DQUANTLLM_CUDA=ON)");
+#endif
+  }
   run_awq(model, opt, windows, AwqMode::kScaleOnly, nullptr, &scaled, progress);
   return scaled;
 }

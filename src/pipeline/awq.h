@@ -66,6 +66,10 @@ std::vector<AwqScalingGroup> awq_scaling_groups(const ModelConfig& c);
 // weight realizes, so the stored model still computes the same function. Returns the realized scales.
 std::vector<float> awq_fold_scales(const ModelConfig& c, BlockWeights& w, const AwqScalingGroup& g,
                                    std::span<const float> s, DType norm_dtype = DType::F32);
+// The first half of awq_fold_scales: only the preceding op (norm weight and bias, or the preceding
+// linear's rows and bias) ÷ s; returns the realized scales the group's columns are then multiplied by.
+std::vector<float> awq_fold_prev(const ModelConfig& c, BlockWeights& w, const AwqScalingGroup& g,
+                                 std::span<const float> s, DType norm_dtype = DType::F32);
 
 QuantizedModel quantize_awq(const Model& model, const GroupMethodOptions& opt, const BlockProgress& progress);
 // The same with calibration windows already drawn (the C++ API's texts).
@@ -79,6 +83,21 @@ QuantizedModel quantize_awq(const Model& model, const GroupMethodOptions& opt, c
 // quantizer that follows sees quantized inputs too.
 std::map<std::string, Tensor> awq_scale_weights(const Model& model, const GroupMethodOptions& opt,
                                                 const BlockProgress& progress = {});
+
+// The HF names of what folding group g changes in block `layer` besides the group's own weights
+// (the preceding norm's weight and bias, or the preceding linear's weight and bias).
+std::vector<std::string> prev_op_tensors(const ModelConfig& c, int layer, const AwqScalingGroup& g);
+// The dtype a tensor is stored in (F32 when absent): folded norms are rounded to it.
+DType stored_dtype(const WeightSource& src, const std::string& name);
+// Throws Error for options AWQ cannot run with (bad bits / group size for a layer, empty search sample).
+void validate_awq_options(const ModelConfig& c, const GroupMethodOptions& opt);
+
+// --resume: block `block` as a finished run saved it (pipeline/checkpoints.h): folds r's tensors into w
+// (the block's fp32 weights as loaded) and returns the block as it ran on — its quantized layers
+// (recorded in qm) or, scale-only (scaled given), its folded weights rounded with p.
+struct BlockResult;
+BlockWeights restore_awq_block(const ModelConfig& c, int block, BlockResult& r, BlockWeights& w, const QuantParams& p,
+                               QuantizedModel* qm, std::map<std::string, Tensor>* scaled);
 
 // A WeightSource that serves `replaced` tensors (fp32, same shapes) over `base`; format and stored
 // bytes are the base's, so writers keep each tensor's original dtype.

@@ -51,6 +51,11 @@ std::string fingerprint(const Model& model, const GroupMethodOptions& o, const s
             {"chunk_tokens", o.chunk_tokens},
             {"awq_scale", o.awq_scale},
             {"awq_search_tokens", o.awq_search_tokens}};
+  if (o.device == ComputeDevice::CUDA) {  // another arithmetic: blocks from a CPU run do not mix with these
+    f["device"] = "cuda";
+    f["gpu_tf32"] = o.gpu_tf32;
+    f["gpu_chunk_tokens"] = o.gpu_chunk_tokens;
+  }
   if (windows) {
     f["calib_windows"] = windows->n;
     f["calib_seqlen"] = windows->seqlen;
@@ -73,6 +78,18 @@ const TensorView& tensor(const SafetensorsFile& f, const std::string& name) {
 }
 
 }  // namespace
+
+void restore_quantized_layers(const ModelConfig& c, int layer, BlockResult& r, BlockWeights& w, QuantizedModel& qm) {
+  for (int l = 0; l < kNumLinear; ++l) {
+    if (!c.has_linear(Linear(l))) continue;
+    const std::string name = c.linear_tensor(layer, Linear(l));
+    auto it = r.layers.find(name);
+    if (it == r.layers.end()) fail("--resume: block {} checkpoint lacks layer {}", layer, name);
+    w.linear[size_t(l)].w = it->second.dequantize();
+    qm.layers[name] = std::move(it->second);
+    if (r.stats.count(name)) qm.stats[name] = r.stats[name];
+  }
+}
 
 Tensor& block_tensor(const ModelConfig& c, BlockWeights& w, int layer, const std::string& name) {
   for (BlockNorm n : {BlockNorm::Attn, BlockNorm::Ffn}) {

@@ -60,6 +60,9 @@ class BlockCheckpoints {
 // The tensor of w that an HF name of block `layer` refers to (norms, linears, biases); asserts it exists.
 Tensor& block_tensor(const ModelConfig& c, BlockWeights& w, int layer, const std::string& name);
 
+// --resume of GPTQ / RTN: block `layer`'s saved layers dequantized into w and moved into qm (with their stats).
+void restore_quantized_layers(const ModelConfig& c, int layer, BlockResult& r, BlockWeights& w, QuantizedModel& qm);
+
 // Folds a restored block's changed tensors (HF names of block `layer`) into w.
 void apply_block_tensors(const ModelConfig& c, BlockWeights& w, int layer, const std::map<std::string, Tensor>& t);
 

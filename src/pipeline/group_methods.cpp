@@ -6,6 +6,9 @@
 #include "core/error.h"
 #include "pipeline/awq.h"
 #include "pipeline/checkpoints.h"
+#ifdef QUANTLLM_HAVE_CUDA
+#include "pipeline/cuda/cuda_methods.h"
+#endif
 #include "quant/gptq.h"
 
 #include <fmt/format.h>
@@ -14,6 +17,52 @@
 #include <map>
 
 namespace quantllm {
+
+GPTQOptions gptq_options(const GroupMethodOptions& opt) {
+  GPTQOptions g;
+  g.quant = opt.quant;
+  g.damp_percent = opt.damp_percent;
+  g.block_size = opt.block_size;
+  g.act_order = opt.act_order;
+  g.static_groups = opt.static_groups;
+  return g;
+}
+
+QuantizedModel new_quantized_model(const Model& model, const GroupMethodOptions& opt) {
+  QuantizedModel qm;
+  qm.base = &model;
+  qm.method = opt.method;
+  qm.params = opt.quant;
+  qm.act_order = opt.act_order;
+  qm.static_groups = opt.static_groups;
+  qm.true_sequential = opt.true_sequential;
+  qm.damp_percent = opt.damp_percent;
+  return qm;
+}
+
+void report_gptq_layer(const std::string& name, const GPTQStats& s, int64_t in, double requested_damp) {
+  if (s.dead_inputs > 0)
+    std::fprintf(stderr, "quantllm: note: %s: %lld of %lld inputs were 0 in every calibration token; their weights are set to 0\n",
+                 name.c_str(), (long long)s.dead_inputs, (long long)in);
+  if (s.damp_percent_used > requested_damp * 1.0000001)
+    std::fprintf(stderr, "quantllm: %s: Hessian not positive definite at damp %.4g; used damp %.4g\n", name.c_str(),
+                 requested_damp, s.damp_percent_used);
+}
+
+bool cuda_backend_built() {
+#ifdef QUANTLLM_HAVE_CUDA
+  return true;
+#else
+  return false;
+#endif
+}
+
+ComputeDevice compute_device(const std::string& name) {
+  if (name == "cpu") return ComputeDevice::CPU;
+  if (name != "cuda") fail("device '{}' is not known (known: cpu, cuda)", name);
+  if (!cuda_backend_built()) fail("device 'cuda': this build has no CUDA backend (configure with -DQUANTLLM_CUDA=ON; needs nvcc)");
+  return ComputeDevice::CUDA;
+}
 
 std::vector<std::vector<Linear>> sequential_groups(const ModelConfig& c, bool true_sequential) {
   std::vector<std::vector<Linear>> groups;
@@ -58,14 +107,7 @@ class HessianObserver final : public BlockObserver {
 
 QuantizedModel quantize_group_method(const Model& model, const GroupMethodOptions& opt, const BlockProgress& progress) {
   const ModelConfig& c = model.config;
-  QuantizedModel qm;
-  qm.base = &model;
-  qm.method = opt.method;
-  qm.params = opt.quant;
-  qm.act_order = opt.act_order;
-  qm.static_groups = opt.static_groups;
-  qm.true_sequential = opt.true_sequential;
-  qm.damp_percent = opt.damp_percent;
+  QuantizedModel qm = new_quantized_model(model, opt);
   // Validate every layer's shape against the options before any work.
   for (int l = 0; l < kNumLinear; ++l)
     if (c.has_linear(Linear(l)))
@@ -107,28 +149,22 @@ QuantizedModel quantize_group_method(const Model& model, const GroupMethodOption
   if (opt.method == QuantMethod::AWQ) return quantize_awq(model, opt, progress);
 
   const CalibWindows windows = calibration_windows(model, opt.calib);
+  if (opt.device == ComputeDevice::CUDA) {
+#ifdef QUANTLLM_HAVE_CUDA
+    return quantize_gptq_cuda(model, opt, windows, progress);
+#else
+    fail("--device cuda: this build has no CUDA backend (configure with -DQUANTLLM_CUDA=ON)");
+#endif
+  }
   BlockCheckpoints ckpt(model, opt, "gptq", &windows);
   BlockRunner runner(model, windows, opt.chunk_tokens);
-  GPTQOptions g;
-  g.quant = opt.quant;
-  g.damp_percent = opt.damp_percent;
-  g.block_size = opt.block_size;
-  g.act_order = opt.act_order;
-  g.static_groups = opt.static_groups;
+  const GPTQOptions g = gptq_options(opt);
   for (int i = 0; i < n_blocks; ++i) {
     BlockWeights w = runner.load(i);
     if (i < ckpt.done()) {
       // Finished by an interrupted run (--resume): its quantized layers, run forward.
       BlockResult r = ckpt.load(i);
-      for (int l = 0; l < kNumLinear; ++l) {
-        if (!c.has_linear(Linear(l))) continue;
-        const std::string name = c.linear_tensor(i, Linear(l));
-        auto it = r.layers.find(name);
-        if (it == r.layers.end()) fail("--resume: block {} checkpoint lacks layer {}", i, name);
-        w.linear[size_t(l)].w = it->second.dequantize();
-        qm.layers[name] = std::move(it->second);
-        if (r.stats.count(name)) qm.stats[name] = r.stats[name];
-      }
+      restore_quantized_layers(c, i, r, w, qm);
       runner.advance(i, w);
       if (progress) progress(i + 1, n_blocks, fmt::format("block {}/{}: restored", i + 1, n_blocks));
       continue;
@@ -149,12 +185,7 @@ QuantizedModel quantize_group_method(const Model& model, const GroupMethodOption
         qm.stats[name] = saved.stats[name] = LayerStats{r.stats.objective, rtn_err, r.stats.damp_percent_used,
                                                         r.stats.seconds, r.stats.dead_inputs};
         if (ckpt.enabled()) saved.layers[name] = r.q;
-        if (r.stats.dead_inputs > 0)
-          std::fprintf(stderr, "quantllm: note: %s: %lld of %lld inputs were 0 in every calibration token; their weights are set to 0\n",
-                       name.c_str(), (long long)r.stats.dead_inputs, (long long)acc.in());
-        if (r.stats.damp_percent_used > opt.damp_percent * 1.0000001)
-          std::fprintf(stderr, "quantllm: %s: Hessian not positive definite at damp %.4g; used damp %.4g\n",
-                       name.c_str(), opt.damp_percent, r.stats.damp_percent_used);
+        report_gptq_layer(name, r.stats, acc.in(), opt.damp_percent);
         qm.layers[name] = std::move(r.q);
       }
       if (progress) progress(i, n_blocks, fmt::format("block {}/{}: gptq {}", i + 1, n_blocks,

@@ -13,6 +13,10 @@
 
 namespace quantllm {
 
+// Where GPTQ / AWQ calibrate and search: the CPU, or one CUDA GPU (pipeline/cuda/, a build with
+// -DQUANTLLM_CUDA=ON).
+enum class ComputeDevice { CPU, CUDA };
+
 struct GroupMethodOptions {
   QuantMethod method = QuantMethod::GPTQ;
   QuantParams quant;            // bits, group size, sym, mse
@@ -27,7 +31,24 @@ struct GroupMethodOptions {
   int64_t awq_search_tokens = 8192;  // AWQ: tokens (the first whole windows) of the grid and clip searches
   std::filesystem::path checkpoint_dir;  // resumable runs: every finished block saved here (empty: off)
   bool resume = false;                   // restore the finished blocks checkpoint_dir holds (pipeline/checkpoints.h)
+  ComputeDevice device = ComputeDevice::CPU;
+  bool gpu_tf32 = true;                  // CUDA: matrix products on tensor cores with tf32 operands (else plain fp32)
+  int64_t gpu_chunk_tokens = 8192;       // CUDA: tokens per forward chunk (whole windows)
+  bool gpu_activations_on_host = false;  // CUDA: keep calibration activations in host memory even when they fit
 };
+
+// A QuantizedModel over `model` recording opt's method settings (no layers yet).
+QuantizedModel new_quantized_model(const Model& model, const GroupMethodOptions& opt);
+// GPTQ's notes on stderr for a layer: dead inputs, damping raised.
+struct GPTQStats;
+struct GPTQOptions;
+GPTQOptions gptq_options(const GroupMethodOptions& opt);  // the per-layer options of a whole-model run
+void report_gptq_layer(const std::string& name, const GPTQStats& s, int64_t in, double requested_damp);
+
+// True when this build has the CUDA backend (QUANTLLM_CUDA=ON).
+bool cuda_backend_built();
+// "cpu" / "cuda" → the device; Error for another name, or "cuda" in a build without the backend.
+ComputeDevice compute_device(const std::string& name);
 
 // Called after each block with (block index, blocks in all, what was just done).
 using BlockProgress = std::function<void(int block, int n_blocks, const std::string& detail)>;

@@ -2,7 +2,10 @@
 #include "quant/gptq_format.h"
 
 #include "core/dtype.h"
+#include "core/threads.h"
 
+#include <algorithm>
+#include <atomic>
 #include <cmath>
 
 namespace quantllm {
@@ -37,8 +40,12 @@ void check_unpacked(const GroupQuantized& q, std::string_view name) {
     fail("tensor '{}': inconsistent quantized tensor (out {}, in {}, scales {}, {} zeros, {} g_idx)", name, q.out, q.in,
          shape_str(q.scales.shape), q.zeros.size(), q.g_idx.size());
   const int maxq = max_code(q.bits);
-  for (size_t i = 0; i < q.qweight.size(); ++i)
-    if (int(q.qweight[i]) > maxq) fail("tensor '{}': code {} at {} outside [0, {}]", name, q.qweight[i], i, maxq);
+  std::atomic<int64_t> bad{-1};
+  parallel_for(int64_t(q.qweight.size()), [&](int64_t i0, int64_t i1) {
+    for (int64_t i = i0; i < i1; ++i)
+      if (int(q.qweight[size_t(i)]) > maxq) bad = i;
+  }, 1 << 20);
+  if (bad >= 0) fail("tensor '{}': code {} at {} outside [0, {}]", name, q.qweight[size_t(bad.load())], bad.load(), maxq);
   for (size_t i = 0; i < q.zeros.size(); ++i)
     if (q.zeros[i] < 0 || q.zeros[i] > maxq) fail("tensor '{}': zero point {} at {} outside [0, {}]", name, q.zeros[i], i, maxq);
   for (size_t i = 0; i < q.g_idx.size(); ++i)
@@ -77,10 +84,17 @@ GptqPacked pack_gptq(const GroupQuantized& q, GptqCheckpointFormat format, std::
   const int64_t wrows = q.in * bits / 32, zcols = q.out * bits / 32;
   const uint32_t mask = uint32_t(max_code(bits));
 
-  std::vector<uint32_t> qw(size_t(wrows * q.out), 0u);  // [in·bits/32, out]
-  for (int64_t o = 0; o < q.out; ++o)
-    for (int64_t i = 0; i < q.in; ++i) put_field(qw.data() + o, q.out, i, bits, uint32_t(q.qweight[size_t(o * q.in + i)]));
-  p.qweight = to_int32(qw);
+  // qweight [in·bits/32, out]: column o is row o's bit stream. Tiles of 64 columns per task keep the
+  // rows of words a tile writes in cache (and tasks never share a cache line of the output).
+  p.qweight.assign(size_t(wrows * q.out), 0);
+  auto* qw = reinterpret_cast<uint32_t*>(p.qweight.data());
+  constexpr int64_t kTile = 64;
+  parallel_for((q.out + kTile - 1) / kTile, [&](int64_t t0, int64_t t1) {
+    for (int64_t o = t0 * kTile; o < std::min(q.out, t1 * kTile); ++o) {
+      const uint8_t* codes = q.qweight.data() + o * q.in;
+      for (int64_t i = 0; i < q.in; ++i) put_field(qw + o, q.out, i, bits, uint32_t(codes[i]));
+    }
+  });
 
   std::vector<uint32_t> qz(size_t(p.n_groups * zcols), 0u);  // [n_groups, out·bits/32]
   for (int64_t g = 0; g < p.n_groups; ++g)
@@ -153,12 +167,19 @@ AwqPacked pack_awq_gemm(const GroupQuantized& q, std::string_view name) {
   p.n_groups = ng;
   const int64_t words = q.out / 8;
   std::vector<uint32_t> qw(size_t(q.in * words), 0u), qz(size_t(ng * words), 0u);
-  for (int64_t i = 0; i < q.in; ++i)
-    for (int64_t k = 0; k < words; ++k) {
-      uint32_t w = 0;
-      for (int j = 0; j < 8; ++j) w |= uint32_t(q.qweight[size_t((8 * k + kAwqOrder[size_t(j)]) * q.in + i)]) << (4 * j);
-      qw[size_t(i * words + k)] = w;
-    }
+  // qweight [in, out/8] gathers 8 output rows per word: a transpose, done in 64 × 64 tiles (reads of the
+  // tile's rows and writes of its words both stay in cache), tiles of input columns spread over threads.
+  constexpr int64_t kTile = 64;
+  parallel_for((q.in + kTile - 1) / kTile, [&](int64_t t0, int64_t t1) {
+    for (int64_t i0 = t0 * kTile; i0 < std::min(q.in, t1 * kTile); i0 += kTile)
+      for (int64_t k0 = 0; k0 < words; k0 += kTile)
+        for (int64_t i = i0; i < std::min(q.in, i0 + kTile); ++i)
+          for (int64_t k = k0; k < std::min(words, k0 + kTile); ++k) {
+            uint32_t w = 0;
+            for (int j = 0; j < 8; ++j) w |= uint32_t(q.qweight[size_t((8 * k + kAwqOrder[size_t(j)]) * q.in + i)]) << (4 * j);
+            qw[size_t(i * words + k)] = w;
+          }
+  });
   for (int64_t g = 0; g < ng; ++g)
     for (int64_t k = 0; k < words; ++k) {
       uint32_t w = 0;

@@ -55,11 +55,38 @@ LinearInput linear_input_of(Linear l) {
   __builtin_unreachable();
 }
 
+int64_t linear_input_width(const ModelConfig& c, LinearInput which) {
+  switch (which) {
+    case LinearInput::AttnIn: return c.linear_in(Linear::Q);
+    case LinearInput::AttnOut: return c.linear_in(Linear::O);
+    case LinearInput::FfnIn: return c.linear_in(Linear::Up);
+    case LinearInput::FfnMid: return c.linear_in(Linear::Down);
+  }
+  QL_ASSERT(false);
+  __builtin_unreachable();
+}
+
 KVCache::KVCache(const ModelConfig& c, int64_t cap) : capacity(cap) {
   for (int64_t i = 0; i < c.n_layers; ++i) {
     k.emplace_back(Shape{cap, c.kv_dim()});
     v.emplace_back(Shape{cap, c.kv_dim()});
   }
+}
+
+std::vector<double> rope_inv_freq(const ModelConfig& c) {
+  std::vector<double> inv = rope_base_inv_freq(c);
+  const size_t half = inv.size();
+  if (!c.rope_freq_factors.empty()) {  // from a GGUF file: llama.cpp's per-frequency divisors
+    QL_ASSERT(c.rope_freq_factors.size() == half, "rope_freqs has {} values, head_dim / 2 is {}",
+              c.rope_freq_factors.size(), half);
+    for (size_t i = 0; i < half; ++i) inv[i] /= double(c.rope_freq_factors[i]);
+  } else if (c.rope_scaling == RopeScaling::Linear) {
+    for (auto& f : inv) f /= c.rope_factor;
+  } else if (c.rope_scaling == RopeScaling::Llama3) {
+    const std::vector<double> div = llama3_rope_freq_factors(c);
+    for (size_t i = 0; i < half; ++i) inv[i] /= div[i];
+  }
+  return inv;
 }
 
 namespace {
@@ -91,23 +118,6 @@ void normalize(const ModelConfig& c, const NormWeights& nw, const Tensor& x, Ten
       }
     }
   }, 16);
-}
-
-// Inverse frequencies of RoPE, with linear / llama3 scaling folded in. [head_dim / 2]
-std::vector<double> rope_inv_freq(const ModelConfig& c) {
-  std::vector<double> inv = rope_base_inv_freq(c);
-  const size_t half = inv.size();
-  if (!c.rope_freq_factors.empty()) {  // from a GGUF file: llama.cpp's per-frequency divisors
-    QL_ASSERT(c.rope_freq_factors.size() == half, "rope_freqs has {} values, head_dim / 2 is {}",
-              c.rope_freq_factors.size(), half);
-    for (size_t i = 0; i < half; ++i) inv[i] /= double(c.rope_freq_factors[i]);
-  } else if (c.rope_scaling == RopeScaling::Linear) {
-    for (auto& f : inv) f /= c.rope_factor;
-  } else if (c.rope_scaling == RopeScaling::Llama3) {
-    const std::vector<double> div = llama3_rope_freq_factors(c);
-    for (size_t i = 0; i < half; ++i) inv[i] /= div[i];
-  }
-  return inv;
 }
 
 // Rotate-half RoPE (Hugging Face convention: pairs (i, i + head_dim/2)) on x [n_seq*T, n_heads*head_dim].

@@ -26,6 +26,7 @@ namespace quantllm {
 // The four distinct inputs of a block's linear layers.
 enum class LinearInput { AttnIn /* q, k, v */, AttnOut /* o */, FfnIn /* gate, up */, FfnMid /* down */ };
 LinearInput linear_input_of(Linear l);
+int64_t linear_input_width(const ModelConfig& c, LinearInput which);  // its width (q_dim for o's input, …)
 
 // Receives the input of every linear layer during block_forward (x: [rows, in]). Returning false
 // stops the block there (x is then partly updated: pass a copy): calibration often needs only the inputs of
@@ -43,6 +44,9 @@ struct KVCache {
   std::vector<Tensor> k, v;  // per layer: [capacity, kv_dim]
   KVCache(const ModelConfig& c, int64_t capacity);
 };
+
+// RoPE inverse frequencies with the model's scaling folded in (linear, llama3, or GGUF rope_freqs). [head_dim / 2]
+std::vector<double> rope_inv_freq(const ModelConfig& c);
 
 // Token (and, for OPT, position) embeddings, with OPT's project_in.
 Tensor embed(const ModelConfig& c, const GlobalWeights& g, const std::vector<int32_t>& tokens, int64_t n_seq,

@@ -3,13 +3,18 @@
 
 #include <nlohmann/json.hpp>
 
+#include <cstdlib>
 #include <filesystem>
 #include <fstream>
 #include <string>
 
 namespace quantllm::test {
 
-inline std::filesystem::path shared_dir() { return QUANTLLM_SHARED_DIR; }
+// ../shared, or $QUANTLLM_SHARED_DIR when set (the GPU machine gets a copy elsewhere).
+inline std::filesystem::path shared_dir() {
+  const char* env = std::getenv("QUANTLLM_SHARED_DIR");
+  return env && *env ? std::filesystem::path(env) : std::filesystem::path(QUANTLLM_SHARED_DIR);
+}
 inline std::filesystem::path model_dir(const std::string& name) { return shared_dir() / "models" / name; }
 inline std::filesystem::path data_file(const std::string& name) { return shared_dir() / "data" / name; }
 

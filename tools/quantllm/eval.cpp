@@ -5,6 +5,9 @@
 #include "core/progress.h"
 #include "eval/kld.h"
 #include "eval/perplexity.h"
+#ifdef QUANTLLM_HAVE_CUDA
+#include "pipeline/cuda/cuda_methods.h"
+#endif
 
 #include <fmt/format.h>
 
@@ -12,7 +15,7 @@ namespace quantllm::cli {
 
 namespace {
 struct EvalArgs {
-  std::string model, data, base, engine = "quant";
+  std::string model, data, base, engine = "quant", device = "cpu", gpu_precision = "fp32";
   int64_t ctx = 512, max_windows = 0, batch = 0;
   int threads = 0;
   bool json = false, no_cache = false;
@@ -35,16 +38,30 @@ void register_eval(CLI::App& app, std::vector<std::pair<CLI::App*, Runner>>& run
                   "quant: weights stay packed, CPU kernels on 8-bit activations; fp32: every weight widened (reference)")
       ->capture_default_str();
   ppl->add_flag("--json", args->json, "print one JSON object on stdout");
+  ppl->add_option("--device", args->device, "cpu | cuda (the forward pass on one GPU)")
+      ->check(CLI::IsMember({"cpu", "cuda"}))
+      ->capture_default_str();
+  ppl->add_option("--gpu-precision", args->gpu_precision, "cuda: tf32 or fp32 matrix products")
+      ->check(CLI::IsMember({"tf32", "fp32"}))
+      ->capture_default_str();
   runners.emplace_back(ppl, [args] {
     apply_threads(args->threads);
     const std::string text = read_text_file(args->data);
     Model m = open_model(args->model);
     const Windows w = make_windows(*m.tokenizer, text, args->ctx, args->max_windows);
-    FullModel fm(m, parse_engine(args->engine));
     Progress bar("perplexity", w.n_windows);
-    const auto r = perplexity(fm, w, args->batch, [&](int64_t done, int64_t total) {
-      bar.update(done, fmt::format("windows of {} tokens", args->ctx));
-    });
+    const auto on_progress = [&](int64_t done, int64_t) { bar.update(done, fmt::format("windows of {} tokens", args->ctx)); };
+    PerplexityResult r;
+    if (args->device == "cuda") {
+#ifdef QUANTLLM_HAVE_CUDA
+      r = perplexity_cuda(m, w, args->gpu_precision == "tf32", args->batch, on_progress);
+#else
+      fail("--device cuda: this build has no CUDA backend (configure with -DQUANTLLM_CUDA=ON; needs nvcc)");
+#endif
+    } else {
+      FullModel fm(m, parse_engine(args->engine));
+      r = perplexity(fm, w, args->batch, on_progress);
+    }
     bar.finish(fmt::format("ppl {:.4f}", r.ppl));
     if (args->json) {
       print_json({{"ppl", r.ppl},

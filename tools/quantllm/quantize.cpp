@@ -20,7 +20,7 @@ namespace quantllm::cli {
 namespace {
 
 struct QuantizeArgs {
-  std::string model, out, method, calib, type, imatrix, format;
+  std::string model, out, method, calib, type, imatrix, format, device = "cpu", gpu_precision = "tf32";
   int bits = 4, group_size = 128, block_size = 128, threads = 0;
   bool sym = false, act_order = false, static_groups = false, mse = false, force = false, json = false;
   bool true_sequential = true, no_true_sequential = false, dry_run = false, awq_scale = false, pure = false;
@@ -90,8 +90,17 @@ void dry_run_group_method(const QuantizeArgs& a, const GroupMethodOptions& o) {
              format_duration(secs), est.flops / 1e12, rate / 1e9, num_threads());
 }
 
+// --device / --gpu-precision into the options; refuses a CUDA run this build or machine cannot do.
+void apply_device(const QuantizeArgs& a, GroupMethodOptions& o) {
+  o.device = a.device == "cuda" ? ComputeDevice::CUDA : ComputeDevice::CPU;
+  o.gpu_tf32 = a.gpu_precision == "tf32";
+  if (o.device == ComputeDevice::CUDA && !cuda_backend_built())
+    fail("--device cuda: this build has no CUDA backend (configure with -DQUANTLLM_CUDA=ON; needs nvcc)");
+}
+
 void run_group_method(const QuantizeArgs& a) {
   GroupMethodOptions o;
+  apply_device(a, o);
   o.method = a.method == "rtn" ? QuantMethod::RTN : a.method == "gptq" ? QuantMethod::GPTQ : QuantMethod::AWQ;
   o.quant.bits = a.bits;
   o.quant.group_size = a.group_size;
@@ -145,7 +154,7 @@ void run_group_method(const QuantizeArgs& a) {
   Model m = open_model(a.model);
   const RunEstimate est = estimate_group_method(m, o);
   const double avail = available_memory_bytes();
-  if (avail > 0 && est.peak_bytes > avail)
+  if (o.device == ComputeDevice::CPU && avail > 0 && est.peak_bytes > avail)
     fail("{} {}-bit with {} × {} calibration tokens needs about {} of memory, {} is available (--dry-run itemizes "
          "it); lower --nsamples or --seqlen", a.method, a.bits, o.calib.nsamples, o.calib.seqlen,
          format_bytes(uint64_t(est.peak_bytes)), format_bytes(uint64_t(avail)));
@@ -154,7 +163,11 @@ void run_group_method(const QuantizeArgs& a) {
   try {
     qm = quantize_group_method(m, o, [&](int done, int, const std::string& detail) { bar.update(done, detail); });
     bar.finish();
+    const auto t_save = std::chrono::steady_clock::now();
     save_quantized(qm, a.out, format, a.force);
+    if (!a.json)
+      fmt::print(stderr, "quantllm: checkpoint written in {:.1f}s\n",
+                 std::chrono::duration<double>(std::chrono::steady_clock::now() - t_save).count());
   } catch (const Error&) {
     // A user error repeats on every run: drop the checkpoints this run started (not older ones).
     if (calibrated && !ckpt_existed) std::filesystem::remove_all(ckpt, ec);
@@ -217,6 +230,8 @@ void run_gguf(const QuantizeArgs& a) {
   if (a.awq_scale && !a.imatrix.empty())
     fail("--awq-scale with --imatrix: the importance matrix holds the unscaled activations; use one or the other");
   if (a.awq_scale && a.calib.empty()) fail("--awq-scale needs calibration data: --calib FILE (or --calib self)");
+  if (a.device != "cpu" && !a.awq_scale)
+    fail("--device applies to the calibrated methods (gptq, awq, --awq-scale); --method gguf quantizes on the CPU");
   Model m = open_model(a.model);
   const auto t0 = std::chrono::steady_clock::now();
   if (a.awq_scale && !a.dry_run) {
@@ -224,6 +239,7 @@ void run_gguf(const QuantizeArgs& a) {
     // sub-block), folded into the fp32 weights that the GGUF writer then quantizes.
     const ggml::QuantTraits& t = ggml::traits(mix.default_type);
     GroupMethodOptions o;
+    apply_device(a, o);
     o.method = QuantMethod::RTN;
     o.quant.bits = a.bits_given ? a.bits : std::clamp(int(8 * t.type_size / t.block_size), 2, 8);
     o.quant.group_size = a.group_size_given ? a.group_size : 32;
@@ -319,6 +335,13 @@ void register_quantize(CLI::App& app, std::vector<std::pair<CLI::App*, Runner>>&
   q->add_option("--output-tensor-type", a->output_tensor_type, "GGUF: type of output.weight");
   q->add_option("--token-embedding-type", a->token_embedding_type, "GGUF: type of token_embd.weight");
   q->add_flag("--pure", a->pure, "GGUF: every quantizable tensor gets the mix's default type");
+  q->add_option("--device", a->device, "where gptq / awq calibrate and search: cpu | cuda (one GPU)")
+      ->check(CLI::IsMember({"cpu", "cuda"}))
+      ->capture_default_str();
+  q->add_option("--gpu-precision", a->gpu_precision,
+                "cuda: matrix products with tf32 operands on tensor cores, or plain fp32")
+      ->check(CLI::IsMember({"tf32", "fp32"}))
+      ->capture_default_str();
   q->add_option("--threads", a->threads, "threads (0 = all cores)");
   q->add_flag("--force", a->force, "overwrite an existing output");
   q->add_flag("--resume", a->resume, "gptq/awq: continue an interrupted run from its last finished block (OUT.resume)");

@@ -1,0 +1,114 @@
+#!/usr/bin/env bash
+# On the GPU machine (through the device tool, with .devcarry from bench/device/pack.py carried):
+# unpacks the build and data, then runs the named stages, writing logs and results under $OUT.
+#   tests     test_cuda (GPU against CPU), then the kernel tests again under compute-sanitizer
+#   ref M     GPTQ w4/w3 and AWQ w4 on reference model M (reference settings) on the GPU, fp32 and tf32
+#             products, each evaluated on the GPU (all windows, wikitext-2 and heldout); the base model too
+#   smoke     a 2-block Llama-2-7B-shaped checkpoint: GPTQ and AWQ with 128 × 2048 calibration tokens
+#   big       bench/gpu_quantize.sh on a full Llama-2-7B-shaped checkpoint (writes $OUT/gpu_bench.jsonl)
+# usage: bench/device/run.sh STAGE [ARG] [STAGE [ARG] ...]
+set -uo pipefail
+OUT=${OUT:-/tmp/out}
+D=/tmp/ql
+mkdir -p "$OUT"
+exec > >(tee -a "$OUT/run.log") 2>&1
+t0=$(date +%s)
+[ -x $D/bin/quantllm ] || python3 bench/device/unpack.py .devcarry $D
+export QUANTLLM_SHARED_DIR=$D/share
+S=$D/share
+# CUDA's libraries: the toolkit's, else the ones pip installed with PyTorch.
+CUDALIB=""
+for d in /usr/local/cuda/lib64 /usr/local/cuda/targets/x86_64-linux/lib $(python3 -c 'import nvidia, os; print(" ".join(os.path.join(p, q, "lib") for p in nvidia.__path__ for q in os.listdir(p)))' 2>/dev/null); do
+  [ -d "$d" ] && CUDALIB="$CUDALIB:$d"
+done
+DRIVERLIB=/usr/local/nvidia/lib64:/usr/local/nvidia/lib:/usr/lib/x86_64-linux-gnu
+# PRE: how our binaries are started (the machine's glibc when it is new enough, else the carried one).
+if LD_LIBRARY_PATH=$D/lib$CUDALIB $D/bin/quantllm --help >/dev/null 2>&1; then
+  PRE=(env LD_LIBRARY_PATH=$D/lib$CUDALIB:$DRIVERLIB)
+  SYSTEM_GLIBC=1
+  echo "run: binaries run on the machine's glibc"
+else
+  PRE=($D/lib/glibc/ld-linux-x86-64.so.2 --library-path $D/lib/glibc:$D/lib$CUDALIB:$DRIVERLIB)
+  SYSTEM_GLIBC=0
+  echo "run: binaries run on the carried glibc"
+fi
+QL() { "${PRE[@]}" $D/bin/quantllm "$@"; }
+QLT() { local t=$1; shift; timeout $t "${PRE[@]}" $D/bin/quantllm "$@"; }  # with a time limit (s)
+now_ms() { echo $(( $(date +%s%N) / 1000000 )); }
+nvidia-smi --query-gpu=name,memory.total,driver_version,clocks.sm,clocks.mem --format=csv,noheader
+echo "run: setup $(( $(date +%s) - t0 ))s"
+
+stage_tests() {
+  timeout 200 "${PRE[@]}" $D/bin/test_cuda > "$OUT/test_cuda.log" 2>&1
+  echo "run: test_cuda rc=$? $(grep -E '^\[  (PASSED|FAILED)' "$OUT/test_cuda.log" | tr '\n' ' ')"
+  grep -E "FAILED|Failure|rror" "$OUT/test_cuda.log" | head -30
+  local cs=$(command -v compute-sanitizer || ls /usr/local/cuda/bin/compute-sanitizer 2>/dev/null)
+  if [ -n "$cs" ] && [ $SYSTEM_GLIBC = 1 ]; then
+    timeout 120 "${PRE[@]}" $cs --tool memcheck --print-limit 20 $D/bin/test_cuda \
+      --gtest_filter='Gpu.Rtn*:Gpu.AwqPseudo*:Gpu.AwqClip*:Gpu.GptqLayer*:Gpu.Hessian*:Gpu.BlockForward*' > "$OUT/sanitizer.log" 2>&1
+    echo "run: memcheck rc=$? $(grep -E 'ERROR SUMMARY' "$OUT/sanitizer.log" | tail -1)"
+  fi
+}
+
+# ref MODEL: the reference settings of reference.json's peer_baselines, on the GPU.
+stage_ref() {
+  local m=$1 mdir=$S/models/$1
+  for text in wikitext2-test.raw gutenberg-heldout.txt; do
+    echo "{\"model\": \"$m\", \"config\": \"base\", \"text\": \"$text\", \"eval\": $(QLT 60 eval ppl --model $mdir --data $S/data/$text --device cuda --json 2>/dev/null)}" >> "$OUT/results.jsonl"
+  done
+  for prec in fp32 tf32; do
+    for cfg in "gptq 4" "gptq 3" "awq 4"; do
+      set -- $cfg
+      local meth=$1 bits=$2 dir=/tmp/q-$m-$1-w$2-$prec extra=""
+      [ "$meth" = gptq ] && extra="--act-order --damp 0.01"
+      local t=$(now_ms)
+      QLT 120 quantize --model $mdir --method $meth --bits $bits --group-size 128 $extra --calib $S/data/gutenberg-calib.txt \
+        --nsamples 128 --seqlen 512 --seed 0 --device cuda --gpu-precision $prec --out $dir --force --json > /tmp/q.json 2> /tmp/q.err
+      local rc=$? secs=$(( ($(now_ms) - t) / 1000 ))
+      [ $rc = 0 ] || { echo "run: quantize $m $cfg $prec failed:"; tail -5 /tmp/q.err; continue; }
+      grep -E "GPU" /tmp/q.err | head -3
+      for text in wikitext2-test.raw gutenberg-heldout.txt; do
+        echo "{\"model\": \"$m\", \"config\": \"$meth w$bits $prec\", \"text\": \"$text\", \"quantize_s\": $secs, \"eval\": $(QLT 60 eval ppl --model $dir --data $S/data/$text --device cuda --json 2>/dev/null)}" >> "$OUT/results.jsonl"
+      done
+      python3 - "$m $cfg $prec" /tmp/q.json <<'PY'
+import json, sys
+j = json.load(open(sys.argv[2])); L = j.get("layers", {})
+obj = [v["relative_error"] for v in L.values()]; rtn = [v["rtn_relative_error"] for v in L.values() if v.get("rtn_relative_error")]
+print(f"run: {sys.argv[1]}: {j['seconds']:.1f}s, mean objective {sum(obj)/len(obj):.4e}" + (f" (rtn {sum(rtn)/len(rtn):.4e})" if rtn else ""))
+PY
+    done
+  done
+  # One GPU-quantized checkpoint comes back whole, to be evaluated by the CPU engine too.
+  [ -d /tmp/q-$m-gptq-w4-fp32 ] && tar -C /tmp -cf - q-$m-gptq-w4-fp32 | split -b 15M - "$OUT/ckpt-$m-gptq-w4-fp32.tar.part-"
+  tail -n 20 "$OUT/results.jsonl" | python3 -c '
+import json, sys
+for l in sys.stdin:
+    r = json.loads(l); print("run:", r["model"], r["config"], r["text"][:9], "ppl %.4f" % r["eval"]["ppl"])'
+}
+
+stage_smoke() {
+  rm -rf /tmp/syn2
+  QL synth --shape llama-2-7b --layers 2 --out /tmp/syn2 --tokenizer-from $S/models/gutenberg-llama-33m > /dev/null
+  for meth in gptq awq; do
+    local extra=""; [ "$meth" = gptq ] && extra="--act-order"
+    local t=$(now_ms)
+    QLT 150 quantize --model /tmp/syn2 --method $meth --bits 4 --group-size 128 $extra --calib $S/data/gutenberg-calib.txt \
+      --nsamples 128 --seqlen 2048 --device cuda --out /tmp/syn2-$meth --force > /tmp/s.out 2> /tmp/s.err
+    echo "run: smoke $meth rc=$? $(( $(now_ms) - t )) ms"
+    grep -E "GPU|wrote|error|Error" /tmp/s.err /tmp/s.out | tail -4
+  done
+}
+
+stage_big() { ( source bench/gpu_quantize.sh "$S" "$OUT" ); }
+
+while [ $# -gt 0 ]; do
+  st=$1; shift
+  case $st in
+    tests) stage_tests ;;
+    ref) stage_ref "$1"; shift ;;
+    smoke) stage_smoke ;;
+    big) stage_big ;;
+    *) echo "run: unknown stage $st"; exit 2 ;;
+  esac
+  echo "run: after $st $(( $(date +%s) - t0 ))s"
+done

@@ -1,0 +1,168 @@
+// Shared pieces of the GPU drivers (see cuda_common.h).
+#include "pipeline/cuda/cuda_common.h"
+
+#include "runtime/cuda/kernels.h"
+
+#include <fmt/format.h>
+
+#include <algorithm>
+#include <cstdio>
+
+namespace quantllm::cuda {
+
+BlockPrefetcher::~BlockPrefetcher() {
+  if (pending_.valid()) {
+    pending_.wait();
+    try {
+      BlockWeights w = pending_.get();
+      unpin(w);
+    } catch (...) {  // a load error of a block nobody asked for any more
+    }
+  }
+}
+
+BlockWeights BlockPrefetcher::load(int layer, bool check) const {
+  BlockWeights w = load_block(model_.config, *model_.weights, layer);
+  if (check) check_block_finite(model_.config, w, layer);
+  for (auto& l : w.linear)
+    if (!l.w.empty() && cudaHostRegister(l.w.ptr(), size_t(l.w.numel()) * sizeof(float), cudaHostRegisterDefault) != cudaSuccess) {
+      (void)cudaGetLastError();  // not pinned: the upload is merely slower
+    }
+  return w;
+}
+
+void BlockPrefetcher::unpin(BlockWeights& w) {
+  for (auto& l : w.linear)
+    if (!l.w.empty() && cudaHostUnregister(l.w.ptr()) != cudaSuccess) (void)cudaGetLastError();
+}
+
+BlockWeights BlockPrefetcher::take(int layer, bool check_this) {
+  BlockWeights w;
+  if (pending_.valid() && next_ == layer) w = pending_.get();  // rethrows a load error of that block
+  else {
+    if (pending_.valid()) {
+      try {
+        BlockWeights stale = pending_.get();
+        unpin(stale);
+      } catch (...) {
+      }
+    }
+    w = load(layer, check_ && check_this);
+  }
+  if (layer + 1 < int(model_.config.n_layers)) {
+    next_ = layer + 1;
+    pending_ = std::async(std::launch::async, [this, l = layer + 1] { return load(l, check_); });
+  } else {
+    next_ = -1;
+  }
+  return w;
+}
+
+MemoryPlan plan_memory(const Context& ctx, const ModelConfig& c, int64_t n_windows, int64_t T,
+                       const GroupMethodOptions& opt, bool keep_attention) {
+  MemoryPlan p;
+  p.chunk_windows = std::clamp<int64_t>(opt.gpu_chunk_tokens / T, 1, n_windows);
+  const int64_t rows = n_windows * T, crow = p.chunk_windows * T;
+  const int64_t f = sizeof(float);
+  p.activation_bytes = size_t(rows * c.hidden * f + (keep_attention ? rows * c.q_dim() * f : 0));
+  // Per chunk: h, q, k, v, attention output, gate, mid, residual; one round of score matrices.
+  const int64_t chunk = crow * (3 * c.hidden + 2 * c.q_dim() + 2 * c.kv_dim() + 2 * c.ffn) * f;
+  const int64_t scores = std::max<int64_t>(int64_t(256) << 20, c.n_heads * T * T * f);
+  // One block's weights; the largest input's Hessian work (sum f64, chunk product, factor f64, H⁻¹ and
+  // H in f32); the largest layer's GPTQ work (weights, dequantized, objective) — 4 copies of [out, in].
+  int64_t block = 0, max_in = 0, max_layer = 0;
+  for (int l = 0; l < kNumLinear; ++l) {
+    if (!c.has_linear(Linear(l))) continue;
+    const int64_t n = c.linear_in(Linear(l)) * c.linear_out(Linear(l));
+    block += n * f;
+    max_in = std::max(max_in, c.linear_in(Linear(l)));
+    max_layer = std::max(max_layer, n);
+  }
+  const int64_t hessian = max_in * max_in * (8 + 4 + 8 + 4 + 4);
+  p.working_bytes = size_t(chunk + scores + block + hessian + 4 * max_layer * f);
+  const size_t free_b = ctx.free_memory();
+  p.on_device = !opt.gpu_activations_on_host &&
+                double(p.activation_bytes + p.working_bytes) <= 0.92 * double(free_b);
+  return p;
+}
+
+void PhaseClock::mark(const std::string& phase) {
+  ctx_.sync();
+  const auto now = std::chrono::steady_clock::now();
+  const double s = std::chrono::duration<double>(now - t_).count();
+  t_ = now;
+  for (auto& [name, total] : totals_)
+    if (name == phase) {
+      total += s;
+      return;
+    }
+  totals_.emplace_back(phase, s);
+}
+
+std::string PhaseClock::report() const {
+  std::string r;
+  for (const auto& [name, total] : totals_) r += fmt::format("{}{} {:.2f}s", r.empty() ? "" : ", ", name, total);
+  return r;
+}
+
+void embed_on_device(const Context& ctx, const Model& model, const CalibWindows& windows, ActivationStore& X,
+                     int64_t chunk_rows) {
+  const ModelConfig& c = model.config;
+  const ArchSpec& a = *c.arch;
+  for (int32_t id : windows.tokens)
+    if (id < 0 || id >= c.vocab) fail("token id {} is outside the vocabulary (size {})", id, c.vocab);
+  const int64_t T = windows.seqlen, rows_all = windows.n * T, e = c.word_embed_proj_dim, d = c.hidden;
+  const DeviceArray<float> table = to_device(ctx, model.weights->load(std::string(a.embed_tokens) + ".weight").data, "embeddings");
+  DeviceArray<float> positions, project_in, tmp;
+  if (a.pos == PosKind::Learned) {
+    if (T > c.max_positions) fail("sequence of {} positions exceeds the model's {} learned positions", T, c.max_positions);
+    positions = to_device(ctx, model.weights->load(std::string(a.embed_positions) + ".weight").data, "positions");
+  }
+  const bool project = e != d && !a.project_in.empty();
+  if (project) {
+    project_in = to_device(ctx, model.weights->load(std::string(a.project_in) + ".weight").data, "project_in");
+    tmp = DeviceArray<float>(chunk_rows * e, "embeddings");
+  }
+  DeviceArray<int32_t> tok(chunk_rows, "tokens");
+  for (int64_t r0 = 0; r0 < rows_all; r0 += chunk_rows) {
+    const int64_t rows = std::min(chunk_rows, rows_all - r0);
+    ctx.upload(tok.data(), windows.tokens.data() + r0, size_t(rows) * sizeof(int32_t));
+    float* x = X.chunk(r0, rows, false);
+    if (!project) {
+      k::embed_rows(table.data(), tok.data(), rows, e, positions.data(), T, a.position_offset, x, ctx.stream());
+    } else {
+      // OPT-350m: x = embed · project_inᵀ (fp32 products, as the CPU), then the positions.
+      k::embed_rows(table.data(), tok.data(), rows, e, nullptr, T, 0, tmp.data(), ctx.stream());
+      ctx.gemm(false, true, rows, d, e, 1.0f, tmp.data(), e, project_in.data(), e, 0.0f, x, d, Math::FP32);
+      if (!positions.empty()) k::add_positions(x, positions.data(), rows, d, T, a.position_offset, ctx.stream());
+    }
+    X.commit(r0, rows);
+  }
+  ctx.sync();
+}
+
+AsyncCheckpoints::~AsyncCheckpoints() {
+  if (pending_.valid()) pending_.wait();
+}
+
+void AsyncCheckpoints::save(int block, BlockResult r) {
+  if (!ckpt_.enabled()) return;
+  finish();
+  pending_ = std::async(std::launch::async, [this, block, r = std::move(r)] { ckpt_.save(block, r); });
+}
+
+void AsyncCheckpoints::finish() {
+  if (pending_.valid()) pending_.get();
+}
+
+void print_gpu_plan(const Context& ctx, const MemoryPlan& plan, const GroupMethodOptions& opt) {
+  constexpr double kGiB = 1024.0 * 1024.0 * 1024.0;
+  std::fprintf(stderr,
+               "quantllm: GPU %s (%.1f GiB): activations %.2f GiB in %s memory, ~%.2f GiB working, %lld windows a "
+               "chunk, %s products\n",
+               ctx.device_name().c_str(), double(ctx.total_memory()) / kGiB, double(plan.activation_bytes) / kGiB,
+               plan.on_device ? "device" : "pinned host", double(plan.working_bytes) / kGiB,
+               (long long)plan.chunk_windows, opt.gpu_tf32 ? "tf32" : "fp32");
+}
+
+}  // namespace quantllm::cuda

@@ -1,0 +1,328 @@
+// GPTQ on the GPU (see gptq.h): Hessian accumulation, the damped factor of H⁻¹, the batched column loop.
+#include "runtime/cuda/gptq.h"
+
+#include "runtime/cuda/kernels.h"
+#include "runtime/cuda/libs.h"
+
+#include <algorithm>
+#include <chrono>
+#include <cmath>
+#include <numeric>
+
+namespace quantllm::cuda {
+
+namespace {
+
+constexpr int64_t kMaxPartials = 4096;
+
+double sum_partials(const Context& ctx, const DeviceArray<double>& part, int64_t n) {
+  const std::vector<double> p = to_host(ctx, part.data(), n);
+  double s = 0.0;
+  for (double v : p) s += v;  // in order: deterministic
+  return s;
+}
+
+// Lazy batch width: groups found inside the loop must lie in one batch or start one (gptq.h).
+int64_t batch_width(int64_t gs, bool dynamic_groups) {
+  if (!dynamic_groups) return 128;
+  if (gs <= 128) return gs * (128 / gs);
+  for (int64_t b = 128; b > 1; --b)
+    if (gs % b == 0) return b;
+  return 1;
+}
+
+// The factor GPTQ needs, U upper triangular with H⁻¹ = UᵀU, from one Cholesky factorization and one
+// triangular inverse (the CPU's route is factor, invert, factor again). With J the reversal permutation,
+// M = J H J = L Lᵀ gives H = V Vᵀ for the upper triangular V = J L J, so H⁻¹ = V⁻ᵀV⁻¹ and U = V⁻¹ = J L⁻¹ J:
+// the (unique) upper Cholesky factor of H⁻¹. cuSOLVER works column-major: the lower factor of the
+// symmetric M is L itself.
+struct Solver {
+  const Context& ctx;
+  int64_t n;
+  DeviceArray<double> work;
+  DeviceArray<char> trtri_work;
+  std::vector<char> trtri_host;
+  DeviceArray<int> info{1, "cuSOLVER info"};
+  Solver(const Context& c, int64_t n_, double* a) : ctx(c), n(n_) {
+    int lw = 0;
+    QL_CUSOLVER(cuda_libs().potrf_buffer_size(ctx.solver(), CUBLAS_FILL_MODE_LOWER, int(n), a, int(n), &lw));
+    work = DeviceArray<double>(std::max(1, lw), "cuSOLVER workspace");
+    size_t dev = 0, host = 0;
+    QL_CUSOLVER(cuda_libs().trtri_buffer_size(ctx.solver(), CUBLAS_FILL_MODE_LOWER, CUBLAS_DIAG_NON_UNIT, n, CUDA_R_64F, a,
+                                              n, &dev, &host));
+    trtri_work = DeviceArray<char>(int64_t(std::max<size_t>(1, dev)), "cuSOLVER workspace");
+    trtri_host.resize(std::max<size_t>(1, host));
+  }
+  // m: J H J on entry; on success its lower triangle holds L⁻¹.
+  bool factor_and_invert(double* m) {
+    QL_CUSOLVER(cuda_libs().potrf(ctx.solver(), CUBLAS_FILL_MODE_LOWER, int(n), m, int(n), work.data(), int(work.size()),
+                                  info.data()));
+    if (to_host(ctx, info.data(), 1)[0] != 0) return false;
+    QL_CUSOLVER(cuda_libs().trtri(ctx.solver(), CUBLAS_FILL_MODE_LOWER, CUBLAS_DIAG_NON_UNIT, n, CUDA_R_64F, m, n,
+                                  trtri_work.data(), size_t(trtri_work.size()), trtri_host.data(), trtri_host.size(),
+                                  info.data()));
+    return to_host(ctx, info.data(), 1)[0] == 0;
+  }
+};
+
+}  // namespace
+
+QuantSpec quant_spec(const QuantParams& p) {
+  QuantSpec q;
+  q.bits = p.bits;
+  q.maxq = max_code(p.bits);
+  q.sym = p.sym;
+  q.mse = p.mse;
+  q.awq_rule = p.rule == RangeRule::kAwq;
+  q.round_scale_first = p.scale_rounding == ScaleRounding::kBeforeCodes;
+  return q;
+}
+
+DeviceHessian::DeviceHessian(const Context& ctx, int64_t in) : in_(in), sum_(in * in, "Hessian") {
+  QL_ASSERT(in > 0);
+  QL_CUDA(cudaMemsetAsync(sum_.data(), 0, size_t(in * in) * sizeof(double), ctx.stream()));
+}
+
+DeviceHessian DeviceHessian::from_host(const Context& ctx, const std::vector<double>& h, int64_t in, int64_t n) {
+  QL_ASSERT(int64_t(h.size()) == in * in && n > 0);
+  DeviceHessian d(ctx, in);
+  std::vector<double> sum(h.size());
+  for (size_t i = 0; i < h.size(); ++i) sum[i] = h[i] * double(n) / 2.0;
+  ctx.upload(d.sum_.data(), sum.data(), sum.size() * sizeof(double));
+  ctx.sync();
+  d.rows_ = n;
+  return d;
+}
+
+void DeviceHessian::add(const Context& ctx, const float* x, int64_t rows, Math math) {
+  if (rows == 0) return;
+  tmp_.reserve(in_ * in_, "Hessian chunk");
+  ctx.gemm(true, false, in_, in_, rows, 1.0f, x, in_, x, in_, 0.0f, tmp_.data(), in_, math);  // xᵀx: [in, in]
+  k::accumulate_f64(sum_.data(), tmp_.data(), in_ * in_, ctx.stream());
+  rows_ += rows;
+}
+
+PreparedHessian prepare_hessian(const Context& ctx, DeviceHessian& acc, const GPTQOptions& opt, std::string_view name) {
+  const int64_t n = acc.in();
+  if (acc.rows() == 0) fail("layer '{}': no calibration inputs were observed (empty Hessian)", name);
+  if (!(opt.damp_percent >= 0.0) || !std::isfinite(opt.damp_percent))
+    fail("layer '{}': damping {} must be a non-negative fraction", name, opt.damp_percent);
+  const double f = 2.0 / double(acc.rows());  // H = 2/n Σ xᵀx, n = rows (HessianAccumulator's default)
+  PreparedHessian P;
+  P.in = n;
+
+  // H as accumulated, in fp32, for the objective; and its finiteness (the CPU's check on h_in).
+  P.h = DeviceArray<float>(n * n, "Hessian (fp32)");
+  k::f64_to_f32(acc.sum(), P.h.data(), n * n, f, ctx.stream());
+  {
+    DeviceArray<double> part(kMaxPartials, "partial sums");
+    const int64_t np = k::sq_diff_partials(P.h.data(), nullptr, n * n, part.data(), kMaxPartials, ctx.stream());
+    if (!std::isfinite(sum_partials(ctx, part, np)))
+      fail("layer '{}': the Hessian of its calibration inputs is not finite: the activations reaching this layer are "
+           "NaN/Inf, or so large (above ~1e19) that their products overflow fp32", name);
+  }
+
+  // Diagonal: dead inputs, act-order permutation, mean for the damping (as quant/gptq.cpp).
+  std::vector<double> diag(static_cast<size_t>(n));
+  QL_CUDA(cudaMemcpy2DAsync(diag.data(), sizeof(double), acc.sum(), size_t(n + 1) * sizeof(double), sizeof(double),
+                            size_t(n), cudaMemcpyDeviceToHost, ctx.stream()));
+  ctx.sync();
+  P.dead.assign(size_t(n), 0);
+  for (int64_t i = 0; i < n; ++i) {
+    diag[size_t(i)] *= f;
+    if (diag[size_t(i)] == 0.0) {
+      P.dead[size_t(i)] = 1;
+      diag[size_t(i)] = 1.0;
+      ++P.n_dead;
+    }
+  }
+  P.perm.resize(size_t(n));
+  std::iota(P.perm.begin(), P.perm.end(), 0);
+  if (opt.act_order)
+    std::stable_sort(P.perm.begin(), P.perm.end(), [&](int32_t a, int32_t b) { return diag[size_t(a)] > diag[size_t(b)]; });
+  double mean_diag = 0.0;
+  for (int64_t a = 0; a < n; ++a) mean_diag += diag[size_t(P.perm[size_t(a)])];
+  mean_diag /= double(n);
+  P.perm_dev = to_device(ctx, P.perm, "permutation");
+  const std::vector<int32_t> reversed(P.perm.rbegin(), P.perm.rend());  // J·perm: M = J Hp J (see Solver)
+  const DeviceArray<int32_t> reversed_dev = to_device(ctx, reversed, "permutation");
+  std::vector<int32_t> identity(static_cast<size_t>(n));
+  std::iota(identity.begin(), identity.end(), 0);
+  P.identity_dev = to_device(ctx, identity, "permutation");
+  P.dead_dev = to_device(ctx, P.dead, "dead inputs");
+
+  // Damping schedule: the requested fraction, then ×10 (from 0: 1e-3) while ≤ 1.
+  DeviceArray<double> u(n * n, "Cholesky factor");
+  DeviceArray<int32_t> bad(1, "flag");
+  P.hinv = DeviceArray<float>(n * n, "H⁻¹ factor");
+  Solver solver(ctx, n, u.data());
+  double damp = opt.damp_percent;
+  for (;;) {
+    k::permute_hessian(acc.sum(), reversed_dev.data(), P.dead_dev.data(), n, f, damp * mean_diag, u.data(), ctx.stream());
+    bool ok = solver.factor_and_invert(u.data());
+    if (ok) {
+      QL_CUDA(cudaMemsetAsync(bad.data(), 0, sizeof(int32_t), ctx.stream()));
+      k::reversed_lower_to_upper_f32(u.data(), n, P.hinv.data(), bad.data(), ctx.stream());
+      ok = to_host(ctx, bad.data(), 1)[0] == 0;
+    }
+    if (ok) break;
+    const double next = damp == 0.0 ? 1e-3 : damp * 10.0;
+    if (next > 1.0 + 1e-9 || damp >= 1.0)
+      fail("Hessian of '{}' is not positive definite even with damping {} (fraction of the mean diagonal {})", name, damp,
+           mean_diag);
+    damp = next;
+  }
+  P.damp_used = damp;
+  acc.release();
+  return P;
+}
+
+double relative_objective_device(const Context& ctx, const float* w, const float* wq, int64_t out, int64_t in,
+                                 const float* h, Math math) {
+  DeviceArray<float> d(out * in, "objective"), e(out * in, "objective");
+  DeviceArray<double> part(kMaxPartials, "partial sums");
+  k::sub(w, wq, d.data(), out * in, ctx.stream());
+  // E = D·H ([out, in]); Σ D ⊙ E = tr(D H Dᵀ).
+  ctx.gemm(false, false, out, in, in, 1.0f, d.data(), in, h, in, 0.0f, e.data(), in, math);
+  const double num = sum_partials(ctx, part, k::dot_partials(d.data(), e.data(), out * in, part.data(), kMaxPartials, ctx.stream()));
+  ctx.gemm(false, false, out, in, in, 1.0f, w, in, h, in, 0.0f, e.data(), in, math);
+  const double den = sum_partials(ctx, part, k::dot_partials(w, e.data(), out * in, part.data(), kMaxPartials, ctx.stream()));
+  if (den == 0.0) return num == 0.0 ? 0.0 : std::numeric_limits<double>::infinity();
+  return num / den;
+}
+
+GroupQuantized rtn_quantize_device(const Context& ctx, const float* w, int64_t out, int64_t in, const QuantParams& p,
+                                   std::string_view name, float* deq) {
+  validate_quant_params(p, in, name);
+  const int64_t gs = effective_group_size(p, in), ng = group_count(p, in);
+  DeviceArray<uint8_t> codes(out * in, "codes");
+  DeviceArray<float> scale(ng * out, "scales");
+  DeviceArray<int32_t> zero(ng * out, "zeros");
+  k::rtn(w, out, in, gs, quant_spec(p), true, codes.data(), scale.data(), zero.data(), deq, ctx.stream());
+  GroupQuantized r;
+  r.bits = p.bits;
+  r.group_size = p.group_size;
+  r.out = out;
+  r.in = in;
+  r.qweight = to_host(ctx, codes.data(), out * in);
+  r.scales = Tensor({ng, out}, to_host(ctx, scale.data(), ng * out));
+  r.zeros = to_host(ctx, zero.data(), ng * out);
+  r.g_idx.resize(size_t(in));
+  for (int64_t c = 0; c < in; ++c) r.g_idx[size_t(c)] = int32_t(c / gs);
+  for (float s : r.scales.data)
+    if (!std::isfinite(s)) fail("tensor '{}': a group's scale {} overflows fp16 (weights too large to store)", name, s);
+  return r;
+}
+
+DeviceGptqResult gptq_quantize_device(const Context& ctx, const float* w, int64_t out, const PreparedHessian& H,
+                                      const GPTQOptions& opt, std::string_view name, float* deq, Math objective_math) {
+  const auto t_start = std::chrono::steady_clock::now();
+  const int64_t in = H.in;
+  validate_quant_params(opt.quant, in, name);
+  const int64_t gs = effective_group_size(opt.quant, in), ng = group_count(opt.quant, in);
+  const bool grouped = opt.quant.group_size != -1;
+  const bool static_groups = opt.static_groups && grouped;
+  const bool dynamic = grouped && !static_groups;
+  const QuantSpec qs = quant_spec(opt.quant);
+  cudaStream_t s = ctx.stream();
+
+  DeviceArray<float> wp(out * in, "GPTQ weights");  // processing order, dead columns zeroed
+  k::permute_columns(w, H.perm_dev.data(), H.dead_dev.data(), out, in, wp.data(), s);
+  DeviceArray<float> scale(ng * out, "scales");
+  DeviceArray<int32_t> zero(ng * out, "zeros");
+  if (!dynamic) {
+    // Static groups: every group's parameters from the dead-zeroed W in original order; one group per
+    // row: from W before the dead inputs are zeroed (the reference's order of events).
+    if (grouped) {
+      DeviceArray<float> wz(out * in, "GPTQ weights");
+      k::permute_columns(w, H.identity_dev.data(), H.dead_dev.data(), out, in, wz.data(), s);
+      k::group_params(wz.data(), out, in, gs, qs, scale.data(), zero.data(), s);
+    } else {
+      k::group_params(w, out, in, gs, qs, scale.data(), zero.data(), s);
+    }
+  }
+  const int64_t bw = batch_width(gs, dynamic);
+  DeviceArray<uint8_t> codes(out * in, "codes");
+  DeviceArray<float> err(out * bw, "GPTQ batch errors");
+  DeviceArray<double> loss(out, "GPTQ loss");
+  QL_CUDA(cudaMemsetAsync(loss.data(), 0, size_t(out) * sizeof(double), s));
+  DeviceArray<float> fixed_scale;
+  DeviceArray<int32_t> fixed_zero;
+  if (!dynamic) {  // the kernel reads the fixed parameters while the outputs keep them too
+    fixed_scale = DeviceArray<float>(ng * out, "scales");
+    fixed_zero = DeviceArray<int32_t>(ng * out, "zeros");
+    QL_CUDA(cudaMemcpyAsync(fixed_scale.data(), scale.data(), size_t(ng * out) * sizeof(float), cudaMemcpyDeviceToDevice, s));
+    QL_CUDA(cudaMemcpyAsync(fixed_zero.data(), zero.data(), size_t(ng * out) * sizeof(int32_t), cudaMemcpyDeviceToDevice, s));
+  }
+  for (int64_t i1 = 0; i1 < in; i1 += bw) {
+    const int64_t nb = std::min(bw, in - i1), i2 = i1 + nb;
+    k::GptqBlock a{};
+    a.w = wp.data();
+    a.hinv = H.hinv.data();
+    a.out = out;
+    a.in = in;
+    a.i1 = i1;
+    a.nb = nb;
+    a.gs = gs;
+    a.grouped_dynamic = dynamic;
+    a.perm = H.perm_dev.data();
+    a.fixed_scale = fixed_scale.data();
+    a.fixed_zero = fixed_zero.data();
+    a.q = qs;
+    a.codes = codes.data();
+    a.scale = scale.data();
+    a.zero = zero.data();
+    a.err = err.data();
+    a.loss = loss.data();
+    k::gptq_block(a, s);
+    // Lazy batch update: W[:, i2:] −= Err · Hinv[i1:i2, i2:] (plain fp32, as the CPU's sgemm).
+    if (i2 < in)
+      ctx.gemm(false, false, out, in - i2, nb, -1.0f, err.data(), nb, H.hinv.data() + i1 * in + i2, in, 1.0f,
+               wp.data() + i2, in, Math::FP32);
+  }
+  wp.release();
+  err.release();
+
+  DeviceGptqResult res;
+  GPTQStats& st = res.stats;
+  st.damp_percent_used = H.damp_used;
+  st.dead_inputs = H.n_dead;
+  for (double l : to_host(ctx, loss.data(), out)) st.loss += l;
+
+  DeviceArray<int32_t> bad(1, "flag");
+  QL_CUDA(cudaMemsetAsync(bad.data(), 0, sizeof(int32_t), s));
+  const std::vector<float> raw_scales = to_host(ctx, scale.data(), ng * out);
+  k::finalize_scales(scale.data(), ng * out, bad.data(), s);
+  if (to_host(ctx, bad.data(), 1)[0] != 0) {
+    float worst = 0.0f;
+    for (float v : raw_scales) worst = std::max(worst, std::fabs(v));
+    fail("layer '{}': a group's scale {} overflows fp16 (weights too large to store)", name, worst);
+  }
+
+  GroupQuantized& q = res.q;
+  q.bits = opt.quant.bits;
+  q.group_size = opt.quant.group_size;
+  q.out = out;
+  q.in = in;
+  q.qweight = to_host(ctx, codes.data(), out * in);
+  q.scales = Tensor({ng, out}, to_host(ctx, scale.data(), ng * out));
+  q.zeros = to_host(ctx, zero.data(), ng * out);
+  q.g_idx.resize(size_t(in));
+  for (int64_t p = 0; p < in; ++p) {
+    const int64_t col = H.perm[size_t(p)];
+    q.g_idx[size_t(col)] = !grouped ? 0 : int32_t(static_groups ? col / gs : p / gs);
+  }
+  const DeviceArray<int32_t> g_idx = to_device(ctx, q.g_idx, "g_idx");
+  k::dequantize(codes.data(), scale.data(), zero.data(), g_idx.data(), out, in, deq, s);
+  if (opt.report_objective) {
+    st.objective = relative_objective_device(ctx, w, deq, out, in, H.h.data(), objective_math);
+    DeviceArray<float> rtn(out * in, "RTN weights");
+    k::rtn(w, out, in, gs, qs, true, nullptr, nullptr, nullptr, rtn.data(), s);
+    res.rtn_objective = relative_objective_device(ctx, w, rtn.data(), out, in, H.h.data(), objective_math);
+  }
+  ctx.sync();
+  st.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t_start).count();
+  return res;
+}
+
+}  // namespace quantllm::cuda

@@ -1,0 +1,91 @@
+// A whole model on the GPU for evaluation (see model.h).
+#include "runtime/cuda/model.h"
+
+#include "runtime/cuda/kernels.h"
+
+namespace quantllm::cuda {
+
+namespace {
+DeviceLinear upload_linear(const Context& ctx, const Tensor& w) {
+  DeviceLinear d;
+  if (w.empty()) return d;
+  upload_tensor(ctx, w, d.w);
+  d.out = w.dim(0);
+  d.in = w.dim(1);
+  return d;
+}
+}  // namespace
+
+DeviceModel::DeviceModel(const Context& ctx, const Model& m, Math math) : ctx_(ctx), c_(m.config), math_(math) {
+  globals_ = load_globals(c_, *m.weights);
+  for (int i = 0; i < c_.n_layers; ++i) blocks_.push_back(upload_block(ctx, c_, load_block(c_, *m.weights, i)));
+  if (c_.final_norm) {
+    upload_tensor(ctx, globals_.final_norm.w, final_norm_.w);
+    upload_tensor(ctx, globals_.final_norm.b, final_norm_.b);
+  }
+  project_out_ = upload_linear(ctx, globals_.project_out);
+  lm_head_ = upload_linear(ctx, globals_.lm_head);
+  globals_.lm_head = Tensor();  // on the device now
+  globals_.project_out = Tensor();
+}
+
+const float* DeviceModel::trunk(const std::vector<int32_t>& tokens, int64_t n_seq, int64_t T) {
+  if (!forward_ || forward_->seq_len() != T) forward_ = std::make_unique<BlockForward>(ctx_, c_, T, math_);
+  const int64_t rows = n_seq * T, d = c_.hidden, e = c_.word_embed_proj_dim;
+  const Tensor x_host = embed(c_, globals_, tokens, n_seq, T);  // [rows, hidden] (OPT's project_in applied)
+  x_.reserve(rows * d, "hidden states");
+  ctx_.upload(x_.data(), x_host.ptr(), size_t(rows * d) * sizeof(float));
+  for (auto& b : blocks_) forward_->forward(b, x_.data(), n_seq);
+  // Head: final norm, OPT's project_out; lm_head by the callers.
+  const float* h = x_.data();
+  if (c_.final_norm) {
+    h_.reserve(rows * d, "final norm");
+    if (c_.arch->norm == NormKind::LayerNorm)
+      k::layer_norm(x_.data(), final_norm_.w.data(), final_norm_.b.data(), h_.data(), rows, d, c_.norm_eps, ctx_.stream());
+    else
+      k::rms_norm(x_.data(), final_norm_.w.data(), h_.data(), rows, d, c_.norm_eps, ctx_.stream());
+    h = h_.data();
+  }
+  if (project_out_.out > 0) {
+    p_.reserve(rows * e, "project_out");
+    forward_->linear(project_out_, h, rows, p_.data());
+    h = p_.data();
+  }
+  return h;
+}
+
+void DeviceModel::forward(const std::vector<int32_t>& tokens, int64_t n_seq, int64_t T,
+                          const std::function<void(int64_t, const Tensor&)>& on_logits) {
+  const float* h = trunk(tokens, n_seq, T);
+  logits_.reserve(T * c_.vocab, "logits");
+  Tensor logits(Shape{T, c_.vocab});
+  for (int64_t s = 0; s < n_seq; ++s) {
+    forward_->linear(lm_head_, h + s * T * lm_head_.in, T, logits_.data());
+    ctx_.download(logits.ptr(), logits_.data(), size_t(T * c_.vocab) * sizeof(float));
+    on_logits(s, logits);
+  }
+}
+
+std::vector<double> DeviceModel::window_nll(const std::vector<int32_t>& tokens, int64_t n_seq, int64_t T) {
+  QL_ASSERT(int64_t(tokens.size()) == n_seq * T && T >= 2);
+  const float* h = trunk(tokens, n_seq, T);
+  logits_.reserve(T * c_.vocab, "logits");
+  nll_.reserve(n_seq * (T - 1), "nll");
+  // targets[s, t] = tokens[s, t + 1] for t < T − 1
+  std::vector<int32_t> targets(size_t(n_seq * (T - 1)));
+  for (int64_t s = 0; s < n_seq; ++s)
+    for (int64_t t = 0; t + 1 < T; ++t) targets[size_t(s * (T - 1) + t)] = tokens[size_t(s * T + t + 1)];
+  targets_.reserve(int64_t(targets.size()), "targets");
+  ctx_.upload(targets_.data(), targets.data(), targets.size() * sizeof(int32_t));
+  for (int64_t s = 0; s < n_seq; ++s) {
+    forward_->linear(lm_head_, h + s * T * lm_head_.in, T - 1, logits_.data());
+    k::token_nll(logits_.data(), targets_.data() + s * (T - 1), T - 1, c_.vocab, nll_.data() + s * (T - 1), ctx_.stream());
+  }
+  const std::vector<double> nll = to_host(ctx_, nll_.data(), n_seq * (T - 1));
+  std::vector<double> out(static_cast<size_t>(n_seq), 0.0);
+  for (int64_t s = 0; s < n_seq; ++s)
+    for (int64_t t = 0; t + 1 < T; ++t) out[size_t(s)] += nll[size_t(s * (T - 1) + t)];  // position order, as on the CPU
+  return out;
+}
+
+}  // namespace quantllm::cuda

@@ -483,8 +483,14 @@ TEST(Kernels, IntegerFormatsManyRowsMatchTheDequantizedProduct) {
     QMatrix m;
     m.format = c.format, m.rows = out, m.cols = in, m.row_bytes = ggml::row_size(c.type, in), m.data = bytes.data();
     const auto x = gaussian(T * in, 67);
-    for (Isa isa : levels()) {
+    // every level, and at AVX-512 both prompt paths where the CPU has bf16 (fp32 tiles, bf16 tiles:
+    // the bf16 rounding, ≤ 2⁻⁸|x|, is within the 8-bit worst case used here: d/2 ≥ |x|/254)
+    std::vector<std::pair<Isa, bool>> paths;
+    for (Isa isa : levels()) paths.push_back({isa, false});
+    if (bf16_kernels()) paths.push_back({Isa::Avx512, true});
+    for (const auto& [isa, bf16] : paths) {
       set_isa(isa);
+      set_bf16_enabled(bf16);
       std::vector<float> y(static_cast<size_t>(T * out));
       qmatmul(m, x.data(), T, y.data(), nullptr);
       for (int64_t t = 0; t < T; ++t) {
@@ -499,11 +505,12 @@ TEST(Kernels, IntegerFormatsManyRowsMatchTheDequantizedProduct) {
             mag += (std::fabs(w) + 2 * offset_of(c.format, bytes.data() + r * m.row_bytes, j)) * std::fabs(xt[size_t(j)]) * 1.01;
           }
           EXPECT_LE(std::fabs(y[size_t(t * out + r)] - exact), act + double(in + 19) * kU * mag)
-              << wformat_info(c.format).name << " " << isa_name(isa) << " t " << t << " r " << r;
+              << wformat_info(c.format).name << " " << isa_name(isa) << (bf16 ? " bf16" : "") << " t " << t << " r " << r;
         }
       }
     }
     set_isa(detected_isa());
+    set_bf16_enabled(true);
   }
 }
 

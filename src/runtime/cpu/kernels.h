@@ -151,6 +151,8 @@ struct Bf16Kernels {
 // The bf16 kernels when the CPU has AVX-512 BF16 and the active level is AVX-512 (QUANTLLM_BF16=0
 // turns them off); nullptr otherwise.
 const Bf16Kernels* bf16_kernels();
+// Turns the bf16 prompts off (tests compare both prompt paths); on again only where available.
+void set_bf16_enabled(bool on);
 
 const Kernels& kernels_scalar();
 const Kernels& kernels_avx2();    // valid only when detected_isa() >= Avx2

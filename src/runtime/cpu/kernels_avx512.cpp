@@ -818,13 +818,23 @@ const Bf16Kernels kBf16 = {
 
 const Kernels& kernels_avx512() { return kAvx512; }
 
+namespace {
+bool bf16_default() {
+  __builtin_cpu_init();
+  const char* e = std::getenv("QUANTLLM_BF16");
+  return __builtin_cpu_supports("avx512bf16") && !(e && std::strcmp(e, "0") == 0);
+}
+int g_bf16 = -1;  // -1: not decided yet
+}  // namespace
+
 const Bf16Kernels* bf16_kernels() {
-  static const bool on = [] {
-    __builtin_cpu_init();
-    const char* e = std::getenv("QUANTLLM_BF16");
-    return __builtin_cpu_supports("avx512bf16") && !(e && std::strcmp(e, "0") == 0);
-  }();
-  return on && active_isa() == Isa::Avx512 ? &kBf16 : nullptr;
+  if (g_bf16 < 0) g_bf16 = bf16_default() ? 1 : 0;
+  return g_bf16 == 1 && active_isa() == Isa::Avx512 ? &kBf16 : nullptr;
+}
+
+void set_bf16_enabled(bool on) {
+  __builtin_cpu_init();
+  g_bf16 = on && __builtin_cpu_supports("avx512bf16") ? 1 : 0;
 }
 
 }  // namespace quantllm::cpu
@@ -834,6 +844,7 @@ const Bf16Kernels* bf16_kernels() {
 namespace quantllm::cpu {
 const Kernels& kernels_avx512() { return kernels_scalar(); }
 const Bf16Kernels* bf16_kernels() { return nullptr; }
+void set_bf16_enabled(bool) {}
 }  // namespace quantllm::cpu
 
 #endif

@@ -13,8 +13,8 @@ calibration_data is one of
 
 Seed parameters without a C++ counterpart:
   - use_triton (GPTQ): runs calibration and GPTQ on the GPU (device="cuda") when the engine was built
-    with the CUDA backend (quantllm._quantllm.has_cuda); otherwise it says so once on stderr and the CPU
-    engine runs. device="cpu" / "cuda" (GPTQ and AWQ) chooses explicitly.
+    with the CUDA backend (quantllm._quantllm.has_cuda) and a GPU answers; otherwise it says so once on
+    stderr and the CPU engine runs. device="cpu" / "cuda" (GPTQ and AWQ) chooses explicitly.
   - version (AWQ): "v2", "gemm" (any case) -> the AutoAWQ GEMM layout, the one layout written; others
     raise QuantLLMError.
   - use_packed (GGUF): GGUF blocks are always packed; accepted, no effect.
@@ -43,7 +43,8 @@ def _no_gpu_note():
     global _said_no_gpu
     if not _said_no_gpu:
         _said_no_gpu = True
-        print("quantllm: use_triton=True: this build has no CUDA backend; quantizing on the CPU", file=sys.stderr)
+        why = "no CUDA device answers" if _quantllm.has_cuda else "this build has no CUDA backend"
+        print("quantllm: use_triton=True: %s; quantizing on the CPU" % why, file=sys.stderr)
 
 
 def _engine_of(model):
@@ -117,7 +118,7 @@ class GPTQQuantizer:
         if device is not None:
             c.device = str(device)
         elif self.use_triton:
-            if _quantllm.has_cuda:
+            if _quantllm.cuda_device_usable():
                 c.device = "cuda"
             else:
                 _no_gpu_note()

@@ -146,6 +146,7 @@ PYBIND11_MODULE(_quantllm, m) {
   m.doc() = "quantllm's C++ engine (GPTQ, AWQ, GGUF quantization; fp32 forward pass)";
   py::register_exception<Error>(m, "QuantLLMError", PyExc_RuntimeError);
   m.attr("has_cuda") = cuda_backend_built();  // built with the CUDA backend (QUANTLLM_CUDA)
+  m.def("cuda_device_usable", &cuda_device_usable, "True when the CUDA backend is built and a GPU answers.");
   m.def("set_num_threads", &set_num_threads, py::arg("n"), "Threads of the C++ engine (0: all cores).");
   m.def("num_threads", &num_threads);
 

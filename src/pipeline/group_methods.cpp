@@ -8,6 +8,7 @@
 #include "pipeline/checkpoints.h"
 #ifdef QUANTLLM_HAVE_CUDA
 #include "pipeline/cuda/cuda_methods.h"
+#include "runtime/cuda/context.h"
 #endif
 #include "quant/gptq.h"
 
@@ -52,6 +53,14 @@ void report_gptq_layer(const std::string& name, const GPTQStats& s, int64_t in, 
 bool cuda_backend_built() {
 #ifdef QUANTLLM_HAVE_CUDA
   return true;
+#else
+  return false;
+#endif
+}
+
+bool cuda_device_usable() {
+#ifdef QUANTLLM_HAVE_CUDA
+  return cuda::device_available();
 #else
   return false;
 #endif

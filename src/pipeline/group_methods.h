@@ -47,6 +47,8 @@ void report_gptq_layer(const std::string& name, const GPTQStats& s, int64_t in, 
 
 // True when this build has the CUDA backend (QUANTLLM_CUDA=ON).
 bool cuda_backend_built();
+// True when a --device cuda run could start here: the backend is built and a CUDA device answers.
+bool cuda_device_usable();
 // "cpu" / "cuda" → the device; Error for another name, or "cuda" in a build without the backend.
 ComputeDevice compute_device(const std::string& name);
 

@@ -5,14 +5,16 @@
 # prints the Markdown table (bench/cpu_speed_table.py) that docs/benchmarks-cpu.md records.
 #
 #   bench/cpu_speed.sh [OUT]            OUT defaults to out/cpu-speed
-#   THREADS=2 REPS=3 MODELS="llama synth" FORMATS="F16 Q8_0 Q4_K_M Q4_0 GPTQ" bench/cpu_speed.sh
+#   THREADS=2 REPS=3 MODELS="llama synth" FORMATS="F16 Q8_0 Q4_K_M Q4_0 Q4_0_BF16 GPTQ" bench/cpu_speed.sh
 #
 # Models: "llama" = ../shared/models/gutenberg-llama-33m; "synth" = `quantllm synth --shape
 # llama-3.2-1b` (random weights, the real shape: 1.24 B parameters, vocabulary 128256). Formats: GGUF
 # F16 / Q8_0 / Q4_K_M / Q4_0 written by `quantllm quantize --method gguf`; "GPTQ" = a GPTQ 4-bit,
 # group-128 checkpoint (`--method rtn`: the same packed format as GPTQ's, without the calibration
 # pass, which changes the weights' values and not the speed). llama.cpp has no GPTQ reader: its rows
-# are left empty, and Q4_0 (llama.cpp's fastest 4-bit path, same size) is the one to compare with.
+# are left empty. Its peers: Q4_0 (llama.cpp's fastest 4-bit path) and "Q4_0_BF16" = Q4_0 with the
+# token embeddings and output.weight kept in bf16 (--token-embedding-type / --output-tensor-type BF16),
+# which holds what a GPTQ checkpoint holds: 4-bit linear layers, 16-bit embeddings and LM head.
 # llama.cpp: scripts/install-llama-cpp.sh (node-llama-cpp) and scripts/build-llama-bench.sh
 # (llama-bench built from the llama.cpp source node-llama-cpp ships, -march=native).
 set -euo pipefail
@@ -21,7 +23,7 @@ out="${1:-out/cpu-speed}"
 threads="${THREADS:-2}"
 reps="${REPS:-3}"
 models="${MODELS:-llama synth}"
-formats="${FORMATS:-F16 Q8_0 Q4_K_M Q4_0 GPTQ}"
+formats="${FORMATS:-F16 Q8_0 Q4_K_M Q4_0 Q4_0_BF16 GPTQ}"
 mkdir -p "$out"
 
 cmake --build build -j"$(nproc)" --target quantllm bench_cpu_engine >/dev/null
@@ -43,6 +45,10 @@ file_of() {  # model, format → the file (made once)
   if [ "$2" = GPTQ ]; then
     local f="$out/$1-gptq-w4g128"
     [ -d "$f" ] || $q quantize --model "$dir" --method rtn --bits 4 --group-size 128 --out "$f" >&2
+  elif [ "$2" = Q4_0_BF16 ]; then
+    local f="$out/$1-$2.gguf"
+    [ -f "$f" ] || $q quantize --model "$dir" --method gguf --type Q4_0 --token-embedding-type BF16 \
+      --output-tensor-type BF16 --out "$f" >&2
   else
     local f="$out/$1-$2.gguf"
     [ -f "$f" ] || $q quantize --model "$dir" --method gguf --type "$2" --out "$f" >&2

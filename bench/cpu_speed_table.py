@@ -33,6 +33,14 @@ def main(path):
         qp, lp, qt, lt = med(c["q_pp"]), med(c["l_pp"]), med(c["q_tg"]), med(c["l_tg"])
         print(f"| {model} | {form} | {sizes[(model, form)]:.0f} | {rss[(model, form)]:.0f} | {fmt(qp)} | {fmt(lp)} | "
               f"{ratio(qp, lp)} | {fmt(qt)} | {fmt(lt)} | {ratio(qt, lt)} |")
+    for model in sorted({m for m, _ in cells}):  # GPTQ has no llama.cpp reader: next to its 4-bit peers
+        g = cells.get((model, "GPTQ"))
+        for peer in ("Q4_0", "Q4_0_BF16"):
+            c = cells.get((model, peer))
+            if g and c and c["l_pp"]:
+                print(f"\nGPTQ ({model}) next to llama.cpp's {peer}: pp512 {fmt(med(g['q_pp']))} vs {fmt(med(c['l_pp']))} "
+                      f"({ratio(med(g['q_pp']), med(c['l_pp']))}), tg128 {fmt(med(g['q_tg']))} vs {fmt(med(c['l_tg']))} "
+                      f"({ratio(med(g['q_tg']), med(c['l_tg']))})")
     if loads:
         print(f"\nCPU used by other processes just before each measurement: {min(loads)}–{max(loads)}% "
               f"(median {statistics.median(loads)}%)")

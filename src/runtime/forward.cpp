@@ -165,13 +165,33 @@ void attention(const ModelConfig& c, const Tensor& q, int64_t n_seq, int64_t seq
   SingleThreadedBlas one_thread;
   // Queries in chunks of kChunk rows, each against the keys its last row can see: the causal mask
   // leaves the rest zero, so the half of S and of P·V above the diagonal is never computed.
-  constexpr int64_t kChunk = 64;
+  // A few query rows (token-by-token generation) go through sgemv instead: sgemm would copy K and V
+  // into its panels for every row.
+  constexpr int64_t kChunk = 64, kMaxVectorRows = 4;
   parallel_for(n_seq * n_heads, [&](int64_t t0, int64_t t1) {
     std::vector<float> scores(static_cast<size_t>(std::min(kChunk, seq_len) * n_ctx));  // [chunk, keys]
     for (int64_t task = t0; task < t1; ++task) {
       const int64_t s = task / n_heads, h = task % n_heads, kvh = h / group;
       const float* kh = k_of(s, 0) + kvh * hd;
       const float* vh = v_of(s, 0) + kvh * hd;
+      if (seq_len <= kMaxVectorRows) {  // generation: matrix-vector products, no packing of K and V
+        for (int64_t t = 0; t < seq_len; ++t) {
+          const int64_t pos = past + t, keys = pos + 1;
+          const int64_t lo = c.sliding_window > 0 ? std::max<int64_t>(0, pos - c.sliding_window + 1) : 0;
+          float* row = scores.data();
+          cblas_sgemv(CblasRowMajor, CblasNoTrans, int(keys), int(hd), scale, kh, int(kv_dim),
+                      q.row(s * seq_len + t) + h * hd, 1, 0.0f, row, 1);
+          float mx = -INFINITY;
+          for (int64_t p = lo; p < keys; ++p) mx = std::max(mx, row[p]);
+          double sum = 0;
+          for (int64_t p = lo; p < keys; ++p) sum += (row[p] = std::exp(row[p] - mx));
+          const float inv = float(1.0 / sum);
+          for (int64_t p = 0; p < keys; ++p) row[p] = p >= lo ? row[p] * inv : 0.0f;
+          cblas_sgemv(CblasRowMajor, CblasTrans, int(keys), int(hd), 1.0f, vh, int(kv_dim), row, 1, 0.0f,
+                      out.row(s * seq_len + t) + h * hd, 1);
+        }
+        continue;
+      }
       for (int64_t c0 = 0; c0 < seq_len; c0 += kChunk) {
         const int64_t rows = std::min(kChunk, seq_len - c0), keys = past + c0 + rows;
         const float* qh = q.row(s * seq_len + c0) + h * hd;
@@ -251,6 +271,31 @@ void linear(const Tensor& x, const LinearWeights& w, Tensor& y) {
   });
 }
 
+// y_i = x · W_iᵀ (+ b_i) for several layers on one input: one qmatmul_many when every weight is
+// packed (in generation, one threaded pass for all of them), else one linear each.
+void linear_many(const Tensor& x, std::initializer_list<std::pair<const LinearWeights*, Tensor*>> layers) {
+  bool packed = true;
+  for (const auto& [w, y] : layers) packed = packed && w->packed;
+  if (!packed) {
+    for (const auto& [w, y] : layers) linear(x, *w, *y);
+    return;
+  }
+  const double t0 = g_profiling ? now_seconds() : 0;
+  std::vector<cpu::QMatmulJob> jobs;
+  double flops = 0;
+  for (const auto& [w, y] : layers) {
+    const int64_t in = w->packed->cols, out = w->packed->rows;
+    QL_ASSERT(x.shape.back() == in, "linear: input width {} != weight in {}", x.shape.back(), in);
+    const int64_t rows = x.numel() / in;
+    y->shape = {rows, out};
+    y->data.resize(size_t(rows * out));
+    jobs.push_back({w->packed.get(), y->ptr(), w->b.empty() ? nullptr : w->b.ptr()});
+    flops += 2.0 * double(x.numel()) * double(out);
+  }
+  cpu::qmatmul_many(jobs, x.ptr(), x.numel() / x.shape.back());
+  if (g_profiling) g_profile.linear_seconds += now_seconds() - t0, g_profile.linear_flops += flops;
+}
+
 Tensor embed(const ModelConfig& c, const GlobalWeights& g, const std::vector<int32_t>& tokens, int64_t n_seq,
              int64_t seq_len, int64_t pos0) {
   QL_ASSERT(int64_t(tokens.size()) == n_seq * seq_len);
@@ -288,9 +333,8 @@ Tensor attention_mix(const ModelConfig& c, const BlockWeights& w, int layer, con
   if (cache) pos0 = past;
   if (cache && past + seq_len > cache->capacity) fail("context of {} tokens is full", cache->capacity);
   Tensor q, k, v;
-  linear(h, w[Linear::Q], q);  // [rows, q_dim]
-  linear(h, w[Linear::K], k);  // [rows, kv_dim]
-  linear(h, w[Linear::V], v);  // [rows, kv_dim]
+  // q [rows, q_dim], k and v [rows, kv_dim]
+  linear_many(h, {{&w[Linear::Q], &q}, {&w[Linear::K], &k}, {&w[Linear::V], &v}});
   if (c.arch->pos == PosKind::RoPE) {
     apply_rope(c, q, c.n_heads, n_seq, seq_len, pos0);
     apply_rope(c, k, c.n_kv_heads, n_seq, seq_len, pos0);
@@ -311,11 +355,10 @@ Tensor attention_mix(const ModelConfig& c, const BlockWeights& w, int layer, con
 }
 
 Tensor ffn_mix(const ModelConfig& c, const BlockWeights& w, const Tensor& h) {
-  Tensor up;
-  linear(h, w[Linear::Up], up);  // [rows, ffn]
+  Tensor up;  // [rows, ffn]
   if (c.arch->ffn == FfnKind::GatedSiLU) {
     Tensor gate;
-    linear(h, w[Linear::Gate], gate);
+    linear_many(h, {{&w[Linear::Up], &up}, {&w[Linear::Gate], &gate}});
     parallel_for(up.numel(), [&](int64_t i0, int64_t i1) {
       for (int64_t i = i0; i < i1; ++i) {
         const float g = gate.data[size_t(i)];
@@ -323,8 +366,10 @@ Tensor ffn_mix(const ModelConfig& c, const BlockWeights& w, const Tensor& h) {
       }
     }, 1 << 14);
   } else if (c.arch->ffn == FfnKind::ReLU) {
+    linear(h, w[Linear::Up], up);
     for (auto& u : up.data) u = std::max(u, 0.0f);
   } else {
+    linear(h, w[Linear::Up], up);
     for (auto& u : up.data) u = 0.5f * u * (1.0f + std::erf(u * float(std::numbers::sqrt2 / 2)));
   }
   return up;

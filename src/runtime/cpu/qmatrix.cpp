@@ -336,6 +336,31 @@ void float_gemm(const QMatrix& w, const float* x, int64_t rows, float* y, const 
   });
 }
 
+// The activation rows the kernels read for x [rows, in]: x itself (float formats) or its 8-bit
+// quantization by k.quantize_act, kept in buf.
+const ActRow* prepare_acts(const Kernels& k, bool float_acts, const float* x, int64_t rows, int64_t in,
+                           const std::string& name, ActBuffer& buf) {
+  buf.rows.assign(size_t(rows), ActRow{});
+  if (float_acts) {
+    for (int64_t t = 0; t < rows; ++t) buf.rows[size_t(t)].x = x + t * in;
+    return buf.rows.data();
+  }
+  QL_ASSERT(in % 32 == 0, "{}: {} columns, not a multiple of 32", name, in);
+  buf.q.resize(size_t(rows * in));
+  buf.d.resize(size_t(rows * in / kActBlock));
+  buf.dsum16.resize(size_t(rows * in / 16));
+  buf.dexp.resize(size_t(rows * in / 4));
+  parallel_for(rows, [&](int64_t t0, int64_t t1) {
+    for (int64_t t = t0; t < t1; ++t)
+      k.quantize_act(x + t * in, in, buf.q.data() + t * in, buf.d.data() + t * in / kActBlock,
+                     buf.dsum16.data() + t * in / 16, buf.dexp.data() + t * in / 4);
+  }, std::max<int64_t>(1, 16384 / in));
+  for (int64_t t = 0; t < rows; ++t)
+    buf.rows[size_t(t)] = ActRow{buf.q.data() + t * in, buf.d.data() + t * in / kActBlock,
+                                 buf.dsum16.data() + t * in / 16, buf.dexp.data() + t * in / 4, nullptr};
+  return buf.rows.data();
+}
+
 }  // namespace
 
 void qmatmul(const QMatrix& w, const float* x, int64_t rows, float* y, const float* bias) {
@@ -372,26 +397,7 @@ void qmatmul(const QMatrix& w, const float* x, int64_t rows, float* y, const flo
   const Kernels& k = kernels_of(w);
   const RowParams rp = w.params();
   const DotFn dot = k.dot[int(w.format)];
-  buf.rows.assign(size_t(rows), ActRow{});
-  if (fi.float_acts) {
-    for (int64_t t = 0; t < rows; ++t) buf.rows[size_t(t)].x = x + t * in;
-  } else {
-    QL_ASSERT(in % 32 == 0, "{}: {} columns, not a multiple of 32", w.name, in);
-    buf.q.resize(size_t(rows * in));
-    buf.d.resize(size_t(rows * in / kActBlock));
-    buf.dsum16.resize(size_t(rows * in / 16));
-    buf.dexp.resize(size_t(rows * in / 4));
-    const float* src = x;
-    parallel_for(rows, [&](int64_t t0, int64_t t1) {
-      for (int64_t t = t0; t < t1; ++t)
-        k.quantize_act(src + t * in, in, buf.q.data() + t * in, buf.d.data() + t * in / kActBlock,
-                       buf.dsum16.data() + t * in / 16, buf.dexp.data() + t * in / 4);
-    }, std::max<int64_t>(1, 16384 / in));
-    for (int64_t t = 0; t < rows; ++t)
-      buf.rows[size_t(t)] = ActRow{buf.q.data() + t * in, buf.d.data() + t * in / kActBlock,
-                                   buf.dsum16.data() + t * in / 16, buf.dexp.data() + t * in / 4, nullptr};
-  }
-  const ActRow* acts = buf.rows.data();
+  const ActRow* acts = prepare_acts(k, fi.float_acts, x, rows, in, w.name, buf);
   if (rows <= kMaxActRows) {  // generation: stream W once
     parallel_for(out, [&](int64_t r0, int64_t r1) {
       float tmp[kMaxActRows];
@@ -429,6 +435,62 @@ void qmatmul(const QMatrix& w, const float* x, int64_t rows, float* y, const flo
           for (int64_t r = r0; r < r1; ++r) y[t * out + r] += bias[r];
     }
   });
+}
+
+void qmatmul_many(std::span<const QMatmulJob> jobs, const float* x, int64_t rows) {
+  QL_ASSERT(!jobs.empty());
+  const QMatrix& w0 = *jobs[0].w;
+  const Kernels& k = kernels_of(w0);
+  const bool float_acts = wformat_info(w0.format).float_acts;
+  // One pass needs one activation quantization for all: the same kernel table, the same kind of
+  // activations, the same column order. Otherwise (and for prompts) one qmatmul each.
+  bool fused = rows <= kMaxActRows && jobs.size() > 1;
+  for (const QMatmulJob& j : jobs) {
+    QL_ASSERT(j.w->cols == w0.cols, "{}: {} columns, {} has {}", j.w->name, j.w->cols, w0.name, w0.cols);
+    fused = fused && &kernels_of(*j.w) == &k && wformat_info(j.w->format).float_acts == float_acts &&
+            j.w->col_perm == w0.col_perm;
+  }
+  if (!fused) {
+    for (const QMatmulJob& j : jobs) qmatmul(*j.w, x, rows, j.y, j.bias);
+    return;
+  }
+  const int64_t in = w0.cols;
+  thread_local ActBuffer caller_buf;
+  ActBuffer& buf = caller_buf;
+  if (!w0.col_perm.empty()) {
+    buf.xperm.resize(size_t(rows * in));
+    for (int64_t t = 0; t < rows; ++t)
+      for (int64_t j = 0; j < in; ++j) buf.xperm[size_t(t * in + j)] = x[t * in + w0.col_perm[size_t(j)]];
+    x = buf.xperm.data();
+  }
+  const ActRow* acts = prepare_acts(k, float_acts, x, rows, in, w0.name, buf);
+  // The threads split the bytes of all matrices: part p takes the rows that start in its byte range.
+  std::vector<size_t> first_byte(jobs.size() + 1, 0);
+  for (size_t j = 0; j < jobs.size(); ++j) first_byte[j + 1] = first_byte[j] + jobs[j].w->bytes();
+  const size_t total = first_byte.back();
+  const int64_t parts = std::max<int64_t>(1, std::min<int64_t>(num_threads(), int64_t(total / 16384)));
+  parallel_for(parts, [&](int64_t p0, int64_t p1) {
+    const size_t lo = total * size_t(p0) / size_t(parts), hi = total * size_t(p1) / size_t(parts);
+    float tmp[kMaxActRows];
+    for (size_t j = 0; j < jobs.size(); ++j) {
+      const QMatrix& w = *jobs[j].w;
+      const size_t b = first_byte[j], rb = w.row_bytes;
+      // rows r with b + r·rb in [lo, hi)
+      const auto first_row_at = [&](size_t byte) {
+        return byte <= b ? int64_t(0) : std::min<int64_t>(w.rows, int64_t((byte - b + rb - 1) / rb));
+      };
+      const int64_t r0 = first_row_at(lo), r1 = first_row_at(hi);
+      const DotFn dot = k.dot[int(w.format)];
+      const RowParams rp = w.params();
+      const int64_t out = w.rows;
+      float* y = jobs[j].y;
+      const float* bias = jobs[j].bias;
+      for (int64_t r = r0; r < r1; ++r) {
+        dot(w.row(r), acts, int(rows), rp, tmp);
+        for (int64_t t = 0; t < rows; ++t) y[t * out + r] = tmp[t] + (bias ? bias[r] : 0.0f);
+      }
+    }
+  }, 1);
 }
 
 }  // namespace quantllm::cpu

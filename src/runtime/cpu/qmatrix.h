@@ -14,6 +14,9 @@
 //     the fp32 activations 12 tokens at a time (Kernels::float_tile);
 //     more rows elsewhere: integer formats decoded row by row into 16-row panels and multiplied four
 //     tokens at a time on 8-bit activations; float formats widened and multiplied by sgemm.
+//   qmatmul_many: several matrices on one input (q/k/v; gate/up): in generation the activations are
+//     quantized once and all matrices' rows run in one threaded pass (one hand-off between threads
+//     instead of one per matrix), each output computed exactly as qmatmul computes it.
 //   Threads split the output columns (rows of W); every output is computed by the same code whatever
 //   the thread count, so results do not depend on it.
 #pragma once
@@ -25,6 +28,7 @@
 #include <cstdint>
 #include <memory>
 #include <optional>
+#include <span>
 #include <string>
 #include <vector>
 
@@ -62,6 +66,14 @@ std::optional<WFormat> wformat_of_ggml(uint32_t ggml_type);
 
 // y [rows, w.rows] = x [rows, w.cols] · Wᵀ (+ bias [w.rows] when not null).
 void qmatmul(const QMatrix& w, const float* x, int64_t rows, float* y, const float* bias);
+// One product of qmatmul_many: y [rows, w->rows] = x · Wᵀ (+ bias).
+struct QMatmulJob {
+  const QMatrix* w = nullptr;
+  float* y = nullptr;
+  const float* bias = nullptr;
+};
+// Every job's product on the same x [rows, in] (all jobs have in columns); results equal qmatmul's.
+void qmatmul_many(std::span<const QMatmulJob> jobs, const float* x, int64_t rows);
 // Row r of W as fp32 (embedding lookups): out[w.cols].
 void qmatrix_row(const QMatrix& w, int64_t r, float* out);
 

@@ -168,6 +168,7 @@ void attention(const ModelConfig& c, const Tensor& q, int64_t n_seq, int64_t seq
   // A few query rows (token-by-token generation) go through sgemv instead: sgemm would copy K and V
   // into its panels for every row.
   constexpr int64_t kChunk = 64, kMaxVectorRows = 4;
+  const cpu::SoftmaxFn softmax = cpu::kernels().softmax;
   parallel_for(n_seq * n_heads, [&](int64_t t0, int64_t t1) {
     std::vector<float> scores(static_cast<size_t>(std::min(kChunk, seq_len) * n_ctx));  // [chunk, keys]
     for (int64_t task = t0; task < t1; ++task) {
@@ -181,12 +182,7 @@ void attention(const ModelConfig& c, const Tensor& q, int64_t n_seq, int64_t seq
           float* row = scores.data();
           cblas_sgemv(CblasRowMajor, CblasNoTrans, int(keys), int(hd), scale, kh, int(kv_dim),
                       q.row(s * seq_len + t) + h * hd, 1, 0.0f, row, 1);
-          float mx = -INFINITY;
-          for (int64_t p = lo; p < keys; ++p) mx = std::max(mx, row[p]);
-          double sum = 0;
-          for (int64_t p = lo; p < keys; ++p) sum += (row[p] = std::exp(row[p] - mx));
-          const float inv = float(1.0 / sum);
-          for (int64_t p = 0; p < keys; ++p) row[p] = p >= lo ? row[p] * inv : 0.0f;
+          softmax(row, lo, keys, keys);
           cblas_sgemv(CblasRowMajor, CblasTrans, int(keys), int(hd), 1.0f, vh, int(kv_dim), row, 1, 0.0f,
                       out.row(s * seq_len + t) + h * hd, 1);
         }
@@ -200,13 +196,7 @@ void attention(const ModelConfig& c, const Tensor& q, int64_t n_seq, int64_t seq
         for (int64_t t = 0; t < rows; ++t) {
           const int64_t pos = past + c0 + t;  // attends to positions [lo, pos]
           const int64_t lo = c.sliding_window > 0 ? std::max<int64_t>(0, pos - c.sliding_window + 1) : 0;
-          float* row = scores.data() + t * keys;
-          float mx = -INFINITY;
-          for (int64_t p = lo; p <= pos; ++p) mx = std::max(mx, row[p]);
-          double sum = 0;
-          for (int64_t p = lo; p <= pos; ++p) sum += (row[p] = std::exp(row[p] - mx));
-          const float inv = float(1.0 / sum);
-          for (int64_t p = 0; p < keys; ++p) row[p] = (p >= lo && p <= pos) ? row[p] * inv : 0.0f;
+          softmax(scores.data() + t * keys, lo, pos + 1, keys);
         }
         cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, int(rows), int(hd), int(keys), 1.0f, scores.data(),
                     int(keys), vh, int(kv_dim), 0.0f, out.row(s * seq_len + c0) + h * hd, int(q_dim));

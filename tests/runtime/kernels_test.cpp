@@ -579,3 +579,88 @@ TEST(Kernels, QmatmulDoesNotDependOnTheThreadCount) {
   for (int64_t t = 0; t < T; ++t)
     for (int64_t r = 0; r < out; ++r) EXPECT_EQ(y2[size_t(t * out + r)], y1[size_t(t * out + out - 1 - r)]);
 }
+
+namespace quantllm::cpu {
+namespace {
+
+// Attention's softmax at every level against a double-precision softmax. Bound per value y: the exp
+// of each level (scalar: std::exp, < 1 ulp; AVX-512: polynomial, < 3 ulp) and the final multiply,
+// 4·2⁻²³·y, plus the sum's rounding, (n/16 + 2)·2⁻²⁴·y (16 fp32 partial sums of n/16 terms each).
+// The score minus the maximum is rounded to fp32 first (as in every fp32 softmax): |s − m|·2⁻²⁴·y.
+// Tiny values are subnormal: two subnormal steps (2⁻¹⁴⁸) on top.
+TEST(Kernels, SoftmaxMatchesTheExactOneAtEveryLevel) {
+  for (const int64_t n : {1, 7, 16, 33, 500, 4096}) {
+    std::vector<float> scores = gaussian(n, 41 + uint32_t(n), 4.0f);
+    if (n > 2) scores[size_t(n / 2)] = -90.0f;  // exp underflows past the fp32 normals
+    for (const auto& [lo, hi] : std::vector<std::pair<int64_t, int64_t>>{{0, n}, {n / 3, n}, {n / 4, n - n / 5}}) {
+      if (lo >= hi) continue;
+      double mx = -INFINITY, sum = 0;
+      for (int64_t p = lo; p < hi; ++p) mx = std::max(mx, double(scores[size_t(p)]));
+      for (int64_t p = lo; p < hi; ++p) sum += std::exp(double(scores[size_t(p)]) - mx);
+      for (Isa isa : levels()) {
+        SCOPED_TRACE(::testing::Message() << isa_name(isa) << " n=" << n << " [" << lo << ", " << hi << ")");
+        std::vector<float> row = scores;
+        kernels_for(isa).softmax(row.data(), lo, hi, n);
+        double worst = 0;  // relative error of the normal values, in ulps (2⁻²⁴)
+        for (int64_t p = 0; p < n; ++p) {
+          const double want = (p >= lo && p < hi) ? std::exp(double(scores[size_t(p)]) - mx) / sum : 0.0;
+          const double shifted = double(scores[size_t(p)]) - mx;  // rounded to fp32 by every level: 2⁻²⁴·|shifted|
+          const double bound = (4 * 0x1p-23 + double(n / 16 + 2) * kU + std::abs(shifted) * kU) * want + 0x1p-148;
+          if (want > 0x1p-126) {  // the exp's and the sum's part alone: against exp of the rounded difference
+            const double same_arg = std::exp(double(float(shifted))) / sum;
+            worst = std::max(worst, std::abs(row[size_t(p)] - same_arg) / same_arg / kU);
+          }
+          ASSERT_LE(std::abs(row[size_t(p)] - want), bound) << "p=" << p;
+        }
+        if (n == 4096 && lo == 0) std::printf("softmax %s, n = 4096: largest relative error %.2f·2^-24\n", std::string(isa_name(isa)).c_str(), worst);
+      }
+    }
+  }
+}
+
+// qmatmul_many (q/k/v, gate/up in one pass) gives qmatmul's numbers, bit for bit, at every thread count.
+TEST(Kernels, QmatmulManyEqualsOneQmatmulEach) {
+  const int64_t in = 512;
+  struct M {
+    Case c;
+    int64_t out;
+  };
+  const std::vector<M> ms = {{{WFormat::Q4_K, GgmlType::Q4_K}, 300}, {{WFormat::Q6_K, GgmlType::Q6_K}, 64},
+                             {{WFormat::Q8_0, GgmlType::Q8_0}, 129}};
+  std::vector<std::vector<uint8_t>> bytes;
+  std::vector<QMatrix> mats;
+  std::vector<std::vector<float>> biases;
+  for (size_t i = 0; i < ms.size(); ++i) {
+    const auto wf = gaussian(ms[i].out * in, 51 + uint32_t(i), 0.02f);
+    bytes.emplace_back(ggml::row_size(ms[i].c.type, in) * size_t(ms[i].out));
+    ggml::quantize_rows(ms[i].c.type, wf.data(), bytes.back().data(), ms[i].out, in, nullptr);
+    biases.push_back(gaussian(ms[i].out, 61 + uint32_t(i)));
+  }
+  for (size_t i = 0; i < ms.size(); ++i) {
+    QMatrix m;
+    m.format = ms[i].c.format, m.rows = ms[i].out, m.cols = in, m.row_bytes = ggml::row_size(ms[i].c.type, in);
+    m.data = bytes[i].data();
+    mats.push_back(m);
+  }
+  for (const int64_t T : {1, 3, 9}) {
+    const auto x = gaussian(T * in, 71);
+    for (const int threads : {1, 2}) {
+      set_num_threads(threads);
+      std::vector<std::vector<float>> want, got;
+      std::vector<QMatmulJob> jobs;
+      for (size_t i = 0; i < mats.size(); ++i) {
+        want.emplace_back(size_t(T * mats[i].rows));
+        got.emplace_back(size_t(T * mats[i].rows), -1.0f);
+        qmatmul(mats[i], x.data(), T, want.back().data(), i == 1 ? nullptr : biases[i].data());
+      }
+      for (size_t i = 0; i < mats.size(); ++i)
+        jobs.push_back({&mats[i], got[i].data(), i == 1 ? nullptr : biases[i].data()});
+      qmatmul_many(jobs, x.data(), T);
+      for (size_t i = 0; i < mats.size(); ++i) EXPECT_EQ(got[i], want[i]) << "T=" << T << " threads=" << threads << " matrix " << i;
+    }
+  }
+  set_num_threads(2);
+}
+
+}  // namespace
+}  // namespace quantllm::cpu

@@ -384,6 +384,7 @@ const Kernels kAvx2 = {
      gemm_tile<false>},
     {},
     nullptr,
+    softmax_scalar,
 };
 
 }  // namespace

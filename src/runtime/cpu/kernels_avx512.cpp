@@ -656,6 +656,55 @@ void float_tile(const float* panel, int nr, const float* const* x, int na, int64
   kFloatTiles[na - 1](panel, panel + 16 * kn, mask(nr), mask(nr - 16), x, kn, out, ldo, accumulate);
 }
 
+// ---------------------------------------------------------------- softmax (kernels.h)
+
+// exp(x) for x ≤ 0 (scores minus their maximum): x = k·ln 2 + r with |r| ≤ ln 2 / 2 (ln 2 in two
+// parts, so k·ln2_hi is exact for |k| < 2⁸), exp(r) by its Taylor polynomial to degree 7 (truncation
+// < 6e-9 relative), times 2^k by vscalefps (which underflows gracefully to 0 below −104).
+inline __m512 exp_nonpositive(__m512 x) {
+  x = _mm512_max_ps(x, _mm512_set1_ps(-104.0f));  // also −inf → −104
+  const __m512 k = _mm512_roundscale_ps(_mm512_mul_ps(x, _mm512_set1_ps(1.44269504088896341f)),
+                                        _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+  __m512 r = _mm512_fnmadd_ps(k, _mm512_set1_ps(0.693145751953125f), x);  // ln2_hi: 16 significant bits
+  r = _mm512_fnmadd_ps(k, _mm512_set1_ps(1.4286068202862268e-06f), r);    // ln2 − ln2_hi
+  __m512 p = _mm512_set1_ps(1.0f / 5040);
+  p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.0f / 720));
+  p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.0f / 120));
+  p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.0f / 24));
+  p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.0f / 6));
+  p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(0.5f));
+  p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.0f));
+  p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.0f));
+  return _mm512_scalef_ps(p, k);
+}
+
+inline __mmask16 tail_mask(int64_t left) { return left >= 16 ? __mmask16(0xffff) : __mmask16((1u << left) - 1); }
+
+void softmax(float* row, int64_t lo, int64_t hi, int64_t n) {
+  __m512 mx = _mm512_set1_ps(-__builtin_inff());
+  for (int64_t p = lo; p < hi; p += 16)
+    mx = _mm512_max_ps(mx, _mm512_mask_loadu_ps(mx, tail_mask(hi - p), row + p));
+  const __m512 m = _mm512_set1_ps(_mm512_reduce_max_ps(mx));
+  __m512 sum = _mm512_setzero_ps();
+  for (int64_t p = lo; p < hi; p += 16) {
+    const __mmask16 k = tail_mask(hi - p);
+    const __m512 e = exp_nonpositive(_mm512_sub_ps(_mm512_maskz_loadu_ps(k, row + p), m));
+    _mm512_mask_storeu_ps(row + p, k, e);
+    sum = _mm512_add_ps(sum, _mm512_maskz_mov_ps(k, e));
+  }
+  alignas(64) float parts[16];
+  _mm512_store_ps(parts, sum);
+  double total = 0;
+  for (float v : parts) total += double(v);
+  const __m512 inv = _mm512_set1_ps(float(1.0 / total));
+  for (int64_t p = lo; p < hi; p += 16) {
+    const __mmask16 k = tail_mask(hi - p);
+    _mm512_mask_storeu_ps(row + p, k, _mm512_mul_ps(_mm512_maskz_loadu_ps(k, row + p), inv));
+  }
+  std::memset(row, 0, size_t(lo) * sizeof(float));
+  std::memset(row + hi, 0, size_t(n - hi) * sizeof(float));
+}
+
 const Kernels kAvx512 = {
     Isa::Avx512,
     {dot_float<LoadF32>, dot_float<LoadF16>, dot_float<LoadBF16>, dot_blocks<DecQ8_0, DecQ8_0x4>,
@@ -669,6 +718,7 @@ const Kernels kAvx512 = {
      int_float_panel<DecQ4_0>, int_float_panel<DecQ45K<false>>, int_float_panel<DecQ45K<true>>, int_float_panel<DecQ6K>,
      int_float_panel<DecGQ4>},
     float_tile,
+    softmax,
 };
 
 // ---------------------------------------------------------------- bf16 prompts (AVX-512 BF16)

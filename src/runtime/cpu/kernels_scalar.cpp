@@ -277,9 +277,20 @@ const Kernels kScalar = {
     {nullptr, nullptr, nullptr, gemm_tile, gemm_tile, gemm_tile, gemm_tile, gemm_tile, gemm_tile},
     {},
     nullptr,
+    softmax_scalar,
 };
 
 }  // namespace
+
+void softmax_scalar(float* row, int64_t lo, int64_t hi, int64_t n) {
+  QL_ASSERT(0 <= lo && lo < hi && hi <= n);
+  float mx = -INFINITY;
+  for (int64_t p = lo; p < hi; ++p) mx = std::max(mx, row[p]);
+  double sum = 0;
+  for (int64_t p = lo; p < hi; ++p) sum += (row[p] = std::exp(row[p] - mx));
+  const float inv = float(1.0 / sum);
+  for (int64_t p = 0; p < n; ++p) row[p] = (p >= lo && p < hi) ? row[p] * inv : 0.0f;
+}
 
 const WFormatInfo& wformat_info(WFormat f) {
   QL_ASSERT(int(f) < kNumWFormats);

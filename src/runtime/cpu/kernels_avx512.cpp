@@ -234,6 +234,17 @@ struct DecGQ4x2 {
   const uint8_t* w;
   int64_t n, gs;
   void decode(int64_t s, __m512i* u, __m512* alpha, Beta& beta) const {
+    if (gs % 128 == 0) {  // both chunks in one group: one record
+      const uint8_t* rec = w + n / 2 + 4 * (128 * s / gs);
+      uint16_t sh;
+      std::memcpy(&sh, rec, 2);
+      const float sc = h2f(sh);
+      u[0] = nibbles64(w + 64 * s);
+      u[1] = nibbles64(w + 64 * s + 32);
+      alpha[0] = alpha[1] = _mm512_set1_ps(sc);
+      beta = _mm256_set1_ps(sc * float(rec[2]));
+      return;
+    }
     float sc[2], off[2];
     for (int c = 0; c < 2; ++c) {
       const uint8_t* rec = w + n / 2 + 4 * ((128 * s + 64 * c) / gs);

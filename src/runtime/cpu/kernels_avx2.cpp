@@ -175,13 +175,21 @@ struct DecQ4_0 {
   }
 };
 
+// The group of code i is i / gs, by shift for power-of-two group sizes (a whole-row group shifts by
+// 63: always group 0) instead of a 64-bit division per step.
+inline int gq4_shift(int64_t n, int64_t gs) {
+  if ((gs & (gs - 1)) == 0) return __builtin_ctzll(uint64_t(gs));
+  return gs == n ? 63 : -1;
+}
+
 struct DecGQ4 {
   static constexpr int kStep = 64, kChunks = 2;
   static constexpr bool kSigned = false;
   const uint8_t* w;
   int64_t n, gs;
+  int shift;  // gq4_shift(n, gs)
   void decode(int64_t s, __m256i* u, __m256* alpha, float* beta) const {
-    const uint8_t* rec = w + n / 2 + 4 * (64 * s / gs);
+    const uint8_t* rec = w + n / 2 + 4 * (shift >= 0 ? (64 * s) >> shift : 64 * s / gs);
     uint16_t sh;
     std::memcpy(&sh, rec, 2);
     const float sc = h2f(sh), off = sc * float(rec[2]);
@@ -301,7 +309,7 @@ void dot_simple(const uint8_t* w, const ActRow* act, int na, const RowParams& p,
   dot_int(Dec{w}, act, na, p.n, out);
 }
 void dot_gq4(const uint8_t* w, const ActRow* act, int na, const RowParams& p, float* out) {
-  dot_int(DecGQ4{w, p.n, p.group_size}, act, na, p.n, out);
+  dot_int(DecGQ4{w, p.n, p.group_size, gq4_shift(p.n, p.group_size)}, act, na, p.n, out);
 }
 
 // ---------------------------------------------------------------- prompt processing
@@ -324,7 +332,7 @@ void decode_simple(const uint8_t* w, const RowParams& p, const DecodedRow& out) 
   decode_with(Dec{w}, p.n, out);
 }
 void decode_gq4(const uint8_t* w, const RowParams& p, const DecodedRow& out) {
-  decode_with(DecGQ4{w, p.n, p.group_size}, p.n, out);
+  decode_with(DecGQ4{w, p.n, p.group_size, gq4_shift(p.n, p.group_size)}, p.n, out);
 }
 
 // NR × NA (≤ 2 × 2: sixteen 256-bit registers) decoded rows against activation rows; offsets folded

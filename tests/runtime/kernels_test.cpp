@@ -662,5 +662,31 @@ TEST(Kernels, QmatmulManyEqualsOneQmatmulEach) {
   set_num_threads(2);
 }
 
+// Act-order GQ4: matrices with one column order share a pass (q/k/v of one Hessian), others fall back
+// to one qmatmul each; both give qmatmul's numbers.
+TEST(Kernels, QmatmulManyKeepsTheActOrderColumns) {
+  const int64_t in = 512;
+  const GroupQuantized qa = make_groups(96, in, 4, 128, true, 17), qb = make_groups(40, in, 4, 128, true, 17),
+                       qc = make_groups(64, in, 4, 128, true, 18);
+  GroupSource sa(qa, false), sb(qb, false), sc(qc, false);
+  const auto a = make_qmatrix(sa, "a", nullptr), b = make_qmatrix(sb, "b", nullptr), c = make_qmatrix(sc, "c", nullptr);
+  ASSERT_TRUE(a && b && c);
+  ASSERT_FALSE(a->col_perm.empty());
+  ASSERT_EQ(a->col_perm, b->col_perm);
+  ASSERT_NE(a->col_perm, c->col_perm);
+  for (const int64_t T : {1, 3}) {
+    const auto x = gaussian(T * in, 81);
+    for (const QMatrix* other : {b.get(), c.get()}) {
+      std::vector<float> wa(size_t(T * a->rows)), wo(size_t(T * other->rows)), ga(wa.size(), -1.0f), go(wo.size(), -1.0f);
+      qmatmul(*a, x.data(), T, wa.data(), nullptr);
+      qmatmul(*other, x.data(), T, wo.data(), nullptr);
+      const QMatmulJob jobs[] = {{a.get(), ga.data(), nullptr}, {other, go.data(), nullptr}};
+      qmatmul_many(jobs, x.data(), T);
+      EXPECT_EQ(ga, wa) << "T=" << T << " with " << other->name;
+      EXPECT_EQ(go, wo) << "T=" << T << " with " << other->name;
+    }
+  }
+}
+
 }  // namespace
 }  // namespace quantllm::cpu

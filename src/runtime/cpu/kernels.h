@@ -113,8 +113,8 @@ using FloatTileFn = void (*)(const float* panel, int nr, const float* const* x, 
 
 // Attention's softmax over one row of scores: row[lo, hi) ← exp(row[i] − max) / Σ exp(row[j] − max)
 // over [lo, hi); row[0, lo) and row[hi, n) ← 0 (the causal mask and the sliding window). The scalar
-// reference uses std::exp and a double sum; the AVX-512 level a degree-7 polynomial after
-// reduction by ln 2 (within 3 ulp of exp) and 16 fp32 partial sums.
+// reference (also the AVX2 level's) uses std::exp and a double sum; the AVX-512 level a degree-7
+// polynomial after reduction by ln 2 (within 3 ulp of exp) and 16 fp32 partial sums.
 using SoftmaxFn = void (*)(float* row, int64_t lo, int64_t hi, int64_t n);
 void softmax_scalar(float* row, int64_t lo, int64_t hi, int64_t n);
 

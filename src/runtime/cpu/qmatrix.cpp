@@ -336,6 +336,16 @@ void float_gemm(const QMatrix& w, const float* x, int64_t rows, float* y, const 
   });
 }
 
+// x [rows, w.cols] itself, or for act-order GQ4 its columns in the packed order (kept in buf.xperm).
+const float* in_packed_column_order(const QMatrix& w, const float* x, int64_t rows, ActBuffer& buf) {
+  if (w.col_perm.empty()) return x;
+  const int64_t in = w.cols;
+  buf.xperm.resize(size_t(rows * in));
+  for (int64_t t = 0; t < rows; ++t)
+    for (int64_t j = 0; j < in; ++j) buf.xperm[size_t(t * in + j)] = x[t * in + w.col_perm[size_t(j)]];
+  return buf.xperm.data();
+}
+
 // The activation rows the kernels read for x [rows, in]: x itself (float formats) or its 8-bit
 // quantization by k.quantize_act, kept in buf.
 const ActRow* prepare_acts(const Kernels& k, bool float_acts, const float* x, int64_t rows, int64_t in,
@@ -370,12 +380,7 @@ void qmatmul(const QMatrix& w, const float* x, int64_t rows, float* y, const flo
   // would be each worker's own (empty) instance.
   thread_local ActBuffer caller_buf;
   ActBuffer& buf = caller_buf;
-  if (!w.col_perm.empty()) {  // act-order GQ4: the activations in the packed column order
-    buf.xperm.resize(size_t(rows * in));
-    for (int64_t t = 0; t < rows; ++t)
-      for (int64_t j = 0; j < in; ++j) buf.xperm[size_t(t * in + j)] = x[t * in + w.col_perm[size_t(j)]];
-    x = buf.xperm.data();
-  }
+  x = in_packed_column_order(w, x, rows, buf);
   if (rows > kMaxActRows) {  // prompts: bf16 or fp32 tiles where the level has them
     // Not for BF16 checkpoints: they are the reference weights, and rounding the activations to bf16
     // would move their perplexity away from transformers' (the fp32 tiles keep it within 1e-5).
@@ -457,12 +462,7 @@ void qmatmul_many(std::span<const QMatmulJob> jobs, const float* x, int64_t rows
   const int64_t in = w0.cols;
   thread_local ActBuffer caller_buf;
   ActBuffer& buf = caller_buf;
-  if (!w0.col_perm.empty()) {
-    buf.xperm.resize(size_t(rows * in));
-    for (int64_t t = 0; t < rows; ++t)
-      for (int64_t j = 0; j < in; ++j) buf.xperm[size_t(t * in + j)] = x[t * in + w0.col_perm[size_t(j)]];
-    x = buf.xperm.data();
-  }
+  x = in_packed_column_order(w0, x, rows, buf);
   const ActRow* acts = prepare_acts(k, float_acts, x, rows, in, w0.name, buf);
   // The threads split the bytes of all matrices: part p takes the rows that start in its byte range.
   std::vector<size_t> first_byte(jobs.size() + 1, 0);

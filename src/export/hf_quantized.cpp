@@ -78,24 +78,6 @@ DType stored_dtype(const WeightSource& src, const std::string& name) {
   return d.value_or(DType::F32);
 }
 
-std::vector<uint16_t> as_f16_bits(const TensorView& v) {
-  std::vector<uint16_t> out(static_cast<size_t>(v.numel()));
-  if (v.dtype == DType::F16) {
-    std::memcpy(out.data(), v.data, v.nbytes);
-  } else {
-    const Tensor t = v.to_f32();
-    for (size_t i = 0; i < out.size(); ++i) out[i] = f32_to_f16(t.data[i]);
-  }
-  return out;
-}
-
-std::vector<int32_t> as_i32(const TensorView& v, const std::string& where) {
-  if (v.dtype != DType::I32) fail("{}: tensor '{}' must be I32, is {}", where, v.name, dtype_name(v.dtype));
-  std::vector<int32_t> out(static_cast<size_t>(v.numel()));
-  std::memcpy(out.data(), v.data, v.nbytes);
-  return out;
-}
-
 // Reader of a GPTQ / AWQ directory written by us, GPTQModel, AutoGPTQ or AutoAWQ.
 class QuantizedDirWeights final : public WeightSource {
  public:
@@ -197,36 +179,7 @@ class QuantizedDirWeights final : public WeightSource {
   }
 
   GroupQuantized unpack(const std::string& b) const {
-    const std::string where = dir_.string();
-    const Shape s = shape(b + ".weight");
-    const int64_t out = s[0], in = s[1];
-    const int64_t gs = group_size_ > 0 ? group_size_ : in;
-    if (in % gs != 0) fail("{}: layer '{}': group size {} does not divide {}", where, b, gs, in);
-    if (method_ == "gptq") {
-      GptqPacked p;
-      p.bits = bits_;
-      p.in = in;
-      p.out = out;
-      p.n_groups = in / gs;
-      p.qweight = as_i32(ckpt_.get(b + ".qweight"), where);
-      p.qzeros = as_i32(ckpt_.get(b + ".qzeros"), where);
-      p.scales = as_f16_bits(ckpt_.get(b + ".scales"));
-      if (ckpt_.has(b + ".g_idx")) {
-        p.g_idx = as_i32(ckpt_.get(b + ".g_idx"), where);
-      } else {
-        p.g_idx.resize(size_t(in));
-        for (int64_t i = 0; i < in; ++i) p.g_idx[size_t(i)] = int32_t(i / gs);
-      }
-      return unpack_gptq(p, format_, group_size_, b);
-    }
-    AwqPacked p;
-    p.in = in;
-    p.out = out;
-    p.n_groups = in / gs;
-    p.qweight = as_i32(ckpt_.get(b + ".qweight"), where);
-    p.qzeros = as_i32(ckpt_.get(b + ".qzeros"), where);
-    p.scales = as_f16_bits(ckpt_.get(b + ".scales"));
-    return unpack_awq_gemm(p, group_size_, b);
+    return unpack_groups(*packed(b + ".weight"), dir_.string(), b);
   }
 
   const std::string& method() const { return method_; }

@@ -2,15 +2,67 @@
 #include "model/weights.h"
 
 #include "core/error.h"
+#include "core/dtype.h"
 #include "io/safetensors.h"
+#include "quant/gptq_format.h"
 
 #include <fmt/format.h>
 
 #include <algorithm>
+#include <cstring>
 #include <mutex>
 #include <set>
 
 namespace quantllm {
+
+namespace {
+
+std::vector<int32_t> as_i32(const TensorView& v, const std::string& where) {
+  if (v.dtype != DType::I32) fail("{}: tensor '{}' must be I32, is {}", where, v.name, dtype_name(v.dtype));
+  std::vector<int32_t> out(static_cast<size_t>(v.numel()));
+  std::memcpy(out.data(), v.data, v.nbytes);
+  return out;
+}
+
+std::vector<uint16_t> as_f16_bits(const TensorView& v) {
+  std::vector<uint16_t> out(static_cast<size_t>(v.numel()));
+  if (v.dtype == DType::F16) {
+    std::memcpy(out.data(), v.data, v.nbytes);
+  } else {
+    const Tensor t = v.to_f32();
+    for (size_t i = 0; i < out.size(); ++i) out[i] = f32_to_f16(t.data[i]);
+  }
+  return out;
+}
+
+}  // namespace
+
+GroupQuantized unpack_groups(const PackedWeight& p, const std::string& where, const std::string& layer) {
+  QL_ASSERT(p.kind != PackedWeight::Kind::Ggml && p.shape.size() == 2, "{}: not a GPTQ / AWQ layer", layer);
+  const int64_t out = p.shape[0], in = p.shape[1];
+  const int64_t gs = p.group_size > 0 ? p.group_size : in;
+  if (in % gs != 0) fail("{}: layer '{}': group size {} does not divide {}", where, layer, gs, in);
+  if (p.kind == PackedWeight::Kind::Gptq) {
+    GptqPacked g;
+    g.bits = p.bits, g.in = in, g.out = out, g.n_groups = in / gs;
+    g.qweight = as_i32(p.qweight, where);
+    g.qzeros = as_i32(p.qzeros, where);
+    g.scales = as_f16_bits(p.scales);
+    if (p.g_idx.data) {
+      g.g_idx = as_i32(p.g_idx, where);
+    } else {
+      g.g_idx.resize(size_t(in));
+      for (int64_t i = 0; i < in; ++i) g.g_idx[size_t(i)] = int32_t(i / gs);
+    }
+    return unpack_gptq(g, p.gptq_v1 ? GptqCheckpointFormat::kV1 : GptqCheckpointFormat::kV2, p.group_size, layer);
+  }
+  AwqPacked a;
+  a.in = in, a.out = out, a.n_groups = in / gs;
+  a.qweight = as_i32(p.qweight, where);
+  a.qzeros = as_i32(p.qzeros, where);
+  a.scales = as_f16_bits(p.scales);
+  return unpack_awq_gemm(a, p.group_size, layer);
+}
 
 namespace {
 

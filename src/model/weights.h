@@ -10,6 +10,7 @@
 #include "core/tensor.h"
 #include "io/safetensors.h"
 #include "model/config.h"
+#include "quant/group_quant.h"
 #include "tokenizer/tokenizer.h"
 
 #include <array>
@@ -40,6 +41,11 @@ struct PackedWeight {
   bool gptq_v1 = true;  // checkpoint_format "gptq" (zeros stored minus one) rather than "gptq_v2"
   TensorView qweight, qzeros, scales, g_idx;
 };
+
+// The groups of a Gptq / Awq packed weight, unpacked (quant/gptq_format.h describes the layouts).
+// Error naming `where` and the tensor when a part is not stored as the format says (I32 qweight,
+// qzeros, g_idx) or the group size does not divide the input size.
+GroupQuantized unpack_groups(const PackedWeight& p, const std::string& where, const std::string& layer);
 
 class WeightSource {
  public:

@@ -124,19 +124,25 @@ double offset_of(WFormat f, const uint8_t* row, int64_t i) {
   }
 }
 
-struct Row {
+// `out` rows of n Gaussian weights quantized by quant/ggml (llama.cpp's bytes), their dequantized
+// values, and the QMatrix over the bytes (moving a Matrix keeps m valid: the byte buffer moves along).
+struct Matrix {
   std::vector<uint8_t> bytes;
-  std::vector<float> w;  // dequantized
+  std::vector<float> w;  // dequantized [out, n]
+  QMatrix m;
 };
-Row make_row(const Case& c, int64_t n, uint32_t seed) {
-  const auto x = gaussian(n, seed, 0.02f);
-  Row r;
-  r.bytes.resize(ggml::row_size(c.type, n));
-  ggml::quantize_rows(c.type, x.data(), r.bytes.data(), 1, n, nullptr);
-  r.w.resize(size_t(n));
-  ggml::dequantize_rows(c.type, r.bytes.data(), r.w.data(), 1, n);
+Matrix make_matrix(const Case& c, int64_t out, int64_t n, uint32_t seed) {
+  const auto x = gaussian(out * n, seed, 0.02f);
+  Matrix r;
+  r.bytes.resize(ggml::row_size(c.type, n) * size_t(out));
+  ggml::quantize_rows(c.type, x.data(), r.bytes.data(), out, n, nullptr);
+  r.w.resize(size_t(out * n));
+  ggml::dequantize_rows(c.type, r.bytes.data(), r.w.data(), out, n);
+  r.m.format = c.format, r.m.rows = out, r.m.cols = n, r.m.row_bytes = ggml::row_size(c.type, n);
+  r.m.data = r.bytes.data();
   return r;
 }
+Matrix make_row(const Case& c, int64_t n, uint32_t seed) { return make_matrix(c, 1, n, seed); }
 
 // Activation rows quantized by level `isa` (or fp32 for float formats).
 struct Acts {
@@ -191,7 +197,7 @@ TEST(Kernels, EveryLevelMatchesTheScalarReference) {
     const WFormatInfo& fi = wformat_info(c.format);
     for (int64_t n : {int64_t(256), int64_t(1280), int64_t(4096), int64_t(576)}) {
       if (n % fi.block != 0) continue;
-      const Row row = make_row(c, n, uint32_t(n));
+      const Matrix row = make_row(c, n, uint32_t(n));
       const RowParams p{n, 0};
       for (int na = 1; na <= kMaxActRows; ++na) {
         const Acts ref_acts = make_acts(na, n, !fi.float_acts, Isa::Scalar, 11);
@@ -229,7 +235,7 @@ TEST(Kernels, DecodedTilesMatchTheScalarReference) {
     // 576 = 4.5 · 128: the tails of the 128/256-code steps (32-weight formats only; K-quants need 256s)
     for (const int64_t n : {int64_t(1280), fi.block == 32 ? int64_t(576) : int64_t(768)}) {
     const int nr = 3;
-    std::vector<Row> rows;
+    std::vector<Matrix> rows;
     for (int r = 0; r < nr; ++r) rows.push_back(make_row(c, n, uint32_t(100 + r)));
     const RowParams p{n, 0};
     for (Isa isa : levels()) {
@@ -270,7 +276,7 @@ TEST(Kernels, EveryFormatMatchesTheFp32ProductWithinTheActivationRounding) {
   for (const Case& c : kGgmlCases) {
     const WFormatInfo& fi = wformat_info(c.format);
     const int64_t n = 4096;
-    const Row row = make_row(c, n, 3);
+    const Matrix row = make_row(c, n, 3);
     const RowParams p{n, 0};
     for (Isa isa : levels()) {
       const Acts acts = make_acts(1, n, !fi.float_acts, isa, 5);
@@ -439,13 +445,9 @@ TEST(Kernels, GptqAndAwqGroupsThroughQmatmulMatchTheDequantizedProduct) {
 TEST(Kernels, FloatFormatsManyRowsMatchTheExactProduct) {
   const int64_t out = 40, in = 1000, T = 13;
   for (const Case c : {Case{WFormat::F32, GgmlType::F32}, Case{WFormat::F16, GgmlType::F16}, Case{WFormat::BF16, GgmlType::BF16}}) {
-    const auto wf = gaussian(out * in, 51, 0.02f);
-    std::vector<uint8_t> bytes(ggml::row_size(c.type, in) * size_t(out));
-    ggml::quantize_rows(c.type, wf.data(), bytes.data(), out, in, nullptr);
-    std::vector<float> wd(static_cast<size_t>(out * in));
-    ggml::dequantize_rows(c.type, bytes.data(), wd.data(), out, in);
-    QMatrix m;
-    m.format = c.format, m.rows = out, m.cols = in, m.row_bytes = ggml::row_size(c.type, in), m.data = bytes.data();
+    const Matrix mat = make_matrix(c, out, in, 51);
+    const QMatrix& m = mat.m;
+    const std::vector<float>& wd = mat.w;
     const auto x = gaussian(T * in, 53);
     std::vector<float> bias(static_cast<size_t>(out));
     for (int64_t r = 0; r < out; ++r) bias[size_t(r)] = 0.01f * float(r);
@@ -475,13 +477,9 @@ TEST(Kernels, IntegerFormatsManyRowsMatchTheDequantizedProduct) {
   const int64_t out = 40, in = 1024, T = 13;
   for (const Case& c : kGgmlCases) {
     if (wformat_info(c.format).float_acts) continue;
-    const auto wf = gaussian(out * in, 61, 0.02f);
-    std::vector<uint8_t> bytes(ggml::row_size(c.type, in) * size_t(out));
-    ggml::quantize_rows(c.type, wf.data(), bytes.data(), out, in, nullptr);
-    std::vector<float> wd(static_cast<size_t>(out * in));
-    ggml::dequantize_rows(c.type, bytes.data(), wd.data(), out, in);
-    QMatrix m;
-    m.format = c.format, m.rows = out, m.cols = in, m.row_bytes = ggml::row_size(c.type, in), m.data = bytes.data();
+    const Matrix mat = make_matrix(c, out, in, 61);
+    const QMatrix& m = mat.m;
+    const std::vector<float>& wd = mat.w;
     const auto x = gaussian(T * in, 67);
     // every level, and at AVX-512 both prompt paths where the CPU has bf16 (fp32 tiles, bf16 tiles:
     // the bf16 rounding, ≤ 2⁻⁸|x|, is within the 8-bit worst case used here: d/2 ≥ |x|/254)
@@ -502,7 +500,7 @@ TEST(Kernels, IntegerFormatsManyRowsMatchTheDequantizedProduct) {
             const double w = wd[size_t(r * in + j)];
             exact += w * xt[size_t(j)];
             act += std::fabs(w) * (s.d[size_t(j / kActBlock)] / 2 * (1 + 0x1p-14) + 0x1p-21 * std::fabs(xt[size_t(j)]));
-            mag += (std::fabs(w) + 2 * offset_of(c.format, bytes.data() + r * m.row_bytes, j)) * std::fabs(xt[size_t(j)]) * 1.01;
+            mag += (std::fabs(w) + 2 * offset_of(c.format, mat.bytes.data() + r * m.row_bytes, j)) * std::fabs(xt[size_t(j)]) * 1.01;
           }
           EXPECT_LE(std::fabs(y[size_t(t * out + r)] - exact), act + double(in + 19) * kU * mag)
               << wformat_info(c.format).name << " " << isa_name(isa) << (bf16 ? " bf16" : "") << " t " << t << " r " << r;
@@ -525,13 +523,9 @@ TEST(Kernels, Bf16PromptsMatchTheExactProduct) {
   double worst_sigma = 0;
   for (const Case& c : kGgmlCases) {
     if (wformat_info(c.format).float_acts) continue;  // float formats keep fp32 activations
-    const auto wf = gaussian(out * in, 71, 0.02f);
-    std::vector<uint8_t> bytes(ggml::row_size(c.type, in) * size_t(out));
-    ggml::quantize_rows(c.type, wf.data(), bytes.data(), out, in, nullptr);
-    std::vector<float> wd(static_cast<size_t>(out * in));
-    ggml::dequantize_rows(c.type, bytes.data(), wd.data(), out, in);
-    QMatrix m;
-    m.format = c.format, m.rows = out, m.cols = in, m.row_bytes = ggml::row_size(c.type, in), m.data = bytes.data();
+    const Matrix mat = make_matrix(c, out, in, 71);
+    const QMatrix& m = mat.m;
+    const std::vector<float>& wd = mat.w;
     const auto x = gaussian(T * in, 73);
     std::vector<float> y(static_cast<size_t>(T * out));
     qmatmul(m, x.data(), T, y.data(), nullptr);
@@ -542,7 +536,7 @@ TEST(Kernels, Bf16PromptsMatchTheExactProduct) {
         for (int64_t j = 0; j < in; ++j) {
           const double p = double(wd[size_t(r * in + j)]) * x[size_t(t * in + j)];
           exact += p, sum_abs += std::fabs(p), var += p * p * 0x1p-16 / 3;
-          mag += (std::fabs(wd[size_t(r * in + j)]) + 2 * offset_of(c.format, bytes.data() + r * m.row_bytes, j)) *
+          mag += (std::fabs(wd[size_t(r * in + j)]) + 2 * offset_of(c.format, mat.bytes.data() + r * m.row_bytes, j)) *
                  std::fabs(x[size_t(t * in + j)]) * (1 + 0x1p-8);
         }
         const double order = double(in + 19) * kU * mag, err = std::fabs(y[size_t(t * out + r)] - exact);
@@ -559,11 +553,8 @@ TEST(Kernels, Bf16PromptsMatchTheExactProduct) {
 TEST(Kernels, QmatmulDoesNotDependOnTheThreadCount) {
   const Case c{WFormat::Q4_K, GgmlType::Q4_K};
   const int64_t out = 200, in = 512, T = 9;
-  const auto wf = gaussian(out * in, 31, 0.02f);
-  std::vector<uint8_t> bytes(ggml::row_size(c.type, in) * size_t(out));
-  ggml::quantize_rows(c.type, wf.data(), bytes.data(), out, in, nullptr);
-  QMatrix m;
-  m.format = c.format, m.rows = out, m.cols = in, m.row_bytes = ggml::row_size(c.type, in), m.data = bytes.data();
+  Matrix mat = make_matrix(c, out, in, 31);
+  QMatrix& m = mat.m;
   const auto x = gaussian(T * in, 37);
   std::vector<float> bias(static_cast<size_t>(out), 0.5f);
   std::vector<float> y1(static_cast<size_t>(T * out)), y2(y1.size());
@@ -627,21 +618,14 @@ TEST(Kernels, QmatmulManyEqualsOneQmatmulEach) {
   };
   const std::vector<M> ms = {{{WFormat::Q4_K, GgmlType::Q4_K}, 300}, {{WFormat::Q6_K, GgmlType::Q6_K}, 64},
                              {{WFormat::Q8_0, GgmlType::Q8_0}, 129}};
-  std::vector<std::vector<uint8_t>> bytes;
+  std::vector<Matrix> made;
   std::vector<QMatrix> mats;
   std::vector<std::vector<float>> biases;
   for (size_t i = 0; i < ms.size(); ++i) {
-    const auto wf = gaussian(ms[i].out * in, 51 + uint32_t(i), 0.02f);
-    bytes.emplace_back(ggml::row_size(ms[i].c.type, in) * size_t(ms[i].out));
-    ggml::quantize_rows(ms[i].c.type, wf.data(), bytes.back().data(), ms[i].out, in, nullptr);
+    made.push_back(make_matrix(ms[i].c, ms[i].out, in, 51 + uint32_t(i)));
     biases.push_back(gaussian(ms[i].out, 61 + uint32_t(i)));
   }
-  for (size_t i = 0; i < ms.size(); ++i) {
-    QMatrix m;
-    m.format = ms[i].c.format, m.rows = ms[i].out, m.cols = in, m.row_bytes = ggml::row_size(ms[i].c.type, in);
-    m.data = bytes[i].data();
-    mats.push_back(m);
-  }
+  for (const Matrix& mm : made) mats.push_back(mm.m);
   for (const int64_t T : {1, 3, 9}) {
     const auto x = gaussian(T * in, 71);
     for (const int threads : {1, 2}) {

@@ -91,6 +91,18 @@ struct BlockQ4_K {
 };
 static_assert(sizeof(BlockQ4_K) == 144);
 
+// The 6-bit scale and min of group j of a Q4_K / Q5_K super-block, unpacked as described above.
+// (static: every file, whatever instruction set it is compiled for, keeps its own copy.)
+static inline void get_scale_min_k4(int j, const uint8_t* scales, uint8_t& sc, uint8_t& m) {
+  if (j < 4) {
+    sc = scales[j] & 63;
+    m = scales[j + 4] & 63;
+  } else {
+    sc = uint8_t((scales[j + 4] & 0xF) | ((scales[j - 4] >> 6) << 4));
+    m = uint8_t((scales[j + 4] >> 4) | ((scales[j] >> 6) << 4));
+  }
+}
+
 // Q5_K: Q4_K plus a fifth bit: for 64-weight chunk c, weight c*64 + l (l < 32) has its bit 4 in bit
 // 2c of qh[l], weight c*64 + 32 + l in bit 2c + 1.
 struct BlockQ5_K {

@@ -32,16 +32,6 @@ void put_scale_min_k4(int j, uint8_t ls, uint8_t lm, uint8_t* scales) {
   }
 }
 
-void get_scale_min_k4(int j, const uint8_t* scales, uint8_t& sc, uint8_t& m) {
-  if (j < 4) {
-    sc = scales[j] & 63;
-    m = scales[j + 4] & 63;
-  } else {
-    sc = uint8_t((scales[j + 4] & 0xF) | ((scales[j - 4] >> 6) << 4));
-    m = uint8_t((scales[j + 4] >> 4) | ((scales[j] >> 6) << 4));
-  }
-}
-
 // 6-bit scale of group j (biased by 32) into the 12 scale bytes of Q3_K, which start zeroed.
 void put_scale_q3(int j, int l, uint8_t* scales) {
   if (j < 8) {

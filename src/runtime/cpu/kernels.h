@@ -82,6 +82,9 @@ struct ActRow {
 struct RowParams {
   int64_t n = 0;        // weights per row
   int group_size = 0;   // GQ4
+  // GQ4: the group of code i is i >> group_shift when group_shift ≥ 0 (power-of-two groups; 63 for
+  // one group a row), else i / group_size. QMatrix::params() sets it once per matrix.
+  int group_shift = -1;
 };
 
 // out[a] = Σ_i W_row[i] · act[a][i] for a < na (1 ≤ na ≤ kMaxActRows).

@@ -28,16 +28,6 @@ namespace {
 
 inline float h2f(uint16_t h) { return _cvtsh_ss(h); }
 
-inline void kquant_scale_min(const uint8_t* s, int j, int& sc, int& m) {
-  if (j < 4) {
-    sc = s[j] & 63;
-    m = s[j + 4] & 63;
-  } else {
-    sc = (s[j + 4] & 0x0f) | ((s[j - 4] >> 6) << 4);
-    m = (s[j + 4] >> 4) | ((s[j] >> 6) << 4);
-  }
-}
-
 inline float hsum(__m256 v) {
   __m128 s = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
   s = _mm_add_ps(s, _mm_movehl_ps(s, s));
@@ -175,19 +165,12 @@ struct DecQ4_0 {
   }
 };
 
-// The group of code i is i / gs, by shift for power-of-two group sizes (a whole-row group shifts by
-// 63: always group 0) instead of a 64-bit division per step.
-inline int gq4_shift(int64_t n, int64_t gs) {
-  if ((gs & (gs - 1)) == 0) return __builtin_ctzll(uint64_t(gs));
-  return gs == n ? 63 : -1;
-}
-
 struct DecGQ4 {
   static constexpr int kStep = 64, kChunks = 2;
   static constexpr bool kSigned = false;
   const uint8_t* w;
   int64_t n, gs;
-  int shift;  // gq4_shift(n, gs)
+  int shift;  // RowParams::group_shift
   void decode(int64_t s, __m256i* u, __m256* alpha, float* beta) const {
     const uint8_t* rec = w + n / 2 + 4 * (shift >= 0 ? (64 * s) >> shift : 64 * s / gs);
     uint16_t sh;
@@ -212,8 +195,8 @@ struct DecQ45K {
     const Block& blk = reinterpret_cast<const Block*>(w)[s];
     const float d = h2f(blk.d), dmin = h2f(blk.dmin);
     for (int j = 0; j < 8; ++j) {
-      int sc, m;
-      kquant_scale_min(blk.scales, j, sc, m);
+      uint8_t sc, m;
+      get_scale_min_k4(j, blk.scales, sc, m);
       alpha[j] = _mm256_set1_ps(d * float(sc));
       beta[2 * j] = beta[2 * j + 1] = dmin * float(m);
     }
@@ -309,7 +292,7 @@ void dot_simple(const uint8_t* w, const ActRow* act, int na, const RowParams& p,
   dot_int(Dec{w}, act, na, p.n, out);
 }
 void dot_gq4(const uint8_t* w, const ActRow* act, int na, const RowParams& p, float* out) {
-  dot_int(DecGQ4{w, p.n, p.group_size, gq4_shift(p.n, p.group_size)}, act, na, p.n, out);
+  dot_int(DecGQ4{w, p.n, p.group_size, p.group_shift}, act, na, p.n, out);
 }
 
 // ---------------------------------------------------------------- prompt processing
@@ -332,7 +315,7 @@ void decode_simple(const uint8_t* w, const RowParams& p, const DecodedRow& out) 
   decode_with(Dec{w}, p.n, out);
 }
 void decode_gq4(const uint8_t* w, const RowParams& p, const DecodedRow& out) {
-  decode_with(DecGQ4{w, p.n, p.group_size, gq4_shift(p.n, p.group_size)}, p.n, out);
+  decode_with(DecGQ4{w, p.n, p.group_size, p.group_shift}, p.n, out);
 }
 
 // NR × NA (≤ 2 × 2: sixteen 256-bit registers) decoded rows against activation rows; offsets folded

@@ -211,12 +211,7 @@ inline __m512i nibbles64(const uint8_t* p) {
   return _mm512_and_si512(_mm512_srlv_epi64(z, _mm512_set_epi64(4, 4, 4, 4, 0, 0, 0, 0)), _mm512_set1_epi8(0x0f));
 }
 
-// The group of code i is i / gs; a 64-bit division per step cost a fifth of GQ4 generation, so
-// power-of-two group sizes shift instead (and a whole-row group shifts by 63: always group 0).
-inline int gq4_shift(int64_t n, int64_t gs) {
-  if ((gs & (gs - 1)) == 0) return __builtin_ctzll(uint64_t(gs));
-  return gs == n ? 63 : -1;
-}
+// The group of code i (RowParams::group_shift: a 64-bit division per step cost a fifth of GQ4 generation).
 inline int64_t gq4_group(int64_t i, int64_t gs, int shift) { return shift >= 0 ? i >> shift : i / gs; }
 
 struct DecGQ4 {
@@ -224,7 +219,7 @@ struct DecGQ4 {
   using Beta = __m128;
   const uint8_t* w;
   int64_t n, gs;
-  int shift;  // gq4_shift(n, gs)
+  int shift;  // RowParams::group_shift
   void decode(int64_t s, __m512i* u, __m512* alpha, Beta& beta) const {
     const uint8_t* rec = w + n / 2 + 4 * gq4_group(64 * s, gs, shift);
     uint16_t sh;
@@ -242,7 +237,7 @@ struct DecGQ4x2 {
   using Beta = __m256;
   const uint8_t* w;
   int64_t n, gs;
-  int shift;  // gq4_shift(n, gs)
+  int shift;  // RowParams::group_shift
   void decode(int64_t s, __m512i* u, __m512* alpha, Beta& beta) const {
     if (gs % 128 == 0) {  // both chunks in one group: one record
       const uint8_t* rec = w + n / 2 + 4 * gq4_group(128 * s, gs, shift);
@@ -465,10 +460,10 @@ void dot_blocks(const uint8_t* w, const ActRow* act, int na, const RowParams& p,
 }
 void dot_gq4(const uint8_t* w, const ActRow* act, int na, const RowParams& p, float* out) {
   if (na == 1 && p.n % 128 == 0) {
-    const DecGQ4x2 dec{w, p.n, p.group_size, gq4_shift(p.n, p.group_size)};
+    const DecGQ4x2 dec{w, p.n, p.group_size, p.group_shift};
     gemv_int<DecGQ4x2, 1>(&dec, act[0], p.n, out);
   } else {
-    dot_with(DecGQ4{w, p.n, p.group_size, gq4_shift(p.n, p.group_size)}, act, na, p.n, out);
+    dot_with(DecGQ4{w, p.n, p.group_size, p.group_shift}, act, na, p.n, out);
   }
 }
 
@@ -494,7 +489,7 @@ void decode_simple(const uint8_t* w, const RowParams& p, const DecodedRow& out) 
   decode_with(Dec{w}, p.n, out);
 }
 void decode_gq4(const uint8_t* w, const RowParams& p, const DecodedRow& out) {
-  decode_with(DecGQ4{w, p.n, p.group_size, gq4_shift(p.n, p.group_size)}, p.n, out);
+  decode_with(DecGQ4{w, p.n, p.group_size, p.group_shift}, p.n, out);
 }
 
 // NR decoded weight rows × NA activation rows: per 64 codes and pair, vpdpbusd, conversion and one
@@ -600,7 +595,7 @@ inline float beta_at(__m512 b, int i) {
 
 template <typename Dec>
 Dec make_dec(const uint8_t* w, const RowParams& p) {
-  if constexpr (std::is_same_v<Dec, DecGQ4>) return DecGQ4{w, p.n, p.group_size, gq4_shift(p.n, p.group_size)};
+  if constexpr (std::is_same_v<Dec, DecGQ4>) return DecGQ4{w, p.n, p.group_size, p.group_shift};
   else return Dec{w};
 }
 

@@ -41,17 +41,6 @@ inline float h2f(uint16_t h) { return f16_to_f32(h); }
 // The pieces of an activation block that share one weight scale α (α is per 16 codes).
 constexpr int kSeg = kActBlock < 16 ? kActBlock : 16;
 
-// The 6-bit scale and min of group j of a Q4_K / Q5_K super-block (blocks.h describes the packing).
-inline void kquant_scale_min(const uint8_t* s, int j, int& sc, int& m) {
-  if (j < 4) {
-    sc = s[j] & 63;
-    m = s[j + 4] & 63;
-  } else {
-    sc = (s[j + 4] & 0x0f) | ((s[j - 4] >> 6) << 4);
-    m = (s[j + 4] >> 4) | ((s[j] >> 6) << 4);
-  }
-}
-
 void quantize_act_scalar(const float* x, int64_t n, int8_t* q, float* d, float* dsum16, float* dexp) {
   for (int64_t b = 0; b < n / kActBlock; ++b) {
     const float* xb = x + b * kActBlock;
@@ -145,8 +134,8 @@ void decode_q45_k(const uint8_t* w, int64_t n, Decoded& r) {
     const Block& blk = blocks[b];
     const float d = h2f(blk.d), dmin = h2f(blk.dmin);
     for (int j = 0; j < 8; ++j) {
-      int sc, m;
-      kquant_scale_min(blk.scales, j, sc, m);
+      uint8_t sc, m;
+      get_scale_min_k4(j, blk.scales, sc, m);
       const int c = j / 2;  // 64-weight chunk: 32 qs bytes, low nibbles = group 2c, high = 2c + 1
       for (int l = 0; l < 32; ++l) {
         int q = (j % 2 == 0) ? (blk.qs[32 * c + l] & 15) : (blk.qs[32 * c + l] >> 4);
@@ -199,8 +188,9 @@ void decode_gq4(const uint8_t* w, int64_t n, int64_t gs, Decoded& r) {
   }
 }
 
+// Row w of format F decoded into this thread's buffer.
 template <WFormat F>
-void dot_int(const uint8_t* w, const ActRow* act, int na, const RowParams& p, float* out) {
+const Decoded& decode_format(const uint8_t* w, const RowParams& p) {
   const int64_t n = p.n;
   thread_local Decoded r;
   r.u.resize(size_t(n));
@@ -212,6 +202,13 @@ void dot_int(const uint8_t* w, const ActRow* act, int na, const RowParams& p, fl
   if constexpr (F == WFormat::Q5_K) decode_q45_k<true>(w, n, r);
   if constexpr (F == WFormat::Q6_K) decode_q6_k(w, n, r);
   if constexpr (F == WFormat::GQ4) decode_gq4(w, n, p.group_size, r);
+  return r;
+}
+
+template <WFormat F>
+void dot_int(const uint8_t* w, const ActRow* act, int na, const RowParams& p, float* out) {
+  const int64_t n = p.n;
+  const Decoded& r = decode_format<F>(w, p);
   for (int a = 0; a < na; ++a) {
     float acc = 0;
     for (int64_t b = 0; b < n / kActBlock; ++b) {
@@ -232,16 +229,7 @@ void dot_int(const uint8_t* w, const ActRow* act, int na, const RowParams& p, fl
 template <WFormat F>
 void decode_row(const uint8_t* w, const RowParams& p, const DecodedRow& out) {
   const int64_t n = p.n;
-  thread_local Decoded r;
-  r.u.resize(size_t(n));
-  r.alpha.resize(size_t(n / 16));
-  r.beta.resize(size_t(n / 16));
-  if constexpr (F == WFormat::Q8_0) decode_q8_0(w, n, r);
-  if constexpr (F == WFormat::Q4_0) decode_q4_0(w, n, r);
-  if constexpr (F == WFormat::Q4_K) decode_q45_k<false>(w, n, r);
-  if constexpr (F == WFormat::Q5_K) decode_q45_k<true>(w, n, r);
-  if constexpr (F == WFormat::Q6_K) decode_q6_k(w, n, r);
-  if constexpr (F == WFormat::GQ4) decode_gq4(w, n, p.group_size, r);
+  const Decoded& r = decode_format<F>(w, p);
   std::copy(r.u.begin(), r.u.end(), out.u);
   for (int64_t j = 0; j < n / 4; ++j) out.alpha[j] = r.alpha[size_t(j / 4)];
   std::copy(r.beta.begin(), r.beta.end(), out.beta);

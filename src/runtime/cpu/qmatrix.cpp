@@ -30,24 +30,6 @@ void release_mapped(const TensorView& v) {
   if (e > b) ::madvise(reinterpret_cast<void*>(b), e - b, MADV_DONTNEED);
 }
 
-std::vector<int32_t> as_i32(const TensorView& v, const std::string& what) {
-  if (v.dtype != DType::I32) fail("{}: '{}' must be I32, is {}", what, v.name, dtype_name(v.dtype));
-  std::vector<int32_t> out(size_t(v.numel()));
-  std::memcpy(out.data(), v.data, v.nbytes);
-  return out;
-}
-
-std::vector<uint16_t> as_f16(const TensorView& v) {
-  std::vector<uint16_t> out(size_t(v.numel()));
-  if (v.dtype == DType::F16) {
-    std::memcpy(out.data(), v.data, v.nbytes);
-  } else {
-    const Tensor t = v.to_f32();
-    for (size_t i = 0; i < out.size(); ++i) out[i] = f32_to_f16(t.data[i]);
-  }
-  return out;
-}
-
 // GPTQ / AWQ groups → GQ4 rows (kernels.h), or nullptr with the reason.
 std::shared_ptr<QMatrix> repack_groups(const PackedWeight& p, const std::string& name, std::string* why) {
   if (p.bits > 4) {
@@ -55,30 +37,7 @@ std::shared_ptr<QMatrix> repack_groups(const PackedWeight& p, const std::string&
     return nullptr;
   }
   const int64_t out = p.shape[0], in = p.shape[1];
-  const int64_t gs = p.group_size > 0 ? p.group_size : in;
-  if (in % gs != 0) fail("layer '{}': group size {} does not divide {}", name, gs, in);
-  GroupQuantized q;
-  if (p.kind == PackedWeight::Kind::Gptq) {
-    GptqPacked g;
-    g.bits = p.bits, g.in = in, g.out = out, g.n_groups = in / gs;
-    g.qweight = as_i32(p.qweight, name);
-    g.qzeros = as_i32(p.qzeros, name);
-    g.scales = as_f16(p.scales);
-    if (p.g_idx.data) {
-      g.g_idx = as_i32(p.g_idx, name);
-    } else {
-      g.g_idx.resize(size_t(in));
-      for (int64_t i = 0; i < in; ++i) g.g_idx[size_t(i)] = int32_t(i / gs);
-    }
-    q = unpack_gptq(g, p.gptq_v1 ? GptqCheckpointFormat::kV1 : GptqCheckpointFormat::kV2, p.group_size, name);
-  } else {
-    AwqPacked a;
-    a.in = in, a.out = out, a.n_groups = in / gs;
-    a.qweight = as_i32(p.qweight, name);
-    a.qzeros = as_i32(p.qzeros, name);
-    a.scales = as_f16(p.scales);
-    q = unpack_awq_gemm(a, p.group_size, name);
-  }
+  const GroupQuantized q = unpack_groups(p, name, name);
   // Columns in group order (act-order checkpoints scatter each group's columns over the row).
   const int64_t n_groups = q.n_groups();
   std::vector<int32_t> perm(static_cast<size_t>(in));
@@ -168,7 +127,12 @@ std::optional<WFormat> wformat_of_ggml(uint32_t t) {
   return std::nullopt;
 }
 
-RowParams QMatrix::params() const { return RowParams{cols, group_size}; }
+RowParams QMatrix::params() const {
+  RowParams p{cols, group_size};
+  if (group_size > 0 && (group_size & (group_size - 1)) == 0) p.group_shift = __builtin_ctz(unsigned(group_size));
+  else if (group_size == cols) p.group_shift = 63;
+  return p;
+}
 
 std::shared_ptr<const QMatrix> make_qmatrix(const WeightSource& src, const std::string& name,
                                             std::shared_ptr<const void> keep_alive, std::string* why) {
@@ -371,94 +335,12 @@ const ActRow* prepare_acts(const Kernels& k, bool float_acts, const float* x, in
   return buf.rows.data();
 }
 
-}  // namespace
-
-void qmatmul(const QMatrix& w, const float* x, int64_t rows, float* y, const float* bias) {
-  const int64_t out = w.rows, in = w.cols;
-  const WFormatInfo& fi = wformat_info(w.format);
-  // The caller's buffers; references, because a thread_local named inside the worker lambdas below
-  // would be each worker's own (empty) instance.
-  thread_local ActBuffer caller_buf;
-  ActBuffer& buf = caller_buf;
-  x = in_packed_column_order(w, x, rows, buf);
-  if (rows > kMaxActRows) {  // prompts: bf16 or fp32 tiles where the level has them
-    // Not for BF16 checkpoints: they are the reference weights, and rounding the activations to bf16
-    // would move their perplexity away from transformers' (the fp32 tiles keep it within 1e-5).
-    const Bf16Kernels* bk = bf16_kernels();
-    if (bk && !fi.float_acts && bk->panel[int(w.format)] && in % 256 == 0 && kernels_of(w).isa == Isa::Avx512) {
-      bf16_gemm(*bk, w, x, rows, y, bias, buf);
-      return;
-    }
-    const Kernels& kt = kernels_of(w);
-    if (kt.float_tile && kt.float_panel[int(w.format)] && (fi.float_acts || in % 256 == 0)) {
-      float_gemm_tiled(kt, w, x, rows, y, bias);
-      return;
-    }
-    if (fi.float_acts) {
-      float_gemm(w, x, rows, y, bias);
-      return;
-    }
-  }
-  const Kernels& k = kernels_of(w);
-  const RowParams rp = w.params();
-  const DotFn dot = k.dot[int(w.format)];
-  const ActRow* acts = prepare_acts(k, fi.float_acts, x, rows, in, w.name, buf);
-  if (rows <= kMaxActRows) {  // generation: stream W once
-    parallel_for(out, [&](int64_t r0, int64_t r1) {
-      float tmp[kMaxActRows];
-      for (int64_t r = r0; r < r1; ++r) {
-        dot(w.row(r), acts, int(rows), rp, tmp);
-        for (int64_t t = 0; t < rows; ++t) y[t * out + r] = tmp[t] + (bias ? bias[r] : 0.0f);
-      }
-    }, 16);
-    return;
-  }
-  // Prompt: each weight row decoded once (DecodedRow) per product, panels of kPanel rows against all
-  // rows of x in tiles of 4 × 4.
-  constexpr int64_t kPanel = 16;
-  const int64_t n_panels = (out + kPanel - 1) / kPanel;
-  const DecodeFn decode = k.decode[int(w.format)];
-  const GemmTileFn tile = k.gemm_tile[int(w.format)];
-  parallel_for(n_panels, [&](int64_t p0, int64_t p1) {
-    std::vector<uint8_t> u(static_cast<size_t>(kPanel * in));
-    std::vector<float> alpha(static_cast<size_t>(kPanel * in / 4)), beta(static_cast<size_t>(kPanel * in / 16));
-    DecodedRow dec[kPanel];
-    for (int64_t r = 0; r < kPanel; ++r)
-      dec[r] = DecodedRow{u.data() + r * in, alpha.data() + r * in / 4, beta.data() + r * in / 16};
-    for (int64_t pi = p0; pi < p1; ++pi) {
-      const int64_t r0 = pi * kPanel, r1 = std::min(out, r0 + kPanel);
-      for (int64_t r = r0; r < r1; ++r) decode(w.row(r), rp, dec[r - r0]);
-      for (int64_t t0 = 0; t0 < rows; t0 += kMaxActRows) {
-        const int na = int(std::min<int64_t>(kMaxActRows, rows - t0));
-        for (int64_t r = r0; r < r1; r += kMaxActRows) {
-          const int nr = int(std::min<int64_t>(kMaxActRows, r1 - r));
-          tile(dec + (r - r0), nr, acts + t0, na, in, y + t0 * out + r, out);
-        }
-      }
-      if (bias)
-        for (int64_t t = 0; t < rows; ++t)
-          for (int64_t r = r0; r < r1; ++r) y[t * out + r] += bias[r];
-    }
-  });
-}
-
-void qmatmul_many(std::span<const QMatmulJob> jobs, const float* x, int64_t rows) {
-  QL_ASSERT(!jobs.empty());
+// Generation (rows ≤ kMaxActRows): every job's weight rows streamed once against activations
+// quantized once for all of them (the jobs share kernels, activation kind and column order).
+void generation_pass(std::span<const QMatmulJob> jobs, const float* x, int64_t rows) {
   const QMatrix& w0 = *jobs[0].w;
   const Kernels& k = kernels_of(w0);
   const bool float_acts = wformat_info(w0.format).float_acts;
-  // One pass needs one activation quantization for all: the same kernel table, the same kind of
-  // activations, the same column order. Otherwise (and for prompts) one qmatmul each.
-  bool fused = rows <= kMaxActRows && jobs.size() > 1;
-  for (const QMatmulJob& j : jobs) {
-    QL_ASSERT(j.w->cols == w0.cols, "{}: {} columns, {} has {}", j.w->name, j.w->cols, w0.name, w0.cols);
-    fused = fused && &kernels_of(*j.w) == &k && wformat_info(j.w->format).float_acts == float_acts &&
-            j.w->col_perm == w0.col_perm;
-  }
-  if (!fused) {
-    for (const QMatmulJob& j : jobs) qmatmul(*j.w, x, rows, j.y, j.bias);
-    return;
-  }
   const int64_t in = w0.cols;
   thread_local ActBuffer caller_buf;
   ActBuffer& buf = caller_buf;
@@ -491,6 +373,90 @@ void qmatmul_many(std::span<const QMatmulJob> jobs, const float* x, int64_t rows
       }
     }
   }, 1);
+}
+
+
+}  // namespace
+
+void qmatmul(const QMatrix& w, const float* x, int64_t rows, float* y, const float* bias) {
+  if (rows <= kMaxActRows) {  // generation: stream W once
+    const QMatmulJob job{&w, y, bias};
+    generation_pass(std::span<const QMatmulJob>(&job, 1), x, rows);
+    return;
+  }
+  const int64_t out = w.rows, in = w.cols;
+  const WFormatInfo& fi = wformat_info(w.format);
+  // The caller's buffers; references, because a thread_local named inside the worker lambdas below
+  // would be each worker's own (empty) instance.
+  thread_local ActBuffer caller_buf;
+  ActBuffer& buf = caller_buf;
+  x = in_packed_column_order(w, x, rows, buf);
+  if (rows > kMaxActRows) {  // prompts: bf16 or fp32 tiles where the level has them
+    // Not for BF16 checkpoints: they are the reference weights, and rounding the activations to bf16
+    // would move their perplexity away from transformers' (the fp32 tiles keep it within 1e-5).
+    const Bf16Kernels* bk = bf16_kernels();
+    if (bk && !fi.float_acts && bk->panel[int(w.format)] && in % 256 == 0 && kernels_of(w).isa == Isa::Avx512) {
+      bf16_gemm(*bk, w, x, rows, y, bias, buf);
+      return;
+    }
+    const Kernels& kt = kernels_of(w);
+    if (kt.float_tile && kt.float_panel[int(w.format)] && (fi.float_acts || in % 256 == 0)) {
+      float_gemm_tiled(kt, w, x, rows, y, bias);
+      return;
+    }
+    if (fi.float_acts) {
+      float_gemm(w, x, rows, y, bias);
+      return;
+    }
+  }
+  const Kernels& k = kernels_of(w);
+  const RowParams rp = w.params();
+  const ActRow* acts = prepare_acts(k, fi.float_acts, x, rows, in, w.name, buf);
+  // Prompt: each weight row decoded once (DecodedRow) per product, panels of kPanel rows against all
+  // rows of x in tiles of 4 × 4.
+  constexpr int64_t kPanel = 16;
+  const int64_t n_panels = (out + kPanel - 1) / kPanel;
+  const DecodeFn decode = k.decode[int(w.format)];
+  const GemmTileFn tile = k.gemm_tile[int(w.format)];
+  parallel_for(n_panels, [&](int64_t p0, int64_t p1) {
+    std::vector<uint8_t> u(static_cast<size_t>(kPanel * in));
+    std::vector<float> alpha(static_cast<size_t>(kPanel * in / 4)), beta(static_cast<size_t>(kPanel * in / 16));
+    DecodedRow dec[kPanel];
+    for (int64_t r = 0; r < kPanel; ++r)
+      dec[r] = DecodedRow{u.data() + r * in, alpha.data() + r * in / 4, beta.data() + r * in / 16};
+    for (int64_t pi = p0; pi < p1; ++pi) {
+      const int64_t r0 = pi * kPanel, r1 = std::min(out, r0 + kPanel);
+      for (int64_t r = r0; r < r1; ++r) decode(w.row(r), rp, dec[r - r0]);
+      for (int64_t t0 = 0; t0 < rows; t0 += kMaxActRows) {
+        const int na = int(std::min<int64_t>(kMaxActRows, rows - t0));
+        for (int64_t r = r0; r < r1; r += kMaxActRows) {
+          const int nr = int(std::min<int64_t>(kMaxActRows, r1 - r));
+          tile(dec + (r - r0), nr, acts + t0, na, in, y + t0 * out + r, out);
+        }
+      }
+      if (bias)
+        for (int64_t t = 0; t < rows; ++t)
+          for (int64_t r = r0; r < r1; ++r) y[t * out + r] += bias[r];
+    }
+  });
+}
+
+void qmatmul_many(std::span<const QMatmulJob> jobs, const float* x, int64_t rows) {
+  QL_ASSERT(!jobs.empty());
+  const QMatrix& w0 = *jobs[0].w;
+  // One pass needs one activation quantization for all: the same kernel table, the same kind of
+  // activations, the same column order. Otherwise (and for prompts) one qmatmul each.
+  bool fused = rows <= kMaxActRows && jobs.size() > 1;
+  for (const QMatmulJob& j : jobs) {
+    QL_ASSERT(j.w->cols == w0.cols, "{}: {} columns, {} has {}", j.w->name, j.w->cols, w0.name, w0.cols);
+    fused = fused && &kernels_of(*j.w) == &kernels_of(w0) &&
+            wformat_info(j.w->format).float_acts == wformat_info(w0.format).float_acts && j.w->col_perm == w0.col_perm;
+  }
+  if (!fused) {
+    for (const QMatmulJob& j : jobs) qmatmul(*j.w, x, rows, j.y, j.bias);
+    return;
+  }
+  generation_pass(jobs, x, rows);
 }
 
 }  // namespace quantllm::cpu

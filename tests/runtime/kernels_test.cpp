@@ -571,6 +571,58 @@ TEST(Kernels, QmatmulDoesNotDependOnTheThreadCount) {
     for (int64_t r = 0; r < out; ++r) EXPECT_EQ(y2[size_t(t * out + r)], y1[size_t(t * out + out - 1 - r)]);
 }
 
+// Generation's row ranges (Kernels::gemv): every row of a range, wherever it sits among the 16 a
+// vector reduction takes and wherever the range starts, equals the one-row dot (kernels.h promises
+// equality, and the threads' split of the rows relies on it); rows outside the range are not written;
+// the row map picks the stored row. 40 rows: two full reductions and a tail of 8.
+TEST(Kernels, GenerationRangesEqualTheOneRowDot) {
+  std::vector<std::pair<std::string, std::shared_ptr<const QMatrix>>> mats;
+  std::vector<Matrix> keep;
+  keep.reserve(2 * std::size(kGgmlCases));
+  const int64_t out = 40;
+  for (const Case& c : kGgmlCases)
+    for (const int64_t n : {int64_t(1280), wformat_info(c.format).block == 32 ? int64_t(576) : int64_t(768)}) {
+      keep.push_back(make_matrix(c, out, n, uint32_t(300 + n)));
+      mats.emplace_back(std::string(wformat_info(c.format).name) + " n " + std::to_string(n),
+                        std::shared_ptr<const QMatrix>(&keep.back().m, [](const QMatrix*) {}));
+    }
+  const GroupQuantized g128 = make_groups(out, 1024, 4, 128, false, 61), g64 = make_groups(out, 576, 4, 64, false, 62);
+  GroupSource s128(g128, false), s64(g64, true);
+  mats.emplace_back("GQ4 g128", make_qmatrix(s128, "w", nullptr));
+  mats.emplace_back("GQ4 g64 n 576", make_qmatrix(s64, "w", nullptr));
+  std::vector<int32_t> map(static_cast<size_t>(out));
+  for (int64_t r = 0; r < out; ++r) map[size_t(r)] = int32_t((r * 11) % out);  // a permutation (11 ⟂ 40)
+  int checked = 0;
+  for (const auto& [name, m] : mats) {
+    ASSERT_TRUE(m) << name;
+    const WFormatInfo& fi = wformat_info(m->format);
+    const RowParams p = m->params();
+    for (Isa isa : levels()) {
+      const Kernels& k = kernels_for(isa);
+      if (!k.gemv[int(m->format)]) continue;
+      const Acts acts = make_acts(1, m->cols, !fi.float_acts, isa, 71);
+      for (const int32_t* rm : {static_cast<const int32_t*>(nullptr), static_cast<const int32_t*>(map.data())})
+        for (const auto& [r0, r1] : {std::pair<int64_t, int64_t>{0, out}, {3, 29}, {16, 17}, {21, 40}}) {
+          std::vector<float> y(static_cast<size_t>(out), std::nanf(""));
+          k.gemv[int(m->format)](m->data, m->row_bytes, rm, r0, r1, acts.rows[0], p, y.data());
+          for (int64_t r = 0; r < out; ++r) {
+            if (r < r0 || r >= r1) {
+              EXPECT_TRUE(std::isnan(y[size_t(r)])) << name << " " << isa_name(isa) << ": row " << r << " written";
+              continue;
+            }
+            float want;
+            k.dot[int(m->format)](m->data + size_t(rm ? rm[r] : r) * m->row_bytes, acts.rows.data(), 1, p, &want);
+            EXPECT_EQ(y[size_t(r)], want) << name << " " << isa_name(isa) << " rows [" << r0 << ", " << r1 << ") row " << r;
+            ++checked;
+          }
+        }
+    }
+  }
+  if (detected_isa() == Isa::Avx512) {
+    EXPECT_GT(checked, 0);
+  }
+}
+
 namespace quantllm::cpu {
 namespace {
 

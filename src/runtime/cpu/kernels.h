@@ -89,6 +89,12 @@ struct RowParams {
 
 // out[a] = Σ_i W_row[i] · act[a][i] for a < na (1 ≤ na ≤ kMaxActRows).
 using DotFn = void (*)(const uint8_t* w_row, const ActRow* act, int na, const RowParams& p, float* out);
+// Generation over a range of weight rows against one activation row: y[r] = Σ_i W_r[i]·act[i] for r in
+// [r0, r1), row r stored at data + (row_map ? row_map[r] : r)·row_bytes. Equal to dot with na = 1 on
+// each row (levels that have it compute that dot as a range of one row). Null where a level has none
+// (the caller then calls dot row by row).
+using GemvFn = void (*)(const uint8_t* data, size_t row_bytes, const int32_t* row_map, int64_t r0, int64_t r1,
+                        const ActRow& act, const RowParams& p, float* y);
 // Quantizes x[0, n) (n a multiple of 32): q[n], d[n/kActBlock], dsum16[n/16], dexp[n/4] as in ActRow.
 using QuantizeActFn = void (*)(const float* x, int64_t n, int8_t* q, float* d, float* dsum16, float* dexp);
 
@@ -124,6 +130,7 @@ void softmax_scalar(float* row, int64_t lo, int64_t hi, int64_t n);
 struct Kernels {
   Isa isa;
   DotFn dot[kNumWFormats];
+  GemvFn gemv[kNumWFormats];  // null entries: dot row by row
   QuantizeActFn quantize_act;
   // Integer formats only (null for F32/F16/BF16). A DecodedRow is only ever read by the gemm_tile of
   // the level and format that decoded it (Q8_0 at the AVX2 level keeps signed codes, for example).

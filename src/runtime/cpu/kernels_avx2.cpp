@@ -368,6 +368,7 @@ const Kernels kAvx2 = {
     Isa::Avx2,
     {dot_float<LoadF32>, dot_float<LoadF16>, dot_float<LoadBF16>, dot_simple<DecQ8_0>, dot_simple<DecQ4_0>,
      dot_simple<DecQ45K<false>>, dot_simple<DecQ45K<true>>, dot_simple<DecQ6K>, dot_gq4},
+    {},  // no gemv: dot row by row
     quantize_act,
     {nullptr, nullptr, nullptr, decode_simple<DecQ8_0>, decode_simple<DecQ4_0>, decode_simple<DecQ45K<false>>,
      decode_simple<DecQ45K<true>>, decode_simple<DecQ6K>, decode_gq4},

@@ -85,8 +85,9 @@ struct LoadBF16 {
   }
 };
 
+// Several activation rows (short prompts): each weight vector loaded once for all of them.
 template <typename Load>
-void dot_float(const uint8_t* w, const ActRow* act, int na, const RowParams& p, float* out) {
+void dot_float_many(const uint8_t* w, const ActRow* act, int na, const RowParams& p, float* out) {
   const Load load;
   const int64_t n = p.n, n64 = n / 64 * 64;
   const __mmask16 all = 0xffff;
@@ -94,7 +95,7 @@ void dot_float(const uint8_t* w, const ActRow* act, int na, const RowParams& p, 
   for (int a = 0; a < na; ++a)
     for (int u = 0; u < 4; ++u) acc[a][u] = _mm512_setzero_ps();
   for (int64_t i = 0; i < n64; i += 64) {
-    // 4 KB ahead, as in the integer generation loop (gemv_int)
+    // 4 KB ahead, as in the integer generation loop (int_row)
     for (int b = 0; b < 64 * Load::kBytes; b += 64)
       _mm_prefetch(reinterpret_cast<const char*>(w) + i * Load::kBytes + 4096 + b, _MM_HINT_T0);
     __m512 wv[4];
@@ -393,21 +394,82 @@ void dot_int(const Dec& dec, const ActRow* act, int na, int64_t n, float* out) {
   for (int a = 0; a < na; ++a) out[a] = _mm512_reduce_add_ps(_mm512_add_ps(acc[a][0], acc[a][1])) - hsum(off[a]);
 }
 
-// Generation: NR weight rows against one activation row. Only NR = 1 is used: interleaving 2–4 rows
-// (to share the activation loads) measured 30–50% slower on Zen 5, the one-row loop with the
-// activation loads hoisted out of the decode about 8% faster than dot_int with na = 1.
-template <typename Dec, int NR>
-void gemv_int(const Dec* dec, const ActRow& act, int64_t n, float* out) {
+// ---------------------------------------------------------------- generation: row ranges
+// Generation multiplies every weight row with one activation row. Each row's product is first left as
+// a vector whose 16 lanes sum to it (float_row / int_row), and the vectors of 16 rows are then summed
+// at once by a transposing tree (sum16): 45 shuffles and adds for 16 rows instead of two horizontal
+// reductions and a call per row, which on 512-wide rows (the 33M model: four 128-code steps a row)
+// cost about as much as the products. Every row's lanes are added in the same order wherever it sits
+// among the 16, so a row's result does not depend on the range it was computed in (thread split;
+// dot with na = 1 is a range of one row).
+
+// v[0..15] → lane r = Σ of v[r]'s lanes: within each 128-bit quarter (l0 + l2) + (l1 + l3), then the
+// quarters (q0 + q1) + (q2 + q3).
+inline __m512 sum16(const __m512* v) {
+  __m512 p[8], q[4], h[2];
+  for (int i = 0; i < 8; ++i)  // [a0+a2 b0+b2 a1+a3 b1+b3] per quarter
+    p[i] = _mm512_add_ps(_mm512_unpacklo_ps(v[2 * i], v[2 * i + 1]), _mm512_unpackhi_ps(v[2 * i], v[2 * i + 1]));
+  for (int i = 0; i < 4; ++i) {  // [a b c d] per quarter: rows 4i … 4i+3, each its quarter's sum
+    const __m512d x = _mm512_castps_pd(p[2 * i]), y = _mm512_castps_pd(p[2 * i + 1]);
+    q[i] = _mm512_add_ps(_mm512_castpd_ps(_mm512_unpacklo_pd(x, y)), _mm512_castpd_ps(_mm512_unpackhi_pd(x, y)));
+  }
+  for (int i = 0; i < 2; ++i)  // [q0: Q0+Q1, Q2+Q3 | q1: Q0+Q1, Q2+Q3] for q = q[2i], q[2i+1]
+    h[i] = _mm512_add_ps(_mm512_shuffle_f32x4(q[2 * i], q[2 * i + 1], _MM_SHUFFLE(2, 0, 2, 0)),
+                         _mm512_shuffle_f32x4(q[2 * i], q[2 * i + 1], _MM_SHUFFLE(3, 1, 3, 1)));
+  return _mm512_add_ps(_mm512_shuffle_f32x4(h[0], h[1], _MM_SHUFFLE(2, 0, 2, 0)),
+                       _mm512_shuffle_f32x4(h[0], h[1], _MM_SHUFFLE(3, 1, 3, 1)));
+}
+
+// y[r] = Σ of row_vec(row r)'s lanes for r in [r0, r1); row r at data + (map ? map[r] : r)·row_bytes.
+template <typename RowVec>
+void gemv_range(const RowVec& row_vec, const uint8_t* data, size_t row_bytes, const int32_t* map, int64_t r0,
+                int64_t r1, float* y) {
+  __m512 v[16];
+  for (int64_t b = r0; b < r1; b += 16) {
+    const int nr = int(r1 - b < 16 ? r1 - b : 16);
+    for (int i = 0; i < 16; ++i)
+      v[i] = i < nr ? row_vec(data + size_t(map ? map[b + i] : b + i) * row_bytes) : _mm512_setzero_ps();
+    _mm512_mask_storeu_ps(y + b, __mmask16(nr == 16 ? 0xffff : (1u << nr) - 1), sum16(v));
+  }
+}
+
+template <typename Load>
+__m512 float_row(const uint8_t* w, const float* x, int64_t n) {
+  const Load load;
+  const int64_t n64 = n / 64 * 64;
+  const __mmask16 all = 0xffff;
+  __m512 acc[4] = {_mm512_setzero_ps(), _mm512_setzero_ps(), _mm512_setzero_ps(), _mm512_setzero_ps()};
+  for (int64_t i = 0; i < n64; i += 64) {
+    for (int b = 0; b < 64 * Load::kBytes; b += 64)  // 4 KB ahead, as int_row
+      _mm_prefetch(reinterpret_cast<const char*>(w) + i * Load::kBytes + 4096 + b, _MM_HINT_T0);
+    for (int u = 0; u < 4; ++u) acc[u] = _mm512_fmadd_ps(load(w, i + 16 * u, all), _mm512_loadu_ps(x + i + 16 * u), acc[u]);
+  }
+  for (int64_t i = n64; i < n; i += 16) {
+    const __mmask16 m = n - i >= 16 ? all : __mmask16((1u << (n - i)) - 1);
+    acc[0] = _mm512_fmadd_ps(load(w, i, m), _mm512_maskz_loadu_ps(m, x + i), acc[0]);
+  }
+  return _mm512_add_ps(_mm512_add_ps(acc[0], acc[1]), _mm512_add_ps(acc[2], acc[3]));
+}
+
+inline __m512 widen(__m128 v) { return _mm512_zextps128_ps512(v); }
+inline __m512 widen(__m256 v) { return _mm512_zextps256_ps512(v); }
+inline __m512 widen(__m512 v) { return v; }
+
+// One weight row against one activation row, as a vector of partial sums (the offsets subtracted).
+// The activation loads are hoisted out of the decode (about 8% faster than dot_int with na = 1);
+// interleaving 2–4 rows to share them measured 30–50% slower on Zen 5.
+template <typename Dec>
+__m512 int_row(const Dec& dec, const ActRow& act, int64_t n) {
   using Beta = typename Dec::Beta;
   constexpr int kAcc = Dec::kChunks >= 4 ? 4 : 2;
-  __m512 acc[NR][kAcc];
-  Beta off[NR];
-  for (int r = 0; r < NR; ++r) {
-    for (int k = 0; k < kAcc; ++k) acc[r][k] = _mm512_setzero_ps();
-    if constexpr (sizeof(Beta) == 16) off[r] = _mm_setzero_ps();
-    else if constexpr (sizeof(Beta) == 32) off[r] = _mm256_setzero_ps();
-    else off[r] = _mm512_setzero_ps();
-  }
+  __m512 acc[kAcc];
+  for (int k = 0; k < kAcc; ++k) acc[k] = _mm512_setzero_ps();
+  Beta off;
+  if constexpr (sizeof(Beta) == 16) off = _mm_setzero_ps();
+  else if constexpr (sizeof(Beta) == 32) off = _mm256_setzero_ps();
+  else off = _mm512_setzero_ps();
+  // Prefetch 4 KB ahead: the rows stream from memory and one row is short (0.3–5 KB), so the hardware
+  // prefetcher alone leaves the start of every row waiting.
   constexpr int64_t kAhead = (4096 + Dec::kStepBytes - 1) / Dec::kStepBytes;
   for (int64_t s = 0; s < n / Dec::kStep; ++s) {
     __m512i q[Dec::kChunks];
@@ -417,54 +479,78 @@ void gemv_int(const Dec* dec, const ActRow& act, int64_t n, float* out) {
       q[c] = _mm512_loadu_si512(act.q + i0);
       dx[c] = _mm512_loadu_ps(act.dexp + i0 / 4);
     }
-    for (int r = 0; r < NR; ++r) {
-      const char* next = reinterpret_cast<const char*>(dec[r].w) + (s + kAhead) * Dec::kStepBytes;
-      for (int64_t b = 0; b < Dec::kStepBytes; b += 64) _mm_prefetch(next + b, _MM_HINT_T0);
-      __m512i u[Dec::kChunks];
-      __m512 alpha[Dec::kChunks];
-      Beta beta;
-      dec[r].decode(s, u, alpha, beta);
-      for (int c = 0; c < Dec::kChunks; ++c) {
-        const __m512i prod = _mm512_dpbusd_epi32(_mm512_setzero_si512(), u[c], q[c]);
-        const int k = int((s * Dec::kChunks + c) % kAcc);
-        acc[r][k] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(prod), _mm512_mul_ps(alpha[c], dx[c]), acc[r][k]);
-      }
-      off[r] = offset_fma(beta, act.dsum16 + s * (Dec::kStep / 16), off[r]);
+    const char* next = reinterpret_cast<const char*>(dec.w) + (s + kAhead) * Dec::kStepBytes;
+    for (int64_t b = 0; b < Dec::kStepBytes; b += 64) _mm_prefetch(next + b, _MM_HINT_T0);
+    __m512i u[Dec::kChunks];
+    __m512 alpha[Dec::kChunks];
+    Beta beta;
+    dec.decode(s, u, alpha, beta);
+    for (int c = 0; c < Dec::kChunks; ++c) {
+      const __m512i prod = _mm512_dpbusd_epi32(_mm512_setzero_si512(), u[c], q[c]);
+      const int k = int((s * Dec::kChunks + c) % kAcc);
+      acc[k] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(prod), _mm512_mul_ps(alpha[c], dx[c]), acc[k]);
     }
+    off = offset_fma(beta, act.dsum16 + s * (Dec::kStep / 16), off);
   }
-  for (int r = 0; r < NR; ++r) {
-    __m512 t = acc[r][0];
-    for (int k = 1; k < kAcc; ++k) t = _mm512_add_ps(t, acc[r][k]);
-    out[r] = _mm512_reduce_add_ps(t) - hsum(off[r]);
-  }
+  __m512 t = acc[0];
+  for (int k = 1; k < kAcc; ++k) t = _mm512_add_ps(t, acc[k]);
+  return _mm512_sub_ps(t, widen(off));
 }
 
+// Kernels::gemv per format: the 128-code decoders where the rows allow.
+template <typename Load>
+void gemv_float(const uint8_t* data, size_t row_bytes, const int32_t* map, int64_t r0, int64_t r1, const ActRow& act,
+                const RowParams& p, float* y) {
+  gemv_range([&](const uint8_t* w) { return float_row<Load>(w, act.x, p.n); }, data, row_bytes, map, r0, r1, y);
+}
 template <typename Dec>
-void dot_with(const Dec& dec, const ActRow* act, int na, int64_t n, float* out) {
-  if (na == 1) gemv_int<Dec, 1>(&dec, act[0], n, out);
-  else dot_int(dec, act, na, n, out);
+void gemv_simple(const uint8_t* data, size_t row_bytes, const int32_t* map, int64_t r0, int64_t r1, const ActRow& act,
+                 const RowParams& p, float* y) {
+  gemv_range([&](const uint8_t* w) { return int_row(Dec{w}, act, p.n); }, data, row_bytes, map, r0, r1, y);
+}
+template <typename Dec, typename Dec4>
+void gemv_blocks(const uint8_t* data, size_t row_bytes, const int32_t* map, int64_t r0, int64_t r1, const ActRow& act,
+                 const RowParams& p, float* y) {
+  if (p.n % 128 == 0) gemv_range([&](const uint8_t* w) { return int_row(Dec4{w}, act, p.n); }, data, row_bytes, map, r0, r1, y);
+  else gemv_range([&](const uint8_t* w) { return int_row(Dec{w}, act, p.n); }, data, row_bytes, map, r0, r1, y);
+}
+void gemv_gq4(const uint8_t* data, size_t row_bytes, const int32_t* map, int64_t r0, int64_t r1, const ActRow& act,
+              const RowParams& p, float* y) {
+  if (p.n % 128 == 0)
+    gemv_range([&](const uint8_t* w) { return int_row(DecGQ4x2{w, p.n, p.group_size, p.group_shift}, act, p.n); },
+               data, row_bytes, map, r0, r1, y);
+  else
+    gemv_range([&](const uint8_t* w) { return int_row(DecGQ4{w, p.n, p.group_size, p.group_shift}, act, p.n); },
+               data, row_bytes, map, r0, r1, y);
+}
+
+// Kernels::dot: one activation row is a gemv range of one row (the same numbers as generation);
+// several rows (short prompts) decode each step once for all of them (dot_int).
+template <GemvFn kGemv>
+void dot_one_or(const uint8_t* w, const ActRow* act, int na, const RowParams& p, float* out, DotFn many) {
+  if (na == 1) kGemv(w, 0, nullptr, 0, 1, act[0], p, out);
+  else many(w, act, na, p, out);
+}
+template <typename Load>
+void dot_float(const uint8_t* w, const ActRow* act, int na, const RowParams& p, float* out) {
+  dot_one_or<gemv_float<Load>>(w, act, na, p, out, dot_float_many<Load>);
 }
 template <typename Dec>
 void dot_simple(const uint8_t* w, const ActRow* act, int na, const RowParams& p, float* out) {
-  dot_with(Dec{w}, act, na, p.n, out);
+  dot_one_or<gemv_simple<Dec>>(w, act, na, p, out, [](const uint8_t* w, const ActRow* act, int na, const RowParams& p, float* out) {
+    dot_int(Dec{w}, act, na, p.n, out);
+  });
 }
-// Q8_0 / Q4_0: the four-block decoders for generation where the row allows.
 template <typename Dec, typename Dec4>
 void dot_blocks(const uint8_t* w, const ActRow* act, int na, const RowParams& p, float* out) {
-  if (na == 1 && p.n % 128 == 0) {
-    const Dec4 dec{w};
-    gemv_int<Dec4, 1>(&dec, act[0], p.n, out);
-  } else {
-    dot_with(Dec{w}, act, na, p.n, out);
-  }
+  dot_one_or<gemv_blocks<Dec, Dec4>>(w, act, na, p, out, [](const uint8_t* w, const ActRow* act, int na, const RowParams& p, float* out) {
+    dot_int(Dec{w}, act, na, p.n, out);
+  });
 }
 void dot_gq4(const uint8_t* w, const ActRow* act, int na, const RowParams& p, float* out) {
-  if (na == 1 && p.n % 128 == 0) {
-    const DecGQ4x2 dec{w, p.n, p.group_size, p.group_shift};
-    gemv_int<DecGQ4x2, 1>(&dec, act[0], p.n, out);
-  } else {
-    dot_with(DecGQ4{w, p.n, p.group_size, p.group_shift}, act, na, p.n, out);
-  }
+  dot_one_or<gemv_gq4>(w, act, na, p, out, [](const uint8_t* w, const ActRow* act, int na, const RowParams& p, float* out) {
+    dot_int(DecGQ4{w, p.n, p.group_size, p.group_shift}, act, na, p.n, out);
+  });
 }
 
 // ---------------------------------------------------------------- prompt processing
@@ -726,6 +812,9 @@ const Kernels kAvx512 = {
     {dot_float<LoadF32>, dot_float<LoadF16>, dot_float<LoadBF16>, dot_blocks<DecQ8_0, DecQ8_0x4>,
      dot_blocks<DecQ4_0, DecQ4_0x4>,
      dot_simple<DecQ45K<false>>, dot_simple<DecQ45K<true>>, dot_simple<DecQ6K>, dot_gq4},
+    {gemv_float<LoadF32>, gemv_float<LoadF16>, gemv_float<LoadBF16>, gemv_blocks<DecQ8_0, DecQ8_0x4>,
+     gemv_blocks<DecQ4_0, DecQ4_0x4>, gemv_simple<DecQ45K<false>>, gemv_simple<DecQ45K<true>>, gemv_simple<DecQ6K>,
+     gemv_gq4},
     quantize_act,
     {nullptr, nullptr, nullptr, decode_simple<DecQ8_0>, decode_simple<DecQ4_0>, decode_simple<DecQ45K<false>>,
      decode_simple<DecQ45K<true>>, decode_simple<DecQ6K>, decode_gq4},

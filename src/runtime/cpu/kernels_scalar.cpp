@@ -259,6 +259,7 @@ const Kernels kScalar = {
     Isa::Scalar,
     {dot_f32, dot_f16, dot_bf16, dot_int<WFormat::Q8_0>, dot_int<WFormat::Q4_0>, dot_int<WFormat::Q4_K>,
      dot_int<WFormat::Q5_K>, dot_int<WFormat::Q6_K>, dot_int<WFormat::GQ4>},
+    {},  // no gemv: dot row by row
     quantize_act_scalar,
     {nullptr, nullptr, nullptr, decode_row<WFormat::Q8_0>, decode_row<WFormat::Q4_0>, decode_row<WFormat::Q4_K>,
      decode_row<WFormat::Q5_K>, decode_row<WFormat::Q6_K>, decode_row<WFormat::GQ4>},

@@ -363,10 +363,17 @@ void generation_pass(std::span<const QMatmulJob> jobs, const float* x, int64_t r
       };
       const int64_t r0 = first_row_at(lo), r1 = first_row_at(hi);
       const DotFn dot = k.dot[int(w.format)];
+      const GemvFn gemv = k.gemv[int(w.format)];
       const RowParams rp = w.params();
       const int64_t out = w.rows;
       float* y = jobs[j].y;
       const float* bias = jobs[j].bias;
+      if (rows == 1 && gemv) {  // the whole range in one call (same numbers as dot row by row)
+        gemv(w.data, w.row_bytes, w.row_map.empty() ? nullptr : w.row_map.data(), r0, r1, acts[0], rp, y);
+        if (bias)
+          for (int64_t r = r0; r < r1; ++r) y[r] += bias[r];
+        continue;
+      }
       for (int64_t r = r0; r < r1; ++r) {
         dot(w.row(r), acts, int(rows), rp, tmp);
         for (int64_t t = 0; t < rows; ++t) y[t * out + r] = tmp[t] + (bias ? bias[r] : 0.0f);

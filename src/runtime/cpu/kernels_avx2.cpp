@@ -113,8 +113,9 @@ struct LoadBF16 {
   }
 };
 
+// Several activation rows (short prompts): each weight vector loaded once for all of them.
 template <typename Load>
-void dot_float(const uint8_t* w, const ActRow* act, int na, const RowParams& p, float* out) {
+void dot_float_many(const uint8_t* w, const ActRow* act, int na, const RowParams& p, float* out) {
   const Load load;
   const int64_t n = p.n, n32 = n / 32 * 32;
   __m256 acc[kMaxActRows][4];
@@ -287,12 +288,133 @@ void dot_int(const Dec& dec, const ActRow* act, int na, int64_t n, float* out) {
   if (beta != beta_stack) delete[] beta;
 }
 
+// ---------------------------------------------------------------- generation: row ranges
+// As at AVX-512 (kernels_avx512.cpp): each row's product left as a vector whose 8 lanes sum to it, 8
+// rows reduced together by a transposing tree, every row's lanes in the same order wherever it sits
+// among the 8 (dot with na = 1 is a range of one row).
+
+// v[0..7] → lane r = Σ of v[r]'s lanes: within each 128-bit half (l0 + l2) + (l1 + l3), then the halves.
+inline __m256 sum8(const __m256* v) {
+  __m256 p[4], q[2];
+  for (int i = 0; i < 4; ++i)  // [a0+a2 b0+b2 a1+a3 b1+b3] per half
+    p[i] = _mm256_add_ps(_mm256_unpacklo_ps(v[2 * i], v[2 * i + 1]), _mm256_unpackhi_ps(v[2 * i], v[2 * i + 1]));
+  for (int i = 0; i < 2; ++i) {  // [a b c d] per half: rows 4i … 4i+3, each its half's sum
+    const __m256d x = _mm256_castps_pd(p[2 * i]), y = _mm256_castps_pd(p[2 * i + 1]);
+    q[i] = _mm256_add_ps(_mm256_castpd_ps(_mm256_unpacklo_pd(x, y)), _mm256_castpd_ps(_mm256_unpackhi_pd(x, y)));
+  }
+  return _mm256_add_ps(_mm256_permute2f128_ps(q[0], q[1], 0x20), _mm256_permute2f128_ps(q[0], q[1], 0x31));
+}
+
+// y[r] = Σ of row_vec(row r)'s lanes for r in [r0, r1); row r at data + (map ? map[r] : r)·row_bytes.
+template <typename RowVec>
+void gemv_range(const RowVec& row_vec, const uint8_t* data, size_t row_bytes, const int32_t* map, int64_t r0,
+                int64_t r1, float* y) {
+  __m256 v[8];
+  for (int64_t b = r0; b < r1; b += 8) {
+    const int nr = int(r1 - b < 8 ? r1 - b : 8);
+    for (int i = 0; i < 8; ++i)
+      v[i] = i < nr ? row_vec(data + size_t(map ? map[b + i] : b + i) * row_bytes) : _mm256_setzero_ps();
+    const __m256 sums = sum8(v);
+    if (nr == 8) {
+      _mm256_storeu_ps(y + b, sums);
+    } else {
+      const __m256i lane = _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7);
+      _mm256_maskstore_ps(y + b, _mm256_cmpgt_epi32(_mm256_set1_epi32(nr), lane), sums);
+    }
+  }
+}
+
+// The n mod 8 values past the last full vector are multiplied one by one and added into lane 0.
+template <typename Load>
+__m256 float_row(const uint8_t* w, const float* x, int64_t n) {
+  const Load load;
+  const int64_t n32 = n / 32 * 32, n8 = n / 8 * 8;
+  __m256 acc[4] = {_mm256_setzero_ps(), _mm256_setzero_ps(), _mm256_setzero_ps(), _mm256_setzero_ps()};
+  for (int64_t i = 0; i < n32; i += 32)
+    for (int u = 0; u < 4; ++u) acc[u] = _mm256_fmadd_ps(load(w, i + 8 * u), _mm256_loadu_ps(x + i + 8 * u), acc[u]);
+  for (int64_t i = n32; i < n8; i += 8) acc[0] = _mm256_fmadd_ps(load(w, i), _mm256_loadu_ps(x + i), acc[0]);
+  float tail = 0;
+  for (int64_t i = n8; i < n; ++i) tail += load.one(w, i) * x[i];
+  const __m256 t = _mm256_add_ps(_mm256_add_ps(acc[0], acc[1]), _mm256_add_ps(acc[2], acc[3]));
+  return _mm256_add_ps(t, _mm256_setr_ps(tail, 0, 0, 0, 0, 0, 0, 0));
+}
+
+// One weight row against one activation row; beta: scratch of n/16 floats (the decoders' offsets).
+template <typename Dec>
+__m256 int_row(const Dec& dec, const ActRow& act, int64_t n, float* beta) {
+  __m256 acc[2] = {_mm256_setzero_ps(), _mm256_setzero_ps()};
+  for (int64_t s = 0; s < n / Dec::kStep; ++s) {
+    __m256i u[Dec::kChunks];
+    __m256 alpha[Dec::kChunks];
+    dec.decode(s, u, alpha, beta + s * (Dec::kStep / 16));
+    for (int c = 0; c < Dec::kChunks; ++c) {
+      const int64_t i0 = s * Dec::kStep + 32 * c;
+      const __m256i prod = dot32<Dec::kSigned>(u[c], _mm256_loadu_si256(reinterpret_cast<const __m256i*>(act.q + i0)));
+      const __m256 scale = _mm256_mul_ps(alpha[c], _mm256_loadu_ps(act.dexp + i0 / 4));
+      const int k = int((s * Dec::kChunks + c) & 1);
+      acc[k] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(prod), scale, acc[k]);
+    }
+  }
+  __m256 t = _mm256_add_ps(acc[0], acc[1]);
+  if constexpr (!Dec::kSigned) {  // − Σ_h β_h·dsum16_h, 8 pieces a vector (n/16 is even: masked tail)
+    __m256 o = _mm256_setzero_ps();
+    const int64_t nh = n / 16;
+    int64_t h = 0;
+    for (; h + 8 <= nh; h += 8) o = _mm256_fmadd_ps(_mm256_loadu_ps(beta + h), _mm256_loadu_ps(act.dsum16 + h), o);
+    if (h < nh) {
+      const __m256i m = _mm256_cmpgt_epi32(_mm256_set1_epi32(int(nh - h)), _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7));
+      o = _mm256_fmadd_ps(_mm256_maskload_ps(beta + h, m), _mm256_maskload_ps(act.dsum16 + h, m), o);
+    }
+    t = _mm256_sub_ps(t, o);
+  }
+  return t;
+}
+
+// The decoders' offsets of one row (n/16 floats): on the stack up to rows of 32768.
+struct BetaScratch {
+  static constexpr int64_t kMaxN = 32768;
+  alignas(32) float stack[kMaxN / 16];
+  float* heap = nullptr;
+  float* p;
+  explicit BetaScratch(int64_t n) : p(n <= kMaxN ? stack : (heap = new float[size_t(n / 16)])) {}
+  ~BetaScratch() { delete[] heap; }
+  BetaScratch(const BetaScratch&) = delete;
+  BetaScratch& operator=(const BetaScratch&) = delete;
+};
+
+template <typename Load>
+void gemv_float(const uint8_t* data, size_t row_bytes, const int32_t* map, int64_t r0, int64_t r1, const ActRow& act,
+                const RowParams& p, float* y) {
+  gemv_range([&](const uint8_t* w) { return float_row<Load>(w, act.x, p.n); }, data, row_bytes, map, r0, r1, y);
+}
+template <typename Dec>
+void gemv_simple(const uint8_t* data, size_t row_bytes, const int32_t* map, int64_t r0, int64_t r1, const ActRow& act,
+                 const RowParams& p, float* y) {
+  BetaScratch beta(p.n);
+  gemv_range([&](const uint8_t* w) { return int_row(Dec{w}, act, p.n, beta.p); }, data, row_bytes, map, r0, r1, y);
+}
+void gemv_gq4(const uint8_t* data, size_t row_bytes, const int32_t* map, int64_t r0, int64_t r1, const ActRow& act,
+              const RowParams& p, float* y) {
+  BetaScratch beta(p.n);
+  gemv_range([&](const uint8_t* w) { return int_row(DecGQ4{w, p.n, p.group_size, p.group_shift}, act, p.n, beta.p); },
+             data, row_bytes, map, r0, r1, y);
+}
+
+// Kernels::dot: one activation row is a gemv range of one row (the numbers of generation); several
+// rows (short prompts) decode each step once for all of them.
+template <typename Load>
+void dot_float(const uint8_t* w, const ActRow* act, int na, const RowParams& p, float* out) {
+  if (na == 1) gemv_float<Load>(w, 0, nullptr, 0, 1, act[0], p, out);
+  else dot_float_many<Load>(w, act, na, p, out);
+}
 template <typename Dec>
 void dot_simple(const uint8_t* w, const ActRow* act, int na, const RowParams& p, float* out) {
-  dot_int(Dec{w}, act, na, p.n, out);
+  if (na == 1) gemv_simple<Dec>(w, 0, nullptr, 0, 1, act[0], p, out);
+  else dot_int(Dec{w}, act, na, p.n, out);
 }
 void dot_gq4(const uint8_t* w, const ActRow* act, int na, const RowParams& p, float* out) {
-  dot_int(DecGQ4{w, p.n, p.group_size, p.group_shift}, act, na, p.n, out);
+  if (na == 1) gemv_gq4(w, 0, nullptr, 0, 1, act[0], p, out);
+  else dot_int(DecGQ4{w, p.n, p.group_size, p.group_shift}, act, na, p.n, out);
 }
 
 // ---------------------------------------------------------------- prompt processing
@@ -368,7 +490,8 @@ const Kernels kAvx2 = {
     Isa::Avx2,
     {dot_float<LoadF32>, dot_float<LoadF16>, dot_float<LoadBF16>, dot_simple<DecQ8_0>, dot_simple<DecQ4_0>,
      dot_simple<DecQ45K<false>>, dot_simple<DecQ45K<true>>, dot_simple<DecQ6K>, dot_gq4},
-    {},  // no gemv: dot row by row
+    {gemv_float<LoadF32>, gemv_float<LoadF16>, gemv_float<LoadBF16>, gemv_simple<DecQ8_0>, gemv_simple<DecQ4_0>,
+     gemv_simple<DecQ45K<false>>, gemv_simple<DecQ45K<true>>, gemv_simple<DecQ6K>, gemv_gq4},
     quantize_act,
     {nullptr, nullptr, nullptr, decode_simple<DecQ8_0>, decode_simple<DecQ4_0>, decode_simple<DecQ45K<false>>,
      decode_simple<DecQ45K<true>>, decode_simple<DecQ6K>, decode_gq4},

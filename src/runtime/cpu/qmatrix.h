@@ -8,7 +8,7 @@
 //
 //   qmatmul: x [rows, in] → y [rows, out] = x · Wᵀ (+ bias)
 //     rows ≤ 4 (generation): one pass over W, every weight row against all rows of x (integer
-//     formats: on 8-bit activations);
+//     formats: on 8-bit activations); one row: each thread's weight rows in one Kernels::gemv call;
 //     more rows (prompts, perplexity windows), at levels with fp32 tiles (AVX-512): W in groups of
 //     64 rows and 512 columns widened exactly to fp32 in transposed 16-row panels, multiplied with
 //     the fp32 activations 12 tokens at a time (Kernels::float_tile);

@@ -120,19 +120,39 @@ void normalize(const ModelConfig& c, const NormWeights& nw, const Tensor& x, Ten
   }, 16);
 }
 
+// RoPE's cos/sin table [seq_len, half] for positions pos0 … pos0 + seq_len − 1. The last table made on
+// a thread is kept: every layer's q and k rotate the same positions (the double-precision sin/cos of a
+// 512-token prompt's 16 tables were 2% of its time).
+struct RopeTable {
+  std::vector<double> inv;
+  int64_t pos0 = -1, seq_len = 0;
+  std::vector<float> cs, sn;
+};
+const RopeTable& rope_table(const ModelConfig& c, int64_t pos0, int64_t seq_len) {
+  thread_local RopeTable t;
+  std::vector<double> inv = rope_inv_freq(c);
+  if (t.pos0 == pos0 && t.seq_len == seq_len && t.inv == inv) return t;
+  const int64_t half = c.head_dim / 2;
+  QL_ASSERT(int64_t(inv.size()) >= half);
+  t.cs.resize(size_t(seq_len * half));
+  t.sn.resize(size_t(seq_len * half));
+  for (int64_t p = 0; p < seq_len; ++p)
+    for (int64_t i = 0; i < half; ++i) {
+      // HF multiplies position and inv_freq in float32 before cos/sin.
+      const float angle = float(pos0 + p) * float(inv[size_t(i)]);
+      t.cs[size_t(p * half + i)] = float(std::cos(double(angle)));
+      t.sn[size_t(p * half + i)] = float(std::sin(double(angle)));
+    }
+  t.inv = std::move(inv), t.pos0 = pos0, t.seq_len = seq_len;
+  return t;
+}
+
 // Rotate-half RoPE (Hugging Face convention: pairs (i, i + head_dim/2)) on x [n_seq*T, n_heads*head_dim].
 void apply_rope(const ModelConfig& c, Tensor& x, int64_t n_heads, int64_t n_seq, int64_t seq_len, int64_t pos0) {
   const int64_t hd = c.head_dim, half = hd / 2;
-  const auto inv = rope_inv_freq(c);
-  // cos/sin table: [seq_len, half]
-  std::vector<float> cs(static_cast<size_t>(seq_len * half)), sn(size_t(seq_len * half));
-  for (int64_t t = 0; t < seq_len; ++t)
-    for (int64_t i = 0; i < half; ++i) {
-      // HF multiplies position and inv_freq in float32 before cos/sin.
-      const float angle = float(pos0 + t) * float(inv[size_t(i)]);
-      cs[size_t(t * half + i)] = float(std::cos(double(angle)));
-      sn[size_t(t * half + i)] = float(std::sin(double(angle)));
-    }
+  const RopeTable& table = rope_table(c, pos0, seq_len);
+  const std::vector<float>& cs = table.cs;
+  const std::vector<float>& sn = table.sn;
   parallel_for(n_seq * seq_len, [&](int64_t r0, int64_t r1) {
     for (int64_t r = r0; r < r1; ++r) {
       const int64_t t = r % seq_len;
@@ -349,11 +369,9 @@ Tensor ffn_mix(const ModelConfig& c, const BlockWeights& w, const Tensor& h) {
   if (c.arch->ffn == FfnKind::GatedSiLU) {
     Tensor gate;
     linear_many(h, {{&w[Linear::Up], &up}, {&w[Linear::Gate], &gate}});
+    const cpu::SiluMulFn silu_mul = cpu::kernels().silu_mul;
     parallel_for(up.numel(), [&](int64_t i0, int64_t i1) {
-      for (int64_t i = i0; i < i1; ++i) {
-        const float g = gate.data[size_t(i)];
-        up.data[size_t(i)] *= g / (1.0f + std::exp(-g));
-      }
+      silu_mul(up.data.data() + i0, gate.data.data() + i0, i1 - i0);
     }, 1 << 14);
   } else if (c.arch->ffn == FfnKind::ReLU) {
     linear(h, w[Linear::Up], up);

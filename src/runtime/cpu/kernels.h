@@ -126,6 +126,11 @@ using FloatTileFn = void (*)(const float* panel, int nr, const float* const* x, 
 // polynomial after reduction by ln 2 (within 3 ulp of exp) and 16 fp32 partial sums.
 using SoftmaxFn = void (*)(float* row, int64_t lo, int64_t hi, int64_t n);
 void softmax_scalar(float* row, int64_t lo, int64_t hi, int64_t n);
+// The gated FFN's SiLU: up[i] ← up[i] · g/(1 + e^−g), g = gate[i], i < n. Scalar reference (also the
+// AVX2 level's): std::exp. AVX-512: e^−|g| by the softmax's polynomial, then g·1/(1 + e) for g ≥ 0 and
+// g·e/(1 + e) below (no overflow for any g).
+using SiluMulFn = void (*)(float* up, const float* gate, int64_t n);
+void silu_mul_scalar(float* up, const float* gate, int64_t n);
 
 struct Kernels {
   Isa isa;
@@ -143,6 +148,7 @@ struct Kernels {
   FloatPanelFn float_panel[kNumWFormats];
   FloatTileFn float_tile;
   SoftmaxFn softmax;
+  SiluMulFn silu_mul;
 };
 
 // Prompts with bf16 dot products (AVX-512 BF16: vdpbf16ps, two products per 32-bit lane), a step

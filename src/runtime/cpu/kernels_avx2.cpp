@@ -500,6 +500,7 @@ const Kernels kAvx2 = {
     {},
     nullptr,
     softmax_scalar,
+    silu_mul_scalar,
 };
 
 }  // namespace

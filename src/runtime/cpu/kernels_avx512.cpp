@@ -807,6 +807,21 @@ void softmax(float* row, int64_t lo, int64_t hi, int64_t n) {
   std::memset(row + hi, 0, size_t(n - hi) * sizeof(float));
 }
 
+// ---------------------------------------------------------------- SiLU (kernels.h)
+
+void silu_mul(float* up, const float* gate, int64_t n) {
+  const __m512 one = _mm512_set1_ps(1.0f), sign = _mm512_set1_ps(-0.0f);
+  for (int64_t i = 0; i < n; i += 16) {
+    const __mmask16 k = tail_mask(n - i);
+    const __m512 g = _mm512_maskz_loadu_ps(k, gate + i);
+    const __m512 e = exp_nonpositive(_mm512_or_ps(g, sign));  // e^−|g|
+    const __mmask16 neg = _mm512_cmp_ps_mask(g, _mm512_setzero_ps(), _CMP_LT_OQ);
+    // sigmoid(g) = 1/(1 + e) for g ≥ 0, e/(1 + e) for g < 0
+    const __m512 sig = _mm512_div_ps(_mm512_mask_blend_ps(neg, one, e), _mm512_add_ps(one, e));
+    _mm512_mask_storeu_ps(up + i, k, _mm512_mul_ps(_mm512_maskz_loadu_ps(k, up + i), _mm512_mul_ps(g, sig)));
+  }
+}
+
 const Kernels kAvx512 = {
     Isa::Avx512,
     {dot_float<LoadF32>, dot_float<LoadF16>, dot_float<LoadBF16>, dot_blocks<DecQ8_0, DecQ8_0x4>,
@@ -824,6 +839,7 @@ const Kernels kAvx512 = {
      int_float_panel<DecGQ4>},
     float_tile,
     softmax,
+    silu_mul,
 };
 
 // ---------------------------------------------------------------- bf16 prompts (AVX-512 BF16)

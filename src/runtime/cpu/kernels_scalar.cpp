@@ -267,6 +267,7 @@ const Kernels kScalar = {
     {},
     nullptr,
     softmax_scalar,
+    silu_mul_scalar,
 };
 
 }  // namespace
@@ -279,6 +280,13 @@ void softmax_scalar(float* row, int64_t lo, int64_t hi, int64_t n) {
   for (int64_t p = lo; p < hi; ++p) sum += (row[p] = std::exp(row[p] - mx));
   const float inv = float(1.0 / sum);
   for (int64_t p = 0; p < n; ++p) row[p] = (p >= lo && p < hi) ? row[p] * inv : 0.0f;
+}
+
+void silu_mul_scalar(float* up, const float* gate, int64_t n) {
+  for (int64_t i = 0; i < n; ++i) {
+    const float g = gate[i];
+    up[i] *= g / (1.0f + std::exp(-g));
+  }
 }
 
 const WFormatInfo& wformat_info(WFormat f) {

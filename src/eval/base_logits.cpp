@@ -122,7 +122,7 @@ std::unique_ptr<BaseLogits> cached_base_logits(const fs::path& path, uint64_t ke
   return std::make_unique<CachedBaseLogits>(std::move(f), vocab);
 }
 
-uint64_t base_logits_key(const fs::path& base, const Windows& w) {
+uint64_t base_logits_key(const fs::path& base, const Windows& w, std::string_view how) {
   std::error_code ec;
   const fs::path canon = fs::weakly_canonical(base, ec);
   std::string id = (ec ? base : canon).string();
@@ -137,6 +137,7 @@ uint64_t base_logits_key(const fs::path& base, const Windows& w) {
   for (const auto& p : files)
     id += fmt::format("|{}:{}:{}", p.filename().string(), fs::file_size(p, ec),
                       fs::last_write_time(p, ec).time_since_epoch().count());
+  id += fmt::format("|{}", how);
   uint64_t h = fnv1a(id.data(), id.size());
   h = fnv1a(w.tokens.data(), w.tokens.size() * sizeof(int32_t), h);
   const int64_t shape[2] = {w.ctx, w.n_windows};

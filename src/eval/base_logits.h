@@ -19,6 +19,7 @@
 #include <cstdio>
 #include <filesystem>
 #include <memory>
+#include <string_view>
 #include <vector>
 
 namespace quantllm {
@@ -40,9 +41,10 @@ std::unique_ptr<BaseLogits> model_base_logits(const FullModel& base, const Windo
 std::unique_ptr<BaseLogits> cached_base_logits(const std::filesystem::path& path, uint64_t key, const Windows& w,
                                                int64_t vocab);
 
-// The cache key of a base model path and the windows, and the cache file for it ("" when caching
-// is off because the file would exceed the size limit).
-uint64_t base_logits_key(const std::filesystem::path& base, const Windows& w);
+// The cache key of a base model path, the windows and how the logits were computed (`how`: the
+// engine, whose logits differ in the last bits), and the cache file for it ("" when caching is off
+// because the file would exceed the size limit).
+uint64_t base_logits_key(const std::filesystem::path& base, const Windows& w, std::string_view how);
 std::filesystem::path base_logits_cache_path(uint64_t key, const Windows& w, int64_t vocab);
 
 }  // namespace quantllm

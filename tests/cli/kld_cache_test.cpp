@@ -1,6 +1,6 @@
 // eval kld keeps the base model's logits on disk (eval/base_logits.h): the second candidate against
 // the same base and windows reads them back instead of running the base, with bit-identical results;
-// other windows, --no-cache and a size limit below the file's size bypass the cache.
+// other windows, the other engine, --no-cache and a size limit below the file's size bypass the cache.
 #include "support/reference.h"
 #include "support/run.h"
 
@@ -49,10 +49,13 @@ TEST(KldCache, SecondRunReadsTheBaseFromTheCacheWithIdenticalResults) {
   EXPECT_FALSE(c["base_from_cache"].get<bool>());
   EXPECT_EQ(cache_files(dir), 2);
   EXPECT_FALSE(json::parse(run_quantllm(args + "2 --no-cache").out)["base_from_cache"].get<bool>());
+  // the other engine's logits differ in the last bits: not the cached ones, cached apart
+  EXPECT_FALSE(json::parse(run_quantllm(args + "2 --engine fp32").out)["base_from_cache"].get<bool>());
+  EXPECT_EQ(cache_files(dir), 3);
 
   ::setenv("QUANTLLM_KLD_CACHE_MB", "1", 1);  // 4 windows are 62 MiB: over the limit, nothing written
   EXPECT_FALSE(json::parse(run_quantllm(args + "4").out)["base_from_cache"].get<bool>());
-  EXPECT_EQ(cache_files(dir), 2);
+  EXPECT_EQ(cache_files(dir), 3);
   ::unsetenv("QUANTLLM_KLD_CACHE_MB");
   ::unsetenv("XDG_CACHE_HOME");
 }

@@ -98,7 +98,7 @@ void register_eval(CLI::App& app, std::vector<std::pair<CLI::App*, Runner>>& run
                                     args->base, args->model);
     // The base's logits: from the cache an earlier run over the same windows wrote, else computed
     // (and cached for the next candidate).
-    const uint64_t key = base_logits_key(args->base, w);
+    const uint64_t key = base_logits_key(args->base, w, "engine " + args->engine);
     const std::filesystem::path cache = args->no_cache ? std::filesystem::path{} : base_logits_cache_path(key, w, base.config.vocab);
     std::unique_ptr<BaseLogits> src = cached_base_logits(cache, key, w, base.config.vocab);
     const bool from_cache = src != nullptr;

@@ -1,7 +1,7 @@
 // The quantized engine (eval --engine quant: packed weights, CPU kernels, 8-bit activations) against
 // the dequantize-on-load reference (--engine fp32) on both reference models: perplexity over the
-// first 16 wikitext2 windows within 0.1% for GGUF Q8_0, Q4_K_M (Q4_K + Q6_K), Q5_K_M (Q5_K + Q6_K)
-// and GPTQ 4-bit (Q4_0 and the float formats are covered by tests/runtime/kernels_test.cpp: float
+// first 16 wikitext2 windows within 0.1% for GGUF Q8_0, Q4_K_M (Q4_K + Q6_K), Q5_K_M (Q5_K + Q6_K),
+// IQ4_NL, IQ4_XS and GPTQ 4-bit (Q4_0 and the float formats are covered by tests/runtime/kernels_test.cpp: float
 // weights meet fp32 activations, so only the summation order differs).
 //
 // Why 0.1% can hold: each linear output moves by the activation rounding (runtime/cpu/kernels.h,
@@ -38,7 +38,7 @@ TEST_P(EngineCli, QuantizedEngineMatchesFp32PathWithinATenthOfAPercent) {
   const std::string base = test::model_dir(name).string();
   test::TempDir dir;
   std::vector<std::pair<std::string, std::string>> models;
-  for (const char* type : {"Q8_0", "Q4_K_M", "Q5_K_M"}) {
+  for (const char* type : {"Q8_0", "Q4_K_M", "Q5_K_M", "IQ4_NL", "IQ4_XS"}) {
     const std::string out = (dir / (std::string(type) + ".gguf")).string();
     const auto r = test::run_quantllm("quantize --model " + base + " --method gguf --type " + type + " --out " + out);
     ASSERT_EQ(r.status, 0) << r.err;

@@ -11,7 +11,7 @@
 // term). The longest chain: one addition per 32-weight block (or per SIMD lane and 64-weight chunk),
 // plus 16 for lane reductions: K ≤ n/32 + 16. Σ|t_k| ≤ Σ_i (|w_i| + 2·|o_i|)·|x̂_i|, where o_i is the
 // offset a kernel removes separately (Q4_0: 8d, Q8_0: 128d for the unsigned-code trick, K-quants:
-// dmin·m, Q6_K: 32·d·|sc|, GQ4: s·z) and x̂ = d·q. Two such computations differ by twice that.
+// dmin·m, Q6_K: 32·d·|sc|, GQ4: s·z, IQ4_NL/IQ4_XS: 128·|α| for the unsigned-code trick) and x̂ = d·q. Two such computations differ by twice that.
 //
 // Any level vs the fp32 product Σ w_i·x_i of the dequantized row (quant/ggml's dequantizer, which
 // matches llama.cpp byte for byte). Rounding x moves it by |x − d·q| ≤ d/2 + (127·u)·d + 3u·|x|
@@ -105,7 +105,8 @@ struct Case {
 const Case kGgmlCases[] = {
     {WFormat::F32, GgmlType::F32},   {WFormat::F16, GgmlType::F16},   {WFormat::BF16, GgmlType::BF16},
     {WFormat::Q8_0, GgmlType::Q8_0}, {WFormat::Q4_0, GgmlType::Q4_0}, {WFormat::Q4_K, GgmlType::Q4_K},
-    {WFormat::Q5_K, GgmlType::Q5_K}, {WFormat::Q6_K, GgmlType::Q6_K},
+    {WFormat::Q5_K, GgmlType::Q5_K}, {WFormat::Q6_K, GgmlType::Q6_K}, {WFormat::IQ4_NL, GgmlType::IQ4_NL},
+    {WFormat::IQ4_XS, GgmlType::IQ4_XS},
 };
 
 // |o_i| of the header comment for weight i of a packed ggml row.
@@ -119,6 +120,11 @@ double offset_of(WFormat f, const uint8_t* row, int64_t i) {
     case WFormat::Q6_K: {
       const auto& b = reinterpret_cast<const BlockQ6_K*>(row)[i / 256];
       return 32.0 * std::fabs(f16_to_f32(b.d)) * std::abs(int(b.scales[(i % 256) / 16]));
+    }
+    case WFormat::IQ4_NL: return 128.0 * std::fabs(f16_to_f32(reinterpret_cast<const BlockIQ4_NL*>(row)[i / 32].d));
+    case WFormat::IQ4_XS: {
+      const auto& b = reinterpret_cast<const BlockIQ4_XS*>(row)[i / 256];
+      return 128.0 * std::fabs(f16_to_f32(b.d)) * std::abs(iq4_xs_scale(b, int(i % 256) / 32) - 32);
     }
     default: return 0.0;
   }

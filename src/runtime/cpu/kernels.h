@@ -26,12 +26,14 @@
 //   Q8_0: u = q + 128, α = d, β = 128·d     Q4_0: u = q, α = d, β = 8·d
 //   Q4_K/Q5_K: u = q, α = d·sc_j, β = dmin·m_j     Q6_K: u = q, α = d·sc_g, β = 32·d·sc_g
 //   GQ4: u = q, α = scale_g, β = scale_g·zero_g
+//   IQ4_NL / IQ4_XS: u = level(q) + 128 (the 16 signed levels), α = d (IQ4_XS: d·(s_g − 32)), β = 128·α
 // so Σ_i w_i·x̂_i = Σ_b d_b·Σ_k α_k·(Σ_{i∈k} u_i·q_i) − Σ_h β_h·dsum16_h with exact integer inner sums
 // (dsum16_h = d_b·Σ_{i∈h} q_i, h the 16-value pieces).
 
 // Weight formats (W: [rows, n], each row stored contiguously):
 //   F32, F16, BF16: plain arrays.
-//   Q8_0, Q4_0, Q4_K, Q5_K, Q6_K: ggml blocks exactly as in the GGUF file (quant/ggml/blocks.h).
+//   Q8_0, Q4_0, Q4_K, Q5_K, Q6_K, IQ4_NL, IQ4_XS: ggml blocks exactly as in the GGUF file
+//     (quant/ggml/blocks.h).
 //   GQ4: GPTQ / AWQ groups repacked at load time (runtime/cpu/qmatrix.cpp): per row, n/2 bytes of
 //     4-bit codes, 64 weights per 32 bytes (byte j: weight j in the low nibble, weight j + 32 in the
 //     high one, as in Q4_K), then per group a 4-byte record {fp16 scale, u8 zero, u8 0};
@@ -46,8 +48,8 @@
 
 namespace quantllm::cpu {
 
-enum class WFormat : uint8_t { F32, F16, BF16, Q8_0, Q4_0, Q4_K, Q5_K, Q6_K, GQ4 };
-inline constexpr int kNumWFormats = 9;
+enum class WFormat : uint8_t { F32, F16, BF16, Q8_0, Q4_0, Q4_K, Q5_K, Q6_K, GQ4, IQ4_NL, IQ4_XS };
+inline constexpr int kNumWFormats = 11;
 
 struct WFormatInfo {
   WFormat format;

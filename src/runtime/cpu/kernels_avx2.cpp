@@ -5,7 +5,7 @@
 // loop), in 256-bit registers of 32 codes. Without vpdpbusd the products are vpmaddubsw (pairs of
 // unsigned × signed codes into int16) then vpmaddwd with ones (into int32). vpmaddubsw saturates
 // above 32767, which codes up to 63 (Q6_K) never reach (2·63·127 = 16002); Q8_0's signed codes use
-// the sign trick instead of an offset: |w|·(sign(w)·x), at most 2·127·127 = 32258.
+// the sign trick instead of an offset: |w|·(sign(w)·x), at most 2·127·127 = 32258 (IQ4's signed levels too).
 //
 // No standard-library templates or shared inline functions are used here: a copy compiled with
 // AVX2 could be the one the linker keeps for the whole program.
@@ -183,6 +183,39 @@ struct DecGQ4 {
     u[1] = _mm256_and_si256(_mm256_srli_epi16(bytes, 4), m4);
     alpha[0] = alpha[1] = _mm256_set1_ps(sc);
     beta[0] = beta[1] = beta[2] = beta[3] = off;
+  }
+};
+
+// IQ4_NL / IQ4_XS: Q4_0's nibble layout, the codes looked up among the 16 signed levels by vpshufb
+// (signed codes: vpmaddubsw by the sign trick, as Q8_0; |level| ≤ 127), one 32-weight group a step.
+inline __m256i iq4_codes(const uint8_t* qs) {
+  const __m128i bytes = _mm_loadu_si128(reinterpret_cast<const __m128i*>(qs));
+  const __m128i m4 = _mm_set1_epi8(0x0f);
+  const __m256i idx = _mm256_set_m128i(_mm_and_si128(_mm_srli_epi16(bytes, 4), m4), _mm_and_si128(bytes, m4));
+  const __m128i levels = _mm_loadu_si128(reinterpret_cast<const __m128i*>(kIq4nlValues));
+  return _mm256_shuffle_epi8(_mm256_broadcastsi128_si256(levels), idx);
+}
+struct DecIQ4NL {
+  static constexpr int kStep = 32, kChunks = 1;
+  static constexpr bool kSigned = true;
+  const uint8_t* w;
+  void decode(int64_t s, __m256i* u, __m256* alpha, float* beta) const {
+    const BlockIQ4_NL& blk = reinterpret_cast<const BlockIQ4_NL*>(w)[s];
+    u[0] = iq4_codes(blk.qs);
+    alpha[0] = _mm256_set1_ps(h2f(blk.d));
+    beta[0] = beta[1] = 0.0f;
+  }
+};
+struct DecIQ4XS {
+  static constexpr int kStep = 32, kChunks = 1;
+  static constexpr bool kSigned = true;
+  const uint8_t* w;
+  void decode(int64_t s, __m256i* u, __m256* alpha, float* beta) const {
+    const BlockIQ4_XS& blk = reinterpret_cast<const BlockIQ4_XS*>(w)[s / 8];
+    const int g = int(s % 8);
+    u[0] = iq4_codes(blk.qs + 16 * g);
+    alpha[0] = _mm256_set1_ps(h2f(blk.d) * float(iq4_xs_scale(blk, g) - 32));
+    beta[0] = beta[1] = 0.0f;
   }
 };
 
@@ -489,14 +522,17 @@ void gemm_tile(const DecodedRow* w, int nr, const ActRow* act, int na, int64_t n
 const Kernels kAvx2 = {
     Isa::Avx2,
     {dot_float<LoadF32>, dot_float<LoadF16>, dot_float<LoadBF16>, dot_simple<DecQ8_0>, dot_simple<DecQ4_0>,
-     dot_simple<DecQ45K<false>>, dot_simple<DecQ45K<true>>, dot_simple<DecQ6K>, dot_gq4},
+     dot_simple<DecQ45K<false>>, dot_simple<DecQ45K<true>>, dot_simple<DecQ6K>, dot_gq4, dot_simple<DecIQ4NL>,
+     dot_simple<DecIQ4XS>},
     {gemv_float<LoadF32>, gemv_float<LoadF16>, gemv_float<LoadBF16>, gemv_simple<DecQ8_0>, gemv_simple<DecQ4_0>,
-     gemv_simple<DecQ45K<false>>, gemv_simple<DecQ45K<true>>, gemv_simple<DecQ6K>, gemv_gq4},
+     gemv_simple<DecQ45K<false>>, gemv_simple<DecQ45K<true>>, gemv_simple<DecQ6K>, gemv_gq4, gemv_simple<DecIQ4NL>,
+     gemv_simple<DecIQ4XS>},
     quantize_act,
     {nullptr, nullptr, nullptr, decode_simple<DecQ8_0>, decode_simple<DecQ4_0>, decode_simple<DecQ45K<false>>,
-     decode_simple<DecQ45K<true>>, decode_simple<DecQ6K>, decode_gq4},
+     decode_simple<DecQ45K<true>>, decode_simple<DecQ6K>, decode_gq4, decode_simple<DecIQ4NL>,
+     decode_simple<DecIQ4XS>},
     {nullptr, nullptr, nullptr, gemm_tile<true>, gemm_tile<false>, gemm_tile<false>, gemm_tile<false>, gemm_tile<false>,
-     gemm_tile<false>},
+     gemm_tile<false>, gemm_tile<true>, gemm_tile<true>},
     {},
     nullptr,
     softmax_scalar,

@@ -157,6 +157,66 @@ struct DecQ4_0 {
   }
 };
 
+// IQ4_NL / IQ4_XS: Q4_0's nibble layout, the codes looked up among the 16 levels (+128: unsigned codes
+// for vpdpbusd) by vpshufb within each 128-bit lane.
+inline __m512i nibble_blocks(const uint8_t* qs0, const uint8_t* qs1) {  // two blocks of 32: [lo0 hi0 lo1 hi1]
+  const __m256i bytes = _mm256_inserti128_si256(
+      _mm256_castsi128_si256(_mm_loadu_si128(reinterpret_cast<const __m128i*>(qs0))),
+      _mm_loadu_si128(reinterpret_cast<const __m128i*>(qs1)), 1);
+  const __m256i m4 = _mm256_set1_epi8(0x0f);
+  const __m512i z = join(_mm256_and_si256(bytes, m4), _mm256_and_si256(_mm256_srli_epi16(bytes, 4), m4));
+  return _mm512_shuffle_i64x2(z, z, _MM_SHUFFLE(3, 1, 2, 0));
+}
+inline __m512i iq4_codes(__m512i idx) {
+  const __m128i levels = _mm_loadu_si128(reinterpret_cast<const __m128i*>(kIq4nlValues));
+  return _mm512_shuffle_epi8(_mm512_broadcast_i32x4(_mm_xor_si128(levels, _mm_set1_epi8(char(0x80)))), idx);
+}
+// α = [a0 ×8 | a1 ×8], β = 128·[a0 a0 a1 a1] for the two 32-code groups of a 64-code step
+inline void iq4_scales(float a0, float a1, __m512* alpha, __m128& beta) {
+  alpha[0] = halves(a0, a1);
+  beta = _mm_mul_ps(_mm_set_ps(a1, a1, a0, a0), _mm_set1_ps(128.0f));
+}
+
+struct DecIQ4NL {
+  static constexpr int kStep = 64, kChunks = 1, kStepBytes = 2 * sizeof(BlockIQ4_NL);
+  using Beta = __m128;
+  const uint8_t* w;
+  void decode(int64_t s, __m512i* u, __m512* alpha, Beta& beta) const {
+    const auto* blk = reinterpret_cast<const BlockIQ4_NL*>(w) + 2 * s;
+    u[0] = iq4_codes(nibble_blocks(blk[0].qs, blk[1].qs));
+    iq4_scales(h2f(blk[0].d), h2f(blk[1].d), alpha, beta);
+  }
+};
+
+// IQ4_XS: a step is a super-block of 256 codes, its eight 6-bit scales unpacked at once (lane g: low
+// nibble at bit 4g of scales_l, high two bits at bit 2g of scales_h). A 64-code step with two scalar
+// unpackings per step ran generation at about llama.cpp's speed; this form keeps the scale work per 256.
+struct DecIQ4XS {
+  static constexpr int kStep = 256, kChunks = 4, kStepBytes = sizeof(BlockIQ4_XS);
+  using Beta = __m512;
+  const uint8_t* w;
+  void decode(int64_t s, __m512i* u, __m512* alpha, Beta& beta) const {
+    const BlockIQ4_XS& blk = reinterpret_cast<const BlockIQ4_XS*>(w)[s];
+    uint32_t lo4;
+    std::memcpy(&lo4, blk.scales_l, 4);
+    const __m256i g = _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7);
+    const __m256i lo = _mm256_and_si256(_mm256_srlv_epi32(_mm256_set1_epi32(int(lo4)), _mm256_slli_epi32(g, 2)),
+                                        _mm256_set1_epi32(15));
+    const __m256i hi = _mm256_and_si256(_mm256_srlv_epi32(_mm256_set1_epi32(blk.scales_h), _mm256_slli_epi32(g, 1)),
+                                        _mm256_set1_epi32(3));
+    const __m256i sc = _mm256_sub_epi32(_mm256_or_si256(lo, _mm256_slli_epi32(hi, 4)), _mm256_set1_epi32(32));
+    // lanes 0–7: d·(s_g − 32)
+    const __m512 a = _mm512_castps256_ps512(_mm256_mul_ps(_mm256_set1_ps(h2f(blk.d)), _mm256_cvtepi32_ps(sc)));
+    beta = _mm512_mul_ps(lanes(a, _mm512_set_epi32(7, 7, 6, 6, 5, 5, 4, 4, 3, 3, 2, 2, 1, 1, 0, 0)),
+                         _mm512_set1_ps(128.0f));
+    for (int c = 0; c < 4; ++c) {
+      u[c] = iq4_codes(nibble_blocks(blk.qs + 32 * c, blk.qs + 32 * c + 16));
+      alpha[c] = lanes(a, _mm512_set_epi32(2 * c + 1, 2 * c + 1, 2 * c + 1, 2 * c + 1, 2 * c + 1, 2 * c + 1, 2 * c + 1,
+                                           2 * c + 1, 2 * c, 2 * c, 2 * c, 2 * c, 2 * c, 2 * c, 2 * c, 2 * c));
+    }
+  }
+};
+
 // Generation on Q8_0 / Q4_0 rows of a multiple of 128 weights: four blocks a step, their four scales
 // converted at once (the 64-code decoders above spend a third of their instructions on the scales).
 inline __m128 four_scales(const uint8_t* first_d, int stride) {
@@ -826,17 +886,19 @@ const Kernels kAvx512 = {
     Isa::Avx512,
     {dot_float<LoadF32>, dot_float<LoadF16>, dot_float<LoadBF16>, dot_blocks<DecQ8_0, DecQ8_0x4>,
      dot_blocks<DecQ4_0, DecQ4_0x4>,
-     dot_simple<DecQ45K<false>>, dot_simple<DecQ45K<true>>, dot_simple<DecQ6K>, dot_gq4},
+     dot_simple<DecQ45K<false>>, dot_simple<DecQ45K<true>>, dot_simple<DecQ6K>, dot_gq4, dot_simple<DecIQ4NL>,
+     dot_simple<DecIQ4XS>},
     {gemv_float<LoadF32>, gemv_float<LoadF16>, gemv_float<LoadBF16>, gemv_blocks<DecQ8_0, DecQ8_0x4>,
      gemv_blocks<DecQ4_0, DecQ4_0x4>, gemv_simple<DecQ45K<false>>, gemv_simple<DecQ45K<true>>, gemv_simple<DecQ6K>,
-     gemv_gq4},
+     gemv_gq4, gemv_simple<DecIQ4NL>, gemv_simple<DecIQ4XS>},
     quantize_act,
     {nullptr, nullptr, nullptr, decode_simple<DecQ8_0>, decode_simple<DecQ4_0>, decode_simple<DecQ45K<false>>,
-     decode_simple<DecQ45K<true>>, decode_simple<DecQ6K>, decode_gq4},
-    {nullptr, nullptr, nullptr, gemm_tile, gemm_tile, gemm_tile, gemm_tile, gemm_tile, gemm_tile},
+     decode_simple<DecQ45K<true>>, decode_simple<DecQ6K>, decode_gq4, decode_simple<DecIQ4NL>,
+     decode_simple<DecIQ4XS>},
+    {nullptr, nullptr, nullptr, gemm_tile, gemm_tile, gemm_tile, gemm_tile, gemm_tile, gemm_tile, gemm_tile, gemm_tile},
     {float_panel<LoadF32>, float_panel<LoadF16>, float_panel<LoadBF16>, int_float_panel<DecQ8_0>,
      int_float_panel<DecQ4_0>, int_float_panel<DecQ45K<false>>, int_float_panel<DecQ45K<true>>, int_float_panel<DecQ6K>,
-     int_float_panel<DecGQ4>},
+     int_float_panel<DecGQ4>, int_float_panel<DecIQ4NL>, int_float_panel<DecIQ4XS>},
     float_tile,
     softmax,
     silu_mul,
@@ -981,7 +1043,8 @@ void bf16_tile(const uint32_t* pairs, const float* alpha, const float* beta, int
 const Bf16Kernels kBf16 = {
     bf16_act,
     {nullptr, nullptr, bf16_plain_panel, bf16_int_panel<DecQ8_0>, bf16_int_panel<DecQ4_0>,
-     bf16_int_panel<DecQ45K<false>>, bf16_int_panel<DecQ45K<true>>, bf16_int_panel<DecQ6K>, bf16_int_panel<DecGQ4>},
+     bf16_int_panel<DecQ45K<false>>, bf16_int_panel<DecQ45K<true>>, bf16_int_panel<DecQ6K>, bf16_int_panel<DecGQ4>,
+     bf16_int_panel<DecIQ4NL>, bf16_int_panel<DecIQ4XS>},
     bf16_tile,
 };
 

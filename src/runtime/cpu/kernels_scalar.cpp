@@ -33,6 +33,8 @@ constexpr WFormatInfo kFormats[] = {
   {WFormat::Q5_K,   "Q5_K",  kQK_K, sizeof(BlockQ5_K),   false},
   {WFormat::Q6_K,   "Q6_K",  kQK_K, sizeof(BlockQ6_K),   false},
   {WFormat::GQ4,    "GQ4",   64,    32,                  false},
+  {WFormat::IQ4_NL, "IQ4_NL", kQK,  sizeof(BlockIQ4_NL), false},
+  {WFormat::IQ4_XS, "IQ4_XS", kQK_K, sizeof(BlockIQ4_XS), false},
 };
 // clang-format on
 
@@ -188,6 +190,32 @@ void decode_gq4(const uint8_t* w, int64_t n, int64_t gs, Decoded& r) {
   }
 }
 
+// 32 IQ4 weights (16 bytes of nibbles, as Q4_0) with scale a: u = level + 128, β = 128·a.
+void decode_iq4_group(const uint8_t* qs, float a, uint8_t* u, float* alpha, float* beta) {
+  for (int j = 0; j < 16; ++j) {
+    u[j] = uint8_t(kIq4nlValues[qs[j] & 15] + 128);
+    u[j + 16] = uint8_t(kIq4nlValues[qs[j] >> 4] + 128);
+  }
+  for (int h = 0; h < 2; ++h) alpha[h] = a, beta[h] = 128.0f * a;
+}
+
+void decode_iq4_nl(const uint8_t* w, int64_t n, Decoded& r) {
+  const auto* blk = reinterpret_cast<const BlockIQ4_NL*>(w);
+  for (int64_t b = 0; b < n / kQK; ++b)
+    decode_iq4_group(blk[b].qs, h2f(blk[b].d), &r.u[size_t(b * kQK)], &r.alpha[size_t(2 * b)], &r.beta[size_t(2 * b)]);
+}
+
+void decode_iq4_xs(const uint8_t* w, int64_t n, Decoded& r) {
+  const auto* blocks = reinterpret_cast<const BlockIQ4_XS*>(w);
+  for (int64_t b = 0; b < n / kQK_K; ++b) {
+    const BlockIQ4_XS& blk = blocks[b];
+    const float d = h2f(blk.d);
+    for (int g = 0; g < 8; ++g)
+      decode_iq4_group(blk.qs + 16 * g, d * float(iq4_xs_scale(blk, g) - 32), &r.u[size_t(b * kQK_K + 32 * g)],
+                       &r.alpha[size_t(b * 16 + 2 * g)], &r.beta[size_t(b * 16 + 2 * g)]);
+  }
+}
+
 // Row w of format F decoded into this thread's buffer.
 template <WFormat F>
 const Decoded& decode_format(const uint8_t* w, const RowParams& p) {
@@ -202,6 +230,8 @@ const Decoded& decode_format(const uint8_t* w, const RowParams& p) {
   if constexpr (F == WFormat::Q5_K) decode_q45_k<true>(w, n, r);
   if constexpr (F == WFormat::Q6_K) decode_q6_k(w, n, r);
   if constexpr (F == WFormat::GQ4) decode_gq4(w, n, p.group_size, r);
+  if constexpr (F == WFormat::IQ4_NL) decode_iq4_nl(w, n, r);
+  if constexpr (F == WFormat::IQ4_XS) decode_iq4_xs(w, n, r);
   return r;
 }
 
@@ -258,12 +288,14 @@ void gemm_tile(const DecodedRow* w, int nr, const ActRow* act, int na, int64_t n
 const Kernels kScalar = {
     Isa::Scalar,
     {dot_f32, dot_f16, dot_bf16, dot_int<WFormat::Q8_0>, dot_int<WFormat::Q4_0>, dot_int<WFormat::Q4_K>,
-     dot_int<WFormat::Q5_K>, dot_int<WFormat::Q6_K>, dot_int<WFormat::GQ4>},
+     dot_int<WFormat::Q5_K>, dot_int<WFormat::Q6_K>, dot_int<WFormat::GQ4>, dot_int<WFormat::IQ4_NL>,
+     dot_int<WFormat::IQ4_XS>},
     {},  // no gemv: dot row by row
     quantize_act_scalar,
     {nullptr, nullptr, nullptr, decode_row<WFormat::Q8_0>, decode_row<WFormat::Q4_0>, decode_row<WFormat::Q4_K>,
-     decode_row<WFormat::Q5_K>, decode_row<WFormat::Q6_K>, decode_row<WFormat::GQ4>},
-    {nullptr, nullptr, nullptr, gemm_tile, gemm_tile, gemm_tile, gemm_tile, gemm_tile, gemm_tile},
+     decode_row<WFormat::Q5_K>, decode_row<WFormat::Q6_K>, decode_row<WFormat::GQ4>, decode_row<WFormat::IQ4_NL>,
+     decode_row<WFormat::IQ4_XS>},
+    {nullptr, nullptr, nullptr, gemm_tile, gemm_tile, gemm_tile, gemm_tile, gemm_tile, gemm_tile, gemm_tile, gemm_tile},
     {},
     nullptr,
     softmax_scalar,

@@ -98,6 +98,8 @@ uint32_t ggml_type_of(WFormat f) {
     case WFormat::Q4_K: return uint32_t(GgmlType::Q4_K);
     case WFormat::Q5_K: return uint32_t(GgmlType::Q5_K);
     case WFormat::Q6_K: return uint32_t(GgmlType::Q6_K);
+    case WFormat::IQ4_NL: return uint32_t(GgmlType::IQ4_NL);
+    case WFormat::IQ4_XS: return uint32_t(GgmlType::IQ4_XS);
     case WFormat::GQ4: break;
   }
   QL_ASSERT(false, "GQ4 has no ggml type");
@@ -107,7 +109,8 @@ uint32_t ggml_type_of(WFormat f) {
 // The kernel table for a matrix: the 32-weight-block SIMD kernels take blocks in pairs, so rows of an
 // odd number of blocks use the reference kernels.
 const Kernels& kernels_of(const QMatrix& w) {
-  if ((w.format == WFormat::Q8_0 || w.format == WFormat::Q4_0) && w.cols % 64 != 0) return kernels_scalar();
+  if ((w.format == WFormat::Q8_0 || w.format == WFormat::Q4_0 || w.format == WFormat::IQ4_NL) && w.cols % 64 != 0)
+    return kernels_scalar();
   return kernels();
 }
 

@@ -71,8 +71,11 @@ TEST(GgufCli, DryRunPlanFollowsLlamaCppRules) {
   EXPECT_EQ(type["token_embd.weight"], "Q4_K");
   const auto o = quantize("--type Q4_K_M --tensor-type attn_q=Q8_0 --out /nonexistent/x.gguf --dry-run --json");
   ASSERT_EQ(o.status, 0) << o.err;
-  for (const auto& t : json::parse(o.out)["tensors"])
-    if (t["tensor"].get<std::string>().find("attn_q.weight") != std::string::npos) EXPECT_EQ(t["type"], "Q8_0");
+  for (const auto& t : json::parse(o.out)["tensors"]) {
+    if (t["tensor"].get<std::string>().find("attn_q.weight") != std::string::npos) {
+      EXPECT_EQ(t["type"], "Q8_0");
+    }
+  }
 }
 
 TEST(GgufCli, BadInputFailsCleanly) {

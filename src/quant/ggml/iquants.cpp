@@ -247,8 +247,7 @@ void dequantize_row_iq4_xs(const void* src, float* y, int64_t n) {
     const float d = from_fp16(b.d);
     const uint8_t* qs = b.qs;
     for (int ib = 0; ib < kQK_K / kQK; ++ib, y += kQK, qs += 16) {
-      const int ls = ((b.scales_l[ib / 2] >> (4 * (ib % 2))) & 0xF) | (((b.scales_h >> (2 * ib)) & 3) << 4);
-      const float dl = d * float(ls - 32);
+      const float dl = d * float(iq4_xs_scale(b, ib) - 32);
       for (int j = 0; j < 16; ++j) {
         y[j] = dl * float(kIq4nlValues[qs[j] & 0xF]);
         y[j + 16] = dl * float(kIq4nlValues[qs[j] >> 4]);

@@ -151,6 +151,13 @@ struct DecQ8_0 {
   }
 };
 
+// The 32 codes of a nibble block (Q4_0 / IQ4 layout: byte j holds weights j and j + 16).
+inline __m256i nibbles32(const uint8_t* qs) {
+  const __m128i bytes = _mm_loadu_si128(reinterpret_cast<const __m128i*>(qs));
+  const __m128i m4 = _mm_set1_epi8(0x0f);
+  return _mm256_set_m128i(_mm_and_si128(_mm_srli_epi16(bytes, 4), m4), _mm_and_si128(bytes, m4));
+}
+
 struct DecQ4_0 {
   static constexpr int kStep = 32, kChunks = 1;
   static constexpr bool kSigned = false;
@@ -158,9 +165,7 @@ struct DecQ4_0 {
   void decode(int64_t s, __m256i* u, __m256* alpha, float* beta) const {
     const BlockQ4_0& blk = reinterpret_cast<const BlockQ4_0*>(w)[s];
     const float d = h2f(blk.d);
-    const __m128i bytes = _mm_loadu_si128(reinterpret_cast<const __m128i*>(blk.qs));
-    const __m128i m4 = _mm_set1_epi8(0x0f);
-    u[0] = _mm256_set_m128i(_mm_and_si128(_mm_srli_epi16(bytes, 4), m4), _mm_and_si128(bytes, m4));
+    u[0] = nibbles32(blk.qs);
     alpha[0] = _mm256_set1_ps(d);
     beta[0] = beta[1] = 8.0f * d;
   }
@@ -189,11 +194,8 @@ struct DecGQ4 {
 // IQ4_NL / IQ4_XS: Q4_0's nibble layout, the codes looked up among the 16 signed levels by vpshufb
 // (signed codes: vpmaddubsw by the sign trick, as Q8_0; |level| ≤ 127), one 32-weight group a step.
 inline __m256i iq4_codes(const uint8_t* qs) {
-  const __m128i bytes = _mm_loadu_si128(reinterpret_cast<const __m128i*>(qs));
-  const __m128i m4 = _mm_set1_epi8(0x0f);
-  const __m256i idx = _mm256_set_m128i(_mm_and_si128(_mm_srli_epi16(bytes, 4), m4), _mm_and_si128(bytes, m4));
   const __m128i levels = _mm_loadu_si128(reinterpret_cast<const __m128i*>(kIq4nlValues));
-  return _mm256_shuffle_epi8(_mm256_broadcastsi128_si256(levels), idx);
+  return _mm256_shuffle_epi8(_mm256_broadcastsi128_si256(levels), nibbles32(qs));
 }
 struct DecIQ4NL {
   static constexpr int kStep = 32, kChunks = 1;

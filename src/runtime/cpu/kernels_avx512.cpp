@@ -122,6 +122,28 @@ inline __m512 lanes(__m512 v, __m512i idx) { return _mm512_permutexvar_ps(idx, v
 // Decoders: kStep codes per step in kChunks registers of 64 (u) with lane scales α (lane l covers
 // codes 4l … 4l+3), and the step's offsets β, one per 16 codes, as a vector (Beta: __m128 for 64-code
 // steps, __m512 for 256).
+// The two 32-weight blocks of a 64-code step: α = [a0 ×8 | a1 ×8], β = offset·[a0 a0 a1 a1].
+inline void pair_scales(float a0, float a1, float offset, __m512* alpha, __m128& beta) {
+  alpha[0] = halves(a0, a1);
+  beta = _mm_mul_ps(_mm_set_ps(a1, a1, a0, a0), _mm_set1_ps(offset));
+}
+// 64 codes of two 32-weight nibble blocks (Q4_0 / IQ4 layout: byte j holds weights j and j + 16 of its
+// block): [lo0 lo1 hi0 hi1] → [lo0 hi0 lo1 hi1], block 0's weights 0–15, 16–31, then block 1's.
+inline __m512i nibble_blocks(const uint8_t* qs0, const uint8_t* qs1) {
+  const __m256i bytes = _mm256_inserti128_si256(
+      _mm256_castsi128_si256(_mm_loadu_si128(reinterpret_cast<const __m128i*>(qs0))),
+      _mm_loadu_si128(reinterpret_cast<const __m128i*>(qs1)), 1);
+  const __m256i m4 = _mm256_set1_epi8(0x0f);
+  const __m512i z = join(_mm256_and_si256(bytes, m4), _mm256_and_si256(_mm256_srli_epi16(bytes, 4), m4));
+  return _mm512_shuffle_i64x2(z, z, _MM_SHUFFLE(3, 1, 2, 0));
+}
+// α of 64-code chunk c from per-32-code values in lanes: [v[2c] ×8 | v[2c+1] ×8] (K-quant and IQ4_XS
+// super-blocks).
+inline __m512 chunk_alpha(__m512 v, int c) {
+  return lanes(v, _mm512_set_epi32(2 * c + 1, 2 * c + 1, 2 * c + 1, 2 * c + 1, 2 * c + 1, 2 * c + 1, 2 * c + 1,
+                                   2 * c + 1, 2 * c, 2 * c, 2 * c, 2 * c, 2 * c, 2 * c, 2 * c, 2 * c));
+}
+
 struct DecQ8_0 {
   static constexpr int kStep = 64, kChunks = 1, kStepBytes = 2 * sizeof(BlockQ8_0);
   using Beta = __m128;
@@ -132,8 +154,7 @@ struct DecQ8_0 {
     const __m512i q = join(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(blk[0].qs)),
                            _mm256_loadu_si256(reinterpret_cast<const __m256i*>(blk[1].qs)));
     u[0] = _mm512_xor_si512(q, _mm512_set1_epi8(char(0x80)));  // q + 128 as unsigned
-    alpha[0] = halves(d0, d1);
-    beta = _mm_mul_ps(_mm_set_ps(d1, d1, d0, d0), _mm_set1_ps(128.0f));
+    pair_scales(d0, d1, 128.0f, alpha, beta);
   }
 };
 
@@ -143,40 +164,17 @@ struct DecQ4_0 {
   const uint8_t* w;
   void decode(int64_t s, __m512i* u, __m512* alpha, Beta& beta) const {
     const auto* blk = reinterpret_cast<const BlockQ4_0*>(w) + 2 * s;
-    const float d0 = h2f(blk[0].d), d1 = h2f(blk[1].d);
-    const __m256i bytes = _mm256_inserti128_si256(
-        _mm256_castsi128_si256(_mm_loadu_si128(reinterpret_cast<const __m128i*>(blk[0].qs))),
-        _mm_loadu_si128(reinterpret_cast<const __m128i*>(blk[1].qs)), 1);
-    const __m256i m4 = _mm256_set1_epi8(0x0f);
-    const __m256i lo = _mm256_and_si256(bytes, m4), hi = _mm256_and_si256(_mm256_srli_epi16(bytes, 4), m4);
-    // [lo0 lo1 hi0 hi1] → [lo0 hi0 lo1 hi1]: block 0's weights 0–15, 16–31, then block 1's.
-    const __m512i z = join(lo, hi);
-    u[0] = _mm512_shuffle_i64x2(z, z, _MM_SHUFFLE(3, 1, 2, 0));
-    alpha[0] = halves(d0, d1);
-    beta = _mm_mul_ps(_mm_set_ps(d1, d1, d0, d0), _mm_set1_ps(8.0f));
+    u[0] = nibble_blocks(blk[0].qs, blk[1].qs);
+    pair_scales(h2f(blk[0].d), h2f(blk[1].d), 8.0f, alpha, beta);
   }
 };
 
-// IQ4_NL / IQ4_XS: Q4_0's nibble layout, the codes looked up among the 16 levels (+128: unsigned codes
-// for vpdpbusd) by vpshufb within each 128-bit lane.
-inline __m512i nibble_blocks(const uint8_t* qs0, const uint8_t* qs1) {  // two blocks of 32: [lo0 hi0 lo1 hi1]
-  const __m256i bytes = _mm256_inserti128_si256(
-      _mm256_castsi128_si256(_mm_loadu_si128(reinterpret_cast<const __m128i*>(qs0))),
-      _mm_loadu_si128(reinterpret_cast<const __m128i*>(qs1)), 1);
-  const __m256i m4 = _mm256_set1_epi8(0x0f);
-  const __m512i z = join(_mm256_and_si256(bytes, m4), _mm256_and_si256(_mm256_srli_epi16(bytes, 4), m4));
-  return _mm512_shuffle_i64x2(z, z, _MM_SHUFFLE(3, 1, 2, 0));
-}
+// IQ4_NL / IQ4_XS: Q4_0's nibble layout (nibble_blocks), the codes looked up among the 16 levels (+128:
+// unsigned codes for vpdpbusd) by vpshufb within each 128-bit lane.
 inline __m512i iq4_codes(__m512i idx) {
   const __m128i levels = _mm_loadu_si128(reinterpret_cast<const __m128i*>(kIq4nlValues));
   return _mm512_shuffle_epi8(_mm512_broadcast_i32x4(_mm_xor_si128(levels, _mm_set1_epi8(char(0x80)))), idx);
 }
-// α = [a0 ×8 | a1 ×8], β = 128·[a0 a0 a1 a1] for the two 32-code groups of a 64-code step
-inline void iq4_scales(float a0, float a1, __m512* alpha, __m128& beta) {
-  alpha[0] = halves(a0, a1);
-  beta = _mm_mul_ps(_mm_set_ps(a1, a1, a0, a0), _mm_set1_ps(128.0f));
-}
-
 struct DecIQ4NL {
   static constexpr int kStep = 64, kChunks = 1, kStepBytes = 2 * sizeof(BlockIQ4_NL);
   using Beta = __m128;
@@ -184,7 +182,7 @@ struct DecIQ4NL {
   void decode(int64_t s, __m512i* u, __m512* alpha, Beta& beta) const {
     const auto* blk = reinterpret_cast<const BlockIQ4_NL*>(w) + 2 * s;
     u[0] = iq4_codes(nibble_blocks(blk[0].qs, blk[1].qs));
-    iq4_scales(h2f(blk[0].d), h2f(blk[1].d), alpha, beta);
+    pair_scales(h2f(blk[0].d), h2f(blk[1].d), 128.0f, alpha, beta);
   }
 };
 
@@ -211,8 +209,7 @@ struct DecIQ4XS {
                          _mm512_set1_ps(128.0f));
     for (int c = 0; c < 4; ++c) {
       u[c] = iq4_codes(nibble_blocks(blk.qs + 32 * c, blk.qs + 32 * c + 16));
-      alpha[c] = lanes(a, _mm512_set_epi32(2 * c + 1, 2 * c + 1, 2 * c + 1, 2 * c + 1, 2 * c + 1, 2 * c + 1, 2 * c + 1,
-                                           2 * c + 1, 2 * c, 2 * c, 2 * c, 2 * c, 2 * c, 2 * c, 2 * c, 2 * c));
+      alpha[c] = chunk_alpha(a, c);
     }
   }
 };
@@ -255,14 +252,7 @@ struct DecQ4_0x4 {
   void decode(int64_t s, __m512i* u, __m512* alpha, Beta& beta) const {
     const auto* blk = reinterpret_cast<const BlockQ4_0*>(w) + 4 * s;
     four_block_scales(four_scales(reinterpret_cast<const uint8_t*>(&blk[0].d), sizeof(BlockQ4_0)), 8.0f, alpha, beta);
-    const __m256i m4 = _mm256_set1_epi8(0x0f);
-    for (int c = 0; c < 2; ++c) {
-      const __m256i bytes = _mm256_inserti128_si256(
-          _mm256_castsi128_si256(_mm_loadu_si128(reinterpret_cast<const __m128i*>(blk[2 * c].qs))),
-          _mm_loadu_si128(reinterpret_cast<const __m128i*>(blk[2 * c + 1].qs)), 1);
-      const __m512i z = join(_mm256_and_si256(bytes, m4), _mm256_and_si256(_mm256_srli_epi16(bytes, 4), m4));
-      u[c] = _mm512_shuffle_i64x2(z, z, _MM_SHUFFLE(3, 1, 2, 0));
-    }
+    for (int c = 0; c < 2; ++c) u[c] = nibble_blocks(blk[2 * c].qs, blk[2 * c + 1].qs);
   }
 };
 
@@ -360,8 +350,7 @@ struct DecQ45K {
         const __m512i hb = _mm512_rolv_epi64(qh, _mm512_set_epi64(r1, r1, r1, r1, r0, r0, r0, r0));
         u[c] = _mm512_or_si512(u[c], _mm512_and_si512(hb, _mm512_set1_epi8(0x10)));
       }
-      alpha[c] = lanes(sm, _mm512_set_epi32(2 * c + 1, 2 * c + 1, 2 * c + 1, 2 * c + 1, 2 * c + 1, 2 * c + 1, 2 * c + 1,
-                                            2 * c + 1, 2 * c, 2 * c, 2 * c, 2 * c, 2 * c, 2 * c, 2 * c, 2 * c));
+      alpha[c] = chunk_alpha(sm, c);
     }
   }
 };

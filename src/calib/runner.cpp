@@ -22,7 +22,7 @@ BlockRunner::BlockRunner(const Model& model, const CalibWindows& w, int64_t chun
   hidden_ = embed(c, g, w.tokens, w.n, w.seqlen);
 }
 
-void BlockRunner::observe(int layer, const BlockWeights& w, BlockObserver& obs) {
+void BlockRunner::observe(int layer, const BlockWeights& w, PointObserver& obs) {
   const int64_t d = model_.config.hidden;
   for (int64_t s0 = 0; s0 < windows_; s0 += chunk_) {
     const int64_t ns = std::min(chunk_, windows_ - s0);

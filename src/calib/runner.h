@@ -26,7 +26,7 @@ class BlockRunner {
 
   // Runs the current inputs through block `layer` with weights w, calling obs for every chunk;
   // the inputs are not changed.
-  void observe(int layer, const BlockWeights& w, BlockObserver& obs);
+  void observe(int layer, const BlockWeights& w, PointObserver& obs);
   // Replaces the inputs by block `layer`'s outputs with weights w (its final, quantized ones).
   void advance(int layer, const BlockWeights& w);
 

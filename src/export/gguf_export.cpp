@@ -269,6 +269,8 @@ ModelConfig config_from_gguf(const GGUFFile& f) {
   c.dtype = DType::F32;
   if (const GGUFValue* v = f.find("tokenizer.ggml.bos_token_id")) c.bos_token_id = get_num<int64_t>(f, "tokenizer.ggml.bos_token_id"), (void)v;
   if (const GGUFValue* v = f.find("tokenizer.ggml.eos_token_id")) c.eos_token_id = get_num<int64_t>(f, "tokenizer.ggml.eos_token_id"), (void)v;
+  if (c.n_layers < 0 || c.n_layers > 65536) fail("{}: block count {} is implausible", f.name(), c.n_layers);
+  derive_block_specs(c);
   return c;
 }
 

@@ -190,23 +190,8 @@ std::vector<PlannedTensor> plan_gguf(const ModelConfig& c, const WeightSource& w
   order.push_back(std::string(a.embed_tokens) + ".weight");
   if (!a.embed_positions.empty()) order.push_back(std::string(a.embed_positions) + ".weight");
   if (c.word_embed_proj_dim != c.hidden && !a.project_in.empty()) order.push_back(std::string(a.project_in) + ".weight");
-  for (int i = 0; i < c.n_layers; ++i) {
-    auto add_norm = [&](BlockNorm n) {
-      order.push_back(c.norm_tensor(i, n) + ".weight");
-      if (a.norm == NormKind::LayerNorm) order.push_back(c.norm_tensor(i, n) + ".bias");
-    };
-    add_norm(BlockNorm::Attn);
-    for (Linear l : {Linear::Q, Linear::K, Linear::V, Linear::O}) {
-      order.push_back(c.linear_tensor(i, l) + ".weight");
-      if (c.linear_has_bias(l)) order.push_back(c.linear_tensor(i, l) + ".bias");
-    }
-    add_norm(BlockNorm::Ffn);
-    for (Linear l : {Linear::Gate, Linear::Up, Linear::Down}) {
-      if (!c.has_linear(l)) continue;
-      order.push_back(c.linear_tensor(i, l) + ".weight");
-      if (c.linear_has_bias(l)) order.push_back(c.linear_tensor(i, l) + ".bias");
-    }
-  }
+  for (int i = 0; i < c.n_layers; ++i)
+    for (auto& name : c.block(i).file_order_names()) order.push_back(std::move(name));
   if (c.final_norm) {
     order.push_back(std::string(a.final_norm) + ".weight");
     if (a.norm == NormKind::LayerNorm) order.push_back(std::string(a.final_norm) + ".bias");

@@ -1,20 +1,27 @@
-// The architecture table (see arch.h). Adding a Llama-like architecture is adding a row.
+// The architecture table (see arch.h). Adding an architecture whose pieces exist is adding a row.
 #include "model/arch.h"
 
-#include <fmt/format.h>
+#include <array>
 
 namespace quantllm {
 
 namespace {
 
-constexpr std::array<std::string_view, kNumLinear> kLlamaLinears = {
-    "self_attn.q_proj", "self_attn.k_proj", "self_attn.v_proj", "self_attn.o_proj",
-    "mlp.gate_proj",    "mlp.up_proj",      "mlp.down_proj"};
-// OPT has no gate: fc1 is the "up" projection, fc2 the "down" one.
-constexpr std::array<std::string_view, kNumLinear> kOptLinears = {
-    "self_attn.q_proj", "self_attn.k_proj", "self_attn.v_proj", "self_attn.out_proj", "", "fc1", "fc2"};
+constexpr AttentionNames kLlamaAttention = {
+    .norm = "input_layernorm",
+    .q = "self_attn.q_proj",
+    .k = "self_attn.k_proj",
+    .v = "self_attn.v_proj",
+    .o = "self_attn.o_proj",
+};
+constexpr FfnNames kLlamaFfn = {
+    .norm = "post_attention_layernorm",
+    .gate = "mlp.gate_proj",
+    .up = "mlp.up_proj",
+    .down = "mlp.down_proj",
+};
 
-ArchSpec llama_like(std::string_view hf, std::string_view type, std::string_view gguf, bool qkv_bias) {
+constexpr ArchSpec llama_like(std::string_view hf, std::string_view type, std::string_view gguf, bool qkv_bias) {
   return ArchSpec{
       .hf_architecture = hf,
       .model_type = type,
@@ -23,13 +30,10 @@ ArchSpec llama_like(std::string_view hf, std::string_view type, std::string_view
       .pos = PosKind::RoPE,
       .ffn = FfnKind::GatedSiLU,
       .default_qkv_bias = qkv_bias,
-      .has_o_bias = false,
-      .has_mlp_bias = false,
       .position_offset = 0,
       .block_prefix = "model.layers.{}.",
-      .linear = kLlamaLinears,
-      .attn_norm = "input_layernorm",
-      .ffn_norm = "post_attention_layernorm",
+      .attn = kLlamaAttention,
+      .ffn_names = kLlamaFfn,
       .embed_tokens = "model.embed_tokens",
       .embed_positions = "",
       .final_norm = "model.norm",
@@ -39,54 +43,47 @@ ArchSpec llama_like(std::string_view hf, std::string_view type, std::string_view
   };
 }
 
+constexpr std::array kTable = {
+    llama_like("LlamaForCausalLM", "llama", "llama", false),
+    llama_like("MistralForCausalLM", "mistral", "llama", false),
+    llama_like("Qwen2ForCausalLM", "qwen2", "qwen2", true),
+    ArchSpec{
+        .hf_architecture = "OPTForCausalLM",
+        .model_type = "opt",
+        .gguf_arch = "opt",
+        .norm = NormKind::LayerNorm,
+        .pos = PosKind::Learned,
+        .ffn = FfnKind::ReLU,
+        .default_qkv_bias = true,
+        .position_offset = 2,
+        .block_prefix = "model.decoder.layers.{}.",
+        // OPT has no gate: fc1 is the "up" projection, fc2 the "down" one.
+        .attn = {.norm = "self_attn_layer_norm", .q = "self_attn.q_proj", .k = "self_attn.k_proj",
+                 .v = "self_attn.v_proj", .o = "self_attn.out_proj"},
+        .ffn_names = {.norm = "final_layer_norm", .gate = "", .up = "fc1", .down = "fc2"},
+        .embed_tokens = "model.decoder.embed_tokens",
+        .embed_positions = "model.decoder.embed_positions",
+        .final_norm = "model.decoder.final_layer_norm",
+        .lm_head = "lm_head",
+        .project_in = "model.decoder.project_in",
+        .project_out = "model.decoder.project_out",
+    },
+};
+
 }  // namespace
 
-const std::vector<ArchSpec>& arch_table() {
-  static const std::vector<ArchSpec> table = {
-      llama_like("LlamaForCausalLM", "llama", "llama", false),
-      llama_like("MistralForCausalLM", "mistral", "llama", false),
-      llama_like("Qwen2ForCausalLM", "qwen2", "qwen2", true),
-      ArchSpec{
-          .hf_architecture = "OPTForCausalLM",
-          .model_type = "opt",
-          .gguf_arch = "opt",
-          .norm = NormKind::LayerNorm,
-          .pos = PosKind::Learned,
-          .ffn = FfnKind::ReLU,
-          .default_qkv_bias = true,
-          .has_o_bias = true,
-          .has_mlp_bias = true,
-          .position_offset = 2,
-          .block_prefix = "model.decoder.layers.{}.",
-          .linear = kOptLinears,
-          .attn_norm = "self_attn_layer_norm",
-          .ffn_norm = "final_layer_norm",
-          .embed_tokens = "model.decoder.embed_tokens",
-          .embed_positions = "model.decoder.embed_positions",
-          .final_norm = "model.decoder.final_layer_norm",
-          .lm_head = "lm_head",
-          .project_in = "model.decoder.project_in",
-          .project_out = "model.decoder.project_out",
-      },
-  };
-  return table;
-}
+std::span<const ArchSpec> arch_table() { return kTable; }
 
 const ArchSpec* find_arch(std::string_view hf_architecture) {
-  for (const auto& a : arch_table())
+  for (const auto& a : kTable)
     if (a.hf_architecture == hf_architecture) return &a;
   return nullptr;
 }
 
 std::string supported_architectures() {
   std::string s;
-  for (const auto& a : arch_table()) s += (s.empty() ? "" : ", ") + std::string(a.hf_architecture);
+  for (const auto& a : kTable) s += (s.empty() ? "" : ", ") + std::string(a.hf_architecture);
   return s;
-}
-
-std::string_view linear_name(Linear l) {
-  static constexpr std::string_view names[] = {"q", "k", "v", "o", "gate", "up", "down"};
-  return names[int(l)];
 }
 
 }  // namespace quantllm

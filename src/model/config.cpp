@@ -120,6 +120,7 @@ ModelConfig parse_config_json(std::string_view json_text, const std::string& sou
   Reader r{root, source};
   c.hidden = r.integer("hidden_size");
   c.n_layers = r.integer("num_hidden_layers");
+  if (c.n_layers > 65536) fail("{}: num_hidden_layers {} is implausible", source, c.n_layers);
   c.n_heads = r.integer("num_attention_heads");
   c.n_kv_heads = r.integer_or("num_key_value_heads", c.n_heads);
   c.vocab = r.integer("vocab_size");
@@ -161,6 +162,7 @@ ModelConfig parse_config_json(std::string_view json_text, const std::string& sou
   else if (dt == "float16") c.dtype = DType::F16;
   else if (dt == "float32") c.dtype = DType::F32;
   else fail("{}: dtype '{}' is not supported (supported: float32, float16, bfloat16)", source, dt);
+  derive_block_specs(c);
   return c;
 }
 
@@ -169,47 +171,13 @@ ModelConfig load_config(const std::filesystem::path& model_dir) {
   return parse_config_json(read_file(path), path.string());
 }
 
-int64_t ModelConfig::linear_in(Linear l) const {
-  switch (l) {
-    case Linear::O: return q_dim();
-    case Linear::Down: return ffn;
-    default: return hidden;
-  }
+const BlockSpec& ModelConfig::block(int64_t layer) const {
+  QL_ASSERT(blocks && layer >= 0 && layer < int64_t(blocks->size()), "block {} of {}", layer,
+            blocks ? blocks->size() : 0);
+  return (*blocks)[size_t(layer)];
 }
 
-int64_t ModelConfig::linear_out(Linear l) const {
-  switch (l) {
-    case Linear::Q: return q_dim();
-    case Linear::K:
-    case Linear::V: return kv_dim();
-    case Linear::O:
-    case Linear::Down: return hidden;
-    default: return ffn;
-  }
-}
-
-bool ModelConfig::has_linear(Linear l) const { return !arch->linear[size_t(l)].empty(); }
-
-bool ModelConfig::linear_has_bias(Linear l) const {
-  switch (l) {
-    case Linear::Q:
-    case Linear::K:
-    case Linear::V: return qkv_bias;
-    case Linear::O: return o_bias;
-    default: return mlp_bias;
-  }
-}
-
-std::string ModelConfig::block_prefix(int layer) const { return fmt::format(fmt::runtime(arch->block_prefix), layer); }
-
-std::string ModelConfig::linear_tensor(int layer, Linear l) const {
-  QL_ASSERT(has_linear(l));
-  return block_prefix(layer) + std::string(arch->linear[size_t(l)]);
-}
-
-std::string ModelConfig::norm_tensor(int layer, BlockNorm n) const {
-  return block_prefix(layer) + std::string(n == BlockNorm::Attn ? arch->attn_norm : arch->ffn_norm);
-}
+std::string ModelConfig::block_prefix(int64_t layer) const { return fmt::format(fmt::runtime(arch->block_prefix), layer); }
 
 std::vector<double> rope_base_inv_freq(const ModelConfig& c) {
   const int64_t half = c.head_dim / 2;

@@ -4,9 +4,11 @@
 
 #include "core/dtype.h"
 #include "model/arch.h"
+#include "model/block_spec.h"
 
 #include <cstdint>
 #include <filesystem>
+#include <memory>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -45,17 +47,13 @@ struct ModelConfig {
   DType dtype = DType::F32;      // torch_dtype / dtype of the stored weights
   int64_t bos_token_id = -1, eos_token_id = -1;
 
+  // One BlockSpec per layer (model/block_spec.h), derived once every field above is set.
+  std::shared_ptr<const std::vector<BlockSpec>> blocks;
+
   int64_t q_dim() const { return n_heads * head_dim; }
   int64_t kv_dim() const { return n_kv_heads * head_dim; }
-  // Input and output sizes of a block's linear layer.
-  int64_t linear_in(Linear l) const;
-  int64_t linear_out(Linear l) const;
-  bool has_linear(Linear l) const;  // OPT has no gate
-  bool linear_has_bias(Linear l) const;
-  // Checkpoint name of a block tensor: "model.layers.3.self_attn.q_proj" (+ ".weight" by the caller).
-  std::string linear_tensor(int layer, Linear l) const;
-  std::string norm_tensor(int layer, BlockNorm n) const;
-  std::string block_prefix(int layer) const;
+  const BlockSpec& block(int64_t layer) const;
+  std::string block_prefix(int64_t layer) const;  // "model.layers.3."
 };
 
 // Parses config.json. `source` names the file in error messages. Throws Error for malformed JSON,

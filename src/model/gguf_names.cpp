@@ -11,9 +11,6 @@ namespace quantllm {
 
 namespace {
 
-constexpr std::string_view kGgufLinear[kNumLinear] = {"attn_q",   "attn_k", "attn_v",  "attn_output",
-                                                      "ffn_gate", "ffn_up", "ffn_down"};
-
 // All (hf base, gguf base) pairs of a config, without the .weight / .bias suffix.
 std::vector<std::pair<std::string, std::string>> base_pairs(const ModelConfig& c) {
   const ArchSpec& a = *c.arch;
@@ -28,10 +25,9 @@ std::vector<std::pair<std::string, std::string>> base_pairs(const ModelConfig& c
     v.emplace_back(std::string(a.project_out), "proj_out");
   }
   for (int i = 0; i < c.n_layers; ++i) {
-    v.emplace_back(c.norm_tensor(i, BlockNorm::Attn), fmt::format("blk.{}.attn_norm", i));
-    v.emplace_back(c.norm_tensor(i, BlockNorm::Ffn), fmt::format("blk.{}.ffn_norm", i));
-    for (int l = 0; l < kNumLinear; ++l)
-      if (c.has_linear(Linear(l))) v.emplace_back(c.linear_tensor(i, Linear(l)), fmt::format("blk.{}.{}", i, kGgufLinear[l]));
+    const BlockSpec& b = c.block(i);
+    for (size_t n = 0; n < b.norms.size(); ++n) v.emplace_back(b.norm_tensor(int(n)), b.gguf_prefix + b.norms[n].gguf);
+    for (size_t l = 0; l < b.linears.size(); ++l) v.emplace_back(b.linear_tensor(int(l)), b.gguf_prefix + b.linears[l].gguf);
   }
   return v;
 }
@@ -65,9 +61,10 @@ std::optional<std::string> gguf_to_hf_name(const ModelConfig& c, const std::stri
 int64_t gguf_rope_permute_heads(const ModelConfig& c, const std::string& hf_name) {
   if (c.arch->gguf_arch != "llama") return 0;
   for (int i = 0; i < c.n_layers; ++i) {
+    const BlockSpec& b = c.block(i);
     for (const char* suffix : {".weight", ".bias"}) {
-      if (hf_name == c.linear_tensor(i, Linear::Q) + suffix) return c.n_heads;
-      if (hf_name == c.linear_tensor(i, Linear::K) + suffix) return c.n_kv_heads;
+      if (hf_name == b.prefix + b.linear(Role::Q).name + suffix) return c.n_heads;
+      if (hf_name == b.prefix + b.linear(Role::K).name + suffix) return c.n_kv_heads;
     }
   }
   return 0;

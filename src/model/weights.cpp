@@ -132,18 +132,8 @@ std::vector<std::pair<std::string, Shape>> expected_tensors(const ModelConfig& c
     if (a.norm == NormKind::LayerNorm) out.push_back({std::string(a.final_norm) + ".bias", {d}});
   }
   if (!c.tied_embeddings) out.push_back({std::string(a.lm_head) + ".weight", {c.vocab, e}});
-  for (int i = 0; i < c.n_layers; ++i) {
-    for (BlockNorm n : {BlockNorm::Attn, BlockNorm::Ffn}) {
-      out.push_back({c.norm_tensor(i, n) + ".weight", {d}});
-      if (a.norm == NormKind::LayerNorm) out.push_back({c.norm_tensor(i, n) + ".bias", {d}});
-    }
-    for (int l = 0; l < kNumLinear; ++l) {
-      const auto lin = Linear(l);
-      if (!c.has_linear(lin)) continue;
-      out.push_back({c.linear_tensor(i, lin) + ".weight", {c.linear_out(lin), c.linear_in(lin)}});
-      if (c.linear_has_bias(lin)) out.push_back({c.linear_tensor(i, lin) + ".bias", {c.linear_out(lin)}});
-    }
-  }
+  for (int i = 0; i < c.n_layers; ++i)
+    for (auto& t : c.block(i).tensors()) out.push_back(std::move(t));
   return out;
 }
 
@@ -173,34 +163,34 @@ void check_tensors(const ModelConfig& c, const WeightSource& src, const std::str
 }
 
 BlockWeights load_block(const ModelConfig& c, const WeightSource& src, int layer, bool linear_weights) {
+  const BlockSpec& spec = c.block(layer);
   BlockWeights b;
-  for (int l = 0; l < kNumLinear; ++l) {
-    const auto lin = Linear(l);
-    if (!c.has_linear(lin)) continue;
-    const std::string base = c.linear_tensor(layer, lin);
-    if (linear_weights) b[lin].w = src.load(base + ".weight");
-    if (c.linear_has_bias(lin)) b[lin].b = src.load(base + ".bias");
+  b.linear.resize(spec.linears.size());
+  for (size_t l = 0; l < spec.linears.size(); ++l) {
+    const std::string base = spec.linear_tensor(int(l));
+    if (linear_weights) b.linear[l].w = src.load(base + ".weight");
+    if (spec.linears[l].bias) b.linear[l].b = src.load(base + ".bias");
   }
-  for (BlockNorm n : {BlockNorm::Attn, BlockNorm::Ffn}) {
-    NormWeights& nw = n == BlockNorm::Attn ? b.attn_norm : b.ffn_norm;
-    nw.w = src.load(c.norm_tensor(layer, n) + ".weight");
-    if (c.arch->norm == NormKind::LayerNorm) nw.b = src.load(c.norm_tensor(layer, n) + ".bias");
+  b.norm.resize(spec.norms.size());
+  for (size_t n = 0; n < spec.norms.size(); ++n) {
+    const std::string base = spec.norm_tensor(int(n));
+    b.norm[n].w = src.load(base + ".weight");
+    if (spec.norms[n].kind == NormKind::LayerNorm) b.norm[n].b = src.load(base + ".bias");
   }
   return b;
 }
 
 void check_block_finite(const ModelConfig& c, const BlockWeights& b, int layer) {
-  for (int l = 0; l < kNumLinear; ++l) {
-    const auto lin = Linear(l);
-    if (!c.has_linear(lin)) continue;
-    const std::string base = c.linear_tensor(layer, lin);
-    check_finite(b[lin].w.data, base + ".weight");
-    check_finite(b[lin].b.data, base + ".bias");  // empty without a bias
+  const BlockSpec& spec = c.block(layer);
+  for (size_t l = 0; l < spec.linears.size(); ++l) {
+    const std::string base = spec.linear_tensor(int(l));
+    check_finite(b.linear[l].w.data, base + ".weight");
+    check_finite(b.linear[l].b.data, base + ".bias");  // empty without a bias
   }
-  for (BlockNorm n : {BlockNorm::Attn, BlockNorm::Ffn}) {
-    const NormWeights& nw = n == BlockNorm::Attn ? b.attn_norm : b.ffn_norm;
-    check_finite(nw.w.data, c.norm_tensor(layer, n) + ".weight");
-    check_finite(nw.b.data, c.norm_tensor(layer, n) + ".bias");
+  for (size_t n = 0; n < spec.norms.size(); ++n) {
+    const std::string base = spec.norm_tensor(int(n));
+    check_finite(b.norm[n].w.data, base + ".weight");
+    check_finite(b.norm[n].b.data, base + ".bias");
   }
 }
 

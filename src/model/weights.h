@@ -13,7 +13,6 @@
 #include "quant/group_quant.h"
 #include "tokenizer/tokenizer.h"
 
-#include <array>
 #include <filesystem>
 #include <memory>
 #include <optional>
@@ -65,25 +64,18 @@ class WeightSource {
 // A plain Hugging Face checkpoint directory (or one .safetensors file).
 std::unique_ptr<WeightSource> open_safetensors_weights(const std::filesystem::path& path);
 
-namespace cpu {
-struct QMatrix;  // runtime/cpu/qmatrix.h: a packed weight matrix the CPU kernels compute on
-}
-
 struct LinearWeights {
-  Tensor w;  // [out, in]; empty when `packed` holds the weight
+  Tensor w;  // [out, in]; empty when an engine keeps the weight packed (runtime/cpu/qmatrix.h)
   Tensor b;  // [out], empty when the layer has no bias
-  std::shared_ptr<const cpu::QMatrix> packed;  // the weight kept packed (runtime's quantized engine)
 };
 struct NormWeights {
   Tensor w;  // [hidden]
   Tensor b;  // [hidden], LayerNorm only
 };
-// One decoder block in fp32.
+// One decoder block in fp32, keyed by the slots of its BlockSpec (model/block_spec.h).
 struct BlockWeights {
-  std::array<LinearWeights, kNumLinear> linear;  // indexed by Linear; OPT's gate stays empty
-  NormWeights attn_norm, ffn_norm;
-  LinearWeights& operator[](Linear l) { return linear[size_t(l)]; }
-  const LinearWeights& operator[](Linear l) const { return linear[size_t(l)]; }
+  std::vector<LinearWeights> linear;  // by linear slot
+  std::vector<NormWeights> norm;      // by norm slot
 };
 // Everything outside the decoder blocks.
 struct GlobalWeights {
@@ -93,8 +85,6 @@ struct GlobalWeights {
   Tensor project_out;  // OPT: [word_embed_proj_dim, hidden]
   NormWeights final_norm;
   Tensor lm_head;      // [vocab, word_embed_proj_dim]; a copy of embed when tied
-  // The quantized engine keeps these two packed (embed/lm_head above then stay empty); tied: one matrix.
-  std::shared_ptr<const cpu::QMatrix> embed_packed, lm_head_packed;
 };
 
 // Expected HF tensor names and shapes of a config (all of them, blocks included).

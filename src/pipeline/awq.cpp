@@ -24,23 +24,22 @@
 
 namespace quantllm {
 
-std::vector<AwqScalingGroup> awq_scaling_groups(const ModelConfig& c) {
+std::vector<AwqScalingGroup> awq_scaling_groups(const BlockSpec& spec) {
   std::vector<AwqScalingGroup> groups;
-  // A norm can absorb the scales only when it sits directly before the linears (pre-LN blocks);
-  // OPT-350m's post-LN blocks feed q/k/v with the residual stream itself.
-  if (c.norm_before) groups.push_back({AwqPrevOp::AttnNorm, {Linear::Q, Linear::K, Linear::V}, LinearInput::AttnIn, "attn.qkv"});
-  // Channel j of v reaches channel j of o's input only without grouped-query attention.
-  if (c.linear_out(Linear::V) == c.linear_in(Linear::O))
-    groups.push_back({AwqPrevOp::V, {Linear::O}, LinearInput::AttnOut, "attn.o"});
-  if (c.norm_before) {
-    std::vector<Linear> in_layers;
-    if (c.has_linear(Linear::Gate)) in_layers.push_back(Linear::Gate);
-    in_layers.push_back(Linear::Up);
-    groups.push_back({AwqPrevOp::FfnNorm, in_layers, LinearInput::FfnIn, "ffn.in"});
+  for (size_t p = 0; p < spec.points.size(); ++p) {
+    const Point& pt = spec.points[p];
+    if (pt.source == Point::Source::None) continue;
+    AwqScalingGroup g;
+    g.point = int(p);
+    g.source = pt.source;
+    g.source_slot = pt.source_slot;
+    g.layers = spec.readers(int(p));
+    g.sublayer = pt.sublayer;
+    g.inspect_sublayer = !pt.is_mid;
+    g.label = pt.label;
+    QL_ASSERT(!g.layers.empty() && (g.inspect_sublayer || g.layers.size() == 1));
+    groups.push_back(std::move(g));
   }
-  // silu(g)·(u/s) = (silu(g)·u)/s and relu(u/s) = relu(u)/s for s > 0; GELU is not homogeneous.
-  if (c.arch->ffn == FfnKind::GatedSiLU || c.arch->ffn == FfnKind::ReLU)
-    groups.push_back({AwqPrevOp::Up, {Linear::Down}, LinearInput::FfnMid, "ffn.down"});
   return groups;
 }
 
@@ -56,15 +55,15 @@ float round_to(float v, DType t) {
 
 }  // namespace
 
-std::vector<float> awq_fold_prev(const ModelConfig& c, BlockWeights& w, const AwqScalingGroup& g,
+std::vector<float> awq_fold_prev(const BlockSpec& spec, BlockWeights& w, const AwqScalingGroup& g,
                                   std::span<const float> s, DType norm_dtype) {
   QL_ASSERT(!g.layers.empty());
-  const int64_t in = c.linear_in(g.layers.front());
+  const int64_t in = spec.linears[size_t(g.layers.front())].in;
   QL_ASSERT(int64_t(s.size()) == in, "fold: {} scales for {} input channels", s.size(), in);
   for (float v : s) QL_ASSERT(std::isfinite(v) && v > 0.0f, "fold: scale {} is not positive", v);
   std::vector<float> realized(s.begin(), s.end());  // [in]
-  if (g.prev == AwqPrevOp::AttnNorm || g.prev == AwqPrevOp::FfnNorm) {
-    NormWeights& n = g.prev == AwqPrevOp::AttnNorm ? w.attn_norm : w.ffn_norm;
+  if (!g.folds_into_linear()) {
+    NormWeights& n = w.norm[size_t(g.source_slot)];
     QL_ASSERT(n.w.numel() == in);
     for (int64_t j = 0; j < in; ++j) {
       float& nw = n.w.data[size_t(j)];
@@ -78,7 +77,7 @@ std::vector<float> awq_fold_prev(const ModelConfig& c, BlockWeights& w, const Aw
       if (!n.b.empty()) n.b.data[size_t(j)] = round_to(n.b.data[size_t(j)] / realized[size_t(j)], norm_dtype);
     }
   } else {
-    LinearWeights& p = w[g.prev == AwqPrevOp::V ? Linear::V : Linear::Up];
+    LinearWeights& p = w.linear[size_t(g.source_slot)];
     QL_ASSERT(p.w.dim(0) == in, "fold: preceding linear has {} outputs for {} inputs", p.w.dim(0), in);
     const int64_t pin = p.w.dim(1);
     for (int64_t j = 0; j < in; ++j) {
@@ -90,12 +89,12 @@ std::vector<float> awq_fold_prev(const ModelConfig& c, BlockWeights& w, const Aw
   return realized;
 }
 
-std::vector<float> awq_fold_scales(const ModelConfig& c, BlockWeights& w, const AwqScalingGroup& g,
+std::vector<float> awq_fold_scales(const BlockSpec& spec, BlockWeights& w, const AwqScalingGroup& g,
                                    std::span<const float> s, DType norm_dtype) {
-  const std::vector<float> realized = awq_fold_prev(c, w, g, s, norm_dtype);
+  const std::vector<float> realized = awq_fold_prev(spec, w, g, s, norm_dtype);
   const int64_t in = int64_t(realized.size());
-  for (Linear l : g.layers) {
-    Tensor& lw = w[l].w;  // [out, in]
+  for (int l : g.layers) {
+    Tensor& lw = w.linear[size_t(l)].w;  // [out, in]
     QL_ASSERT(lw.dim(1) == in);
     for (int64_t r = 0; r < lw.dim(0); ++r) {
       float* row = lw.row(r);
@@ -112,16 +111,14 @@ constexpr int kClipGrid = 20;         // AutoAWQ clip n_grid
 constexpr double kClipMaxShrink = 0.5;
 constexpr int64_t kClipTokens = 512;  // AutoAWQ n_sample_token
 
-constexpr int kNumInputs = 4;  // LinearInput values
-
-// What one pass over the calibration windows saw at the four linear inputs of a block.
+// What one pass over the calibration windows saw at the points of a block.
 struct BlockInputs {
-  std::array<std::vector<double>, kNumInputs> abs_sum;  // Σ|x| per channel over all tokens
-  std::array<Tensor, kNumInputs> sample;                 // inputs of the first n_search windows: [n_search·T, in]
+  std::vector<std::vector<double>> abs_sum;  // per point: Σ|x| per channel over all tokens
+  std::vector<Tensor> sample;                 // per point: inputs of the first n_search windows: [n_search·T, in]
   int64_t tokens = 0;
 
-  std::vector<float> mean(LinearInput which) const {  // x̄: [in]
-    const auto& s = abs_sum[size_t(which)];
+  std::vector<float> mean(int point) const {  // x̄: [in]
+    const auto& s = abs_sum[size_t(point)];
     std::vector<float> m(s.size());
     for (size_t j = 0; j < s.size(); ++j) m[j] = float(s[j] / double(tokens));
     return m;
@@ -129,30 +126,29 @@ struct BlockInputs {
 };
 
 // Observer of one window: per-channel Σ|x| of that window, and its inputs when it is in the sample.
-class WindowRecorder final : public BlockObserver {
+class WindowRecorder final : public PointObserver {
  public:
-  WindowRecorder(std::array<std::vector<double>, kNumInputs>& sums, std::array<Tensor, kNumInputs>* sample,
-                 int64_t row0)
+  WindowRecorder(std::vector<std::vector<double>>& sums, std::vector<Tensor>* sample, int64_t row0)
       : sums_(sums), sample_(sample), row0_(row0) {}
-  bool observe(int, LinearInput which, const Tensor& x) override {
-    const int64_t in = x.shape.back(), rows = x.numel() / in;
-    auto& s = sums_[size_t(which)];
+  bool observe(int point, Act x) override {
+    const int64_t in = x.cols, rows = x.rows;
+    auto& s = sums_[size_t(point)];
     s.assign(size_t(in), 0.0);
     for (int64_t r = 0; r < rows; ++r) {
       const float* xr = x.row(r);
       for (int64_t j = 0; j < in; ++j) s[size_t(j)] += double(std::fabs(xr[j]));
     }
     if (sample_) {
-      Tensor& dst = (*sample_)[size_t(which)];
+      Tensor& dst = (*sample_)[size_t(point)];
       QL_ASSERT(dst.dim(1) == in);
-      std::copy_n(x.ptr(), rows * in, dst.row(row0_));
+      std::copy_n(x.p, rows * in, dst.row(row0_));
     }
-    return which != LinearInput::FfnMid;  // down's output is not needed
+    return point + 1 < int(sums_.size());  // the block's output is not needed
   }
 
  private:
-  std::array<std::vector<double>, kNumInputs>& sums_;
-  std::array<Tensor, kNumInputs>* sample_;
+  std::vector<std::vector<double>>& sums_;
+  std::vector<Tensor>* sample_;
   int64_t row0_;
 };
 
@@ -161,9 +157,13 @@ class WindowRecorder final : public BlockObserver {
 // single-threaded BLAS; the per-window sums are added in window order.
 BlockInputs observe_block(const ModelConfig& c, const BlockWeights& w, int layer, const Tensor& hidden,
                           int64_t n_win, int64_t T, int64_t n_search) {
+  const BlockSpec& spec = c.block(layer);
+  const size_t n_points = spec.points.size();
   BlockInputs in;
-  for (int k = 0; k < kNumInputs; ++k) in.sample[size_t(k)] = Tensor({n_search * T, linear_input_width(c, LinearInput(k))});
-  std::vector<std::array<std::vector<double>, kNumInputs>> per_window(static_cast<size_t>(n_win));
+  in.sample.resize(n_points);
+  for (size_t k = 0; k < n_points; ++k) in.sample[k] = Tensor({n_search * T, spec.points[k].width});
+  std::vector<std::vector<std::vector<double>>> per_window(static_cast<size_t>(n_win),
+                                                           std::vector<std::vector<double>>(n_points));
   {
     SingleThreadedBlas single;
     parallel_for(n_win, [&](int64_t w0, int64_t w1) {
@@ -175,12 +175,13 @@ BlockInputs observe_block(const ModelConfig& c, const BlockWeights& w, int layer
       }
     });
   }
-  for (int k = 0; k < kNumInputs; ++k) {
-    auto& total = in.abs_sum[size_t(k)];
-    total.assign(size_t(linear_input_width(c, LinearInput(k))), 0.0);
+  in.abs_sum.resize(n_points);
+  for (size_t k = 0; k < n_points; ++k) {
+    auto& total = in.abs_sum[k];
+    total.assign(size_t(spec.points[k].width), 0.0);
     for (const auto& pw : per_window) {
-      QL_ASSERT(pw[size_t(k)].size() == total.size());
-      for (size_t j = 0; j < total.size(); ++j) total[j] += pw[size_t(k)][j];
+      QL_ASSERT(pw[k].size() == total.size());
+      for (size_t j = 0; j < total.size(); ++j) total[j] += pw[k][j];
     }
   }
   in.tokens = n_win * T;
@@ -284,17 +285,13 @@ double quadratic_error(const Tensor& q, const Tensor& w, const Tensor& h) {
   return total;
 }
 
-// The output a scaling group's search inspects, for one window xw: [T, in of the group].
-Tensor inspect(const ModelConfig& c, const BlockWeights& w, const AwqScalingGroup& g, const Tensor& xw, int64_t T) {
+// The output a scaling group's search inspects, for one window xw: [T, in of the group] → [T, hidden].
+Tensor inspect(const ModelConfig& c, const BlockWeights& w, int layer, const AwqScalingGroup& g, const Tensor& xw,
+               int64_t T) {
+  if (g.inspect_sublayer) return sublayer_output(c, w, layer, g.sublayer, xw, 1, T);
   Tensor y;
-  switch (g.prev) {
-    case AwqPrevOp::AttnNorm: return attention_sublayer(c, w, xw, 1, T);  // [T, hidden]
-    case AwqPrevOp::FfnNorm: return ffn_sublayer(c, w, xw);               // [T, hidden]
-    case AwqPrevOp::V: linear(xw, w[Linear::O], y); return y;              // [T, hidden]
-    case AwqPrevOp::Up: linear(xw, w[Linear::Down], y); return y;          // [T, hidden]
-  }
-  QL_ASSERT(false);
-  __builtin_unreachable();
+  linear(xw, w.linear[size_t(g.layers.front())], y);
+  return y;
 }
 
 enum class AwqMode { kQuantize, kScaleOnly };
@@ -315,7 +312,6 @@ void run_awq(const Model& model, const GroupMethodOptions& opt, const CalibWindo
   BlockRunner runner(model, windows, opt.chunk_tokens);  // embeds the windows; hidden() is block i's input
   const int64_t T = windows.seqlen, n_win = windows.n;
   const int64_t n_search = std::clamp<int64_t>(opt.awq_search_tokens / T, 1, n_win);
-  const auto groups = awq_scaling_groups(c);
   const int n_blocks = int(c.n_layers);
   BlockCheckpoints ckpt(model, opt, mode == AwqMode::kQuantize ? "awq" : "awq-scale", &windows);
 
@@ -332,52 +328,52 @@ void run_awq(const Model& model, const GroupMethodOptions& opt, const CalibWindo
     }
     BlockResult saved;  // what this block produces, for the checkpoint
     check_block_finite(c, w, i);
+    const BlockSpec& spec = c.block(i);
     BlockInputs in = observe_block(c, w, i, runner.hidden(), n_win, T, n_search);
     std::string detail = fmt::format("block {}/{}: awq", i + 1, n_blocks);
 
     // --- scale search and folding, group by group on the (already folded) block ---
-    std::vector<bool> scaled_linear(kNumLinear, false);
-    for (const AwqScalingGroup& g : groups) {
-      const std::string name = c.block_prefix(i) + g.label;  // "model.layers.3.attn.qkv"
-      Tensor& xs = in.sample[size_t(g.input)];               // [n_search·T, in]
+    std::vector<bool> scaled_linear(spec.linears.size(), false);
+    for (const AwqScalingGroup& g : awq_scaling_groups(spec)) {
+      const std::string name = spec.prefix + g.label;  // "model.layers.3.attn.qkv"
+      Tensor& xs = in.sample[size_t(g.point)];          // [n_search·T, in]
       std::vector<const Tensor*> ws;
-      for (Linear l : g.layers) ws.push_back(&w[l].w);
+      for (int l : g.layers) ws.push_back(&w.linear[size_t(l)].w);
       const std::vector<float> w_mean = awq_weight_mean(ws, p.group_size, name);
-      const std::vector<float> x_mean = in.mean(g.input);
+      const std::vector<float> x_mean = in.mean(g.point);
       AwqScaleResult best;
       {
         SingleThreadedBlas single;
-        const bool single_linear = g.prev == AwqPrevOp::V || g.prev == AwqPrevOp::Up;
-        if (single_linear && xs.dim(0) > xs.dim(1)) {
+        if (!g.inspect_sublayer && xs.dim(0) > xs.dim(1)) {
           // One linear inspected alone: its output error is the quadratic form tr(D H Dᵀ), D = Q − W,
           // H = XᵀX of the sample — the same number as running the sample, at out·in² instead of
           // tokens·out·in per candidate (cheaper when the sample has more tokens than inputs).
-          const Linear l = g.layers.front();
+          const Tensor& lw = w.linear[size_t(g.layers.front())].w;
           const Tensor h = gram(xs);
-          const double n_out = double(xs.dim(0)) * double(w[l].w.dim(0));
+          const double n_out = double(xs.dim(0)) * double(lw.dim(0));
           best = awq_search_scale(
               x_mean, w_mean,
               [&](std::span<const float> s) {
-                return quadratic_error(awq_pseudo_quantize_scaled(w[l].w, s, ps), w[l].w, h) / n_out;
+                return quadratic_error(awq_pseudo_quantize_scaled(lw, s, ps), lw, h) / n_out;
               },
               name, kScaleGrid);
         } else {
-          const Tensor ref = map_windows(xs, T, [&](const Tensor& xw) { return inspect(c, w, g, xw, T); });
+          const Tensor ref = map_windows(xs, T, [&](const Tensor& xw) { return inspect(c, w, i, g, xw, T); });
           BlockWeights cand = w;
           const double n_out = double(ref.numel());
           best = awq_search_scale(
               x_mean, w_mean,
               [&](std::span<const float> s) {
-                for (Linear l : g.layers) cand[l].w = awq_pseudo_quantize_scaled(w[l].w, s, ps);
-                return sum_sq_windows(xs, T, &ref, [&](const Tensor& xw) { return inspect(c, cand, g, xw, T); }) /
+                for (int l : g.layers) cand.linear[size_t(l)].w = awq_pseudo_quantize_scaled(w.linear[size_t(l)].w, s, ps);
+                return sum_sq_windows(xs, T, &ref, [&](const Tensor& xw) { return inspect(c, cand, i, g, xw, T); }) /
                        n_out;
               },
               name, kScaleGrid);
         }
       }
-      const std::vector<std::string> prev = prev_op_tensors(c, i, g);
-      const DType dt = stored_dtype(src, g.prev == AwqPrevOp::V || g.prev == AwqPrevOp::Up ? prev.back() : prev.front());
-      const std::vector<float> realized = awq_fold_scales(c, w, g, best.scales, dt);
+      const std::vector<std::string> prev = prev_op_tensors(spec, g);
+      const DType dt = stored_dtype(src, g.folds_into_linear() ? prev.back() : prev.front());
+      const std::vector<float> realized = awq_fold_scales(spec, w, g, best.scales, dt);
       // The group's inputs are x / s from now on (AutoAWQ's apply_scale on input_feat).
       const int64_t in_w = xs.dim(1);
       parallel_for(xs.dim(0), [&](int64_t r0, int64_t r1) {
@@ -386,13 +382,12 @@ void run_awq(const Model& model, const GroupMethodOptions& opt, const CalibWindo
           for (int64_t j = 0; j < in_w; ++j) xr[j] /= realized[size_t(j)];
         }
       }, 64);
-      for (Linear l : g.layers) scaled_linear[size_t(l)] = true;
-      if (g.prev == AwqPrevOp::V) scaled_linear[size_t(Linear::V)] = true;
-      if (g.prev == AwqPrevOp::Up) scaled_linear[size_t(Linear::Up)] = true;
+      for (int l : g.layers) scaled_linear[size_t(l)] = true;
+      if (g.folds_into_linear()) scaled_linear[size_t(g.source_slot)] = true;
       for (const auto& n : prev) {
-        const bool is_weight = n.ends_with(".weight") && (g.prev == AwqPrevOp::V || g.prev == AwqPrevOp::Up);
+        const bool is_weight = n.ends_with(".weight") && g.folds_into_linear();
         if (is_weight) continue;  // a linear's weight: recorded below with the linears
-        const Tensor& t = block_tensor(c, w, i, n);
+        const Tensor& t = block_tensor(spec, w, n);
         if (mode == AwqMode::kQuantize) qm->replaced[n] = t;
         else (*scaled)[n] = t;
         saved.tensors[n] = t;
@@ -402,31 +397,31 @@ void run_awq(const Model& model, const GroupMethodOptions& opt, const CalibWindo
 
     // --- clipping (not q/k, as AutoAWQ: their errors pass through the softmax) and quantization ---
     BlockWeights wq = w;  // the block as it will run: folded, quantized
-    for (int l = 0; l < kNumLinear; ++l) {
-      const Linear lin = Linear(l);
-      if (!c.has_linear(lin)) continue;
-      const std::string name = c.linear_tensor(i, lin);
+    for (size_t l = 0; l < spec.linears.size(); ++l) {
+      const LinearSlot& slot = spec.linears[l];
+      const std::string name = spec.linear_tensor(int(l));
+      const Tensor& lw = w.linear[l].w;
       if (mode == AwqMode::kScaleOnly) {
-        wq[lin].w = quantize_rtn(w[lin].w, p, name + ".weight").dequantize();
-        if (scaled_linear[size_t(l)]) saved.tensors[name + ".weight"] = (*scaled)[name + ".weight"] = w[lin].w;
+        wq.linear[l].w = quantize_rtn(lw, p, name + ".weight").dequantize();
+        if (scaled_linear[l]) saved.tensors[name + ".weight"] = (*scaled)[name + ".weight"] = lw;
         continue;
       }
       const auto t0 = std::chrono::steady_clock::now();
-      const Tensor& x = in.sample[size_t(linear_input_of(lin))];
-      Tensor clipped = w[lin].w;
-      if (lin != Linear::Q && lin != Linear::K) {
+      const Tensor& x = in.sample[size_t(slot.input)];
+      Tensor clipped = lw;
+      if (slot.role != Role::Q && slot.role != Role::K) {
         const Tensor max_val = awq_search_clip(clipped, x, ps, name + ".weight", kClipGrid, kClipMaxShrink, kClipTokens);
         awq_apply_clip(clipped, max_val);
       }
       GroupQuantized q = quantize_rtn(clipped, p, name + ".weight");
-      wq[lin].w = q.dequantize();
+      wq.linear[l].w = q.dequantize();
       // tr((W−Q) H (W−Q)ᵀ) / tr(W H Wᵀ) with H = XᵀX over the search sample; W the folded fp32 weight.
-      Tensor diff = w[lin].w;
-      for (size_t k = 0; k < diff.data.size(); ++k) diff.data[k] -= wq[lin].w.data[k];
+      Tensor diff = lw;
+      for (size_t k = 0; k < diff.data.size(); ++k) diff.data[k] -= wq.linear[l].w.data[k];
       double num, den;
       {
         SingleThreadedBlas single;
-        const LinearWeights dl{diff, {}, {}}, fl{w[lin].w, {}, {}};
+        const LinearWeights dl{diff, {}}, fl{lw, {}};
         num = sum_sq_windows(x, T, nullptr, [&](const Tensor& xw) { Tensor y; linear(xw, dl, y); return y; });
         den = sum_sq_windows(x, T, nullptr, [&](const Tensor& xw) { Tensor y; linear(xw, fl, y); return y; });
       }
@@ -477,44 +472,40 @@ DType stored_dtype(const WeightSource& src, const std::string& name) {
   return dtype_from_name(src.format(name)).value_or(DType::F32);
 }
 
-std::vector<std::string> prev_op_tensors(const ModelConfig& c, int layer, const AwqScalingGroup& g) {
+std::vector<std::string> prev_op_tensors(const BlockSpec& spec, const AwqScalingGroup& g) {
   std::vector<std::string> names;
-  if (g.prev == AwqPrevOp::AttnNorm || g.prev == AwqPrevOp::FfnNorm) {
-    const std::string n = c.norm_tensor(layer, g.prev == AwqPrevOp::AttnNorm ? BlockNorm::Attn : BlockNorm::Ffn);
+  if (!g.folds_into_linear()) {
+    const std::string n = spec.norm_tensor(g.source_slot);
     names.push_back(n + ".weight");
-    if (c.arch->norm == NormKind::LayerNorm) names.push_back(n + ".bias");
+    if (spec.norms[size_t(g.source_slot)].kind == NormKind::LayerNorm) names.push_back(n + ".bias");
   } else {
-    const Linear l = g.prev == AwqPrevOp::V ? Linear::V : Linear::Up;
-    names.push_back(c.linear_tensor(layer, l) + ".weight");
-    if (c.linear_has_bias(l)) names.push_back(c.linear_tensor(layer, l) + ".bias");
+    names.push_back(spec.linear_tensor(g.source_slot) + ".weight");
+    if (spec.linears[size_t(g.source_slot)].bias) names.push_back(spec.linear_tensor(g.source_slot) + ".bias");
   }
   return names;
 }
 
 
 void validate_awq_options(const ModelConfig& c, const GroupMethodOptions& opt) {
-  for (int l = 0; l < kNumLinear; ++l)
-    if (c.has_linear(Linear(l)))
-      validate_quant_params(opt.quant, c.linear_in(Linear(l)), c.linear_tensor(0, Linear(l)) + ".weight");
+  validate_layers(c, opt.quant);
   if (opt.awq_search_tokens < 1) fail("AWQ search sample of {} tokens: need at least 1", opt.awq_search_tokens);
 }
 
 BlockWeights restore_awq_block(const ModelConfig& c, int block, BlockResult& r, BlockWeights& w, const QuantParams& p,
                                QuantizedModel* qm, std::map<std::string, Tensor>* scaled) {
   QL_ASSERT((qm != nullptr) != (scaled != nullptr));
-  apply_block_tensors(c, w, block, r.tensors);
+  const BlockSpec& spec = c.block(block);
+  apply_block_tensors(spec, w, r.tensors);
   BlockWeights wq = w;
-  for (int l = 0; l < kNumLinear; ++l) {
-    const Linear lin = Linear(l);
-    if (!c.has_linear(lin)) continue;
-    const std::string name = c.linear_tensor(block, lin);
+  for (size_t l = 0; l < spec.linears.size(); ++l) {
+    const std::string name = spec.linear_tensor(int(l));
     if (scaled) {  // scale-only: the next block saw these weights rounded to the nearest grid point
-      wq[lin].w = quantize_rtn(w[lin].w, p, name + ".weight").dequantize();
+      wq.linear[l].w = quantize_rtn(w.linear[l].w, p, name + ".weight").dequantize();
       continue;
     }
     auto it = r.layers.find(name);
     if (it == r.layers.end()) fail("--resume: block {} checkpoint lacks layer {}", block, name);
-    wq[lin].w = it->second.dequantize();
+    wq.linear[l].w = it->second.dequantize();
     qm->layers[name] = std::move(it->second);
   }
   for (auto& [n, t] : r.tensors) (qm ? qm->replaced : *scaled)[n] = std::move(t);

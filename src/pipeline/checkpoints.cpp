@@ -80,37 +80,35 @@ const TensorView& tensor(const SafetensorsFile& f, const std::string& name) {
 }  // namespace
 
 void restore_quantized_layers(const ModelConfig& c, int layer, BlockResult& r, BlockWeights& w, QuantizedModel& qm) {
-  for (int l = 0; l < kNumLinear; ++l) {
-    if (!c.has_linear(Linear(l))) continue;
-    const std::string name = c.linear_tensor(layer, Linear(l));
+  const BlockSpec& spec = c.block(layer);
+  for (size_t l = 0; l < spec.linears.size(); ++l) {
+    const std::string name = spec.linear_tensor(int(l));
     auto it = r.layers.find(name);
     if (it == r.layers.end()) fail("--resume: block {} checkpoint lacks layer {}", layer, name);
-    w.linear[size_t(l)].w = it->second.dequantize();
+    w.linear[l].w = it->second.dequantize();
     qm.layers[name] = std::move(it->second);
     if (r.stats.count(name)) qm.stats[name] = r.stats[name];
   }
 }
 
-Tensor& block_tensor(const ModelConfig& c, BlockWeights& w, int layer, const std::string& name) {
-  for (BlockNorm n : {BlockNorm::Attn, BlockNorm::Ffn}) {
-    NormWeights& nw = n == BlockNorm::Attn ? w.attn_norm : w.ffn_norm;
-    const std::string base = c.norm_tensor(layer, n);
-    if (name == base + ".weight") return nw.w;
-    if (name == base + ".bias") return nw.b;
+Tensor& block_tensor(const BlockSpec& spec, BlockWeights& w, const std::string& name) {
+  for (size_t n = 0; n < spec.norms.size(); ++n) {
+    const std::string base = spec.norm_tensor(int(n));
+    if (name == base + ".weight") return w.norm[n].w;
+    if (name == base + ".bias") return w.norm[n].b;
   }
-  for (int l = 0; l < kNumLinear; ++l) {
-    if (!c.has_linear(Linear(l))) continue;
-    const std::string base = c.linear_tensor(layer, Linear(l));
-    if (name == base + ".weight") return w.linear[size_t(l)].w;
-    if (name == base + ".bias") return w.linear[size_t(l)].b;
+  for (size_t l = 0; l < spec.linears.size(); ++l) {
+    const std::string base = spec.linear_tensor(int(l));
+    if (name == base + ".weight") return w.linear[l].w;
+    if (name == base + ".bias") return w.linear[l].b;
   }
-  QL_ASSERT(false, "no tensor named {} in block {}", name, layer);
+  QL_ASSERT(false, "no tensor named {} in block {}", name, spec.layer);
   __builtin_unreachable();
 }
 
-void apply_block_tensors(const ModelConfig& c, BlockWeights& w, int layer, const std::map<std::string, Tensor>& t) {
+void apply_block_tensors(const BlockSpec& spec, BlockWeights& w, const std::map<std::string, Tensor>& t) {
   for (const auto& [name, v] : t) {
-    Tensor& dst = block_tensor(c, w, layer, name);
+    Tensor& dst = block_tensor(spec, w, name);
     QL_ASSERT(dst.shape == v.shape, "restored tensor {} has shape {}, block has {}", name, shape_str(v.shape),
               shape_str(dst.shape));
     dst = v;

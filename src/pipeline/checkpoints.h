@@ -57,13 +57,13 @@ class BlockCheckpoints {
   int done_ = 0, next_ = 0;
 };
 
-// The tensor of w that an HF name of block `layer` refers to (norms, linears, biases); asserts it exists.
-Tensor& block_tensor(const ModelConfig& c, BlockWeights& w, int layer, const std::string& name);
+// The tensor of w that an HF name of the block refers to (norms, linears, biases); asserts it exists.
+Tensor& block_tensor(const BlockSpec& spec, BlockWeights& w, const std::string& name);
 
 // --resume of GPTQ / RTN: block `layer`'s saved layers dequantized into w and moved into qm (with their stats).
 void restore_quantized_layers(const ModelConfig& c, int layer, BlockResult& r, BlockWeights& w, QuantizedModel& qm);
 
-// Folds a restored block's changed tensors (HF names of block `layer`) into w.
-void apply_block_tensors(const ModelConfig& c, BlockWeights& w, int layer, const std::map<std::string, Tensor>& t);
+// Folds a restored block's changed tensors (HF names of the block) into w.
+void apply_block_tensors(const BlockSpec& spec, BlockWeights& w, const std::map<std::string, Tensor>& t);
 
 }  // namespace quantllm

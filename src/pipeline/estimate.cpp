@@ -23,11 +23,11 @@ RunEstimate estimate_group_method(const Model& model, const GroupMethodOptions& 
   const double chunk = std::max(1.0, std::floor(double(opt.chunk_tokens) / T)) * T;
   const double C = std::min(chunk, N);
   const double d = double(c.hidden), f = double(c.ffn);
+  const BlockSpec& spec = c.block(0);
   double block_params = 0, max_in = 0;
-  for (int l = 0; l < kNumLinear; ++l) {
-    if (!c.has_linear(Linear(l))) continue;
-    block_params += double(c.linear_in(Linear(l))) * double(c.linear_out(Linear(l)));
-    max_in = std::max(max_in, double(c.linear_in(Linear(l))));
+  for (const LinearSlot& l : spec.linears) {
+    block_params += double(l.in) * double(l.out);
+    max_in = std::max(max_in, double(l.in));
   }
   double file_bytes = 0;
   for (const auto& n : model.weights->names()) file_bytes += double(model.weights->stored_bytes(n));
@@ -54,13 +54,12 @@ RunEstimate estimate_group_method(const Model& model, const GroupMethodOptions& 
   const double attn = 4 * T / 2 * double(c.q_dim());  // scores and values, causal half
   const double fwd = N * (2 * block_params + attn);
   const double blocks = double(c.n_layers);
-  std::set<int64_t> inputs;
+  std::set<int> inputs;
   double gptq = 0, hess = 0;
-  for (int l = 0; l < kNumLinear; ++l) {
-    if (!c.has_linear(Linear(l))) continue;
-    const double in = double(c.linear_in(Linear(l))), out = double(c.linear_out(Linear(l)));
+  for (const LinearSlot& l : spec.linears) {
+    const double in = double(l.in), out = double(l.out);
     gptq += 2 * in * in * in + 4 * out * in * in;  // inverse, Cholesky; error feedback (RTN comparison too)
-    if (inputs.insert(int64_t(linear_input_of(Linear(l)))).second) hess += 2 * N * in * in;
+    if (inputs.insert(l.input).second) hess += 2 * N * in * in;
   }
   double per_block = 0;
   if (opt.method == QuantMethod::RTN && !opt.awq_scale) per_block = 0;

@@ -73,54 +73,42 @@ ComputeDevice compute_device(const std::string& name) {
   return ComputeDevice::CUDA;
 }
 
-std::vector<std::vector<Linear>> sequential_groups(const ModelConfig& c, bool true_sequential) {
-  std::vector<std::vector<Linear>> groups;
-  if (true_sequential) {
-    groups = {{Linear::Q, Linear::K, Linear::V}, {Linear::O}, {Linear::Gate, Linear::Up}, {Linear::Down}};
-  } else {
-    groups = {{Linear::Q, Linear::K, Linear::V, Linear::O, Linear::Gate, Linear::Up, Linear::Down}};
-  }
-  for (auto& g : groups) std::erase_if(g, [&](Linear l) { return !c.has_linear(l); });
-  std::erase_if(groups, [](const auto& g) { return g.empty(); });
-  return groups;
-}
-
 namespace {
 
-// Accumulates the Hessian 2XᵀX/n of each requested linear input; stops the block after the last.
-class HessianObserver final : public BlockObserver {
+// Accumulates the Hessian 2XᵀX/n of each point the given slots read; stops the block after the last.
+class HessianObserver final : public PointObserver {
  public:
-  HessianObserver(const ModelConfig& c, const std::vector<Linear>& layers) {
-    for (Linear l : layers) {
-      const LinearInput in = linear_input_of(l);
-      if (!acc_.count(in)) acc_.emplace(in, HessianAccumulator(c.linear_in(l)));
-      last_ = std::max(last_, int(in));
+  HessianObserver(const BlockSpec& spec, const std::vector<int>& slots) {
+    for (int slot : slots) {
+      const int p = spec.linears[size_t(slot)].input;
+      if (!acc_.count(p)) acc_.emplace(p, HessianAccumulator(spec.points[size_t(p)].width));
+      last_ = std::max(last_, p);
     }
   }
-  bool observe(int, LinearInput which, const Tensor& x) override {
-    auto it = acc_.find(which);
-    if (it != acc_.end()) {
-      const int64_t in = x.shape.back();
-      it->second.add_batch(x.ptr(), x.numel() / in, in);
-    }
-    return int(which) < last_;
+  bool observe(int point, Act x) override {
+    auto it = acc_.find(point);
+    if (it != acc_.end()) it->second.add_batch(x.p, x.rows, x.cols);
+    return point < last_;
   }
-  const HessianAccumulator& at(LinearInput in) const { return acc_.at(in); }
+  const HessianAccumulator& at(int point) const { return acc_.at(point); }
 
  private:
-  std::map<LinearInput, HessianAccumulator> acc_;
+  std::map<int, HessianAccumulator> acc_;
   int last_ = -1;
 };
 
 }  // namespace
 
+void validate_layers(const ModelConfig& c, const QuantParams& p) {
+  const BlockSpec& spec = c.block(0);
+  for (size_t l = 0; l < spec.linears.size(); ++l)
+    validate_quant_params(p, spec.linears[l].in, spec.linear_tensor(int(l)) + ".weight");
+}
+
 QuantizedModel quantize_group_method(const Model& model, const GroupMethodOptions& opt, const BlockProgress& progress) {
   const ModelConfig& c = model.config;
   QuantizedModel qm = new_quantized_model(model, opt);
-  // Validate every layer's shape against the options before any work.
-  for (int l = 0; l < kNumLinear; ++l)
-    if (c.has_linear(Linear(l)))
-      validate_quant_params(opt.quant, c.linear_in(Linear(l)), c.linear_tensor(0, Linear(l)) + ".weight");
+  validate_layers(c, opt.quant);  // every layer's shape against the options, before any work
   check_globals_finite(c, *model.weights);  // copied to the output as they are; block tensors: as each block loads
 
   const int n_blocks = int(c.n_layers);
@@ -145,11 +133,10 @@ QuantizedModel quantize_group_method(const Model& model, const GroupMethodOption
     for (int i = 0; i < n_blocks; ++i) {
       const BlockWeights w = load_block(c, *model.weights, i);
       check_block_finite(c, w, i);
-      for (int l = 0; l < kNumLinear; ++l) {
-        const auto lin = Linear(l);
-        if (!c.has_linear(lin)) continue;
-        const std::string name = c.linear_tensor(i, lin);
-        qm.layers[name] = quantize_rtn(w[lin].w, opt.quant, name + ".weight");
+      const BlockSpec& spec = c.block(i);
+      for (size_t l = 0; l < spec.linears.size(); ++l) {
+        const std::string name = spec.linear_tensor(int(l));
+        qm.layers[name] = quantize_rtn(w.linear[l].w, opt.quant, name + ".weight");
       }
       if (progress) progress(i + 1, n_blocks, "rtn");
     }
@@ -180,17 +167,19 @@ QuantizedModel quantize_group_method(const Model& model, const GroupMethodOption
     }
     check_block_finite(c, w, i);
     BlockResult saved;  // what this block produces, for the checkpoint
-    for (const auto& group : sequential_groups(c, opt.true_sequential)) {
-      HessianObserver obs(c, group);
+    const BlockSpec& spec = c.block(i);
+    for (const auto& group : spec.sequential_groups(opt.true_sequential)) {
+      HessianObserver obs(spec, group);
       runner.observe(i, w, obs);  // inputs seen through the already-quantized layers of this block
-      for (Linear lin : group) {
-        const std::string name = c.linear_tensor(i, lin);
-        const HessianAccumulator& acc = obs.at(linear_input_of(lin));
-        GPTQResult r = gptq_quantize(w[lin].w, acc, g, name + ".weight");
+      for (int slot : group) {
+        const std::string name = spec.linear_tensor(slot);
+        const HessianAccumulator& acc = obs.at(spec.linears[size_t(slot)].input);
+        Tensor& lw = w.linear[size_t(slot)].w;
+        GPTQResult r = gptq_quantize(lw, acc, g, name + ".weight");
         // The same objective for plain rounding, so the report shows what GPTQ gained per layer.
         const double rtn_err =
-            relative_objective(w[lin].w, quantize_rtn(w[lin].w, opt.quant, name + ".weight").dequantize(), acc.hessian());
-        w[lin].w = r.q.dequantize();
+            relative_objective(lw, quantize_rtn(lw, opt.quant, name + ".weight").dequantize(), acc.hessian());
+        lw = r.q.dequantize();
         qm.stats[name] = saved.stats[name] = LayerStats{r.stats.objective, rtn_err, r.stats.damp_percent_used,
                                                         r.stats.seconds, r.stats.dead_inputs};
         if (ckpt.enabled()) saved.layers[name] = r.q;
@@ -198,7 +187,7 @@ QuantizedModel quantize_group_method(const Model& model, const GroupMethodOption
         qm.layers[name] = std::move(r.q);
       }
       if (progress) progress(i, n_blocks, fmt::format("block {}/{}: gptq {}", i + 1, n_blocks,
-                                                       linear_name(group.front())));
+                                                       role_name(spec.linears[size_t(group.front())].role)));
     }
     runner.advance(i, w);
     ckpt.save(i, saved);

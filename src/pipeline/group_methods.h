@@ -59,7 +59,7 @@ using BlockProgress = std::function<void(int block, int n_blocks, const std::str
 QuantizedModel quantize_group_method(const Model& model, const GroupMethodOptions& opt,
                                      const BlockProgress& progress = {});
 
-// The true-sequential groups of a config's linear layers (the order GPTQ quantizes them in).
-std::vector<std::vector<Linear>> sequential_groups(const ModelConfig& c, bool true_sequential);
+// Checks every linear layer's shape against the quantization parameters (Error naming the first misfit).
+void validate_layers(const ModelConfig& c, const QuantParams& p);
 
 }  // namespace quantllm

@@ -13,26 +13,22 @@ namespace quantllm {
 
 namespace {
 
-// Σx² per input channel of each block input, in fixed chunk order.
-class SquareSumObserver final : public BlockObserver {
+// Σx² per input channel of each point of a block, in fixed chunk order.
+class SquareSumObserver final : public PointObserver {
  public:
-  explicit SquareSumObserver(const ModelConfig& c) : c_(c) {}
-  bool observe(int, LinearInput which, const Tensor& x) override {
-    const int64_t in = x.shape.back(), rows = x.numel() / in;
-    auto& s = sums_[which];
+  bool observe(int point, Act x) override {
+    const int64_t in = x.cols, rows = x.rows;
+    auto& s = sums_[point];
     s.resize(size_t(in), 0.0);
     for (int64_t r = 0; r < rows; ++r) {
       const float* xr = x.row(r);
       for (int64_t j = 0; j < in; ++j) s[size_t(j)] += double(xr[j]) * xr[j];
     }
-    tokens_[which] += rows;
+    tokens_[point] += rows;
     return true;
   }
-  std::map<LinearInput, std::vector<double>> sums_;
-  std::map<LinearInput, int64_t> tokens_;
-
- private:
-  const ModelConfig& c_;
+  std::map<int, std::vector<double>> sums_;
+  std::map<int, int64_t> tokens_;
 };
 
 }  // namespace
@@ -60,15 +56,14 @@ ImportanceMatrix compute_imatrix(const Model& model, const ImatrixOptions& opt,
   BlockRunner runner(model, w);
   for (int i = 0; i < c.n_layers; ++i) {
     const BlockWeights bw = runner.load(i);
-    SquareSumObserver obs(c);
+    const BlockSpec& spec = c.block(i);
+    SquareSumObserver obs;
     runner.observe(i, bw, obs);
-    for (int l = 0; l < kNumLinear; ++l) {
-      const auto lin = Linear(l);
-      if (!c.has_linear(lin)) continue;
-      const auto& s = obs.sums_.at(linear_input_of(lin));
+    for (size_t l = 0; l < spec.linears.size(); ++l) {
+      const int point = spec.linears[l].input;
+      const auto& s = obs.sums_.at(point);
       std::vector<float> sf(s.begin(), s.end());
-      const auto name = hf_to_gguf_name(c, c.linear_tensor(i, lin) + ".weight");
-      im.accumulate(*name, sf, obs.tokens_.at(linear_input_of(lin)));
+      im.accumulate(spec.gguf_prefix + spec.linears[l].gguf + ".weight", sf, obs.tokens_.at(point));
     }
     runner.advance(i, bw);
     if (progress) progress(i + 1, int(c.n_layers));
@@ -82,14 +77,16 @@ void check_imatrix_fits(const ImportanceMatrix& im, const ModelConfig& c, const 
     if (!hf) fail("{}: entry '{}' is not a tensor of this model (is the importance matrix from another model?)",
                   source, name);
     bool found = false;
-    for (int i = 0; i < c.n_layers && !found; ++i)
-      for (int l = 0; l < kNumLinear && !found; ++l)
-        if (c.has_linear(Linear(l)) && c.linear_tensor(i, Linear(l)) + ".weight" == *hf) {
+    for (int i = 0; i < c.n_layers && !found; ++i) {
+      const BlockSpec& spec = c.block(i);
+      for (size_t l = 0; l < spec.linears.size() && !found; ++l)
+        if (spec.linear_tensor(int(l)) + ".weight" == *hf) {
           found = true;
-          if (e.n_per_row() != c.linear_in(Linear(l)))
+          if (e.n_per_row() != spec.linears[l].in)
             fail("{}: entry '{}' has {} values per row, the model's tensor has rows of {} (is the importance "
-                 "matrix from another model?)", source, name, e.n_per_row(), c.linear_in(Linear(l)));
+                 "matrix from another model?)", source, name, e.n_per_row(), spec.linears[l].in);
         }
+    }
   }
 }
 

@@ -1,12 +1,9 @@
-// The forward pass of the generic decoder (every row of the architecture table), in fp32 activations.
-// A linear layer's weight is either an fp32 matrix or a packed one (LinearWeights::packed, the
-// quantized engine: runtime/cpu/qmatrix.h); everything else is the same code for both.
-//
-// The pieces are separate so that calibration can run one decoder block at a time over all
-// calibration windows and observe the input of every linear layer:
+// The forward pass of a whole model on the CPU, in fp32 activations: embeddings, the decoder blocks
+// (interpreted from their BlockSpecs by runtime/block.h over the CPU ops, runtime/cpu/ops.h) and the head.
+// A linear layer's weight is either an fp32 matrix or a packed one (the quantized engine:
+// runtime/cpu/qmatrix.h); everything else is the same code for both.
 //   embed():         tokens [n_seq, T]        -> x [n_seq*T, hidden]
-//   block_forward(): x [n_seq*T, hidden]      -> x (in place), one decoder block
-//     = x + attention_sublayer(norm(x)), then x + ffn_sublayer(norm(x)) (pre-LN; OPT-350m norms after)
+//   run_block():     x [n_seq*T, hidden]      -> x (in place), one decoder block (runtime/block.h)
 //   head():          x [rows, hidden]         -> logits [rows, vocab]
 // Sequences in a batch are independent windows that all start at position `pos0` (0 for
 // evaluation); generation passes a KVCache to continue a single sequence.
@@ -15,27 +12,19 @@
 #include "core/tensor.h"
 #include "model/config.h"
 #include "model/weights.h"
+#include "runtime/block.h"
 
 #include <cstdint>
 #include <functional>
+#include <memory>
 #include <string>
 #include <vector>
 
 namespace quantllm {
 
-// The four distinct inputs of a block's linear layers.
-enum class LinearInput { AttnIn /* q, k, v */, AttnOut /* o */, FfnIn /* gate, up */, FfnMid /* down */ };
-LinearInput linear_input_of(Linear l);
-int64_t linear_input_width(const ModelConfig& c, LinearInput which);  // its width (q_dim for o's input, …)
-
-// Receives the input of every linear layer during block_forward (x: [rows, in]). Returning false
-// stops the block there (x is then partly updated: pass a copy): calibration often needs only the inputs of
-// the first layers of a block, not its output.
-class BlockObserver {
- public:
-  virtual ~BlockObserver() = default;
-  virtual bool observe(int layer, LinearInput which, const Tensor& x) = 0;
-};
+namespace cpu {
+struct QMatrix;
+}
 
 // Keys and values of past positions of one sequence, per layer.
 struct KVCache {
@@ -48,29 +37,22 @@ struct KVCache {
 // RoPE inverse frequencies with the model's scaling folded in (linear, llama3, or GGUF rope_freqs). [head_dim / 2]
 std::vector<double> rope_inv_freq(const ModelConfig& c);
 
-// Token (and, for OPT, position) embeddings, with OPT's project_in.
+// Token (and, for OPT, position) embeddings, with OPT's project_in. embed_packed: the table kept packed
+// (the quantized engine), else g.embed.
 Tensor embed(const ModelConfig& c, const GlobalWeights& g, const std::vector<int32_t>& tokens, int64_t n_seq,
-             int64_t seq_len, int64_t pos0 = 0);
+             int64_t seq_len, int64_t pos0 = 0, const cpu::QMatrix* embed_packed = nullptr);
 
-// One decoder block, in place (unless the observer stops it early; then returns false). With a cache (n_seq must be 1) the new keys/values are appended at
-// positions cache->length … and attention covers the cached ones; the caller advances length.
+// Block `layer` on x [n_seq·T, hidden] in place, with fp32 weights (calibration); false when the observer
+// stopped it.
 bool block_forward(const ModelConfig& c, const BlockWeights& w, int layer, Tensor& x, int64_t n_seq,
-                   int64_t seq_len, BlockObserver* observer = nullptr, KVCache* cache = nullptr, int64_t pos0 = 0);
-
-// The pieces of block_forward, for methods that inspect one sub-layer (AWQ's scale search).
-// h is the sub-layer's input after its norm (the q/k/v resp. gate/up input), [n_seq*T, hidden].
-// attention_mix: o's input, the attention of q(h), k(h), v(h) → [n_seq*T, q_dim] (cache as in block_forward).
-Tensor attention_mix(const ModelConfig& c, const BlockWeights& w, int layer, const Tensor& h, int64_t n_seq,
-                     int64_t seq_len, KVCache* cache = nullptr, int64_t pos0 = 0);
-// ffn_mix: down's input, act(gate(h)) ⊙ up(h) (or act(up(h))) → [rows, ffn].
-Tensor ffn_mix(const ModelConfig& c, const BlockWeights& w, const Tensor& h);
-// The sub-layers' outputs before the residual add: o(attention_mix(h)) resp. down(ffn_mix(h)), [rows, hidden].
-Tensor attention_sublayer(const ModelConfig& c, const BlockWeights& w, const Tensor& h, int64_t n_seq,
-                          int64_t seq_len);
-Tensor ffn_sublayer(const ModelConfig& c, const BlockWeights& w, const Tensor& h);
+                   int64_t seq_len, PointObserver* observer = nullptr);
+// Sub-layer s's output before the residual add, from its input h [rows, hidden] (n_seq windows).
+Tensor sublayer_output(const ModelConfig& c, const BlockWeights& w, int layer, int s, const Tensor& h, int64_t n_seq,
+                       int64_t seq_len);
 
 // Final norm, project_out and the LM head for `rows` rows of x starting at row `row0`.
-Tensor head(const ModelConfig& c, const GlobalWeights& g, const Tensor& x, int64_t row0, int64_t rows);
+Tensor head(const ModelConfig& c, const GlobalWeights& g, const Tensor& x, int64_t row0, int64_t rows,
+            const cpu::QMatrix* lm_head_packed = nullptr);
 
 // Where forward time goes (for benchmarks): seconds in the linear layers' matrix products and in
 // attention, accumulated while enabled.
@@ -83,6 +65,7 @@ ForwardProfile forward_profile();  // totals since profiling was last enabled
 
 // Y[rows, out] = X[rows, in] · Wᵀ (+ b). W: [out, in].
 void linear(const Tensor& x, const LinearWeights& w, Tensor& y);
+void linear(const Tensor& x, const Tensor& w, Tensor& y);
 
 // How FullModel holds its weights. Fp32: every weight widened on load (the reference path).
 // Quant: the 2-D weights stay as stored — GGUF blocks and F16/BF16 tensors read in place from the
@@ -110,6 +93,9 @@ class FullModel {
   Engine engine_ = Engine::Fp32;
   GlobalWeights globals_;
   std::vector<BlockWeights> blocks_;
+  // The quantized engine's packed matrices: per block, by linear slot (null: fp32 in blocks_); embed and head.
+  std::vector<std::vector<std::shared_ptr<const cpu::QMatrix>>> packed_;
+  std::shared_ptr<const cpu::QMatrix> embed_packed_, lm_head_packed_;
 };
 
 }  // namespace quantllm

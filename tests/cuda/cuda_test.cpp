@@ -17,7 +17,8 @@
 #include "quant/awq_search.h"
 #include "quant/gptq.h"
 #include "runtime/cuda/awq.h"
-#include "runtime/cuda/block.h"
+#include "runtime/block.h"
+#include "runtime/cuda/ops.h"
 #include "runtime/cuda/gptq.h"
 #include "runtime/cuda/kernels.h"
 #include "support/run.h"
@@ -126,11 +127,12 @@ TEST_F(Gpu, BlockForwardMatchesCpu) {
       const Tensor x0 = random_tensor({n_seq * T, c.hidden}, 7 + layer);
       Tensor ref = x0;
       block_forward(c, w, layer, ref, n_seq, T);
-      const DeviceBlock dw = upload_block(ctx(), c, w);
+      const DeviceBlock dw = upload_block(ctx(), w);
       for (Math math : {Math::FP32, Math::TF32}) {
-        BlockForward F(ctx(), c, T, math);
+        Ops F(ctx(), c, T, math);
+        F.bind(c.block(layer), dw);
         DeviceArray<float> x = up(ctx(), x0);
-        ASSERT_TRUE(F.forward(dw, x.data(), n_seq));
+        ASSERT_TRUE(run_block(F, c.block(layer), Act{x.data(), n_seq * T, c.hidden}, Step{n_seq, T, 0, nullptr, layer}));
         const double err = rel_l2(down(ctx(), x), ref.data);
         EXPECT_LT(err, math == Math::FP32 ? 2e-5 : 4e-3) << bc.name << " layer " << layer << " tf32 " << (math == Math::TF32);
       }

@@ -50,6 +50,7 @@
 // missing the test fails, naming the script; QUANTLLM_SKIP_LLAMA_CPP=1 skips it for offline work.
 #include "export/gguf_export.h"
 #include "model/weights.h"
+#include "runtime/cpu/ops.h"
 #include "runtime/forward.h"
 #include "core/dtype.h"
 #include "support/reference.h"
@@ -68,6 +69,7 @@
 #include <filesystem>
 #include <fstream>
 #include <random>
+#include <span>
 #include <string>
 #include <vector>
 
@@ -147,20 +149,21 @@ ActRounding act_rounding_for(const std::string& weight_type) {
 // stored as fp16; quantize_row_q8_K_ref: scale −127/max of the signed extreme, clamp at 127).
 // With `jitter`, each value is first moved by at most one ulp (x·(1 + u·2⁻²³), u ∈ {−1, 0, 1}):
 // the size of the differences between two fp32 implementations of the same pass (summation order).
-void round_activations(Tensor& x, ActRounding r, std::mt19937* jitter) {
+void round_activations(std::span<float> x, ActRounding r, std::mt19937* jitter) {
   if (r == ActRounding::None) return;
   if (jitter) {
     std::uniform_int_distribution<int> u(-1, 1);
-    for (float& v : x.data) v *= 1.f + float(u(*jitter)) * 0x1p-23f;
+    for (float& v : x) v *= 1.f + float(u(*jitter)) * 0x1p-23f;
   }
   if (r == ActRounding::F16) {
-    for (float& v : x.data) v = f16_to_f32(f32_to_f16(v));
+    for (float& v : x) v = f16_to_f32(f32_to_f16(v));
     return;
   }
   const int64_t block = r == ActRounding::Q8_0 ? 32 : 256;
-  ASSERT_EQ(x.numel() % block, 0);
-  for (int64_t b0 = 0; b0 < x.numel(); b0 += block) {
-    float* v = x.ptr() + b0;
+  const int64_t n = int64_t(x.size());
+  ASSERT_EQ(n % block, 0);
+  for (int64_t b0 = 0; b0 < n; b0 += block) {
+    float* v = x.data() + b0;
     float amax = 0, max = 0;
     for (int64_t i = 0; i < block; ++i)
       if (std::fabs(v[i]) > amax) amax = std::fabs(v[i]), max = v[i];
@@ -177,41 +180,26 @@ void round_activations(Tensor& x, ActRounding r, std::mt19937* jitter) {
   }
 }
 
-// RMSNorm as llama's blocks use it: x · w / sqrt(mean(x²) + eps), row by row.
-Tensor rms_norm(const ModelConfig& c, const Tensor& x, const NormWeights& nw) {
-  Tensor out(x.shape);
-  const int64_t d = x.shape.back(), rows = x.numel() / d;
-  for (int64_t r = 0; r < rows; ++r) {
-    double ss = 0;
-    for (int64_t i = 0; i < d; ++i) ss += double(x.row(r)[i]) * x.row(r)[i];
-    const float inv = float(1.0 / std::sqrt(ss / double(d) + c.norm_eps));
-    for (int64_t i = 0; i < d; ++i) out.row(r)[i] = x.row(r)[i] * inv * nw.w.data[size_t(i)];
-  }
-  return out;
-}
-
-void add_into(Tensor& x, const Tensor& y) {
-  for (size_t i = 0; i < x.data.size(); ++i) x.data[i] += y.data[i];
-}
-
-// A llama-architecture model recomposed from the runtime's pieces (embed, attention_mix, ffn_mix,
-// linear) so that each linear layer's input can be rounded the way llama.cpp rounds it.
+// Our own forward pass run through the block interpreter (runtime/block.h) with an observer at every
+// activation point that rounds the point's values in place — before the linear layers that read it —
+// the way llama.cpp rounds that layer's input.
 class RecomposedModel {
  public:
   explicit RecomposedModel(const Model& m) : c_(m.config), globals_(load_globals(c_, *m.weights)) {
     const ArchSpec& a = *c_.arch;
     auto rounding = [&](const std::string& hf_name) { return act_rounding_for(m.weights->format(hf_name)); };
     for (int layer = 0; layer < c_.n_layers; ++layer) {
+      const BlockSpec& spec = c_.block(layer);
       blocks_.push_back(load_block(c_, *m.weights, layer));
-      const std::string prefix = fmt::format(fmt::runtime(std::string(a.block_prefix)), layer);
-      std::array<ActRounding, kNumLinear> r{};
-      for (int l = 0; l < kNumLinear; ++l) r[size_t(l)] = rounding(prefix + std::string(a.linear[size_t(l)]) + ".weight");
-      // q, k, v share one input, and so do gate and up: each group must share one rounding (true of
-      // every llama.cpp mix, whose K-quants all pair with Q8_K).
-      EXPECT_EQ(r[size_t(Linear::Q)], r[size_t(Linear::K)]);
-      EXPECT_EQ(r[size_t(Linear::Q)], r[size_t(Linear::V)]);
-      EXPECT_EQ(r[size_t(Linear::Gate)], r[size_t(Linear::Up)]);
-      rounding_.push_back(r);
+      // One rounding per point: q, k, v share one input, and so do gate and up (true of every llama.cpp
+      // mix, whose K-quants all pair with Q8_K).
+      std::vector<ActRounding> r(spec.points.size(), ActRounding::None);
+      for (size_t p = 0; p < spec.points.size(); ++p) {
+        const std::vector<int> readers = spec.readers(int(p));
+        r[p] = rounding(spec.linear_tensor(readers.front()) + ".weight");
+        for (int l : readers) EXPECT_EQ(rounding(spec.linear_tensor(l) + ".weight"), r[p]) << spec.linear_tensor(l);
+      }
+      rounding_.push_back(std::move(r));
     }
     const std::string lm_head = std::string(a.lm_head) + ".weight";
     head_rounding_ = rounding(m.weights->has(lm_head) ? lm_head : std::string(a.embed_tokens) + ".weight");
@@ -223,30 +211,28 @@ class RecomposedModel {
     const int64_t T = int64_t(ids.size());
     std::mt19937 rng(jitter_seed);
     std::mt19937* jitter = jitter_seed ? &rng : nullptr;
-    auto rounded = [&](Tensor& x, ActRounding r) { round_activations(x, round ? r : ActRounding::None, jitter); };
+    struct Rounder final : PointObserver {
+      const std::vector<ActRounding>* r;
+      bool round;
+      std::mt19937* jitter;
+      bool observe(int point, Act x) override {
+        round_activations(std::span(x.p, size_t(x.numel())), round ? (*r)[size_t(point)] : ActRounding::None, jitter);
+        return true;
+      }
+    };
     Tensor x = embed(c_, globals_, ids, 1, T);
     for (int layer = 0; layer < c_.n_layers; ++layer) {
-      const BlockWeights& w = blocks_[size_t(layer)];
-      const auto& r = rounding_[size_t(layer)];
-      Tensor h = rms_norm(c_, x, w.attn_norm);
-      rounded(h, r[size_t(Linear::Q)]);
-      Tensor mix = attention_mix(c_, w, layer, h, 1, T);  // [T, q_dim]
-      rounded(mix, r[size_t(Linear::O)]);
-      Tensor y;
-      linear(mix, w[Linear::O], y);
-      add_into(x, y);
-
-      h = rms_norm(c_, x, w.ffn_norm);
-      rounded(h, r[size_t(Linear::Gate)]);
-      mix = ffn_mix(c_, w, h);  // [T, ffn]
-      rounded(mix, r[size_t(Linear::Down)]);
-      linear(mix, w[Linear::Down], y);
-      add_into(x, y);
+      Rounder obs;
+      obs.r = &rounding_[size_t(layer)], obs.round = round, obs.jitter = jitter;
+      block_forward(c_, blocks_[size_t(layer)], layer, x, 1, T, &obs);
     }
-    Tensor h = rms_norm(c_, x, globals_.final_norm);
-    rounded(h, head_rounding_);
+    // The head: final norm, its input rounded as the output matrix's type wants.
+    Tensor h(Shape{T, c_.hidden});
+    cpu::normalize(c_.arch->norm, globals_.final_norm.w, globals_.final_norm.b, c_.norm_eps, x.ptr(), T, c_.hidden,
+                   h.ptr());
+    round_activations(std::span(h.data), round ? head_rounding_ : ActRounding::None, jitter);
     Tensor out;
-    linear(h, LinearWeights{globals_.lm_head, {}}, out);  // [T, vocab]
+    linear(h, globals_.lm_head, out);  // [T, vocab]
     return out.data;
   }
 
@@ -254,7 +240,7 @@ class RecomposedModel {
   ModelConfig c_;
   GlobalWeights globals_;
   std::vector<BlockWeights> blocks_;
-  std::vector<std::array<ActRounding, kNumLinear>> rounding_;
+  std::vector<std::vector<ActRounding>> rounding_;  // per block, per point
   ActRounding head_rounding_ = ActRounding::None;
 };
 

@@ -72,17 +72,30 @@ constexpr double kFoldTol = 1e-4;
 
 TEST(AwqGroups, PerArchitecture) {
   const Model llama = open_model(model_dir("gutenberg-llama-33m"));
-  const auto lg = awq_scaling_groups(llama.config);  // GQA: no v → o
+  // The roles of a group's layers and of the op it folds into.
+  auto roles = [](const BlockSpec& b, const std::vector<int>& slots) {
+    std::vector<Role> r;
+    for (int s : slots) r.push_back(b.linears[size_t(s)].role);
+    return r;
+  };
+  const BlockSpec& lb = llama.config.block(0);
+  const auto lg = awq_scaling_groups(lb);  // GQA: no v → o
   ASSERT_EQ(lg.size(), 3u);
-  EXPECT_EQ(lg[0].layers, (std::vector<Linear>{Linear::Q, Linear::K, Linear::V}));
-  EXPECT_EQ(lg[1].layers, (std::vector<Linear>{Linear::Gate, Linear::Up}));
-  EXPECT_EQ(lg[2].prev, AwqPrevOp::Up);
+  EXPECT_EQ(roles(lb, lg[0].layers), (std::vector<Role>{Role::Q, Role::K, Role::V}));
+  EXPECT_EQ(lb.norm_tensor(lg[0].source_slot), "model.layers.0.input_layernorm");
+  EXPECT_EQ(roles(lb, lg[1].layers), (std::vector<Role>{Role::Gate, Role::Up}));
+  EXPECT_EQ(lb.norm_tensor(lg[1].source_slot), "model.layers.0.post_attention_layernorm");
+  ASSERT_TRUE(lg[2].folds_into_linear());
+  EXPECT_EQ(lb.linears[size_t(lg[2].source_slot)].role, Role::Up);
+  EXPECT_EQ(roles(lb, lg[2].layers), (std::vector<Role>{Role::Down}));
   const Model opt = open_model(model_dir("gutenberg-opt-28m"));
-  const auto og = awq_scaling_groups(opt.config);  // ln → qkv, v → out_proj, ln → fc1, fc1 → fc2
+  const BlockSpec& ob = opt.config.block(0);
+  const auto og = awq_scaling_groups(ob);  // ln → qkv, v → out_proj, ln → fc1, fc1 → fc2
   ASSERT_EQ(og.size(), 4u);
-  EXPECT_EQ(og[1].prev, AwqPrevOp::V);
-  EXPECT_EQ(og[2].layers, (std::vector<Linear>{Linear::Up}));
-  EXPECT_EQ(og[3].layers, (std::vector<Linear>{Linear::Down}));
+  ASSERT_TRUE(og[1].folds_into_linear());
+  EXPECT_EQ(ob.linears[size_t(og[1].source_slot)].role, Role::V);
+  EXPECT_EQ(roles(ob, og[2].layers), (std::vector<Role>{Role::Up}));
+  EXPECT_EQ(roles(ob, og[3].layers), (std::vector<Role>{Role::Down}));
 }
 
 // Random scales in [1/4, 4] folded into every group of a real block: same block output.
@@ -96,16 +109,17 @@ TEST(AwqFold, BlockOutputUnchanged) {
     BlockWeights f = w;
     std::mt19937 rng(7);
     std::uniform_real_distribution<float> u(-2.0f, 2.0f);
-    for (const auto& g : awq_scaling_groups(c)) {
-      std::vector<float> s(size_t(c.linear_in(g.layers.front())));
+    const BlockSpec& spec = c.block(1);
+    for (const auto& g : awq_scaling_groups(spec)) {
+      std::vector<float> s(size_t(spec.linears[size_t(g.layers.front())].in));
       for (float& v : s) v = std::exp2(u(rng));
-      awq_fold_scales(c, f, g, s, DType::BF16);  // bf16 norms: the realized scales keep it exact
+      awq_fold_scales(spec, f, g, s, DType::BF16);  // bf16 norms: the realized scales keep it exact
     }
     Tensor a = runner.hidden(), b = runner.hidden();
     block_forward(c, w, 1, a, win.n, win.seqlen);
     block_forward(c, f, 1, b, win.n, win.seqlen);
     EXPECT_LT(rel_max_diff(a, b), kFoldTol) << name;
-    EXPECT_GT(rel_max_diff(w.attn_norm.w, f.attn_norm.w), 0.1) << name;  // it did change the weights
+    EXPECT_GT(rel_max_diff(w.norm[0].w, f.norm[0].w), 0.1) << name;  // it did change the weights
   }
 }
 
@@ -116,8 +130,9 @@ TEST(AwqFold, ModelLogitsUnchanged) {
     const GroupMethodOptions o = small_options(2, 64);
     std::map<std::string, Tensor> scaled = awq_scale_weights(m, o);
     // Every block's norms (pre-LN) and the scaled linears are in the map.
-    EXPECT_TRUE(scaled.count(m.config.norm_tensor(0, BlockNorm::Attn) + ".weight")) << name;
-    EXPECT_TRUE(scaled.count(m.config.linear_tensor(m.config.n_layers - 1, Linear::Down) + ".weight")) << name;
+    const BlockSpec& first = m.config.block(0), &last = m.config.block(m.config.n_layers - 1);
+    EXPECT_TRUE(scaled.count(first.norm_tensor(0) + ".weight")) << name;
+    EXPECT_TRUE(scaled.count(last.linear_tensor(last.find(Role::Down)) + ".weight")) << name;
     Model sm = m;
     sm.weights = overlay_weights(m.weights, scaled);
     const FullModel a(m), b(sm);
@@ -144,9 +159,7 @@ TEST(Awq, BeatsRtnOnBlockOutput) {
       const BlockWeights awq = load_block(c, *view, 0);
       const BlockWeights fp = load_block(c, *m.weights, 0);
       BlockWeights rtn = fp;
-      for (int l = 0; l < kNumLinear; ++l)
-        if (c.has_linear(Linear(l)))
-          rtn.linear[size_t(l)].w = quantize_rtn(fp.linear[size_t(l)].w, o.quant, "rtn").dequantize();
+      for (auto& l : rtn.linear) l.w = quantize_rtn(l.w, o.quant, "rtn").dequantize();
       const CalibWindows win = heldout_windows(m, 4, 256);
       BlockRunner runner(m, win);
       Tensor y_fp = runner.hidden(), y_awq = runner.hidden(), y_rtn = runner.hidden();

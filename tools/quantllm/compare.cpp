@@ -37,7 +37,8 @@ std::string format_of(const Model& m) {
     return "GGUF " + best;
   }
   if (m.kind == "hf") return std::string(dtype_name(m.config.dtype));
-  return m.weights->format(m.config.linear_tensor(0, Linear::Q) + ".weight");
+  const BlockSpec& b = m.config.block(0);
+  return m.weights->format(b.linear_tensor(b.find(Role::Q)) + ".weight");
 }
 
 }  // namespace

@@ -45,22 +45,19 @@ uint64_t dir_bytes(const std::filesystem::path& p) {
 void dry_run_group_method(const QuantizeArgs& a, const GroupMethodOptions& o) {
   Model m = open_model(a.model);
   const ModelConfig& c = m.config;
-  for (int l = 0; l < kNumLinear; ++l)
-    if (c.has_linear(Linear(l)))
-      validate_quant_params(o.quant, c.linear_in(Linear(l)), c.linear_tensor(0, Linear(l)) + ".weight");
+  validate_layers(c, o.quant);
   nlohmann::json rows = nlohmann::json::array();
   double params = 0, bytes = 0;
   for (int64_t i = 0; i < c.n_layers; ++i) {
-    for (int l = 0; l < kNumLinear; ++l) {
-      const Linear lin = Linear(l);
-      if (!c.has_linear(lin)) continue;
-      const int64_t in = c.linear_in(lin), out = c.linear_out(lin);
+    const BlockSpec& spec = c.block(i);
+    for (size_t l = 0; l < spec.linears.size(); ++l) {
+      const int64_t in = spec.linears[l].in, out = spec.linears[l].out;
       const int64_t groups = group_count(o.quant, in);
       // codes, fp16 scales, packed zeros, g_idx (what save_quantized writes)
       const double b = double(packed_layer_bytes(in, out, groups, a.bits));
       params += double(in * out);
       bytes += b;
-      rows.push_back({{"layer", c.linear_tensor(int(i), lin)}, {"shape", Shape{out, in}}, {"bits", a.bits},
+      rows.push_back({{"layer", spec.linear_tensor(int(l))}, {"shape", Shape{out, in}}, {"bits", a.bits},
                       {"groups", groups}, {"bytes", uint64_t(b)}});
     }
   }

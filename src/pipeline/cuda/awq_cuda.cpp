@@ -8,6 +8,7 @@
 #include "pipeline/awq.h"
 #include "pipeline/checkpoints.h"
 #include "quant/awq_search.h"
+#include "runtime/block.h"
 #include "runtime/cuda/awq.h"
 #include "runtime/cuda/gptq.h"
 #include "runtime/cuda/kernels.h"
@@ -16,6 +17,7 @@
 
 #include <algorithm>
 #include <chrono>
+#include <functional>
 #include <cstdio>
 #include <limits>
 
@@ -40,6 +42,16 @@ double sum_sq(const Context& ctx, const float* a, const float* b, int64_t n) {
   return device_sum(ctx, part, k::sq_diff_partials(a, b, n, part.data(), kMaxPartials, ctx.stream()));
 }
 
+// Calls fn(point, x) for every point run_block reaches.
+class LambdaObserver final : public PointObserver {
+ public:
+  explicit LambdaObserver(std::function<bool(int, Act)> fn) : fn_(std::move(fn)) {}
+  bool observe(int point, Act x) override { return fn_(point, x); }
+
+ private:
+  std::function<bool(int, Act)> fn_;
+};
+
 }  // namespace
 
 void run_awq_cuda(const Model& model, const GroupMethodOptions& opt, const CalibWindows& windows, bool scale_only,
@@ -61,26 +73,27 @@ void run_awq_cuda(const Model& model, const GroupMethodOptions& opt, const Calib
   const MemoryPlan plan = plan_memory(ctx, c, n_win, T, opt, false);
   print_gpu_plan(ctx, plan, opt);
   PhaseClock clock(ctx);
-  const auto groups = awq_scaling_groups(c);
   const int n_blocks = int(c.n_layers);
   BlockCheckpoints ckpt(model, opt, scale_only ? "awq-scale" : "awq", &windows);
 
   const int64_t cw = plan.chunk_windows, crow = cw * T;
   ActivationStore X(ctx, n_win * T, d, plan.on_device, crow, "calibration activations");
   embed_on_device(ctx, model, windows, X, crow);
-  DeviceArray<double> col_work(k::abs_col_sum_work(crow, std::max(c.ffn, std::max(c.hidden, c.q_dim()))), "statistics");
-  BlockForward F(ctx, c, T, math);
+  const BlockSpec& spec0 = c.block(0);
+  const size_t n_points = spec0.points.size();
+  const int64_t max_w = spec0.max_point_width();
+  DeviceArray<double> col_work(k::abs_col_sum_work(crow, max_w), "statistics");
+  Ops F(ctx, c, T, math);
   DeviceArray<float> xs(crow * d, "block input copy");
-  std::array<DeviceArray<float>, 4> sample;   // inputs of the first n_search windows: [ns_rows, in]
-  std::array<DeviceArray<double>, 4> abs_sum;  // Σ|x| per channel over all tokens
-  for (int in = 0; in < 4; ++in) {
-    sample[size_t(in)] = DeviceArray<float>(ns_rows * linear_input_width(c, LinearInput(in)), "AWQ search sample");
-    abs_sum[size_t(in)] = DeviceArray<double>(linear_input_width(c, LinearInput(in)), "AWQ statistics");
+  std::vector<DeviceArray<float>> sample(n_points);   // inputs of the first n_search windows: [ns_rows, width]
+  std::vector<DeviceArray<double>> abs_sum(n_points);  // Σ|x| per channel over all tokens
+  for (size_t p = 0; p < n_points; ++p) {
+    sample[p] = DeviceArray<float>(ns_rows * spec0.points[p].width, "AWQ search sample");
+    abs_sum[p] = DeviceArray<double>(spec0.points[p].width, "AWQ statistics");
   }
   DeviceArray<float> ref(ns_rows * d, "AWQ reference"), y(ns_rows * d, "AWQ candidate output");
-  DeviceArray<float> att(ns_rows * c.q_dim(), "AWQ attention"), mid(ns_rows * c.ffn, "AWQ ffn");
   DeviceArray<float> norm_buf;
-  DeviceArray<double> wsum(std::max(c.ffn, std::max(c.hidden, c.q_dim())), "AWQ statistics");
+  DeviceArray<double> wsum(max_w, "AWQ statistics");
   BlockPrefetcher loader(model, true);
   AsyncCheckpoints saver(ckpt);
   clock.mark("embed + upload");
@@ -91,30 +104,28 @@ void run_awq_cuda(const Model& model, const GroupMethodOptions& opt, const Calib
       fn(s0 * T, ns * T, ns, s0);
     }
   };
-  auto advance = [&](DeviceBlock& dw) {
+  auto advance = [&](const BlockSpec& spec) {
     for_chunks([&](int64_t r0, int64_t rows, int64_t ns, int64_t) {
       float* x = X.chunk(r0, rows);
-      F.forward(dw, x, ns);
+      run_block(F, spec, Act{x, rows, d}, Step{ns, T, 0, nullptr, spec.layer});
       X.commit(r0, rows);
     });
   };
   // The output a scaling group's search inspects, for the sample x [ns_rows, in] → y [ns_rows, hidden].
-  auto inspect = [&](const DeviceBlock& dw, const AwqScalingGroup& g, const float* x, float* out) {
-    switch (g.prev) {
-      case AwqPrevOp::AttnNorm:
-        F.attention_mix(dw, x, n_search, att.data());
-        F.linear(dw[Linear::O], att.data(), ns_rows, out);
-        return;
-      case AwqPrevOp::FfnNorm:
-        F.ffn_mix(dw, x, ns_rows, mid.data());
-        F.linear(dw[Linear::Down], mid.data(), ns_rows, out);
-        return;
-      case AwqPrevOp::V: F.linear(dw[Linear::O], x, ns_rows, out); return;
-      case AwqPrevOp::Up: F.linear(dw[Linear::Down], x, ns_rows, out); return;
+  auto inspect = [&](const BlockSpec& spec, const AwqScalingGroup& g, const float* x, float* out) {
+    const Step step{n_search, T, 0, nullptr, spec.layer};
+    const int64_t in = spec.points[size_t(g.point)].width;
+    if (g.inspect_sublayer) {
+      sublayer_output(F, spec, g.sublayer, Act{const_cast<float*>(x), ns_rows, in}, Act{out, ns_rows, d}, step);
+      return;
     }
+    const int slots[] = {g.layers.front()};
+    const Act outs[] = {Act{out, ns_rows, d}};
+    F.linears(slots, Act{const_cast<float*>(x), ns_rows, in}, outs);
   };
 
   for (int i = 0; i < n_blocks; ++i) {
+    const BlockSpec& spec = c.block(i);
     const auto t_block = std::chrono::steady_clock::now();
     BlockWeights w = loader.take(i, i >= ckpt.done());
     clock.mark("load weights");
@@ -122,57 +133,57 @@ void run_awq_cuda(const Model& model, const GroupMethodOptions& opt, const Calib
       BlockPrefetcher::unpin(w);  // replaced below: no longer page-locked
       BlockResult r = ckpt.load(i);
       const BlockWeights wq = restore_awq_block(c, i, r, w, p, scale_only ? nullptr : qm, scale_only ? scaled : nullptr);
-      DeviceBlock dq = upload_block(ctx, c, wq);
-      advance(dq);
+      DeviceBlock dq = upload_block(ctx, wq);
+      F.bind(spec, dq);
+      advance(spec);
       clock.mark("forward");
       if (progress) progress(i + 1, n_blocks, fmt::format("block {}/{}: restored", i + 1, n_blocks));
       continue;
     }
     BlockResult saved;
-    DeviceBlock dw = upload_block(ctx, c, w);
+    DeviceBlock dw = upload_block(ctx, w);
+    F.bind(spec, dw);
     ctx.sync();
     BlockPrefetcher::unpin(w);
     // From here the matrices live on the device; on the host only their row counts remain ([out, 0]:
     // awq_fold_prev checks them and folds the biases).
-    for (int l = 0; l < kNumLinear; ++l) {
-      Tensor& t = w.linear[size_t(l)].w;
-      if (!t.empty()) t = Tensor(Shape{t.dim(0), 0});
-    }
+    for (auto& l : w.linear)
+      if (!l.w.empty()) l.w = Tensor(Shape{l.w.dim(0), 0});
 
     // 1. x̄ over every token, and the search sample (inputs of the first n_search windows).
-    for (int in = 0; in < 4; ++in)
-      QL_CUDA(cudaMemsetAsync(abs_sum[size_t(in)].data(), 0, size_t(abs_sum[size_t(in)].size()) * sizeof(double),
-                              ctx.stream()));
+    for (size_t pt = 0; pt < n_points; ++pt)
+      QL_CUDA(cudaMemsetAsync(abs_sum[pt].data(), 0, size_t(abs_sum[pt].size()) * sizeof(double), ctx.stream()));
     for_chunks([&](int64_t r0, int64_t rows, int64_t ns, int64_t s0) {
       QL_CUDA(cudaMemcpyAsync(xs.data(), X.chunk(r0, rows), size_t(rows * d) * sizeof(float), cudaMemcpyDeviceToDevice,
                               ctx.stream()));
-      F.forward(dw, xs.data(), ns, [&](LinearInput which, const float* x, int64_t n) {
-        const int64_t in = linear_input_width(c, which);
-        k::abs_col_sum(x, n, in, abs_sum[size_t(which)].data(), col_work.data(), ctx.stream());
+      LambdaObserver obs([&](int point, Act x) {
+        const int64_t in = x.cols;
+        k::abs_col_sum(x.p, x.rows, in, abs_sum[size_t(point)].data(), col_work.data(), ctx.stream());
         if (s0 < n_search) {
           const int64_t keep = std::min(n_search - s0, ns) * T;
-          QL_CUDA(cudaMemcpyAsync(sample[size_t(which)].data() + s0 * T * in, x, size_t(keep * in) * sizeof(float),
+          QL_CUDA(cudaMemcpyAsync(sample[size_t(point)].data() + s0 * T * in, x.p, size_t(keep * in) * sizeof(float),
                                   cudaMemcpyDeviceToDevice, ctx.stream()));
         }
-        return which != LinearInput::FfnMid;
+        return point + 1 < int(n_points);
       });
+      run_block(F, spec, Act{xs.data(), rows, d}, Step{ns, T, 0, nullptr, i}, &obs);
     });
     clock.mark("forward");
     std::string detail = fmt::format("block {}/{}: awq", i + 1, n_blocks);
 
     // 2. Scale search and folding, group by group.
-    std::vector<bool> scaled_linear(kNumLinear, false);
-    for (const AwqScalingGroup& g : groups) {
-      const std::string name = c.block_prefix(i) + g.label;
-      const int64_t in_w = linear_input_width(c, g.input);
-      float* x = sample[size_t(g.input)].data();
+    std::vector<bool> scaled_linear(spec.linears.size(), false);
+    for (const AwqScalingGroup& g : awq_scaling_groups(spec)) {
+      const std::string name = spec.prefix + g.label;
+      const int64_t in_w = spec.points[size_t(g.point)].width;
+      float* x = sample[size_t(g.point)].data();
       // w̄ (quant/awq_search.h awq_weight_mean) on the device: column sums of the group-normalized magnitudes.
       std::vector<float> w_mean(static_cast<size_t>(in_w));
       {
         int64_t rows = 0;
         QL_CUDA(cudaMemsetAsync(wsum.data(), 0, size_t(in_w) * sizeof(double), ctx.stream()));
-        for (Linear l : g.layers) {
-          const DeviceLinear& dl = dw[l];
+        for (int l : g.layers) {
+          const DeviceLinear& dl = dw.linear[size_t(l)];
           norm_buf.reserve(dl.out * dl.in, "AWQ weight statistics");
           k::awq_weight_norm(dl.w.data(), dl.out, dl.in, effective_group_size(p, dl.in), norm_buf.data(), ctx.stream());
           col_work.reserve(k::abs_col_sum_work(dl.out, dl.in), "statistics");
@@ -182,56 +193,59 @@ void run_awq_cuda(const Model& model, const GroupMethodOptions& opt, const Calib
         const std::vector<double> sums = to_host(ctx, wsum.data(), in_w);
         for (int64_t j = 0; j < in_w; ++j) w_mean[size_t(j)] = float(sums[size_t(j)] / double(rows));
       }
-      const std::vector<double> sums = to_host(ctx, abs_sum[size_t(g.input)].data(), in_w);
+      const std::vector<double> sums = to_host(ctx, abs_sum[size_t(g.point)].data(), in_w);
       std::vector<float> x_mean(static_cast<size_t>(in_w));
       for (int64_t j = 0; j < in_w; ++j) x_mean[size_t(j)] = float(sums[size_t(j)] / double(n_win * T));
-      inspect(dw, g, x, ref.data());
+      inspect(spec, g, x, ref.data());
       const double n_out = double(ns_rows) * double(d);
-      std::array<DeviceArray<float>, kNumLinear> cand;
-      for (Linear l : g.layers) cand[size_t(l)] = DeviceArray<float>(dw[l].out * dw[l].in, "AWQ candidate");
+      std::vector<DeviceArray<float>> cand(spec.linears.size());
+      for (int l : g.layers) cand[size_t(l)] = DeviceArray<float>(dw.linear[size_t(l)].out * dw.linear[size_t(l)].in, "AWQ candidate");
       DeviceArray<float> s_dev(in_w, "AWQ scales");
       const AwqScaleResult best = awq_search_scale(
           x_mean, w_mean,
-          [&](std::span<const float> s) {
-            ctx.upload(s_dev.data(), s.data(), s.size() * sizeof(float));
-            for (Linear l : g.layers) {
-              const int64_t gs = effective_group_size(ps, dw[l].in);
-              k::awq_pseudo_quantize_scaled(dw[l].w.data(), s_dev.data(), dw[l].out, dw[l].in, gs, qs_search,
+          [&](std::span<const float> sc) {
+            ctx.upload(s_dev.data(), sc.data(), sc.size() * sizeof(float));
+            for (int l : g.layers) {
+              DeviceLinear& dl = dw.linear[size_t(l)];
+              const int64_t gs = effective_group_size(ps, dl.in);
+              k::awq_pseudo_quantize_scaled(dl.w.data(), s_dev.data(), dl.out, dl.in, gs, qs_search,
                                             cand[size_t(l)].data(), ctx.stream());
-              std::swap(dw[l].w, cand[size_t(l)]);
+              std::swap(dl.w, cand[size_t(l)]);
             }
-            inspect(dw, g, x, y.data());
-            for (Linear l : g.layers) std::swap(dw[l].w, cand[size_t(l)]);
+            inspect(spec, g, x, y.data());
+            for (int l : g.layers) std::swap(dw.linear[size_t(l)].w, cand[size_t(l)]);
             return sum_sq(ctx, y.data(), ref.data(), ns_rows * d) / n_out;
           },
           name, kScaleGrid);
-      const std::vector<std::string> prev = prev_op_tensors(c, i, g);
-      const DType dt = stored_dtype(src, g.prev == AwqPrevOp::V || g.prev == AwqPrevOp::Up ? prev.back() : prev.front());
+      const std::vector<std::string> prev = prev_op_tensors(spec, g);
+      const DType dt = stored_dtype(src, g.folds_into_linear() ? prev.back() : prev.front());
       // Folding: the preceding op's norm / biases on the host (their dtype rounding decides the realized
       // scales; pipeline/awq.h awq_fold_prev), the matrices on the device.
-      const std::vector<float> realized = awq_fold_prev(c, w, g, best.scales, dt);
+      const std::vector<float> realized = awq_fold_prev(spec, w, g, best.scales, dt);
       const DeviceArray<float> r_dev = to_device(ctx, realized, "AWQ scales");
-      if (g.prev == AwqPrevOp::AttnNorm || g.prev == AwqPrevOp::FfnNorm) {
-        const NormWeights& n = g.prev == AwqPrevOp::AttnNorm ? w.attn_norm : w.ffn_norm;
-        DeviceNorm& dn = g.prev == AwqPrevOp::AttnNorm ? dw.attn_norm : dw.ffn_norm;
+      if (!g.folds_into_linear()) {
+        const NormWeights& n = w.norm[size_t(g.source_slot)];
+        DeviceNorm& dn = dw.norm[size_t(g.source_slot)];
         upload_tensor(ctx, n.w, dn.w);
         upload_tensor(ctx, n.b, dn.b);
       } else {  // the preceding linear's rows ÷ s (the requested scales, as awq_fold_scales divides)
-        const Linear pl = g.prev == AwqPrevOp::V ? Linear::V : Linear::Up;
+        DeviceLinear& pl = dw.linear[size_t(g.source_slot)];
         const DeviceArray<float> s_req = to_device(ctx, best.scales, "AWQ scales");
-        k::scale_rows(dw[pl].w.data(), s_req.data(), dw[pl].out, dw[pl].in, ctx.stream());
-        upload_tensor(ctx, w[pl].b, dw[pl].b);
+        k::scale_rows(pl.w.data(), s_req.data(), pl.out, pl.in, ctx.stream());
+        upload_tensor(ctx, w.linear[size_t(g.source_slot)].b, pl.b);
       }
-      for (Linear l : g.layers) k::scale_cols(dw[l].w.data(), r_dev.data(), dw[l].out, dw[l].in, false, ctx.stream());
+      for (int l : g.layers) {
+        DeviceLinear& dl = dw.linear[size_t(l)];
+        k::scale_cols(dl.w.data(), r_dev.data(), dl.out, dl.in, false, ctx.stream());
+      }
       // The group's inputs are x / s from now on.
       k::scale_cols(x, r_dev.data(), ns_rows, in_w, true, ctx.stream());
-      for (Linear l : g.layers) scaled_linear[size_t(l)] = true;
-      if (g.prev == AwqPrevOp::V) scaled_linear[size_t(Linear::V)] = true;
-      if (g.prev == AwqPrevOp::Up) scaled_linear[size_t(Linear::Up)] = true;
+      for (int l : g.layers) scaled_linear[size_t(l)] = true;
+      if (g.folds_into_linear()) scaled_linear[size_t(g.source_slot)] = true;
       for (const auto& n : prev) {
-        const bool is_weight = n.ends_with(".weight") && (g.prev == AwqPrevOp::V || g.prev == AwqPrevOp::Up);
+        const bool is_weight = n.ends_with(".weight") && g.folds_into_linear();
         if (is_weight) continue;
-        const Tensor& t = block_tensor(c, w, i, n);
+        const Tensor& t = block_tensor(spec, w, n);
         if (!scale_only) qm->replaced[n] = t;
         else (*scaled)[n] = t;
         saved.tensors[n] = t;
@@ -241,26 +255,25 @@ void run_awq_cuda(const Model& model, const GroupMethodOptions& opt, const Calib
     clock.mark("scale search");
 
     // 3. Clipping (not q/k) and quantization; the quantized block replaces dw's weights.
-    for (int l = 0; l < kNumLinear; ++l) {
-      const Linear lin = Linear(l);
-      if (!c.has_linear(lin)) continue;
-      const std::string name = c.linear_tensor(i, lin);
-      DeviceLinear& dl = dw[lin];
+    for (size_t l = 0; l < spec.linears.size(); ++l) {
+      const LinearSlot& slot = spec.linears[l];
+      const std::string name = spec.linear_tensor(int(l));
+      DeviceLinear& dl = dw.linear[l];
       DeviceArray<float> deq(dl.out * dl.in, "dequantized weights");
       if (scale_only) {
         rtn_quantize_device(ctx, dl.w.data(), dl.out, dl.in, p, name + ".weight", deq.data());
-        if (scaled_linear[size_t(l)])
+        if (scaled_linear[l])
           saved.tensors[name + ".weight"] = (*scaled)[name + ".weight"] =
               Tensor({dl.out, dl.in}, to_host(ctx, dl.w.data(), dl.out * dl.in));
         dl.w = std::move(deq);
         continue;
       }
       const auto t0 = std::chrono::steady_clock::now();
-      const float* x = sample[size_t(linear_input_of(lin))].data();
+      const float* x = sample[size_t(slot.input)].data();
       DeviceArray<float> clipped(dl.out * dl.in, "AWQ clipped weights");
       QL_CUDA(cudaMemcpyAsync(clipped.data(), dl.w.data(), size_t(dl.out * dl.in) * sizeof(float),
                               cudaMemcpyDeviceToDevice, ctx.stream()));
-      if (lin != Linear::Q && lin != Linear::K) {
+      if (slot.role != Role::Q && slot.role != Role::K) {
         const DeviceArray<float> max_val = awq_search_clip_device(ctx, dl.w.data(), dl.out, dl.in, x, ns_rows, ps);
         k::awq_apply_clip(clipped.data(), max_val.data(), dl.out, dl.in, effective_group_size(ps, dl.in), ctx.stream());
       }
@@ -279,7 +292,7 @@ void run_awq_cuda(const Model& model, const GroupMethodOptions& opt, const Calib
       qm->layers[name] = std::move(q);
     }
     clock.mark("clip + quantize");
-    advance(dw);
+    advance(spec);
     clock.mark("forward");
     saver.save(i, std::move(saved));
     clock.mark("checkpoint");

@@ -71,11 +71,10 @@ MemoryPlan plan_memory(const Context& ctx, const ModelConfig& c, int64_t n_windo
   // One block's weights; the largest input's Hessian work (sum f64, chunk product, factor f64, H⁻¹ and
   // H in f32); the largest layer's GPTQ work (weights, dequantized, objective) — 4 copies of [out, in].
   int64_t block = 0, max_in = 0, max_layer = 0;
-  for (int l = 0; l < kNumLinear; ++l) {
-    if (!c.has_linear(Linear(l))) continue;
-    const int64_t n = c.linear_in(Linear(l)) * c.linear_out(Linear(l));
+  for (const LinearSlot& l : c.block(0).linears) {
+    const int64_t n = l.in * l.out;
     block += n * f;
-    max_in = std::max(max_in, c.linear_in(Linear(l)));
+    max_in = std::max(max_in, l.in);
     max_layer = std::max(max_layer, n);
   }
   const int64_t hessian = max_in * max_in * (8 + 4 + 8 + 4 + 4);

@@ -7,7 +7,7 @@
 #include "pipeline/checkpoints.h"
 #include "pipeline/group_methods.h"
 #include "runtime/cuda/activations.h"
-#include "runtime/cuda/block.h"
+#include "runtime/cuda/ops.h"
 
 #include <chrono>
 #include <future>

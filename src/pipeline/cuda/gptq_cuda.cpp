@@ -3,11 +3,13 @@
 #include "pipeline/cuda/cuda_methods.h"
 
 #include "pipeline/checkpoints.h"
+#include "runtime/block.h"
 #include "runtime/cuda/gptq.h"
 
 #include <fmt/format.h>
 
 #include <cstdio>
+#include <functional>
 #include <optional>
 
 namespace quantllm {
@@ -16,34 +18,26 @@ using namespace quantllm::cuda;
 
 namespace {
 
-// The layers of each linear input, in the order GPTQ quantizes them.
-std::array<std::vector<Linear>, 4> layers_by_input(const ModelConfig& c) {
-  std::array<std::vector<Linear>, 4> by;
-  for (const auto& group : sequential_groups(c, true))
-    for (Linear l : group) by[size_t(linear_input_of(l))].push_back(l);
-  return by;
-}
-
 struct Driver {
   const Model& model;
   const ModelConfig& c;
   const GroupMethodOptions& opt;
   const Context& ctx;
-  BlockForward& F;
+  Ops& F;
   GPTQOptions g;
   QuantizedModel& qm;
   PhaseClock& clock;
 
-  // Quantizes `layers` (sharing one input) from the accumulated Hessian; the device block then holds
+  // Quantizes `slots` (sharing one input) from the accumulated Hessian; the device block then holds
   // their dequantized weights, so later stages see the quantized layers.
-  void quantize(int block, DeviceBlock& dw, DeviceHessian& acc, const std::vector<Linear>& layers, BlockResult& saved,
-                bool keep) {
+  void quantize(const BlockSpec& spec, DeviceBlock& dw, DeviceHessian& acc, const std::vector<int>& slots,
+                BlockResult& saved, bool keep) {
     clock.mark("forward + Hessians");
-    const PreparedHessian P = prepare_hessian(ctx, acc, g, c.linear_tensor(block, layers.front()) + ".weight");
+    const PreparedHessian P = prepare_hessian(ctx, acc, g, spec.linear_tensor(slots.front()) + ".weight");
     clock.mark("Cholesky");
-    for (Linear lin : layers) {
-      const std::string name = c.linear_tensor(block, lin);
-      DeviceLinear& l = dw[lin];
+    for (int slot : slots) {
+      const std::string name = spec.linear_tensor(slot);
+      DeviceLinear& l = dw.linear[size_t(slot)];
       DeviceArray<float> deq(l.out * l.in, "dequantized weights");
       DeviceGptqResult r = gptq_quantize_device(ctx, l.w.data(), l.out, P, g, name + ".weight", deq.data(), F.math());
       l.w = std::move(deq);
@@ -55,6 +49,16 @@ struct Driver {
     }
     clock.mark("GPTQ");
   }
+};
+
+// Calls fn(point, x, rows) for every point run_block reaches.
+class LambdaObserver final : public PointObserver {
+ public:
+  explicit LambdaObserver(std::function<bool(int, Act)> fn) : fn_(std::move(fn)) {}
+  bool observe(int point, Act x) override { return fn_(point, x); }
+
+ private:
+  std::function<bool(int, Act)> fn_;
 };
 
 }  // namespace
@@ -76,14 +80,13 @@ QuantizedModel quantize_gptq_cuda(const Model& model, const GroupMethodOptions& 
   const int64_t cw = plan.chunk_windows, crow = cw * T;
   ActivationStore X(ctx, n_win * T, d, plan.on_device, crow, "calibration activations");
   embed_on_device(ctx, model, windows, X, crow);
-  std::optional<ActivationStore> A;  // attention outputs, held from stage 2 to stage 3 of each block
-  BlockForward F(ctx, c, T, math);
-  DeviceArray<float> h(crow * d, "block input"), mid(crow * c.ffn, "ffn activations"), xs;
+  std::optional<ActivationStore> A;  // a sub-layer's mid (the attention output), kept until its residual is added
+  Ops F(ctx, c, T, math);
+  DeviceArray<float> h(crow * d, "block input"), mid(crow * c.block(0).max_point_width(), "ffn activations"), xs;
   clock.mark("embed + upload");
 
   const GPTQOptions g = gptq_options(opt);
   Driver drv{model, c, opt, ctx, F, g, qm, clock};
-  const auto by_input = layers_by_input(c);
   const int n_blocks = int(c.n_layers);
   BlockPrefetcher loader(model, true);
   AsyncCheckpoints saver(ckpt);
@@ -95,109 +98,120 @@ QuantizedModel quantize_gptq_cuda(const Model& model, const GroupMethodOptions& 
     }
   };
   // Block `i` with the weights dw run over every window in place (its final pass).
-  auto advance = [&](DeviceBlock& dw) {
+  auto advance = [&](const BlockSpec& spec) {
     for_chunks([&](int64_t r0, int64_t rows, int64_t ns) {
       float* x = X.chunk(r0, rows);
-      F.forward(dw, x, ns);
+      run_block(F, spec, Act{x, rows, d}, Step{ns, T, 0, nullptr, spec.layer});
       X.commit(r0, rows);
     });
   };
 
   for (int i = 0; i < n_blocks; ++i) {
+    const BlockSpec& spec = c.block(i);
     BlockWeights w = loader.take(i, i >= ckpt.done());
     clock.mark("load weights");
     if (i < ckpt.done()) {
       BlockPrefetcher::unpin(w);  // replaced below: no longer page-locked
       BlockResult r = ckpt.load(i);
       restore_quantized_layers(c, i, r, w, qm);
-      DeviceBlock dw = upload_block(ctx, c, w);
-      advance(dw);
+      DeviceBlock dw = upload_block(ctx, w);
+      F.bind(spec, dw);
+      advance(spec);
       clock.mark("forward + Hessians");
       if (progress) progress(i + 1, n_blocks, fmt::format("block {}/{}: restored", i + 1, n_blocks));
       continue;
     }
-    DeviceBlock dw = upload_block(ctx, c, w);
+    DeviceBlock dw = upload_block(ctx, w);
+    F.bind(spec, dw);
     ctx.sync();
     BlockPrefetcher::unpin(w);
     w = BlockWeights{};  // the host copy is not needed any more
     clock.mark("upload weights");
     BlockResult saved;
     const bool keep = ckpt.enabled();
-    auto note = [&](LinearInput in) {
+    auto note = [&](int point) {
       if (progress)
-        progress(i, n_blocks, fmt::format("block {}/{}: gptq {}", i + 1, n_blocks, linear_name(by_input[size_t(in)].front())));
+        progress(i, n_blocks, fmt::format("block {}/{}: gptq {}", i + 1, n_blocks,
+                                          role_name(spec.linears[size_t(spec.readers(point).front())].role)));
     };
     if (opt.true_sequential) {
-      {  // 1. q/k/v from the attention input
-        DeviceHessian acc(ctx, c.linear_in(Linear::Q));
-        for_chunks([&](int64_t r0, int64_t rows, int64_t) {
-          F.attn_input(dw, X.chunk(r0, rows), rows, h.data());
-          acc.add(ctx, h.data(), rows, math);
-        });
-        drv.quantize(i, dw, acc, by_input[size_t(LinearInput::AttnIn)], saved, keep);
-        note(LinearInput::AttnIn);
+      // Sub-layer by sub-layer, each stage once over all windows: the input point's Hessian (with the
+      // previous sub-layer's residual added on the way) → its in-linears; the mid point's Hessian → its
+      // out-linear. An attention sub-layer's mid is kept until its residual is added; a feed-forward's
+      // (wider, cheap to recompute) is recomputed.
+      int pending = -1;  // the sub-layer whose residual is still to be added to X
+      auto add_residual = [&](int s, float* x, int64_t r0, int64_t rows, int64_t ns) {
+        const Act xa{x, rows, d};
+        if (A) {
+          const Act m{A->chunk(r0, rows), rows, A->width()};
+          sublayer_residual(F, spec, s, xa, m);
+          return;
+        }
+        const Sublayer& sl = spec.sublayers[size_t(s)];
+        const Act ha{h.data(), rows, d}, ma{mid.data(), rows, spec.points[size_t(sl.mid)].width};
+        sublayer_input(F, spec, s, xa, ha);
+        sublayer_mix(F, spec, s, ha, ma, Step{ns, T, 0, nullptr, i});
+        sublayer_residual(F, spec, s, xa, ma);
+      };
+      for (size_t s = 0; s < spec.sublayers.size(); ++s) {
+        const Sublayer& sl = spec.sublayers[size_t(s)];
+        {  // the input point
+          DeviceHessian acc(ctx, spec.points[size_t(sl.in)].width);
+          for_chunks([&](int64_t r0, int64_t rows, int64_t ns) {
+            float* x = X.chunk(r0, rows);
+            if (pending >= 0) {
+              add_residual(pending, x, r0, rows, ns);
+              X.commit(r0, rows);
+            }
+            sublayer_input(F, spec, int(s), Act{x, rows, d}, Act{h.data(), rows, d});
+            acc.add(ctx, h.data(), rows, math);
+          });
+          pending = -1;
+          A.reset();  // not needed again in this block: its memory goes to the Hessians of the larger inputs
+          drv.quantize(spec, dw, acc, spec.readers(sl.in), saved, keep);
+          note(sl.in);
+        }
+        {  // the mid point, from the quantized in-linears
+          const int64_t mw = spec.points[size_t(sl.mid)].width;
+          if (sl.kind == SublayerKind::Attention) A.emplace(ctx, n_win * T, mw, plan.on_device, crow, "attention outputs");
+          DeviceHessian acc(ctx, mw);
+          for_chunks([&](int64_t r0, int64_t rows, int64_t ns) {
+            sublayer_input(F, spec, int(s), Act{X.chunk(r0, rows), rows, d}, Act{h.data(), rows, d});
+            float* m = A ? A->chunk(r0, rows, false) : mid.data();
+            sublayer_mix(F, spec, int(s), Act{h.data(), rows, d}, Act{m, rows, mw}, Step{ns, T, 0, nullptr, i});
+            acc.add(ctx, m, rows, math);
+            if (A) A->commit(r0, rows);
+          });
+          drv.quantize(spec, dw, acc, spec.readers(sl.mid), saved, keep);
+          note(sl.mid);
+          pending = int(s);
+        }
       }
-      {  // 2. o from the attention of the quantized q/k/v, kept for stage 3
-        A.emplace(ctx, n_win * T, c.q_dim(), plan.on_device, crow, "attention outputs");
-        DeviceHessian acc(ctx, c.linear_in(Linear::O));
-        for_chunks([&](int64_t r0, int64_t rows, int64_t ns) {
-          F.attn_input(dw, X.chunk(r0, rows), rows, h.data());
-          float* att = A->chunk(r0, rows, false);
-          F.attention_mix(dw, h.data(), ns, att);
-          acc.add(ctx, att, rows, math);
-          A->commit(r0, rows);
-        });
-        drv.quantize(i, dw, acc, by_input[size_t(LinearInput::AttnOut)], saved, keep);
-        note(LinearInput::AttnOut);
-      }
-      {  // 3. the residual through the quantized o (kept in place); gate/up from the ffn input
-        DeviceHessian acc(ctx, c.linear_in(Linear::Up));
-        for_chunks([&](int64_t r0, int64_t rows, int64_t) {
-          float* x = X.chunk(r0, rows);
-          F.attn_residual(dw, x, A->chunk(r0, rows), rows);
-          X.commit(r0, rows);
-          F.ffn_input(dw, x, rows, h.data());
-          acc.add(ctx, h.data(), rows, math);
-        });
-        A.reset();  // not needed again in this block: its memory goes to the Hessians of the larger inputs
-        drv.quantize(i, dw, acc, by_input[size_t(LinearInput::FfnIn)], saved, keep);
-        note(LinearInput::FfnIn);
-      }
-      {  // 4. down from the quantized gate/up
-        DeviceHessian acc(ctx, c.linear_in(Linear::Down));
-        for_chunks([&](int64_t r0, int64_t rows, int64_t) {
-          F.ffn_input(dw, X.chunk(r0, rows), rows, h.data());
-          F.ffn_mix(dw, h.data(), rows, mid.data());
-          acc.add(ctx, mid.data(), rows, math);
-        });
-        drv.quantize(i, dw, acc, by_input[size_t(LinearInput::FfnMid)], saved, keep);
-        note(LinearInput::FfnMid);
-      }
-      // 5. the block's output through the quantized down
-      for_chunks([&](int64_t r0, int64_t rows, int64_t) {
+      // The block's output through its last quantized layer.
+      for_chunks([&](int64_t r0, int64_t rows, int64_t ns) {
         float* x = X.chunk(r0, rows);
-        F.ffn_input(dw, x, rows, h.data());
-        F.ffn_mix(dw, h.data(), rows, mid.data());
-        F.ffn_residual(dw, x, mid.data(), rows);
+        add_residual(pending, x, r0, rows, ns);
         X.commit(r0, rows);
       });
+      A.reset();
     } else {
       // Every layer from the inputs of the unquantized block, then the block's output with all quantized.
-      std::array<std::optional<DeviceHessian>, 4> acc;
-      for (int in = 0; in < 4; ++in)
-        if (!by_input[size_t(in)].empty()) acc[size_t(in)].emplace(ctx, c.linear_in(by_input[size_t(in)].front()));
+      std::vector<std::optional<DeviceHessian>> acc(spec.points.size());
+      for (size_t p = 0; p < spec.points.size(); ++p)
+        if (!spec.readers(int(p)).empty()) acc[p].emplace(ctx, spec.points[p].width);
       xs.reserve(crow * d, "block input copy");
       for_chunks([&](int64_t r0, int64_t rows, int64_t ns) {
         QL_CUDA(cudaMemcpyAsync(xs.data(), X.chunk(r0, rows), size_t(rows * d) * sizeof(float), cudaMemcpyDeviceToDevice,
                                 ctx.stream()));
-        F.forward(dw, xs.data(), ns, [&](LinearInput which, const float* x, int64_t n) {
-          if (acc[size_t(which)]) acc[size_t(which)]->add(ctx, x, n, math);
+        LambdaObserver obs([&](int point, Act x) {
+          if (acc[size_t(point)]) acc[size_t(point)]->add(ctx, x.p, x.rows, math);
           return true;
         });
+        run_block(F, spec, Act{xs.data(), rows, d}, Step{ns, T, 0, nullptr, i}, &obs);
       });
-      for (int in = 0; in < 4; ++in)
-        if (acc[size_t(in)]) drv.quantize(i, dw, *acc[size_t(in)], by_input[size_t(in)], saved, keep);
-      advance(dw);
+      for (size_t p = 0; p < spec.points.size(); ++p)
+        if (acc[p]) drv.quantize(spec, dw, *acc[p], spec.readers(int(p)), saved, keep);
+      advance(spec);
     }
     clock.mark("forward + Hessians");
     saver.save(i, std::move(saved));

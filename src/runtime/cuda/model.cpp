@@ -1,7 +1,9 @@
 // A whole model on the GPU for evaluation (see model.h).
 #include "runtime/cuda/model.h"
 
+#include "runtime/block.h"
 #include "runtime/cuda/kernels.h"
+#include "runtime/forward.h"
 
 namespace quantllm::cuda {
 
@@ -18,7 +20,7 @@ DeviceLinear upload_linear(const Context& ctx, const Tensor& w) {
 
 DeviceModel::DeviceModel(const Context& ctx, const Model& m, Math math) : ctx_(ctx), c_(m.config), math_(math) {
   globals_ = load_globals(c_, *m.weights);
-  for (int i = 0; i < c_.n_layers; ++i) blocks_.push_back(upload_block(ctx, c_, load_block(c_, *m.weights, i)));
+  for (int i = 0; i < c_.n_layers; ++i) blocks_.push_back(upload_block(ctx, load_block(c_, *m.weights, i)));
   if (c_.final_norm) {
     upload_tensor(ctx, globals_.final_norm.w, final_norm_.w);
     upload_tensor(ctx, globals_.final_norm.b, final_norm_.b);
@@ -30,12 +32,15 @@ DeviceModel::DeviceModel(const Context& ctx, const Model& m, Math math) : ctx_(c
 }
 
 const float* DeviceModel::trunk(const std::vector<int32_t>& tokens, int64_t n_seq, int64_t T) {
-  if (!forward_ || forward_->seq_len() != T) forward_ = std::make_unique<BlockForward>(ctx_, c_, T, math_);
+  if (!ops_ || ops_->seq_len() != T) ops_ = std::make_unique<Ops>(ctx_, c_, T, math_);
   const int64_t rows = n_seq * T, d = c_.hidden, e = c_.word_embed_proj_dim;
   const Tensor x_host = embed(c_, globals_, tokens, n_seq, T);  // [rows, hidden] (OPT's project_in applied)
   x_.reserve(rows * d, "hidden states");
   ctx_.upload(x_.data(), x_host.ptr(), size_t(rows * d) * sizeof(float));
-  for (auto& b : blocks_) forward_->forward(b, x_.data(), n_seq);
+  for (int i = 0; i < c_.n_layers; ++i) {
+    ops_->bind(c_.block(i), blocks_[size_t(i)]);
+    run_block(*ops_, c_.block(i), Act{x_.data(), rows, d}, Step{n_seq, T, 0, nullptr, i});
+  }
   // Head: final norm, OPT's project_out; lm_head by the callers.
   const float* h = x_.data();
   if (c_.final_norm) {
@@ -48,7 +53,7 @@ const float* DeviceModel::trunk(const std::vector<int32_t>& tokens, int64_t n_se
   }
   if (project_out_.out > 0) {
     p_.reserve(rows * e, "project_out");
-    forward_->linear(project_out_, h, rows, p_.data());
+    ops_->linear(project_out_, h, rows, p_.data());
     h = p_.data();
   }
   return h;
@@ -60,7 +65,7 @@ void DeviceModel::forward(const std::vector<int32_t>& tokens, int64_t n_seq, int
   logits_.reserve(T * c_.vocab, "logits");
   Tensor logits(Shape{T, c_.vocab});
   for (int64_t s = 0; s < n_seq; ++s) {
-    forward_->linear(lm_head_, h + s * T * lm_head_.in, T, logits_.data());
+    ops_->linear(lm_head_, h + s * T * lm_head_.in, T, logits_.data());
     ctx_.download(logits.ptr(), logits_.data(), size_t(T * c_.vocab) * sizeof(float));
     on_logits(s, logits);
   }
@@ -78,7 +83,7 @@ std::vector<double> DeviceModel::window_nll(const std::vector<int32_t>& tokens, 
   targets_.reserve(int64_t(targets.size()), "targets");
   ctx_.upload(targets_.data(), targets.data(), targets.size() * sizeof(int32_t));
   for (int64_t s = 0; s < n_seq; ++s) {
-    forward_->linear(lm_head_, h + s * T * lm_head_.in, T - 1, logits_.data());
+    ops_->linear(lm_head_, h + s * T * lm_head_.in, T - 1, logits_.data());
     k::token_nll(logits_.data(), targets_.data() + s * (T - 1), T - 1, c_.vocab, nll_.data() + s * (T - 1), ctx_.stream());
   }
   const std::vector<double> nll = to_host(ctx_, nll_.data(), n_seq * (T - 1));

@@ -4,7 +4,7 @@
 // the host, like FullModel::forward.
 #pragma once
 
-#include "runtime/cuda/block.h"
+#include "runtime/cuda/ops.h"
 
 #include <functional>
 #include <memory>
@@ -31,7 +31,7 @@ class DeviceModel {
   std::vector<DeviceBlock> blocks_;
   DeviceNorm final_norm_;
   DeviceLinear project_out_, lm_head_;
-  std::unique_ptr<BlockForward> forward_;  // for the current window length
+  std::unique_ptr<Ops> ops_;  // for the current window length
   // The blocks and the head's input for windows [n_seq, T]: returns the head input (device) [n_seq·T, e].
   const float* trunk(const std::vector<int32_t>& tokens, int64_t n_seq, int64_t T);
   DeviceArray<float> x_, h_, p_, logits_;

@@ -1,0 +1,181 @@
+// Derives every layer's BlockSpec from the architecture row and the config (see block_spec.h). The
+// GGUF names of the slots are llama.cpp's (attn_q, ffn_down, attn_q_norm, …) for every architecture.
+#include "model/block_spec.h"
+
+#include "core/error.h"
+#include "model/config.h"
+
+#include <fmt/format.h>
+
+#include <algorithm>
+
+namespace quantllm {
+
+std::string_view role_name(Role r) {
+  static constexpr std::string_view names[] = {"q", "k", "v", "o", "gate", "up", "down"};
+  return names[int(r)];
+}
+
+int BlockSpec::find(Role r) const {
+  for (size_t i = 0; i < linears.size(); ++i)
+    if (linears[i].role == r) return int(i);
+  return -1;
+}
+
+const LinearSlot& BlockSpec::linear(Role r) const {
+  const int s = find(r);
+  QL_ASSERT(s >= 0, "block {} has no {} projection", layer, role_name(r));
+  return linears[size_t(s)];
+}
+
+std::vector<int> BlockSpec::readers(int point) const {
+  std::vector<int> r;
+  for (size_t i = 0; i < linears.size(); ++i)
+    if (linears[i].input == point) r.push_back(int(i));
+  return r;
+}
+
+std::vector<std::vector<int>> BlockSpec::sequential_groups(bool true_sequential) const {
+  std::vector<std::vector<int>> groups;
+  if (!true_sequential) {
+    groups.emplace_back();
+    for (size_t i = 0; i < linears.size(); ++i) groups.back().push_back(int(i));
+    return groups;
+  }
+  for (size_t p = 0; p < points.size(); ++p)
+    if (auto r = readers(int(p)); !r.empty()) groups.push_back(std::move(r));
+  return groups;
+}
+
+std::vector<std::pair<std::string, std::vector<int64_t>>> BlockSpec::tensors() const {
+  std::vector<std::pair<std::string, std::vector<int64_t>>> out;
+  for (size_t i = 0; i < norms.size(); ++i) {
+    out.push_back({norm_tensor(int(i)) + ".weight", {norms[i].width}});
+    if (norms[i].kind == NormKind::LayerNorm) out.push_back({norm_tensor(int(i)) + ".bias", {norms[i].width}});
+  }
+  for (size_t i = 0; i < linears.size(); ++i) {
+    out.push_back({linear_tensor(int(i)) + ".weight", {linears[i].out, linears[i].in}});
+    if (linears[i].bias) out.push_back({linear_tensor(int(i)) + ".bias", {linears[i].out}});
+  }
+  return out;
+}
+
+std::vector<std::string> BlockSpec::file_order_names() const {
+  std::vector<std::string> out;
+  for (const TensorRef& t : file_order) {
+    const bool bias = t.is_norm ? norms[size_t(t.slot)].kind == NormKind::LayerNorm : linears[size_t(t.slot)].bias;
+    const std::string base = t.is_norm ? norm_tensor(t.slot) : linear_tensor(t.slot);
+    out.push_back(base + ".weight");
+    if (bias) out.push_back(base + ".bias");
+  }
+  return out;
+}
+
+int64_t BlockSpec::max_point_width() const {
+  int64_t w = 0;
+  for (const Point& p : points) w = std::max(w, p.width);
+  return w;
+}
+
+namespace {
+
+// Builds one block, sub-layer by sub-layer, recording slots in forward (and file) order.
+class Builder {
+ public:
+  explicit Builder(BlockSpec& b) : b_(b) {}
+
+  int norm(std::string_view name, std::string_view gguf, int64_t width, NormKind kind) {
+    b_.norms.push_back({std::string(name), std::string(gguf), width, kind});
+    const int slot = int(b_.norms.size()) - 1;
+    b_.file_order.push_back({true, slot});
+    return slot;
+  }
+  int linear(Role role, std::string_view name, std::string_view gguf, int64_t in, int64_t out, bool bias, int input) {
+    QL_ASSERT(!name.empty());
+    b_.linears.push_back({role, std::string(name), std::string(gguf), in, out, bias, input});
+    const int slot = int(b_.linears.size()) - 1;
+    b_.file_order.push_back({false, slot});
+    return slot;
+  }
+  int point(std::string_view label, int64_t width, int sublayer, bool mid) {
+    Point p;
+    p.label = std::string(label);
+    p.width = width;
+    p.sublayer = sublayer;
+    p.is_mid = mid;
+    b_.points.push_back(std::move(p));
+    return int(b_.points.size()) - 1;
+  }
+  Point& at(int point) { return b_.points[size_t(point)]; }
+
+ private:
+  BlockSpec& b_;
+};
+
+void add_attention(Builder& bld, BlockSpec& b, const ModelConfig& c) {
+  const ArchSpec& a = *c.arch;
+  const AttentionNames& n = a.attn;
+  Sublayer s{.kind = SublayerKind::Attention};
+  const int idx = int(b.sublayers.size());
+  s.norm_before = c.norm_before;
+  s.rope = a.pos == PosKind::RoPE;
+  s.norm = bld.norm(n.norm, "attn_norm", c.hidden, a.norm);
+  s.in = bld.point("attn.qkv", c.hidden, idx, false);
+  s.mid = bld.point("attn.o", c.q_dim(), idx, true);
+  s.in_linears.push_back(bld.linear(Role::Q, n.q, "attn_q", c.hidden, c.q_dim(), c.qkv_bias, s.in));
+  s.in_linears.push_back(bld.linear(Role::K, n.k, "attn_k", c.hidden, c.kv_dim(), c.qkv_bias, s.in));
+  s.in_linears.push_back(bld.linear(Role::V, n.v, "attn_v", c.hidden, c.kv_dim(), c.qkv_bias, s.in));
+  if (!n.q_norm.empty()) s.q_norm = bld.norm(n.q_norm, "attn_q_norm", c.head_dim, NormKind::RMSNorm);
+  if (!n.k_norm.empty()) s.k_norm = bld.norm(n.k_norm, "attn_k_norm", c.head_dim, NormKind::RMSNorm);
+  s.out_linear = bld.linear(Role::O, n.o, "attn_output", c.q_dim(), c.hidden, c.o_bias, s.mid);
+  // A pre-norm's gain absorbs a per-channel scale of its output; a post-norm block feeds q/k/v with the
+  // residual stream itself. Channel j of v reaches channel j of o's input only without grouped-query
+  // attention.
+  if (s.norm_before) bld.at(s.in).source = Point::Source::Norm, bld.at(s.in).source_slot = s.norm;
+  if (c.kv_dim() == c.q_dim()) bld.at(s.mid).source = Point::Source::Linear, bld.at(s.mid).source_slot = s.in_linears[2];
+  b.sublayers.push_back(std::move(s));
+}
+
+void add_ffn(Builder& bld, BlockSpec& b, const ModelConfig& c) {
+  const ArchSpec& a = *c.arch;
+  const FfnNames& n = a.ffn_names;
+  Sublayer s{.kind = SublayerKind::Ffn};
+  const int idx = int(b.sublayers.size());
+  s.norm_before = c.norm_before;
+  s.act = a.ffn;
+  s.norm = bld.norm(n.norm, "ffn_norm", c.hidden, a.norm);
+  s.in = bld.point("ffn.in", c.hidden, idx, false);
+  s.mid = bld.point("ffn.down", c.ffn, idx, true);
+  if (!n.gate.empty()) {
+    s.gate = bld.linear(Role::Gate, n.gate, "ffn_gate", c.hidden, c.ffn, c.mlp_bias, s.in);
+    s.in_linears.push_back(s.gate);
+  }
+  s.up = bld.linear(Role::Up, n.up, "ffn_up", c.hidden, c.ffn, c.mlp_bias, s.in);
+  s.in_linears.push_back(s.up);
+  s.out_linear = bld.linear(Role::Down, n.down, "ffn_down", c.ffn, c.hidden, c.mlp_bias, s.mid);
+  if (s.norm_before) bld.at(s.in).source = Point::Source::Norm, bld.at(s.in).source_slot = s.norm;
+  // act(g)·(u/s) = (act(g)·u)/s for a gated FFN; relu(u/s) = relu(u)/s for s > 0; GELU is not homogeneous.
+  if (s.gate >= 0 || s.act == FfnKind::ReLU) bld.at(s.mid).source = Point::Source::Linear, bld.at(s.mid).source_slot = s.up;
+  b.sublayers.push_back(std::move(s));
+}
+
+}  // namespace
+
+void derive_block_specs(ModelConfig& c) {
+  QL_ASSERT(c.arch && c.n_layers >= 0);
+  auto blocks = std::make_shared<std::vector<BlockSpec>>();
+  blocks->reserve(size_t(c.n_layers));
+  for (int64_t i = 0; i < c.n_layers; ++i) {
+    BlockSpec b;
+    b.layer = int(i);
+    b.prefix = c.block_prefix(i);
+    b.gguf_prefix = fmt::format("blk.{}.", i);
+    Builder bld(b);
+    add_attention(bld, b, c);
+    add_ffn(bld, b, c);
+    blocks->push_back(std::move(b));
+  }
+  c.blocks = std::move(blocks);
+}
+
+}  // namespace quantllm

@@ -1,0 +1,109 @@
+// BlockSpec: one decoder block described once, as data. Derived from the architecture row and the
+// config for every layer (derive_block_specs), it is the only place that knows a block's shape:
+//
+//   sub-layers, in order        attention, feed-forward: x ← x + out(mix(norm(x))) (OPT-350m: norm after)
+//   linear slots                q, k, v, o, gate, up, down: names (HF, GGUF), [out, in], bias, the point they read
+//   norm slots                  the sub-layers' norms and the per-head q/k norms: names, width, kind
+//   activation points           what the linear slots read: a sub-layer's input (after its norm) and its
+//                               mid (attention output / feed-forward intermediate), with the op that
+//                               produced each channel (a norm or a linear: what AWQ folds scales into)
+//
+// The forward pass (runtime/block.h) interprets the sub-layers; GPTQ's true-sequential order, AWQ's
+// scaling groups, checkpoint and GGUF names, the expected tensors and the memory estimates read the slots
+// and points. Weights are keyed by slot index (model/weights.h BlockWeights), any number of them.
+#pragma once
+
+#include "model/arch.h"
+
+#include <cstdint>
+#include <string>
+#include <vector>
+
+namespace quantllm {
+
+// What a linear slot is, for the rules keyed by meaning (AWQ skips clipping q and k; GGUF permutes q/k
+// rows for llama; llama.cpp's mixes treat attn_v / ffn_down specially — by GGUF name).
+enum class Role { Q, K, V, O, Gate, Up, Down };
+std::string_view role_name(Role r);  // "q", "k", …
+
+enum class SublayerKind { Attention, Ffn };
+
+struct LinearSlot {
+  Role role;
+  std::string name;  // relative to the block prefix, without ".weight": "self_attn.q_proj"
+  std::string gguf;  // GGUF name without "blk.N." and ".weight": "attn_q"
+  int64_t in = 0, out = 0;
+  bool bias = false;
+  int input = -1;  // the activation point it reads
+};
+
+struct NormSlot {
+  std::string name, gguf;  // as LinearSlot
+  int64_t width = 0;       // hidden, or head_dim for the per-head q/k norms
+  NormKind kind = NormKind::RMSNorm;  // LayerNorm also has a bias
+};
+
+// An activation the linear slots read, [tokens, width].
+struct Point {
+  std::string label;  // "attn.qkv", "attn.o", "ffn.in", "ffn.down": named by the layers that read it
+  int64_t width = 0;
+  int sublayer = -1;
+  bool is_mid = false;  // the sub-layer's mid (its out linear's input) rather than its input
+  // The op whose output channel j is this point's channel j, when a positive per-channel scale can be
+  // moved into it (AWQ): the pre-norm of a pre-norm sub-layer; v for the attention output without
+  // grouped-query attention; up for a gated feed-forward, or an ungated one with a homogeneous activation.
+  enum class Source { None, Norm, Linear } source = Source::None;
+  int source_slot = -1;  // norm or linear slot index
+};
+
+struct Sublayer {
+  SublayerKind kind;
+  int norm = -1;            // its norm slot
+  bool norm_before = true;  // pre-norm: h = norm(x); false (OPT-350m): h = x, x ← norm(x + y) after
+  int in = -1, mid = -1;    // points: its input (after the pre-norm) and its mid
+  std::vector<int> in_linears;  // read `in`: q, k, v / gate, up (in slot order)
+  int out_linear = -1;          // reads `mid`: o / down
+  int q_norm = -1, k_norm = -1;  // attention: per-head norms of q and k (before RoPE), or -1
+  bool rope = false;             // attention: rotary embedding of q and k
+  FfnKind act = FfnKind::GatedSiLU;  // feed-forward
+  int gate = -1, up = -1;            // feed-forward: the linear slots (gate -1 when ungated)
+};
+
+struct BlockSpec {
+  int layer = 0;
+  std::string prefix;       // "model.layers.3."
+  std::string gguf_prefix;  // "blk.3."
+  std::vector<Sublayer> sublayers;
+  std::vector<LinearSlot> linears;  // in forward order
+  std::vector<NormSlot> norms;
+  std::vector<Point> points;
+  // Every tensor of the block in file order (GGUF): a norm or a linear slot each.
+  struct TensorRef {
+    bool is_norm;
+    int slot;
+  };
+  std::vector<TensorRef> file_order;
+
+  // HF base names (+ ".weight" / ".bias" by the caller).
+  std::string linear_tensor(int slot) const { return prefix + linears[size_t(slot)].name; }
+  std::string norm_tensor(int slot) const { return prefix + norms[size_t(slot)].name; }
+  // The slot of a role, or -1.
+  int find(Role r) const;
+  const LinearSlot& linear(Role r) const;  // asserts the block has it
+  // The linear slots reading each point, in slot order.
+  std::vector<int> readers(int point) const;
+  // GPTQ's order: the slots of each point in forward order (true-sequential), or all slots at once.
+  std::vector<std::vector<int>> sequential_groups(bool true_sequential) const;
+  // Every HF tensor name of the block with its shape: the norms, then the linears (slot order).
+  std::vector<std::pair<std::string, std::vector<int64_t>>> tensors() const;
+  // Every HF tensor name of the block in file order (GGUF: each sub-layer's norm, then its linears).
+  std::vector<std::string> file_order_names() const;
+  int64_t max_point_width() const;
+};
+
+struct ModelConfig;
+// Fills c.blocks: one BlockSpec per layer from c.arch and the hyperparameters. Called by the config
+// readers once every field is set.
+void derive_block_specs(ModelConfig& c);
+
+}  // namespace quantllm

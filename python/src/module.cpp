@@ -10,7 +10,7 @@
 #include "core/progress.h"
 #include "core/threads.h"
 #include "export/gguf_plan.h"
-#include "pipeline/group_methods.h"  // cuda_backend_built
+#include "methods/group_methods.h"  // cuda_backend_built
 #include "quant/ggml/types.h"
 #include "runtime/forward.h"
 

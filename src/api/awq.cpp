@@ -4,7 +4,7 @@
 #include "calib/calibration.h"
 #include "core/error.h"
 #include "export/quantized_model.h"
-#include "pipeline/awq.h"
+#include "methods/awq.h"
 
 #include <cctype>
 
@@ -60,7 +60,7 @@ AWQQuantizedModel AWQQuantizer::quantize(const CalibrationData& data, int64_t ca
   o.calib.nsamples = calibration_steps;
   o.calib.seqlen = config_.seqlen;
   o.calib.seed = config_.seed;
-  o.device = compute_device(config_.device);
+  o.device = parse_device(config_.device);
   BlockProgress bp;
   if (progress) bp = [&](int done, int total, const std::string& detail) { progress(done, total, detail); };
   auto qm = std::make_shared<QuantizedModel>();

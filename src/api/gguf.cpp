@@ -4,7 +4,7 @@
 #include "core/error.h"
 #include "export/gguf_export.h"
 #include "export/gguf_plan.h"
-#include "pipeline/imatrix.h"
+#include "methods/imatrix.h"
 
 namespace quantllm {
 

@@ -3,7 +3,7 @@
 
 #include "core/error.h"
 #include "export/quantized_model.h"
-#include "pipeline/group_methods.h"
+#include "methods/group_methods.h"
 
 namespace quantllm {
 
@@ -36,7 +36,7 @@ GroupMethodOptions options_of(const GPTQConfig& c) {
   o.calib.nsamples = c.nsamples;
   o.calib.seqlen = c.seqlen;
   o.calib.seed = c.seed;
-  o.device = compute_device(c.device);
+  o.device = parse_device(c.device);
   return o;
 }
 }  // namespace

@@ -3,6 +3,7 @@
 
 #include "core/fs.h"
 #include "eval/perplexity.h"
+#include "runtime/forward.h"
 #include "export/gguf_export.h"
 #include "export/quantized_model.h"
 

@@ -29,7 +29,7 @@ size_t window_bytes(const Windows& w, int64_t vocab) { return size_t(w.ctx - 1) 
 
 class ModelBaseLogits final : public BaseLogits {
  public:
-  ModelBaseLogits(const FullModel& m, const Windows& w, fs::path cache, uint64_t key)
+  ModelBaseLogits(const ModelRunner& m, const Windows& w, fs::path cache, uint64_t key)
       : m_(m), cache_(std::move(cache)) {
     if (cache_.empty()) return;
     std::error_code ec;
@@ -67,7 +67,7 @@ class ModelBaseLogits final : public BaseLogits {
   }
 
  private:
-  const FullModel& m_;
+  const ModelRunner& m_;
   fs::path cache_, tmp_;
   std::FILE* f_ = nullptr;
   bool ok_ = false;
@@ -101,7 +101,7 @@ fs::path cache_dir() {
 
 }  // namespace
 
-std::unique_ptr<BaseLogits> model_base_logits(const FullModel& base, const Windows& w, const fs::path& cache_path,
+std::unique_ptr<BaseLogits> model_base_logits(const ModelRunner& base, const Windows& w, const fs::path& cache_path,
                                               uint64_t key) {
   return std::make_unique<ModelBaseLogits>(base, w, cache_path, key);
 }

@@ -35,7 +35,7 @@ class BaseLogits {
 };
 
 // Runs the base model; with a non-empty cache_path, also writes the cache file (see above).
-std::unique_ptr<BaseLogits> model_base_logits(const FullModel& base, const Windows& w,
+std::unique_ptr<BaseLogits> model_base_logits(const ModelRunner& base, const Windows& w,
                                               const std::filesystem::path& cache_path = {}, uint64_t key = 0);
 // Reads a cache file; nullptr when it is missing or was written for another key or shape.
 std::unique_ptr<BaseLogits> cached_base_logits(const std::filesystem::path& path, uint64_t key, const Windows& w,

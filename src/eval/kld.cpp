@@ -27,17 +27,17 @@ int64_t argmax(const float* x, int64_t n) { return int64_t(std::max_element(x, x
 
 }  // namespace
 
-std::vector<KldResult> kl_divergence(const FullModel& base, const std::vector<const FullModel*>& candidates,
+std::vector<KldResult> kl_divergence(const ModelRunner& base, const std::vector<const ModelRunner*>& candidates,
                                      const Windows& w, int64_t batch, const ProgressFn& progress) {
   auto src = model_base_logits(base, w);
   return kl_divergence(*src, candidates, w, batch, progress);
 }
 
-std::vector<KldResult> kl_divergence(BaseLogits& base, const std::vector<const FullModel*>& candidates,
+std::vector<KldResult> kl_divergence(BaseLogits& base, const std::vector<const ModelRunner*>& candidates,
                                      const Windows& w, int64_t batch, const ProgressFn& progress) {
   const auto t0 = std::chrono::steady_clock::now();
   const int64_t vocab = base.vocab(), ctx = w.ctx;
-  for (const FullModel* c : candidates)
+  for (const ModelRunner* c : candidates)
     if (c->config().vocab != vocab)
       fail("the candidate's vocabulary ({}) differs from the base's ({})", c->config().vocab, vocab);
   if (batch <= 0) batch = 4;

@@ -23,10 +23,10 @@ struct KldResult {
 };
 
 // One result per candidate. The base's logits come from `base` (a model run now or a cache file).
-std::vector<KldResult> kl_divergence(BaseLogits& base, const std::vector<const FullModel*>& candidates,
+std::vector<KldResult> kl_divergence(BaseLogits& base, const std::vector<const ModelRunner*>& candidates,
                                      const Windows& w, int64_t batch = 0, const ProgressFn& progress = {});
 // The same, running the base model (no cache).
-std::vector<KldResult> kl_divergence(const FullModel& base, const std::vector<const FullModel*>& candidates,
+std::vector<KldResult> kl_divergence(const ModelRunner& base, const std::vector<const ModelRunner*>& candidates,
                                      const Windows& w, int64_t batch = 0, const ProgressFn& progress = {});
 
 }  // namespace quantllm

@@ -28,27 +28,16 @@ Windows make_windows(const Tokenizer& tok, const std::string& text, int64_t ctx,
   return w;
 }
 
-double token_nll(const float* logits, int64_t vocab, int32_t target) {
-  double mx = logits[0];
-  for (int64_t j = 1; j < vocab; ++j) mx = std::max(mx, double(logits[j]));
-  double sum = 0;
-  for (int64_t j = 0; j < vocab; ++j) sum += std::exp(double(logits[j]) - mx);
-  return std::log(sum) + mx - double(logits[target]);
-}
-
-PerplexityResult perplexity(const FullModel& model, const Windows& w, int64_t batch, const ProgressFn& progress) {
+PerplexityResult perplexity(const ModelRunner& model, const Windows& w, int64_t batch, const ProgressFn& progress) {
   const auto t0 = std::chrono::steady_clock::now();
-  const int64_t vocab = model.config().vocab, ctx = w.ctx;
-  if (batch <= 0) batch = 4;
+  const int64_t ctx = w.ctx;
+  if (batch <= 0) batch = model.default_batch();
   std::vector<double> window_nll(static_cast<size_t>(w.n_windows), 0.0);
   for (int64_t b0 = 0; b0 < w.n_windows; b0 += batch) {
     const int64_t nb = std::min(batch, w.n_windows - b0);
-    std::vector<int32_t> toks(w.tokens.begin() + b0 * ctx, w.tokens.begin() + (b0 + nb) * ctx);
-    model.forward(toks, nb, ctx, [&](int64_t s, const Tensor& logits) {
-      double sum = 0;  // positions 0..ctx-2 predict tokens 1..ctx-1
-      for (int64_t t = 0; t + 1 < ctx; ++t) sum += token_nll(logits.row(t), vocab, toks[size_t(s * ctx + t + 1)]);
-      window_nll[size_t(b0 + s)] = sum;
-    });
+    const std::vector<int32_t> toks(w.tokens.begin() + b0 * ctx, w.tokens.begin() + (b0 + nb) * ctx);
+    const std::vector<double> nll = model.window_nll(toks, nb, ctx);
+    for (int64_t s = 0; s < nb; ++s) window_nll[size_t(b0 + s)] = nll[size_t(s)];
     if (progress) progress(b0 + nb, w.n_windows);
   }
   return perplexity_of(window_nll, w, std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count());

@@ -5,7 +5,8 @@
 #pragma once
 
 #include "model/weights.h"
-#include "runtime/forward.h"
+#include "runtime/model_runner.h"
+#include "tokenizer/tokenizer.h"
 
 #include <cstdint>
 #include <functional>
@@ -32,14 +33,12 @@ struct PerplexityResult {
 
 using ProgressFn = std::function<void(int64_t done, int64_t total)>;
 
-// Runs `model` over the windows in batches; `batch` windows at a time (<= 0: automatic).
-PerplexityResult perplexity(const FullModel& model, const Windows& w, int64_t batch = 0,
+// Runs `model` (on any device) over the windows in batches; `batch` windows at a time (<= 0: the
+// runner's default).
+PerplexityResult perplexity(const ModelRunner& model, const Windows& w, int64_t batch = 0,
                             const ProgressFn& progress = {});
 
 // The result from each window's summed NLL (added in window order, so independent of batching).
 PerplexityResult perplexity_of(const std::vector<double>& window_nll, const Windows& w, double seconds);
-
-// log-softmax of one row of logits, in double; returns −log p(target).
-double token_nll(const float* logits, int64_t vocab, int32_t target);
 
 }  // namespace quantllm

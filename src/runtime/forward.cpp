@@ -34,16 +34,18 @@ std::vector<double> rope_inv_freq(const ModelConfig& c) {
   return inv;
 }
 
-void linear(const Tensor& x, const LinearWeights& w, Tensor& y) {
-  const cpu::LinearRef ref{&w.w, &w.b, nullptr};
+namespace {
+void linear_ref(const Tensor& x, const cpu::LinearRef& ref, Tensor& y) {
   QL_ASSERT(x.shape.back() == ref.in(), "linear: input width {} != weight in {}", x.shape.back(), ref.in());
   const int64_t rows = x.numel() / ref.in();
   y.shape = {rows, ref.out()};
   y.data.resize(size_t(rows * ref.out()));
   cpu::linear(ref, x.ptr(), rows, y.ptr());
 }
+}  // namespace
 
-void linear(const Tensor& x, const Tensor& w, Tensor& y) { linear(x, LinearWeights{w, {}}, y); }
+void linear(const Tensor& x, const LinearWeights& w, Tensor& y) { linear_ref(x, cpu::LinearRef{&w.w, &w.b, nullptr}, y); }
+void linear(const Tensor& x, const Tensor& w, Tensor& y) { linear_ref(x, cpu::LinearRef{&w, nullptr, nullptr}, y); }
 
 namespace {
 Act act_of(Tensor& t) { return Act{t.ptr(), t.dim(0), t.dim(-1)}; }

@@ -13,6 +13,7 @@
 #include "model/config.h"
 #include "model/weights.h"
 #include "runtime/block.h"
+#include "runtime/model_runner.h"
 
 #include <cstdint>
 #include <functional>
@@ -76,15 +77,15 @@ enum class Engine { Fp32, Quant };
 // "fp32" or "quant"; Error otherwise.
 Engine parse_engine(const std::string& name);
 
-// A whole model for evaluation and generation.
-class FullModel {
+// A whole model on the CPU for evaluation and generation.
+class FullModel final : public ModelRunner {
  public:
   explicit FullModel(const Model& m, Engine engine = Engine::Fp32);
   Engine engine() const { return engine_; }
-  const ModelConfig& config() const { return config_; }
+  const ModelConfig& config() const override { return config_; }
   // logits for each position of each window: calls on_logits(seq, logits [seq_len, vocab]).
   void forward(const std::vector<int32_t>& tokens, int64_t n_seq, int64_t seq_len,
-               const std::function<void(int64_t seq, const Tensor& logits)>& on_logits) const;
+               const std::function<void(int64_t seq, const Tensor& logits)>& on_logits) const override;
   // One generation step: feeds `tokens` after the cached ones and returns the last position's logits.
   std::vector<float> step(const std::vector<int32_t>& tokens, KVCache& cache) const;
 

@@ -12,8 +12,8 @@
 #include "calib/runner.h"
 #include "core/fs.h"
 #include "eval/perplexity.h"
-#include "pipeline/cuda/cuda_methods.h"
-#include "pipeline/group_methods.h"
+#include "methods/backend.h"
+#include "methods/group_methods.h"
 #include "quant/awq_search.h"
 #include "quant/gptq.h"
 #include "runtime/cuda/awq.h"
@@ -275,7 +275,7 @@ TEST_F(Gpu, GptqLayerMatchesCpu) {
 
 // --- whole-model drivers ------------------------------------------------------------------------
 
-GroupMethodOptions small_run(QuantMethod method, ComputeDevice dev) {
+GroupMethodOptions small_run(QuantMethod method, Device dev) {
   GroupMethodOptions o;
   o.method = method;
   o.quant.bits = 4;
@@ -333,9 +333,9 @@ TEST_F(Gpu, GptqModelMatchesCpu) {
     if (!model_available(name)) continue;
     const Model m = open_model(test::model_dir(name));
     for (bool true_seq : {true, false}) {
-      GroupMethodOptions oc = small_run(QuantMethod::GPTQ, ComputeDevice::CPU), og = oc;
+      GroupMethodOptions oc = small_run(QuantMethod::GPTQ, Device::CPU), og = oc;
       oc.true_sequential = og.true_sequential = true_seq;
-      og.device = ComputeDevice::CUDA;
+      og.device = Device::CUDA;
       const QuantizedModel cpu = quantize_group_method(m, oc), gpu = quantize_group_method(m, og);
       compare_models(m, cpu, gpu, fmt::format("{} gptq true_sequential {}", name, true_seq), 0.05);
       if (true_seq) {  // activations kept in host memory: the same arithmetic, the same bytes
@@ -351,9 +351,9 @@ TEST_F(Gpu, AwqModelMatchesCpu) {
   for (const char* name : test::kModels) {
     if (!model_available(name)) continue;
     const Model m = open_model(test::model_dir(name));
-    const GroupMethodOptions oc = small_run(QuantMethod::AWQ, ComputeDevice::CPU);
+    const GroupMethodOptions oc = small_run(QuantMethod::AWQ, Device::CPU);
     GroupMethodOptions og = oc;
-    og.device = ComputeDevice::CUDA;
+    og.device = Device::CUDA;
     const QuantizedModel cpu = quantize_group_method(m, oc), gpu = quantize_group_method(m, og);
     compare_models(m, cpu, gpu, fmt::format("{} awq", name), 0.5);
     EXPECT_EQ(gpu.replaced.size(), cpu.replaced.size());  // the same folded tensors (their values follow the searched α)
@@ -367,7 +367,7 @@ TEST_F(Gpu, PerplexityMatchesCpu) {
     const std::string text = read_text_file(test::data_file("gutenberg-heldout.txt"));
     const Windows w = make_windows(*m.tokenizer, text, 512, 4);
     const PerplexityResult cpu = perplexity(FullModel(m), w);
-    const PerplexityResult gpu = perplexity_cuda(m, w, false);
+    const PerplexityResult gpu = perplexity(*make_model_runner(m, Device::CUDA, Engine::Fp32, false), w);
     EXPECT_NEAR(gpu.ppl, cpu.ppl, 2e-5 * cpu.ppl) << name;
   }
 }

@@ -7,6 +7,7 @@
 #include "core/progress.h"
 #include "eval/kld.h"
 #include "eval/report.h"
+#include "runtime/forward.h"
 
 #include <fmt/format.h>
 
@@ -78,7 +79,7 @@ void register_compare(CLI::App& app, std::vector<std::pair<CLI::App*, Runner>>& 
     const Engine engine = parse_engine(a->engine);
     FullModel fbase(base, engine);
     std::vector<std::unique_ptr<FullModel>> full;
-    std::vector<const FullModel*> ptrs;
+    std::vector<const ModelRunner*> ptrs;
     for (const auto& m : models) full.push_back(std::make_unique<FullModel>(m, engine)), ptrs.push_back(full.back().get());
     Progress bar("compare", w.n_windows);
     const auto res = kl_divergence(fbase, ptrs, w, 0, [&](int64_t d, int64_t) { bar.update(d); });

@@ -5,9 +5,7 @@
 #include "core/progress.h"
 #include "eval/kld.h"
 #include "eval/perplexity.h"
-#ifdef QUANTLLM_HAVE_CUDA
-#include "pipeline/cuda/cuda_methods.h"
-#endif
+#include "methods/backend.h"
 
 #include <fmt/format.h>
 
@@ -51,17 +49,9 @@ void register_eval(CLI::App& app, std::vector<std::pair<CLI::App*, Runner>>& run
     const Windows w = make_windows(*m.tokenizer, text, args->ctx, args->max_windows);
     Progress bar("perplexity", w.n_windows);
     const auto on_progress = [&](int64_t done, int64_t) { bar.update(done, fmt::format("windows of {} tokens", args->ctx)); };
-    PerplexityResult r;
-    if (args->device == "cuda") {
-#ifdef QUANTLLM_HAVE_CUDA
-      r = perplexity_cuda(m, w, args->gpu_precision == "tf32", args->batch, on_progress);
-#else
-      fail("--device cuda: this build has no CUDA backend (configure with -DQUANTLLM_CUDA=ON; needs nvcc)");
-#endif
-    } else {
-      FullModel fm(m, parse_engine(args->engine));
-      r = perplexity(fm, w, args->batch, on_progress);
-    }
+    const auto runner = make_model_runner(m, parse_device(args->device), parse_engine(args->engine),
+                                          args->gpu_precision == "tf32");
+    const PerplexityResult r = perplexity(*runner, w, args->batch, on_progress);
     bar.finish(fmt::format("ppl {:.4f}", r.ppl));
     if (args->json) {
       print_json({{"ppl", r.ppl},

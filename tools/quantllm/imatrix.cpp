@@ -3,7 +3,7 @@
 #include "common.h"
 #include "core/fs.h"
 #include "core/progress.h"
-#include "pipeline/imatrix.h"
+#include "methods/imatrix.h"
 
 #include <fmt/format.h>
 

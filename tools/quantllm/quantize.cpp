@@ -6,10 +6,10 @@
 #include "core/progress.h"
 #include "core/threads.h"
 #include "export/gguf_export.h"
-#include "pipeline/awq.h"
-#include "pipeline/estimate.h"
-#include "pipeline/group_methods.h"
-#include "pipeline/imatrix.h"
+#include "methods/awq.h"
+#include "methods/estimate.h"
+#include "methods/group_methods.h"
+#include "methods/imatrix.h"
 
 #include <fmt/format.h>
 
@@ -89,9 +89,9 @@ void dry_run_group_method(const QuantizeArgs& a, const GroupMethodOptions& o) {
 
 // --device / --gpu-precision into the options; refuses a CUDA run this build or machine cannot do.
 void apply_device(const QuantizeArgs& a, GroupMethodOptions& o) {
-  o.device = a.device == "cuda" ? ComputeDevice::CUDA : ComputeDevice::CPU;
+  o.device = a.device == "cuda" ? Device::CUDA : Device::CPU;
   o.gpu_tf32 = a.gpu_precision == "tf32";
-  if (o.device == ComputeDevice::CUDA && !cuda_backend_built())
+  if (o.device == Device::CUDA && !cuda_backend_built())
     fail("--device cuda: this build has no CUDA backend (configure with -DQUANTLLM_CUDA=ON; needs nvcc)");
 }
 
@@ -151,7 +151,7 @@ void run_group_method(const QuantizeArgs& a) {
   Model m = open_model(a.model);
   const RunEstimate est = estimate_group_method(m, o);
   const double avail = available_memory_bytes();
-  if (o.device == ComputeDevice::CPU && avail > 0 && est.peak_bytes > avail)
+  if (o.device == Device::CPU && avail > 0 && est.peak_bytes > avail)
     fail("{} {}-bit with {} × {} calibration tokens needs about {} of memory, {} is available (--dry-run itemizes "
          "it); lower --nsamples or --seqlen", a.method, a.bits, o.calib.nsamples, o.calib.seqlen,
          format_bytes(uint64_t(est.peak_bytes)), format_bytes(uint64_t(avail)));

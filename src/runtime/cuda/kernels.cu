@@ -108,13 +108,16 @@ __global__ void accumulate_f64_kernel(double* acc, const float* x, int64_t n) {
 }
 
 constexpr int64_t kColSlice = 64;  // rows per slice of abs_col_sum
-// grid (column blocks, slices): work[slice, j] = Σ over the slice's rows of |x[r, j]|
-__global__ void abs_col_slices_kernel(const float* x, int64_t rows, int64_t cols, double* work) {
+// grid (column blocks, slices): work[slice, j] = Σ over the slice's rows of |x[r, j]| (square: x[r, j]²)
+__global__ void col_slices_kernel(const float* x, int64_t rows, int64_t cols, bool square, double* work) {
   const int64_t j = blockIdx.x * int64_t(blockDim.x) + threadIdx.x;
   if (j >= cols) return;
   const int64_t r0 = int64_t(blockIdx.y) * kColSlice, r1 = min(rows, r0 + kColSlice);
   double s = 0.0;
-  for (int64_t r = r0; r < r1; ++r) s += double(fabsf(x[r * cols + j]));
+  for (int64_t r = r0; r < r1; ++r) {
+    const double v = double(x[r * cols + j]);
+    s += square ? v * v : fabs(v);
+  }
   work[int64_t(blockIdx.y) * cols + j] = s;
 }
 __global__ void abs_col_total_kernel(const double* work, int64_t slices, int64_t cols, double* col) {
@@ -236,14 +239,22 @@ void accumulate_f64(double* acc, const float* x, int64_t n, cudaStream_t s) {
   QL_CUDA_LAUNCHED();
 }
 int64_t abs_col_sum_work(int64_t rows, int64_t cols) { return ((rows + kColSlice - 1) / kColSlice) * cols; }
-void abs_col_sum(const float* x, int64_t rows, int64_t cols, double* col, double* work, cudaStream_t s) {
+namespace {
+void col_sum(const float* x, int64_t rows, int64_t cols, bool square, double* col, double* work, cudaStream_t s) {
   if (rows == 0) return;
   const int64_t slices = (rows + kColSlice - 1) / kColSlice;
   QL_CU_ASSERT(slices <= 65535);
-  abs_col_slices_kernel<<<dim3(grid_for(cols, 128), unsigned(slices)), 128, 0, s>>>(x, rows, cols, work);
+  col_slices_kernel<<<dim3(grid_for(cols, 128), unsigned(slices)), 128, 0, s>>>(x, rows, cols, square, work);
   QL_CUDA_LAUNCHED();
   abs_col_total_kernel<<<grid_for(cols, 128), 128, 0, s>>>(work, slices, cols, col);
   QL_CUDA_LAUNCHED();
+}
+}  // namespace
+void abs_col_sum(const float* x, int64_t rows, int64_t cols, double* col, double* work, cudaStream_t s) {
+  col_sum(x, rows, cols, false, col, work, s);
+}
+void sq_col_sum(const float* x, int64_t rows, int64_t cols, double* col, double* work, cudaStream_t s) {
+  col_sum(x, rows, cols, true, col, work, s);
 }
 void embed_rows(const float* table, const int32_t* tokens, int64_t rows, int64_t e, const float* positions,
                 int64_t T, int64_t offset, float* x, cudaStream_t s) {

@@ -55,6 +55,8 @@ void accumulate_f64(double* acc, const float* x, int64_t n, cudaStream_t s);  //
 // col[j] += Σ_r |x[r, j]| in double; x: [rows, cols]. Rows are summed in fixed slices, the slices'
 // sums added in order (deterministic); work: at least abs_col_sum_work(rows, cols) doubles.
 void abs_col_sum(const float* x, int64_t rows, int64_t cols, double* col, double* work, cudaStream_t s);
+// col[j] += Σ_r x[r, j]² in double, as abs_col_sum (the importance matrix)
+void sq_col_sum(const float* x, int64_t rows, int64_t cols, double* col, double* work, cudaStream_t s);
 int64_t abs_col_sum_work(int64_t rows, int64_t cols);
 // x[r] = table[tokens[r]] (+ positions[offset + r % T] when positions is not null); table: [vocab, e]
 void embed_rows(const float* table, const int32_t* tokens, int64_t rows, int64_t e, const float* positions,

@@ -18,7 +18,8 @@ DeviceLinear upload_linear(const Context& ctx, const Tensor& w) {
 }
 }  // namespace
 
-DeviceModel::DeviceModel(const Context& ctx, const Model& m, Math math) : ctx_(ctx), c_(m.config), math_(math) {
+DeviceModel::DeviceModel(const Model& m, Math math) : ctx_(), c_(m.config), math_(math) {
+  const Context& ctx = ctx_;
   globals_ = load_globals(c_, *m.weights);
   for (int i = 0; i < c_.n_layers; ++i) blocks_.push_back(upload_block(ctx, load_block(c_, *m.weights, i)));
   if (c_.final_norm) {
@@ -31,7 +32,7 @@ DeviceModel::DeviceModel(const Context& ctx, const Model& m, Math math) : ctx_(c
   globals_.project_out = Tensor();
 }
 
-const float* DeviceModel::trunk(const std::vector<int32_t>& tokens, int64_t n_seq, int64_t T) {
+const float* DeviceModel::trunk(const std::vector<int32_t>& tokens, int64_t n_seq, int64_t T) const {
   if (!ops_ || ops_->seq_len() != T) ops_ = std::make_unique<Ops>(ctx_, c_, T, math_);
   const int64_t rows = n_seq * T, d = c_.hidden, e = c_.word_embed_proj_dim;
   const Tensor x_host = embed(c_, globals_, tokens, n_seq, T);  // [rows, hidden] (OPT's project_in applied)
@@ -60,7 +61,7 @@ const float* DeviceModel::trunk(const std::vector<int32_t>& tokens, int64_t n_se
 }
 
 void DeviceModel::forward(const std::vector<int32_t>& tokens, int64_t n_seq, int64_t T,
-                          const std::function<void(int64_t, const Tensor&)>& on_logits) {
+                          const std::function<void(int64_t, const Tensor&)>& on_logits) const {
   const float* h = trunk(tokens, n_seq, T);
   logits_.reserve(T * c_.vocab, "logits");
   Tensor logits(Shape{T, c_.vocab});
@@ -71,7 +72,7 @@ void DeviceModel::forward(const std::vector<int32_t>& tokens, int64_t n_seq, int
   }
 }
 
-std::vector<double> DeviceModel::window_nll(const std::vector<int32_t>& tokens, int64_t n_seq, int64_t T) {
+std::vector<double> DeviceModel::window_nll(const std::vector<int32_t>& tokens, int64_t n_seq, int64_t T) const {
   QL_ASSERT(int64_t(tokens.size()) == n_seq * T && T >= 2);
   const float* h = trunk(tokens, n_seq, T);
   logits_.reserve(T * c_.vocab, "logits");

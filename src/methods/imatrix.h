@@ -5,6 +5,7 @@
 #pragma once
 
 #include "io/imatrix.h"
+#include "methods/backend.h"
 #include "model/weights.h"
 
 #include <functional>
@@ -16,6 +17,7 @@ struct ImatrixOptions {
   std::string data;       // calibration text file
   int64_t ctx = 512;      // tokens per chunk
   int64_t chunks = 128;   // at most this many chunks (<= 0: all)
+  Device device = Device::CPU;
 };
 
 ImportanceMatrix compute_imatrix(const Model& model, const ImatrixOptions& opt,

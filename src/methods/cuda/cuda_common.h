@@ -1,11 +1,10 @@
-// Pieces shared by the GPU drivers (gptq_cuda.cpp, awq_cuda.cpp): the next block's weights loaded
-// on a host thread while the GPU works, the memory plan (chunk size; activations on the device or in
-// host memory), and timing of the phases for the report printed at the end of a run.
+// Pieces of the CUDA calibration backend (backend.h): the next block's weights loaded on a host thread
+// while the GPU works, the memory plan (chunk size; activations on the device or in host memory), timing
+// of the phases for the report printed at the end of a run, and the windows' embeddings on the device.
 #pragma once
 
 #include "calib/calibration.h"
-#include "pipeline/checkpoints.h"
-#include "pipeline/group_methods.h"
+#include "methods/backend.h"
 #include "runtime/cuda/activations.h"
 #include "runtime/cuda/ops.h"
 
@@ -40,9 +39,9 @@ struct MemoryPlan {
   size_t activation_bytes = 0;  // hidden states (+ attention outputs kept between stages)
   size_t working_bytes = 0;     // everything else at its peak (estimate)
 };
-// keep_attention: the driver keeps every window's attention output between two stages.
+// keep_attention: the backend keeps every window's attention output between two stages.
 MemoryPlan plan_memory(const Context& ctx, const ModelConfig& c, int64_t n_windows, int64_t seq_len,
-                       const GroupMethodOptions& opt, bool keep_attention);
+                       const BackendOptions& opt, bool keep_attention);
 
 // Wall time per phase, synchronized with the device at each boundary.
 class PhaseClock {
@@ -62,21 +61,7 @@ class PhaseClock {
 void embed_on_device(const Context& ctx, const Model& model, const CalibWindows& windows, ActivationStore& X,
                      int64_t chunk_rows);
 
-// Saves finished blocks' checkpoints on a host thread while the GPU goes on (one save in flight;
-// the next save, finish() or the destructor waits for it and rethrows its error).
-class AsyncCheckpoints {
- public:
-  explicit AsyncCheckpoints(BlockCheckpoints& ckpt) : ckpt_(ckpt) {}
-  ~AsyncCheckpoints();
-  void save(int block, BlockResult r);
-  void finish();
-
- private:
-  BlockCheckpoints& ckpt_;
-  std::future<void> pending_;
-};
-
 // The one-line summary printed when a GPU run starts.
-void print_gpu_plan(const Context& ctx, const MemoryPlan& plan, const GroupMethodOptions& opt);
+void print_gpu_plan(const Context& ctx, const MemoryPlan& plan, const BackendOptions& opt);
 
 }  // namespace quantllm::cuda

@@ -11,7 +11,7 @@
 // linear inputs). The checkpoint's pages count too: mapped files are resident once touched.
 #pragma once
 
-#include "pipeline/group_methods.h"
+#include "methods/group_methods.h"
 
 #include <string>
 #include <utility>

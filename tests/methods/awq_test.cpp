@@ -6,7 +6,7 @@
 #include "core/error.h"
 #include "core/threads.h"
 #include "export/quantized_model.h"
-#include "pipeline/awq.h"
+#include "methods/awq.h"
 #include "quant/awq_search.h"
 #include "runtime/forward.h"
 #include "support/reference.h"

@@ -1,21 +1,18 @@
 // Group-wise methods over a whole model — round-to-nearest, GPTQ and AWQ — driven block by block
-// through the calibration runner (calib/runner.h): for block i, the inputs of its linear layers
+// through a calibration backend (methods/backend.h): for block i, the inputs of its linear layers
 // are observed (Hessians for GPTQ, activation magnitudes for AWQ), the layers quantized, and the
 // block's quantized outputs become block i+1's inputs. Only one block is held in fp32 at a time.
 #pragma once
 
 #include "calib/calibration.h"
 #include "export/quantized_model.h"
+#include "methods/backend.h"
 
 #include <filesystem>
 #include <functional>
 #include <string>
 
 namespace quantllm {
-
-// Where GPTQ / AWQ calibrate and search: the CPU, or one CUDA GPU (pipeline/cuda/, a build with
-// -DQUANTLLM_CUDA=ON).
-enum class ComputeDevice { CPU, CUDA };
 
 struct GroupMethodOptions {
   QuantMethod method = QuantMethod::GPTQ;
@@ -31,7 +28,7 @@ struct GroupMethodOptions {
   int64_t awq_search_tokens = 8192;  // AWQ: tokens (the first whole windows) of the grid and clip searches
   std::filesystem::path checkpoint_dir;  // resumable runs: every finished block saved here (empty: off)
   bool resume = false;                   // restore the finished blocks checkpoint_dir holds (pipeline/checkpoints.h)
-  ComputeDevice device = ComputeDevice::CPU;
+  Device device = Device::CPU;             // where GPTQ / AWQ calibrate and search
   bool gpu_tf32 = true;                  // CUDA: matrix products on tensor cores with tf32 operands (else plain fp32)
   int64_t gpu_chunk_tokens = 8192;       // CUDA: tokens per forward chunk (whole windows)
   bool gpu_activations_on_host = false;  // CUDA: keep calibration activations in host memory even when they fit
@@ -45,12 +42,8 @@ struct GPTQOptions;
 GPTQOptions gptq_options(const GroupMethodOptions& opt);  // the per-layer options of a whole-model run
 void report_gptq_layer(const std::string& name, const GPTQStats& s, int64_t in, double requested_damp);
 
-// True when this build has the CUDA backend (QUANTLLM_CUDA=ON).
-bool cuda_backend_built();
-// True when a --device cuda run could start here: the backend is built and a CUDA device answers.
-bool cuda_device_usable();
-// "cpu" / "cuda" → the device; Error for another name, or "cuda" in a build without the backend.
-ComputeDevice compute_device(const std::string& name);
+// The calibration backend's options of a run (device, chunks, GPU precision).
+BackendOptions backend_options(const GroupMethodOptions& opt);
 
 // Called after each block with (block index, blocks in all, what was just done).
 using BlockProgress = std::function<void(int block, int n_blocks, const std::string& detail)>;
@@ -58,6 +51,9 @@ using BlockProgress = std::function<void(int block, int n_blocks, const std::str
 // Quantizes every linear layer inside the decoder blocks (embeddings and lm_head stay as they are).
 QuantizedModel quantize_group_method(const Model& model, const GroupMethodOptions& opt,
                                      const BlockProgress& progress = {});
+// GPTQ over the whole model with calibration windows already drawn (methods/gptq.cpp).
+QuantizedModel quantize_gptq(const Model& model, const GroupMethodOptions& opt, const CalibWindows& windows,
+                             const BlockProgress& progress = {});
 
 // Checks every linear layer's shape against the quantization parameters (Error naming the first misfit).
 void validate_layers(const ModelConfig& c, const QuantParams& p);

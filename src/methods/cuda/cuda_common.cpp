@@ -1,5 +1,5 @@
 // Shared pieces of the GPU drivers (see cuda_common.h).
-#include "pipeline/cuda/cuda_common.h"
+#include "methods/cuda/cuda_common.h"
 
 #include "runtime/cuda/kernels.h"
 
@@ -59,19 +59,30 @@ BlockWeights BlockPrefetcher::take(int layer, bool check_this) {
 }
 
 MemoryPlan plan_memory(const Context& ctx, const ModelConfig& c, int64_t n_windows, int64_t T,
-                       const GroupMethodOptions& opt, bool keep_attention) {
+                       const BackendOptions& opt, bool keep_attention) {
   MemoryPlan p;
   p.chunk_windows = std::clamp<int64_t>(opt.gpu_chunk_tokens / T, 1, n_windows);
   const int64_t rows = n_windows * T, crow = p.chunk_windows * T;
   const int64_t f = sizeof(float);
-  p.activation_bytes = size_t(rows * c.hidden * f + (keep_attention ? rows * c.q_dim() * f : 0));
-  // Per chunk: h, q, k, v, attention output, gate, mid, residual; one round of score matrices.
-  const int64_t chunk = crow * (3 * c.hidden + 2 * c.q_dim() + 2 * c.kv_dim() + 2 * c.ffn) * f;
+  const BlockSpec& spec = c.block(0);
+  // Per chunk: h, the residual and one more row of the hidden size; per sub-layer its mid twice (the
+  // mid and a gate or the attention output kept), and attention's k and v.
+  int64_t per_row = 3 * c.hidden, attention_mid = 0;
+  for (const Sublayer& s : spec.sublayers) {
+    const int64_t mid = spec.points[size_t(s.mid)].width;
+    per_row += 2 * mid;
+    if (s.kind == SublayerKind::Attention) {
+      per_row += 2 * spec.linears[size_t(s.in_linears[1])].out;
+      attention_mid = std::max(attention_mid, mid);
+    }
+  }
+  p.activation_bytes = size_t(rows * c.hidden * f + (keep_attention ? rows * attention_mid * f : 0));
+  const int64_t chunk = crow * per_row * f;
   const int64_t scores = std::max<int64_t>(int64_t(256) << 20, c.n_heads * T * T * f);
   // One block's weights; the largest input's Hessian work (sum f64, chunk product, factor f64, H⁻¹ and
   // H in f32); the largest layer's GPTQ work (weights, dequantized, objective) — 4 copies of [out, in].
   int64_t block = 0, max_in = 0, max_layer = 0;
-  for (const LinearSlot& l : c.block(0).linears) {
+  for (const LinearSlot& l : spec.linears) {
     const int64_t n = l.in * l.out;
     block += n * f;
     max_in = std::max(max_in, l.in);
@@ -140,21 +151,7 @@ void embed_on_device(const Context& ctx, const Model& model, const CalibWindows&
   ctx.sync();
 }
 
-AsyncCheckpoints::~AsyncCheckpoints() {
-  if (pending_.valid()) pending_.wait();
-}
-
-void AsyncCheckpoints::save(int block, BlockResult r) {
-  if (!ckpt_.enabled()) return;
-  finish();
-  pending_ = std::async(std::launch::async, [this, block, r = std::move(r)] { ckpt_.save(block, r); });
-}
-
-void AsyncCheckpoints::finish() {
-  if (pending_.valid()) pending_.get();
-}
-
-void print_gpu_plan(const Context& ctx, const MemoryPlan& plan, const GroupMethodOptions& opt) {
+void print_gpu_plan(const Context& ctx, const MemoryPlan& plan, const BackendOptions& opt) {
   constexpr double kGiB = 1024.0 * 1024.0 * 1024.0;
   std::fprintf(stderr,
                "quantllm: GPU %s (%.1f GiB): activations %.2f GiB in %s memory, ~%.2f GiB working, %lld windows a "

@@ -1,7 +1,7 @@
-// Importance matrix collection through the block runner (see imatrix.h).
-#include "pipeline/imatrix.h"
+// Importance matrix collection through a calibration backend (see imatrix.h).
+#include "methods/imatrix.h"
 
-#include "calib/runner.h"
+#include "methods/backend.h"
 #include "core/error.h"
 #include "core/fs.h"
 #include "eval/perplexity.h"
@@ -10,28 +10,6 @@
 #include <fmt/format.h>
 
 namespace quantllm {
-
-namespace {
-
-// Σx² per input channel of each point of a block, in fixed chunk order.
-class SquareSumObserver final : public PointObserver {
- public:
-  bool observe(int point, Act x) override {
-    const int64_t in = x.cols, rows = x.rows;
-    auto& s = sums_[point];
-    s.resize(size_t(in), 0.0);
-    for (int64_t r = 0; r < rows; ++r) {
-      const float* xr = x.row(r);
-      for (int64_t j = 0; j < in; ++j) s[size_t(j)] += double(xr[j]) * xr[j];
-    }
-    tokens_[point] += rows;
-    return true;
-  }
-  std::map<int, std::vector<double>> sums_;
-  std::map<int, int64_t> tokens_;
-};
-
-}  // namespace
 
 ImportanceMatrix compute_imatrix(const Model& model, const ImatrixOptions& opt,
                                  const std::function<void(int, int)>& progress) {
@@ -53,21 +31,22 @@ ImportanceMatrix compute_imatrix(const Model& model, const ImatrixOptions& opt,
   im.datasets = {std::filesystem::path(opt.data).filename().string()};
   im.chunk_count = int32_t(n);
   im.chunk_size = int32_t(opt.ctx);
-  BlockRunner runner(model, w);
+  BackendOptions bo;
+  bo.device = opt.device;
+  const std::unique_ptr<CalibrationBackend> be = make_calibration_backend(model, w, bo);
   for (int i = 0; i < c.n_layers; ++i) {
-    const BlockWeights bw = runner.load(i);
     const BlockSpec& spec = c.block(i);
-    SquareSumObserver obs;
-    runner.observe(i, bw, obs);
+    be->load_block(i, false);
+    const std::vector<PointSums> sums = be->collect_square_sums();
     for (size_t l = 0; l < spec.linears.size(); ++l) {
-      const int point = spec.linears[l].input;
-      const auto& s = obs.sums_.at(point);
-      std::vector<float> sf(s.begin(), s.end());
-      im.accumulate(spec.gguf_prefix + spec.linears[l].gguf + ".weight", sf, obs.tokens_.at(point));
+      const PointSums& s = sums[size_t(spec.linears[l].input)];
+      const std::vector<float> sf(s.sum.begin(), s.sum.end());
+      im.accumulate(spec.gguf_prefix + spec.linears[l].gguf + ".weight", sf, s.tokens);
     }
-    runner.advance(i, bw);
+    be->advance();
     if (progress) progress(i + 1, int(c.n_layers));
   }
+  be->finish();
   return im;
 }
 

@@ -1,5 +1,5 @@
 // Block checkpoints for resumable runs (see checkpoints.h).
-#include "pipeline/checkpoints.h"
+#include "methods/checkpoints.h"
 
 #include "core/error.h"
 #include "core/fs.h"
@@ -51,7 +51,7 @@ std::string fingerprint(const Model& model, const GroupMethodOptions& o, const s
             {"chunk_tokens", o.chunk_tokens},
             {"awq_scale", o.awq_scale},
             {"awq_search_tokens", o.awq_search_tokens}};
-  if (o.device == ComputeDevice::CUDA) {  // another arithmetic: blocks from a CPU run do not mix with these
+  if (o.device == Device::CUDA) {  // another arithmetic: blocks from a CPU run do not mix with these
     f["device"] = "cuda";
     f["gpu_tf32"] = o.gpu_tf32;
     f["gpu_chunk_tokens"] = o.gpu_chunk_tokens;
@@ -79,16 +79,31 @@ const TensorView& tensor(const SafetensorsFile& f, const std::string& name) {
 
 }  // namespace
 
-void restore_quantized_layers(const ModelConfig& c, int layer, BlockResult& r, BlockWeights& w, QuantizedModel& qm) {
-  const BlockSpec& spec = c.block(layer);
+std::map<std::string, Tensor> restore_quantized_layers(const BlockSpec& spec, BlockResult& r, QuantizedModel& qm) {
+  std::map<std::string, Tensor> weights;
   for (size_t l = 0; l < spec.linears.size(); ++l) {
     const std::string name = spec.linear_tensor(int(l));
     auto it = r.layers.find(name);
-    if (it == r.layers.end()) fail("--resume: block {} checkpoint lacks layer {}", layer, name);
-    w.linear[l].w = it->second.dequantize();
+    if (it == r.layers.end()) fail("--resume: block {} checkpoint lacks layer {}", spec.layer, name);
+    weights[name + ".weight"] = it->second.dequantize();
     qm.layers[name] = std::move(it->second);
     if (r.stats.count(name)) qm.stats[name] = r.stats[name];
   }
+  return weights;
+}
+
+AsyncCheckpoints::~AsyncCheckpoints() {
+  if (pending_.valid()) pending_.wait();
+}
+
+void AsyncCheckpoints::save(int block, BlockResult r) {
+  if (!ckpt_.enabled()) return;
+  finish();
+  pending_ = std::async(std::launch::async, [this, block, r = std::move(r)] { ckpt_.save(block, r); });
+}
+
+void AsyncCheckpoints::finish() {
+  if (pending_.valid()) pending_.get();
 }
 
 Tensor& block_tensor(const BlockSpec& spec, BlockWeights& w, const std::string& name) {

@@ -1,5 +1,5 @@
 // Memory and time estimates of group-wise runs (see estimate.h).
-#include "pipeline/estimate.h"
+#include "methods/estimate.h"
 
 #include "core/threads.h"
 #include "quant/blas_single_thread.h"

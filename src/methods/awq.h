@@ -26,52 +26,20 @@
 // `awq_search_tokens` tokens (default 8192 = the first 16 windows of 512; at least one window). The
 // windows are drawn at random positions of the calibration text already, so the first ones are an
 // unbiased sample. The clip search further strides that sample down to 512 tokens (AutoAWQ's
-// n_sample_token). Every window is computed by the same code on one thread (single-threaded BLAS,
-// windows in parallel) and reductions run in window order: the result does not depend on the thread
-// count.
+// n_sample_token). The driver (awq.cpp) is written once against the calibration backend
+// (methods/backend.h); on the CPU every window is computed by the same code on one thread
+// (single-threaded BLAS, windows in parallel) and reductions run in window order, so the result does
+// not depend on the thread count; the GPU runs the windows in chunks and the searches on the device.
 #pragma once
 
-#include "pipeline/group_methods.h"
-#include "runtime/forward.h"
+#include "methods/awq_groups.h"
+#include "methods/group_methods.h"
 
 #include <map>
 #include <memory>
-#include <span>
 #include <string>
-#include <vector>
 
 namespace quantllm {
-
-// Linear layers sharing one input point whose columns are scaled together, and the op the scales are
-// moved into (the point's Source in the block spec: a pre-norm, or v / up).
-struct AwqScalingGroup {
-  int point = -1;              // the layers' common input point
-  Point::Source source = Point::Source::None;
-  int source_slot = -1;        // norm slot (Source::Norm) or linear slot (Source::Linear)
-  std::vector<int> layers;     // linear slots reading the point: q/k/v; o; gate/up (OPT: fc1); down (OPT: fc2)
-  int sublayer = -1;
-  bool inspect_sublayer = false;  // the search inspects the whole sub-layer's output; else the out linear's
-  std::string label;           // "attn.qkv", "attn.o", "ffn.in", "ffn.down"
-  bool folds_into_linear() const { return source == Point::Source::Linear; }
-};
-
-// The scaling groups of a block, in block order — every point whose Source can absorb a scale:
-//   input norm → q/k/v             (inspects the attention sub-layer output; pre-norm blocks only)
-//   v → o                          (inspects o's output; only when v's out == o's in, i.e. no GQA)
-//   post-attention norm → gate/up  (inspects the feed-forward sub-layer output; pre-norm only)
-//   up → down                      (inspects down's output; gated FFNs and ReLU, whose act(u/s) = act(u)/s)
-std::vector<AwqScalingGroup> awq_scaling_groups(const BlockSpec& spec);
-
-// Folds s: [in of the group's layers] (positive) into w: the preceding op's weight (and bias) ÷ s,
-// the group's weight columns × s. When norm_dtype is narrower than f32 the folded norm weight is
-// rounded to it (what a checkpoint stores) and the columns are multiplied by the scale the rounded
-// weight realizes, so the stored model still computes the same function. Returns the realized scales.
-std::vector<float> awq_fold_scales(const BlockSpec& spec, BlockWeights& w, const AwqScalingGroup& g,
-                                   std::span<const float> s, DType norm_dtype = DType::F32);
-// The first half of awq_fold_scales: only the preceding op (norm weight and bias, or the preceding
-// linear's rows and bias) ÷ s; returns the realized scales the group's columns are then multiplied by.
-std::vector<float> awq_fold_prev(const BlockSpec& spec, BlockWeights& w, const AwqScalingGroup& g,
-                                 std::span<const float> s, DType norm_dtype = DType::F32);
 
 QuantizedModel quantize_awq(const Model& model, const GroupMethodOptions& opt, const BlockProgress& progress);
 // The same with calibration windows already drawn (the C++ API's texts).
@@ -86,20 +54,8 @@ QuantizedModel quantize_awq(const Model& model, const GroupMethodOptions& opt, c
 std::map<std::string, Tensor> awq_scale_weights(const Model& model, const GroupMethodOptions& opt,
                                                 const BlockProgress& progress = {});
 
-// The HF names of what folding group g changes besides the group's own weights (the preceding norm's
-// weight and bias, or the preceding linear's weight and bias).
-std::vector<std::string> prev_op_tensors(const BlockSpec& spec, const AwqScalingGroup& g);
-// The dtype a tensor is stored in (F32 when absent): folded norms are rounded to it.
-DType stored_dtype(const WeightSource& src, const std::string& name);
 // Throws Error for options AWQ cannot run with (bad bits / group size for a layer, empty search sample).
 void validate_awq_options(const ModelConfig& c, const GroupMethodOptions& opt);
-
-// --resume: block `block` as a finished run saved it (pipeline/checkpoints.h): folds r's tensors into w
-// (the block's fp32 weights as loaded) and returns the block as it ran on — its quantized layers
-// (recorded in qm) or, scale-only (scaled given), its folded weights rounded with p.
-struct BlockResult;
-BlockWeights restore_awq_block(const ModelConfig& c, int block, BlockResult& r, BlockWeights& w, const QuantParams& p,
-                               QuantizedModel* qm, std::map<std::string, Tensor>* scaled);
 
 // A WeightSource that serves `replaced` tensors (fp32, same shapes) over `base`; format and stored
 // bytes are the base's, so writers keep each tensor's original dtype.

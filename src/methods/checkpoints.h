@@ -21,9 +21,10 @@
 
 #include "calib/calibration.h"
 #include "export/quantized_model.h"
-#include "pipeline/group_methods.h"
+#include "methods/group_methods.h"
 
 #include <filesystem>
+#include <future>
 #include <map>
 #include <string>
 
@@ -60,8 +61,23 @@ class BlockCheckpoints {
 // The tensor of w that an HF name of the block refers to (norms, linears, biases); asserts it exists.
 Tensor& block_tensor(const BlockSpec& spec, BlockWeights& w, const std::string& name);
 
-// --resume of GPTQ / RTN: block `layer`'s saved layers dequantized into w and moved into qm (with their stats).
-void restore_quantized_layers(const ModelConfig& c, int layer, BlockResult& r, BlockWeights& w, QuantizedModel& qm);
+// --resume of GPTQ: the block's saved layers moved into qm (with their stats); returns their dequantized
+// weights by HF name, for the block to run on.
+std::map<std::string, Tensor> restore_quantized_layers(const BlockSpec& spec, BlockResult& r, QuantizedModel& qm);
+
+// Saves finished blocks' checkpoints on a host thread while the next block is computed (one save in
+// flight; the next save, finish() or the destructor waits for it and rethrows its error).
+class AsyncCheckpoints {
+ public:
+  explicit AsyncCheckpoints(BlockCheckpoints& ckpt) : ckpt_(ckpt) {}
+  ~AsyncCheckpoints();
+  void save(int block, BlockResult r);
+  void finish();
+
+ private:
+  BlockCheckpoints& ckpt_;
+  std::future<void> pending_;
+};
 
 // Folds a restored block's changed tensors (HF names of the block) into w.
 void apply_block_tensors(const BlockSpec& spec, BlockWeights& w, const std::map<std::string, Tensor>& t);

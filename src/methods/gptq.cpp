@@ -1,0 +1,73 @@
+// GPTQ over a whole model, block by block, written once against the calibration backend
+// (methods/backend.h): for each true-sequential group of the block spec — q/k/v, o, gate/up, down for
+// the dense blocks — the Hessians of the group's inputs as the already-quantized layers of the block
+// produce them, then GPTQ of the group's layers where the Hessians are; the block's quantized outputs
+// become the next block's inputs. Without true-sequential every layer sees the unquantized block.
+#include "core/error.h"
+#include "methods/checkpoints.h"
+#include "methods/group_methods.h"
+#include "quant/gptq.h"
+
+#include <fmt/format.h>
+
+namespace quantllm {
+
+QuantizedModel quantize_gptq(const Model& model, const GroupMethodOptions& opt, const CalibWindows& windows,
+                             const BlockProgress& progress) {
+  const ModelConfig& c = model.config;
+  QuantizedModel qm = new_quantized_model(model, opt);
+  BackendOptions bo = backend_options(opt);
+  bo.keep_mids = opt.true_sequential;
+  BlockCheckpoints ckpt(model, opt, "gptq", &windows);
+  const std::unique_ptr<CalibrationBackend> be = make_calibration_backend(model, windows, bo);
+  AsyncCheckpoints saver(ckpt);
+  const GPTQOptions g = gptq_options(opt);
+  const int n_blocks = int(c.n_layers);
+  for (int i = 0; i < n_blocks; ++i) {
+    const BlockSpec& spec = c.block(i);
+    be->load_block(i, i >= ckpt.done());
+    if (i < ckpt.done()) {
+      // Finished by an interrupted run (--resume): its quantized layers, run forward.
+      BlockResult r = ckpt.load(i);
+      be->set_tensors(restore_quantized_layers(spec, r, qm));
+      be->advance();
+      if (progress) progress(i + 1, n_blocks, fmt::format("block {}/{}: restored", i + 1, n_blocks));
+      continue;
+    }
+    BlockResult saved;  // what this block produces, for the checkpoint
+    for (const auto& group : spec.sequential_groups(opt.true_sequential)) {
+      // The points the group's layers read, in block order, and the layers reading each.
+      std::vector<int> points;
+      for (int slot : group) {
+        const int p = spec.linears[size_t(slot)].input;
+        if (std::find(points.begin(), points.end(), p) == points.end()) points.push_back(p);
+      }
+      std::sort(points.begin(), points.end());
+      be->collect_hessians(points, opt.true_sequential);
+      for (int p : points) {
+        std::vector<int> slots;
+        for (int slot : group)
+          if (spec.linears[size_t(slot)].input == p) slots.push_back(slot);
+        for (GptqLayerResult& r : be->gptq(p, slots, g)) {
+          const std::string name = spec.linear_tensor(r.slot);
+          qm.stats[name] = saved.stats[name] = LayerStats{r.stats.objective, r.rtn_objective, r.stats.damp_percent_used,
+                                                          r.stats.seconds, r.stats.dead_inputs};
+          report_gptq_layer(name, r.stats, r.in, opt.damp_percent);
+          if (ckpt.enabled()) saved.layers[name] = r.q;
+          qm.layers[name] = std::move(r.q);
+        }
+      }
+      if (progress)
+        progress(i, n_blocks, fmt::format("block {}/{}: gptq {}", i + 1, n_blocks,
+                                          role_name(spec.linears[size_t(group.front())].role)));
+    }
+    be->advance();
+    saver.save(i, std::move(saved));
+    if (progress) progress(i + 1, n_blocks, fmt::format("block {}/{} done", i + 1, n_blocks));
+  }
+  saver.finish();
+  be->finish();
+  return qm;
+}
+
+}  // namespace quantllm

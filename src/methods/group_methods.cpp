@@ -1,0 +1,102 @@
+// The group-wise methods' entry (see group_methods.h): options shared by RTN, GPTQ and AWQ, round-to-
+// nearest itself, and AWQ's scaling in front of another method (--awq-scale). GPTQ's driver is gptq.cpp,
+// AWQ's awq.cpp.
+#include "methods/group_methods.h"
+
+#include "core/error.h"
+#include "methods/awq.h"
+#include "quant/gptq.h"
+
+#include <fmt/format.h>
+
+namespace quantllm {
+
+GPTQOptions gptq_options(const GroupMethodOptions& opt) {
+  GPTQOptions g;
+  g.quant = opt.quant;
+  g.damp_percent = opt.damp_percent;
+  g.block_size = opt.block_size;
+  g.act_order = opt.act_order;
+  g.static_groups = opt.static_groups;
+  return g;
+}
+
+BackendOptions backend_options(const GroupMethodOptions& opt) {
+  BackendOptions b;
+  b.device = opt.device;
+  b.chunk_tokens = opt.chunk_tokens;
+  b.gpu_tf32 = opt.gpu_tf32;
+  b.gpu_chunk_tokens = opt.gpu_chunk_tokens;
+  b.gpu_activations_on_host = opt.gpu_activations_on_host;
+  return b;
+}
+
+QuantizedModel new_quantized_model(const Model& model, const GroupMethodOptions& opt) {
+  QuantizedModel qm;
+  qm.base = &model;
+  qm.method = opt.method;
+  qm.params = opt.quant;
+  qm.act_order = opt.act_order;
+  qm.static_groups = opt.static_groups;
+  qm.true_sequential = opt.true_sequential;
+  qm.damp_percent = opt.damp_percent;
+  return qm;
+}
+
+void report_gptq_layer(const std::string& name, const GPTQStats& s, int64_t in, double requested_damp) {
+  if (s.dead_inputs > 0)
+    std::fprintf(stderr, "quantllm: note: %s: %lld of %lld inputs were 0 in every calibration token; their weights are set to 0\n",
+                 name.c_str(), (long long)s.dead_inputs, (long long)in);
+  if (s.damp_percent_used > requested_damp * 1.0000001)
+    std::fprintf(stderr, "quantllm: %s: Hessian not positive definite at damp %.4g; used damp %.4g\n", name.c_str(),
+                 requested_damp, s.damp_percent_used);
+}
+
+void validate_layers(const ModelConfig& c, const QuantParams& p) {
+  const BlockSpec& spec = c.block(0);
+  for (size_t l = 0; l < spec.linears.size(); ++l)
+    validate_quant_params(p, spec.linears[l].in, spec.linear_tensor(int(l)) + ".weight");
+}
+
+QuantizedModel quantize_group_method(const Model& model, const GroupMethodOptions& opt, const BlockProgress& progress) {
+  const ModelConfig& c = model.config;
+  validate_layers(c, opt.quant);  // every layer's shape against the options, before any work
+  check_globals_finite(c, *model.weights);  // copied to the output as they are; block tensors: as each block loads
+
+  const int n_blocks = int(c.n_layers);
+  if (opt.awq_scale && opt.method != QuantMethod::AWQ) {
+    // AWQ's scales folded into the fp32 weights, then the method on the scaled model; the folded
+    // norms and biases (not quantized themselves) are exported from `replaced`.
+    std::map<std::string, Tensor> scaled = awq_scale_weights(model, opt, progress);
+    Model scaled_model = model;
+    scaled_model.weights = overlay_weights(model.weights, scaled);
+    GroupMethodOptions inner = opt;
+    inner.awq_scale = false;
+    QuantizedModel qm_scaled = quantize_group_method(scaled_model, inner, progress);
+    qm_scaled.base = &model;
+    for (auto& [name, t] : scaled) {
+      std::string base = name;
+      const bool quantized = name.ends_with(".weight") && qm_scaled.layers.count(base.erase(base.size() - 7));
+      if (!quantized) qm_scaled.replaced[name] = std::move(t);
+    }
+    return qm_scaled;
+  }
+  if (opt.method == QuantMethod::AWQ) return quantize_awq(model, opt, progress);
+  if (opt.method == QuantMethod::GPTQ) return quantize_gptq(model, opt, calibration_windows(model, opt.calib), progress);
+
+  // Round-to-nearest: no calibration, block by block.
+  QuantizedModel qm = new_quantized_model(model, opt);
+  for (int i = 0; i < n_blocks; ++i) {
+    const BlockWeights w = load_block(c, *model.weights, i);
+    check_block_finite(c, w, i);
+    const BlockSpec& spec = c.block(i);
+    for (size_t l = 0; l < spec.linears.size(); ++l) {
+      const std::string name = spec.linear_tensor(int(l));
+      qm.layers[name] = quantize_rtn(w.linear[l].w, opt.quant, name + ".weight");
+    }
+    if (progress) progress(i + 1, n_blocks, "rtn");
+  }
+  return qm;
+}
+
+}  // namespace quantllm

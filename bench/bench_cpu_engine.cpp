@@ -14,9 +14,10 @@
 // pp / tg: [tokens/s per repetition]; pp_per_cpu_second / tg_per_cpu_second: tokens per CPU second of
 // this process (threads × seconds when nothing else runs).
 #include "core/error.h"
+#include "formats/open.h"
 #include "core/threads.h"
-#include "export/gguf_export.h"
-#include "export/quantized_model.h"
+#include "formats/gguf_model.h"
+#include "formats/quantized_model.h"
 #include "model/weights.h"
 #include "runtime/cpu/isa.h"
 #include "runtime/forward.h"
@@ -79,10 +80,8 @@ int main(int argc, char** argv) try {
     else fail("unknown argument '{}'", a);
   }
   if (model_path.empty()) fail("--model is required");
-  register_gguf_reader();
-  register_quantized_dir_reader();
   set_num_threads(threads);
-  const Model m = open_model(model_path);
+  const LoadedModel m = open_model(model_path);
   const auto t_load = std::chrono::steady_clock::now();
   const FullModel fm(m, parse_engine(engine));
   const double load_seconds = seconds_since(t_load);

@@ -4,6 +4,7 @@
 // timed windows must match reference.json's first-16 number (so a broken pass is never timed).
 //   bench_eval [SHARED_DIR] [THREADS] [WINDOWS]   → one JSON object on stdout
 #include "eval/perplexity.h"
+#include "formats/open.h"
 #include "model/weights.h"
 #include "core/fs.h"
 #include "core/threads.h"
@@ -46,7 +47,7 @@ int main(int argc, char** argv) {
   const int64_t windows = argc > 3 ? std::atoll(argv[3]) : 16;
   set_num_threads(threads);
   const std::string model_dir = shared + "/models/gutenberg-llama-33m";
-  Model m = open_model(model_dir);
+  LoadedModel m = open_model(model_dir);
   FullModel fm(m);
   const Windows w = make_windows(*m.tokenizer, read_text_file(shared + "/data/wikitext2-test.raw"), 512, windows);
   // Validate: first-16 perplexity against transformers' number.

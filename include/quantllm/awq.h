@@ -4,27 +4,22 @@
 //   auto qm = q.quantize(calibration_data, /*calibration_steps=*/128);  // texts, or a text file's path
 //   qm.save("out-dir");                                                  // an AutoAWQ GEMM checkpoint
 //
-// A thin layer over quantize_awq (src/pipeline/awq.h): calibration_steps is the number of windows of
+// A thin shape over the QuantizeRequest (quantize.h): calibration_steps is the number of windows of
 // `seqlen` tokens drawn (seeded) from the calibration text, exactly as `quantllm quantize --calib`.
 // Texts given as a list are joined with blank lines and tokenized as one text, then windows are drawn
 // the same way. Errors a caller causes (bits outside 2–8, a group size that does not divide a layer,
 // text shorter than one window, an unknown version) throw quantllm::Error.
 #pragma once
 
+#include "quantllm/calibration.h"
+#include "quantllm/model.h"
+#include "quantllm/quantize.h"
+
 #include <cstdint>
 #include <filesystem>
-#include <initializer_list>
-#include <memory>
 #include <string>
-#include <vector>
-
-#include "quantllm/calibration.h"
 
 namespace quantllm {
-
-struct Model;
-struct QuantizedModel;
-class WeightSource;
 
 struct AWQConfig {
   int bits = 4;                  // 2..8; the GEMM layout stores 4-bit codes
@@ -37,28 +32,13 @@ struct AWQConfig {
   std::string device = "cpu";    // "cpu", or "cuda": calibration and searches on one GPU (a QUANTLLM_CUDA build)
 };
 
-// Calibration text: a list of texts, or the path of a text file (a string is a path), or token
-// windows (CalibrationData::from_windows; calibration_steps does not apply).
+// The request an AWQConfig stands for; Error for a version other than "gemm".
+QuantizeRequest awq_request(const AWQConfig& c);
 
-// The result: quantized layers plus the scaled norms, over the source model.
-class AWQQuantizedModel {
- public:
-  AWQQuantizedModel(std::shared_ptr<const Model> model, std::shared_ptr<QuantizedModel> qm, AWQConfig config);
-  // Writes the checkpoint directory (atomically; an existing one only with overwrite).
-  void save(const std::filesystem::path& dir, bool overwrite = false) const;
-  // The model as it will run (quantized layers dequantized to fp32, scaled norms), for evaluation.
-  std::unique_ptr<WeightSource> weights() const;
-  const QuantizedModel& result() const { return *qm_; }
-
- private:
-  std::shared_ptr<const Model> model_;
-  std::shared_ptr<QuantizedModel> qm_;
-  AWQConfig config_;
-};
+using AWQQuantizedModel = QuantizedResult;
 
 class AWQQuantizer {
  public:
-  // The model must outlive the quantizer and its results.
   AWQQuantizer(const Model& model, AWQConfig config = {});
   // Opens a Hugging Face checkpoint directory.
   explicit AWQQuantizer(const std::filesystem::path& model_dir, AWQConfig config = {});
@@ -67,8 +47,8 @@ class AWQQuantizer {
                              const ProgressCallback& progress = {}) const;
 
  private:
-  std::shared_ptr<const Model> model_;
-  AWQConfig config_;
+  Model model_;
+  QuantizeRequest request_;
 };
 
 }  // namespace quantllm

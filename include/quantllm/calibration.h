@@ -1,18 +1,29 @@
-// Calibration data as the seed library took it: a list of texts, or the path of a text file
-// (or "self": text sampled from the model itself), or ready token windows (from_windows).
+// Calibration data: what the calibrated methods (GPTQ, AWQ, AWQ's scaling, importance matrices) run
+// through the model to see its activations.
+//
+// Calibration (the request's field) names a text file (or "self": text sampled from the model itself),
+// texts, or ready token windows, and how many windows of how many tokens to draw (seeded) — exactly as
+// `quantllm quantize --calib FILE --nsamples N --seqlen T --seed S`. CalibrationData is the seed library's
+// argument shape: a list of texts, or the path of a text file (a string is a path), or token windows.
 #pragma once
 
 #include <cstdint>
 #include <filesystem>
-#include <functional>
 #include <initializer_list>
 #include <string>
 #include <vector>
 
 namespace quantllm {
 
-// Progress of a long call: (steps done, steps in all, what was just done). Called on the calling thread.
-using ProgressCallback = std::function<void(int64_t done, int64_t total, const std::string& detail)>;
+struct Calibration {
+  std::string source;                         // a text file, or "self"
+  std::vector<std::string> texts;             // or texts, joined with blank lines and drawn from
+  std::vector<std::vector<int32_t>> windows;  // or token windows used as they are (BOS included where wanted)
+  int64_t nsamples = 128;                     // windows drawn from the text
+  int64_t seqlen = 512;                       // tokens per window
+  uint64_t seed = 0;
+  bool empty() const { return source.empty() && texts.empty() && windows.empty(); }
+};
 
 class CalibrationData {
  public:
@@ -32,6 +43,8 @@ class CalibrationData {
   const std::vector<std::string>& texts() const { return texts_; }
   const std::vector<std::vector<int32_t>>& windows() const { return windows_; }
   const std::filesystem::path& file() const { return file_; }
+  // Fills c's source, texts or windows; Error when there is nothing.
+  void fill(Calibration& c) const;
 
  private:
   std::vector<std::string> texts_;

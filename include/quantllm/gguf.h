@@ -1,5 +1,6 @@
 // quantllm::GGUFQuantizer — the seed library's GGUFQuantizer(model, bits, group_size).convert_to_gguf(path),
-// writing exactly the bytes llama.cpp's quantizer would:
+// writing exactly the bytes llama.cpp's quantizer would. A thin shape over the QuantizeRequest
+// (quantize.h, method "gguf"):
 //
 //   quantllm::GGUFQuantizer q(model, {.type = "Q4_K_M"});
 //   q.quantize();                       // plans the type of every tensor (and computes an imatrix if asked)
@@ -8,17 +9,14 @@
 
 #include "quantllm/calibration.h"
 #include "quantllm/model.h"
+#include "quantllm/quantize.h"
 
 #include <filesystem>
-#include <memory>
 #include <optional>
 #include <string>
 #include <vector>
 
 namespace quantllm {
-
-struct PlannedTensor;
-class ImportanceMatrix;
 
 struct GGUFConfig {
   std::string type = "Q4_K_M";  // a llama.cpp mix or type: Q8_0, Q6_K, Q5_K_M, Q4_K_M, Q4_0, IQ4_XS, Q3_K_M, Q2_K, F16 …
@@ -34,15 +32,16 @@ class GGUFQuantizer {
   ~GGUFQuantizer();
   // Plans the tensor types (and computes the importance matrix when imatrix_data is given).
   void quantize();
-  const std::vector<PlannedTensor>& plan() const;
+  const std::vector<PlannedLayer>& plan() const;
   // Quantizes and writes the file atomically.
   void convert_to_gguf(const std::filesystem::path& path, bool overwrite = false, const ProgressCallback& progress = {});
 
  private:
-  const Model& model_;
+  Model model_;
   GGUFConfig config_;
-  std::unique_ptr<std::vector<PlannedTensor>> plan_;
-  std::unique_ptr<ImportanceMatrix> imatrix_;
+  QuantizeRequest request_;
+  std::optional<QuantizePlan> plan_;
+  std::filesystem::path computed_imatrix_;  // a temporary file, removed with the quantizer
 };
 
 }  // namespace quantllm

@@ -1,7 +1,8 @@
-// quantllm::GPTQQuantizer — the seed library's GPTQQuantizer(model, bits, group_size, actorder),
-// doing the real Hessian-based GPTQ (Frantar et al. 2022) block by block:
+// quantllm::GPTQQuantizer — the seed library's GPTQQuantizer(model, bits, group_size, actorder), doing the
+// real Hessian-based GPTQ (Frantar et al. 2022) block by block. A thin shape over the QuantizeRequest
+// (quantize.h): GPTQConfig names the seed's arguments, and gptq_request() is the one place they map.
 //
-//   quantllm::Model model = quantllm::load_model("gutenberg-llama-33m");
+//   quantllm::Model model("gutenberg-llama-33m");
 //   quantllm::GPTQQuantizer q(model, {.bits = 4, .group_size = 128, .actorder = true});
 //   auto qm = q.quantize("calib.txt");   // or a list of texts
 //   qm.save("llama-gptq-w4g128");        // a directory transformers / vLLM load
@@ -9,16 +10,12 @@
 
 #include "quantllm/calibration.h"
 #include "quantllm/model.h"
+#include "quantllm/quantize.h"
 
 #include <cstdint>
-#include <filesystem>
-#include <memory>
 #include <string>
 
 namespace quantllm {
-
-struct QuantizedModel;
-class WeightSource;
 
 struct GPTQConfig {
   int bits = 4;                 // 2..8
@@ -37,30 +34,20 @@ struct GPTQConfig {
   std::string device = "cpu";   // "cpu", or "cuda": calibration and GPTQ on one GPU (a QUANTLLM_CUDA build)
 };
 
-class GPTQQuantizedModel {
- public:
-  GPTQQuantizedModel(std::shared_ptr<QuantizedModel> qm, GPTQConfig config);
-  // Writes the checkpoint directory atomically (an existing one only with overwrite).
-  void save(const std::filesystem::path& dir, bool overwrite = false) const;
-  // The model as it will run: quantized layers dequantized to fp32 (for evaluation).
-  std::unique_ptr<WeightSource> weights() const;
-  const QuantizedModel& result() const { return *qm_; }
+// The request a GPTQConfig stands for (no model path, no output: quantize_in_memory's).
+QuantizeRequest gptq_request(const GPTQConfig& c);
 
- private:
-  std::shared_ptr<QuantizedModel> qm_;
-  GPTQConfig config_;
-};
+using GPTQQuantizedModel = QuantizedResult;
 
 class GPTQQuantizer {
  public:
-  // The model must outlive the quantizer and its results.
   GPTQQuantizer(const Model& model, GPTQConfig config = {});
   GPTQQuantizedModel quantize(const CalibrationData& calibration_data, const ProgressCallback& progress = {}) const;
   GPTQQuantizedModel quantize() const;  // RTN only (config.rtn)
 
  private:
-  const Model& model_;
-  GPTQConfig config_;
+  Model model_;
+  QuantizeRequest request_;
 };
 
 }  // namespace quantllm

@@ -6,14 +6,6 @@
 // does; quantllm::Error becomes quantllm.QuantLLMError (a RuntimeError) carrying the C++ message.
 #include "quantllm/quantllm.h"
 
-#include "core/error.h"
-#include "core/progress.h"
-#include "core/threads.h"
-#include "export/gguf_plan.h"
-#include "methods/group_methods.h"  // cuda_backend_built
-#include "quant/ggml/types.h"
-#include "runtime/forward.h"
-
 #include <pybind11/pybind11.h>
 #include <pybind11/stl.h>
 #include <pybind11/stl/filesystem.h>
@@ -37,27 +29,14 @@ struct Logits {
   std::vector<py::ssize_t> shape;
 };
 
-// A model that can run: the opened checkpoint, or a quantization result over it. The fp32 FullModel is
-// built on the first forward pass and kept.
+// A model that can run: the opened checkpoint, or a quantization result over it (whose model is the
+// dequantized view). The fp32 runner is built on the first forward pass and kept.
 struct PyModel {
-  std::shared_ptr<Model> model;                    // for results: the source model, weights replaced
-  std::shared_ptr<void> keep;                      // what the replaced weights borrow from
-  std::function<void(const std::filesystem::path&, bool)> saver;  // quantization results only
+  std::optional<Model> model;
+  std::optional<QuantizedResult> result;  // quantization results only
   std::string description;
   std::mutex mu;  // one forward pass at a time per model (held without the GIL)
-  std::unique_ptr<FullModel> full;
-};
-
-// Borrows another source's weights (a quantized view) without owning it.
-struct BorrowedWeights final : WeightSource {
-  std::shared_ptr<WeightSource> s;
-  explicit BorrowedWeights(std::shared_ptr<WeightSource> src) : s(std::move(src)) {}
-  bool has(const std::string& n) const override { return s->has(n); }
-  Shape shape(const std::string& n) const override { return s->shape(n); }
-  Tensor load(const std::string& n) const override { return s->load(n); }
-  std::vector<std::string> names() const override { return s->names(); }
-  std::string format(const std::string& n) const override { return s->format(n); }
-  size_t stored_bytes(const std::string& n) const override { return s->stored_bytes(n); }
+  std::unique_ptr<Runner> runner;
 };
 
 // Progress on stderr (a bar on a terminal, a line every few seconds otherwise), or nothing.
@@ -88,16 +67,10 @@ CalibrationData calibration_of(const std::optional<std::filesystem::path>& file,
   return CalibrationData(std::move(texts));
 }
 
-std::shared_ptr<PyModel> result_model(const std::shared_ptr<PyModel>& base, std::shared_ptr<void> keep,
-                                      std::shared_ptr<WeightSource> weights,
-                                      std::function<void(const std::filesystem::path&, bool)> saver,
-                                      std::string description) {
+std::shared_ptr<PyModel> result_model(QuantizedResult result, std::string description) {
   auto r = std::make_shared<PyModel>();
-  r->model = std::make_shared<Model>(*base->model);
-  r->model->weights = std::make_shared<BorrowedWeights>(std::move(weights));
-  // The result borrows the source model's weights (unquantized tensors): keep both alive.
-  r->keep = std::make_shared<std::pair<std::shared_ptr<void>, std::shared_ptr<PyModel>>>(std::move(keep), base);
-  r->saver = std::move(saver);
+  r->model = result.as_model();
+  r->result = std::move(result);
   r->description = std::move(description);
   return r;
 }
@@ -105,38 +78,34 @@ std::shared_ptr<PyModel> result_model(const std::shared_ptr<PyModel>& base, std:
 // tokens: a flat sequence of ints, n_seq windows of seq_len each.
 Logits forward(PyModel& pm, const std::vector<int32_t>& tokens, int64_t n_seq, int64_t seq_len, bool flat) {
   if (n_seq < 1 || seq_len < 1 || int64_t(tokens.size()) != n_seq * seq_len)
-    fail("forward: {} token ids do not make {} sequences of {}", tokens.size(), n_seq, seq_len);
-  const int64_t vocab = pm.model->config.vocab;
+    throw Error(fmt::format("forward: {} token ids do not make {} sequences of {}", tokens.size(), n_seq, seq_len));
+  const int64_t vocab = pm.model->info().vocab_size;
   for (int32_t id : tokens)
-    if (id < 0 || id >= vocab) fail("forward: token id {} is outside the vocabulary (0..{})", id, vocab - 1);
+    if (id < 0 || id >= vocab)
+      throw Error(fmt::format("forward: token id {} is outside the vocabulary (0..{})", id, vocab - 1));
   Logits out;
   {
     py::gil_scoped_release release;
     std::lock_guard lock(pm.mu);
-    if (!pm.full) pm.full = std::make_unique<FullModel>(*pm.model);
-    const FullModel& fm = *pm.full;
-    out.data.resize(size_t(n_seq * seq_len * vocab));
-    fm.forward(tokens, n_seq, seq_len, [&](int64_t seq, const Tensor& logits) {
-      QL_ASSERT(int64_t(logits.data.size()) == seq_len * vocab);
-      std::copy(logits.data.begin(), logits.data.end(), out.data.begin() + seq * seq_len * vocab);
-    });
+    if (!pm.runner) pm.runner = std::make_unique<Runner>(*pm.model, "fp32");
+    out.data = pm.runner->logits(tokens, n_seq, seq_len);
   }
   if (flat) out.shape = {py::ssize_t(seq_len), py::ssize_t(vocab)};
   else out.shape = {py::ssize_t(n_seq), py::ssize_t(seq_len), py::ssize_t(vocab)};
   return out;
 }
 
-py::dict config_dict(const ModelConfig& c) {
+py::dict config_dict(const ModelInfo& c) {
   py::dict d;
-  d["architecture"] = std::string(c.arch->hf_architecture);
-  d["model_type"] = std::string(c.arch->model_type);
-  d["hidden_size"] = c.hidden;
-  d["num_hidden_layers"] = c.n_layers;
-  d["num_attention_heads"] = c.n_heads;
-  d["num_key_value_heads"] = c.n_kv_heads;
-  d["intermediate_size"] = c.ffn;
-  d["vocab_size"] = c.vocab;
-  d["max_position_embeddings"] = c.max_positions;
+  d["architecture"] = c.architecture;
+  d["model_type"] = c.model_type;
+  d["hidden_size"] = c.hidden_size;
+  d["num_hidden_layers"] = c.num_hidden_layers;
+  d["num_attention_heads"] = c.num_attention_heads;
+  d["num_key_value_heads"] = c.num_key_value_heads;
+  d["intermediate_size"] = c.intermediate_size;
+  d["vocab_size"] = c.vocab_size;
+  d["max_position_embeddings"] = c.max_position_embeddings;
   return d;
 }
 
@@ -147,6 +116,7 @@ PYBIND11_MODULE(_quantllm, m) {
   py::register_exception<Error>(m, "QuantLLMError", PyExc_RuntimeError);
   m.attr("has_cuda") = cuda_backend_built();  // built with the CUDA backend (QUANTLLM_CUDA)
   m.def("cuda_device_usable", &cuda_device_usable, "True when the CUDA backend is built and a GPU answers.");
+  m.def("quantize_methods", &quantize_methods, "The registered methods: (name, summary).");
   m.def("set_num_threads", &set_num_threads, py::arg("n"), "Threads of the C++ engine (0: all cores).");
   m.def("num_threads", &num_threads);
 
@@ -170,58 +140,57 @@ PYBIND11_MODULE(_quantllm, m) {
         return "<quantllm Logits float32 [" + s + "]>";
       });
 
-  py::class_<Tokenizer, std::shared_ptr<Tokenizer>>(m, "Tokenizer")
-      .def_static("from_dir", [](const std::filesystem::path& d) { return std::make_shared<Tokenizer>(Tokenizer::from_dir(d)); })
-      .def("encode", [](const Tokenizer& t, const std::string& text, bool add_special) {
+  py::class_<TextTokenizer>(m, "Tokenizer")
+      .def_static("from_dir", [](const std::filesystem::path& d) { return TextTokenizer::from_dir(d); })
+      .def("encode", [](const TextTokenizer& t, const std::string& text, bool add_special) {
              py::gil_scoped_release release;
              return t.encode(text, add_special);
            }, py::arg("text"), py::arg("add_special_tokens") = true)
-      .def("decode", [](const Tokenizer& t, const std::vector<int32_t>& ids, bool skip) { return t.decode(ids, skip); },
+      .def("decode", [](const TextTokenizer& t, const std::vector<int32_t>& ids, bool skip) { return t.decode(ids, skip); },
            py::arg("ids"), py::arg("skip_special_tokens") = false)
-      .def_property_readonly("vocab_size", &Tokenizer::vocab_size)
-      .def_property_readonly("bos_token_id", &Tokenizer::bos_id)
-      .def_property_readonly("eos_token_id", &Tokenizer::eos_id)
-      .def_property_readonly("pad_token_id", &Tokenizer::pad_id)
-      .def_property_readonly("adds_bos", &Tokenizer::adds_bos);
+      .def_property_readonly("vocab_size", &TextTokenizer::vocab_size)
+      .def_property_readonly("bos_token_id", &TextTokenizer::bos_id)
+      .def_property_readonly("eos_token_id", &TextTokenizer::eos_id)
+      .def_property_readonly("pad_token_id", &TextTokenizer::pad_id)
+      .def_property_readonly("adds_bos", &TextTokenizer::adds_bos);
 
   py::class_<PyModel, std::shared_ptr<PyModel>>(m, "Engine", "A model the C++ engine runs (opened or quantized)")
-      .def_property_readonly("path", [](const PyModel& p) { return p.model->path; })
-      .def_property_readonly("kind", [](const PyModel& p) { return p.model->kind; })
+      .def_property_readonly("path", [](const PyModel& p) { return p.model->path(); })
+      .def_property_readonly("kind", [](const PyModel& p) { return p.model->kind(); })
       .def_property_readonly("description", [](const PyModel& p) { return p.description; })
-      .def_property_readonly("config", [](const PyModel& p) { return config_dict(p.model->config); })
-      .def_property_readonly("tokenizer", [](const PyModel& p) { return p.model->tokenizer; })
-      .def_property_readonly("is_quantized_result", [](const PyModel& p) { return bool(p.saver); })
+      .def_property_readonly("config", [](const PyModel& p) { return config_dict(p.model->info()); })
+      .def_property_readonly("tokenizer", [](const PyModel& p) { return p.model->tokenizer(); })
+      .def_property_readonly("is_quantized_result", [](const PyModel& p) { return p.result.has_value(); })
       .def("forward", &forward, py::arg("tokens"), py::arg("n_seq"), py::arg("seq_len"), py::arg("flat"))
       .def("save", [](PyModel& p, const std::filesystem::path& dir, bool overwrite) {
-             if (!p.saver) fail("save: {} is not a quantization result (nothing to write)", p.model->path.string());
+             if (!p.result)
+               throw Error(fmt::format("save: {} is not a quantization result (nothing to write)", p.model->path().string()));
              py::gil_scoped_release release;
-             p.saver(dir, overwrite);
+             p.result->save(dir, overwrite);
            }, py::arg("path"), py::arg("overwrite") = false);
 
   m.def("load_model", [](const std::filesystem::path& path) {
     auto p = std::make_shared<PyModel>();
     {
       py::gil_scoped_release release;
-      p->model = std::make_shared<Model>(load_model(path));
+      p->model = load_model(path);
     }
-    p->description = p->model->kind + " model " + path.string();
+    p->description = p->model->kind() + " model " + path.string();
     return p;
   }, py::arg("path"));
 
   m.def("gptq_quantize",
         [](std::shared_ptr<PyModel> base, const GPTQConfig& cfg, std::optional<std::filesystem::path> file,
            std::vector<std::string> texts, std::vector<std::vector<int32_t>> windows, bool progress) {
-          auto q = std::make_shared<GPTQQuantizer>(*base->model, cfg);
-          std::shared_ptr<GPTQQuantizedModel> result;
+          const GPTQQuantizer q(*base->model, cfg);
+          std::optional<GPTQQuantizedModel> result;
           {
             py::gil_scoped_release release;
             ProgressReporter bar(fmt::format("{} {}-bit", cfg.rtn ? "rtn" : "gptq", cfg.bits), progress);
-            result = std::make_shared<GPTQQuantizedModel>(
-                cfg.rtn ? q->quantize() : q->quantize(calibration_of(file, std::move(texts), std::move(windows)), bar.callback()));
+            result = cfg.rtn ? q.quantize()
+                             : q.quantize(calibration_of(file, std::move(texts), std::move(windows)), bar.callback());
           }
-          std::shared_ptr<WeightSource> view = result->weights();
-          return result_model(base, result, view,
-                              [result](const std::filesystem::path& d, bool ow) { result->save(d, ow); },
+          return result_model(std::move(*result),
                               fmt::format("{} {}-bit g{}", cfg.rtn ? "RTN" : "GPTQ", cfg.bits, cfg.group_size));
         },
         py::arg("model"), py::arg("config"), py::arg("file"), py::arg("texts"), py::arg("windows"),
@@ -230,18 +199,14 @@ PYBIND11_MODULE(_quantllm, m) {
   m.def("awq_quantize",
         [](std::shared_ptr<PyModel> base, const AWQConfig& cfg, std::optional<std::filesystem::path> file,
            std::vector<std::string> texts, std::vector<std::vector<int32_t>> windows, int64_t steps, bool progress) {
-          auto q = std::make_shared<AWQQuantizer>(*base->model, cfg);
-          std::shared_ptr<AWQQuantizedModel> result;
+          const AWQQuantizer q(*base->model, cfg);
+          std::optional<AWQQuantizedModel> result;
           {
             py::gil_scoped_release release;
             ProgressReporter bar(fmt::format("awq {}-bit", cfg.bits), progress);
-            result = std::make_shared<AWQQuantizedModel>(
-                q->quantize(calibration_of(file, std::move(texts), std::move(windows)), steps, bar.callback()));
+            result = q.quantize(calibration_of(file, std::move(texts), std::move(windows)), steps, bar.callback());
           }
-          std::shared_ptr<WeightSource> view = result->weights();
-          return result_model(base, result, view,
-                              [result](const std::filesystem::path& d, bool ow) { result->save(d, ow); },
-                              fmt::format("AWQ {}-bit g{}", cfg.bits, cfg.group_size));
+          return result_model(std::move(*result), fmt::format("AWQ {}-bit g{}", cfg.bits, cfg.group_size));
         },
         py::arg("model"), py::arg("config"), py::arg("file"), py::arg("texts"), py::arg("windows"), py::arg("steps"),
         py::arg("progress") = true);
@@ -302,9 +267,9 @@ PYBIND11_MODULE(_quantllm, m) {
         py::list rows;
         for (const auto& p : g.q->plan()) {
           py::dict d;
-          d["name"] = p.gguf_name;
+          d["name"] = p.name;
           d["shape"] = p.shape;
-          d["type"] = std::string(ggml::type_name(p.type));
+          d["type"] = p.type;
           d["bytes"] = p.bytes;
           rows.append(d);
         }

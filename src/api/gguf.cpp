@@ -1,54 +1,53 @@
-// quantllm::GGUFQuantizer (include/quantllm/gguf.h) over export/gguf_plan.h and export/gguf_export.h.
+// quantllm::GGUFQuantizer (include/quantllm/gguf.h): GGUFConfig as a QuantizeRequest of method "gguf"; an
+// importance matrix computed from imatrix_data goes to a temporary file the request names.
 #include "quantllm/gguf.h"
 
 #include "core/error.h"
-#include "export/gguf_export.h"
-#include "export/gguf_plan.h"
-#include "methods/imatrix.h"
+#include "quantllm/eval.h"
+
+#include <fmt/format.h>
+
+#include <unistd.h>
 
 namespace quantllm {
 
 GGUFQuantizer::GGUFQuantizer(const Model& model, GGUFConfig config) : model_(model), config_(std::move(config)) {
-  find_gguf_mix(config_.type);  // unknown names fail here, before any work
+  request_.method = "gguf";
+  request_.gguf.type = config_.type;
+  request_.gguf.pure = config_.pure;
+  request_.gguf.tensor_types = config_.tensor_types;
+  request_.gguf.imatrix = config_.imatrix;
+  quantllm::plan(model_, request_);  // unknown types and bad overrides fail here, before any work
 }
 
-GGUFQuantizer::~GGUFQuantizer() = default;
+GGUFQuantizer::~GGUFQuantizer() {
+  std::error_code ec;
+  if (!computed_imatrix_.empty()) std::filesystem::remove(computed_imatrix_, ec);
+}
 
 void GGUFQuantizer::quantize() {
-  GGUFPlanOptions po;
-  po.type = config_.type;
-  po.pure = config_.pure;
-  for (const auto& spec : config_.tensor_types) po.tensor_types.push_back(parse_tensor_type_override(spec));
-  if (!config_.imatrix.empty()) {
-    imatrix_ = std::make_unique<ImportanceMatrix>(ImportanceMatrix::load(config_.imatrix));
-  } else if (config_.imatrix_data) {
+  if (config_.imatrix.empty() && config_.imatrix_data && computed_imatrix_.empty()) {
     if (!config_.imatrix_data->is_file()) fail("GGUFConfig.imatrix_data must be a text file");
-    imatrix_ = std::make_unique<ImportanceMatrix>(
-        compute_imatrix(model_, ImatrixOptions{config_.imatrix_data->file().string()}));
+    computed_imatrix_ = std::filesystem::temp_directory_path() / fmt::format("quantllm-imatrix-{}-{}.gguf", getpid(),
+                                                                             reinterpret_cast<uintptr_t>(this));
+    compute_imatrix(model_, config_.imatrix_data->file(), computed_imatrix_, {}, true);
+    request_.gguf.imatrix = computed_imatrix_;
   }
-  if (imatrix_) {
-    check_imatrix_fits(*imatrix_, model_.config, config_.imatrix.empty() ? "imatrix" : config_.imatrix);
-    po.has_imatrix = true;
-  }
-  plan_ = std::make_unique<std::vector<PlannedTensor>>(plan_gguf(model_.config, *model_.weights, po));
+  plan_ = quantllm::plan(model_, request_);
 }
 
-const std::vector<PlannedTensor>& GGUFQuantizer::plan() const {
+const std::vector<PlannedLayer>& GGUFQuantizer::plan() const {
   if (!plan_) fail("GGUFQuantizer: call quantize() first");
-  return *plan_;
+  return plan_->layers;
 }
 
 void GGUFQuantizer::convert_to_gguf(const std::filesystem::path& path, bool overwrite,
                                     const ProgressCallback& progress) {
   if (!plan_) quantize();
-  const GGUFMix& mix = find_gguf_mix(config_.type);
-  GGUFExportOptions eo;
-  eo.mix_name = std::string(mix.name);
-  eo.ftype = mix.ftype;
-  eo.imatrix = imatrix_.get();
-  eo.overwrite = overwrite;
-  if (progress) eo.progress = [&](size_t done, size_t total, const std::string& t) { progress(int64_t(done), int64_t(total), t); };
-  write_gguf(model_, *model_.weights, *plan_, path, eo);
+  QuantizeRequest r = request_;
+  r.out = path;
+  r.overwrite = overwrite;
+  quantllm::quantize(model_, r, progress);
 }
 
 }  // namespace quantllm

@@ -1,62 +1,44 @@
-// quantllm::GPTQQuantizer (include/quantllm/gptq.h) over pipeline/group_methods.h.
+// quantllm::GPTQQuantizer (include/quantllm/gptq.h): GPTQConfig as a QuantizeRequest, run in memory.
 #include "quantllm/gptq.h"
 
 #include "core/error.h"
-#include "export/quantized_model.h"
-#include "methods/group_methods.h"
 
 namespace quantllm {
 
-GPTQQuantizedModel::GPTQQuantizedModel(std::shared_ptr<QuantizedModel> qm, GPTQConfig config)
-    : qm_(std::move(qm)), config_(std::move(config)) {}
-
-void GPTQQuantizedModel::save(const std::filesystem::path& dir, bool overwrite) const {
-  qm_->save(dir, config_.format, overwrite);
+QuantizeRequest gptq_request(const GPTQConfig& c) {
+  QuantizeRequest r;
+  r.method = c.rtn ? "rtn" : "gptq";
+  r.bits = c.bits;
+  r.group_size = c.group_size;
+  r.sym = c.sym;
+  r.mse = c.mse;
+  r.gptq.damp = c.damp_percent;
+  r.gptq.act_order = c.actorder;
+  r.gptq.static_groups = c.static_groups;
+  r.gptq.true_sequential = c.true_sequential;
+  r.calib.nsamples = c.nsamples;
+  r.calib.seqlen = c.seqlen;
+  r.calib.seed = c.seed;
+  r.format = c.format;
+  r.device.device = c.device;
+  return r;
 }
 
-std::unique_ptr<WeightSource> GPTQQuantizedModel::weights() const { return qm_->as_weights(); }
-
-GPTQQuantizer::GPTQQuantizer(const Model& model, GPTQConfig config) : model_(model), config_(std::move(config)) {
-  if (config_.bits < 2 || config_.bits > 8) fail("GPTQConfig.bits must be between 2 and 8, got {}", config_.bits);
-  parse_hf_quant_format(config_.format);
+GPTQQuantizer::GPTQQuantizer(const Model& model, GPTQConfig config) : model_(model), request_(gptq_request(config)) {
+  QuantizeRequest check = request_;
+  check.method = "rtn";  // the options, without calibration data yet
+  quantize_in_memory_check(check);
 }
-
-namespace {
-GroupMethodOptions options_of(const GPTQConfig& c) {
-  GroupMethodOptions o;
-  o.method = c.rtn ? QuantMethod::RTN : QuantMethod::GPTQ;
-  o.quant.bits = c.bits;
-  o.quant.group_size = c.group_size;
-  o.quant.sym = c.sym;
-  o.quant.mse = c.mse;
-  o.damp_percent = c.damp_percent;
-  o.act_order = c.actorder;
-  o.static_groups = c.static_groups;
-  o.true_sequential = c.true_sequential;
-  o.calib.nsamples = c.nsamples;
-  o.calib.seqlen = c.seqlen;
-  o.calib.seed = c.seed;
-  o.device = parse_device(c.device);
-  return o;
-}
-}  // namespace
 
 GPTQQuantizedModel GPTQQuantizer::quantize(const CalibrationData& data, const ProgressCallback& progress) const {
-  GroupMethodOptions o = options_of(config_);
-  if (data.is_file()) o.calib.source = data.file().string();
-  else if (!data.windows().empty()) o.calib.windows = data.windows();
-  else if (!data.texts().empty()) o.calib.texts = data.texts();
-  else fail("GPTQQuantizer::quantize: no calibration texts");
-  BlockProgress bp;
-  if (progress) bp = [&](int done, int total, const std::string& detail) { progress(done, total, detail); };
-  auto qm = std::make_shared<QuantizedModel>(quantize_group_method(model_, o, bp));
-  return GPTQQuantizedModel(std::move(qm), config_);
+  QuantizeRequest r = request_;
+  data.fill(r.calib);
+  return quantize_in_memory(model_, r, progress);
 }
 
 GPTQQuantizedModel GPTQQuantizer::quantize() const {
-  if (!config_.rtn) fail("GPTQQuantizer::quantize: GPTQ needs calibration data (or set .rtn = true)");
-  auto qm = std::make_shared<QuantizedModel>(quantize_group_method(model_, options_of(config_)));
-  return GPTQQuantizedModel(std::move(qm), config_);
+  if (request_.method != "rtn") fail("GPTQQuantizer::quantize: GPTQ needs calibration data (or set .rtn = true)");
+  return quantize_in_memory(model_, request_);
 }
 
 }  // namespace quantllm

@@ -11,6 +11,7 @@
 #pragma once
 
 #include "model/weights.h"
+#include "quantllm/calibration.h"
 
 #include <cstdint>
 #include <optional>
@@ -19,21 +20,15 @@
 
 namespace quantllm {
 
-struct CalibOptions {
-  std::string source = "";  // a text file path, or "self"; ignored when texts or windows are given
-  std::vector<std::string> texts;                 // calibration texts (API): joined by blank lines, then drawn from
-  std::vector<std::vector<int32_t>> windows;      // ready token windows (API): used as they are
-  int64_t nsamples = 128;
-  int64_t seqlen = 512;
-  uint64_t seed = 0;
-};
+// What to draw: the public Calibration (include/quantllm/calibration.h).
+using CalibOptions = Calibration;
 
 struct CalibWindows {
   std::vector<int32_t> tokens;  // [n, seqlen]
   int64_t n = 0, seqlen = 0;
 };
 
-CalibWindows calibration_windows(const Model& model, const CalibOptions& opt);
+CalibWindows calibration_windows(const LoadedModel& model, const CalibOptions& opt);
 // From already-tokenized text (the file recipe above).
 CalibWindows sample_windows(const std::vector<int32_t>& text_ids, std::optional<int32_t> bos, int64_t nsamples,
                             int64_t seqlen, uint64_t seed);

@@ -7,7 +7,7 @@
 
 namespace quantllm {
 
-BlockRunner::BlockRunner(const Model& model, const CalibWindows& w, int64_t chunk_tokens)
+BlockRunner::BlockRunner(const LoadedModel& model, const CalibWindows& w, int64_t chunk_tokens)
     : model_(model), windows_(w.n), seqlen_(w.seqlen) {
   QL_ASSERT(w.n > 0 && w.seqlen > 0 && int64_t(w.tokens.size()) == w.n * w.seqlen);
   chunk_ = std::max<int64_t>(1, chunk_tokens / seqlen_);

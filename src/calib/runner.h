@@ -17,7 +17,7 @@ namespace quantllm {
 class BlockRunner {
  public:
   // chunk_tokens: tokens per forward chunk (whole windows).
-  BlockRunner(const Model& model, const CalibWindows& windows, int64_t chunk_tokens = 8192);
+  BlockRunner(const LoadedModel& model, const CalibWindows& windows, int64_t chunk_tokens = 8192);
 
   const ModelConfig& config() const { return model_.config; }
   int n_layers() const { return int(model_.config.n_layers); }
@@ -38,7 +38,7 @@ class BlockRunner {
   int64_t chunk_windows() const { return chunk_; }
 
  private:
-  const Model& model_;
+  const LoadedModel& model_;
   int64_t windows_, seqlen_, chunk_;
   Tensor hidden_;
 };

@@ -6,17 +6,14 @@
 // corrupt checkpoint is worse than a crash.
 #pragma once
 
+#include "quantllm/error.h"
+
 #include <fmt/format.h>
 
 #include <stdexcept>
 #include <string>
 
 namespace quantllm {
-
-class Error : public std::runtime_error {
- public:
-  explicit Error(const std::string& what) : std::runtime_error(what) {}
-};
 
 // Throws Error with a fmt-formatted message.
 template <typename... Args>

@@ -24,6 +24,13 @@ Progress::~Progress() {
   if (!finished_ && enabled_ && tty_) std::fputc('\n', stderr);
 }
 
+ProgressCallback Progress::callback() {
+  return [this](int64_t done, int64_t total, const std::string& detail) {
+    total_ = total;
+    update(done, detail);
+  };
+}
+
 void Progress::update(int64_t done, const std::string& detail) {
   done_ = done;
   detail_ = detail;

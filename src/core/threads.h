@@ -5,14 +5,15 @@
 // afterwards. That is what makes outputs byte-identical for 1 and N threads.
 #pragma once
 
+#include "quantllm/util.h"
+
 #include <cstdint>
 #include <functional>
 
 namespace quantllm {
 
-// Number of threads parallel_for uses (default: hardware concurrency). Also sets BLAS's count.
-void set_num_threads(int n);
-int num_threads();
+// set_num_threads / num_threads (include/quantllm/util.h): the threads parallel_for uses (default:
+// hardware concurrency); setting it also sets BLAS's count.
 
 // Calls fn(begin, end) on disjoint sub-ranges covering [0, n), in parallel. Ranges are at least
 // min_chunk long (to keep tiny loops on one thread). Blocks until all are done. Re-entrant calls

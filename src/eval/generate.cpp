@@ -56,7 +56,7 @@ int32_t sample_token(const std::vector<float>& logits, const SamplingOptions& op
   return idx[keep - 1];
 }
 
-GenerateResult generate(const FullModel& model, const Tokenizer& tok, const std::vector<int32_t>& prompt,
+GenerationStats generate(const FullModel& model, const Tokenizer& tok, const std::vector<int32_t>& prompt,
                         const SamplingOptions& opt, const std::function<void(int32_t)>& on_token) {
   if (prompt.empty()) fail("the prompt is empty");
   const int64_t cap = int64_t(prompt.size()) + opt.max_tokens;
@@ -65,7 +65,7 @@ GenerateResult generate(const FullModel& model, const Tokenizer& tok, const std:
     fail("prompt + --max-tokens = {} exceeds the model's {} positions", cap, c.max_positions);
   KVCache cache(c, cap);
   uint64_t rng = opt.seed;
-  GenerateResult r;
+  GenerationStats r;
   auto t0 = std::chrono::steady_clock::now();
   std::vector<float> logits = model.step(prompt, cache);
   auto t1 = std::chrono::steady_clock::now();

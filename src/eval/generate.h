@@ -21,7 +21,7 @@ struct SamplingOptions {
   bool stop_at_eos = true;
 };
 
-struct GenerateResult {
+struct GenerationStats {
   std::vector<int32_t> tokens;  // generated ids (prompt excluded)
   double prompt_seconds = 0, gen_seconds = 0;
   double prompt_tokens_per_second = 0, tokens_per_second = 0;
@@ -30,7 +30,7 @@ struct GenerateResult {
 // Picks the next token from logits [vocab] (exposed for tests).
 int32_t sample_token(const std::vector<float>& logits, const SamplingOptions& opt, uint64_t& rng_state);
 
-GenerateResult generate(const FullModel& model, const Tokenizer& tok, const std::vector<int32_t>& prompt,
+GenerationStats generate(const FullModel& model, const Tokenizer& tok, const std::vector<int32_t>& prompt,
                         const SamplingOptions& opt, const std::function<void(int32_t token)>& on_token = {});
 
 // Applies a chat template to one user message. Recognizes the common template families (ChatML,

@@ -13,14 +13,8 @@
 
 namespace quantllm {
 
-struct KldResult {
-  double kld = 0;             // mean KL(base ‖ model), nats
-  double kld_p99 = 0;         // 99th percentile of the per-position KL
-  double top1_agreement = 0;  // share of positions where argmax(model) == argmax(base)
-  double ppl_base = 0, ppl = 0;
-  double seconds = 0;
-  int64_t positions = 0, windows = 0;
-};
+// KldResult: include/quantllm/eval.h.
+
 
 // One result per candidate. The base's logits come from `base` (a model run now or a cache file).
 std::vector<KldResult> kl_divergence(BaseLogits& base, const std::vector<const ModelRunner*>& candidates,

@@ -5,6 +5,7 @@
 #pragma once
 
 #include "model/weights.h"
+#include "quantllm/eval.h"
 #include "runtime/model_runner.h"
 #include "tokenizer/tokenizer.h"
 
@@ -25,11 +26,7 @@ struct Windows {
 // Cuts tokenized text into evaluation windows (max_windows <= 0: all complete windows).
 Windows make_windows(const Tokenizer& tok, const std::string& text, int64_t ctx, int64_t max_windows);
 
-struct PerplexityResult {
-  double ppl = 0, nll = 0;  // nll: mean negative log-likelihood (nats)
-  int64_t tokens_scored = 0, windows = 0;
-  double seconds = 0, tokens_per_second = 0;
-};
+// PerplexityResult: include/quantllm/eval.h.
 
 using ProgressFn = std::function<void(int64_t done, int64_t total)>;
 

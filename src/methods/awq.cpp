@@ -27,11 +27,11 @@ double seconds_since(std::chrono::steady_clock::time_point t0) {
 
 // The block-by-block driver. kQuantize fills qm (layers, replaced norms/biases, stats); kScaleOnly
 // fills `scaled` with every tensor folding changed. Both return through the out-parameters.
-void run_awq(const Model& model, const GroupMethodOptions& opt, const CalibWindows& windows, AwqMode mode,
+void run_awq(const LoadedModel& model, const QuantizeRequest& opt, const CalibWindows& windows, AwqMode mode,
              QuantizedModel* qm, std::map<std::string, Tensor>* scaled, const BlockProgress& progress) {
   const ModelConfig& c = model.config;
   const WeightSource& src = *model.weights;
-  QuantParams p = opt.quant;
+  QuantParams p = quant_params(opt);
   if (mode == AwqMode::kQuantize) p.rule = RangeRule::kAwq;  // AutoAWQ's pseudo_quantize_tensor ranges
   QuantParams ps = p;                                         // inside the searches: fp32 scales, plain ranges
   ps.scale_rounding = ScaleRounding::kAfterCodes;
@@ -40,7 +40,7 @@ void run_awq(const Model& model, const GroupMethodOptions& opt, const CalibWindo
   BackendOptions bo = backend_options(opt);
   bo.per_window = true;
   const std::unique_ptr<CalibrationBackend> be = make_calibration_backend(model, windows, bo);
-  const int64_t n_search = std::clamp<int64_t>(opt.awq_search_tokens / windows.seqlen, 1, windows.n);
+  const int64_t n_search = std::clamp<int64_t>(opt.awq.search_tokens / windows.seqlen, 1, windows.n);
   const int n_blocks = int(c.n_layers);
   BlockCheckpoints ckpt(model, opt, mode == AwqMode::kQuantize ? "awq" : "awq-scale", &windows);
   AsyncCheckpoints saver(ckpt);
@@ -163,21 +163,21 @@ class OverlayWeights final : public WeightSource {
 
 }  // namespace
 
-void validate_awq_options(const ModelConfig& c, const GroupMethodOptions& opt) {
-  validate_layers(c, opt.quant);
-  if (opt.awq_search_tokens < 1) fail("AWQ search sample of {} tokens: need at least 1", opt.awq_search_tokens);
+void validate_awq_options(const ModelConfig& c, const QuantizeRequest& opt) {
+  validate_layers(c, quant_params(opt));
+  if (opt.awq.search_tokens < 1) fail("AWQ search sample of {} tokens: need at least 1", opt.awq.search_tokens);
 }
 
-QuantizedModel quantize_awq(const Model& model, const GroupMethodOptions& opt, const CalibWindows& windows,
+QuantizedModel quantize_awq(const LoadedModel& model, const QuantizeRequest& opt, const CalibWindows& windows,
                             const BlockProgress& progress) {
   validate_awq_options(model.config, opt);
-  if (opt.quant.mse) fail("--mse does not apply to --method awq (AWQ searches each group's clipping range itself)");
-  if (opt.act_order) fail("--act-order is a GPTQ option; --method awq quantizes groups of contiguous columns");
-  if (opt.awq_scale) fail("--awq-scale composes AWQ scaling with --method gptq; --method awq scales already");
+  if (opt.mse) fail("--mse does not apply to --method awq (AWQ searches each group's clipping range itself)");
+  if (opt.gptq.act_order) fail("--act-order is a GPTQ option; --method awq quantizes groups of contiguous columns");
+  if (opt.awq.scale_first) fail("--awq-scale composes AWQ scaling with --method gptq; --method awq scales already");
   QuantizedModel qm;
   qm.base = &model;
   qm.method = QuantMethod::AWQ;
-  qm.params = opt.quant;
+  qm.params = quant_params(opt);
   qm.params.rule = RangeRule::kAwq;
   qm.act_order = false;
   qm.static_groups = false;
@@ -186,13 +186,13 @@ QuantizedModel quantize_awq(const Model& model, const GroupMethodOptions& opt, c
   return qm;
 }
 
-QuantizedModel quantize_awq(const Model& model, const GroupMethodOptions& opt, const BlockProgress& progress) {
+QuantizedModel quantize_awq(const LoadedModel& model, const QuantizeRequest& opt, const BlockProgress& progress) {
   validate_awq_options(model.config, opt);
   const CalibWindows windows = calibration_windows(model, opt.calib);
   return quantize_awq(model, opt, windows, progress);
 }
 
-std::map<std::string, Tensor> awq_scale_weights(const Model& model, const GroupMethodOptions& opt,
+std::map<std::string, Tensor> awq_scale_weights(const LoadedModel& model, const QuantizeRequest& opt,
                                                 const BlockProgress& progress) {
   validate_awq_options(model.config, opt);
   const CalibWindows windows = calibration_windows(model, opt.calib);

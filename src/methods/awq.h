@@ -41,9 +41,9 @@
 
 namespace quantllm {
 
-QuantizedModel quantize_awq(const Model& model, const GroupMethodOptions& opt, const BlockProgress& progress);
+QuantizedModel quantize_awq(const LoadedModel& model, const QuantizeRequest& opt, const BlockProgress& progress);
 // The same with calibration windows already drawn (the C++ API's texts).
-QuantizedModel quantize_awq(const Model& model, const GroupMethodOptions& opt, const CalibWindows& windows,
+QuantizedModel quantize_awq(const LoadedModel& model, const QuantizeRequest& opt, const CalibWindows& windows,
                             const BlockProgress& progress);
 
 // AWQ's scale search and folding only (no clipping, no quantization), for composing with another
@@ -51,11 +51,11 @@ QuantizedModel quantize_awq(const Model& model, const GroupMethodOptions& opt, c
 // ("model.layers.0.input_layernorm.weight", "….q_proj.weight", biases), in fp32. Block i+1's inputs
 // come from block i's scaled weights rounded to the nearest grid point (RTN with opt.quant): the
 // quantizer that follows sees quantized inputs too.
-std::map<std::string, Tensor> awq_scale_weights(const Model& model, const GroupMethodOptions& opt,
+std::map<std::string, Tensor> awq_scale_weights(const LoadedModel& model, const QuantizeRequest& opt,
                                                 const BlockProgress& progress = {});
 
 // Throws Error for options AWQ cannot run with (bad bits / group size for a layer, empty search sample).
-void validate_awq_options(const ModelConfig& c, const GroupMethodOptions& opt);
+void validate_awq_options(const ModelConfig& c, const QuantizeRequest& opt);
 
 // A WeightSource that serves `replaced` tensors (fp32, same shapes) over `base`; format and stored
 // bytes are the base's, so writers keep each tensor's original dtype.

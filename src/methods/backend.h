@@ -17,6 +17,7 @@
 #include "quant/awq_search.h"
 #include "quant/gptq.h"
 #include "quant/group_quant.h"
+#include "quantllm/util.h"
 #include "runtime/forward.h"
 
 #include <cstdint>
@@ -32,10 +33,7 @@ namespace quantllm {
 enum class Device { CPU, CUDA };
 // "cpu" / "cuda" → the device; Error for another name, or "cuda" in a build without the CUDA backend.
 Device parse_device(const std::string& name);
-// True when this build has the CUDA backend (QUANTLLM_CUDA=ON).
-bool cuda_backend_built();
-// True when a CUDA run could start here: the backend is built and a CUDA device answers.
-bool cuda_device_usable();
+// cuda_backend_built / cuda_device_usable: include/quantllm/util.h.
 
 struct BackendOptions {
   Device device = Device::CPU;
@@ -119,12 +117,12 @@ class CalibrationBackend {
 };
 
 // A backend over `model` whose hidden states start as the embedded calibration windows.
-std::unique_ptr<CalibrationBackend> make_calibration_backend(const Model& model, const CalibWindows& windows,
+std::unique_ptr<CalibrationBackend> make_calibration_backend(const LoadedModel& model, const CalibWindows& windows,
                                                              const BackendOptions& options);
 
 // A whole model for evaluation on a device: the CPU's FullModel with `engine` (fp32 or the quantized
 // engine), or a GPU's DeviceModel (fp32 weights; tf32 or fp32 products).
-std::unique_ptr<ModelRunner> make_model_runner(const Model& model, Device device, Engine engine = Engine::Quant,
+std::unique_ptr<ModelRunner> make_model_runner(const LoadedModel& model, Device device, Engine engine = Engine::Quant,
                                                bool gpu_tf32 = false);
 
 }  // namespace quantllm

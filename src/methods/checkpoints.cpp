@@ -23,7 +23,7 @@ uint64_t fnv1a(const void* data, size_t n, uint64_t h = 1469598103934665603ull) 
 }
 
 // Every input that changes what a block produces.
-std::string fingerprint(const Model& model, const GroupMethodOptions& o, const std::string& stage,
+std::string fingerprint(const LoadedModel& model, const QuantizeRequest& o, const std::string& stage,
                         const CalibWindows* windows) {
   std::error_code ec;
   const auto path = std::filesystem::weakly_canonical(model.path, ec);
@@ -32,29 +32,30 @@ std::string fingerprint(const Model& model, const GroupMethodOptions& o, const s
     shapes = fnv1a(name.data(), name.size(), shapes);
     shapes = fnv1a(shape.data(), shape.size() * sizeof(shape[0]), shapes);
   }
+  const QuantParams q = quant_params(o.method == "gguf" ? [&] { QuantizeRequest r = o; r.method = "rtn"; return r; }() : o);
   json f = {{"stage", stage},
             {"model", (ec ? model.path : path).string()},
             {"model_kind", model.kind},
             {"tensors_hash", fmt::format("{:016x}", shapes)},
-            {"method", int(o.method)},
-            {"bits", o.quant.bits},
-            {"group_size", o.quant.group_size},
-            {"sym", o.quant.sym},
-            {"mse", o.quant.mse},
-            {"scale_rounding", int(o.quant.scale_rounding)},
-            {"rule", int(o.quant.rule)},
-            {"damp_percent", o.damp_percent},
-            {"block_size", o.block_size},
-            {"act_order", o.act_order},
-            {"static_groups", o.static_groups},
-            {"true_sequential", o.true_sequential},
-            {"chunk_tokens", o.chunk_tokens},
-            {"awq_scale", o.awq_scale},
-            {"awq_search_tokens", o.awq_search_tokens}};
-  if (o.device == Device::CUDA) {  // another arithmetic: blocks from a CPU run do not mix with these
+            {"method", o.method},
+            {"bits", q.bits},
+            {"group_size", q.group_size},
+            {"sym", q.sym},
+            {"mse", q.mse},
+            {"scale_rounding", int(q.scale_rounding)},
+            {"rule", int(q.rule)},
+            {"damp_percent", o.gptq.damp},
+            {"block_size", o.gptq.block_size},
+            {"act_order", o.gptq.act_order},
+            {"static_groups", o.gptq.static_groups},
+            {"true_sequential", o.gptq.true_sequential},
+            {"chunk_tokens", o.device.chunk_tokens},
+            {"awq_scale", o.awq.scale_first},
+            {"awq_search_tokens", o.awq.search_tokens}};
+  if (o.device.device == "cuda") {  // another arithmetic: blocks from a CPU run do not mix with these
     f["device"] = "cuda";
-    f["gpu_tf32"] = o.gpu_tf32;
-    f["gpu_chunk_tokens"] = o.gpu_chunk_tokens;
+    f["gpu_tf32"] = o.device.gpu_tf32;
+    f["gpu_chunk_tokens"] = o.device.gpu_chunk_tokens;
   }
   if (windows) {
     f["calib_windows"] = windows->n;
@@ -130,9 +131,9 @@ void apply_block_tensors(const BlockSpec& spec, BlockWeights& w, const std::map<
   }
 }
 
-BlockCheckpoints::BlockCheckpoints(const Model& model, const GroupMethodOptions& opt, std::string stage,
+BlockCheckpoints::BlockCheckpoints(const LoadedModel& model, const QuantizeRequest& opt, std::string stage,
                                    const CalibWindows* windows)
-    : dir_(opt.checkpoint_dir), stage_(std::move(stage)) {
+    : dir_(checkpoint_dir(opt)), stage_(std::move(stage)) {
   if (dir_.empty()) return;
   fingerprint_ = fingerprint(model, opt, stage_, windows);
   const auto state_path = dir_ / (stage_ + "-state.json");

@@ -20,7 +20,7 @@
 #pragma once
 
 #include "calib/calibration.h"
-#include "export/quantized_model.h"
+#include "formats/quantized_model.h"
 #include "methods/group_methods.h"
 
 #include <filesystem>
@@ -39,11 +39,11 @@ struct BlockResult {
 
 class BlockCheckpoints {
  public:
-  // Off (every call a no-op, done() == 0) when opt.checkpoint_dir is empty. With opt.resume, the
+  // Off (every call a no-op, done() == 0) when the request has no output (checkpoint_dir). With opt.resume, the
   // blocks recorded for `stage` under the same fingerprint are restored; a state written with a
   // different fingerprint is an Error naming the directory. windows: the calibration windows
   // (nullptr for RTN, which has none).
-  BlockCheckpoints(const Model& model, const GroupMethodOptions& opt, std::string stage, const CalibWindows* windows);
+  BlockCheckpoints(const LoadedModel& model, const QuantizeRequest& opt, std::string stage, const CalibWindows* windows);
 
   bool enabled() const { return !dir_.empty(); }
   int done() const { return done_; }  // finished blocks restored from disk (0 without --resume)

@@ -10,10 +10,10 @@
 
 namespace quantllm {
 
-std::unique_ptr<CalibrationBackend> make_cpu_calibration_backend(const Model& model, const CalibWindows& windows,
+std::unique_ptr<CalibrationBackend> make_cpu_calibration_backend(const LoadedModel& model, const CalibWindows& windows,
                                                                  const BackendOptions& options);
 #ifdef QUANTLLM_HAVE_CUDA
-std::unique_ptr<CalibrationBackend> make_cuda_calibration_backend(const Model& model, const CalibWindows& windows,
+std::unique_ptr<CalibrationBackend> make_cuda_calibration_backend(const LoadedModel& model, const CalibWindows& windows,
                                                                   const BackendOptions& options);
 #endif
 
@@ -40,7 +40,7 @@ Device parse_device(const std::string& name) {
   return Device::CUDA;
 }
 
-std::unique_ptr<CalibrationBackend> make_calibration_backend(const Model& model, const CalibWindows& windows,
+std::unique_ptr<CalibrationBackend> make_calibration_backend(const LoadedModel& model, const CalibWindows& windows,
                                                              const BackendOptions& options) {
   if (options.device == Device::CPU) return make_cpu_calibration_backend(model, windows, options);
 #ifdef QUANTLLM_HAVE_CUDA
@@ -50,7 +50,7 @@ std::unique_ptr<CalibrationBackend> make_calibration_backend(const Model& model,
 #endif
 }
 
-std::unique_ptr<ModelRunner> make_model_runner(const Model& model, Device device, Engine engine, bool gpu_tf32) {
+std::unique_ptr<ModelRunner> make_model_runner(const LoadedModel& model, Device device, Engine engine, bool gpu_tf32) {
   if (device == Device::CPU) return std::make_unique<FullModel>(model, engine);
 #ifdef QUANTLLM_HAVE_CUDA
   return std::make_unique<cuda::DeviceModel>(model, gpu_tf32 ? cuda::Math::TF32 : cuda::Math::FP32);

@@ -15,12 +15,14 @@
 
 namespace quantllm {
 
-RunEstimate estimate_group_method(const Model& model, const GroupMethodOptions& opt) {
+RunEstimate estimate_group_method(const LoadedModel& model, const QuantizeRequest& opt) {
   const ModelConfig& c = model.config;
-  const bool calibrated = opt.method != QuantMethod::RTN || opt.awq_scale;
+  const QuantMethod method = group_method(opt);
+  const bool awq_scale = opt.awq.scale_first;
+  const bool calibrated = method != QuantMethod::RTN || awq_scale;
   const double N = calibrated ? double(opt.calib.nsamples) * double(opt.calib.seqlen) : 0.0;  // tokens
   const double T = double(opt.calib.seqlen);
-  const double chunk = std::max(1.0, std::floor(double(opt.chunk_tokens) / T)) * T;
+  const double chunk = std::max(1.0, std::floor(double(opt.device.chunk_tokens) / T)) * T;
   const double C = std::min(chunk, N);
   const double d = double(c.hidden), f = double(c.ffn);
   const BlockSpec& spec = c.block(0);
@@ -42,10 +44,10 @@ RunEstimate estimate_group_method(const Model& model, const GroupMethodOptions& 
     e.memory.emplace_back("one forward chunk's activations", 4 * C * (3 * d + double(c.q_dim() + 2 * c.kv_dim()) + 3 * f));
     e.memory.emplace_back("token embeddings while embedding the windows", 4 * double(c.vocab) * d);
   }
-  if (opt.method == QuantMethod::GPTQ)
+  if (method == QuantMethod::GPTQ)
     e.memory.emplace_back("Hessians of a sequential group and GPTQ's workspace (fp64)", 8 * 4 * max_in * max_in);
-  if (opt.method == QuantMethod::AWQ || opt.awq_scale) {
-    const double S = std::min(N, std::max(T, std::floor(double(opt.awq_search_tokens) / T) * T));
+  if (method == QuantMethod::AWQ || awq_scale) {
+    const double S = std::min(N, std::max(T, std::floor(double(opt.awq.search_tokens) / T) * T));
     e.memory.emplace_back("AWQ search sample: four linear inputs and reference outputs", 4 * S * (4 * d + 2 * f));
   }
   for (const auto& [what, bytes] : e.memory) e.peak_bytes += bytes;
@@ -62,10 +64,9 @@ RunEstimate estimate_group_method(const Model& model, const GroupMethodOptions& 
     if (inputs.insert(l.input).second) hess += 2 * N * in * in;
   }
   double per_block = 0;
-  if (opt.method == QuantMethod::RTN && !opt.awq_scale) per_block = 0;
-  if (opt.method == QuantMethod::GPTQ) per_block += (opt.true_sequential ? 3.0 : 2.0) * fwd + hess + gptq;
-  if (opt.method == QuantMethod::AWQ || opt.awq_scale) {
-    const double S = std::min(N, double(opt.awq_search_tokens));
+  if (method == QuantMethod::GPTQ) per_block += (opt.gptq.true_sequential ? 3.0 : 2.0) * fwd + hess + gptq;
+  if (method == QuantMethod::AWQ || awq_scale) {
+    const double S = std::min(N, double(opt.awq.search_tokens));
     // Observation pass and advance; 20 grid points over the group outputs; 11 clip candidates a layer.
     per_block += 2 * fwd + 20 * S * 2 * block_params + 11 * 512 * 2 * block_params * 2;
   }

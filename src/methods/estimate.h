@@ -25,7 +25,7 @@ struct RunEstimate {
   double flops = 0;  // floating-point operations of the whole run
 };
 
-RunEstimate estimate_group_method(const Model& model, const GroupMethodOptions& opt);
+RunEstimate estimate_group_method(const LoadedModel& model, const QuantizeRequest& opt);
 
 // fp32 matrix-product rate of this machine with the current thread count (FLOP/s), from a probe
 // of about a tenth of a second shaped like the runs' products.

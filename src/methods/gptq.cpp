@@ -12,12 +12,13 @@
 
 namespace quantllm {
 
-QuantizedModel quantize_gptq(const Model& model, const GroupMethodOptions& opt, const CalibWindows& windows,
+QuantizedModel quantize_gptq(const LoadedModel& model, const QuantizeRequest& opt, const CalibWindows& windows,
                              const BlockProgress& progress) {
   const ModelConfig& c = model.config;
+  const bool true_sequential = opt.gptq.true_sequential;
   QuantizedModel qm = new_quantized_model(model, opt);
   BackendOptions bo = backend_options(opt);
-  bo.keep_mids = opt.true_sequential;
+  bo.keep_mids = true_sequential;
   BlockCheckpoints ckpt(model, opt, "gptq", &windows);
   const std::unique_ptr<CalibrationBackend> be = make_calibration_backend(model, windows, bo);
   AsyncCheckpoints saver(ckpt);
@@ -35,7 +36,7 @@ QuantizedModel quantize_gptq(const Model& model, const GroupMethodOptions& opt, 
       continue;
     }
     BlockResult saved;  // what this block produces, for the checkpoint
-    for (const auto& group : spec.sequential_groups(opt.true_sequential)) {
+    for (const auto& group : spec.sequential_groups(true_sequential)) {
       // The points the group's layers read, in block order, and the layers reading each.
       std::vector<int> points;
       for (int slot : group) {
@@ -43,7 +44,7 @@ QuantizedModel quantize_gptq(const Model& model, const GroupMethodOptions& opt, 
         if (std::find(points.begin(), points.end(), p) == points.end()) points.push_back(p);
       }
       std::sort(points.begin(), points.end());
-      be->collect_hessians(points, opt.true_sequential);
+      be->collect_hessians(points, true_sequential);
       for (int p : points) {
         std::vector<int> slots;
         for (int slot : group)
@@ -52,7 +53,7 @@ QuantizedModel quantize_gptq(const Model& model, const GroupMethodOptions& opt, 
           const std::string name = spec.linear_tensor(r.slot);
           qm.stats[name] = saved.stats[name] = LayerStats{r.stats.objective, r.rtn_objective, r.stats.damp_percent_used,
                                                           r.stats.seconds, r.stats.dead_inputs};
-          report_gptq_layer(name, r.stats, r.in, opt.damp_percent);
+          report_gptq_layer(name, r.stats, r.in, opt.gptq.damp);
           if (ckpt.enabled()) saved.layers[name] = r.q;
           qm.layers[name] = std::move(r.q);
         }

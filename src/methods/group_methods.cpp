@@ -11,35 +11,57 @@
 
 namespace quantllm {
 
-GPTQOptions gptq_options(const GroupMethodOptions& opt) {
+QuantMethod group_method(const QuantizeRequest& r) {
+  if (r.method == "rtn") return QuantMethod::RTN;
+  if (r.method == "gptq") return QuantMethod::GPTQ;
+  QL_ASSERT(r.method == "awq", "'{}' is not a group method", r.method);
+  return QuantMethod::AWQ;
+}
+
+QuantParams quant_params(const QuantizeRequest& r) {
+  QuantParams p;
+  p.bits = r.bits.value_or(4);
+  p.group_size = r.group_size.value_or(128);
+  p.sym = r.sym;
+  p.mse = r.mse;
+  if (r.method == "awq") p.rule = RangeRule::kAwq;
+  return p;
+}
+
+GPTQOptions gptq_options(const QuantizeRequest& r) {
   GPTQOptions g;
-  g.quant = opt.quant;
-  g.damp_percent = opt.damp_percent;
-  g.block_size = opt.block_size;
-  g.act_order = opt.act_order;
-  g.static_groups = opt.static_groups;
+  g.quant = quant_params(r);
+  g.damp_percent = r.gptq.damp;
+  g.block_size = r.gptq.block_size;
+  g.act_order = r.gptq.act_order;
+  g.static_groups = r.gptq.static_groups;
   return g;
 }
 
-BackendOptions backend_options(const GroupMethodOptions& opt) {
+BackendOptions backend_options(const QuantizeRequest& r) {
   BackendOptions b;
-  b.device = opt.device;
-  b.chunk_tokens = opt.chunk_tokens;
-  b.gpu_tf32 = opt.gpu_tf32;
-  b.gpu_chunk_tokens = opt.gpu_chunk_tokens;
-  b.gpu_activations_on_host = opt.gpu_activations_on_host;
+  b.device = parse_device(r.device.device);
+  b.chunk_tokens = r.device.chunk_tokens;
+  b.gpu_tf32 = r.device.gpu_tf32;
+  b.gpu_chunk_tokens = r.device.gpu_chunk_tokens;
+  b.gpu_activations_on_host = r.device.gpu_activations_on_host;
   return b;
 }
 
-QuantizedModel new_quantized_model(const Model& model, const GroupMethodOptions& opt) {
+std::filesystem::path checkpoint_dir(const QuantizeRequest& r) {
+  if (r.out.empty()) return {};
+  return std::filesystem::path(r.out.string() + ".resume");
+}
+
+QuantizedModel new_quantized_model(const LoadedModel& model, const QuantizeRequest& r) {
   QuantizedModel qm;
   qm.base = &model;
-  qm.method = opt.method;
-  qm.params = opt.quant;
-  qm.act_order = opt.act_order;
-  qm.static_groups = opt.static_groups;
-  qm.true_sequential = opt.true_sequential;
-  qm.damp_percent = opt.damp_percent;
+  qm.method = group_method(r);
+  qm.params = quant_params(r);
+  qm.act_order = r.gptq.act_order;
+  qm.static_groups = r.gptq.static_groups;
+  qm.true_sequential = r.gptq.true_sequential;
+  qm.damp_percent = r.gptq.damp;
   return qm;
 }
 
@@ -58,20 +80,22 @@ void validate_layers(const ModelConfig& c, const QuantParams& p) {
     validate_quant_params(p, spec.linears[l].in, spec.linear_tensor(int(l)) + ".weight");
 }
 
-QuantizedModel quantize_group_method(const Model& model, const GroupMethodOptions& opt, const BlockProgress& progress) {
+QuantizedModel quantize_group_method(const LoadedModel& model, const QuantizeRequest& r, const BlockProgress& progress) {
   const ModelConfig& c = model.config;
-  validate_layers(c, opt.quant);  // every layer's shape against the options, before any work
+  const QuantParams p = quant_params(r);
+  validate_layers(c, p);  // every layer's shape against the options, before any work
   check_globals_finite(c, *model.weights);  // copied to the output as they are; block tensors: as each block loads
 
   const int n_blocks = int(c.n_layers);
-  if (opt.awq_scale && opt.method != QuantMethod::AWQ) {
+  const QuantMethod method = group_method(r);
+  if (r.awq.scale_first && method != QuantMethod::AWQ) {
     // AWQ's scales folded into the fp32 weights, then the method on the scaled model; the folded
     // norms and biases (not quantized themselves) are exported from `replaced`.
-    std::map<std::string, Tensor> scaled = awq_scale_weights(model, opt, progress);
-    Model scaled_model = model;
+    std::map<std::string, Tensor> scaled = awq_scale_weights(model, r, progress);
+    LoadedModel scaled_model = model;
     scaled_model.weights = overlay_weights(model.weights, scaled);
-    GroupMethodOptions inner = opt;
-    inner.awq_scale = false;
+    QuantizeRequest inner = r;
+    inner.awq.scale_first = false;
     QuantizedModel qm_scaled = quantize_group_method(scaled_model, inner, progress);
     qm_scaled.base = &model;
     for (auto& [name, t] : scaled) {
@@ -81,18 +105,18 @@ QuantizedModel quantize_group_method(const Model& model, const GroupMethodOption
     }
     return qm_scaled;
   }
-  if (opt.method == QuantMethod::AWQ) return quantize_awq(model, opt, progress);
-  if (opt.method == QuantMethod::GPTQ) return quantize_gptq(model, opt, calibration_windows(model, opt.calib), progress);
+  if (method == QuantMethod::AWQ) return quantize_awq(model, r, progress);
+  if (method == QuantMethod::GPTQ) return quantize_gptq(model, r, calibration_windows(model, r.calib), progress);
 
   // Round-to-nearest: no calibration, block by block.
-  QuantizedModel qm = new_quantized_model(model, opt);
+  QuantizedModel qm = new_quantized_model(model, r);
   for (int i = 0; i < n_blocks; ++i) {
     const BlockWeights w = load_block(c, *model.weights, i);
     check_block_finite(c, w, i);
     const BlockSpec& spec = c.block(i);
     for (size_t l = 0; l < spec.linears.size(); ++l) {
       const std::string name = spec.linear_tensor(int(l));
-      qm.layers[name] = quantize_rtn(w.linear[l].w, opt.quant, name + ".weight");
+      qm.layers[name] = quantize_rtn(w.linear[l].w, p, name + ".weight");
     }
     if (progress) progress(i + 1, n_blocks, "rtn");
   }

@@ -11,16 +11,17 @@
 
 namespace quantllm {
 
-ImportanceMatrix compute_imatrix(const Model& model, const ImatrixOptions& opt,
+ImportanceMatrix compute_imatrix(const LoadedModel& model, const std::filesystem::path& text_file,
+                                 const ImatrixOptions& opt,
                                  const std::function<void(int, int)>& progress) {
   const ModelConfig& c = model.config;
   // The same consecutive windows as perplexity (BOS first when the tokenizer adds one).
-  const std::string text = read_text_file(opt.data);
+  const std::string text = read_text_file(text_file);
   Windows ev;
   try {
     ev = make_windows(*model.tokenizer, text, opt.ctx, opt.chunks);
   } catch (const Error& e) {
-    fail("{}: {}", opt.data, e.what());
+    fail("{}: {}", text_file.string(), e.what());
   }
   CalibWindows w;
   w.n = ev.n_windows;
@@ -28,11 +29,11 @@ ImportanceMatrix compute_imatrix(const Model& model, const ImatrixOptions& opt,
   w.tokens = std::move(ev.tokens);
   const int64_t n = w.n;
   ImportanceMatrix im;
-  im.datasets = {std::filesystem::path(opt.data).filename().string()};
+  im.datasets = {text_file.filename().string()};
   im.chunk_count = int32_t(n);
   im.chunk_size = int32_t(opt.ctx);
   BackendOptions bo;
-  bo.device = opt.device;
+  bo.device = parse_device(opt.device);
   const std::unique_ptr<CalibrationBackend> be = make_calibration_backend(model, w, bo);
   for (int i = 0; i < c.n_layers; ++i) {
     const BlockSpec& spec = c.block(i);

@@ -6,6 +6,7 @@
 
 #include "io/imatrix.h"
 #include "methods/backend.h"
+#include "quantllm/eval.h"
 #include "model/weights.h"
 
 #include <functional>
@@ -13,14 +14,10 @@
 
 namespace quantllm {
 
-struct ImatrixOptions {
-  std::string data;       // calibration text file
-  int64_t ctx = 512;      // tokens per chunk
-  int64_t chunks = 128;   // at most this many chunks (<= 0: all)
-  Device device = Device::CPU;
-};
-
-ImportanceMatrix compute_imatrix(const Model& model, const ImatrixOptions& opt,
+// opt: the public ImatrixOptions (include/quantllm/eval.h): tokens per chunk, at most this many chunks
+// (<= 0: all), the device.
+ImportanceMatrix compute_imatrix(const LoadedModel& model, const std::filesystem::path& text_file,
+                                 const ImatrixOptions& opt,
                                  const std::function<void(int block, int n_blocks)>& progress = {});
 
 // Checks an importance matrix fits a model: every entry names a tensor of the model's GGUF

@@ -99,6 +99,12 @@ float synth_value(uint64_t key, int64_t index) {
   return float((double(s) - kMean) * inv_sd);
 }
 
+double SynthShape::parameters() const {
+  return double(vocab * hidden * (tied ? 1 : 2)) +
+         double(layers) * double(hidden * (2 * hidden + 2 * hidden / heads * kv_heads) +
+                                 (architecture == "OPTForCausalLM" ? 2 : 3) * hidden * ffn);
+}
+
 std::string synth_config_json(const SynthShape& s, DType dtype, int64_t bos_id, int64_t eos_id) {
   const ArchSpec* arch = find_arch(s.architecture);
   QL_ASSERT(arch != nullptr, "shape table names unknown architecture {}", s.architecture);
@@ -144,7 +150,8 @@ std::string synth_config_json(const SynthShape& s, DType dtype, int64_t bos_id, 
 
 SynthResult write_synthetic_checkpoint(const SynthOptions& opt) {
   const SynthShape& s = opt.shape;
-  if (opt.dtype != DType::BF16 && opt.dtype != DType::F16) fail("--dtype must be bf16 or f16");
+  if (opt.dtype != "bf16" && opt.dtype != "f16") fail("--dtype must be bf16 or f16, got '{}'", opt.dtype);
+  const DType dtype = opt.dtype == "f16" ? DType::F16 : DType::BF16;
   for (auto [v, what] : {std::pair{s.hidden, "--hidden"}, {s.layers, "--layers"}, {s.heads, "--heads"},
                          {s.kv_heads, "--kv-heads"}, {s.ffn, "--ffn"}, {s.vocab, "--vocab"}})
     if (v <= 0) fail("{} must be positive, got {}", what, v);
@@ -163,19 +170,19 @@ SynthResult write_synthetic_checkpoint(const SynthOptions& opt) {
          tok.vocab_size(), s.vocab);
 
   const std::string config_text =
-      synth_config_json(s, opt.dtype, tok.bos_id() ? *tok.bos_id() : -1, tok.eos_id() ? *tok.eos_id() : -1);
+      synth_config_json(s, dtype, tok.bos_id() ? *tok.bos_id() : -1, tok.eos_id() ? *tok.eos_id() : -1);
   const ModelConfig c = parse_config_json(config_text, "synthetic config.json");
   const auto tensors = expected_tensors(c);
 
   // Shards: tensors in checkpoint order, a new shard when the next tensor would overflow this one.
-  const size_t esize = dtype_size(opt.dtype);
+  const size_t esize = dtype_size(dtype);
   std::vector<std::vector<SafetensorsEntry>> shards(1);
   uint64_t in_shard = 0, total = 0;
   int64_t params = 0;
   for (const auto& [name, shape] : tensors) {
     const uint64_t bytes = uint64_t(shape_numel(shape)) * esize;
     if (in_shard > 0 && in_shard + bytes > opt.shard_bytes) shards.emplace_back(), in_shard = 0;
-    shards.back().push_back({name, opt.dtype, shape});
+    shards.back().push_back({name, dtype, shape});
     in_shard += bytes;
     total += bytes;
     params += shape_numel(shape);
@@ -227,7 +234,7 @@ SynthResult write_synthetic_checkpoint(const SynthOptions& opt) {
       const float base = ch.fill == Fill::OnePlusNormal ? 1.0f : 0.0f;
       for (int64_t k = 0; k < ch.count; ++k) {
         const float v = base + kStd * synth_value(ch.key, ch.first + k);
-        buf[size_t(k)] = opt.dtype == DType::BF16 ? f32_to_bf16(v) : f32_to_f16(v);
+        buf[size_t(k)] = dtype == DType::BF16 ? f32_to_bf16(v) : f32_to_f16(v);
       }
       // Little-endian bytes: on the little-endian hosts quantllm supports, the uint16 array as is.
       const char* p = reinterpret_cast<const char*>(buf.data());

@@ -1,6 +1,6 @@
-// Synthetic checkpoints: a Hugging Face directory with the shapes of a real model (Llama-3.2-1B,
-// Llama-2-7B, …) and random weights, so that speed can be measured at sizes where kernels, not
-// overheads, dominate, without downloading anything.
+// Synthetic checkpoints (the public side: include/quantllm/synth.h): a Hugging Face directory with the
+// shapes of a real model (Llama-3.2-1B, Llama-2-7B, …) and random weights, so that speed can be measured
+// at sizes where kernels, not overheads, dominate, without downloading anything.
 //
 // The output is an ordinary checkpoint: config.json (transformers 4 layout), safetensors shards with
 // model.safetensors.index.json (or one model.safetensors when it fits in one shard), and the tokenizer
@@ -19,6 +19,7 @@
 #pragma once
 
 #include "core/dtype.h"
+#include "quantllm/synth.h"
 
 #include <cstdint>
 #include <filesystem>
@@ -29,44 +30,6 @@
 #include <vector>
 
 namespace quantllm {
-
-// The hyperparameters of one named shape (one row of synth_shapes()).
-struct SynthShape {
-  std::string_view name;          // "llama-3.2-1b"
-  std::string_view architecture;  // config.json "architectures"[0]: LlamaForCausalLM, Qwen2ForCausalLM, …
-  int64_t hidden, layers, heads, kv_heads, ffn, vocab, max_positions;
-  double rope_theta;
-  double llama3_rope_factor;  // 0: no RoPE scaling; else llama3 scaling (low 1, high 4, original 8192)
-  double norm_eps;
-  bool tied;
-};
-
-// Every named shape, smallest first.
-const std::vector<SynthShape>& synth_shapes();
-// The row called `name`; Error listing the known names otherwise.
-const SynthShape& synth_shape(std::string_view name);
-
-struct SynthOptions {
-  SynthShape shape;               // a table row, possibly with fields overridden
-  std::filesystem::path out;      // the directory to create
-  std::filesystem::path tokenizer_from;  // a model directory whose tokenizer files are copied
-  DType dtype = DType::BF16;      // BF16 or F16
-  uint64_t seed = 0;
-  uint64_t shard_bytes = 5'000'000'000;  // largest shard (transformers' default max_shard_size "5GB")
-  bool overwrite = false;
-  // Called after each chunk of tensor data is written: (bytes written, total bytes).
-  std::function<void(uint64_t done, uint64_t total)> progress;
-};
-
-struct SynthResult {
-  uint64_t bytes = 0;       // tensor data written
-  int64_t parameters = 0;
-  int shards = 0;
-};
-
-// Writes the checkpoint; Error (one line) for an impossible shape, an unusable tokenizer directory or
-// an output path that exists without overwrite.
-SynthResult write_synthetic_checkpoint(const SynthOptions& opt);
 
 // The config.json text of a shape (exposed for tests).
 std::string synth_config_json(const SynthShape& s, DType dtype, int64_t bos_id, int64_t eos_id);

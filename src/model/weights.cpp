@@ -10,7 +10,6 @@
 
 #include <algorithm>
 #include <cstring>
-#include <mutex>
 #include <set>
 
 namespace quantllm {
@@ -62,58 +61,6 @@ GroupQuantized unpack_groups(const PackedWeight& p, const std::string& where, co
   a.qzeros = as_i32(p.qzeros, where);
   a.scales = as_f16_bits(p.scales);
   return unpack_awq_gemm(a, p.group_size, layer);
-}
-
-namespace {
-
-class SafetensorsWeights final : public WeightSource {
- public:
-  explicit SafetensorsWeights(const std::filesystem::path& p) : ckpt_(p) {}
-  bool has(const std::string& name) const override { return ckpt_.has(name); }
-  Shape shape(const std::string& name) const override { return ckpt_.get(name).shape; }
-  Tensor load(const std::string& name) const override {
-    const TensorView& v = ckpt_.get(name);
-    try {
-      return v.to_f32();
-    } catch (const Error& e) {  // an integer tensor where weights belong: say which checkpoint
-      fail("{}: {}", ckpt_.path().string(), e.what());
-    }
-  }
-  std::vector<std::string> names() const override { return ckpt_.names(); }
-  std::string format(const std::string& name) const override {
-    return std::string(dtype_name(ckpt_.get(name).dtype));
-  }
-  size_t stored_bytes(const std::string& name) const override { return ckpt_.get(name).nbytes; }
-  std::optional<PackedWeight> packed(const std::string& name) const override {
-    const TensorView& v = ckpt_.get(name);
-    PackedWeight p;
-    switch (v.dtype) {  // llama.cpp's type ids of the float formats
-      case DType::F32: p.ggml_type = 0; break;
-      case DType::F16: p.ggml_type = 1; break;
-      case DType::BF16: p.ggml_type = 30; break;
-      default: return std::nullopt;
-    }
-    if (v.shape.size() != 2) return std::nullopt;
-    p.shape = v.shape;
-    p.data = v.data;
-    p.nbytes = v.nbytes;
-    return p;
-  }
-
- private:
-  Checkpoint ckpt_;
-};
-
-std::vector<ModelOpener>& openers() {
-  static std::vector<ModelOpener> v;
-  return v;
-}
-std::mutex g_openers_mu;
-
-}  // namespace
-
-std::unique_ptr<WeightSource> open_safetensors_weights(const std::filesystem::path& path) {
-  return std::make_unique<SafetensorsWeights>(path);
 }
 
 std::vector<std::pair<std::string, Shape>> expected_tensors(const ModelConfig& c) {
@@ -226,33 +173,6 @@ void check_globals_finite(const ModelConfig& c, const WeightSource& src) {
   }
   if (!c.tied_embeddings) names.push_back(std::string(a.lm_head) + ".weight");
   for (const auto& n : names) check_finite(src.load(n).data, n);
-}
-
-void register_model_opener(ModelOpener opener) {
-  std::lock_guard lk(g_openers_mu);
-  openers().push_back(opener);
-}
-
-Model open_model(const std::filesystem::path& path) {
-  std::error_code ec;
-  if (!std::filesystem::exists(path, ec)) fail("{}: no such file or directory", path.string());
-  {
-    std::lock_guard lk(g_openers_mu);
-    for (ModelOpener op : openers())
-      if (auto m = op(path)) return std::move(*m);
-  }
-  if (!std::filesystem::is_directory(path, ec))
-    fail("{}: not a model directory or .gguf file", path.string());
-  if (!std::filesystem::exists(path / "config.json", ec)) fail("{}: no config.json in this directory", path.string());
-  Model m;
-  m.path = path;
-  m.kind = "hf";
-  m.config = load_config(path);
-  m.weights = open_safetensors_weights(path);
-  resolve_tied_head(m.config, *m.weights);
-  check_tensors(m.config, *m.weights, path.string());
-  m.tokenizer = std::make_shared<Tokenizer>(Tokenizer::from_dir(path));
-  return m;
 }
 
 }  // namespace quantllm

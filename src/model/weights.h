@@ -61,9 +61,6 @@ class WeightSource {
   virtual std::optional<PackedWeight> packed(const std::string& name) const { return std::nullopt; }
 };
 
-// A plain Hugging Face checkpoint directory (or one .safetensors file).
-std::unique_ptr<WeightSource> open_safetensors_weights(const std::filesystem::path& path);
-
 struct LinearWeights {
   Tensor w;  // [out, in]; empty when an engine keeps the weight packed (runtime/cpu/qmatrix.h)
   Tensor b;  // [out], empty when the layer has no bias
@@ -109,21 +106,13 @@ GlobalWeights load_globals(const ModelConfig& c, const WeightSource& src, bool e
 // tensors are copied to the output, not quantized, and would otherwise be found only at the end.
 void check_globals_finite(const ModelConfig& c, const WeightSource& src);
 
-// A model opened from disk: config, tokenizer and weights. PATH is a Hugging Face directory, a
-// directory written by `quantize --method gptq|awq|rtn`, or a .gguf file.
-struct Model {
+// A model opened from disk: config, tokenizer and weights (formats/open.h open_model reads every kind).
+struct LoadedModel {
   std::filesystem::path path;
   ModelConfig config;
   std::shared_ptr<Tokenizer> tokenizer;
   std::shared_ptr<WeightSource> weights;
   std::string kind;  // "hf", "gptq", "awq", "gguf"
 };
-
-// Opens any supported model path (dispatching on what it finds there); Error when unsupported.
-Model open_model(const std::filesystem::path& path);
-
-// Registry so that other layers (quantized formats, GGUF) can teach open_model new kinds of path.
-using ModelOpener = std::optional<Model> (*)(const std::filesystem::path& path);
-void register_model_opener(ModelOpener opener);
 
 }  // namespace quantllm

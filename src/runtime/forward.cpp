@@ -121,7 +121,7 @@ Engine parse_engine(const std::string& name) {
   fail("--engine '{}' is not known (known: fp32, quant)", name);
 }
 
-FullModel::FullModel(const Model& m, Engine engine) : config_(m.config), engine_(engine) {
+FullModel::FullModel(const LoadedModel& m, Engine engine) : config_(m.config), engine_(engine) {
   const WeightSource& src = *m.weights;
   if (engine == Engine::Fp32) {
     globals_ = load_globals(config_, src);

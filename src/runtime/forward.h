@@ -80,7 +80,7 @@ Engine parse_engine(const std::string& name);
 // A whole model on the CPU for evaluation and generation.
 class FullModel final : public ModelRunner {
  public:
-  explicit FullModel(const Model& m, Engine engine = Engine::Fp32);
+  explicit FullModel(const LoadedModel& m, Engine engine = Engine::Fp32);
   Engine engine() const { return engine_; }
   const ModelConfig& config() const override { return config_; }
   // logits for each position of each window: calls on_logits(seq, logits [seq_len, vocab]).

@@ -8,7 +8,8 @@
 //    the reference GPTQ at 4 bits and removes most of RTN's loss at 3 bits.
 #include "quantllm/quantllm.h"
 
-#include "export/quantized_model.h"
+#include "formats/quantized_model.h"
+#include "model/weights.h"
 #include "support/reference.h"
 #include "support/run.h"
 
@@ -20,8 +21,8 @@ namespace {
 
 const std::string kLlama = "gutenberg-llama-33m";
 
-double first16(const Model& m, const WeightSource& w) {
-  return perplexity(m, w, test::data_file("wikitext2-test.raw"), {.ctx = 512, .max_windows = 16});
+double first16(const Model& m) {
+  return perplexity(m, test::data_file("wikitext2-test.raw"), {.ctx = 512, .max_windows = 16, .engine = "fp32"}).ppl;
 }
 
 double ref_first16(const std::string& variant) {
@@ -42,10 +43,10 @@ TEST(Api, RtnMatchesCliBytesAndRoundTripsExactly) {
   EXPECT_EQ(test::read_all(tmp / "api" / "model.safetensors"), test::read_all(tmp / "cli" / "model.safetensors"));
   // Read back: every quantized layer dequantizes to exactly the weights the quantizer produced.
   const Model back = load_model(tmp / "api");
-  EXPECT_EQ(back.kind, "gptq");
-  const auto view = qm.weights();
+  EXPECT_EQ(back.kind(), "gptq");
+  const Model view = qm.as_model();
   for (const auto& [name, layer] : qm.result().layers) {
-    const Tensor a = back.weights->load(name + ".weight"), b = view->load(name + ".weight");
+    const Tensor a = back.loaded().weights->load(name + ".weight"), b = view.loaded().weights->load(name + ".weight");
     ASSERT_EQ(a.data, b.data) << name;
   }
 }
@@ -67,7 +68,7 @@ TEST(Api, RtnPerplexityMatchesReferenceImplementation) {
   const Model m = load_model(test::model_dir(kLlama));
   for (int bits : {4, 3}) {
     const auto qm = GPTQQuantizer(m, {.bits = bits, .group_size = 128, .rtn = true}).quantize();
-    const double got = first16(m, *qm.weights());
+    const double got = first16(qm.as_model());
     const double want = ref_first16(bits == 4 ? "rtn_w4g128_asym" : "rtn_w3g128_asym");
     EXPECT_NEAR(got, want, want * 1e-3) << bits << " bits";
   }
@@ -81,7 +82,7 @@ TEST(Api, GptqBeatsRtn) {
   for (int i = 0; i < 2; ++i) {
     const int bits = i == 0 ? 4 : 3;
     const auto g = GPTQQuantizer(m, {.bits = bits, .group_size = 128, .actorder = true, .nsamples = 16}).quantize(calib);
-    gptq[i] = first16(m, *g.weights());
+    gptq[i] = first16(g.as_model());
     rtn[i] = ref_first16(bits == 4 ? "rtn_w4g128_asym" : "rtn_w3g128_asym");
     // The layer-wise objective tr((W−Q)H(W−Q)ᵀ)/tr(WHWᵀ) is what GPTQ minimizes: on the same Hessian
     // it must beat round-to-nearest on every layer. This is the robust check; perplexity is noisy.

@@ -4,7 +4,8 @@
 // wikitext2 windows (transformers), the chart rendered by librsvg, and the generated tokens
 // against the arg-max of our own full forward pass over prompt + generated text (greedy means
 // every generated token is the most likely one given everything before it).
-#include "export/quantized_model.h"
+#include "formats/quantized_model.h"
+#include "formats/open.h"
 #include "model/weights.h"
 #include "runtime/forward.h"
 #include "support/reference.h"
@@ -97,9 +98,7 @@ TEST(EndToEnd, QuantizeEvalKldCompareGenerate) {
   const auto generated = gj["tokens"].get<std::vector<int32_t>>();
   ASSERT_EQ(generated.size(), 24u);
   EXPECT_GT(gj["text"].get<std::string>().size(), 24u) << gj["text"];  // the continuation, decoded
-
-  register_quantized_dir_reader();
-  const Model m = open_model(tmp / "gptq4");
+  const LoadedModel m = open_model(tmp / "gptq4");
   std::vector<int32_t> tokens = m.tokenizer->encode(prompt, true);
   const size_t n_prompt = tokens.size();
   ASSERT_EQ(gj["prompt_tokens"].get<size_t>(), n_prompt);

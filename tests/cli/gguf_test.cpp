@@ -3,7 +3,8 @@
 // matrix computed by `quantllm imatrix` no worse than without), the --dry-run plan, and bad input
 // (unknown type, an importance matrix of another model, an unwritable output) failing with one line,
 // exit 1 and no file left behind.
-#include "export/gguf_export.h"
+#include "formats/gguf_model.h"
+#include "formats/open.h"
 #include "io/gguf.h"
 #include "runtime/forward.h"
 #include "support/reference.h"
@@ -140,9 +141,7 @@ TEST(GgufCli, Llama3RopeScalingWritesRopeFreqs) {
   EXPECT_GT(bands[0], 0);
   EXPECT_GT(bands[1], 0);
   EXPECT_GT(bands[2], 0);
-
-  register_gguf_reader();
-  const Model hf = open_model(tmp / "hf"), gg = open_model(tmp / "m.gguf");
+  const LoadedModel hf = open_model(tmp / "hf"), gg = open_model(tmp / "m.gguf");
   EXPECT_TRUE(gg.config.rope_freq_factors.size() == 12u);
   const FullModel a(hf), b(gg);
   std::vector<int32_t> tokens;

@@ -10,6 +10,7 @@
 // rounding boundary: a code that flips feeds its error forward, so codes are compared by the fraction
 // that agree (≥ 99%) and the layer objective tr((W−Q)H(W−Q)ᵀ)/tr(WHWᵀ) at 1% relative.
 #include "calib/runner.h"
+#include "formats/open.h"
 #include "core/fs.h"
 #include "eval/perplexity.h"
 #include "methods/backend.h"
@@ -79,7 +80,7 @@ std::vector<float> down(const Context& ctx, const DeviceArray<float>& d) { retur
 
 struct BlockCase {
   std::string name;
-  std::function<Model(const test::TempDir&)> open;
+  std::function<LoadedModel(const test::TempDir&)> open;
 };
 
 std::vector<BlockCase> block_cases() {
@@ -119,7 +120,7 @@ std::vector<BlockCase> block_cases() {
 TEST_F(Gpu, BlockForwardMatchesCpu) {
   test::TempDir tmp;
   for (const auto& bc : block_cases()) {
-    const Model m = bc.open(tmp);
+    const LoadedModel m = bc.open(tmp);
     const ModelConfig& c = m.config;
     const int64_t n_seq = 3, T = 40;
     for (int layer : {0, int(c.n_layers) - 1}) {
@@ -275,25 +276,24 @@ TEST_F(Gpu, GptqLayerMatchesCpu) {
 
 // --- whole-model drivers ------------------------------------------------------------------------
 
-GroupMethodOptions small_run(QuantMethod method, Device dev) {
-  GroupMethodOptions o;
+QuantizeRequest small_run(const std::string& method, const std::string& device) {
+  QuantizeRequest o;
   o.method = method;
-  o.quant.bits = 4;
-  o.quant.group_size = 128;
-  if (method == QuantMethod::AWQ) o.quant.rule = RangeRule::kAwq;
-  o.act_order = method == QuantMethod::GPTQ;
+  o.bits = 4;
+  o.group_size = 128;
+  o.gptq.act_order = method == "gptq";
   o.calib.source = test::data_file("gutenberg-calib.txt").string();
   o.calib.nsamples = 16;
   o.calib.seqlen = 128;
-  o.device = dev;
-  o.gpu_tf32 = false;
-  o.awq_search_tokens = 1024;
+  o.device.device = device;
+  o.device.gpu_tf32 = false;
+  o.awq.search_tokens = 1024;
   return o;
 }
 
 // Perplexity of a quantized model (its dequantized weights over the base) on the first windows of heldout.
-double heldout_ppl(const Model& base, const QuantizedModel& qm, int64_t windows) {
-  Model m = base;
+double heldout_ppl(const LoadedModel& base, const QuantizedModel& qm, int64_t windows) {
+  LoadedModel m = base;
   m.weights = qm.as_weights();
   const Windows w = make_windows(*m.tokenizer, read_text_file(test::data_file("gutenberg-heldout.txt")), 512, windows);
   return perplexity(FullModel(m), w).ppl;
@@ -307,7 +307,7 @@ double heldout_ppl(const Model& base, const QuantizedModel& qm, int64_t windows)
 // there only the mean over layers is held to 5%), the quantized models' perplexity (1.5%: with this small
 // a calibration set, 16 windows of 128 tokens, GPU and CPU were measured up to 0.65% apart), and a floor
 // on the identical codes that a wrong layout or permutation (≈ 1/2^bits agreement) would fall far below.
-void compare_models(const Model& base, const QuantizedModel& cpu, const QuantizedModel& gpu, const std::string& what,
+void compare_models(const LoadedModel& base, const QuantizedModel& cpu, const QuantizedModel& gpu, const std::string& what,
                     double layer_tol) {
   ASSERT_EQ(cpu.layers.size(), gpu.layers.size());
   int64_t same = 0, total = 0;
@@ -331,15 +331,15 @@ void compare_models(const Model& base, const QuantizedModel& cpu, const Quantize
 TEST_F(Gpu, GptqModelMatchesCpu) {
   for (const char* name : test::kModels) {
     if (!model_available(name)) continue;
-    const Model m = open_model(test::model_dir(name));
+    const LoadedModel m = open_model(test::model_dir(name));
     for (bool true_seq : {true, false}) {
-      GroupMethodOptions oc = small_run(QuantMethod::GPTQ, Device::CPU), og = oc;
-      oc.true_sequential = og.true_sequential = true_seq;
-      og.device = Device::CUDA;
+      QuantizeRequest oc = small_run("gptq", "cpu"), og = oc;
+      oc.gptq.true_sequential = og.gptq.true_sequential = true_seq;
+      og.device.device = "cuda";
       const QuantizedModel cpu = quantize_group_method(m, oc), gpu = quantize_group_method(m, og);
       compare_models(m, cpu, gpu, fmt::format("{} gptq true_sequential {}", name, true_seq), 0.05);
       if (true_seq) {  // activations kept in host memory: the same arithmetic, the same bytes
-        og.gpu_activations_on_host = true;
+        og.device.gpu_activations_on_host = true;
         const QuantizedModel host = quantize_group_method(m, og);
         for (const auto& [n, q] : gpu.layers) EXPECT_EQ(host.layers.at(n).qweight, q.qweight) << n;
       }
@@ -350,10 +350,10 @@ TEST_F(Gpu, GptqModelMatchesCpu) {
 TEST_F(Gpu, AwqModelMatchesCpu) {
   for (const char* name : test::kModels) {
     if (!model_available(name)) continue;
-    const Model m = open_model(test::model_dir(name));
-    const GroupMethodOptions oc = small_run(QuantMethod::AWQ, Device::CPU);
-    GroupMethodOptions og = oc;
-    og.device = Device::CUDA;
+    const LoadedModel m = open_model(test::model_dir(name));
+    const QuantizeRequest oc = small_run("awq", "cpu");
+    QuantizeRequest og = oc;
+    og.device.device = "cuda";
     const QuantizedModel cpu = quantize_group_method(m, oc), gpu = quantize_group_method(m, og);
     compare_models(m, cpu, gpu, fmt::format("{} awq", name), 0.5);
     EXPECT_EQ(gpu.replaced.size(), cpu.replaced.size());  // the same folded tensors (their values follow the searched α)
@@ -363,7 +363,7 @@ TEST_F(Gpu, AwqModelMatchesCpu) {
 TEST_F(Gpu, PerplexityMatchesCpu) {
   for (const char* name : test::kModels) {
     if (!model_available(name)) continue;
-    const Model m = open_model(test::model_dir(name));
+    const LoadedModel m = open_model(test::model_dir(name));
     const std::string text = read_text_file(test::data_file("gutenberg-heldout.txt"));
     const Windows w = make_windows(*m.tokenizer, text, 512, 4);
     const PerplexityResult cpu = perplexity(FullModel(m), w);

@@ -48,7 +48,8 @@
 //
 // llama.cpp comes from scripts/install-llama-cpp.sh (scripts/test.sh runs it before ctest). If it is
 // missing the test fails, naming the script; QUANTLLM_SKIP_LLAMA_CPP=1 skips it for offline work.
-#include "export/gguf_export.h"
+#include "formats/gguf_model.h"
+#include "formats/open.h"
 #include "model/weights.h"
 #include "runtime/cpu/ops.h"
 #include "runtime/forward.h"
@@ -185,7 +186,7 @@ void round_activations(std::span<float> x, ActRounding r, std::mt19937* jitter) 
 // the way llama.cpp rounds that layer's input.
 class RecomposedModel {
  public:
-  explicit RecomposedModel(const Model& m) : c_(m.config), globals_(load_globals(c_, *m.weights)) {
+  explicit RecomposedModel(const LoadedModel& m) : c_(m.config), globals_(load_globals(c_, *m.weights)) {
     const ArchSpec& a = *c_.arch;
     auto rounding = [&](const std::string& hf_name) { return act_rounding_for(m.weights->format(hf_name)); };
     for (int layer = 0; layer < c_.n_layers; ++layer) {
@@ -309,8 +310,6 @@ class LlamaCpp : public ::testing::TestWithParam<const char*> {
     ASSERT_TRUE(fs::exists(llama_cpp_dir() / "node_modules" / "node-llama-cpp" / "package.json"))
         << "llama.cpp (node-llama-cpp) is not installed in " << llama_cpp_dir()
         << ": run scripts/install-llama-cpp.sh (needs the npm registry), or set QUANTLLM_SKIP_LLAMA_CPP=1 to skip";
-    static bool registered = (register_gguf_reader(), true);
-    (void)registered;
   }
 };
 
@@ -334,7 +333,7 @@ TEST_P(LlamaCpp, LoadsOurFileAndAgreesOnLogProbs) {
   const LlamaCppResult llama = run_llama_cpp(tmp, gguf, ids, texts);
   ASSERT_FALSE(llama.meta.is_null()) << "llama.cpp did not run";
 
-  const Model model = open_model(gguf);
+  const LoadedModel model = open_model(gguf);
   const int64_t vocab = model.config.vocab;
   ASSERT_EQ(llama.meta["n_vocab"].get<int64_t>(), vocab);
   ASSERT_EQ(int64_t(llama.logits.size()), kTokens * vocab);
@@ -430,7 +429,7 @@ TEST_F(LlamaCpp, Llama3RopeFreqsAgree) {
   ids.resize(size_t(kTokens));
   const LlamaCppResult llama = run_llama_cpp(tmp, gguf, ids, {"x"});
   ASSERT_FALSE(llama.meta.is_null()) << "llama.cpp did not run";
-  const Model model = open_model(gguf);
+  const LoadedModel model = open_model(gguf);
   ASSERT_EQ(model.config.rope_freq_factors.size(), 32u);
   const int64_t vocab = model.config.vocab;
   std::vector<float> ours, plain;

@@ -2,10 +2,11 @@
 // round-to-nearest on a block's output error, an end-to-end CLI run beats RTN's perplexity, the
 // exported AWQ directory reads back to the same weights, and bad input fails cleanly.
 #include "calib/runner.h"
+#include "formats/open.h"
 #include "core/dtype.h"
 #include "core/error.h"
 #include "core/threads.h"
-#include "export/quantized_model.h"
+#include "formats/quantized_model.h"
 #include "methods/awq.h"
 #include "quant/awq_search.h"
 #include "runtime/forward.h"
@@ -36,21 +37,20 @@ double rel_max_diff(const Tensor& a, const Tensor& b) {
   return d / m;
 }
 
-GroupMethodOptions small_options(int64_t nsamples, int64_t seqlen, int bits = 4) {
-  GroupMethodOptions o;
-  o.method = QuantMethod::AWQ;
-  o.quant.bits = bits;
-  o.quant.group_size = 128;
-  o.quant.rule = RangeRule::kAwq;
+QuantizeRequest small_options(int64_t nsamples, int64_t seqlen, int bits = 4) {
+  QuantizeRequest o;
+  o.method = "awq";
+  o.bits = bits;
+  o.group_size = 128;
   o.calib.source = data_file("gutenberg-calib.txt").string();
   o.calib.nsamples = nsamples;
   o.calib.seqlen = seqlen;
-  o.awq_search_tokens = nsamples * seqlen;
+  o.awq.search_tokens = nsamples * seqlen;
   return o;
 }
 
 // Calibration-like windows of the held-out text (not the calibration text): [n, seqlen].
-CalibWindows heldout_windows(const Model& m, int64_t n, int64_t seqlen) {
+CalibWindows heldout_windows(const LoadedModel& m, int64_t n, int64_t seqlen) {
   CalibOptions c;
   c.source = data_file("gutenberg-heldout.txt").string();
   c.nsamples = n;
@@ -71,7 +71,7 @@ constexpr double kFoldTol = 1e-4;
 }  // namespace
 
 TEST(AwqGroups, PerArchitecture) {
-  const Model llama = open_model(model_dir("gutenberg-llama-33m"));
+  const LoadedModel llama = open_model(model_dir("gutenberg-llama-33m"));
   // The roles of a group's layers and of the op it folds into.
   auto roles = [](const BlockSpec& b, const std::vector<int>& slots) {
     std::vector<Role> r;
@@ -88,7 +88,7 @@ TEST(AwqGroups, PerArchitecture) {
   ASSERT_TRUE(lg[2].folds_into_linear());
   EXPECT_EQ(lb.linears[size_t(lg[2].source_slot)].role, Role::Up);
   EXPECT_EQ(roles(lb, lg[2].layers), (std::vector<Role>{Role::Down}));
-  const Model opt = open_model(model_dir("gutenberg-opt-28m"));
+  const LoadedModel opt = open_model(model_dir("gutenberg-opt-28m"));
   const BlockSpec& ob = opt.config.block(0);
   const auto og = awq_scaling_groups(ob);  // ln → qkv, v → out_proj, ln → fc1, fc1 → fc2
   ASSERT_EQ(og.size(), 4u);
@@ -101,7 +101,7 @@ TEST(AwqGroups, PerArchitecture) {
 // Random scales in [1/4, 4] folded into every group of a real block: same block output.
 TEST(AwqFold, BlockOutputUnchanged) {
   for (const char* name : kModels) {
-    const Model m = open_model(model_dir(name));
+    const LoadedModel m = open_model(model_dir(name));
     const ModelConfig& c = m.config;
     const CalibWindows win = heldout_windows(m, 2, 64);
     BlockRunner runner(m, win);
@@ -126,14 +126,14 @@ TEST(AwqFold, BlockOutputUnchanged) {
 // The searched scales (scale-only pass) over the whole model: same fp32 logits.
 TEST(AwqFold, ModelLogitsUnchanged) {
   for (const char* name : kModels) {
-    const Model m = open_model(model_dir(name));
-    const GroupMethodOptions o = small_options(2, 64);
+    const LoadedModel m = open_model(model_dir(name));
+    const QuantizeRequest o = small_options(2, 64);
     std::map<std::string, Tensor> scaled = awq_scale_weights(m, o);
     // Every block's norms (pre-LN) and the scaled linears are in the map.
     const BlockSpec& first = m.config.block(0), &last = m.config.block(m.config.n_layers - 1);
     EXPECT_TRUE(scaled.count(first.norm_tensor(0) + ".weight")) << name;
     EXPECT_TRUE(scaled.count(last.linear_tensor(last.find(Role::Down)) + ".weight")) << name;
-    Model sm = m;
+    LoadedModel sm = m;
     sm.weights = overlay_weights(m.weights, scaled);
     const FullModel a(m), b(sm);
     const CalibWindows win = heldout_windows(m, 2, 96);
@@ -149,17 +149,17 @@ TEST(AwqFold, ModelLogitsUnchanged) {
 // the block output error is smaller.
 TEST(Awq, BeatsRtnOnBlockOutput) {
   for (const char* name : kModels) {
-    const Model m = open_model(model_dir(name));
+    const LoadedModel m = open_model(model_dir(name));
     const ModelConfig& c = m.config;
     // Llama at 3 bits, OPT at 4 (one run a model keeps the suite short).
     for (int bits : {std::string(name) == "gutenberg-llama-33m" ? 3 : 4}) {
-      GroupMethodOptions o = small_options(4, 256, bits);
+      QuantizeRequest o = small_options(4, 256, bits);
       QuantizedModel qm = quantize_awq(m, o, {});
       const auto view = qm.as_weights();
       const BlockWeights awq = load_block(c, *view, 0);
       const BlockWeights fp = load_block(c, *m.weights, 0);
       BlockWeights rtn = fp;
-      for (auto& l : rtn.linear) l.w = quantize_rtn(l.w, o.quant, "rtn").dequantize();
+      for (auto& l : rtn.linear) l.w = quantize_rtn(l.w, quant_params(o), "rtn").dequantize();
       const CalibWindows win = heldout_windows(m, 4, 256);
       BlockRunner runner(m, win);
       Tensor y_fp = runner.hidden(), y_awq = runner.hidden(), y_rtn = runner.hidden();
@@ -182,13 +182,12 @@ TEST(Awq, BeatsRtnOnBlockOutput) {
 // same weights and the scaled norms/biases are the stored dtype's values of ours (folding already
 // rounded them to it). OPT (fp16, LayerNorm biases, v → out_proj) with zero point; Llama (bf16) without.
 TEST(Awq, DeterministicAcrossThreadsAndExportRoundTripExact) {
-  register_quantized_dir_reader();
   const int saved = num_threads();
   for (const char* name : kModels) {
     const bool zero_point = std::string(name) == "gutenberg-opt-28m";
-    const Model m = open_model(model_dir(name));
-    GroupMethodOptions o = small_options(4, 128);
-    o.quant.sym = !zero_point;
+    const LoadedModel m = open_model(model_dir(name));
+    QuantizeRequest o = small_options(4, 128);
+    o.sym = !zero_point;
     set_num_threads(2);
     const QuantizedModel qm = quantize_awq(m, o, {});
     if (zero_point) {
@@ -205,7 +204,7 @@ TEST(Awq, DeterministicAcrossThreadsAndExportRoundTripExact) {
     set_num_threads(saved);
     TempDir dir;
     save_quantized(qm, dir / "awq", HfQuantFormat::AwqGemm, false);
-    const Model back = open_model(dir / "awq");
+    const LoadedModel back = open_model(dir / "awq");
     EXPECT_EQ(back.kind, "awq");
     for (const auto& [base, q] : qm.layers) EXPECT_EQ(back.weights->load(base + ".weight").data, q.dequantize().data) << base;
     ASSERT_FALSE(qm.replaced.empty());

@@ -2,6 +2,7 @@
 // of the real models, determinism (seed, threads, --layers prefix), the weights' distribution, and a
 // small synthetic model that opens and runs to finite logits through every layer.
 #include "core/error.h"
+#include "formats/open.h"
 #include "core/threads.h"
 #include "io/safetensors.h"
 #include "model/config.h"
@@ -129,7 +130,7 @@ TEST(Synthetic, WeightsHaveTheStatedDistribution) {
 TEST(Synthetic, OpensAndRunsToFiniteLogits) {
   test::TempDir dir;
   write_synthetic_checkpoint(small(dir / "m", 16));
-  const Model m = open_model(dir / "m");
+  const LoadedModel m = open_model(dir / "m");
   EXPECT_EQ(m.config.n_layers, 16);
   EXPECT_EQ(m.config.hidden, 128);
   EXPECT_EQ(m.config.rope_scaling, RopeScaling::Llama3);

@@ -9,6 +9,7 @@
 // equivalences that must hold exactly or nearly (config layouts, tied vs copied head, GQA vs duplicated
 // heads, KV-cache decoding vs the full pass), each paired with a perturbation showing it can fail.
 #include "support/run.h"
+#include "formats/open.h"
 #include "support/synthetic.h"
 
 #include "model/weights.h"
@@ -294,7 +295,7 @@ class Qwen2Variant : public ::testing::Test {
 TEST_F(Qwen2Variant, OpensWithTheRightHyperparametersAndTokenizer) {
   for (const auto& dir : {dir4_, dir5_}) {
     SCOPED_TRACE(dir.string());
-    const Model m = open_model(dir);
+    const LoadedModel m = open_model(dir);
     const ModelConfig& c = m.config;
     EXPECT_EQ(c.arch->hf_architecture, "Qwen2ForCausalLM");
     EXPECT_EQ(c.hidden, 640);

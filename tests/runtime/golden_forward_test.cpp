@@ -2,6 +2,7 @@
 // float64 reference at every position and the top-5 logits within 1e-3 (a correct fp32 pass
 // agrees to ~1e-4; fp32 accumulation over 512..1536-wide dot products bounds the error well below 1e-3).
 #include "eval/perplexity.h"
+#include "formats/open.h"
 #include "model/weights.h"
 #include "runtime/forward.h"
 #include "support/reference.h"
@@ -15,7 +16,7 @@ class GoldenForward : public ::testing::TestWithParam<const char*> {};
 TEST_P(GoldenForward, PerTokenNllMatchesReference) {
   const std::string name = GetParam();
   const auto ref = test::reference(name);
-  Model m;
+  LoadedModel m;
   m.config = load_config(test::model_dir(name));
   m.weights = open_safetensors_weights(test::model_dir(name));
   resolve_tied_head(m.config, *m.weights);

@@ -1,7 +1,10 @@
 // Shared CLI helpers.
 #include "common.h"
 
-#include "core/threads.h"
+#include "quantllm/util.h"
+
+#include <fmt/format.h>
+#include <fmt/ranges.h>
 
 #include <cstdio>
 #include <thread>
@@ -18,5 +21,7 @@ void print_json(const nlohmann::json& j) {
   std::fputc('\n', stdout);
   std::fflush(stdout);
 }
+
+std::string shape_text(const std::vector<int64_t>& shape) { return fmt::format("[{}]", fmt::join(shape, ", ")); }
 
 }  // namespace quantllm::cli

@@ -1,9 +1,7 @@
 // quantllm: the command-line entry point. Parses the subcommand, runs it, and maps errors to exit
 // codes: 0 success, 1 a user error (one line on stderr), 2 an internal error.
 #include "commands.h"
-#include "core/error.h"
-#include "export/gguf_export.h"
-#include "export/quantized_model.h"
+#include "quantllm/error.h"
 
 #include <cstdio>
 #include <exception>
@@ -20,8 +18,6 @@ int main(int argc, char** argv) {
   quantllm::cli::register_generate(app, runners);
   quantllm::cli::register_compare(app, runners);
   quantllm::cli::register_synth(app, runners);
-  quantllm::register_quantized_dir_reader();
-  quantllm::register_gguf_reader();
   try {
     app.parse(argc, argv);
   } catch (const CLI::CallForHelp& e) {

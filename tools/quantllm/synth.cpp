@@ -2,9 +2,9 @@
 // speed measurements at real sizes (see src/model/synthetic.h).
 #include "commands.h"
 #include "common.h"
-#include "core/error.h"
-#include "core/progress.h"
-#include "model/synthetic.h"
+#include "quantllm/synth.h"
+#include "quantllm/error.h"
+#include "quantllm/util.h"
 
 #include <fmt/format.h>
 
@@ -46,9 +46,7 @@ void register_synth(CLI::App& app, std::vector<std::pair<CLI::App*, Runner>>& ru
     if (a->list) {
       nlohmann::json shapes = nlohmann::json::array();
       for (const auto& s : synth_shapes()) {
-        const double params = double(s.vocab * s.hidden * (s.tied ? 1 : 2)) +
-                              double(s.layers) * double(s.hidden * (2 * s.hidden + 2 * s.hidden / s.heads * s.kv_heads) +
-                                                        (s.architecture == "OPTForCausalLM" ? 2 : 3) * s.hidden * s.ffn);
+        const double params = s.parameters();
         if (a->json) shapes.push_back({{"shape", s.name}, {"architecture", s.architecture}, {"parameters", params}});
         else fmt::print("{:16} {:20} hidden {:5} layers {:3} heads {:3}/{:<3} ffn {:6} vocab {:6}  ~{:.2f} B parameters\n",
                         s.name, s.architecture, s.hidden, s.layers, s.heads, s.kv_heads, s.ffn, s.vocab, params / 1e9);
@@ -56,8 +54,8 @@ void register_synth(CLI::App& app, std::vector<std::pair<CLI::App*, Runner>>& ru
       if (a->json) print_json({{"shapes", shapes}});
       return;
     }
-    if (a->shape.empty()) fail("--shape is required (--list-shapes lists them)");
-    if (a->out.empty()) fail("--out is required");
+    if (a->shape.empty()) throw Error("--shape is required (--list-shapes lists them)");
+    if (a->out.empty()) throw Error("--out is required");
     SynthOptions o;
     o.shape = synth_shape(a->shape);
     if (a->layers) o.shape.layers = a->layers;
@@ -67,10 +65,8 @@ void register_synth(CLI::App& app, std::vector<std::pair<CLI::App*, Runner>>& ru
     if (a->kv_heads) o.shape.kv_heads = a->kv_heads;
     if (a->vocab) o.shape.vocab = a->vocab;
     if (o.shape.architecture == "OPTForCausalLM") o.shape.kv_heads = o.shape.heads;
-    if (a->dtype == "bf16") o.dtype = DType::BF16;
-    else if (a->dtype == "f16") o.dtype = DType::F16;
-    else fail("--dtype must be bf16 or f16, got '{}'", a->dtype);
-    if (!(a->shard_gb > 0)) fail("--shard-gb must be positive");
+    o.dtype = a->dtype;
+    if (!(a->shard_gb > 0)) throw Error("--shard-gb must be positive");
     o.shard_bytes = uint64_t(a->shard_gb * 1e9);
     o.out = a->out;
     o.seed = a->seed;

@@ -181,7 +181,7 @@ double quadratic_error(const Tensor& q, const Tensor& w, const Tensor& h) {
 
 class CpuBackend final : public CalibrationBackend {
  public:
-  CpuBackend(const Model& model, const CalibWindows& windows, const BackendOptions& o)
+  CpuBackend(const LoadedModel& model, const CalibWindows& windows, const BackendOptions& o)
       : model_(model), c_(model.config), opt_(o), runner_(model, windows, o.chunk_tokens), T_(windows.seqlen),
         n_win_(windows.n) {}
 
@@ -357,7 +357,7 @@ class CpuBackend final : public CalibrationBackend {
   }
 
  private:
-  const Model& model_;
+  const LoadedModel& model_;
   const ModelConfig& c_;
   BackendOptions opt_;
   BlockRunner runner_;  // the windows' hidden states at the current block's input
@@ -371,7 +371,7 @@ class CpuBackend final : public CalibrationBackend {
 
 }  // namespace
 
-std::unique_ptr<CalibrationBackend> make_cpu_calibration_backend(const Model& model, const CalibWindows& windows,
+std::unique_ptr<CalibrationBackend> make_cpu_calibration_backend(const LoadedModel& model, const CalibWindows& windows,
                                                                  const BackendOptions& options) {
   return std::make_unique<CpuBackend>(model, windows, options);
 }

@@ -28,7 +28,7 @@ class LambdaObserver final : public PointObserver {
 
 }  // namespace
 
-CudaBackend::CudaBackend(const Model& model, const CalibWindows& windows, const BackendOptions& o)
+CudaBackend::CudaBackend(const LoadedModel& model, const CalibWindows& windows, const BackendOptions& o)
     : model_(model),
       c_(model.config),
       opt_(o),
@@ -255,7 +255,7 @@ void CudaBackend::finish() {
 
 }  // namespace cuda
 
-std::unique_ptr<CalibrationBackend> make_cuda_calibration_backend(const Model& model, const CalibWindows& windows,
+std::unique_ptr<CalibrationBackend> make_cuda_calibration_backend(const LoadedModel& model, const CalibWindows& windows,
                                                                   const BackendOptions& options) {
   return std::make_unique<cuda::CudaBackend>(model, windows, options);
 }

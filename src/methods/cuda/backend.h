@@ -25,7 +25,7 @@ namespace quantllm::cuda {
 
 class CudaBackend final : public CalibrationBackend {
  public:
-  CudaBackend(const Model& model, const CalibWindows& windows, const BackendOptions& o);
+  CudaBackend(const LoadedModel& model, const CalibWindows& windows, const BackendOptions& o);
 
   const ModelConfig& config() const override { return c_; }
   void load_block(int layer, bool check_finite) override;
@@ -66,7 +66,7 @@ class CudaBackend final : public CalibrationBackend {
   TensorRef find(const std::string& name) const;
   double sum_sq(const float* a, const float* b, int64_t n);
 
-  const Model& model_;
+  const LoadedModel& model_;
   const ModelConfig& c_;
   BackendOptions opt_;
   Context ctx_;

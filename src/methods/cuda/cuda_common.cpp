@@ -115,7 +115,7 @@ std::string PhaseClock::report() const {
   return r;
 }
 
-void embed_on_device(const Context& ctx, const Model& model, const CalibWindows& windows, ActivationStore& X,
+void embed_on_device(const Context& ctx, const LoadedModel& model, const CalibWindows& windows, ActivationStore& X,
                      int64_t chunk_rows) {
   const ModelConfig& c = model.config;
   const ArchSpec& a = *c.arch;

@@ -20,14 +20,14 @@ namespace quantllm::cuda {
 // runs at full speed; unpin() them once uploaded (after a sync) and before they are freed.
 class BlockPrefetcher {
  public:
-  BlockPrefetcher(const Model& model, bool check_finite) : model_(model), check_(check_finite) {}
+  BlockPrefetcher(const LoadedModel& model, bool check_finite) : model_(model), check_(check_finite) {}
   ~BlockPrefetcher();
   BlockWeights take(int layer, bool check_this = true);
   static void unpin(BlockWeights& w);
 
  private:
   BlockWeights load(int layer, bool check) const;
-  const Model& model_;
+  const LoadedModel& model_;
   bool check_;
   int next_ = -1;
   std::future<BlockWeights> pending_;
@@ -58,7 +58,7 @@ class PhaseClock {
 
 // The calibration windows' embeddings (OPT: projected, positions added, as runtime/forward.cpp embed)
 // computed on the device into X [n·T, hidden], chunk by chunk.
-void embed_on_device(const Context& ctx, const Model& model, const CalibWindows& windows, ActivationStore& X,
+void embed_on_device(const Context& ctx, const LoadedModel& model, const CalibWindows& windows, ActivationStore& X,
                      int64_t chunk_rows);
 
 // The one-line summary printed when a GPU run starts.

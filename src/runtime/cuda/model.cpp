@@ -18,7 +18,7 @@ DeviceLinear upload_linear(const Context& ctx, const Tensor& w) {
 }
 }  // namespace
 
-DeviceModel::DeviceModel(const Model& m, Math math) : ctx_(), c_(m.config), math_(math) {
+DeviceModel::DeviceModel(const LoadedModel& m, Math math) : ctx_(), c_(m.config), math_(math) {
   const Context& ctx = ctx_;
   globals_ = load_globals(c_, *m.weights);
   for (int i = 0; i < c_.n_layers; ++i) blocks_.push_back(upload_block(ctx, load_block(c_, *m.weights, i)));

@@ -16,7 +16,7 @@ namespace quantllm::cuda {
 class DeviceModel final : public ModelRunner {
  public:
   // Owns its context: one device, one stream.
-  DeviceModel(const Model& m, Math math);
+  DeviceModel(const LoadedModel& m, Math math);
   const ModelConfig& config() const override { return c_; }
   // Windows [n_seq, seq_len] → on_logits(window, logits [seq_len, vocab]) on the host.
   void forward(const std::vector<int32_t>& tokens, int64_t n_seq, int64_t seq_len,

@@ -1,6 +1,6 @@
 // The type of each tensor in a GGUF file, following llama.cpp's rules (see gguf_plan.h). Only the
 // weight formats quantllm implements appear; the rules for IQ1/IQ2/IQ3 mixes are left out.
-#include "export/gguf_plan.h"
+#include "formats/gguf_plan.h"
 
 #include "core/error.h"
 #include "model/gguf_names.h"

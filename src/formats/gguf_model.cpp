@@ -1,7 +1,8 @@
-// GGUF writer (metadata + quantized tensors) and reader (GGUF file → Model), see gguf_export.h.
-#include "export/gguf_export.h"
+// GGUF writer (metadata + quantized tensors) and reader (GGUF file → LoadedModel), see gguf_export.h.
+#include "formats/gguf_model.h"
 
 #include "core/error.h"
+#include "formats/open.h"
 #include "core/fs.h"
 #include "core/threads.h"
 #include "io/gguf.h"
@@ -49,7 +50,7 @@ void add_hparams(GGUFWriter& g, const ModelConfig& c) {
   }
 }
 
-void add_tokenizer(GGUFWriter& g, const Model& m) {
+void add_tokenizer(GGUFWriter& g, const LoadedModel& m) {
   const Tokenizer& t = *m.tokenizer;
   const int32_t n = t.vocab_size();
   // A model whose embedding has more rows than the tokenizer has tokens (padded vocabularies; the
@@ -93,7 +94,7 @@ void add_tokenizer(GGUFWriter& g, const Model& m) {
 
 }  // namespace
 
-uint64_t write_gguf(const Model& model, const WeightSource& weights, const std::vector<PlannedTensor>& plan,
+uint64_t write_gguf(const LoadedModel& model, const WeightSource& weights, const std::vector<PlannedTensor>& plan,
                     const std::filesystem::path& path, const GGUFExportOptions& opt) {
   const ModelConfig& c = model.config;
   check_output_path(path, opt.overwrite);
@@ -138,8 +139,12 @@ uint64_t write_gguf(const Model& model, const WeightSource& weights, const std::
       im = imat.data();
     }
     std::vector<uint8_t> bytes(p.bytes);
-    const size_t written = ggml::quantize_rows(p.type, t.ptr(), bytes.data(), nrows, n_per_row, im);
-    QL_ASSERT(written == p.bytes, "{}: {} bytes written, {} planned", p.gguf_name, written, p.bytes);
+    if (opt.rounder) {
+      opt.rounder(p, t.ptr(), nrows, im, bytes.data());
+    } else {
+      const size_t written = ggml::quantize_rows(p.type, t.ptr(), bytes.data(), nrows, n_per_row, im);
+      QL_ASSERT(written == p.bytes, "{}: {} bytes written, {} planned", p.gguf_name, written, p.bytes);
+    }
     g.add_tensor(p.gguf_name, uint32_t(p.type), p.ne, std::move(bytes));
     ++done;
   }
@@ -298,7 +303,9 @@ Tokenizer tokenizer_from_gguf(const GGUFFile& f) {
   return Tokenizer::from_json(*hf->get_if<std::string>(), cfg.dump(), f.name() + " (tokenizer.huggingface.json)");
 }
 
-std::optional<Model> open_gguf(const std::filesystem::path& path) {
+}  // namespace
+
+std::optional<LoadedModel> open_gguf(const std::filesystem::path& path) {
   std::error_code ec;
   if (!std::filesystem::is_regular_file(path, ec)) return std::nullopt;
   if (path.extension() != ".gguf") {  // sniff the magic for files named otherwise
@@ -309,7 +316,7 @@ std::optional<Model> open_gguf(const std::filesystem::path& path) {
     if (!ok) return std::nullopt;
   }
   auto file = std::make_shared<GGUFFile>(path);
-  Model m;
+  LoadedModel m;
   m.path = path;
   m.kind = "gguf";
   m.config = config_from_gguf(*file);
@@ -319,11 +326,6 @@ std::optional<Model> open_gguf(const std::filesystem::path& path) {
   return m;
 }
 
-}  // namespace
 
-void register_gguf_reader() {
-  static const bool once = (register_model_opener(&open_gguf), true);
-  (void)once;
-}
 
 }  // namespace quantllm

@@ -9,6 +9,7 @@
 #include "model/weights.h"
 #include "quant/gptq_format.h"
 #include "quant/group_quant.h"
+#include "quantllm/quantize.h"
 
 #include <filesystem>
 #include <map>
@@ -16,19 +17,13 @@
 
 namespace quantllm {
 
-// What a layer's quantization measured (reported per layer by quantize).
-struct LayerStats {
-  double relative_error = 0;  // tr((W−Q) H (W−Q)ᵀ) / tr(W H Wᵀ), when a Hessian was available
-  double rtn_relative_error = 0;  // the same objective for round-to-nearest with the same grid (GPTQ)
-  double damp = 0;            // damping finally used (GPTQ)
-  double seconds = 0;
-  int64_t dead_inputs = 0;    // GPTQ: inputs that were 0 in every calibration token (H[i,i] = 0)
-};
+// What a layer's quantization measured: the public LayerReport (include/quantllm/quantize.h).
+using LayerStats = LayerReport;
 
 enum class QuantMethod { RTN, GPTQ, AWQ };
 
 struct QuantizedModel {
-  const Model* base = nullptr;
+  const LoadedModel* base = nullptr;
   QuantMethod method = QuantMethod::GPTQ;
   QuantParams params;
   // Method settings recorded in quantization_config.
@@ -58,7 +53,5 @@ void save_quantized(const QuantizedModel& qm, const std::filesystem::path& dir, 
 // Bytes a packed layer takes on disk: codes + zeros (bits each) + fp16 scales + int32 g_idx.
 size_t packed_layer_bytes(int64_t in, int64_t out, int64_t groups, int bits, bool with_g_idx = true);
 
-// Registers the GPTQ / AWQ directory reader with open_model().
-void register_quantized_dir_reader();
 
 }  // namespace quantllm

@@ -1,8 +1,9 @@
-// GPTQ and AWQ checkpoint directories: the writer (save_quantized) and the reader registered with
-// open_model, which dequantizes packed layers to fp32 on load (see quantized_model.h).
+// GPTQ and AWQ checkpoint directories: the writer (save_quantized) and the reader open_model uses, which
+// dequantizes packed layers to fp32 on load (see quantized_model.h).
 #include "core/error.h"
+#include "formats/open.h"
 #include "core/fs.h"
-#include "export/quantized_model.h"
+#include "formats/quantized_model.h"
 #include "io/safetensors.h"
 #include "model/config.h"
 
@@ -201,7 +202,9 @@ class QuantizedDirWeights final : public WeightSource {
   std::set<std::string> packed_;
 };
 
-std::optional<Model> open_quantized_dir(const std::filesystem::path& path) {
+}  // namespace
+
+std::optional<LoadedModel> open_quantized_dir(const std::filesystem::path& path) {
   std::error_code ec;
   if (!std::filesystem::is_directory(path, ec) || !std::filesystem::exists(path / "config.json", ec)) return std::nullopt;
   const auto cfg_path = path / "config.json";
@@ -215,7 +218,7 @@ std::optional<Model> open_quantized_dir(const std::filesystem::path& path) {
   if (!root.is_object() || !root.contains("quantization_config")) return std::nullopt;
   const json& qc = root["quantization_config"];
   if (!qc.is_object()) fail("{}: 'quantization_config' must be an object", cfg_path.string());
-  Model m;
+  LoadedModel m;
   m.path = path;
   m.config = parse_config_json(text, cfg_path.string());
   auto w = std::make_shared<QuantizedDirWeights>(path, qc);
@@ -227,7 +230,6 @@ std::optional<Model> open_quantized_dir(const std::filesystem::path& path) {
   return m;
 }
 
-}  // namespace
 
 size_t packed_layer_bytes(int64_t in, int64_t out, int64_t groups, int bits, bool with_g_idx) {
   return size_t(in * out * bits / 8 + groups * out * bits / 8 + groups * out * 2 + (with_g_idx ? in * 4 : 0));
@@ -245,7 +247,7 @@ HfQuantFormat parse_hf_quant_format(const std::string& name) {
 void save_quantized(const QuantizedModel& qm, const std::filesystem::path& dir, HfQuantFormat format,
                     bool overwrite) {
   QL_ASSERT(qm.base);
-  const Model& base = *qm.base;
+  const LoadedModel& base = *qm.base;
   const WeightSource& src = *base.weights;
   const bool awq = format == HfQuantFormat::AwqGemm;
   const auto gformat = format == HfQuantFormat::GptqV2 ? GptqCheckpointFormat::kV2 : GptqCheckpointFormat::kV1;
@@ -315,9 +317,5 @@ void QuantizedModel::save(const std::filesystem::path& dir, const std::string& f
   save_quantized(*this, dir, parse_hf_quant_format(f), overwrite);
 }
 
-void register_quantized_dir_reader() {
-  static const bool once = (register_model_opener(&open_quantized_dir), true);
-  (void)once;
-}
 
 }  // namespace quantllm

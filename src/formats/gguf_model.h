@@ -1,4 +1,4 @@
-// Writing a model as one GGUF file that llama.cpp runs, and reading such files back as a Model.
+// Writing a model as one GGUF file that llama.cpp runs, and reading such files back as a LoadedModel.
 //
 // Metadata: general.* (architecture, name, file_type, quantization_version), the architecture's
 // hyperparameter keys (llama / qwen2 as llama.cpp defines them; "opt" is ours, see docs/gguf.md),
@@ -9,27 +9,33 @@
 
 #include "io/imatrix.h"
 #include "model/weights.h"
-#include "export/gguf_plan.h"
+#include "formats/gguf_plan.h"
 
 #include <filesystem>
 #include <functional>
 
 namespace quantllm {
 
+// A GGML rounder: encodes one planned tensor — rows [nrows, p.ne[0]] fp32 in the file's row order —
+// into p.bytes bytes of p.type; imatrix: the tensor's importance matrix row, or null. The GGUF writer
+// takes any rounder; the default is llama.cpp's quantizer (quant/ggml/types.h quantize_rows), so the
+// file is byte for byte what llama-quantize writes.
+using GgmlRounder = std::function<void(const PlannedTensor& p, const float* rows, int64_t nrows, const float* imatrix,
+                                       uint8_t* dst)>;
+
 struct GGUFExportOptions {
   std::string mix_name = "Q4_K_M";
   uint32_t ftype = 15;
   const ImportanceMatrix* imatrix = nullptr;
   bool overwrite = false;
+  GgmlRounder rounder;  // empty: llama.cpp's
   std::function<void(size_t done, size_t total, const std::string& tensor)> progress;
 };
 
-// Quantizes every tensor of `weights` (HF names; config c) as `plan` says and writes `path` atomically.
+// Encodes every tensor of `weights` (HF names; config c) as `plan` says and writes `path` atomically.
 // Returns the bytes written.
-uint64_t write_gguf(const Model& model, const WeightSource& weights, const std::vector<PlannedTensor>& plan,
+uint64_t write_gguf(const LoadedModel& model, const WeightSource& weights, const std::vector<PlannedTensor>& plan,
                     const std::filesystem::path& path, const GGUFExportOptions& opt);
 
-// Registers the .gguf reader with open_model().
-void register_gguf_reader();
 
 }  // namespace quantllm

@@ -1,7 +1,7 @@
 // quantllm::AWQQuantizer (include/quantllm/awq.h): texts and file calibration, save, read back.
-// test_pipeline links the pipeline layer only, so the thin API file is compiled into this test.
-#include "api/awq.cpp"  // NOLINT: see above
-
+#include "formats/open.h"
+#include "formats/quantized_model.h"
+#include "quantllm/awq.h"
 #include "support/reference.h"
 #include "support/run.h"
 
@@ -11,7 +11,6 @@ using namespace quantllm;
 using namespace quantllm::test;
 
 TEST(AwqApi, QuantizeTextsAndSave) {
-  register_quantized_dir_reader();
   const std::string text = read_all(data_file("gutenberg-calib.txt")).substr(0, 200000);
   AWQQuantizer q(model_dir("gutenberg-opt-28m"),
                  {.bits = 4, .group_size = 128, .zero_point = true, .version = "gemm", .seqlen = 128});
@@ -19,15 +18,15 @@ TEST(AwqApi, QuantizeTextsAndSave) {
   EXPECT_EQ(qm.result().layers.size(), 6u * 6u);  // 6 blocks × q, k, v, out_proj, fc1, fc2
   TempDir dir;
   qm.save(dir / "awq");
-  const Model back = open_model(dir / "awq");
+  const LoadedModel back = open_model(dir / "awq");
   EXPECT_EQ(back.kind, "awq");
-  const auto view = qm.weights();
+  const Model view = qm.as_model();
   const std::string name = "model.decoder.layers.0.fc1.weight";
-  EXPECT_EQ(back.weights->load(name).data, view->load(name).data);
+  EXPECT_EQ(back.weights->load(name).data, view.loaded().weights->load(name).data);
 }
 
 TEST(AwqApi, BadConfigThrows) {
-  const Model m = open_model(model_dir("gutenberg-opt-28m"));
+  const Model m(model_dir("gutenberg-opt-28m"));
   EXPECT_THROW(AWQQuantizer(m, {.bits = 9}), Error);
   EXPECT_THROW(AWQQuantizer(m, {.version = "gemv"}), Error);
   AWQQuantizer q(m, {.group_size = 100, .seqlen = 64});

@@ -1,0 +1,139 @@
+// The method registry (see registry.h) and the group-wise methods' run and plan: quantize the model with
+// rtn / gptq / awq and write the GPTQ or AWQ directory.
+#include "methods/registry.h"
+
+#include "core/error.h"
+#include "core/threads.h"
+#include "formats/quantized_model.h"
+#include "methods/estimate.h"
+#include "methods/group_methods.h"
+
+#include <fmt/format.h>
+
+#include <chrono>
+
+namespace quantllm {
+
+namespace {
+
+double seconds_since(std::chrono::steady_clock::time_point t0) {
+  return std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+}
+
+uint64_t path_bytes(const std::filesystem::path& p) {
+  uint64_t total = 0;
+  std::error_code ec;
+  if (std::filesystem::is_regular_file(p, ec)) return std::filesystem::file_size(p, ec);
+  for (const auto& e : std::filesystem::recursive_directory_iterator(p, ec))
+    if (e.is_regular_file(ec)) total += e.file_size(ec);
+  return total;
+}
+
+std::string format_name(const QuantizeRequest& r) {
+  return r.format.empty() ? (r.method == "awq" ? "awq_gemm" : "gptq") : r.format;
+}
+
+void validate_group(const QuantizeRequest& r) {
+  const int bits = r.bits.value_or(4);
+  if (bits < 2 || bits > 8) fail("--bits must be between 2 and 8, got {}", bits);
+  if (!(r.gptq.damp > 0) || r.gptq.damp > 1) fail("--damp must be in (0, 1], got {}", r.gptq.damp);
+  if (r.awq.scale_first && r.method == "awq")
+    fail("--awq-scale composes AWQ scaling with --method gptq or rtn; --method awq scales already");
+  const HfQuantFormat format = parse_hf_quant_format(format_name(r));
+  if (format == HfQuantFormat::AwqGemm && (bits != 4 || r.gptq.act_order))
+    fail("--format awq_gemm stores 4-bit weights in contiguous groups (no --act-order)");
+  if (!r.gguf.imatrix.empty()) fail("--imatrix applies to --method gguf");
+}
+
+QuantizeResult run_group(const LoadedModel& m, const QuantizeRequest& r, const ProgressCallback& progress) {
+  const auto t0 = std::chrono::steady_clock::now();
+  const RunEstimate est = estimate_group_method(m, r);
+  const double avail = available_memory_bytes();
+  if (r.device.device == "cpu" && avail > 0 && est.peak_bytes > avail)
+    fail("{} {}-bit with {} × {} calibration tokens needs about {} of memory, {} is available (--dry-run itemizes "
+         "it); lower --nsamples or --seqlen", r.method, quant_params(r).bits, r.calib.nsamples, r.calib.seqlen,
+         format_bytes(uint64_t(est.peak_bytes)), format_bytes(uint64_t(avail)));
+  BlockProgress bp;
+  if (progress) bp = [&](int done, int total, const std::string& detail) { progress(done, total, detail); };
+  const QuantizedModel qm = quantize_group_method(m, r, bp);
+  const auto t_save = std::chrono::steady_clock::now();
+  save_quantized(qm, r.out, parse_hf_quant_format(format_name(r)), r.overwrite);
+  QuantizeResult res;
+  res.write_seconds = seconds_since(t_save);
+  res.out = r.out;
+  res.method = r.method;
+  // Size and bits per weight of the quantized layers (codes + scales + zeros + g_idx).
+  int64_t params = 0;
+  size_t qbytes = 0;
+  for (const auto& [name, q] : qm.layers) {
+    params += q.in * q.out;
+    qbytes += packed_layer_bytes(q.in, q.out, q.n_groups(), q.bits);
+  }
+  res.bits_per_weight = params ? 8.0 * double(qbytes) / double(params) : 0;
+  res.bytes = path_bytes(r.out);
+  res.layers = qm.stats;
+  res.seconds = seconds_since(t0);
+  return res;
+}
+
+QuantizePlan plan_group(const LoadedModel& m, const QuantizeRequest& r) {
+  const ModelConfig& c = m.config;
+  const QuantParams p = quant_params(r);
+  validate_layers(c, p);
+  QuantizePlan plan;
+  plan.method = r.method;
+  double params = 0, bytes = 0;
+  for (int64_t i = 0; i < c.n_layers; ++i) {
+    const BlockSpec& spec = c.block(i);
+    for (size_t l = 0; l < spec.linears.size(); ++l) {
+      const int64_t in = spec.linears[l].in, out = spec.linears[l].out;
+      const int64_t groups = group_count(p, in);
+      // codes, fp16 scales, packed zeros, g_idx (what save_quantized writes)
+      const double b = double(packed_layer_bytes(in, out, groups, p.bits));
+      params += double(in * out);
+      bytes += b;
+      plan.layers.push_back({spec.linear_tensor(int(l)), {out, in}, fmt::format("{}-bit", p.bits), p.bits, groups,
+                             uint64_t(b), ""});
+    }
+  }
+  plan.bytes = uint64_t(bytes);
+  plan.bits_per_weight = 8 * bytes / params;
+  const RunEstimate est = estimate_group_method(m, r);
+  plan.memory = est.memory;
+  plan.peak_bytes = est.peak_bytes;
+  plan.available_bytes = available_memory_bytes();
+  plan.flops = est.flops;
+  plan.matmul_flops_per_second = measure_matmul_rate();
+  plan.seconds_estimate = est.flops / plan.matmul_flops_per_second;
+  return plan;
+}
+
+}  // namespace
+
+const std::vector<MethodEntry>& method_registry() {
+  static const std::vector<MethodEntry> table = {
+      {"rtn", "round-to-nearest integer groups (no calibration)", "-", "AWQ scaling (--awq-scale)",
+       "int-N groups, nearest", "GPTQ directory", false, validate_group, run_group, plan_group},
+      {"gptq", "GPTQ: Hessian-aware integer groups (Frantar et al. 2022)", "Hessians XᵀX",
+       "AWQ scaling (--awq-scale)", "int-N groups, GPTQ", "GPTQ directory", true, validate_group, run_group,
+       plan_group},
+      {"awq", "AWQ: activation-aware scaling, clipped integer groups (Lin et al. 2024)", "Σ|x| and a search sample",
+       "AWQ scaling", "int-N groups, clipped", "AWQ (GEMM) directory", true, validate_group, run_group, plan_group},
+      {"gguf", "llama.cpp's GGUF types and mixes, byte for byte", "- (an importance matrix file)",
+       "AWQ scaling (--awq-scale)", "GGML blocks", "GGUF file", false, validate_gguf, run_gguf, plan_gguf_method},
+  };
+  return table;
+}
+
+const MethodEntry& find_method(std::string_view name) {
+  std::string known;
+  for (const auto& m : method_registry()) {
+    if (m.name == name) return m;
+    known += (known.empty() ? "" : ", ") + std::string(m.name);
+  }
+  fail("--method '{}' is not known (known: {})", name, known);
+}
+
+bool needs_calibration(const QuantizeRequest& r) { return find_method(r.method).always_calibrated || r.awq.scale_first; }
+
+}  // namespace quantllm

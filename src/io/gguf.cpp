@@ -30,19 +30,6 @@ constexpr uint32_t kGGUFTypeCount = 13;
 // elem type + count prefix). Used to bound counts before allocating.
 constexpr size_t kGGUFMinBytes[] = {1, 1, 2, 2, 4, 4, 4, 1, 8, 12, 8, 8, 8};
 
-// ggml type ids with their block geometry, from llama.cpp's ggml.h (ids) and ggml-common.h (block
-// structs; QK_K = 256). Ids 4, 5 and 31..33, 36..38 were removed from ggml and are not valid in files.
-constexpr GGMLTypeSize kGGMLTypes[] = {
-    {0, "F32", 1, 4},         {1, "F16", 1, 2},        {2, "Q4_0", 32, 18},     {3, "Q4_1", 32, 20},
-    {6, "Q5_0", 32, 22},      {7, "Q5_1", 32, 24},     {8, "Q8_0", 32, 34},     {9, "Q8_1", 32, 36},
-    {10, "Q2_K", 256, 84},    {11, "Q3_K", 256, 110},  {12, "Q4_K", 256, 144},  {13, "Q5_K", 256, 176},
-    {14, "Q6_K", 256, 210},   {15, "Q8_K", 256, 292},  {16, "IQ2_XXS", 256, 66}, {17, "IQ2_XS", 256, 74},
-    {18, "IQ3_XXS", 256, 98}, {19, "IQ1_S", 256, 50},  {20, "IQ4_NL", 32, 18},  {21, "IQ3_S", 256, 110},
-    {22, "IQ2_S", 256, 82},   {23, "IQ4_XS", 256, 136}, {24, "I8", 1, 1},        {25, "I16", 1, 2},
-    {26, "I32", 1, 4},        {27, "I64", 1, 8},       {28, "F64", 1, 8},       {29, "IQ1_M", 256, 56},
-    {30, "BF16", 1, 2},       {34, "TQ1_0", 256, 54},  {35, "TQ2_0", 256, 66},  {39, "MXFP4", 32, 17},
-};
-
 // The dtype a float ggml type widens from, for to_f32.
 std::optional<DType> float_dtype(uint32_t ggml_type) {
   switch (ggml_type) {
@@ -80,9 +67,8 @@ std::string_view gguf_type_name(GGUFType t) {
 }
 
 const GGMLTypeSize* ggml_type_size(uint32_t id) {
-  for (const auto& t : kGGMLTypes)
-    if (t.id == id) return &t;
-  return nullptr;
+  const GGMLTypeSize* t = ggml::type_info(id);
+  return t && t->type != ggml::GgmlType::GQ4 ? t : nullptr;  // GQ4 is never in a file
 }
 
 std::optional<uint64_t> ggml_nbytes(uint32_t type, std::span<const int64_t> ne) {

@@ -21,6 +21,8 @@
 // are refused. Each failure throws one Error line naming the file and, where relevant, the key or tensor.
 #pragma once
 
+#include "quant/ggml/types.h"
+
 #include "core/tensor.h"
 #include "io/mapped_file.h"
 
@@ -92,15 +94,10 @@ class GGUFValue {
   Storage v_;
 };
 
-// Block geometry of a ggml tensor type id. A small local table for now (ids and sizes as in
-// llama.cpp's ggml.h / ggml-common.h); src/quant/ggml's traits table will replace it.
-struct GGMLTypeSize {
-  uint32_t id;
-  std::string_view name;  // "Q4_K"
-  int64_t block_size;     // elements per block
-  size_t type_size;       // bytes per block
-};
-const GGMLTypeSize* ggml_type_size(uint32_t id);  // nullptr when unknown
+// Block geometry of a ggml tensor type id: its row of the one type table (quant/ggml/types.h), nullptr
+// for an id that is not a type of GGUF files.
+using GGMLTypeSize = ggml::QuantTraits;
+const GGMLTypeSize* ggml_type_size(uint32_t id);
 // Bytes of a tensor with dims `ne` (ggml order) of the given type; nullopt when the type is
 // unknown, ne[0] is not a multiple of the block size, a dimension is negative, or the size overflows.
 std::optional<uint64_t> ggml_nbytes(uint32_t type, std::span<const int64_t> ne);

@@ -21,7 +21,19 @@ constexpr FfnNames kLlamaFfn = {
     .down = "mlp.down_proj",
 };
 
-constexpr ArchSpec llama_like(std::string_view hf, std::string_view type, std::string_view gguf, bool qkv_bias) {
+// Qwen3: Llama's block with an RMSNorm over each head of q and of k before RoPE.
+constexpr AttentionNames kQwen3Attention = {
+    .norm = "input_layernorm",
+    .q = "self_attn.q_proj",
+    .k = "self_attn.k_proj",
+    .v = "self_attn.v_proj",
+    .o = "self_attn.o_proj",
+    .q_norm = "self_attn.q_norm",
+    .k_norm = "self_attn.k_norm",
+};
+
+constexpr ArchSpec llama_like(std::string_view hf, std::string_view type, std::string_view gguf, bool qkv_bias,
+                              AttentionNames attn = kLlamaAttention) {
   return ArchSpec{
       .hf_architecture = hf,
       .model_type = type,
@@ -32,7 +44,7 @@ constexpr ArchSpec llama_like(std::string_view hf, std::string_view type, std::s
       .default_qkv_bias = qkv_bias,
       .position_offset = 0,
       .block_prefix = "model.layers.{}.",
-      .attn = kLlamaAttention,
+      .attn = attn,
       .ffn_names = kLlamaFfn,
       .embed_tokens = "model.embed_tokens",
       .embed_positions = "",
@@ -47,6 +59,7 @@ constexpr std::array kTable = {
     llama_like("LlamaForCausalLM", "llama", "llama", false),
     llama_like("MistralForCausalLM", "mistral", "llama", false),
     llama_like("Qwen2ForCausalLM", "qwen2", "qwen2", true),
+    llama_like("Qwen3ForCausalLM", "qwen3", "qwen3", false, kQwen3Attention),
     ArchSpec{
         .hf_architecture = "OPTForCausalLM",
         .model_type = "opt",

@@ -1,15 +1,16 @@
 // Architecture variants the reference models do not cover, on small random-weight checkpoints that
 // tests/support/synthetic.h writes: Qwen2 (q/k/v biases, tied head, hidden 640, GQA 10:2, byte-level
 // tokenizer with the Qwen2 split regex, transformers 4 and 5 configs), Llama (explicit head_dim,
-// llama3 RoPE scaling, untied, attention_bias), Mistral (sliding window, f16, sharded) and OPT
-// (project_in/out, post-LN as facebook/opt-350m, and pre-LN).
+// llama3 RoPE scaling, untied, attention_bias), Mistral (sliding window, f16, sharded), Qwen3 (per-head
+// q/k norms, head_dim ≠ hidden / heads) and OPT (project_in/out, post-LN as facebook/opt-350m, and pre-LN).
 //
-// The strongest check is a naive reference forward written here with plain loops in double precision,
+// The strongest check is a naive reference forward (support/naive_forward.h) with plain loops in double precision,
 // straight from the transformers modeling code, compared with our fp32 logits. The other checks are
 // equivalences that must hold exactly or nearly (config layouts, tied vs copied head, GQA vs duplicated
 // heads, KV-cache decoding vs the full pass), each paired with a perturbation showing it can fail.
 #include "support/run.h"
 #include "formats/open.h"
+#include "support/naive_forward.h"
 #include "support/synthetic.h"
 
 #include "model/weights.h"
@@ -26,190 +27,10 @@ namespace {
 
 using json = nlohmann::json;
 using test::Family;
+using test::reference_logits;
+using test::Rows;
 using test::SyntheticSpec;
 using test::TensorMap;
-
-// ---------------------------------------------------------------------------------------------
-// Naive reference forward (double precision, plain loops). x is row-major [T, width].
-
-using Rows = std::vector<double>;
-
-// y[T, out] = x[T, in] · Wᵀ + b, W as stored by transformers: [out, in].
-Rows ref_linear(const Rows& x, int64_t T, const test::HostTensor& w, const test::HostTensor* b) {
-  const int64_t out = w.shape[0], in = w.shape[1];
-  EXPECT_EQ(int64_t(x.size()), T * in);
-  Rows y(size_t(T * out));
-  for (int64_t t = 0; t < T; ++t)
-    for (int64_t o = 0; o < out; ++o) {
-      double acc = b ? double(b->v[size_t(o)]) : 0.0;
-      for (int64_t i = 0; i < in; ++i) acc += x[size_t(t * in + i)] * double(w.v[size_t(o * in + i)]);
-      y[size_t(t * out + o)] = acc;
-    }
-  return y;
-}
-
-Rows ref_rms_norm(const Rows& x, int64_t T, const test::HostTensor& w, double eps) {
-  const int64_t d = w.shape[0];
-  Rows y(x.size());
-  for (int64_t t = 0; t < T; ++t) {
-    double ss = 0;
-    for (int64_t j = 0; j < d; ++j) ss += x[size_t(t * d + j)] * x[size_t(t * d + j)];
-    const double inv = 1.0 / std::sqrt(ss / double(d) + eps);
-    for (int64_t j = 0; j < d; ++j) y[size_t(t * d + j)] = double(w.v[size_t(j)]) * x[size_t(t * d + j)] * inv;
-  }
-  return y;
-}
-
-Rows ref_layer_norm(const Rows& x, int64_t T, const test::HostTensor& w, const test::HostTensor& b) {
-  const int64_t d = w.shape[0];
-  Rows y(x.size());
-  for (int64_t t = 0; t < T; ++t) {
-    double mean = 0, var = 0;
-    for (int64_t j = 0; j < d; ++j) mean += x[size_t(t * d + j)];
-    mean /= double(d);
-    for (int64_t j = 0; j < d; ++j) var += (x[size_t(t * d + j)] - mean) * (x[size_t(t * d + j)] - mean);
-    var /= double(d);
-    const double inv = 1.0 / std::sqrt(var + 1e-5);  // torch.nn.LayerNorm's default eps
-    for (int64_t j = 0; j < d; ++j)
-      y[size_t(t * d + j)] = (x[size_t(t * d + j)] - mean) * inv * double(w.v[size_t(j)]) + double(b.v[size_t(j)]);
-  }
-  return y;
-}
-
-// RoPE inverse frequencies, transformers' _compute_default_rope_parameters and
-// _compute_llama3_parameters: low frequencies (wavelength beyond original/low_freq_factor) are divided
-// by the factor, high ones (below original/high_freq_factor) kept, and the band between interpolated.
-std::vector<double> ref_inv_freq(const SyntheticSpec& s) {
-  const int64_t dh = s.dh();
-  std::vector<double> f;
-  for (int64_t i = 0; i < dh; i += 2) f.push_back(1.0 / std::pow(s.rope_theta, double(i) / double(dh)));
-  if (!s.llama3) return f;
-  const auto& l = *s.llama3;
-  const double low_wavelen = double(l.original_max_positions) / l.low_freq_factor;
-  const double high_wavelen = double(l.original_max_positions) / l.high_freq_factor;
-  for (double& x : f) {
-    const double wavelen = 2 * std::numbers::pi / x;
-    if (wavelen < high_wavelen) continue;
-    if (wavelen > low_wavelen) {
-      x /= l.factor;
-      continue;
-    }
-    const double smooth =
-        (double(l.original_max_positions) / wavelen - l.low_freq_factor) / (l.high_freq_factor - l.low_freq_factor);
-    x = (1 - smooth) * x / l.factor + smooth * x;
-  }
-  return f;
-}
-
-// Rotate-half RoPE on [T, n_heads * dh] at positions 0..T-1.
-void ref_rope(Rows& x, int64_t T, int64_t n_heads, const SyntheticSpec& s) {
-  const int64_t dh = s.dh(), half = dh / 2;
-  const auto f = ref_inv_freq(s);
-  for (int64_t t = 0; t < T; ++t)
-    for (int64_t h = 0; h < n_heads; ++h) {
-      double* v = &x[size_t((t * n_heads + h) * dh)];
-      for (int64_t i = 0; i < half; ++i) {
-        const double c = std::cos(double(t) * f[size_t(i)]), sn = std::sin(double(t) * f[size_t(i)]);
-        const double a = v[i], b = v[i + half];
-        v[i] = a * c - b * sn;
-        v[i + half] = b * c + a * sn;
-      }
-    }
-}
-
-// Causal softmax attention; query head h reads key/value head h / (n_heads / n_kv). A query at t sees
-// keys t - window + 1 .. t when window > 0 (transformers' sliding-window mask), else 0 .. t.
-Rows ref_attention(const Rows& q, const Rows& k, const Rows& v, int64_t T, int64_t n_heads, int64_t n_kv, int64_t dh,
-                   int64_t window) {
-  Rows out(size_t(T * n_heads * dh), 0.0);
-  for (int64_t h = 0; h < n_heads; ++h) {
-    const int64_t g = h / (n_heads / n_kv);
-    for (int64_t t = 0; t < T; ++t) {
-      const int64_t lo = window > 0 ? std::max<int64_t>(0, t - window + 1) : 0;
-      std::vector<double> p;
-      double mx = -INFINITY;
-      for (int64_t j = lo; j <= t; ++j) {
-        double sdot = 0;
-        for (int64_t d = 0; d < dh; ++d) sdot += q[size_t((t * n_heads + h) * dh + d)] * k[size_t((j * n_kv + g) * dh + d)];
-        p.push_back(sdot / std::sqrt(double(dh)));
-        mx = std::max(mx, p.back());
-      }
-      double sum = 0;
-      for (double& e : p) sum += (e = std::exp(e - mx));
-      for (int64_t j = lo; j <= t; ++j)
-        for (int64_t d = 0; d < dh; ++d)
-          out[size_t((t * n_heads + h) * dh + d)] += p[size_t(j - lo)] / sum * v[size_t((j * n_kv + g) * dh + d)];
-    }
-  }
-  return out;
-}
-
-const test::HostTensor* maybe(const TensorMap& t, const std::string& name) {
-  const auto it = t.find(name);
-  return it == t.end() ? nullptr : &it->second;
-}
-
-// Logits [T, vocab] of the model (spec + tensors) for `tokens`, as transformers computes them.
-Rows reference_logits(const SyntheticSpec& s, const TensorMap& t, const std::vector<int32_t>& tokens) {
-  const int64_t T = int64_t(tokens.size()), d = s.hidden;
-  auto at = [&](const std::string& n) -> const test::HostTensor& { return t.at(n); };
-  if (s.family == Family::Opt) {
-    const int64_t e = s.embed_dim();
-    Rows x(size_t(T * e));
-    for (int64_t i = 0; i < T; ++i)
-      for (int64_t j = 0; j < e; ++j) x[size_t(i * e + j)] = at("model.decoder.embed_tokens.weight").v[size_t(tokens[size_t(i)] * e + j)];
-    if (e != d) x = ref_linear(x, T, at("model.decoder.project_in.weight"), nullptr);
-    // OPTLearnedPositionalEmbedding: position p reads row p + 2.
-    for (int64_t i = 0; i < T; ++i)
-      for (int64_t j = 0; j < d; ++j) x[size_t(i * d + j)] += at("model.decoder.embed_positions.weight").v[size_t((i + 2) * d + j)];
-    for (int64_t l = 0; l < s.layers; ++l) {
-      const std::string p = "model.decoder.layers." + std::to_string(l) + ".";
-      auto ln = [&](const Rows& y, const std::string& n) { return ref_layer_norm(y, T, at(p + n + ".weight"), at(p + n + ".bias")); };
-      auto lin = [&](const Rows& y, const std::string& n) { return ref_linear(y, T, at(p + n + ".weight"), &at(p + n + ".bias")); };
-      Rows h = s.norm_before ? ln(x, "self_attn_layer_norm") : x;
-      const Rows att = ref_attention(lin(h, "self_attn.q_proj"), lin(h, "self_attn.k_proj"), lin(h, "self_attn.v_proj"), T,
-                                     s.heads, s.heads, d / s.heads, 0);
-      const Rows o = lin(att, "self_attn.out_proj");
-      for (size_t i = 0; i < x.size(); ++i) x[i] += o[i];
-      if (!s.norm_before) x = ln(x, "self_attn_layer_norm");
-      h = s.norm_before ? ln(x, "final_layer_norm") : x;
-      Rows mid = lin(h, "fc1");
-      for (double& m : mid) m = std::max(m, 0.0);
-      const Rows down = lin(mid, "fc2");
-      for (size_t i = 0; i < x.size(); ++i) x[i] += down[i];
-      if (!s.norm_before) x = ln(x, "final_layer_norm");
-    }
-    if (s.norm_before)
-      x = ref_layer_norm(x, T, at("model.decoder.final_layer_norm.weight"), at("model.decoder.final_layer_norm.bias"));
-    if (e != d) x = ref_linear(x, T, at("model.decoder.project_out.weight"), nullptr);
-    return ref_linear(x, T, s.tied ? at("model.decoder.embed_tokens.weight") : at("lm_head.weight"), nullptr);
-  }
-  const int64_t dh = s.dh(), H = s.heads, KV = s.kv_heads;
-  const int64_t window = s.family == Family::Mistral ? s.sliding_window : 0;
-  Rows x(size_t(T * d));
-  for (int64_t i = 0; i < T; ++i)
-    for (int64_t j = 0; j < d; ++j) x[size_t(i * d + j)] = at("model.embed_tokens.weight").v[size_t(tokens[size_t(i)] * d + j)];
-  for (int64_t l = 0; l < s.layers; ++l) {
-    const std::string p = "model.layers." + std::to_string(l) + ".";
-    auto lin = [&](const Rows& y, const std::string& n) {
-      return ref_linear(y, T, at(p + n + ".weight"), maybe(t, p + n + ".bias"));
-    };
-    Rows h = ref_rms_norm(x, T, at(p + "input_layernorm.weight"), 1e-6);
-    Rows q = lin(h, "self_attn.q_proj"), k = lin(h, "self_attn.k_proj"), v = lin(h, "self_attn.v_proj");
-    ref_rope(q, T, H, s);
-    ref_rope(k, T, KV, s);
-    const Rows o = lin(ref_attention(q, k, v, T, H, KV, dh, window), "self_attn.o_proj");
-    for (size_t i = 0; i < x.size(); ++i) x[i] += o[i];
-    h = ref_rms_norm(x, T, at(p + "post_attention_layernorm.weight"), 1e-6);
-    const Rows gate = lin(h, "mlp.gate_proj");
-    Rows up = lin(h, "mlp.up_proj");
-    for (size_t i = 0; i < up.size(); ++i) up[i] *= gate[i] / (1 + std::exp(-gate[i]));
-    const Rows down = lin(up, "mlp.down_proj");
-    for (size_t i = 0; i < x.size(); ++i) x[i] += down[i];
-  }
-  x = ref_rms_norm(x, T, at("model.norm.weight"), 1e-6);
-  return ref_linear(x, T, s.tied ? at("model.embed_tokens.weight") : at("lm_head.weight"), nullptr);
-}
 
 // ---------------------------------------------------------------------------------------------
 // Our side: open the directory as the CLI does and run the full forward pass.
@@ -465,6 +286,14 @@ std::vector<TinyCase> tiny_cases() {
     s.shards = 3;
     s.seed = 13;
     v.push_back({"mistral", s, 32});
+  }
+  {
+    SyntheticSpec s;  // Qwen3: per-head q/k RMSNorm before RoPE; head_dim 32 with 4 heads on hidden 64 (q width
+                      // 128, as Qwen3's head_dim 128 ≠ hidden / heads), GQA 4:2, tied head
+    s.family = Family::Qwen3;
+    s.hidden = 64, s.heads = 4, s.kv_heads = 2, s.head_dim = 32, s.ffn = 96, s.tied = true, s.rope_theta = 1e6;
+    s.seed = 16;
+    v.push_back({"qwen3", s, 32});
   }
   {
     SyntheticSpec s;  // OPT-350m shape: post-LN, no final LayerNorm, project_in/out 32 <-> 64, untied

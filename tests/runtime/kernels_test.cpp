@@ -42,6 +42,17 @@ using ggml::GgmlType;
 
 namespace {
 
+// What the tests need of a type: the row of the one type table (quant/ggml/types.h), as one view.
+struct FormatView {
+  std::string_view name;
+  int block, block_bytes;
+  bool float_acts;
+};
+FormatView view_of(GgmlType t) {
+  const auto& tr = ggml::traits(t);
+  return {tr.name, tr.block_size, tr.type_size, float_acts(t)};
+}
+
 constexpr double kU = 0x1p-24;
 
 std::vector<Isa> levels() {
@@ -99,30 +110,30 @@ SpecAct spec_quantize(const std::vector<float>& x) {
 }
 
 struct Case {
-  WFormat format;
+  GgmlType format;
   GgmlType type;
 };
 const Case kGgmlCases[] = {
-    {WFormat::F32, GgmlType::F32},   {WFormat::F16, GgmlType::F16},   {WFormat::BF16, GgmlType::BF16},
-    {WFormat::Q8_0, GgmlType::Q8_0}, {WFormat::Q4_0, GgmlType::Q4_0}, {WFormat::Q4_K, GgmlType::Q4_K},
-    {WFormat::Q5_K, GgmlType::Q5_K}, {WFormat::Q6_K, GgmlType::Q6_K}, {WFormat::IQ4_NL, GgmlType::IQ4_NL},
-    {WFormat::IQ4_XS, GgmlType::IQ4_XS},
+    {GgmlType::F32, GgmlType::F32},   {GgmlType::F16, GgmlType::F16},   {GgmlType::BF16, GgmlType::BF16},
+    {GgmlType::Q8_0, GgmlType::Q8_0}, {GgmlType::Q4_0, GgmlType::Q4_0}, {GgmlType::Q4_K, GgmlType::Q4_K},
+    {GgmlType::Q5_K, GgmlType::Q5_K}, {GgmlType::Q6_K, GgmlType::Q6_K}, {GgmlType::IQ4_NL, GgmlType::IQ4_NL},
+    {GgmlType::IQ4_XS, GgmlType::IQ4_XS},
 };
 
 // |o_i| of the header comment for weight i of a packed ggml row.
-double offset_of(WFormat f, const uint8_t* row, int64_t i) {
+double offset_of(GgmlType f, const uint8_t* row, int64_t i) {
   using namespace quantllm::ggml;
   switch (f) {
-    case WFormat::Q8_0: return 128.0 * f16_to_f32(reinterpret_cast<const BlockQ8_0*>(row)[i / 32].d);
-    case WFormat::Q4_0: return 8.0 * std::fabs(f16_to_f32(reinterpret_cast<const BlockQ4_0*>(row)[i / 32].d));
-    case WFormat::Q4_K: return 63.0 * std::fabs(f16_to_f32(reinterpret_cast<const BlockQ4_K*>(row)[i / 256].dmin));
-    case WFormat::Q5_K: return 63.0 * std::fabs(f16_to_f32(reinterpret_cast<const BlockQ5_K*>(row)[i / 256].dmin));
-    case WFormat::Q6_K: {
+    case GgmlType::Q8_0: return 128.0 * f16_to_f32(reinterpret_cast<const BlockQ8_0*>(row)[i / 32].d);
+    case GgmlType::Q4_0: return 8.0 * std::fabs(f16_to_f32(reinterpret_cast<const BlockQ4_0*>(row)[i / 32].d));
+    case GgmlType::Q4_K: return 63.0 * std::fabs(f16_to_f32(reinterpret_cast<const BlockQ4_K*>(row)[i / 256].dmin));
+    case GgmlType::Q5_K: return 63.0 * std::fabs(f16_to_f32(reinterpret_cast<const BlockQ5_K*>(row)[i / 256].dmin));
+    case GgmlType::Q6_K: {
       const auto& b = reinterpret_cast<const BlockQ6_K*>(row)[i / 256];
       return 32.0 * std::fabs(f16_to_f32(b.d)) * std::abs(int(b.scales[(i % 256) / 16]));
     }
-    case WFormat::IQ4_NL: return 128.0 * std::fabs(f16_to_f32(reinterpret_cast<const BlockIQ4_NL*>(row)[i / 32].d));
-    case WFormat::IQ4_XS: {
+    case GgmlType::IQ4_NL: return 128.0 * std::fabs(f16_to_f32(reinterpret_cast<const BlockIQ4_NL*>(row)[i / 32].d));
+    case GgmlType::IQ4_XS: {
       const auto& b = reinterpret_cast<const BlockIQ4_XS*>(row)[i / 256];
       return 128.0 * std::fabs(f16_to_f32(b.d)) * std::abs(iq4_xs_scale(b, int(i % 256) / 32) - 32);
     }
@@ -200,7 +211,7 @@ TEST(Kernels, ActivationCodesFollowTheSpecAtEveryLevel) {
 TEST(Kernels, EveryLevelMatchesTheScalarReference) {
   std::map<std::string, double> worst;  // largest |level − scalar| / bound per format
   for (const Case& c : kGgmlCases) {
-    const WFormatInfo& fi = wformat_info(c.format);
+    const FormatView fi = view_of(c.format);
     for (int64_t n : {int64_t(256), int64_t(1280), int64_t(4096), int64_t(576)}) {
       if (n % fi.block != 0) continue;
       const Matrix row = make_row(c, n, uint32_t(n));
@@ -208,11 +219,11 @@ TEST(Kernels, EveryLevelMatchesTheScalarReference) {
       for (int na = 1; na <= kMaxActRows; ++na) {
         const Acts ref_acts = make_acts(na, n, !fi.float_acts, Isa::Scalar, 11);
         float ref[kMaxActRows];
-        kernels_scalar().dot[int(c.format)](row.bytes.data(), ref_acts.rows.data(), na, p, ref);
+        kernels_scalar().dot[c.format](row.bytes.data(), ref_acts.rows.data(), na, p, ref);
         for (Isa isa : levels()) {
           const Acts acts = make_acts(na, n, !fi.float_acts, isa, 11);
           float got[kMaxActRows];
-          kernels_for(isa).dot[int(c.format)](row.bytes.data(), acts.rows.data(), na, p, got);
+          kernels_for(isa).dot[c.format](row.bytes.data(), acts.rows.data(), na, p, got);
           for (int a = 0; a < na; ++a) {
             const SpecAct s = fi.float_acts ? SpecAct{} : spec_quantize(acts.x[size_t(a)]);
             double mag = 0;
@@ -236,7 +247,7 @@ TEST(Kernels, EveryLevelMatchesTheScalarReference) {
 // against the scalar dot reference, with the same order bound.
 TEST(Kernels, DecodedTilesMatchTheScalarReference) {
   for (const Case& c : kGgmlCases) {
-    const WFormatInfo& fi = wformat_info(c.format);
+    const FormatView fi = view_of(c.format);
     if (fi.float_acts) continue;
     // 576 = 4.5 · 128: the tails of the 128/256-code steps (32-weight formats only; K-quants need 256s)
     for (const int64_t n : {int64_t(1280), fi.block == 32 ? int64_t(576) : int64_t(768)}) {
@@ -252,15 +263,15 @@ TEST(Kernels, DecodedTilesMatchTheScalarReference) {
       std::vector<DecodedRow> dec;
       for (int r = 0; r < nr; ++r) {
         dec.push_back(DecodedRow{u[size_t(r)].data(), al[size_t(r)].data(), be[size_t(r)].data()});
-        k.decode[int(c.format)](rows[size_t(r)].bytes.data(), p, dec.back());
+        k.decode[c.format](rows[size_t(r)].bytes.data(), p, dec.back());
       }
       for (int na = 1; na <= kMaxActRows; ++na) {
         const Acts acts = make_acts(na, n, true, isa, 41);
         std::vector<float> got(static_cast<size_t>(na * nr));
-        k.gemm_tile[int(c.format)](dec.data(), nr, acts.rows.data(), na, n, got.data(), nr);
+        k.gemm_tile[c.format](dec.data(), nr, acts.rows.data(), na, n, got.data(), nr);
         for (int r = 0; r < nr; ++r) {
           float ref[kMaxActRows];
-          kernels_scalar().dot[int(c.format)](rows[size_t(r)].bytes.data(), acts.rows.data(), na, p, ref);
+          kernels_scalar().dot[c.format](rows[size_t(r)].bytes.data(), acts.rows.data(), na, p, ref);
           for (int a = 0; a < na; ++a) {
             const SpecAct s = spec_quantize(acts.x[size_t(a)]);
             double mag = 0;
@@ -280,14 +291,14 @@ TEST(Kernels, DecodedTilesMatchTheScalarReference) {
 TEST(Kernels, EveryFormatMatchesTheFp32ProductWithinTheActivationRounding) {
   double worst_ratio = 0;
   for (const Case& c : kGgmlCases) {
-    const WFormatInfo& fi = wformat_info(c.format);
+    const FormatView fi = view_of(c.format);
     const int64_t n = 4096;
     const Matrix row = make_row(c, n, 3);
     const RowParams p{n, 0};
     for (Isa isa : levels()) {
       const Acts acts = make_acts(1, n, !fi.float_acts, isa, 5);
       float got;
-      kernels_for(isa).dot[int(c.format)](row.bytes.data(), acts.rows.data(), 1, p, &got);
+      kernels_for(isa).dot[c.format](row.bytes.data(), acts.rows.data(), 1, p, &got);
       const std::vector<float>& x = acts.x[0];
       double exact = 0, act_bound = 0, var = 0, mag = 0;
       for (int64_t i = 0; i < n; ++i) {
@@ -395,7 +406,7 @@ TEST(Kernels, GptqAndAwqGroupsThroughQmatmulMatchTheDequantizedProduct) {
     GroupSource src(q, gc.awq);
     const auto m = make_qmatrix(src, "w", nullptr);
     ASSERT_TRUE(m) << gc.bits << " bits";
-    EXPECT_EQ(m->format, WFormat::GQ4);
+    EXPECT_EQ(m->format, GgmlType::GQ4);
     EXPECT_EQ(!m->col_perm.empty(), gc.act_order);
     // Row dequantization agrees exactly with the checkpoint reader's.
     std::vector<float> r(static_cast<size_t>(in));
@@ -450,7 +461,7 @@ TEST(Kernels, GptqAndAwqGroupsThroughQmatmulMatchTheDequantizedProduct) {
 // columns (16-wide transposes, 512-wide column blocks), 13 activation rows (tiles of 12).
 TEST(Kernels, FloatFormatsManyRowsMatchTheExactProduct) {
   const int64_t out = 40, in = 1000, T = 13;
-  for (const Case c : {Case{WFormat::F32, GgmlType::F32}, Case{WFormat::F16, GgmlType::F16}, Case{WFormat::BF16, GgmlType::BF16}}) {
+  for (const Case c : {Case{GgmlType::F32, GgmlType::F32}, Case{GgmlType::F16, GgmlType::F16}, Case{GgmlType::BF16, GgmlType::BF16}}) {
     const Matrix mat = make_matrix(c, out, in, 51);
     const QMatrix& m = mat.m;
     const std::vector<float>& wd = mat.w;
@@ -469,7 +480,7 @@ TEST(Kernels, FloatFormatsManyRowsMatchTheExactProduct) {
             exact += p, mag += std::fabs(p);
           }
           EXPECT_LE(std::fabs(y[size_t(t * out + r)] - exact), double(in + 2) * kU * mag)
-              << wformat_info(c.format).name << " " << isa_name(isa) << " t " << t << " r " << r;
+              << ggml::type_name(c.format) << " " << isa_name(isa) << " t " << t << " r " << r;
         }
     }
     set_isa(detected_isa());
@@ -482,7 +493,7 @@ TEST(Kernels, FloatFormatsManyRowsMatchTheExactProduct) {
 TEST(Kernels, IntegerFormatsManyRowsMatchTheDequantizedProduct) {
   const int64_t out = 40, in = 1024, T = 13;
   for (const Case& c : kGgmlCases) {
-    if (wformat_info(c.format).float_acts) continue;
+    if (float_acts(c.format)) continue;
     const Matrix mat = make_matrix(c, out, in, 61);
     const QMatrix& m = mat.m;
     const std::vector<float>& wd = mat.w;
@@ -509,7 +520,7 @@ TEST(Kernels, IntegerFormatsManyRowsMatchTheDequantizedProduct) {
             mag += (std::fabs(w) + 2 * offset_of(c.format, mat.bytes.data() + r * m.row_bytes, j)) * std::fabs(xt[size_t(j)]) * 1.01;
           }
           EXPECT_LE(std::fabs(y[size_t(t * out + r)] - exact), act + double(in + 19) * kU * mag)
-              << wformat_info(c.format).name << " " << isa_name(isa) << (bf16 ? " bf16" : "") << " t " << t << " r " << r;
+              << ggml::type_name(c.format) << " " << isa_name(isa) << (bf16 ? " bf16" : "") << " t " << t << " r " << r;
         }
       }
     }
@@ -528,7 +539,7 @@ TEST(Kernels, Bf16PromptsMatchTheExactProduct) {
   const int64_t out = 40, in = 1024, T = 13;
   double worst_sigma = 0;
   for (const Case& c : kGgmlCases) {
-    if (wformat_info(c.format).float_acts) continue;  // float formats keep fp32 activations
+    if (float_acts(c.format)) continue;  // float formats keep fp32 activations
     const Matrix mat = make_matrix(c, out, in, 71);
     const QMatrix& m = mat.m;
     const std::vector<float>& wd = mat.w;
@@ -546,18 +557,18 @@ TEST(Kernels, Bf16PromptsMatchTheExactProduct) {
                  std::fabs(x[size_t(t * in + j)]) * (1 + 0x1p-8);
         }
         const double order = double(in + 19) * kU * mag, err = std::fabs(y[size_t(t * out + r)] - exact);
-        EXPECT_LE(err, 0x1p-8 * sum_abs + order) << wformat_info(c.format).name << " t " << t << " r " << r;
-        EXPECT_LE(err, 6 * std::sqrt(var) + order) << wformat_info(c.format).name << " t " << t << " r " << r;
+        EXPECT_LE(err, 0x1p-8 * sum_abs + order) << ggml::type_name(c.format) << " t " << t << " r " << r;
+        EXPECT_LE(err, 6 * std::sqrt(var) + order) << ggml::type_name(c.format) << " t " << t << " r " << r;
         worst_sigma = std::max(worst_sigma, err / std::sqrt(var));
         fmt_worst = std::max(fmt_worst, err / std::sqrt(var));
       }
-    std::printf("bf16 prompts %s: largest %.2f sigma\n", std::string(wformat_info(c.format).name).c_str(), fmt_worst);
+    std::printf("bf16 prompts %s: largest %.2f sigma\n", std::string(ggml::type_name(c.format)).c_str(), fmt_worst);
   }
   std::printf("bf16 prompts: largest |y - y_exact| = %.2f sigma of the bf16 rounding\n", worst_sigma);
 }
 
 TEST(Kernels, QmatmulDoesNotDependOnTheThreadCount) {
-  const Case c{WFormat::Q4_K, GgmlType::Q4_K};
+  const Case c{GgmlType::Q4_K, GgmlType::Q4_K};
   const int64_t out = 200, in = 512, T = 9;
   Matrix mat = make_matrix(c, out, in, 31);
   QMatrix& m = mat.m;
@@ -588,10 +599,10 @@ TEST(Kernels, GenerationRangesEqualTheOneRowDot) {
   const int64_t out = 40;
   for (const Case& c : kGgmlCases)
     // float formats: also a row length off every vector width (masked / one-by-one tails)
-    for (const int64_t n : {int64_t(1280), wformat_info(c.format).float_acts ? int64_t(1003)
-                                           : wformat_info(c.format).block == 32 ? int64_t(576) : int64_t(768)}) {
+    for (const int64_t n : {int64_t(1280), float_acts(c.format) ? int64_t(1003)
+                                           : ggml::traits(c.format).block_size == 32 ? int64_t(576) : int64_t(768)}) {
       keep.push_back(make_matrix(c, out, n, uint32_t(300 + n)));
-      mats.emplace_back(std::string(wformat_info(c.format).name) + " n " + std::to_string(n),
+      mats.emplace_back(std::string(ggml::type_name(c.format)) + " n " + std::to_string(n),
                         std::shared_ptr<const QMatrix>(&keep.back().m, [](const QMatrix*) {}));
     }
   const GroupQuantized g128 = make_groups(out, 1024, 4, 128, false, 61), g64 = make_groups(out, 576, 4, 64, false, 62);
@@ -603,23 +614,23 @@ TEST(Kernels, GenerationRangesEqualTheOneRowDot) {
   int checked = 0;
   for (const auto& [name, m] : mats) {
     ASSERT_TRUE(m) << name;
-    const WFormatInfo& fi = wformat_info(m->format);
+    const FormatView fi = view_of(m->format);
     const RowParams p = m->params();
     for (Isa isa : levels()) {
       const Kernels& k = kernels_for(isa);
-      if (!k.gemv[int(m->format)]) continue;
+      if (!k.gemv[m->format]) continue;
       const Acts acts = make_acts(1, m->cols, !fi.float_acts, isa, 71);
       for (const int32_t* rm : {static_cast<const int32_t*>(nullptr), static_cast<const int32_t*>(map.data())})
         for (const auto& [r0, r1] : {std::pair<int64_t, int64_t>{0, out}, {3, 29}, {16, 17}, {21, 40}}) {
           std::vector<float> y(static_cast<size_t>(out), std::nanf(""));
-          k.gemv[int(m->format)](m->data, m->row_bytes, rm, r0, r1, acts.rows[0], p, y.data());
+          k.gemv[m->format](m->data, m->row_bytes, rm, r0, r1, acts.rows[0], p, y.data());
           for (int64_t r = 0; r < out; ++r) {
             if (r < r0 || r >= r1) {
               EXPECT_TRUE(std::isnan(y[size_t(r)])) << name << " " << isa_name(isa) << ": row " << r << " written";
               continue;
             }
             float want;
-            k.dot[int(m->format)](m->data + size_t(rm ? rm[r] : r) * m->row_bytes, acts.rows.data(), 1, p, &want);
+            k.dot[m->format](m->data + size_t(rm ? rm[r] : r) * m->row_bytes, acts.rows.data(), 1, p, &want);
             EXPECT_EQ(y[size_t(r)], want) << name << " " << isa_name(isa) << " rows [" << r0 << ", " << r1 << ") row " << r;
             ++checked;
           }
@@ -699,8 +710,8 @@ TEST(Kernels, QmatmulManyEqualsOneQmatmulEach) {
     Case c;
     int64_t out;
   };
-  const std::vector<M> ms = {{{WFormat::Q4_K, GgmlType::Q4_K}, 300}, {{WFormat::Q6_K, GgmlType::Q6_K}, 64},
-                             {{WFormat::Q8_0, GgmlType::Q8_0}, 129}};
+  const std::vector<M> ms = {{{GgmlType::Q4_K, GgmlType::Q4_K}, 300}, {{GgmlType::Q6_K, GgmlType::Q6_K}, 64},
+                             {{GgmlType::Q8_0, GgmlType::Q8_0}, 129}};
   std::vector<Matrix> made;
   std::vector<QMatrix> mats;
   std::vector<std::vector<float>> biases;

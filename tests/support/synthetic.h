@@ -40,7 +40,7 @@ struct HostTensor {
 };
 using TensorMap = std::map<std::string, HostTensor>;
 
-enum class Family { Llama, Mistral, Qwen2, Opt };
+enum class Family { Llama, Mistral, Qwen2, Qwen3, Opt };
 enum class ConfigLayout { Transformers4, Transformers5 };  // top-level rope_theta + torch_dtype, or rope_parameters + dtype
 // Copied SentencePiece one, copied OPT one, or the first 4096 tokens of the OPT vocabulary with the Qwen2 pipeline.
 enum class TokenizerStyle { Llama, Opt, Qwen2 };
@@ -90,6 +90,7 @@ struct SyntheticSpec {
       case Family::Llama: return "LlamaForCausalLM";
       case Family::Mistral: return "MistralForCausalLM";
       case Family::Qwen2: return "Qwen2ForCausalLM";
+      case Family::Qwen3: return "Qwen3ForCausalLM";
       case Family::Opt: return "OPTForCausalLM";
     }
     return "";
@@ -123,7 +124,10 @@ inline nlohmann::json config_json(const SyntheticSpec& s) {
     c["pad_token_id"] = 1;
     return c;
   }
-  c["model_type"] = s.family == Family::Qwen2 ? "qwen2" : s.family == Family::Mistral ? "mistral" : "llama";
+  c["model_type"] = s.family == Family::Qwen2   ? "qwen2"
+                    : s.family == Family::Qwen3 ? "qwen3"
+                    : s.family == Family::Mistral ? "mistral"
+                                                  : "llama";
   c["intermediate_size"] = s.ffn;
   c["num_key_value_heads"] = s.kv_heads;
   c["hidden_act"] = "silu";
@@ -142,6 +146,11 @@ inline nlohmann::json config_json(const SyntheticSpec& s) {
     c["bos_token_id"] = 1;
     c["eos_token_id"] = 2;
     c["sliding_window"] = s.sliding_window ? json(s.sliding_window) : json(nullptr);
+    if (s.family == Family::Qwen3) {  // as the Hub's Qwen3 configs: head_dim explicit, sliding window off
+      c["head_dim"] = s.dh();
+      c["use_sliding_window"] = false;
+      c["max_window_layers"] = s.layers;
+    }
   }
   json scaling = nullptr;
   if (s.llama3) {
@@ -239,6 +248,10 @@ inline TensorMap random_tensors(const SyntheticSpec& s) {
     linear(p + "mlp.down_proj", d, s.ffn, false);
     t[p + "input_layernorm.weight"] = {{d}, r.near_one(d)};
     t[p + "post_attention_layernorm.weight"] = {{d}, r.near_one(d)};
+    if (s.family == Family::Qwen3) {  // per-head RMSNorm gains of q and k, [head_dim]
+      t[p + "self_attn.q_norm.weight"] = {{s.dh()}, r.near_one(s.dh())};
+      t[p + "self_attn.k_norm.weight"] = {{s.dh()}, r.near_one(s.dh())};
+    }
   }
   if (!s.tied) t["lm_head.weight"] = {{V, d}, r.uniform(V * d, embed_amp)};
   return t;

@@ -1,6 +1,7 @@
 // The traits table of the ggml formats, the lookups into it, and the row-parallel drivers.
 //
-// Adding a format means adding its block struct (blocks.h), its row functions and one row here.
+// Adding a format means adding its block struct (blocks.h), its row functions and filling its row here
+// (every llama.cpp type id has a row already, with its geometry).
 // Rows are independent in every format (an imatrix is per column, and the row statistics some
 // formats use are per row), so quantize_rows can hand any split of rows to any thread and the bytes
 // never depend on the thread count.
@@ -13,6 +14,7 @@
 #include <algorithm>
 #include <cctype>
 #include <string>
+#include <vector>
 
 namespace quantllm::ggml {
 
@@ -21,23 +23,42 @@ namespace {
 using namespace detail;
 
 // clang-format off
-constexpr QuantTraits kTypes[] = {
-  // type            name      block  bytes                 quantized imatrix quantize            dequantize
-  {GgmlType::F32,    "F32",    1,     4,                    false,    false,  quantize_row_f32,    dequantize_row_f32},
-  {GgmlType::F16,    "F16",    1,     2,                    false,    false,  quantize_row_f16,    dequantize_row_f16},
-  {GgmlType::Q4_0,   "Q4_0",   kQK,   sizeof(BlockQ4_0),    true,     true,   quantize_row_q4_0,   dequantize_row_q4_0},
-  {GgmlType::Q4_1,   "Q4_1",   kQK,   sizeof(BlockQ4_1),    true,     true,   quantize_row_q4_1,   dequantize_row_q4_1},
-  {GgmlType::Q5_0,   "Q5_0",   kQK,   sizeof(BlockQ5_0),    true,     true,   quantize_row_q5_0,   dequantize_row_q5_0},
-  {GgmlType::Q5_1,   "Q5_1",   kQK,   sizeof(BlockQ5_1),    true,     true,   quantize_row_q5_1,   dequantize_row_q5_1},
-  {GgmlType::Q8_0,   "Q8_0",   kQK,   sizeof(BlockQ8_0),    true,     false,  quantize_row_q8_0,   dequantize_row_q8_0},
-  {GgmlType::Q2_K,   "Q2_K",   kQK_K, sizeof(BlockQ2_K),    true,     true,   quantize_row_q2_k,   dequantize_row_q2_k},
-  {GgmlType::Q3_K,   "Q3_K",   kQK_K, sizeof(BlockQ3_K),    true,     true,   quantize_row_q3_k,   dequantize_row_q3_k},
-  {GgmlType::Q4_K,   "Q4_K",   kQK_K, sizeof(BlockQ4_K),    true,     true,   quantize_row_q4_k,   dequantize_row_q4_k},
-  {GgmlType::Q5_K,   "Q5_K",   kQK_K, sizeof(BlockQ5_K),    true,     true,   quantize_row_q5_k,   dequantize_row_q5_k},
-  {GgmlType::Q6_K,   "Q6_K",   kQK_K, sizeof(BlockQ6_K),    true,     true,   quantize_row_q6_k,   dequantize_row_q6_k},
-  {GgmlType::IQ4_NL, "IQ4_NL", kQK,   sizeof(BlockIQ4_NL),  true,     true,   quantize_row_iq4_nl, dequantize_row_iq4_nl},
-  {GgmlType::IQ4_XS, "IQ4_XS", kQK_K, sizeof(BlockIQ4_XS),  true,     true,   quantize_row_iq4_xs, dequantize_row_iq4_xs},
-  {GgmlType::BF16,   "BF16",   1,     2,                    false,    false,  quantize_row_bf16,   dequantize_row_bf16},
+// Ids and geometry of the types we do not implement: llama.cpp's ggml.h and ggml-common.h (QK_K = 256).
+constexpr QuantTraits kTable[] = {
+  // type             name       block  bytes                 quantized imatrix quantize             dequantize
+  {GgmlType::F32,     "F32",     1,     4,                    false,    false,  quantize_row_f32,    dequantize_row_f32},
+  {GgmlType::F16,     "F16",     1,     2,                    false,    false,  quantize_row_f16,    dequantize_row_f16},
+  {GgmlType::Q4_0,    "Q4_0",    kQK,   sizeof(BlockQ4_0),    true,     true,   quantize_row_q4_0,   dequantize_row_q4_0},
+  {GgmlType::Q4_1,    "Q4_1",    kQK,   sizeof(BlockQ4_1),    true,     true,   quantize_row_q4_1,   dequantize_row_q4_1},
+  {GgmlType::Q5_0,    "Q5_0",    kQK,   sizeof(BlockQ5_0),    true,     true,   quantize_row_q5_0,   dequantize_row_q5_0},
+  {GgmlType::Q5_1,    "Q5_1",    kQK,   sizeof(BlockQ5_1),    true,     true,   quantize_row_q5_1,   dequantize_row_q5_1},
+  {GgmlType::Q8_0,    "Q8_0",    kQK,   sizeof(BlockQ8_0),    true,     false,  quantize_row_q8_0,   dequantize_row_q8_0},
+  {GgmlType::Q8_1,    "Q8_1",    32,    36,                   true,     false,  nullptr,             nullptr},
+  {GgmlType::Q2_K,    "Q2_K",    kQK_K, sizeof(BlockQ2_K),    true,     true,   quantize_row_q2_k,   dequantize_row_q2_k},
+  {GgmlType::Q3_K,    "Q3_K",    kQK_K, sizeof(BlockQ3_K),    true,     true,   quantize_row_q3_k,   dequantize_row_q3_k},
+  {GgmlType::Q4_K,    "Q4_K",    kQK_K, sizeof(BlockQ4_K),    true,     true,   quantize_row_q4_k,   dequantize_row_q4_k},
+  {GgmlType::Q5_K,    "Q5_K",    kQK_K, sizeof(BlockQ5_K),    true,     true,   quantize_row_q5_k,   dequantize_row_q5_k},
+  {GgmlType::Q6_K,    "Q6_K",    kQK_K, sizeof(BlockQ6_K),    true,     true,   quantize_row_q6_k,   dequantize_row_q6_k},
+  {GgmlType::Q8_K,    "Q8_K",    256,   292,                  true,     false,  nullptr,             nullptr},
+  {GgmlType::IQ2_XXS, "IQ2_XXS", 256,   66,                   true,     true,   nullptr,             nullptr},
+  {GgmlType::IQ2_XS,  "IQ2_XS",  256,   74,                   true,     true,   nullptr,             nullptr},
+  {GgmlType::IQ3_XXS, "IQ3_XXS", 256,   98,                   true,     true,   nullptr,             nullptr},
+  {GgmlType::IQ1_S,   "IQ1_S",   256,   50,                   true,     true,   nullptr,             nullptr},
+  {GgmlType::IQ4_NL,  "IQ4_NL",  kQK,   sizeof(BlockIQ4_NL),  true,     true,   quantize_row_iq4_nl, dequantize_row_iq4_nl},
+  {GgmlType::IQ3_S,   "IQ3_S",   256,   110,                  true,     true,   nullptr,             nullptr},
+  {GgmlType::IQ2_S,   "IQ2_S",   256,   82,                   true,     true,   nullptr,             nullptr},
+  {GgmlType::IQ4_XS,  "IQ4_XS",  kQK_K, sizeof(BlockIQ4_XS),  true,     true,   quantize_row_iq4_xs, dequantize_row_iq4_xs},
+  {GgmlType::I8,      "I8",      1,     1,                    false,    false,  nullptr,             nullptr},
+  {GgmlType::I16,     "I16",     1,     2,                    false,    false,  nullptr,             nullptr},
+  {GgmlType::I32,     "I32",     1,     4,                    false,    false,  nullptr,             nullptr},
+  {GgmlType::I64,     "I64",     1,     8,                    false,    false,  nullptr,             nullptr},
+  {GgmlType::F64,     "F64",     1,     8,                    false,    false,  nullptr,             nullptr},
+  {GgmlType::IQ1_M,   "IQ1_M",   256,   56,                   true,     true,   nullptr,             nullptr},
+  {GgmlType::BF16,    "BF16",    1,     2,                    false,    false,  quantize_row_bf16,   dequantize_row_bf16},
+  {GgmlType::TQ1_0,   "TQ1_0",   256,   54,                   true,     false,  nullptr,             nullptr},
+  {GgmlType::TQ2_0,   "TQ2_0",   256,   66,                   true,     false,  nullptr,             nullptr},
+  {GgmlType::MXFP4,   "MXFP4",   32,    17,                   true,     false,  nullptr,             nullptr},
+  {GgmlType::GQ4,     "GQ4",     64,    32,                   true,     false,  nullptr,             nullptr},
 };
 // clang-format on
 
@@ -58,22 +79,40 @@ size_t QuantTraits::row_size(int64_t n) const {
   return size_t(n / block_size) * size_t(type_size);
 }
 
-std::span<const QuantTraits> all_types() { return kTypes; }
-
-const QuantTraits* find_type(std::string_view name) {
-  for (const auto& t : kTypes)
-    if (same_name(t.name, name)) return &t;
-  return nullptr;
+namespace {
+// The supported rows, in id order.
+const std::vector<QuantTraits>& supported_rows() {
+  static const std::vector<QuantTraits> v = [] {
+    std::vector<QuantTraits> r;
+    for (const auto& t : kTable)
+      if (t.supported()) r.push_back(t);
+    return r;
+  }();
+  return v;
 }
+}  // namespace
 
-const QuantTraits* find_type(uint32_t id) {
-  for (const auto& t : kTypes)
+std::span<const QuantTraits> all_types() { return supported_rows(); }
+
+const QuantTraits* type_info(uint32_t id) {
+  for (const auto& t : kTable)
     if (uint32_t(t.type) == id) return &t;
   return nullptr;
 }
 
+const QuantTraits* find_type(std::string_view name) {
+  for (const auto& t : kTable)
+    if (t.supported() && same_name(t.name, name)) return &t;
+  return nullptr;
+}
+
+const QuantTraits* find_type(uint32_t id) {
+  const QuantTraits* t = type_info(id);
+  return t && t->supported() ? t : nullptr;
+}
+
 const QuantTraits& traits(GgmlType type) {
-  const QuantTraits* t = find_type(uint32_t(type));
+  const QuantTraits* t = type_info(uint32_t(type));
   QL_ASSERT(t != nullptr, "ggml type {} has no traits row", uint32_t(type));
   return *t;
 }
@@ -81,7 +120,7 @@ const QuantTraits& traits(GgmlType type) {
 const QuantTraits& type_by_name(std::string_view name) {
   if (const QuantTraits* t = find_type(name)) return *t;
   std::string known;
-  for (const auto& t : kTypes) {
+  for (const auto& t : all_types()) {
     if (!known.empty()) known += ", ";
     known += t.name;
   }

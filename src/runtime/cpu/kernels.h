@@ -40,32 +40,45 @@
 //     w = scale · (q − zero). Input columns are in group order (act-order permutes the activations).
 #pragma once
 
+#include "quant/ggml/types.h"
 #include "runtime/cpu/isa.h"
 
 #include <cstddef>
 #include <cstdint>
+#include <initializer_list>
 #include <string_view>
 
 namespace quantllm::cpu {
 
-enum class WFormat : uint8_t { F32, F16, BF16, Q8_0, Q4_0, Q4_K, Q5_K, Q6_K, GQ4, IQ4_NL, IQ4_XS };
-inline constexpr int kNumWFormats = 11;
+// The weight formats are the ggml types of the one type table (quant/ggml/types.h), GQ4 included; every
+// kernel table below is keyed by the type id, as ggml's type_traits_cpu.
+using ggml::GgmlType;
+// The types the CPU kernels compute on, in the order the per-level tables (kernels_*.cpp) list them.
+inline constexpr GgmlType kKernelTypes[] = {GgmlType::F32,  GgmlType::F16,  GgmlType::BF16, GgmlType::Q8_0,
+                                            GgmlType::Q4_0, GgmlType::Q4_K, GgmlType::Q5_K, GgmlType::Q6_K,
+                                            GgmlType::GQ4,  GgmlType::IQ4_NL, GgmlType::IQ4_XS};
 
-struct WFormatInfo {
-  WFormat format;
-  std::string_view name;
-  int block;        // weights per block (GQ4: 64, the packing unit; its groups are a multiple of it)
-  int block_bytes;  // bytes per block (GQ4: the codes only; the group records follow the row's codes)
-  bool float_acts;  // F32/F16/BF16: fp32 activations; else 8-bit codes in blocks of 32
+// A table of one kernel per type id, filled from a listing in kKernelTypes order; null for the others.
+template <typename Fn>
+struct TypeTable {
+  Fn at[ggml::kNumGgmlTypes] = {};
+  constexpr TypeTable() = default;
+  constexpr TypeTable(std::initializer_list<Fn> listed) {
+    size_t i = 0;
+    for (Fn f : listed) at[size_t(kKernelTypes[i++])] = f;
+  }
+  constexpr Fn operator[](GgmlType t) const { return at[size_t(t)]; }
 };
-const WFormatInfo& wformat_info(WFormat f);
+
+// F32/F16/BF16 multiply with fp32 activations; the quantized types with 8-bit codes in blocks.
+inline bool float_acts(GgmlType t) { return !ggml::traits(t).is_quantized; }
 
 // Activation codes per scale. The scalar reference takes 4, 8, 16 or 32; the SIMD quantizers are
 // written for 4. Rows must be a multiple of 32 values.
 inline constexpr int kActBlock = 4;
 
 // Bytes of one packed row of n weights (GQ4: codes + group records).
-size_t wformat_row_bytes(WFormat f, int64_t n, int group_size = 0);
+size_t packed_row_bytes(GgmlType f, int64_t n, int group_size = 0);
 
 inline constexpr int kMaxActRows = 4;
 
@@ -136,18 +149,18 @@ void silu_mul_scalar(float* up, const float* gate, int64_t n);
 
 struct Kernels {
   Isa isa;
-  DotFn dot[kNumWFormats];
-  GemvFn gemv[kNumWFormats];  // null entries: dot row by row
+  TypeTable<DotFn> dot;
+  TypeTable<GemvFn> gemv;  // null entries: dot row by row
   QuantizeActFn quantize_act;
   // Integer formats only (null for F32/F16/BF16). A DecodedRow is only ever read by the gemm_tile of
   // the level and format that decoded it (Q8_0 at the AVX2 level keeps signed codes, for example).
-  DecodeFn decode[kNumWFormats];
-  GemmTileFn gemm_tile[kNumWFormats];
+  TypeTable<DecodeFn> decode;
+  TypeTable<GemmTileFn> gemm_tile;
   // Prompts through fp32 tiles over widened panels, at levels with a tuned fp32 tile (AVX-512), for the
   // float formats and — exactly decoded, no activation rounding — the integer ones (k0 and kn then
   // multiples of 256); null elsewhere (float formats: widened panels and sgemm; integer formats: the
   // decode / gemm_tile path on 8-bit activations).
-  FloatPanelFn float_panel[kNumWFormats];
+  TypeTable<FloatPanelFn> float_panel;
   FloatTileFn float_tile;
   SoftmaxFn softmax;
   SiluMulFn silu_mul;
@@ -167,8 +180,9 @@ struct Kernels {
 inline constexpr int kBf16TileRows = 6;
 struct Bf16Kernels {
   void (*act)(const float* x, int64_t n, uint32_t* pairs, float* xsum);
-  void (*panel[kNumWFormats])(const uint8_t* const* w_rows, int nr, const RowParams& p, int64_t k0, int64_t kn,
-                              uint32_t* pairs, float* alpha, float* beta);
+  TypeTable<void (*)(const uint8_t* const* w_rows, int nr, const RowParams& p, int64_t k0, int64_t kn,
+                     uint32_t* pairs, float* alpha, float* beta)>
+      panel;
   // plain: BF16 weights (no α/β); else α/β per group of `group` (16 or 32) codes
   void (*tile)(const uint32_t* pairs, const float* alpha, const float* beta, int nr, const uint32_t* const* x,
                const float* const* xsum, int na, int64_t kn, int group, bool plain, float* out, int64_t ldo,

@@ -22,20 +22,6 @@ using namespace quantllm::ggml;
 namespace {
 
 // clang-format off
-constexpr WFormatInfo kFormats[] = {
-  // format         name     block  bytes                float activations
-  {WFormat::F32,    "F32",   1,     4,                   true},
-  {WFormat::F16,    "F16",   1,     2,                   true},
-  {WFormat::BF16,   "BF16",  1,     2,                   true},
-  {WFormat::Q8_0,   "Q8_0",  kQK,   sizeof(BlockQ8_0),   false},
-  {WFormat::Q4_0,   "Q4_0",  kQK,   sizeof(BlockQ4_0),   false},
-  {WFormat::Q4_K,   "Q4_K",  kQK_K, sizeof(BlockQ4_K),   false},
-  {WFormat::Q5_K,   "Q5_K",  kQK_K, sizeof(BlockQ5_K),   false},
-  {WFormat::Q6_K,   "Q6_K",  kQK_K, sizeof(BlockQ6_K),   false},
-  {WFormat::GQ4,    "GQ4",   64,    32,                  false},
-  {WFormat::IQ4_NL, "IQ4_NL", kQK,  sizeof(BlockIQ4_NL), false},
-  {WFormat::IQ4_XS, "IQ4_XS", kQK_K, sizeof(BlockIQ4_XS), false},
-};
 // clang-format on
 
 inline float h2f(uint16_t h) { return f16_to_f32(h); }
@@ -217,25 +203,25 @@ void decode_iq4_xs(const uint8_t* w, int64_t n, Decoded& r) {
 }
 
 // Row w of format F decoded into this thread's buffer.
-template <WFormat F>
+template <GgmlType F>
 const Decoded& decode_format(const uint8_t* w, const RowParams& p) {
   const int64_t n = p.n;
   thread_local Decoded r;
   r.u.resize(size_t(n));
   r.alpha.resize(size_t(n / 16));
   r.beta.resize(size_t(n / 16));
-  if constexpr (F == WFormat::Q8_0) decode_q8_0(w, n, r);
-  if constexpr (F == WFormat::Q4_0) decode_q4_0(w, n, r);
-  if constexpr (F == WFormat::Q4_K) decode_q45_k<false>(w, n, r);
-  if constexpr (F == WFormat::Q5_K) decode_q45_k<true>(w, n, r);
-  if constexpr (F == WFormat::Q6_K) decode_q6_k(w, n, r);
-  if constexpr (F == WFormat::GQ4) decode_gq4(w, n, p.group_size, r);
-  if constexpr (F == WFormat::IQ4_NL) decode_iq4_nl(w, n, r);
-  if constexpr (F == WFormat::IQ4_XS) decode_iq4_xs(w, n, r);
+  if constexpr (F == GgmlType::Q8_0) decode_q8_0(w, n, r);
+  if constexpr (F == GgmlType::Q4_0) decode_q4_0(w, n, r);
+  if constexpr (F == GgmlType::Q4_K) decode_q45_k<false>(w, n, r);
+  if constexpr (F == GgmlType::Q5_K) decode_q45_k<true>(w, n, r);
+  if constexpr (F == GgmlType::Q6_K) decode_q6_k(w, n, r);
+  if constexpr (F == GgmlType::GQ4) decode_gq4(w, n, p.group_size, r);
+  if constexpr (F == GgmlType::IQ4_NL) decode_iq4_nl(w, n, r);
+  if constexpr (F == GgmlType::IQ4_XS) decode_iq4_xs(w, n, r);
   return r;
 }
 
-template <WFormat F>
+template <GgmlType F>
 void dot_int(const uint8_t* w, const ActRow* act, int na, const RowParams& p, float* out) {
   const int64_t n = p.n;
   const Decoded& r = decode_format<F>(w, p);
@@ -256,7 +242,7 @@ void dot_int(const uint8_t* w, const ActRow* act, int na, const RowParams& p, fl
   }
 }
 
-template <WFormat F>
+template <GgmlType F>
 void decode_row(const uint8_t* w, const RowParams& p, const DecodedRow& out) {
   const int64_t n = p.n;
   const Decoded& r = decode_format<F>(w, p);
@@ -287,14 +273,14 @@ void gemm_tile(const DecodedRow* w, int nr, const ActRow* act, int na, int64_t n
 
 const Kernels kScalar = {
     Isa::Scalar,
-    {dot_f32, dot_f16, dot_bf16, dot_int<WFormat::Q8_0>, dot_int<WFormat::Q4_0>, dot_int<WFormat::Q4_K>,
-     dot_int<WFormat::Q5_K>, dot_int<WFormat::Q6_K>, dot_int<WFormat::GQ4>, dot_int<WFormat::IQ4_NL>,
-     dot_int<WFormat::IQ4_XS>},
+    {dot_f32, dot_f16, dot_bf16, dot_int<GgmlType::Q8_0>, dot_int<GgmlType::Q4_0>, dot_int<GgmlType::Q4_K>,
+     dot_int<GgmlType::Q5_K>, dot_int<GgmlType::Q6_K>, dot_int<GgmlType::GQ4>, dot_int<GgmlType::IQ4_NL>,
+     dot_int<GgmlType::IQ4_XS>},
     {},  // no gemv: dot row by row
     quantize_act_scalar,
-    {nullptr, nullptr, nullptr, decode_row<WFormat::Q8_0>, decode_row<WFormat::Q4_0>, decode_row<WFormat::Q4_K>,
-     decode_row<WFormat::Q5_K>, decode_row<WFormat::Q6_K>, decode_row<WFormat::GQ4>, decode_row<WFormat::IQ4_NL>,
-     decode_row<WFormat::IQ4_XS>},
+    {nullptr, nullptr, nullptr, decode_row<GgmlType::Q8_0>, decode_row<GgmlType::Q4_0>, decode_row<GgmlType::Q4_K>,
+     decode_row<GgmlType::Q5_K>, decode_row<GgmlType::Q6_K>, decode_row<GgmlType::GQ4>, decode_row<GgmlType::IQ4_NL>,
+     decode_row<GgmlType::IQ4_XS>},
     {nullptr, nullptr, nullptr, gemm_tile, gemm_tile, gemm_tile, gemm_tile, gemm_tile, gemm_tile, gemm_tile, gemm_tile},
     {},
     nullptr,
@@ -321,16 +307,11 @@ void silu_mul_scalar(float* up, const float* gate, int64_t n) {
   }
 }
 
-const WFormatInfo& wformat_info(WFormat f) {
-  QL_ASSERT(int(f) < kNumWFormats);
-  return kFormats[int(f)];
-}
-
-size_t wformat_row_bytes(WFormat f, int64_t n, int group_size) {
-  const WFormatInfo& fi = wformat_info(f);
-  QL_ASSERT(n % fi.block == 0, "{} row of {} weights", fi.name, n);
-  size_t bytes = size_t(n / fi.block) * size_t(fi.block_bytes);
-  if (f == WFormat::GQ4) {
+size_t packed_row_bytes(GgmlType f, int64_t n, int group_size) {
+  const ggml::QuantTraits& t = ggml::traits(f);
+  QL_ASSERT(n % t.block_size == 0, "{} row of {} weights", t.name, n);
+  size_t bytes = size_t(n / t.block_size) * size_t(t.type_size);
+  if (f == GgmlType::GQ4) {
     QL_ASSERT(group_size > 0 && n % group_size == 0);
     bytes += size_t(n / group_size) * 4;
   }

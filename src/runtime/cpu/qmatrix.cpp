@@ -58,10 +58,10 @@ std::shared_ptr<QMatrix> repack_groups(const PackedWeight& p, const std::string&
   for (int64_t j = 0; j < in; ++j) identity = identity && perm[size_t(j)] == j;
 
   auto m = std::make_shared<QMatrix>();
-  m->format = WFormat::GQ4;
+  m->format = GgmlType::GQ4;
   m->rows = out, m->cols = in;
   m->group_size = int(G);
-  m->row_bytes = wformat_row_bytes(WFormat::GQ4, in, int(G));
+  m->row_bytes = packed_row_bytes(GgmlType::GQ4, in, int(G));
   m->owned.assign(size_t(out) * m->row_bytes, 0);
   m->name = name;
   if (!identity) m->col_perm = perm;
@@ -87,29 +87,10 @@ std::shared_ptr<QMatrix> repack_groups(const PackedWeight& p, const std::string&
   return m;
 }
 
-uint32_t ggml_type_of(WFormat f) {
-  using ggml::GgmlType;
-  switch (f) {
-    case WFormat::F32: return uint32_t(GgmlType::F32);
-    case WFormat::F16: return uint32_t(GgmlType::F16);
-    case WFormat::BF16: return uint32_t(GgmlType::BF16);
-    case WFormat::Q8_0: return uint32_t(GgmlType::Q8_0);
-    case WFormat::Q4_0: return uint32_t(GgmlType::Q4_0);
-    case WFormat::Q4_K: return uint32_t(GgmlType::Q4_K);
-    case WFormat::Q5_K: return uint32_t(GgmlType::Q5_K);
-    case WFormat::Q6_K: return uint32_t(GgmlType::Q6_K);
-    case WFormat::IQ4_NL: return uint32_t(GgmlType::IQ4_NL);
-    case WFormat::IQ4_XS: return uint32_t(GgmlType::IQ4_XS);
-    case WFormat::GQ4: break;
-  }
-  QL_ASSERT(false, "GQ4 has no ggml type");
-  __builtin_unreachable();
-}
-
 // The kernel table for a matrix: the 32-weight-block SIMD kernels take blocks in pairs, so rows of an
 // odd number of blocks use the reference kernels.
 const Kernels& kernels_of(const QMatrix& w) {
-  if ((w.format == WFormat::Q8_0 || w.format == WFormat::Q4_0 || w.format == WFormat::IQ4_NL) && w.cols % 64 != 0)
+  if ((w.format == GgmlType::Q8_0 || w.format == GgmlType::Q4_0 || w.format == GgmlType::IQ4_NL) && w.cols % 64 != 0)
     return kernels_scalar();
   return kernels();
 }
@@ -124,9 +105,9 @@ struct ActBuffer {
 
 }  // namespace
 
-std::optional<WFormat> wformat_of_ggml(uint32_t t) {
-  for (int f = 0; f < kNumWFormats; ++f)
-    if (WFormat(f) != WFormat::GQ4 && ggml_type_of(WFormat(f)) == t) return WFormat(f);
+std::optional<GgmlType> kernel_type(uint32_t ggml_type) {
+  for (GgmlType t : kKernelTypes)
+    if (t != GgmlType::GQ4 && uint32_t(t) == ggml_type) return t;
   return std::nullopt;
 }
 
@@ -149,7 +130,7 @@ std::shared_ptr<const QMatrix> make_qmatrix(const WeightSource& src, const std::
     auto m = repack_groups(*p, name, why);
     return m;
   }
-  const auto f = wformat_of_ggml(p->ggml_type);
+  const auto f = kernel_type(p->ggml_type);
   if (!f) {
     const auto* t = ggml::find_type(p->ggml_type);
     if (why) *why = fmt::format("type {} has no kernel", t ? std::string(t->name) : std::to_string(p->ggml_type));
@@ -158,7 +139,7 @@ std::shared_ptr<const QMatrix> make_qmatrix(const WeightSource& src, const std::
   auto m = std::make_shared<QMatrix>();
   m->format = *f;
   m->rows = p->shape[0], m->cols = p->shape[1];
-  m->row_bytes = wformat_row_bytes(*f, m->cols);
+  m->row_bytes = packed_row_bytes(*f, m->cols);
   QL_ASSERT(p->nbytes == m->bytes(), "{}: {} bytes stored, {} rows of {} bytes expected", name, p->nbytes, m->rows,
             m->row_bytes);
   m->data = p->data;
@@ -178,8 +159,8 @@ std::shared_ptr<const QMatrix> make_qmatrix(const WeightSource& src, const std::
 void qmatrix_row(const QMatrix& w, int64_t r, float* out) {
   QL_ASSERT(r >= 0 && r < w.rows);
   const uint8_t* row = w.row(r);
-  if (w.format != WFormat::GQ4) {
-    ggml::dequantize_rows(ggml::GgmlType(ggml_type_of(w.format)), row, out, 1, w.cols);
+  if (w.format != GgmlType::GQ4) {
+    ggml::dequantize_rows(w.format, row, out, 1, w.cols);
     return;
   }
   const uint8_t* groups = row + w.cols / 2;
@@ -201,7 +182,7 @@ namespace {
 void float_gemm_tiled(const Kernels& k, const QMatrix& w, const float* x, int64_t rows, float* y, const float* bias) {
   constexpr int64_t kPanel = 16, kPanels = 4, kKBlock = 512;
   const int64_t out = w.rows, in = w.cols, group = kPanel * kPanels;
-  const FloatPanelFn make_panel = k.float_panel[int(w.format)];
+  const FloatPanelFn make_panel = k.float_panel[w.format];
   const RowParams rp = w.params();
   parallel_for((out + group - 1) / group, [&](int64_t g0, int64_t g1) {
     std::vector<float> panels(static_cast<size_t>(kPanels * kPanel * kKBlock));
@@ -241,8 +222,8 @@ void bf16_gemm(const Bf16Kernels& bk, const QMatrix& w, const float* x, int64_t 
   constexpr int64_t kPanel = 16, kPanels = 4, kKBlock = 512;
   const int64_t out = w.rows, in = w.cols, group = kPanel * kPanels;
   const RowParams rp = w.params();
-  const bool plain = w.format == WFormat::BF16;
-  const int gsize = w.format == WFormat::Q6_K ? 16 : 32;
+  const bool plain = w.format == GgmlType::BF16;
+  const int gsize = w.format == GgmlType::Q6_K ? 16 : 32;
   buf.pairs.resize(size_t(rows * in / 2));
   buf.xsum.resize(size_t(rows * in / 16));
   parallel_for(rows, [&](int64_t t0, int64_t t1) {
@@ -261,7 +242,7 @@ void bf16_gemm(const Bf16Kernels& bk, const QMatrix& w, const float* x, int64_t 
         for (int64_t p = 0; p < np; ++p) {
           const int64_t rr = r0 + p * kPanel, nr = std::min(kPanel, out - rr);
           for (int64_t i = 0; i < nr; ++i) ptrs[i] = w.row(rr + i);
-          bk.panel[int(w.format)](ptrs, int(nr), rp, k0, kn, pp.data() + p * kPanel * kn / 2,
+          bk.panel[w.format](ptrs, int(nr), rp, k0, kn, pp.data() + p * kPanel * kn / 2,
                                   al.data() + p * kPanel * kn / 16, be.data() + p * kPanel * kn / 16);
         }
         for (int64_t t0 = 0; t0 < rows; t0 += kBf16TileRows) {
@@ -343,12 +324,12 @@ const ActRow* prepare_acts(const Kernels& k, bool float_acts, const float* x, in
 void generation_pass(std::span<const QMatmulJob> jobs, const float* x, int64_t rows) {
   const QMatrix& w0 = *jobs[0].w;
   const Kernels& k = kernels_of(w0);
-  const bool float_acts = wformat_info(w0.format).float_acts;
+  const bool fa = float_acts(w0.format);
   const int64_t in = w0.cols;
   thread_local ActBuffer caller_buf;
   ActBuffer& buf = caller_buf;
   x = in_packed_column_order(w0, x, rows, buf);
-  const ActRow* acts = prepare_acts(k, float_acts, x, rows, in, w0.name, buf);
+  const ActRow* acts = prepare_acts(k, fa, x, rows, in, w0.name, buf);
   // The threads split the bytes of all matrices: part p takes the rows that start in its byte range.
   std::vector<size_t> first_byte(jobs.size() + 1, 0);
   for (size_t j = 0; j < jobs.size(); ++j) first_byte[j + 1] = first_byte[j] + jobs[j].w->bytes();
@@ -365,8 +346,8 @@ void generation_pass(std::span<const QMatmulJob> jobs, const float* x, int64_t r
         return byte <= b ? int64_t(0) : std::min<int64_t>(w.rows, int64_t((byte - b + rb - 1) / rb));
       };
       const int64_t r0 = first_row_at(lo), r1 = first_row_at(hi);
-      const DotFn dot = k.dot[int(w.format)];
-      const GemvFn gemv = k.gemv[int(w.format)];
+      const DotFn dot = k.dot[w.format];
+      const GemvFn gemv = k.gemv[w.format];
       const RowParams rp = w.params();
       const int64_t out = w.rows;
       float* y = jobs[j].y;
@@ -395,7 +376,7 @@ void qmatmul(const QMatrix& w, const float* x, int64_t rows, float* y, const flo
     return;
   }
   const int64_t out = w.rows, in = w.cols;
-  const WFormatInfo& fi = wformat_info(w.format);
+  const bool fa = float_acts(w.format);
   // The caller's buffers; references, because a thread_local named inside the worker lambdas below
   // would be each worker's own (empty) instance.
   thread_local ActBuffer caller_buf;
@@ -405,29 +386,29 @@ void qmatmul(const QMatrix& w, const float* x, int64_t rows, float* y, const flo
     // Not for BF16 checkpoints: they are the reference weights, and rounding the activations to bf16
     // would move their perplexity away from transformers' (the fp32 tiles keep it within 1e-5).
     const Bf16Kernels* bk = bf16_kernels();
-    if (bk && !fi.float_acts && bk->panel[int(w.format)] && in % 256 == 0 && kernels_of(w).isa == Isa::Avx512) {
+    if (bk && !fa && bk->panel[w.format] && in % 256 == 0 && kernels_of(w).isa == Isa::Avx512) {
       bf16_gemm(*bk, w, x, rows, y, bias, buf);
       return;
     }
     const Kernels& kt = kernels_of(w);
-    if (kt.float_tile && kt.float_panel[int(w.format)] && (fi.float_acts || in % 256 == 0)) {
+    if (kt.float_tile && kt.float_panel[w.format] && (fa || in % 256 == 0)) {
       float_gemm_tiled(kt, w, x, rows, y, bias);
       return;
     }
-    if (fi.float_acts) {
+    if (fa) {
       float_gemm(w, x, rows, y, bias);
       return;
     }
   }
   const Kernels& k = kernels_of(w);
   const RowParams rp = w.params();
-  const ActRow* acts = prepare_acts(k, fi.float_acts, x, rows, in, w.name, buf);
+  const ActRow* acts = prepare_acts(k, fa, x, rows, in, w.name, buf);
   // Prompt: each weight row decoded once (DecodedRow) per product, panels of kPanel rows against all
   // rows of x in tiles of 4 × 4.
   constexpr int64_t kPanel = 16;
   const int64_t n_panels = (out + kPanel - 1) / kPanel;
-  const DecodeFn decode = k.decode[int(w.format)];
-  const GemmTileFn tile = k.gemm_tile[int(w.format)];
+  const DecodeFn decode = k.decode[w.format];
+  const GemmTileFn tile = k.gemm_tile[w.format];
   parallel_for(n_panels, [&](int64_t p0, int64_t p1) {
     std::vector<uint8_t> u(static_cast<size_t>(kPanel * in));
     std::vector<float> alpha(static_cast<size_t>(kPanel * in / 4)), beta(static_cast<size_t>(kPanel * in / 16));
@@ -460,7 +441,7 @@ void qmatmul_many(std::span<const QMatmulJob> jobs, const float* x, int64_t rows
   for (const QMatmulJob& j : jobs) {
     QL_ASSERT(j.w->cols == w0.cols, "{}: {} columns, {} has {}", j.w->name, j.w->cols, w0.name, w0.cols);
     fused = fused && &kernels_of(*j.w) == &kernels_of(w0) &&
-            wformat_info(j.w->format).float_acts == wformat_info(w0.format).float_acts && j.w->col_perm == w0.col_perm;
+            float_acts(j.w->format) == float_acts(w0.format) && j.w->col_perm == w0.col_perm;
   }
   if (!fused) {
     for (const QMatmulJob& j : jobs) qmatmul(*j.w, x, rows, j.y, j.bias);

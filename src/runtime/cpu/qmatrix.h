@@ -35,7 +35,7 @@
 namespace quantllm::cpu {
 
 struct QMatrix {
-  WFormat format = WFormat::F32;
+  GgmlType format = GgmlType::F32;
   int64_t rows = 0, cols = 0;  // [out, in]
   const uint8_t* data = nullptr;
   size_t row_bytes = 0;
@@ -61,8 +61,8 @@ struct QMatrix {
 std::shared_ptr<const QMatrix> make_qmatrix(const WeightSource& src, const std::string& name,
                                             std::shared_ptr<const void> keep_alive, std::string* why = nullptr);
 
-// The format and kernels' parameters of a ggml type id; nullopt when the kernels do not read it.
-std::optional<WFormat> wformat_of_ggml(uint32_t ggml_type);
+// The type of a ggml type id as the kernels read it; nullopt when they do not (kernels.h kKernelTypes).
+std::optional<GgmlType> kernel_type(uint32_t ggml_type);
 
 // y [rows, w.rows] = x [rows, w.cols] · Wᵀ (+ bias [w.rows] when not null).
 void qmatmul(const QMatrix& w, const float* x, int64_t rows, float* y, const float* bias);

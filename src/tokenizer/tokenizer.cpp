@@ -13,7 +13,7 @@
 
 #include "core/error.h"
 #include "tokenizer/bpe.h"
-#include "tokenizer/pipeline.h"
+#include "tokenizer/stages.h"
 #include "tokenizer/regex.h"
 #include "tokenizer/unicode.h"
 

@@ -1,4 +1,4 @@
-// The stages of a tokenizer.json around the model: normalizers, pre-tokenizers, decoders and the
+// The stages of a tokenizer.json around the model (pretokenizers.cpp, decoders.cpp): normalizers, pre-tokenizers, decoders and the
 // post-processor, each built from its JSON object and behaving as the `tokenizers` library's component of
 // the same name. Unsupported component types are rejected at load time with a message naming the file,
 // so a tokenizer we cannot reproduce exactly never silently produces different ids.

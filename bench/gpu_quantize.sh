@@ -8,6 +8,9 @@
 #
 # Run on the GPU machine by bench/device/run.sh (stage `big`), which provides the binaries (QL) and
 # the data; writes one JSON line per measurement to OUT/gpu_bench.jsonl. Sourced (it uses run.sh's QL).
+# With BASE_BIN set (the CUDA build of an earlier commit, carried as .devcarry/bin/quantllm-base),
+# each method runs with that binary too, on the same checkpoint and GPU, before ours: a before/after
+# timing on one machine. With NO_REFERENCE=1 the PyTorch reference is skipped.
 # usage: source bench/gpu_quantize.sh SHARED_DIR OUT_DIR
 set -uo pipefail
 S=$1
@@ -33,23 +36,30 @@ QL synth --shape llama-2-7b --out $M --force --tokenizer-from $S/models/gutenber
 echo "bench: synth llama-2-7b $(( $(now_ms) - t )) ms, $(du -sh $M | cut -f1)"
 nvidia-smi --query-gpu=name,memory.total,clocks.sm,clocks.mem,temperature.gpu,power.draw --format=csv,noheader
 
-ours() {  # METHOD EXTRA_FLAGS...
+ours() {  # METHOD EXTRA_FLAGS...   (the binary: QL, or BASE_BIN when IMPL=base)
   local meth=$1; shift
-  QL quantize --model $M --method $meth --bits 4 --group-size 128 "$@" --calib $S/data/gutenberg-calib.txt \
+  local run=QL; [ "${IMPL:-}" = base ] && run=QLBASE
+  $run quantize --model $M --method $meth --bits 4 --group-size 128 "$@" --calib $S/data/gutenberg-calib.txt \
     --nsamples 128 --seqlen 2048 --device cuda --out /tmp/l7-$meth --force 2> /tmp/l7-$meth.err > /tmp/l7-$meth.out
 }
 reference() { python3 bench/gptq_reference_torch.py $M --blocks 2 > /tmp/ref.json 2> /tmp/ref.err; }
 
+QLBASE() { "${PRE[@]}" ${BASE_BIN:-false} "$@"; }
+impls="ours"; [ -n "${BASE_BIN:-}" ] && impls="base ours"
 for meth in gptq awq; do
+ for IMPL in $impls; do
   extra=""
   [ $meth = gptq ] && extra="--act-order"
   read wall peak rc < <(measure ours $meth $extra)
   grep -E "quantllm: GPU|wrote|checkpoint written" /tmp/l7-$meth.err /tmp/l7-$meth.out | sed 's/^/bench: /'
   [ "$rc" = 0 ] || tail -5 /tmp/l7-$meth.err
-  echo "bench: ours $meth: ${wall} ms end to end, peak GPU memory ${peak} MiB (rc $rc)"
-  echo "{\"impl\": \"quantllm\", \"method\": \"$meth\", \"wall_ms\": $wall, \"peak_gpu_mib\": $peak, \"rc\": $rc, \"detail\": \"$(grep -h 'GPU time' /tmp/l7-$meth.err | sed 's/"//g')\"}" >> $OUT/gpu_bench.jsonl
+  echo "bench: $IMPL $meth: ${wall} ms end to end, peak GPU memory ${peak} MiB (rc $rc)"
+  impl=quantllm; [ $IMPL = base ] && impl=quantllm-base
+  echo "{\"impl\": \"$impl\", \"method\": \"$meth\", \"wall_ms\": $wall, \"peak_gpu_mib\": $peak, \"rc\": $rc, \"detail\": \"$(grep -h 'GPU time' /tmp/l7-$meth.err | sed 's/"//g')\"}" >> $OUT/gpu_bench.jsonl
   rm -rf /tmp/l7-$meth
+ done
 done
+[ "${NO_REFERENCE:-}" = 1 ] && return 0
 
 # The reference procedure on the first blocks (its per-block time × 32 blocks = its whole model).
 read wall peak rc < <(measure reference)

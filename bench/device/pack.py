@@ -8,7 +8,9 @@ The device tool carries at most 64 MiB, and one reference model is about that si
 data is split into byte planes: the high bytes of bf16/fp16 values (sign, exponent) compress to a
 third, the low bytes are stored as they are. bench/device/unpack.py rebuilds the files bit for bit.
 
-usage: bench/device/pack.py BUILD_DIR [MODEL ...]   (MODEL: gutenberg-llama-33m, gutenberg-opt-28m)
+usage: bench/device/pack.py BUILD_DIR [MODEL ...] [--base BIN]   (MODEL: gutenberg-llama-33m, gutenberg-opt-28m)
+  --base BIN  also carries BIN (the CUDA quantllm of an earlier commit) as bin/quantllm-base, for
+              before/after timings on one GPU (bench/gpu_quantize.sh with BASE_BIN)
 """
 import glob
 import lzma
@@ -21,8 +23,14 @@ import sys
 root = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 shared = os.path.join(os.path.dirname(root), "shared")
 out = os.path.join(root, ".devcarry")
-build = sys.argv[1]
-models = sys.argv[2:]
+args = sys.argv[1:]
+base = None
+if "--base" in args:
+    i = args.index("--base")
+    base = args[i + 1]
+    del args[i : i + 2]
+build = args[0]
+models = args[1:]
 
 shutil.rmtree(out, ignore_errors=True)
 for d in ("bin", "lib/glibc", "share/data", "share/models"):
@@ -34,9 +42,12 @@ def xz(src, dst):
         g.write(lzma.compress(f.read(), preset=6))
 
 
-for exe in ("quantllm", "tests/test_cuda"):
-    dst = os.path.join(out, "bin", os.path.basename(exe))
-    shutil.copy(os.path.join(build, exe), dst)
+exes = [(os.path.join(build, "quantllm"), "quantllm"), (os.path.join(build, "tests/test_cuda"), "test_cuda")]
+if base:
+    exes.append((base, "quantllm-base"))
+for src, name in exes:
+    dst = os.path.join(out, "bin", name)
+    shutil.copy(src, dst)
     subprocess.run(["strip", dst], check=True)
     xz(dst, dst + ".xz")
     os.remove(dst)

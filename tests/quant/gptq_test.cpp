@@ -208,15 +208,28 @@ TEST(Gptq, LazyBatchesEqualUnbatchedImplementation) {
     const GPTQResult r1 = gptq_quantize(w, h, one, "w");
     ASSERT_EQ(r1.q.qweight, naive) << c.bits << " " << c.gs << " " << c.act << c.stat;
     ASSERT_EQ(r1.q.scales.data, naive_scales);
-    // Lazy batches reorder the float additions of the feedback only (≈1e-7 relative per value): on
-    // this small problem no value sits that close to a rounding boundary, so the codes are identical,
-    // and the loss (a sum of the same terms) agrees to float precision.
+    // Lazy batches reorder the float additions of the feedback only (≈1e-7 relative per value, in an
+    // order that depends on the BLAS kernel this CPU gets). A group's scale, stored as fp16, can then
+    // land on the neighbouring fp16 value (one fp16 ulp, 2^-10 relative) when the exact value sits by a
+    // rounding boundary, and a code whose value sits within that much of a half step moves by one.
+    // Those are the only differences allowed: scales within one fp16 ulp, codes off by at most one, and
+    // at most 1% of them; the loss (a sum of the same terms) agrees to float precision.
     for (int bs : {1, 7, 32}) {
       GPTQOptions o = base;
       o.block_size = bs;
       const GPTQResult r = gptq_quantize(w, h, o, "w");
-      EXPECT_EQ(r.q.qweight, naive) << "block " << bs;
-      EXPECT_EQ(r.q.scales.data, naive_scales) << "block " << bs;
+      ASSERT_EQ(r.q.qweight.size(), naive.size());
+      size_t moved = 0;
+      for (size_t i = 0; i < naive.size(); ++i) {
+        const int d = int(r.q.qweight[i]) - int(naive[i]);
+        EXPECT_LE(std::abs(d), 1) << "block " << bs << " code " << i;
+        moved += d != 0;
+      }
+      EXPECT_LE(moved, naive.size() / 100) << "block " << bs;
+      ASSERT_EQ(r.q.scales.data.size(), naive_scales.size());
+      for (size_t i = 0; i < naive_scales.size(); ++i)
+        EXPECT_LE(std::abs(r.q.scales.data[i] - naive_scales[i]), std::abs(naive_scales[i]) * 0x1p-10f)
+            << "block " << bs << " scale " << i;
       EXPECT_EQ(r.q.g_idx, r1.q.g_idx);
       EXPECT_NEAR(r.stats.loss, r1.stats.loss, 1e-4 * r1.stats.loss);
     }

@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """Packs what a run on the GPU machine needs into .devcarry/ (ignored by git, named in the device
-tool's `carry`): the CUDA build of quantllm and test_cuda, the shared libraries they need beyond
-the CUDA ones (and glibc, in case the machine's is older), the data texts, both reference models'
+tool's `carry`): the CUDA build of quantllm, test_cuda and test_methods, the shared libraries they
+need beyond the CUDA ones (and glibc, in case the machine's is older), the data texts, both reference models'
 configs and tokenizers, and the weights of the models named on the command line.
 
 The device tool carries at most 64 MiB, and one reference model is about that size, so safetensors
@@ -42,7 +42,8 @@ def xz(src, dst):
         g.write(lzma.compress(f.read(), preset=6))
 
 
-exes = [(os.path.join(build, "quantllm"), "quantllm"), (os.path.join(build, "tests/test_cuda"), "test_cuda")]
+exes = [(os.path.join(build, "quantllm"), "quantllm"), (os.path.join(build, "tests/test_cuda"), "test_cuda"),
+        (os.path.join(build, "tests/test_methods"), "test_methods")]
 if base:
     exes.append((base, "quantllm-base"))
 for src, name in exes:
@@ -55,7 +56,7 @@ for src, name in exes:
 # Libraries the binaries load besides CUDA's and the kernel driver's (found through ldd here).
 skip = ("libcuda", "libcublas", "libcusolver", "libcusparse", "libnvJitLink", "linux-vdso")
 libs = set()
-for exe in ("quantllm", "tests/test_cuda"):
+for exe in ("quantllm", "tests/test_cuda", "tests/test_methods"):
     for line in subprocess.run(["ldd", os.path.join(build, exe)], capture_output=True, text=True).stdout.splitlines():
         parts = line.split()
         if "=>" in parts and not any(parts[0].startswith(s) for s in skip):

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # On the GPU machine (through the device tool, with .devcarry from bench/device/pack.py carried):
 # unpacks the build and data, then runs the named stages, writing logs and results under $OUT.
-#   tests     test_cuda (GPU against CPU), then the kernel tests again under compute-sanitizer
+#   tests     test_cuda (GPU against CPU), the backend suite on the GPU (test_methods Devices/*cuda*:
+#             against the naive forward), then the kernel tests again under compute-sanitizer
 #   ref M     GPTQ w4/w3 and AWQ w4 on reference model M (reference settings) on the GPU, fp32 and tf32
 #             products, each evaluated on the GPU (all windows, wikitext-2 and heldout); the base model too
 #   smoke     a 2-block Llama-2-7B-shaped checkpoint: GPTQ and AWQ with 128 × 2048 calibration tokens
@@ -42,6 +43,9 @@ stage_tests() {
   timeout 200 "${PRE[@]}" $D/bin/test_cuda > "$OUT/test_cuda.log" 2>&1
   echo "run: test_cuda rc=$? $(grep -E '^\[  (PASSED|FAILED)' "$OUT/test_cuda.log" | tr '\n' ' ')"
   grep -E "FAILED|Failure|rror" "$OUT/test_cuda.log" | head -30
+  timeout 120 "${PRE[@]}" $D/bin/test_methods --gtest_filter='Devices/*cuda*' > "$OUT/test_backend.log" 2>&1
+  echo "run: backend suite on cuda rc=$? $(grep -E '^\[  (PASSED|FAILED|SKIPPED)' "$OUT/test_backend.log" | tr '\n' ' ')"
+  grep -E "FAILED|Failure" -A4 "$OUT/test_backend.log" | head -30
   local cs=$(command -v compute-sanitizer || ls /usr/local/cuda/bin/compute-sanitizer 2>/dev/null)
   if [ -n "$cs" ] && [ $SYSTEM_GLIBC = 1 ]; then
     timeout 120 "${PRE[@]}" $cs --tool memcheck --print-limit 20 $D/bin/test_cuda \

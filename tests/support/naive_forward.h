@@ -9,6 +9,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <functional>
 #include <numbers>
 #include <string>
 #include <vector>
@@ -132,8 +133,13 @@ inline const test::HostTensor* maybe(const TensorMap& t, const std::string& name
   return it == t.end() ? nullptr : &it->second;
 }
 
-// Logits [T, vocab] of the model (spec + tensors) for `tokens`, as transformers computes them.
-inline Rows reference_logits(const SyntheticSpec& s, const TensorMap& t, const std::vector<int32_t>& tokens) {
+// What a linear of a block reads: (layer, its name relative to the block prefix: "self_attn.q_proj", its input [T, in]).
+using LinearInputObserver = std::function<void(int64_t layer, const std::string& linear, const Rows& x)>;
+
+// Logits [T, vocab] of the model (spec + tensors) for `tokens`, as transformers computes them; `observe`
+// (when given) sees every block linear's input.
+inline Rows reference_logits(const SyntheticSpec& s, const TensorMap& t, const std::vector<int32_t>& tokens,
+                             const LinearInputObserver& observe = nullptr) {
   const int64_t T = int64_t(tokens.size()), d = s.hidden;
   auto at = [&](const std::string& n) -> const test::HostTensor& { return t.at(n); };
   if (s.family == Family::Opt) {
@@ -148,7 +154,10 @@ inline Rows reference_logits(const SyntheticSpec& s, const TensorMap& t, const s
     for (int64_t l = 0; l < s.layers; ++l) {
       const std::string p = "model.decoder.layers." + std::to_string(l) + ".";
       auto ln = [&](const Rows& y, const std::string& n) { return ref_layer_norm(y, T, at(p + n + ".weight"), at(p + n + ".bias")); };
-      auto lin = [&](const Rows& y, const std::string& n) { return ref_linear(y, T, at(p + n + ".weight"), &at(p + n + ".bias")); };
+      auto lin = [&](const Rows& y, const std::string& n) {
+        if (observe) observe(l, n, y);
+        return ref_linear(y, T, at(p + n + ".weight"), &at(p + n + ".bias"));
+      };
       Rows h = s.norm_before ? ln(x, "self_attn_layer_norm") : x;
       const Rows att = ref_attention(lin(h, "self_attn.q_proj"), lin(h, "self_attn.k_proj"), lin(h, "self_attn.v_proj"), T,
                                      s.heads, s.heads, d / s.heads, 0);
@@ -175,6 +184,7 @@ inline Rows reference_logits(const SyntheticSpec& s, const TensorMap& t, const s
   for (int64_t l = 0; l < s.layers; ++l) {
     const std::string p = "model.layers." + std::to_string(l) + ".";
     auto lin = [&](const Rows& y, const std::string& n) {
+      if (observe) observe(l, n, y);
       return ref_linear(y, T, at(p + n + ".weight"), maybe(t, p + n + ".bias"));
     };
     Rows h = ref_rms_norm(x, T, at(p + "input_layernorm.weight"), 1e-6);

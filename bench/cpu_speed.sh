@@ -17,6 +17,8 @@
 # which holds what a GPTQ checkpoint holds: 4-bit linear layers, 16-bit embeddings and LM head.
 # llama.cpp: scripts/install-llama-cpp.sh (node-llama-cpp) and scripts/build-llama-bench.sh
 # (llama-bench built from the llama.cpp source node-llama-cpp ships, -march=native).
+# BASE_BENCH=PATH (bench_cpu_engine built at an earlier commit) runs it too in every cell, after ours:
+# the table then has a before/after column (the ratio ours / it, paired per repetition).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 out="${1:-out/cpu-speed}"
@@ -86,6 +88,11 @@ for rep in $(seq 1 "$reps"); do
       load=$(wait_quiet)
       ours=$(build/bench/bench_cpu_engine --model "$file" --threads "$threads" --reps 1)
       echo "{\"rep\":$rep,\"model\":\"$m\",\"format\":\"$f\",\"engine\":\"quantllm\",\"load\":$load,\"result\":$ours}" >>"$res"
+      if [ -n "${BASE_BENCH:-}" ]; then
+        load=$(wait_quiet)
+        before=$("$BASE_BENCH" --model "$file" --threads "$threads" --reps 1)
+        echo "{\"rep\":$rep,\"model\":\"$m\",\"format\":\"$f\",\"engine\":\"quantllm-base\",\"load\":$load,\"result\":$before}" >>"$res"
+      fi
       if [ "$f" != GPTQ ]; then
         load=$(wait_quiet)
         theirs=$("$lb" -m "$file" -t "$threads" -p 512 -n 128 -r 1 -o json 2>/dev/null | tr -d '\n')

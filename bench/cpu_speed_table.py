@@ -3,7 +3,9 @@
 per model and format, the median tokens/s over the repetitions of quantllm and of llama.cpp for
 prompt processing (pp512) and generation (tg128), and the ratio quantllm / llama.cpp as the median
 over the repetitions of each repetition's ratio (the two engines of one repetition run back to back,
-so the pairing cancels the machine's drift between repetitions, which reaches ±30% on a shared VM)."""
+so the pairing cancels the machine's drift between repetitions, which reaches ±30% on a shared VM).
+Rows of engine "quantllm-base" (cpu_speed.sh with BASE_BENCH: the engine of an earlier commit) add a
+before/after table: ours / it, paired the same way."""
 import json
 import statistics
 import sys
@@ -20,7 +22,11 @@ def main(path):
         loads.append(r["load"])
         res = r["result"]
         rep = r["rep"]
-        if r["engine"] == "quantllm":
+        if r["engine"] == "quantllm-base":
+            cells[key]["b_pp"] += res["pp"]
+            cells[key]["b_tg"] += res["tg"]
+            by_rep[key][rep]["b_pp"], by_rep[key][rep]["b_tg"] = res["pp"][0], res["tg"][0]
+        elif r["engine"] == "quantllm":
             cells[key]["q_pp"] += res["pp"]
             cells[key]["q_tg"] += res["tg"]
             by_rep[key][rep]["q_pp"], by_rep[key][rep]["q_tg"] = res["pp"][0], res["tg"][0]
@@ -54,6 +60,14 @@ def main(path):
                 print(f"\nGPTQ ({model}) next to llama.cpp's {peer}: pp512 {fmt(med(g['q_pp']))} vs {fmt(med(c['l_pp']))} "
                       f"({paired('q_pp', 'l_pp', (model, 'GPTQ'), (model, peer))}), tg128 {fmt(med(g['q_tg']))} vs "
                       f"{fmt(med(c['l_tg']))} ({paired('q_tg', 'l_tg', (model, 'GPTQ'), (model, peer))})")
+    if any(c["b_pp"] for c in cells.values()):
+        print("\nBefore / after (BASE_BENCH: the engine of the earlier commit; ratio = ours / it, median of per-repetition ratios):\n")
+        print("| model | format | pp512 before | pp512 after | ratio | tg128 before | tg128 after | ratio |")
+        print("|---|---|---:|---:|---:|---:|---:|---:|")
+        for (model, form), c in cells.items():
+            if c["b_pp"]:
+                print(f"| {model} | {form} | {fmt(med(c['b_pp']))} | {fmt(med(c['q_pp']))} | {paired('q_pp', 'b_pp', (model, form))} | "
+                      f"{fmt(med(c['b_tg']))} | {fmt(med(c['q_tg']))} | {paired('q_tg', 'b_tg', (model, form))} |")
     if loads:
         print(f"\nCPU used by other processes just before each measurement: {min(loads)}–{max(loads)}% "
               f"(median {statistics.median(loads)}%)")

@@ -6,7 +6,7 @@
 # mapped safetensors files (their pages count in RSS once read).
 #   bench/gptq_memory.sh [MODEL_DIR] [CALIB_FILE]
 # Env: QUANTLLM (binary, default build/quantllm), THREADS (2), NSAMPLES (128), SEQLEN (512),
-#      CHUNK_TOKENS (8192: GroupMethodOptions::chunk_tokens, tokens per forward chunk of the runner).
+#      CHUNK_TOKENS (8192: BackendOptions::chunk_tokens, tokens per forward chunk of the CPU backend).
 # Needs GNU time (/usr/bin/time, Debian package `time`; scripts/setup.sh installs it).
 set -euo pipefail
 model=${1:-../shared/models/gutenberg-llama-33m}

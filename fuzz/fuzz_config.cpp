@@ -10,10 +10,11 @@
 extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   try {
     const auto c = quantllm::parse_config_json(std::string_view(reinterpret_cast<const char*>(data), size), "fuzz");
-    // Touch what the loader derives from a parsed config.
-    for (int l = 0; l < quantllm::kNumLinear; ++l) {
-      const auto lin = quantllm::Linear(l);
-      if (c.has_linear(lin)) (void)(c.linear_in(lin) + c.linear_out(lin));
+    // Touch what the loader derives from a parsed config: every block's spec and its tensor list.
+    for (int64_t l = 0; l < c.n_layers; ++l) {
+      const quantllm::BlockSpec& b = c.block(int(l));
+      for (const auto& [name, shape] : b.tensors()) (void)(name.size() + shape.size());
+      for (const auto& s : b.linears) (void)(s.in + s.out);
     }
   } catch (const quantllm::Error&) {
   }

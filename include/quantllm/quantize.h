@@ -30,7 +30,7 @@
 
 namespace quantllm {
 
-struct QuantizedModel;  // the library's in-memory result (src/export/quantized_model.h)
+struct QuantizedModel;  // the library's in-memory result (src/formats/quantized_model.h)
 
 struct GptqOptions {
   double damp = 0.01;           // damping, fraction of the mean Hessian diagonal

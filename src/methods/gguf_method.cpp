@@ -1,5 +1,5 @@
 // The "gguf" method (see registry.h): AWQ's scaling first when asked, llama.cpp's plan of a type per
-// tensor (export/gguf_plan.h), and the GGUF writer fed by llama.cpp's GGML rounder (with an importance
+// tensor (formats/gguf_plan.h), and the GGUF writer fed by llama.cpp's GGML rounder (with an importance
 // matrix when given).
 #include "core/error.h"
 #include "formats/gguf_model.h"

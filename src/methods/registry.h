@@ -8,7 +8,7 @@
 //
 // The parts live in their own places: collectors in the calibration backends (methods/backend.h), the
 // AWQ transform in methods/awq.h (model → model: an overlay of folded weights), the rounders in quant/
-// (group_quant.h, gptq.h, ggml/types.h), the writers in export/ (save_quantized, write_gguf — the GGUF
+// (group_quant.h, gptq.h, ggml/types.h), the writers in formats/ (save_quantized, write_gguf — the GGUF
 // writer takes a rounder that encodes each planned tensor). quantize() (src/api/quantize.cpp) checks a
 // request, looks its method up here and runs it.
 #pragma once

@@ -1,5 +1,5 @@
 // Element-wise and reduction kernels of the decoder block on the GPU (declared in kernels.h). Each
-// mirrors a loop of runtime/forward.cpp; see kernels.h for the arithmetic contract.
+// mirrors a loop of the CPU ops (runtime/cpu/ops.cpp); see kernels.h for the arithmetic contract.
 #include "runtime/cuda/device_util.cuh"
 
 #include <cmath>

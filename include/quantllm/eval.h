@@ -22,7 +22,7 @@ struct EvalOptions {
   int64_t max_windows = 0;      // 0: every complete window
   int64_t batch = 0;            // windows per forward pass (0: the device's default)
   std::string engine = "quant"; // cpu: "quant" (weights stay packed, ISA kernels) or "fp32" (every weight widened)
-  std::string device = "cpu";   // "cpu" or "cuda" (perplexity only)
+  std::string device = "cpu";   // "cpu" or "cuda" (perplexity, compare, Runner; kl_divergence: cpu only)
   bool gpu_tf32 = false;        // cuda: tf32 products (else fp32)
 };
 

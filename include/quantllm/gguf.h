@@ -30,6 +30,9 @@ class GGUFQuantizer {
  public:
   GGUFQuantizer(const Model& model, GGUFConfig config = {});
   ~GGUFQuantizer();
+  // Not copyable: it owns the temporary importance-matrix file its request names.
+  GGUFQuantizer(const GGUFQuantizer&) = delete;
+  GGUFQuantizer& operator=(const GGUFQuantizer&) = delete;
   // Plans the tensor types (and computes the importance matrix when imatrix_data is given).
   void quantize();
   const std::vector<PlannedLayer>& plan() const;

@@ -21,7 +21,7 @@ struct SynthShape {
   double llama3_rope_factor;  // 0: no RoPE scaling; else llama3 scaling (low 1, high 4, original 8192)
   double norm_eps;
   bool tied;
-  double parameters() const;  // approximate count
+  double parameters() const;  // every weight of the checkpoint it writes
 };
 
 // Every named shape, smallest first.

@@ -1,9 +1,10 @@
 // quantllm._quantllm: the Python extension module over the public C++ API (include/quantllm).
 //
 // Thin on purpose: the seed-shaped classes (Model, ModelConfig, GPTQQuantizer …) are pure Python in
-// python/quantllm/, and everything here is a direct call into the C++ API. Long calls (loading, quantizing,
-// writing, forward passes) release the GIL and report progress on stderr through core/progress.h, as the CLI
-// does; quantllm::Error becomes quantllm.QuantLLMError (a RuntimeError) carrying the C++ message.
+// python/quantllm/, and everything here is a direct call into the C++ API. Long calls (loading,
+// quantizing, writing, forward passes) release the GIL and report progress on stderr through
+// quantllm::Progress (include/quantllm/util.h), as the CLI does; quantllm::Error becomes
+// quantllm.QuantLLMError (a RuntimeError) carrying the C++ message.
 #include "quantllm/quantllm.h"
 
 #include <pybind11/pybind11.h>

@@ -28,9 +28,10 @@ GGUFQuantizer::~GGUFQuantizer() {
 void GGUFQuantizer::quantize() {
   if (config_.imatrix.empty() && config_.imatrix_data && computed_imatrix_.empty()) {
     if (!config_.imatrix_data->is_file()) fail("GGUFConfig.imatrix_data must be a text file");
-    computed_imatrix_ = std::filesystem::temp_directory_path() / fmt::format("quantllm-imatrix-{}-{}.gguf", getpid(),
-                                                                             reinterpret_cast<uintptr_t>(this));
-    compute_imatrix(model_, config_.imatrix_data->file(), computed_imatrix_, {}, true);
+    const std::filesystem::path file = std::filesystem::temp_directory_path() /
+                                       fmt::format("quantllm-imatrix-{}-{}.gguf", getpid(), reinterpret_cast<uintptr_t>(this));
+    compute_imatrix(model_, config_.imatrix_data->file(), file, {}, true);
+    computed_imatrix_ = file;  // only once it exists: a failed computation is tried again by the next call
     request_.gguf.imatrix = computed_imatrix_;
   }
   plan_ = quantllm::plan(model_, request_);

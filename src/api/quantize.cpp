@@ -18,8 +18,6 @@ namespace {
 // Everything that can be checked without the model, in the order a user meets the options.
 void validate(const QuantizeRequest& r, bool dry_run) {
   const MethodEntry& m = find_method(r.method);
-  if (r.device.device == "cuda" && !cuda_backend_built())
-    fail("--device cuda: this build has no CUDA backend (configure with -DQUANTLLM_CUDA=ON; needs nvcc)");
   parse_device(r.device.device);
   m.validate(r);
   if (!dry_run) {
@@ -88,8 +86,7 @@ QuantizedResult::QuantizedResult(Model base, std::shared_ptr<QuantizedModel> qm,
     : base_(std::move(base)), qm_(std::move(qm)), request_(std::move(request)) {}
 
 void QuantizedResult::save(const std::filesystem::path& dir, bool overwrite) const {
-  const std::string format = request_.format.empty() ? (request_.method == "awq" ? "awq_gemm" : "gptq") : request_.format;
-  save_quantized(*qm_, dir, parse_hf_quant_format(format), overwrite);
+  qm_->save(dir, request_.format, overwrite);
 }
 
 Model QuantizedResult::as_model() const {

@@ -1,4 +1,4 @@
-// GGUF writer (metadata + quantized tensors) and reader (GGUF file → LoadedModel), see gguf_export.h.
+// GGUF writer (metadata + quantized tensors) and reader (GGUF file → LoadedModel), see gguf_model.h.
 #include "formats/gguf_model.h"
 
 #include "core/error.h"
@@ -227,7 +227,12 @@ ModelConfig config_from_gguf(const GGUFFile& f) {
   ModelConfig c;
   for (const auto& row : arch_table())
     if (row.gguf_arch == arch && !c.arch) c.arch = &row;  // "llama" → LlamaForCausalLM (first row)
-  if (!c.arch) fail("{}: GGUF architecture '{}' is not supported (supported: llama, qwen2, opt)", f.name(), arch);
+  if (!c.arch) {
+    std::string known;
+    for (const auto& row : arch_table())
+      if (known.find(std::string(row.gguf_arch)) == std::string::npos) known += (known.empty() ? "" : ", ") + std::string(row.gguf_arch);
+    fail("{}: GGUF architecture '{}' is not supported (supported: {})", f.name(), arch, known);
+  }
   c.hidden = get_num<int64_t>(f, arch + ".embedding_length");
   c.n_layers = get_num<int64_t>(f, arch + ".block_count");
   c.ffn = get_num<int64_t>(f, arch + ".feed_forward_length");
@@ -274,7 +279,7 @@ ModelConfig config_from_gguf(const GGUFFile& f) {
   c.dtype = DType::F32;
   if (const GGUFValue* v = f.find("tokenizer.ggml.bos_token_id")) c.bos_token_id = get_num<int64_t>(f, "tokenizer.ggml.bos_token_id"), (void)v;
   if (const GGUFValue* v = f.find("tokenizer.ggml.eos_token_id")) c.eos_token_id = get_num<int64_t>(f, "tokenizer.ggml.eos_token_id"), (void)v;
-  if (c.n_layers < 0 || c.n_layers > 65536) fail("{}: block count {} is implausible", f.name(), c.n_layers);
+  if (c.n_layers < 1 || c.n_layers > 65536) fail("{}: block count {} is implausible", f.name(), c.n_layers);
   derive_block_specs(c);
   return c;
 }

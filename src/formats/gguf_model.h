@@ -1,7 +1,7 @@
 // Writing a model as one GGUF file that llama.cpp runs, and reading such files back as a LoadedModel.
 //
 // Metadata: general.* (architecture, name, file_type, quantization_version), the architecture's
-// hyperparameter keys (llama / qwen2 as llama.cpp defines them; "opt" is ours, see docs/gguf.md),
+// hyperparameter keys (llama / qwen2 / qwen3 as llama.cpp defines them; "opt" is ours, see docs/gguf.md),
 // the tokenizer (tokenizer.ggml.* — "llama" SentencePiece vocabularies with scores and token types,
 // "gpt2" byte-level ones with merges and a pre-tokenizer name), and tokenizer.huggingface.json
 // (the GGUF spec's key for the whole tokenizer.json) so that our reader tokenizes exactly.

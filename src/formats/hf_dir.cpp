@@ -4,6 +4,7 @@
 #include "core/error.h"
 #include "formats/open.h"
 #include "io/safetensors.h"
+#include "quant/ggml/types.h"
 
 namespace quantllm {
 
@@ -30,10 +31,10 @@ class SafetensorsWeights final : public WeightSource {
   std::optional<PackedWeight> packed(const std::string& name) const override {
     const TensorView& v = ckpt_.get(name);
     PackedWeight p;
-    switch (v.dtype) {  // llama.cpp's type ids of the float formats
-      case DType::F32: p.ggml_type = 0; break;
-      case DType::F16: p.ggml_type = 1; break;
-      case DType::BF16: p.ggml_type = 30; break;
+    switch (v.dtype) {  // the float formats' rows of the type table
+      case DType::F32: p.ggml_type = uint32_t(ggml::GgmlType::F32); break;
+      case DType::F16: p.ggml_type = uint32_t(ggml::GgmlType::F16); break;
+      case DType::BF16: p.ggml_type = uint32_t(ggml::GgmlType::BF16); break;
       default: return std::nullopt;
     }
     if (v.shape.size() != 2) return std::nullopt;

@@ -312,9 +312,13 @@ void save_quantized(const QuantizedModel& qm, const std::filesystem::path& dir, 
   out.commit();
 }
 
+HfQuantFormat hf_quant_format(const std::string& name, QuantMethod method) {
+  if (name.empty()) return method == QuantMethod::AWQ ? HfQuantFormat::AwqGemm : HfQuantFormat::GptqV1;
+  return parse_hf_quant_format(name);
+}
+
 void QuantizedModel::save(const std::filesystem::path& dir, const std::string& format, bool overwrite) const {
-  const std::string f = format.empty() ? (method == QuantMethod::AWQ ? "awq_gemm" : "gptq") : format;
-  save_quantized(*this, dir, parse_hf_quant_format(f), overwrite);
+  save_quantized(*this, dir, hf_quant_format(format, method), overwrite);
 }
 
 

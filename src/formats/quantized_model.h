@@ -42,6 +42,8 @@ struct QuantizedModel {
 
 enum class HfQuantFormat { GptqV1, GptqV2, AwqGemm };
 HfQuantFormat parse_hf_quant_format(const std::string& name);  // "gptq", "gptq_v2", "awq_gemm"/"awq"
+// The format called `name`, or for an empty name the method's usual one (AWQ → awq_gemm, else gptq).
+HfQuantFormat hf_quant_format(const std::string& name, QuantMethod method);
 
 // Writes a Hugging Face directory that transformers / vLLM load: config.json with
 // quantization_config, quantize_config.json (GPTQ), model.safetensors with the packed layers and

@@ -108,25 +108,26 @@ void AsyncCheckpoints::finish() {
 }
 
 Tensor& block_tensor(const BlockSpec& spec, BlockWeights& w, const std::string& name) {
-  for (size_t n = 0; n < spec.norms.size(); ++n) {
-    const std::string base = spec.norm_tensor(int(n));
-    if (name == base + ".weight") return w.norm[n].w;
-    if (name == base + ".bias") return w.norm[n].b;
-  }
-  for (size_t l = 0; l < spec.linears.size(); ++l) {
-    const std::string base = spec.linear_tensor(int(l));
-    if (name == base + ".weight") return w.linear[l].w;
-    if (name == base + ".bias") return w.linear[l].b;
-  }
-  QL_ASSERT(false, "no tensor named {} in block {}", name, spec.layer);
-  __builtin_unreachable();
+  const BlockSpec::TensorSlot r = spec.tensor_slot(name);
+  QL_ASSERT(r.slot >= 0, "no tensor named {} in block {}", name, spec.layer);
+  if (r.is_norm) return r.is_bias ? w.norm[size_t(r.slot)].b : w.norm[size_t(r.slot)].w;
+  return r.is_bias ? w.linear[size_t(r.slot)].b : w.linear[size_t(r.slot)].w;
+}
+
+void check_restored_tensor(const BlockSpec& spec, const std::string& name, const Shape& shape, const Shape& expected) {
+  if (spec.tensor_slot(name).slot < 0)
+    fail("--resume: the checkpoint of block {} holds '{}', not a tensor of this block (a damaged or foreign OUT.resume; "
+         "delete it to start over)", spec.layer, name);
+  if (shape != expected)
+    fail("--resume: the checkpoint of block {} holds '{}' of shape {}, the block's is {} (a damaged OUT.resume; delete "
+         "it to start over)", spec.layer, name, shape_str(shape), shape_str(expected));
 }
 
 void apply_block_tensors(const BlockSpec& spec, BlockWeights& w, const std::map<std::string, Tensor>& t) {
   for (const auto& [name, v] : t) {
+    if (spec.tensor_slot(name).slot < 0) check_restored_tensor(spec, name, v.shape, {});
     Tensor& dst = block_tensor(spec, w, name);
-    QL_ASSERT(dst.shape == v.shape, "restored tensor {} has shape {}, block has {}", name, shape_str(v.shape),
-              shape_str(dst.shape));
+    check_restored_tensor(spec, name, v.shape, dst.shape);
     dst = v;
   }
 }
@@ -204,6 +205,13 @@ BlockResult BlockCheckpoints::load(int block) const {
       q.scales = tensor(f, name + ".scales").to_f32();
       q.zeros = ints(tensor(f, name + ".zeros"), file);
       q.g_idx = ints(tensor(f, name + ".g_idx"), file);
+      // What dequantization indexes by, checked so that a damaged file is an Error, not a bad read.
+      const int64_t n_groups = q.scales.ndim() == 2 ? q.scales.dim(0) : -1;
+      bool ok = q.bits >= 2 && q.bits <= 8 && n_groups > 0 && q.scales.dim(1) == q.out &&
+                int64_t(q.zeros.size()) == n_groups * q.out && int64_t(q.g_idx.size()) == q.in;
+      for (size_t i = 0; ok && i < q.g_idx.size(); ++i) ok = q.g_idx[i] >= 0 && q.g_idx[i] < n_groups;
+      for (size_t i = 0; ok && i < q.qweight.size(); ++i) ok = q.qweight[i] <= max_code(q.bits);
+      if (!ok) fail("{}: layer '{}' is inconsistent (bits, scales, zeros, g_idx or codes); a damaged checkpoint", file, name);
       r.layers.emplace(name, std::move(q));
     }
     for (const auto& [name, s] : meta.at("stats").items())

@@ -79,7 +79,9 @@ class AsyncCheckpoints {
   std::future<void> pending_;
 };
 
-// Folds a restored block's changed tensors (HF names of the block) into w.
+// Error (one line, for --resume) unless `name` is a tensor of the block and `shape` is `expected`.
+void check_restored_tensor(const BlockSpec& spec, const std::string& name, const Shape& shape, const Shape& expected);
+// Folds a restored block's changed tensors (HF names of the block) into w (check_restored_tensor first).
 void apply_block_tensors(const BlockSpec& spec, BlockWeights& w, const std::map<std::string, Tensor>& t);
 
 }  // namespace quantllm

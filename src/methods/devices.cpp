@@ -33,10 +33,16 @@ bool cuda_device_usable() {
 #endif
 }
 
+namespace {
+[[noreturn]] void no_cuda_backend() {
+  fail("--device cuda: this build has no CUDA backend (configure with -DQUANTLLM_CUDA=ON; needs nvcc)");
+}
+}  // namespace
+
 Device parse_device(const std::string& name) {
   if (name == "cpu") return Device::CPU;
-  if (name != "cuda") fail("device '{}' is not known (known: cpu, cuda)", name);
-  if (!cuda_backend_built()) fail("device 'cuda': this build has no CUDA backend (configure with -DQUANTLLM_CUDA=ON; needs nvcc)");
+  if (name != "cuda") fail("--device '{}' is not known (known: cpu, cuda)", name);
+  if (!cuda_backend_built()) no_cuda_backend();
   return Device::CUDA;
 }
 
@@ -46,7 +52,7 @@ std::unique_ptr<CalibrationBackend> make_calibration_backend(const LoadedModel& 
 #ifdef QUANTLLM_HAVE_CUDA
   return make_cuda_calibration_backend(model, windows, options);
 #else
-  fail("--device cuda: this build has no CUDA backend (configure with -DQUANTLLM_CUDA=ON)");
+  no_cuda_backend();
 #endif
 }
 
@@ -55,7 +61,7 @@ std::unique_ptr<ModelRunner> make_model_runner(const LoadedModel& model, Device 
 #ifdef QUANTLLM_HAVE_CUDA
   return std::make_unique<cuda::DeviceModel>(model, gpu_tf32 ? cuda::Math::TF32 : cuda::Math::FP32);
 #else
-  fail("--device cuda: this build has no CUDA backend (configure with -DQUANTLLM_CUDA=ON)");
+  no_cuda_backend();
 #endif
 }
 

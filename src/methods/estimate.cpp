@@ -24,13 +24,26 @@ RunEstimate estimate_group_method(const LoadedModel& model, const QuantizeReques
   const double T = double(opt.calib.seqlen);
   const double chunk = std::max(1.0, std::floor(double(opt.device.chunk_tokens) / T)) * T;
   const double C = std::min(chunk, N);
-  const double d = double(c.hidden), f = double(c.ffn);
+  const double d = double(c.hidden);
   const BlockSpec& spec = c.block(0);
   double block_params = 0, max_in = 0;
   for (const LinearSlot& l : spec.linears) {
     block_params += double(l.in) * double(l.out);
     max_in = std::max(max_in, double(l.in));
   }
+  // Per token of a forward chunk: x, h and the residual; each sub-layer's input linears' outputs
+  // (attention: q, k, v) or, for a feed-forward, its intermediate three times (gate, up and the
+  // activation; OPT: fc1 and its ReLU). AWQ's search sample: every point's values and each sub-layer's
+  // mid as the reference output.
+  double chunk_row = 3 * d, sample_row = 0;
+  for (const Sublayer& s : spec.sublayers) {
+    const double mid = double(spec.points[size_t(s.mid)].width);
+    if (s.kind == SublayerKind::Ffn) chunk_row += 3 * mid;
+    else
+      for (const int l : s.in_linears) chunk_row += double(spec.linears[size_t(l)].out);
+    sample_row += mid;
+  }
+  for (const Point& p : spec.points) sample_row += double(p.width);
   double file_bytes = 0;
   for (const auto& n : model.weights->names()) file_bytes += double(model.weights->stored_bytes(n));
 
@@ -40,15 +53,14 @@ RunEstimate estimate_group_method(const LoadedModel& model, const QuantizeReques
   e.memory.emplace_back("one block in fp32, and the copy being quantized", 2 * 4 * block_params);
   if (calibrated) {
     e.memory.emplace_back("calibration hidden states [tokens, hidden] fp32", 4 * N * d);
-    // x, q, k, v, attention output, residual; gate, up and the activation (OPT: fc1 and its ReLU).
-    e.memory.emplace_back("one forward chunk's activations", 4 * C * (3 * d + double(c.q_dim() + 2 * c.kv_dim()) + 3 * f));
+    e.memory.emplace_back("one forward chunk's activations", 4 * C * chunk_row);
     e.memory.emplace_back("token embeddings while embedding the windows", 4 * double(c.vocab) * d);
   }
   if (method == QuantMethod::GPTQ)
     e.memory.emplace_back("Hessians of a sequential group and GPTQ's workspace (fp64)", 8 * 4 * max_in * max_in);
   if (method == QuantMethod::AWQ || awq_scale) {
     const double S = std::min(N, std::max(T, std::floor(double(opt.awq.search_tokens) / T) * T));
-    e.memory.emplace_back("AWQ search sample: four linear inputs and reference outputs", 4 * S * (4 * d + 2 * f));
+    e.memory.emplace_back("AWQ search sample: the linear inputs and reference outputs", 4 * S * sample_row);
   }
   for (const auto& [what, bytes] : e.memory) e.peak_bytes += bytes;
 

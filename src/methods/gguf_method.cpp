@@ -94,7 +94,7 @@ QuantizeResult run_gguf(const LoadedModel& model, const QuantizeRequest& r, cons
   int64_t params = 0;
   uint64_t bytes = 0;
   for (const auto& p : plan) params += shape_numel(p.shape), bytes += p.bytes;
-  if (m.config.arch->gguf_arch == "opt")
+  if (!m.config.arch->llama_cpp_runs)
     std::fprintf(stderr, "quantllm: note: llama.cpp has no OPT architecture: this GGUF runs in quantllm only\n");
   GGUFExportOptions eo;
   eo.mix_name = std::string(mix.name);

@@ -80,35 +80,18 @@ void validate_layers(const ModelConfig& c, const QuantParams& p) {
     validate_quant_params(p, spec.linears[l].in, spec.linear_tensor(int(l)) + ".weight");
 }
 
-QuantizedModel quantize_group_method(const LoadedModel& model, const QuantizeRequest& r, const BlockProgress& progress) {
-  const ModelConfig& c = model.config;
-  const QuantParams p = quant_params(r);
-  validate_layers(c, p);  // every layer's shape against the options, before any work
-  check_globals_finite(c, *model.weights);  // copied to the output as they are; block tensors: as each block loads
+namespace {
 
-  const int n_blocks = int(c.n_layers);
+// r.method on `model` as it is (its weights already scaled when AWQ's scaling went first).
+QuantizedModel quantize_as_is(const LoadedModel& model, const QuantizeRequest& r, const BlockProgress& progress) {
   const QuantMethod method = group_method(r);
-  if (r.awq.scale_first && method != QuantMethod::AWQ) {
-    // AWQ's scales folded into the fp32 weights, then the method on the scaled model; the folded
-    // norms and biases (not quantized themselves) are exported from `replaced`.
-    std::map<std::string, Tensor> scaled = awq_scale_weights(model, r, progress);
-    LoadedModel scaled_model = model;
-    scaled_model.weights = overlay_weights(model.weights, scaled);
-    QuantizeRequest inner = r;
-    inner.awq.scale_first = false;
-    QuantizedModel qm_scaled = quantize_group_method(scaled_model, inner, progress);
-    qm_scaled.base = &model;
-    for (auto& [name, t] : scaled) {
-      std::string base = name;
-      const bool quantized = name.ends_with(".weight") && qm_scaled.layers.count(base.erase(base.size() - 7));
-      if (!quantized) qm_scaled.replaced[name] = std::move(t);
-    }
-    return qm_scaled;
-  }
   if (method == QuantMethod::AWQ) return quantize_awq(model, r, progress);
   if (method == QuantMethod::GPTQ) return quantize_gptq(model, r, calibration_windows(model, r.calib), progress);
 
   // Round-to-nearest: no calibration, block by block.
+  const ModelConfig& c = model.config;
+  const QuantParams p = quant_params(r);
+  const int n_blocks = int(c.n_layers);
   QuantizedModel qm = new_quantized_model(model, r);
   for (int i = 0; i < n_blocks; ++i) {
     const BlockWeights w = load_block(c, *model.weights, i);
@@ -121,6 +104,31 @@ QuantizedModel quantize_group_method(const LoadedModel& model, const QuantizeReq
     if (progress) progress(i + 1, n_blocks, "rtn");
   }
   return qm;
+}
+
+}  // namespace
+
+QuantizedModel quantize_group_method(const LoadedModel& model, const QuantizeRequest& r, const BlockProgress& progress) {
+  const ModelConfig& c = model.config;
+  validate_layers(c, quant_params(r));  // every layer's shape against the options, before any work
+  check_globals_finite(c, *model.weights);  // copied to the output as they are; block tensors: as each block loads
+  if (!r.awq.scale_first || group_method(r) == QuantMethod::AWQ) return quantize_as_is(model, r, progress);
+
+  // AWQ's scales folded into the fp32 weights, then the method on the scaled model; the folded norms
+  // and biases (not quantized themselves) are exported from `replaced`. The request keeps
+  // awq.scale_first, so the method's resume checkpoints are fingerprinted as taken after the scaling
+  // (a plain run of the same method does not restore them, nor this one a plain run's).
+  std::map<std::string, Tensor> scaled = awq_scale_weights(model, r, progress);
+  LoadedModel scaled_model = model;
+  scaled_model.weights = overlay_weights(model.weights, scaled);
+  QuantizedModel qm_scaled = quantize_as_is(scaled_model, r, progress);
+  qm_scaled.base = &model;
+  for (auto& [name, t] : scaled) {
+    std::string base = name;
+    const bool quantized = name.ends_with(".weight") && qm_scaled.layers.count(base.erase(base.size() - 7));
+    if (!quantized) qm_scaled.replaced[name] = std::move(t);
+  }
+  return qm_scaled;
 }
 
 }  // namespace quantllm

@@ -29,9 +29,7 @@ uint64_t path_bytes(const std::filesystem::path& p) {
   return total;
 }
 
-std::string format_name(const QuantizeRequest& r) {
-  return r.format.empty() ? (r.method == "awq" ? "awq_gemm" : "gptq") : r.format;
-}
+HfQuantFormat format_of(const QuantizeRequest& r) { return hf_quant_format(r.format, group_method(r)); }
 
 void validate_group(const QuantizeRequest& r) {
   const int bits = r.bits.value_or(4);
@@ -39,7 +37,11 @@ void validate_group(const QuantizeRequest& r) {
   if (!(r.gptq.damp > 0) || r.gptq.damp > 1) fail("--damp must be in (0, 1], got {}", r.gptq.damp);
   if (r.awq.scale_first && r.method == "awq")
     fail("--awq-scale composes AWQ scaling with --method gptq or rtn; --method awq scales already");
-  const HfQuantFormat format = parse_hf_quant_format(format_name(r));
+  if (r.method == "awq" && r.mse)
+    fail("--mse does not apply to --method awq (AWQ searches each group's clipping range itself)");
+  if (r.method == "awq" && r.gptq.act_order)
+    fail("--act-order is a GPTQ option; --method awq quantizes groups of contiguous columns");
+  const HfQuantFormat format = format_of(r);
   if (format == HfQuantFormat::AwqGemm && (bits != 4 || r.gptq.act_order))
     fail("--format awq_gemm stores 4-bit weights in contiguous groups (no --act-order)");
   if (!r.gguf.imatrix.empty()) fail("--imatrix applies to --method gguf");
@@ -57,7 +59,7 @@ QuantizeResult run_group(const LoadedModel& m, const QuantizeRequest& r, const P
   if (progress) bp = [&](int done, int total, const std::string& detail) { progress(done, total, detail); };
   const QuantizedModel qm = quantize_group_method(m, r, bp);
   const auto t_save = std::chrono::steady_clock::now();
-  save_quantized(qm, r.out, parse_hf_quant_format(format_name(r)), r.overwrite);
+  save_quantized(qm, r.out, format_of(r), r.overwrite);
   QuantizeResult res;
   res.write_seconds = seconds_since(t_save);
   res.out = r.out;

@@ -13,6 +13,8 @@ constexpr AttentionNames kLlamaAttention = {
     .k = "self_attn.k_proj",
     .v = "self_attn.v_proj",
     .o = "self_attn.o_proj",
+    .q_norm = "",
+    .k_norm = "",
 };
 constexpr FfnNames kLlamaFfn = {
     .norm = "post_attention_layernorm",
@@ -32,6 +34,7 @@ constexpr AttentionNames kQwen3Attention = {
     .k_norm = "self_attn.k_norm",
 };
 
+// gguf "llama" (Llama, Mistral): llama.cpp permutes q/k rows; qwen2 / qwen3 keep HF's order (NEOX RoPE).
 constexpr ArchSpec llama_like(std::string_view hf, std::string_view type, std::string_view gguf, bool qkv_bias,
                               AttentionNames attn = kLlamaAttention) {
   return ArchSpec{
@@ -42,7 +45,11 @@ constexpr ArchSpec llama_like(std::string_view hf, std::string_view type, std::s
       .pos = PosKind::RoPE,
       .ffn = FfnKind::GatedSiLU,
       .default_qkv_bias = qkv_bias,
+      .default_tied = false,
+      .default_sliding_window = type == "mistral",
       .position_offset = 0,
+      .gguf_rope_permute = gguf == "llama",
+      .llama_cpp_runs = true,
       .block_prefix = "model.layers.{}.",
       .attn = attn,
       .ffn_names = kLlamaFfn,
@@ -68,11 +75,15 @@ constexpr std::array kTable = {
         .pos = PosKind::Learned,
         .ffn = FfnKind::ReLU,
         .default_qkv_bias = true,
+        .default_tied = true,
+        .default_sliding_window = false,
         .position_offset = 2,
+        .gguf_rope_permute = false,
+        .llama_cpp_runs = false,  // llama.cpp has no OPT architecture
         .block_prefix = "model.decoder.layers.{}.",
         // OPT has no gate: fc1 is the "up" projection, fc2 the "down" one.
         .attn = {.norm = "self_attn_layer_norm", .q = "self_attn.q_proj", .k = "self_attn.k_proj",
-                 .v = "self_attn.v_proj", .o = "self_attn.out_proj"},
+                 .v = "self_attn.v_proj", .o = "self_attn.out_proj", .q_norm = "", .k_norm = ""},
         .ffn_names = {.norm = "final_layer_norm", .gate = "", .up = "fc1", .down = "fc2"},
         .embed_tokens = "model.decoder.embed_tokens",
         .embed_positions = "model.decoder.embed_positions",

@@ -1,8 +1,9 @@
 // Architectures as data: one ArchSpec row per supported Hugging Face architecture. A row names the
 // checkpoint's tensors and the kinds of the pieces a decoder block is made of (norm, positions,
 // feed-forward activation, optional q/k norms); block_spec.h derives every layer's BlockSpec from the
-// row and the config once, and nothing else in the code branches on the architecture. Adding an
-// architecture whose pieces exist is adding a row to arch.cpp.
+// row and the config once, and nothing else in the code branches on the architecture (the one exception:
+// the synthetic-checkpoint writer, model/synthetic.cpp, writes config.json with the keys transformers
+// writes for each model_type). Adding an architecture whose pieces exist is adding a row to arch.cpp.
 #pragma once
 
 #include <span>
@@ -36,7 +37,13 @@ struct ArchSpec {
   PosKind pos;
   FfnKind ffn;
   bool default_qkv_bias;  // when config.json does not say (Qwen2: true)
+  bool default_tied;      // tie_word_embeddings when config.json does not say (OPT: true)
+  bool default_sliding_window;  // use_sliding_window when config.json has a window but does not say (Mistral)
   int position_offset;    // OPT's learned positions start at index 2
+  // GGUF conventions of llama.cpp for this architecture: q/k rows permuted from HF's rotate-half order
+  // to GGML's interleaved pairs (its "llama" architecture), and whether llama.cpp runs it at all.
+  bool gguf_rope_permute;
+  bool llama_cpp_runs;
   // Checkpoint names. "{}" in block_prefix is the layer index.
   std::string_view block_prefix;  // "model.layers.{}."
   AttentionNames attn;

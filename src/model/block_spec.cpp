@@ -16,6 +16,20 @@ std::string_view role_name(Role r) {
   return names[int(r)];
 }
 
+BlockSpec::TensorSlot BlockSpec::tensor_slot(const std::string& name) const {
+  for (size_t n = 0; n < norms.size(); ++n) {
+    const std::string base = norm_tensor(int(n));
+    if (name == base + ".weight") return {true, false, int(n)};
+    if (name == base + ".bias") return {true, true, int(n)};
+  }
+  for (size_t l = 0; l < linears.size(); ++l) {
+    const std::string base = linear_tensor(int(l));
+    if (name == base + ".weight") return {false, false, int(l)};
+    if (name == base + ".bias") return {false, true, int(l)};
+  }
+  return {};
+}
+
 int BlockSpec::find(Role r) const {
   for (size_t i = 0; i < linears.size(); ++i)
     if (linears[i].role == r) return int(i);
@@ -115,7 +129,8 @@ class Builder {
 void add_attention(Builder& bld, BlockSpec& b, const ModelConfig& c) {
   const ArchSpec& a = *c.arch;
   const AttentionNames& n = a.attn;
-  Sublayer s{.kind = SublayerKind::Attention};
+  Sublayer s;
+  s.kind = SublayerKind::Attention;
   const int idx = int(b.sublayers.size());
   s.norm_before = c.norm_before;
   s.rope = a.pos == PosKind::RoPE;
@@ -139,7 +154,8 @@ void add_attention(Builder& bld, BlockSpec& b, const ModelConfig& c) {
 void add_ffn(Builder& bld, BlockSpec& b, const ModelConfig& c) {
   const ArchSpec& a = *c.arch;
   const FfnNames& n = a.ffn_names;
-  Sublayer s{.kind = SublayerKind::Ffn};
+  Sublayer s;
+  s.kind = SublayerKind::Ffn;
   const int idx = int(b.sublayers.size());
   s.norm_before = c.norm_before;
   s.act = a.ffn;

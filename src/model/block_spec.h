@@ -57,7 +57,7 @@ struct Point {
 };
 
 struct Sublayer {
-  SublayerKind kind;
+  SublayerKind kind = SublayerKind::Attention;
   int norm = -1;            // its norm slot
   bool norm_before = true;  // pre-norm: h = norm(x); false (OPT-350m): h = x, x ← norm(x + y) after
   int in = -1, mid = -1;    // points: its input (after the pre-norm) and its mid
@@ -90,13 +90,20 @@ struct BlockSpec {
   // The slot of a role, or -1.
   int find(Role r) const;
   const LinearSlot& linear(Role r) const;  // asserts the block has it
+  // What an HF tensor name of the block refers to: a norm's or a linear's weight or bias (slot −1: none).
+  struct TensorSlot {
+    bool is_norm = false, is_bias = false;
+    int slot = -1;
+  };
+  TensorSlot tensor_slot(const std::string& name) const;
   // The linear slots reading each point, in slot order.
   std::vector<int> readers(int point) const;
   // GPTQ's order: the slots of each point in forward order (true-sequential), or all slots at once.
   std::vector<std::vector<int>> sequential_groups(bool true_sequential) const;
   // Every HF tensor name of the block with its shape: the norms, then the linears (slot order).
   std::vector<std::pair<std::string, std::vector<int64_t>>> tensors() const;
-  // Every HF tensor name of the block in file order (GGUF: each sub-layer's norm, then its linears).
+  // Every HF tensor name of the block in file order (GGUF: each sub-layer's norm, then its linears;
+  // the per-head q/k norms after v, before o).
   std::vector<std::string> file_order_names() const;
   int64_t max_point_width() const;
 };

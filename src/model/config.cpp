@@ -127,7 +127,7 @@ ModelConfig parse_config_json(std::string_view json_text, const std::string& sou
   c.max_positions = r.integer_or("max_position_embeddings", 2048);
   c.bos_token_id = first_id(root, "bos_token_id");
   c.eos_token_id = first_id(root, "eos_token_id");
-  c.tied_embeddings = r.boolean_or("tie_word_embeddings", a.model_type == "opt");
+  c.tied_embeddings = r.boolean_or("tie_word_embeddings", a.default_tied);
   if (a.pos == PosKind::Learned) {  // OPT
     c.ffn = r.integer("ffn_dim");
     c.head_dim = c.hidden / c.n_heads;
@@ -149,7 +149,7 @@ ModelConfig parse_config_json(std::string_view json_text, const std::string& sou
     const std::string act = r.string_or("hidden_act", "silu");
     if (act != "silu") fail("{}: hidden_act '{}' is not supported (supported: silu)", source, act);
     parse_rope(root, c, source);
-    if (r.has("sliding_window") && r.boolean_or("use_sliding_window", a.model_type == "mistral"))
+    if (r.has("sliding_window") && r.boolean_or("use_sliding_window", a.default_sliding_window))
       c.sliding_window = r.integer("sliding_window");
   }
   if (c.hidden % c.n_heads != 0 && !r.has("head_dim"))

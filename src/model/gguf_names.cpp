@@ -59,7 +59,7 @@ std::optional<std::string> gguf_to_hf_name(const ModelConfig& c, const std::stri
 }
 
 int64_t gguf_rope_permute_heads(const ModelConfig& c, const std::string& hf_name) {
-  if (c.arch->gguf_arch != "llama") return 0;
+  if (!c.arch->gguf_rope_permute) return 0;
   for (int i = 0; i < c.n_layers; ++i) {
     const BlockSpec& b = c.block(i);
     for (const char* suffix : {".weight", ".bias"}) {

@@ -100,9 +100,11 @@ float synth_value(uint64_t key, int64_t index) {
 }
 
 double SynthShape::parameters() const {
-  return double(vocab * hidden * (tied ? 1 : 2)) +
-         double(layers) * double(hidden * (2 * hidden + 2 * hidden / heads * kv_heads) +
-                                 (architecture == "OPTForCausalLM" ? 2 : 3) * hidden * ffn);
+  // Every tensor of the checkpoint this shape writes: its config read back, its block specs' tensors.
+  const ModelConfig c = parse_config_json(synth_config_json(*this, DType::BF16, -1, -1), std::string(name));
+  double n = 0;
+  for (const auto& [tensor, shape] : expected_tensors(c)) n += double(shape_numel(shape));
+  return n;
 }
 
 std::string synth_config_json(const SynthShape& s, DType dtype, int64_t bos_id, int64_t eos_id) {

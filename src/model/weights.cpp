@@ -1,4 +1,5 @@
-// Weight sources, the expected-tensor check, per-block loading and open_model's dispatch.
+// Weight sources (an overlay of replaced tensors), the expected-tensor check and per-block loading by
+// slot; the containers that provide the sources and open_model() are in formats/.
 #include "model/weights.h"
 
 #include "core/error.h"

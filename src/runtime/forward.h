@@ -3,7 +3,7 @@
 // A linear layer's weight is either an fp32 matrix or a packed one (the quantized engine:
 // runtime/cpu/qmatrix.h); everything else is the same code for both.
 //   embed():         tokens [n_seq, T]        -> x [n_seq*T, hidden]
-//   run_block():     x [n_seq*T, hidden]      -> x (in place), one decoder block (runtime/block.h)
+//   block_forward(): x [n_seq*T, hidden]      -> x (in place), one decoder block (run_block, runtime/block.h)
 //   head():          x [rows, hidden]         -> logits [rows, vocab]
 // Sequences in a batch are independent windows that all start at position `pos0` (0 for
 // evaluation); generation passes a KVCache to continue a single sequence.

@@ -2,7 +2,7 @@
 // encode pipeline: added tokens are cut out first (those with normalized=false on the raw text, the others
 // on the normalized text), the rest is normalized, pre-tokenized and fed word by word to the BPE model,
 // and the post-processor template adds BOS/EOS. Decoding maps ids back to token strings and runs the
-// decoder chain. Components live in pipeline.cpp and bpe.cpp.
+// decoder chain. The stages live in stages.h (pretokenizers.cpp, decoders.cpp) and the model in bpe.cpp.
 #include "tokenizer/tokenizer.h"
 
 #include <nlohmann/json.hpp>

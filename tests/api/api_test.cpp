@@ -54,14 +54,18 @@ TEST(Api, RtnMatchesCliBytesAndRoundTripsExactly) {
 TEST(Api, GgufQuantizerMatchesCliBytes) {
   test::TempDir tmp;
   const Model m = load_model(test::model_dir(kLlama));
-  GGUFQuantizer q(m, {.type = "Q4_K_M"});
+  GGUFConfig cfg;
+  cfg.type = "Q4_K_M";
+  GGUFQuantizer q(m, cfg);
   q.quantize();
   q.convert_to_gguf(tmp / "api.gguf");
   const auto r = test::run_quantllm("quantize --model " + test::model_dir(kLlama).string() +
                                     " --method gguf --type Q4_K_M --out " + (tmp / "cli.gguf").string());
   ASSERT_EQ(r.status, 0) << r.err;
   EXPECT_EQ(test::read_all(tmp / "api.gguf"), test::read_all(tmp / "cli.gguf"));
-  EXPECT_THROW(GGUFQuantizer(m, {.type = "Q9_X"}), Error);
+  GGUFConfig bad;
+  bad.type = "Q9_X";
+  EXPECT_THROW(GGUFQuantizer(m, bad), Error);
 }
 
 TEST(Api, RtnPerplexityMatchesReferenceImplementation) {

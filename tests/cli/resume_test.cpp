@@ -13,6 +13,8 @@
 #include <unistd.h>
 
 #include <chrono>
+#include <fstream>
+#include <functional>
 #include <thread>
 
 namespace quantllm::test {
@@ -85,7 +87,20 @@ bool run_and_kill(const std::string& args, const fs::path& state, int blocks) {
   return false;
 }
 
-void kill_and_resume(const std::string& method, const std::string& stage, int kill_after) {
+// Replaces the first occurrence of `from` in the file by `to` (same length: the safetensors header stays valid).
+void patch_file(const fs::path& f, const std::string& from, const std::string& to) {
+  ASSERT_EQ(from.size(), to.size());
+  std::string bytes = read_all(f);
+  const size_t at = bytes.find(from);
+  ASSERT_NE(at, std::string::npos) << from << " not in " << f;
+  bytes.replace(at, from.size(), to);
+  std::ofstream(f, std::ios::binary | std::ios::trunc) << bytes;
+}
+
+// Called with the checkpoint of the killed run before it is resumed (checks that need one).
+using KilledRunCheck = std::function<void(const std::string& args, const fs::path& out, const fs::path& ckpt)>;
+
+void kill_and_resume(const std::string& method, const std::string& stage, int kill_after, const KilledRunCheck& check = {}) {
   TempDir tmp;
   const std::string args = base_args(method) + " --threads 2";
   const RunResult full = run_quantllm(args + " --out " + (tmp / "full").string());
@@ -107,6 +122,7 @@ void kill_and_resume(const std::string& method, const std::string& stage, int ki
   const RunResult other = run_quantllm(base_args(method) + " --seed 1 --resume --out " + out.string());
   EXPECT_EQ(other.status, 1);
   EXPECT_NE(other.err.find("other options"), std::string::npos) << other.err;
+  if (check) check(args, out, ckpt);
 
   const RunResult resumed = run_quantllm(args + " --resume --out " + out.string());
   ASSERT_EQ(resumed.status, 0) << resumed.err;
@@ -116,10 +132,50 @@ void kill_and_resume(const std::string& method, const std::string& stage, int ki
 
 TEST(Resume, GptqKilledAfterThreeBlocksResumesByteIdentical) { kill_and_resume("--method gptq --bits 4 --act-order", "gptq", 3); }
 
-TEST(Resume, AwqKilledAfterFiveBlocksResumesByteIdentical) { kill_and_resume("--method awq --bits 4", "awq", 5); }
+// A damaged checkpoint (a tensor that is not the block's; a group index out of range) is one line naming
+// --resume and exit status 1, not an abort; the intact file, put back, resumes as usual.
+TEST(Resume, AwqKilledAfterFiveBlocksResumesByteIdentical) {
+  kill_and_resume("--method awq --bits 4", "awq", 5, [](const std::string& args, const fs::path& out, const fs::path& ckpt) {
+    const fs::path block = ckpt / "awq-block-001.safetensors";
+    const std::string intact = read_all(block);
+    for (const auto& [from, to] : {std::pair<std::string, std::string>{"input_layernorm.weight", "input_layernorm.wei9ht"},
+                                   {".g_idx", ".g_id9"}}) {
+      patch_file(block, from, to);
+      const RunResult r = run_quantllm(args + " --resume --out " + out.string());
+      EXPECT_EQ(r.status, 1) << from << "\n" << r.err;
+      EXPECT_EQ(count_lines(r.err), 1) << from << "\n" << r.err;
+      std::ofstream(block, std::ios::binary | std::ios::trunc) << intact;
+    }
+    // A group index past the last group (the first g_idx value, an I32 0 of layer q_proj, set to 7).
+    std::string bytes = intact;
+    const size_t header = size_t(*reinterpret_cast<const uint64_t*>(bytes.data()));
+    const std::string name = "model.layers.1.self_attn.q_proj.g_idx\":{\"dtype\":\"I32\",\"shape\":[";
+    const size_t at = bytes.find(name);
+    ASSERT_NE(at, std::string::npos);
+    const size_t offsets = bytes.find("\"data_offsets\":[", at);
+    ASSERT_NE(offsets, std::string::npos);
+    const size_t begin = std::stoull(bytes.substr(offsets + 16));
+    bytes[8 + header + begin] = 7;
+    std::ofstream(block, std::ios::binary | std::ios::trunc) << bytes;
+    const RunResult r = run_quantllm(args + " --resume --out " + out.string());
+    EXPECT_EQ(r.status, 1) << r.err;
+    EXPECT_EQ(count_lines(r.err), 1) << r.err;
+    EXPECT_NE(r.err.find("damaged"), std::string::npos) << r.err;
+    std::ofstream(block, std::ios::binary | std::ios::trunc) << intact;
+  });
+}
 
+// The GPTQ pass after AWQ's scaling checkpoints blocks of the scaled model: a plain GPTQ run with
+// the same options otherwise does not take them (and the scaled run resumes them byte-identically).
 TEST(Resume, AwqScaleThenGptqKilledInTheGptqPassResumesByteIdentical) {
-  kill_and_resume("--method gptq --bits 3 --awq-scale", "gptq", 2);
+  kill_and_resume("--method gptq --bits 3 --awq-scale", "gptq", 2,
+                  [](const std::string& args, const fs::path& out, const fs::path&) {
+                    std::string plain = args;
+                    plain.erase(plain.find(" --awq-scale"), std::string(" --awq-scale").size());
+                    const RunResult r = run_quantllm(plain + " --resume --out " + out.string());
+                    EXPECT_EQ(r.status, 1) << r.err;
+                    EXPECT_NE(r.err.find("other options"), std::string::npos) << r.err;
+                  });
 }
 
 TEST(Resume, ForceStartsOverAndResumeWithoutCheckpointStartsFresh) {

@@ -139,7 +139,7 @@ Matrix make_matrix(const Case& c, int64_t out, int64_t n, uint32_t seed) {
   r.m.data = r.bytes.data();
   return r;
 }
-Matrix make_row(const Case& c, int64_t n, uint32_t seed) { return make_matrix(c, 1, n, seed); }
+[[maybe_unused]] Matrix make_row(const Case& c, int64_t n, uint32_t seed) { return make_matrix(c, 1, n, seed); }
 
 // Activation rows quantized by level `isa` (or fp32 for float formats).
 struct Acts {

@@ -1,5 +1,5 @@
 // quantllm synth: writes a synthetic checkpoint of a real model's shape with random weights, for
-// speed measurements at real sizes (see src/model/synthetic.h).
+// speed measurements at real sizes (include/quantllm/synth.h).
 #include "commands.h"
 #include "common.h"
 #include "quantllm/synth.h"

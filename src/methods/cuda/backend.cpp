@@ -1,6 +1,7 @@
 // The CUDA calibration backend (see backend.h): the block's flow on the device, the collectors and GPTQ.
 #include "methods/cuda/backend.h"
 
+#include "methods/checkpoints.h"
 #include "runtime/block.h"
 #include "runtime/cuda/kernels.h"
 
@@ -58,9 +59,14 @@ void CudaBackend::load_block(int layer, bool check_finite) {
   spec_ = &c_.block(layer);
   w_ = loader_.take(layer, check_finite);
   clock_.mark("load weights");
-  dw_ = upload_block(ctx_, w_);
-  ops_.bind(*spec_, dw_);
-  ctx_.sync();
+  try {
+    dw_ = upload_block(ctx_, w_);
+    ops_.bind(*spec_, dw_);
+    ctx_.sync();
+  } catch (...) {  // out of device memory: the page-locked host block is released all the same
+    BlockPrefetcher::unpin(w_);
+    throw;
+  }
   BlockPrefetcher::unpin(w_);
   // From here the matrices live on the device; on the host only their row counts remain ([out, 0]:
   // awq_fold_prev checks them and folds the biases) with the norms and biases.
@@ -72,24 +78,15 @@ void CudaBackend::load_block(int layer, bool check_finite) {
   clock_.mark("upload weights");
 }
 
-CudaBackend::TensorRef CudaBackend::find(const std::string& name) const {
-  for (size_t n = 0; n < spec_->norms.size(); ++n) {
-    const std::string base = spec_->norm_tensor(int(n));
-    if (name == base + ".weight") return {true, false, int(n)};
-    if (name == base + ".bias") return {true, true, int(n)};
-  }
-  for (size_t l = 0; l < spec_->linears.size(); ++l) {
-    const std::string base = spec_->linear_tensor(int(l));
-    if (name == base + ".weight") return {false, false, int(l)};
-    if (name == base + ".bias") return {false, true, int(l)};
-  }
-  QL_ASSERT(false, "no tensor named {} in block {}", name, layer_);
-  __builtin_unreachable();
-}
-
 void CudaBackend::set_tensors(const std::map<std::string, Tensor>& tensors) {
   for (const auto& [name, t] : tensors) {
-    const TensorRef r = find(name);
+    const BlockSpec::TensorSlot r = spec_->tensor_slot(name);
+    if (r.slot < 0) check_restored_tensor(*spec_, name, t.shape, {});
+    // The expected shape: the host copy's, or the device matrix's for a linear weight (the host keeps [out, 0]).
+    const Shape expected = r.is_norm ? (r.is_bias ? w_.norm[size_t(r.slot)].b : w_.norm[size_t(r.slot)].w).shape
+                           : r.is_bias ? w_.linear[size_t(r.slot)].b.shape
+                                       : Shape{dw_.linear[size_t(r.slot)].out, dw_.linear[size_t(r.slot)].in};
+    check_restored_tensor(*spec_, name, t.shape, expected);
     if (r.is_norm) {
       (r.is_bias ? w_.norm[size_t(r.slot)].b : w_.norm[size_t(r.slot)].w) = t;
       upload_tensor(ctx_, t, r.is_bias ? dw_.norm[size_t(r.slot)].b : dw_.norm[size_t(r.slot)].w);
@@ -106,7 +103,8 @@ void CudaBackend::set_tensors(const std::map<std::string, Tensor>& tensors) {
 }
 
 Tensor CudaBackend::tensor(const std::string& name) {
-  const TensorRef r = find(name);
+  const BlockSpec::TensorSlot r = spec_->tensor_slot(name);
+  QL_ASSERT(r.slot >= 0, "no tensor named {} in block {}", name, layer_);
   if (r.is_norm) return r.is_bias ? w_.norm[size_t(r.slot)].b : w_.norm[size_t(r.slot)].w;
   if (r.is_bias) return w_.linear[size_t(r.slot)].b;
   const DeviceLinear& dl = dw_.linear[size_t(r.slot)];

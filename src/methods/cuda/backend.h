@@ -58,12 +58,6 @@ class CudaBackend final : public CalibrationBackend {
   void forward_to(int upto, const std::function<void(float* x, int64_t r0, int64_t rows, int64_t ns)>& fn);
   // Runs every window from the block's input through the block without changing X, calling obs.
   void observe(PointObserver& obs);
-  // The slot of a linear weight / bias or a norm weight / bias of the current block by HF name.
-  struct TensorRef {
-    bool is_norm = false, is_bias = false;
-    int slot = -1;
-  };
-  TensorRef find(const std::string& name) const;
   double sum_sq(const float* a, const float* b, int64_t n);
 
   const LoadedModel& model_;

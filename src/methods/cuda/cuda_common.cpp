@@ -37,9 +37,12 @@ void BlockPrefetcher::unpin(BlockWeights& w) {
 }
 
 BlockWeights BlockPrefetcher::take(int layer, bool check_this) {
+  const bool check = check_ && check_this;
   BlockWeights w;
-  if (pending_.valid() && next_ == layer) w = pending_.get();  // rethrows a load error of that block
-  else {
+  if (pending_.valid() && next_ == layer) {
+    w = pending_.get();  // rethrows a load error of that block
+    if (check && !pending_checked_) check_block_finite(model_.config, w, layer);
+  } else {
     if (pending_.valid()) {
       try {
         BlockWeights stale = pending_.get();
@@ -47,11 +50,14 @@ BlockWeights BlockPrefetcher::take(int layer, bool check_this) {
       } catch (...) {
       }
     }
-    w = load(layer, check_ && check_this);
+    w = load(layer, check);
   }
   if (layer + 1 < int(model_.config.n_layers)) {
     next_ = layer + 1;
-    pending_ = std::async(std::launch::async, [this, l = layer + 1] { return load(l, check_); });
+    // The next block is checked as this one was (a driver asks the same of every block; take() checks
+    // a block that was prefetched unchecked if it is asked to).
+    pending_checked_ = check;
+    pending_ = std::async(std::launch::async, [this, l = layer + 1, check] { return load(l, check); });
   } else {
     next_ = -1;
   }

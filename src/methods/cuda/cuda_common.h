@@ -30,6 +30,7 @@ class BlockPrefetcher {
   const LoadedModel& model_;
   bool check_;
   int next_ = -1;
+  bool pending_checked_ = false;  // whether the prefetched block was checked for NaN / Inf
   std::future<BlockWeights> pending_;
 };
 

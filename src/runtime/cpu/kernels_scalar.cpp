@@ -1,4 +1,5 @@
-// The portable kernels: the reference every SIMD kernel is tested against, and the format table.
+// The portable kernels: the reference every SIMD kernel is tested against (its rows of the kernel
+// tables keyed by type id, kernels.h; the type facts themselves are quant/ggml/types.h's one table).
 //
 // A packed row is decoded into the form of kernels.h (w_i = α·u_i − β per 16 weights), then the dot
 // product is taken per activation block of 32: exact int32 sums Σ u·q over each 16, scaled by α and

@@ -47,7 +47,7 @@ void silu_mul(float* up, const float* gate, int64_t n, cudaStream_t s);
 void relu(float* x, int64_t n, cudaStream_t s);
 void gelu(float* x, int64_t n, cudaStream_t s);
 
-// nll[t] = −log softmax(logits[t])[target[t]] in double (eval/perplexity.cpp token_nll); logits: [rows, vocab]
+// nll[t] = −log softmax(logits[t])[target[t]] in double (runtime/model_runner.cpp token_nll); logits: [rows, vocab]
 void token_nll(const float* logits, const int32_t* target, int64_t rows, int64_t vocab, double* nll, cudaStream_t s);
 
 // --- reductions and small helpers ---

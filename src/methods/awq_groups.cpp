@@ -49,12 +49,14 @@ std::vector<float> awq_fold_prev(const BlockSpec& spec, BlockWeights& w, const A
   if (!g.folds_into_linear()) {
     NormWeights& n = w.norm[size_t(g.source_slot)];
     QL_ASSERT(n.w.numel() == in);
+    const float off = spec.norms[size_t(g.source_slot)].gain_offset;  // Gemma applies 1 + w
     for (int64_t j = 0; j < in; ++j) {
       float& nw = n.w.data[size_t(j)];
-      const float folded = round_to(nw / s[size_t(j)], norm_dtype);
+      const float gain = off + nw;
+      const float folded = round_to(gain / s[size_t(j)] - off, norm_dtype);
       // The scale the stored (rounded) weight actually applies; the columns take exactly that one.
-      if (folded != 0.0f && nw != 0.0f) {
-        const float r = nw / folded;
+      if (off + folded != 0.0f && gain != 0.0f) {
+        const float r = gain / (off + folded);
         if (std::isfinite(r) && r > 0.0f) realized[size_t(j)] = r;
       }
       nw = folded;

@@ -15,12 +15,14 @@ constexpr AttentionNames kLlamaAttention = {
     .o = "self_attn.o_proj",
     .q_norm = "",
     .k_norm = "",
+    .post_norm = "",
 };
 constexpr FfnNames kLlamaFfn = {
     .norm = "post_attention_layernorm",
     .gate = "mlp.gate_proj",
     .up = "mlp.up_proj",
     .down = "mlp.down_proj",
+    .post_norm = "",
 };
 
 // Qwen3: Llama's block with an RMSNorm over each head of q and of k before RoPE.
@@ -32,6 +34,27 @@ constexpr AttentionNames kQwen3Attention = {
     .o = "self_attn.o_proj",
     .q_norm = "self_attn.q_norm",
     .k_norm = "self_attn.k_norm",
+    .post_norm = "",
+};
+
+// Gemma 2 / 3: a norm before and after each sub-layer; "post_attention_layernorm" is the attention's
+// post-norm here (Llama uses that name for the feed-forward's pre-norm). Gemma 3 adds q/k norms.
+constexpr AttentionNames gemma_attention(bool qk_norm) {
+  return {.norm = "input_layernorm",
+          .q = "self_attn.q_proj",
+          .k = "self_attn.k_proj",
+          .v = "self_attn.v_proj",
+          .o = "self_attn.o_proj",
+          .q_norm = qk_norm ? "self_attn.q_norm" : "",
+          .k_norm = qk_norm ? "self_attn.k_norm" : "",
+          .post_norm = "post_attention_layernorm"};
+}
+constexpr FfnNames kGemmaFfn = {
+    .norm = "pre_feedforward_layernorm",
+    .gate = "mlp.gate_proj",
+    .up = "mlp.up_proj",
+    .down = "mlp.down_proj",
+    .post_norm = "post_feedforward_layernorm",
 };
 
 // gguf "llama" (Llama, Mistral): llama.cpp permutes q/k rows; qwen2 / qwen3 keep HF's order (NEOX RoPE).
@@ -47,12 +70,48 @@ constexpr ArchSpec llama_like(std::string_view hf, std::string_view type, std::s
       .default_qkv_bias = qkv_bias,
       .default_tied = false,
       .default_sliding_window = type == "mistral",
+      .default_sliding_pattern = 0,
       .position_offset = 0,
+      .norm_gain_offset = 0.0f,
+      .embed_scale_sqrt_hidden = false,
       .gguf_rope_permute = gguf == "llama",
       .llama_cpp_runs = true,
+      .gguf_norm_plus_one = false,
       .block_prefix = "model.layers.{}.",
       .attn = attn,
       .ffn_names = kLlamaFfn,
+      .embed_tokens = "model.embed_tokens",
+      .embed_positions = "",
+      .final_norm = "model.norm",
+      .lm_head = "lm_head",
+      .project_in = "",
+      .project_out = "",
+  };
+}
+
+// Gemma 2 / 3 (text): GeGLU with tanh-approximated GELU, (1 + w) norms, embeddings × √hidden; the
+// per-layer sliding window, RoPE base, attention scale and soft-capping come from config.json.
+constexpr ArchSpec gemma(std::string_view hf, std::string_view type, std::string_view gguf, bool qk_norm) {
+  return ArchSpec{
+      .hf_architecture = hf,
+      .model_type = type,
+      .gguf_arch = gguf,
+      .norm = NormKind::RMSNorm,
+      .pos = PosKind::RoPE,
+      .ffn = FfnKind::GatedGeluTanh,
+      .default_qkv_bias = false,
+      .default_tied = true,
+      .default_sliding_window = true,
+      .default_sliding_pattern = gguf == "gemma2" ? 2 : 6,
+      .position_offset = 0,
+      .norm_gain_offset = 1.0f,
+      .embed_scale_sqrt_hidden = true,
+      .gguf_rope_permute = false,
+      .llama_cpp_runs = true,
+      .gguf_norm_plus_one = true,
+      .block_prefix = "model.layers.{}.",
+      .attn = gemma_attention(qk_norm),
+      .ffn_names = kGemmaFfn,
       .embed_tokens = "model.embed_tokens",
       .embed_positions = "",
       .final_norm = "model.norm",
@@ -67,6 +126,8 @@ constexpr std::array kTable = {
     llama_like("MistralForCausalLM", "mistral", "llama", false),
     llama_like("Qwen2ForCausalLM", "qwen2", "qwen2", true),
     llama_like("Qwen3ForCausalLM", "qwen3", "qwen3", false, kQwen3Attention),
+    gemma("Gemma2ForCausalLM", "gemma2", "gemma2", false),
+    gemma("Gemma3ForCausalLM", "gemma3_text", "gemma3", true),
     ArchSpec{
         .hf_architecture = "OPTForCausalLM",
         .model_type = "opt",
@@ -77,14 +138,18 @@ constexpr std::array kTable = {
         .default_qkv_bias = true,
         .default_tied = true,
         .default_sliding_window = false,
+        .default_sliding_pattern = 0,
         .position_offset = 2,
+        .norm_gain_offset = 0.0f,
+        .embed_scale_sqrt_hidden = false,
         .gguf_rope_permute = false,
         .llama_cpp_runs = false,  // llama.cpp has no OPT architecture
+        .gguf_norm_plus_one = false,
         .block_prefix = "model.decoder.layers.{}.",
         // OPT has no gate: fc1 is the "up" projection, fc2 the "down" one.
         .attn = {.norm = "self_attn_layer_norm", .q = "self_attn.q_proj", .k = "self_attn.k_proj",
-                 .v = "self_attn.v_proj", .o = "self_attn.out_proj", .q_norm = "", .k_norm = ""},
-        .ffn_names = {.norm = "final_layer_norm", .gate = "", .up = "fc1", .down = "fc2"},
+                 .v = "self_attn.v_proj", .o = "self_attn.out_proj", .q_norm = "", .k_norm = "", .post_norm = ""},
+        .ffn_names = {.norm = "final_layer_norm", .gate = "", .up = "fc1", .down = "fc2", .post_norm = ""},
         .embed_tokens = "model.decoder.embed_tokens",
         .embed_positions = "model.decoder.embed_positions",
         .final_norm = "model.decoder.final_layer_norm",

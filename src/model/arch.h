@@ -14,7 +14,10 @@ namespace quantllm {
 
 enum class NormKind { RMSNorm, LayerNorm };
 enum class PosKind { RoPE, Learned };         // rotary (rotate-half) or learned absolute positions
-enum class FfnKind { GatedSiLU, ReLU, GELU };  // SwiGLU: down(silu(gate(x)) * up(x)); else down(act(up(x)))
+// SwiGLU: down(silu(gate(x)) * up(x)); GatedGeluTanh (Gemma's GeGLU): down(gelu_tanh(gate(x)) * up(x));
+// else down(act(up(x))).
+enum class FfnKind { GatedSiLU, GatedGeluTanh, ReLU, GELU };
+constexpr bool is_gated(FfnKind k) { return k == FfnKind::GatedSiLU || k == FfnKind::GatedGeluTanh; }
 
 // Tensor names of a block's attention sub-layer, relative to the block prefix, without ".weight".
 // An empty name: the block has no such piece.
@@ -22,11 +25,13 @@ struct AttentionNames {
   std::string_view norm;            // the sub-layer's norm (pre-norm, or post-norm for OPT-350m)
   std::string_view q, k, v, o;
   std::string_view q_norm, k_norm;  // per-head RMSNorm of q and k before RoPE (Qwen3, Gemma 3)
+  std::string_view post_norm;       // a norm of the sub-layer's output before the residual add (Gemma 2/3)
 };
 // Tensor names of a block's feed-forward sub-layer. `gate` is empty for an ungated FFN (OPT: up = fc1).
 struct FfnNames {
   std::string_view norm;
   std::string_view gate, up, down;
+  std::string_view post_norm;  // as AttentionNames::post_norm
 };
 
 struct ArchSpec {
@@ -39,11 +44,19 @@ struct ArchSpec {
   bool default_qkv_bias;  // when config.json does not say (Qwen2: true)
   bool default_tied;      // tie_word_embeddings when config.json does not say (OPT: true)
   bool default_sliding_window;  // use_sliding_window when config.json has a window but does not say (Mistral)
+  // Which layers are windowed when config.json has no layer_types (nor sliding_window_pattern): every
+  // layer but each pattern-th (Gemma 2: 2, Gemma 3: 6); 0 = all of them (Mistral).
+  int default_sliding_pattern;
   int position_offset;    // OPT's learned positions start at index 2
+  // Gemma: RMSNorm gains are stored as w and applied as (1 + w) (every norm: the blocks', the q/k norms,
+  // the final one); the token embeddings are multiplied by √hidden (in fp32).
+  float norm_gain_offset;
+  bool embed_scale_sqrt_hidden;
   // GGUF conventions of llama.cpp for this architecture: q/k rows permuted from HF's rotate-half order
   // to GGML's interleaved pairs (its "llama" architecture), and whether llama.cpp runs it at all.
   bool gguf_rope_permute;
   bool llama_cpp_runs;
+  bool gguf_norm_plus_one;  // llama.cpp's converter stores Gemma's norm gains as 1 + w
   // Checkpoint names. "{}" in block_prefix is the layer index.
   std::string_view block_prefix;  // "model.layers.{}."
   AttentionNames attn;

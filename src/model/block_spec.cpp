@@ -8,6 +8,7 @@
 #include <fmt/format.h>
 
 #include <algorithm>
+#include <cmath>
 
 namespace quantllm {
 
@@ -98,8 +99,8 @@ class Builder {
  public:
   explicit Builder(BlockSpec& b) : b_(b) {}
 
-  int norm(std::string_view name, std::string_view gguf, int64_t width, NormKind kind) {
-    b_.norms.push_back({std::string(name), std::string(gguf), width, kind});
+  int norm(std::string_view name, std::string_view gguf, int64_t width, NormKind kind, float offset) {
+    b_.norms.push_back({std::string(name), std::string(gguf), width, kind, offset});
     const int slot = int(b_.norms.size()) - 1;
     b_.file_order.push_back({true, slot});
     return slot;
@@ -134,15 +135,23 @@ void add_attention(Builder& bld, BlockSpec& b, const ModelConfig& c) {
   const int idx = int(b.sublayers.size());
   s.norm_before = c.norm_before;
   s.rope = a.pos == PosKind::RoPE;
-  s.norm = bld.norm(n.norm, "attn_norm", c.hidden, a.norm);
+  const bool sliding = c.layer_sliding(b.layer);
+  s.window = sliding ? c.sliding_window : 0;
+  s.rope_scaled = !(sliding && c.rope_theta_sliding > 0);
+  s.rope_theta = s.rope_scaled ? c.rope_theta : c.rope_theta_sliding;
+  s.scale = c.attn_scale > 0 ? c.attn_scale : 1.0 / std::sqrt(double(c.head_dim));
+  s.softcap = c.attn_softcap;
+  const float off = a.norm_gain_offset;
+  s.norm = bld.norm(n.norm, "attn_norm", c.hidden, a.norm, off);
   s.in = bld.point("attn.qkv", c.hidden, idx, false);
   s.mid = bld.point("attn.o", c.q_dim(), idx, true);
   s.in_linears.push_back(bld.linear(Role::Q, n.q, "attn_q", c.hidden, c.q_dim(), c.qkv_bias, s.in));
   s.in_linears.push_back(bld.linear(Role::K, n.k, "attn_k", c.hidden, c.kv_dim(), c.qkv_bias, s.in));
   s.in_linears.push_back(bld.linear(Role::V, n.v, "attn_v", c.hidden, c.kv_dim(), c.qkv_bias, s.in));
-  if (!n.q_norm.empty()) s.q_norm = bld.norm(n.q_norm, "attn_q_norm", c.head_dim, NormKind::RMSNorm);
-  if (!n.k_norm.empty()) s.k_norm = bld.norm(n.k_norm, "attn_k_norm", c.head_dim, NormKind::RMSNorm);
+  if (!n.q_norm.empty()) s.q_norm = bld.norm(n.q_norm, "attn_q_norm", c.head_dim, NormKind::RMSNorm, off);
+  if (!n.k_norm.empty()) s.k_norm = bld.norm(n.k_norm, "attn_k_norm", c.head_dim, NormKind::RMSNorm, off);
   s.out_linear = bld.linear(Role::O, n.o, "attn_output", c.q_dim(), c.hidden, c.o_bias, s.mid);
+  if (!n.post_norm.empty()) s.post_norm = bld.norm(n.post_norm, "post_attention_norm", c.hidden, a.norm, off);
   // A pre-norm's gain absorbs a per-channel scale of its output; a post-norm block feeds q/k/v with the
   // residual stream itself. Channel j of v reaches channel j of o's input only without grouped-query
   // attention.
@@ -159,7 +168,8 @@ void add_ffn(Builder& bld, BlockSpec& b, const ModelConfig& c) {
   const int idx = int(b.sublayers.size());
   s.norm_before = c.norm_before;
   s.act = a.ffn;
-  s.norm = bld.norm(n.norm, "ffn_norm", c.hidden, a.norm);
+  const float off = a.norm_gain_offset;
+  s.norm = bld.norm(n.norm, "ffn_norm", c.hidden, a.norm, off);
   s.in = bld.point("ffn.in", c.hidden, idx, false);
   s.mid = bld.point("ffn.down", c.ffn, idx, true);
   if (!n.gate.empty()) {
@@ -169,8 +179,10 @@ void add_ffn(Builder& bld, BlockSpec& b, const ModelConfig& c) {
   s.up = bld.linear(Role::Up, n.up, "ffn_up", c.hidden, c.ffn, c.mlp_bias, s.in);
   s.in_linears.push_back(s.up);
   s.out_linear = bld.linear(Role::Down, n.down, "ffn_down", c.ffn, c.hidden, c.mlp_bias, s.mid);
+  if (!n.post_norm.empty()) s.post_norm = bld.norm(n.post_norm, "post_ffw_norm", c.hidden, a.norm, off);
   if (s.norm_before) bld.at(s.in).source = Point::Source::Norm, bld.at(s.in).source_slot = s.norm;
   // act(g)·(u/s) = (act(g)·u)/s for a gated FFN; relu(u/s) = relu(u)/s for s > 0; GELU is not homogeneous.
+  QL_ASSERT((s.gate >= 0) == is_gated(s.act), "{}: a gated activation needs a gate projection", b.prefix);
   if (s.gate >= 0 || s.act == FfnKind::ReLU) bld.at(s.mid).source = Point::Source::Linear, bld.at(s.mid).source_slot = s.up;
   b.sublayers.push_back(std::move(s));
 }

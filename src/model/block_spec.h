@@ -1,7 +1,8 @@
 // BlockSpec: one decoder block described once, as data. Derived from the architecture row and the
 // config for every layer (derive_block_specs), it is the only place that knows a block's shape:
 //
-//   sub-layers, in order        attention, feed-forward: x ← x + out(mix(norm(x))) (OPT-350m: norm after)
+//   sub-layers, in order        attention, feed-forward: x ← x + post(out(mix(norm(x)))) (OPT-350m: norm
+//                               after the add; Gemma: a post-norm before it)
 //   linear slots                q, k, v, o, gate, up, down: names (HF, GGUF), [out, in], bias, the point they read
 //   norm slots                  the sub-layers' norms and the per-head q/k norms: names, width, kind
 //   activation points           what the linear slots read: a sub-layer's input (after its norm) and its
@@ -41,6 +42,7 @@ struct NormSlot {
   std::string name, gguf;  // as LinearSlot
   int64_t width = 0;       // hidden, or head_dim for the per-head q/k norms
   NormKind kind = NormKind::RMSNorm;  // LayerNorm also has a bias
+  float gain_offset = 0;  // the gain applied is gain_offset + w (Gemma: 1)
 };
 
 // An activation the linear slots read, [tokens, width].
@@ -63,8 +65,14 @@ struct Sublayer {
   int in = -1, mid = -1;    // points: its input (after the pre-norm) and its mid
   std::vector<int> in_linears;  // read `in`: q, k, v / gate, up (in slot order)
   int out_linear = -1;          // reads `mid`: o / down
+  int post_norm = -1;       // a norm of out(mid) before the residual add (Gemma), or -1
   int q_norm = -1, k_norm = -1;  // attention: per-head norms of q and k (before RoPE), or -1
   bool rope = false;             // attention: rotary embedding of q and k
+  double rope_theta = 0;         // attention: its RoPE base
+  bool rope_scaled = true;       // attention: the config's RoPE scaling applies (Gemma 3's sliding layers: no)
+  int64_t window = 0;            // attention: a query at p sees keys p − window + 1 … p; 0 = all before it
+  double scale = 0;              // attention: query · key multiplier
+  double softcap = 0;            // attention: scores ← cap · tanh(scores / cap) when > 0
   FfnKind act = FfnKind::GatedSiLU;  // feed-forward
   int gate = -1, up = -1;            // feed-forward: the linear slots (gate -1 when ungated)
 };

@@ -55,28 +55,9 @@ int64_t first_id(const json& j, const char* key) {
   return -1;
 }
 
-void parse_rope(const json& root, ModelConfig& c, const std::string& source) {
-  // transformers 5: "rope_parameters": {"rope_theta": …, "rope_type": "default"|"linear"|"llama3", …}
-  // transformers 4: top-level "rope_theta" and optional "rope_scaling": {"type"|"rope_type": …, "factor": …}
-  const json* params = nullptr;
-  if (root.contains("rope_parameters") && root["rope_parameters"].is_object()) params = &root["rope_parameters"];
-  if (root.contains("rope_theta")) {
-    if (!root["rope_theta"].is_number()) fail("{}: 'rope_theta' must be a number", source);
-    c.rope_theta = root["rope_theta"].get<double>();
-  }
-  const json* scaling = nullptr;
-  if (params) {
-    if (params->contains("rope_theta")) {
-      if (!(*params)["rope_theta"].is_number()) fail("{}: 'rope_parameters.rope_theta' must be a number", source);
-      c.rope_theta = (*params)["rope_theta"].get<double>();
-    }
-    scaling = params;
-  } else if (root.contains("rope_scaling") && root["rope_scaling"].is_object()) {
-    scaling = &root["rope_scaling"];
-  }
-  if (c.rope_theta <= 0) fail("{}: rope_theta must be positive", source);
-  if (!scaling) return;
-  Reader r{*scaling, source};
+// One RoPE setting: {"rope_theta": …, "rope_type"|"type": "default"|"linear"|"llama3", "factor": …}.
+void parse_rope_scaling(const json& scaling, ModelConfig& c, const std::string& source) {
+  Reader r{scaling, source};
   std::string type = r.string_or("rope_type", r.string_or("type", "default"));
   if (type == "default") return;
   c.rope_factor = r.number_or("factor", 1.0);
@@ -91,6 +72,74 @@ void parse_rope(const json& root, ModelConfig& c, const std::string& source) {
   } else {
     fail("{}: rope scaling type '{}' is not supported (supported: default, linear, llama3)", source, type);
   }
+}
+
+double theta_of(const json& j, const char* key, const std::string& source, const std::string& where) {
+  if (!j[key].is_number() || j[key].get<double>() <= 0) fail("{}: '{}' must be a positive number", source, where);
+  return j[key].get<double>();
+}
+
+void parse_rope(const json& root, ModelConfig& c, const std::string& source) {
+  // transformers 5: "rope_parameters": {"rope_theta": …, "rope_type": "default"|"linear"|"llama3", …}, or one
+  //   such object per layer type ({"full_attention": {…}, "sliding_attention": {…}}, Gemma 3).
+  // transformers 4: top-level "rope_theta" and optional "rope_scaling": {"type"|"rope_type": …, "factor": …};
+  //   Gemma 3's sliding layers: "rope_local_base_freq".
+  const json* params = nullptr;
+  if (root.contains("rope_parameters") && root["rope_parameters"].is_object()) params = &root["rope_parameters"];
+  if (root.contains("rope_theta")) c.rope_theta = theta_of(root, "rope_theta", source, "rope_theta");
+  if (root.contains("rope_local_base_freq"))
+    c.rope_theta_sliding = theta_of(root, "rope_local_base_freq", source, "rope_local_base_freq");
+  if (params && (params->contains("full_attention") || params->contains("sliding_attention"))) {
+    if (params->contains("sliding_attention")) {
+      const json& sl = (*params)["sliding_attention"];
+      if (!sl.is_object()) fail("{}: 'rope_parameters.sliding_attention' must be an object", source);
+      if (sl.contains("rope_theta"))
+        c.rope_theta_sliding = theta_of(sl, "rope_theta", source, "rope_parameters.sliding_attention.rope_theta");
+      const std::string type = Reader{sl, source}.string_or("rope_type", "default");
+      if (type != "default")
+        fail("{}: rope_type '{}' of the sliding layers is not supported (supported: default)", source, type);
+    }
+    params = params->contains("full_attention") ? &(*params)["full_attention"] : nullptr;
+    if (params && !params->is_object()) fail("{}: 'rope_parameters.full_attention' must be an object", source);
+  }
+  const json* scaling = nullptr;
+  if (params) {
+    if (params->contains("rope_theta")) c.rope_theta = theta_of(*params, "rope_theta", source, "rope_parameters.rope_theta");
+    scaling = params;
+  } else if (root.contains("rope_scaling") && root["rope_scaling"].is_object()) {
+    scaling = &root["rope_scaling"];
+  }
+  if (scaling) parse_rope_scaling(*scaling, c, source);
+}
+
+// Which layers attend through the sliding window: layer_types, else a pattern (every pattern-th layer
+// global), else all of them.
+void parse_sliding_layers(const json& root, ModelConfig& c, const std::string& source) {
+  Reader r{root, source};
+  if (r.has("layer_types")) {
+    const json& lt = root["layer_types"];
+    if (!lt.is_array() || int64_t(lt.size()) != c.n_layers)
+      fail("{}: 'layer_types' must list one type per layer ({})", source, c.n_layers);
+    for (const json& t : lt) {
+      const std::string v = t.is_string() ? t.get<std::string>() : "";
+      if (v != "sliding_attention" && v != "full_attention")
+        fail("{}: layer type '{}' is not supported (supported: sliding_attention, full_attention)", source, t.dump());
+      c.sliding_layers.push_back(v == "sliding_attention");
+    }
+    return;
+  }
+  int64_t pattern = c.arch->default_sliding_pattern;
+  for (const char* key : {"sliding_window_pattern", "_sliding_window_pattern"})
+    if (r.has(key)) pattern = r.integer(key);
+  if (pattern > 0)
+    for (int64_t i = 0; i < c.n_layers; ++i) c.sliding_layers.push_back((i + 1) % pattern != 0);
+}
+
+// A logit soft-capping value: a positive number, or absent / null for none.
+double softcap_of(const Reader& r, const char* key) {
+  const double v = r.number_or(key, 0.0);
+  if (v < 0) fail("{}: '{}' must be positive", r.source, key);
+  return v;
 }
 
 }  // namespace
@@ -146,11 +195,18 @@ ModelConfig parse_config_json(std::string_view json_text, const std::string& sou
     c.qkv_bias = r.boolean_or("attention_bias", a.default_qkv_bias);
     c.o_bias = a.default_qkv_bias ? false : c.qkv_bias;  // Llama's attention_bias covers o_proj; Qwen2 has none
     c.mlp_bias = r.boolean_or("mlp_bias", false);
-    const std::string act = r.string_or("hidden_act", "silu");
-    if (act != "silu") fail("{}: hidden_act '{}' is not supported (supported: silu)", source, act);
+    // Gemma's configs name the activation hidden_activation (hidden_act is older or absent).
+    const char* want = a.ffn == FfnKind::GatedGeluTanh ? "gelu_pytorch_tanh" : "silu";
+    const std::string act = r.string_or("hidden_activation", r.string_or("hidden_act", want));
+    if (act != want) fail("{}: activation '{}' is not supported for {} (supported: {})", source, act, a.hf_architecture, want);
     parse_rope(root, c, source);
-    if (r.has("sliding_window") && r.boolean_or("use_sliding_window", a.default_sliding_window))
+    if (r.has("sliding_window") && r.boolean_or("use_sliding_window", a.default_sliding_window)) {
       c.sliding_window = r.integer("sliding_window");
+      parse_sliding_layers(root, c, source);
+    }
+    if (r.has("query_pre_attn_scalar")) c.attn_scale = 1.0 / std::sqrt(double(r.integer("query_pre_attn_scalar")));
+    c.attn_softcap = softcap_of(r, "attn_logit_softcapping");
+    c.final_softcap = softcap_of(r, "final_logit_softcapping");
   }
   if (c.hidden % c.n_heads != 0 && !r.has("head_dim"))
     fail("{}: hidden_size {} is not a multiple of num_attention_heads {}", source, c.hidden, c.n_heads);
@@ -179,13 +235,14 @@ const BlockSpec& ModelConfig::block(int64_t layer) const {
 
 std::string ModelConfig::block_prefix(int64_t layer) const { return fmt::format(fmt::runtime(arch->block_prefix), layer); }
 
-std::vector<double> rope_base_inv_freq(const ModelConfig& c) {
+std::vector<double> rope_base_inv_freq(const ModelConfig& c, double theta) {
+  if (theta <= 0) theta = c.rope_theta;
   const int64_t half = c.head_dim / 2;
   std::vector<double> inv(static_cast<size_t>(half));
   for (int64_t i = 0; i < half; ++i) {
     // Hugging Face computes these in float32; keep that rounding so positions line up exactly.
     const float exponent = float(2 * i) / float(c.head_dim);
-    inv[size_t(i)] = double(1.0f / std::pow(float(c.rope_theta), exponent));
+    inv[size_t(i)] = double(1.0f / std::pow(float(theta), exponent));
   }
   return inv;
 }

@@ -43,13 +43,23 @@ struct ModelConfig {
   bool tied_embeddings = false;  // tie_word_embeddings (lm_head = embed_tokens)
   bool norm_before = true;       // OPT do_layer_norm_before (post-LN when false, OPT-350m)
   bool final_norm = true;        // OPT: _remove_final_layer_norm
-  int64_t sliding_window = 0;    // Mistral; 0 = none
+  int64_t sliding_window = 0;    // Mistral, Gemma: the window of the sliding-window layers; 0 = none
+  // Per layer: whether its attention is windowed (layer_types "sliding_attention"); empty = every layer
+  // when sliding_window > 0 (Mistral).
+  std::vector<bool> sliding_layers;
+  double rope_theta_sliding = 0;  // Gemma 3: RoPE base of the sliding layers (no scaling); 0 = rope_theta
+  double attn_scale = 0;          // query · key multiplier; 0 = 1/√head_dim (Gemma: query_pre_attn_scalar^−½)
+  double attn_softcap = 0;        // Gemma 2: scores ← cap · tanh(scores / cap) before the mask; 0 = none
+  double final_softcap = 0;       // Gemma 2: logits ← cap · tanh(logits / cap); 0 = none
   DType dtype = DType::F32;      // torch_dtype / dtype of the stored weights
   int64_t bos_token_id = -1, eos_token_id = -1;
 
   // One BlockSpec per layer (model/block_spec.h), derived once every field above is set.
   std::shared_ptr<const std::vector<BlockSpec>> blocks;
 
+  bool layer_sliding(int64_t layer) const {
+    return sliding_window > 0 && (sliding_layers.empty() || sliding_layers[size_t(layer)]);
+  }
   int64_t q_dim() const { return n_heads * head_dim; }
   int64_t kv_dim() const { return n_kv_heads * head_dim; }
   const BlockSpec& block(int64_t layer) const;
@@ -61,8 +71,9 @@ struct ModelConfig {
 ModelConfig parse_config_json(std::string_view json_text, const std::string& source = "config.json");
 ModelConfig load_config(const std::filesystem::path& model_dir);
 
-// RoPE inverse frequencies as Hugging Face computes them (in float32, before any scaling). [head_dim / 2]
-std::vector<double> rope_base_inv_freq(const ModelConfig& c);
+// RoPE inverse frequencies as Hugging Face computes them (in float32, before any scaling) for base
+// `theta` (default: c.rope_theta). [head_dim / 2]
+std::vector<double> rope_base_inv_freq(const ModelConfig& c, double theta = 0);
 // llama3 scaling as a divisor per frequency (transformers' _compute_llama3_parameters; llama.cpp's
 // rope_freqs): 1 for wavelengths below original/high_freq_factor, `factor` above original/low_freq_factor,
 // 1 / ((1 − s)/factor + s) between, s = (original/wavelength − low) / (high − low). [head_dim / 2]

@@ -26,10 +26,10 @@ void sublayer_mix(BlockOps& ops, const BlockSpec& spec, int s, Act h, Act mid, c
     if (sl.q_norm >= 0) ops.head_norm(sl.q_norm, aq);
     if (sl.k_norm >= 0) ops.head_norm(sl.k_norm, ak);
     if (sl.rope) {
-      ops.rope(aq, step);
-      ops.rope(ak, step);
+      ops.rope(s, aq, step);
+      ops.rope(s, ak, step);
     }
-    ops.attention(aq, ak, av, mid, step);
+    ops.attention(s, aq, ak, av, mid, step);
     return;
   }
   QL_ASSERT(sl.kind == SublayerKind::Ffn);
@@ -54,6 +54,7 @@ void sublayer_residual(BlockOps& ops, const BlockSpec& spec, int s, Act x, Act m
   const int slots[] = {sl.out_linear};
   const Act outs[] = {y};
   ops.linears(slots, mid, outs);
+  if (sl.post_norm >= 0) ops.norm(sl.post_norm, y, y);
   ops.add(x, y);
   if (!sl.norm_before) ops.norm(sl.norm, x, x);
 }
@@ -65,6 +66,7 @@ void sublayer_output(BlockOps& ops, const BlockSpec& spec, int s, Act h, Act y, 
   const int slots[] = {sl.out_linear};
   const Act outs[] = {y};
   ops.linears(slots, mid, outs);
+  if (sl.post_norm >= 0) ops.norm(sl.post_norm, y, y);
 }
 
 bool run_block(BlockOps& ops, const BlockSpec& spec, Act x, const Step& step, PointObserver* observer) {

@@ -6,7 +6,8 @@
 //   h   = norm_s(x) (pre-norm) or x                            → point s.in observed
 //   mid = attention: softmax(rope(qnorm(q(h))) rope(knorm(k(h)))ᵀ) v(h)   [rows, q_dim]
 //         feed-forward: act(gate(h)) ⊙ up(h), or act(up(h))               [rows, ffn]  → point s.mid observed
-//   x   = x + out_s(mid); post-norm sub-layers (OPT-350m): x = norm_s(x)
+//   x   = x + post_s(out_s(mid)) (post_s: Gemma's post-norm, else identity); post-norm sub-layers
+//         (OPT-350m): x = norm_s(x)
 #pragma once
 
 #include "model/block_spec.h"
@@ -32,9 +33,9 @@ bool run_block(BlockOps& ops, const BlockSpec& spec, Act x, const Step& step, Po
 void sublayer_input(BlockOps& ops, const BlockSpec& spec, int s, Act x, Act h);
 // mid = sub-layer s's mid point from its input h.
 void sublayer_mix(BlockOps& ops, const BlockSpec& spec, int s, Act h, Act mid, const Step& step);
-// x ← x + out_s(mid), then the post-norm of a post-norm sub-layer.
+// x ← x + post_s(out_s(mid)), then the norm of a post-norm sub-layer.
 void sublayer_residual(BlockOps& ops, const BlockSpec& spec, int s, Act x, Act mid);
-// y = out_s(mix(h)): the sub-layer's output before the residual add ([rows, hidden]).
+// y = post_s(out_s(mix(h))): the sub-layer's output before the residual add ([rows, hidden]).
 void sublayer_output(BlockOps& ops, const BlockSpec& spec, int s, Act h, Act y, const Step& step);
 
 }  // namespace quantllm

@@ -7,6 +7,7 @@
 #include "runtime/cpu/qmatrix.h"
 
 #include <algorithm>
+#include <cmath>
 #include <map>
 
 namespace quantllm {
@@ -16,6 +17,12 @@ KVCache::KVCache(const ModelConfig& c, int64_t cap) : capacity(cap) {
     k.emplace_back(Shape{cap, c.kv_dim()});
     v.emplace_back(Shape{cap, c.kv_dim()});
   }
+}
+
+std::vector<double> rope_inv_freq(const ModelConfig& c, const Sublayer& s) {
+  if (!s.rope_scaled) return rope_base_inv_freq(c, s.rope_theta);
+  QL_ASSERT(s.rope_theta == c.rope_theta);
+  return rope_inv_freq(c);
 }
 
 std::vector<double> rope_inv_freq(const ModelConfig& c) {
@@ -63,6 +70,10 @@ Tensor embed(const ModelConfig& c, const GlobalWeights& g, const std::vector<int
     if (embed_packed) cpu::qmatrix_row(*embed_packed, id, x.row(r));
     else std::copy_n(g.embed.row(id), e, x.row(r));
   }
+  if (c.arch->embed_scale_sqrt_hidden) {  // Gemma: × √hidden, the factor rounded to fp32 as transformers keeps it
+    const float scale = float(std::sqrt(double(c.hidden)));
+    for (float& v : x.data) v *= scale;
+  }
   if (!g.project_in.empty()) {
     Tensor y;
     linear(x, g.project_in, y);
@@ -103,7 +114,8 @@ Tensor head(const ModelConfig& c, const GlobalWeights& g, const Tensor& x, int64
   Tensor part(Shape{rows, c.hidden});
   std::copy_n(x.row(row0), rows * c.hidden, part.ptr());
   if (c.final_norm)
-    cpu::normalize(c.arch->norm, g.final_norm.w, g.final_norm.b, c.norm_eps, part.ptr(), rows, c.hidden, part.ptr());
+    cpu::normalize(c.arch->norm, g.final_norm.w, g.final_norm.b, c.norm_eps, part.ptr(), rows, c.hidden, part.ptr(),
+                   c.arch->norm_gain_offset);
   if (!g.project_out.empty()) {
     Tensor t;
     linear(part, g.project_out, t);
@@ -112,6 +124,10 @@ Tensor head(const ModelConfig& c, const GlobalWeights& g, const Tensor& x, int64
   const cpu::LinearRef ref{&g.lm_head, nullptr, lm_head_packed};
   Tensor logits(Shape{rows, ref.out()});
   cpu::linear(ref, part.ptr(), rows, logits.ptr());
+  if (c.final_softcap > 0) {  // Gemma 2
+    const float cap = float(c.final_softcap);
+    for (float& v : logits.data) v = cap * std::tanh(v / cap);
+  }
   return logits;
 }
 

@@ -15,6 +15,7 @@
 #include "runtime/block.h"
 #include "runtime/model_runner.h"
 
+#include <cmath>
 #include <cstdint>
 #include <functional>
 #include <memory>
@@ -37,6 +38,9 @@ struct KVCache {
 
 // RoPE inverse frequencies with the model's scaling folded in (linear, llama3, or GGUF rope_freqs). [head_dim / 2]
 std::vector<double> rope_inv_freq(const ModelConfig& c);
+// The same for an attention sub-layer: its base, with the scaling only where it applies (Gemma 3's
+// sliding layers have their own base and none).
+std::vector<double> rope_inv_freq(const ModelConfig& c, const Sublayer& s);
 
 // Token (and, for OPT, position) embeddings, with OPT's project_in. embed_packed: the table kept packed
 // (the quantized engine), else g.embed.
@@ -63,6 +67,12 @@ struct ForwardProfile {
 };
 void set_forward_profiling(bool on);
 ForwardProfile forward_profile();  // totals since profiling was last enabled
+
+// GELU with the tanh approximation (PyTorch's approximate="tanh", Gemma's gelu_pytorch_tanh).
+inline float gelu_tanh(float x) {
+  constexpr float kSqrt2OverPi = 0.7978845608028654f;
+  return 0.5f * x * (1.0f + std::tanh(kSqrt2OverPi * (x + 0.044715f * x * x * x)));
+}
 
 // Y[rows, out] = X[rows, in] · Wᵀ (+ b). W: [out, in].
 void linear(const Tensor& x, const LinearWeights& w, Tensor& y);

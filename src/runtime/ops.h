@@ -44,10 +44,12 @@ class BlockOps {
   virtual void head_norm(int slot, Act x) = 0;
   // ys[i] = x · W_{slots[i]}ᵀ (+ bias) for linears that read the same input.
   virtual void linears(std::span<const int> slots, Act x, std::span<const Act> ys) = 0;
-  // Rotary embedding (rotate-half) of x [rows, heads · head_dim] at the positions of `step`, in place.
-  virtual void rope(Act x, const Step& step) = 0;
-  // out = causal softmax(q kᵀ / √head_dim) v per head (grouped-query), q/out [rows, q_dim], k/v [rows, kv_dim].
-  virtual void attention(Act q, Act k, Act v, Act out, const Step& step) = 0;
+  // Rotary embedding (rotate-half) of x [rows, heads · head_dim] at the positions of `step`, in place,
+  // with attention sub-layer `sublayer`'s RoPE base and scaling.
+  virtual void rope(int sublayer, Act x, const Step& step) = 0;
+  // out = causal softmax(cap(q kᵀ · scale)) v per head (grouped-query) with sub-layer `sublayer`'s scale,
+  // soft-cap and sliding window; q/out [rows, q_dim], k/v [rows, kv_dim].
+  virtual void attention(int sublayer, Act q, Act k, Act v, Act out, const Step& step) = 0;
   // The feed-forward activation of sub-layer `sublayer`: up ← act(gate) ⊙ up (gated), or act(up).
   virtual void activate(int sublayer, Act gate, Act up) = 0;
   // x += y

@@ -38,3 +38,4 @@ TEST_P(EvalCli, InspectListsEveryTensor) {
 }
 
 INSTANTIATE_TEST_SUITE_P(ReferenceModels, EvalCli, ::testing::ValuesIn(test::kModels));
+INSTANTIATE_TEST_SUITE_P(ReferenceModels2026, EvalCli, ::testing::ValuesIn(test::kModels2026));

@@ -296,6 +296,25 @@ std::vector<TinyCase> tiny_cases() {
     v.push_back({"qwen3", s, 32});
   }
   {
+    SyntheticSpec s;  // Gemma 3: q/k norms, sandwich norms, layers sliding (window 8), sliding, global with RoPE
+                      // bases 1e4 / 1e6, query_pre_attn_scalar 24 ≠ head_dim 32, GQA 4:1, transformers 5 config
+    s.family = Family::Gemma3;
+    s.hidden = 64, s.heads = 4, s.kv_heads = 1, s.head_dim = 32, s.ffn = 96, s.layers = 3;
+    s.sliding_window = 8, s.sliding_layers = {true, true, false};
+    s.rope_theta = 1e6, s.rope_theta_sliding = 1e4, s.query_pre_attn_scalar = 24;
+    s.seed = 17;
+    v.push_back({"gemma3", s, 32});
+  }
+  {
+    SyntheticSpec s;  // Gemma 2: attention and final soft-capping small enough to bite, layers 0 and 2 windowed
+    s.family = Family::Gemma2;
+    s.hidden = 64, s.heads = 4, s.kv_heads = 2, s.head_dim = 16, s.ffn = 96, s.layers = 3;
+    s.sliding_window = 6, s.query_pre_attn_scalar = 32, s.attn_softcap = 1.5, s.final_softcap = 2.0;
+    s.layout = test::ConfigLayout::Transformers4;
+    s.seed = 18;
+    v.push_back({"gemma2", s, 28});
+  }
+  {
     SyntheticSpec s;  // OPT-350m shape: post-LN, no final LayerNorm, project_in/out 32 <-> 64, untied
     s.family = Family::Opt;
     s.hidden = 64, s.heads = 4, s.ffn = 128, s.word_embed_proj_dim = 32, s.norm_before = false;

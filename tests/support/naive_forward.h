@@ -1,6 +1,7 @@
 // A naive reference forward pass of the synthetic checkpoints (support/synthetic.h): plain loops in
 // double precision, written straight from the transformers modeling code of each family (Llama,
-// Mistral, Qwen2, Qwen3, OPT), independent of the library's block interpreter. x is row-major [T, width].
+// Mistral, Qwen2, Qwen3, OPT, Gemma 2/3), independent of the library's block interpreter. x is row-major
+// [T, width].
 #pragma once
 
 #include "support/synthetic.h"
@@ -32,14 +33,15 @@ inline Rows ref_linear(const Rows& x, int64_t T, const test::HostTensor& w, cons
   return y;
 }
 
-inline Rows ref_rms_norm(const Rows& x, int64_t T, const test::HostTensor& w, double eps) {
+// Gemma's RMSNorm applies 1 + w: offset 1.
+inline Rows ref_rms_norm(const Rows& x, int64_t T, const test::HostTensor& w, double eps, double offset = 0) {
   const int64_t d = w.shape[0];
   Rows y(x.size());
   for (int64_t t = 0; t < T; ++t) {
     double ss = 0;
     for (int64_t j = 0; j < d; ++j) ss += x[size_t(t * d + j)] * x[size_t(t * d + j)];
     const double inv = 1.0 / std::sqrt(ss / double(d) + eps);
-    for (int64_t j = 0; j < d; ++j) y[size_t(t * d + j)] = double(w.v[size_t(j)]) * x[size_t(t * d + j)] * inv;
+    for (int64_t j = 0; j < d; ++j) y[size_t(t * d + j)] = (offset + double(w.v[size_t(j)])) * x[size_t(t * d + j)] * inv;
   }
   return y;
 }
@@ -63,10 +65,11 @@ inline Rows ref_layer_norm(const Rows& x, int64_t T, const test::HostTensor& w, 
 // RoPE inverse frequencies, transformers' _compute_default_rope_parameters and
 // _compute_llama3_parameters: low frequencies (wavelength beyond original/low_freq_factor) are divided
 // by the factor, high ones (below original/high_freq_factor) kept, and the band between interpolated.
-inline std::vector<double> ref_inv_freq(const SyntheticSpec& s) {
+inline std::vector<double> ref_inv_freq(const SyntheticSpec& s, double theta = 0) {
   const int64_t dh = s.dh();
+  if (theta <= 0) theta = s.rope_theta;
   std::vector<double> f;
-  for (int64_t i = 0; i < dh; i += 2) f.push_back(1.0 / std::pow(s.rope_theta, double(i) / double(dh)));
+  for (int64_t i = 0; i < dh; i += 2) f.push_back(1.0 / std::pow(theta, double(i) / double(dh)));
   if (!s.llama3) return f;
   const auto& l = *s.llama3;
   const double low_wavelen = double(l.original_max_positions) / l.low_freq_factor;
@@ -86,9 +89,9 @@ inline std::vector<double> ref_inv_freq(const SyntheticSpec& s) {
 }
 
 // Rotate-half RoPE on [T, n_heads * dh] at positions 0..T-1.
-inline void ref_rope(Rows& x, int64_t T, int64_t n_heads, const SyntheticSpec& s) {
+inline void ref_rope(Rows& x, int64_t T, int64_t n_heads, const SyntheticSpec& s, double theta = 0) {
   const int64_t dh = s.dh(), half = dh / 2;
-  const auto f = ref_inv_freq(s);
+  const auto f = ref_inv_freq(s, theta);
   for (int64_t t = 0; t < T; ++t)
     for (int64_t h = 0; h < n_heads; ++h) {
       double* v = &x[size_t((t * n_heads + h) * dh)];
@@ -102,9 +105,11 @@ inline void ref_rope(Rows& x, int64_t T, int64_t n_heads, const SyntheticSpec& s
 }
 
 // Causal softmax attention; query head h reads key/value head h / (n_heads / n_kv). A query at t sees
-// keys t - window + 1 .. t when window > 0 (transformers' sliding-window mask), else 0 .. t.
+// keys t - window + 1 .. t when window > 0 (transformers' sliding-window mask), else 0 .. t. Scores are
+// q·k · scale (default 1/√dh), then soft-capped (Gemma 2: cap · tanh(score / cap)) when softcap > 0.
 inline Rows ref_attention(const Rows& q, const Rows& k, const Rows& v, int64_t T, int64_t n_heads, int64_t n_kv, int64_t dh,
-                   int64_t window) {
+                   int64_t window, double scale = 0, double softcap = 0) {
+  if (scale <= 0) scale = 1.0 / std::sqrt(double(dh));
   Rows out(size_t(T * n_heads * dh), 0.0);
   for (int64_t h = 0; h < n_heads; ++h) {
     const int64_t g = h / (n_heads / n_kv);
@@ -115,7 +120,9 @@ inline Rows ref_attention(const Rows& q, const Rows& k, const Rows& v, int64_t T
       for (int64_t j = lo; j <= t; ++j) {
         double sdot = 0;
         for (int64_t d = 0; d < dh; ++d) sdot += q[size_t((t * n_heads + h) * dh + d)] * k[size_t((j * n_kv + g) * dh + d)];
-        p.push_back(sdot / std::sqrt(double(dh)));
+        double sc = sdot * scale;
+        if (softcap > 0) sc = softcap * std::tanh(sc / softcap);
+        p.push_back(sc);
         mx = std::max(mx, p.back());
       }
       double sum = 0;
@@ -135,6 +142,58 @@ inline const test::HostTensor* maybe(const TensorMap& t, const std::string& name
 
 // What a linear of a block reads: (layer, its name relative to the block prefix: "self_attn.q_proj", its input [T, in]).
 using LinearInputObserver = std::function<void(int64_t layer, const std::string& linear, const Rows& x)>;
+
+// Gemma 2 / 3 (Gemma2ForCausalLM, Gemma3ForCausalLM): embeddings × √hidden (fp32), RMSNorm with 1 + w,
+// a norm before and after each sub-layer, GELU-tanh GeGLU; Gemma 3: q/k norms before RoPE, per-layer-type
+// RoPE bases; Gemma 2: every other layer windowed (layer 0 first), attention and final soft-capping.
+inline Rows reference_logits_gemma(const SyntheticSpec& s, const TensorMap& t, const std::vector<int32_t>& tokens,
+                                   const LinearInputObserver& observe) {
+  const int64_t T = int64_t(tokens.size()), d = s.hidden, dh = s.dh(), H = s.heads, KV = s.kv_heads;
+  const bool g3 = s.family == Family::Gemma3;
+  auto at = [&](const std::string& n) -> const test::HostTensor& { return t.at(n); };
+  const double embed_scale = double(float(std::sqrt(double(d))));  // torch.tensor(hidden ** 0.5), fp32
+  Rows x(size_t(T * d));
+  for (int64_t i = 0; i < T; ++i)
+    for (int64_t j = 0; j < d; ++j)
+      x[size_t(i * d + j)] = at("model.embed_tokens.weight").v[size_t(tokens[size_t(i)] * d + j)] * embed_scale;
+  const double scale = 1.0 / std::sqrt(double(s.query_pre_attn_scalar ? s.query_pre_attn_scalar : dh));
+  for (int64_t l = 0; l < s.layers; ++l) {
+    const std::string p = "model.layers." + std::to_string(l) + ".";
+    auto lin = [&](const Rows& y, const std::string& n) {
+      if (observe) observe(l, n, y);
+      return ref_linear(y, T, at(p + n + ".weight"), nullptr);
+    };
+    auto norm = [&](const Rows& y, int64_t rows, const std::string& n) { return ref_rms_norm(y, rows, at(p + n + ".weight"), 1e-6, 1.0); };
+    const bool sliding = g3 ? bool(s.sliding_layers[size_t(l)]) : l % 2 == 0;
+    const int64_t window = sliding ? s.sliding_window : 0;
+    const double theta = g3 && sliding ? s.rope_theta_sliding : s.rope_theta;
+    Rows h = norm(x, T, "input_layernorm");
+    Rows q = lin(h, "self_attn.q_proj"), k = lin(h, "self_attn.k_proj"), v = lin(h, "self_attn.v_proj");
+    if (g3) {
+      q = norm(q, T * H, "self_attn.q_norm");
+      k = norm(k, T * KV, "self_attn.k_norm");
+    }
+    ref_rope(q, T, H, s, theta);
+    ref_rope(k, T, KV, s, theta);
+    Rows o = lin(ref_attention(q, k, v, T, H, KV, dh, window, scale, s.attn_softcap), "self_attn.o_proj");
+    o = norm(o, T, "post_attention_layernorm");
+    for (size_t i = 0; i < x.size(); ++i) x[i] += o[i];
+    h = norm(x, T, "pre_feedforward_layernorm");
+    const Rows gate = lin(h, "mlp.gate_proj");
+    Rows up = lin(h, "mlp.up_proj");
+    for (size_t i = 0; i < up.size(); ++i) {  // gelu_pytorch_tanh
+      const double g = gate[i];
+      up[i] *= 0.5 * g * (1 + std::tanh(std::sqrt(2 / std::numbers::pi) * (g + 0.044715 * g * g * g)));
+    }
+    Rows down = norm(lin(up, "mlp.down_proj"), T, "post_feedforward_layernorm");
+    for (size_t i = 0; i < x.size(); ++i) x[i] += down[i];
+  }
+  x = ref_rms_norm(x, T, at("model.norm.weight"), 1e-6, 1.0);
+  Rows logits = ref_linear(x, T, s.tied ? at("model.embed_tokens.weight") : at("lm_head.weight"), nullptr);
+  if (s.final_softcap > 0)
+    for (double& z : logits) z = s.final_softcap * std::tanh(z / s.final_softcap);
+  return logits;
+}
 
 // Logits [T, vocab] of the model (spec + tensors) for `tokens`, as transformers computes them; `observe`
 // (when given) sees every block linear's input.
@@ -177,6 +236,7 @@ inline Rows reference_logits(const SyntheticSpec& s, const TensorMap& t, const s
     return ref_linear(x, T, s.tied ? at("model.decoder.embed_tokens.weight") : at("lm_head.weight"), nullptr);
   }
   const int64_t dh = s.dh(), H = s.heads, KV = s.kv_heads;
+  if (s.family == Family::Gemma2 || s.family == Family::Gemma3) return reference_logits_gemma(s, t, tokens, observe);
   const int64_t window = s.family == Family::Mistral ? s.sliding_window : 0;
   Rows x(size_t(T * d));
   for (int64_t i = 0; i < T; ++i)

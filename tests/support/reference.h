@@ -23,6 +23,8 @@ inline nlohmann::json reference(const std::string& model) {
   return nlohmann::json::parse(f);
 }
 
+// The 2023 families (every method's tests run on them) and the 2026 ones (architecture tests).
 inline const char* kModels[] = {"gutenberg-llama-33m", "gutenberg-opt-28m"};
+inline const char* kModels2026[] = {"gutenberg-gemma3-16m"};
 
 }  // namespace quantllm::test

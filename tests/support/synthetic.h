@@ -1,6 +1,7 @@
 // Test support: small random-weight Hugging Face checkpoints of the architecture variants the
 // reference models do not cover (Qwen2 with biases and a byte-level tokenizer, Llama with an explicit
-// head_dim and llama3 RoPE scaling, Mistral with a sliding window, OPT with project_in/out and post-LN).
+// head_dim and llama3 RoPE scaling, Mistral with a sliding window, OPT with project_in/out and post-LN,
+// Gemma 2 with soft-capping and alternating windows, Gemma 3 with per-layer-type RoPE).
 //
 // The tensor names and shapes are written out here per family, from the transformers modeling code,
 // and not taken from src/model: a checkpoint generated from the loader's own expectations could not
@@ -40,7 +41,7 @@ struct HostTensor {
 };
 using TensorMap = std::map<std::string, HostTensor>;
 
-enum class Family { Llama, Mistral, Qwen2, Qwen3, Opt };
+enum class Family { Llama, Mistral, Qwen2, Qwen3, Opt, Gemma2, Gemma3 };
 enum class ConfigLayout { Transformers4, Transformers5 };  // top-level rope_theta + torch_dtype, or rope_parameters + dtype
 // Copied SentencePiece one, copied OPT one, or the first 4096 tokens of the OPT vocabulary with the Qwen2 pipeline.
 enum class TokenizerStyle { Llama, Opt, Qwen2 };
@@ -62,7 +63,13 @@ struct SyntheticSpec {
   bool qkv_bias = false;  // Llama/Mistral attention_bias (q, k, v and o); Qwen2 always has q/k/v biases
   double rope_theta = 10000.0;
   std::optional<Llama3Rope> llama3;
-  int64_t sliding_window = 0;       // Mistral
+  int64_t sliding_window = 0;       // Mistral, Gemma
+  // Gemma: query_pre_attn_scalar (0: head_dim), soft-capping (0: none), the sliding layers' RoPE base
+  // (Gemma 3) and which layers are global (Gemma 3 writes layer_types; Gemma 2 leaves every 2nd layer global).
+  int64_t query_pre_attn_scalar = 0;
+  double attn_softcap = 0, final_softcap = 0;
+  double rope_theta_sliding = 10000.0;
+  std::vector<bool> sliding_layers;
   int64_t word_embed_proj_dim = 0;  // OPT; 0: hidden
   bool norm_before = true;          // OPT do_layer_norm_before
   ConfigLayout layout = ConfigLayout::Transformers5;
@@ -92,6 +99,8 @@ struct SyntheticSpec {
       case Family::Qwen2: return "Qwen2ForCausalLM";
       case Family::Qwen3: return "Qwen3ForCausalLM";
       case Family::Opt: return "OPTForCausalLM";
+      case Family::Gemma2: return "Gemma2ForCausalLM";
+      case Family::Gemma3: return "Gemma3ForCausalLM";
     }
     return "";
   }
@@ -122,6 +131,34 @@ inline nlohmann::json config_json(const SyntheticSpec& s) {
     c["bos_token_id"] = 2;
     c["eos_token_id"] = 2;
     c["pad_token_id"] = 1;
+    return c;
+  }
+  if (s.family == Family::Gemma2 || s.family == Family::Gemma3) {
+    // As Gemma2Config / Gemma3TextConfig serialize: hidden_activation, query_pre_attn_scalar, soft-capping
+    // (null when off), sliding_window; Gemma 3 lists layer_types and one RoPE setting per layer type.
+    c["model_type"] = s.family == Family::Gemma2 ? "gemma2" : "gemma3_text";
+    c["intermediate_size"] = s.ffn;
+    c["num_key_value_heads"] = s.kv_heads;
+    c["head_dim"] = s.dh();
+    c["hidden_activation"] = "gelu_pytorch_tanh";
+    c["rms_norm_eps"] = 1e-6;
+    c["query_pre_attn_scalar"] = s.query_pre_attn_scalar ? s.query_pre_attn_scalar : s.dh();
+    c["attn_logit_softcapping"] = s.attn_softcap > 0 ? json(s.attn_softcap) : json(nullptr);
+    c["final_logit_softcapping"] = s.final_softcap > 0 ? json(s.final_softcap) : json(nullptr);
+    c["sliding_window"] = s.sliding_window;
+    c["attention_bias"] = false;
+    c["bos_token_id"] = 1;
+    c["eos_token_id"] = 2;
+    c["pad_token_id"] = 0;
+    if (s.family == Family::Gemma2) {
+      c["rope_theta"] = s.rope_theta;
+      return c;
+    }
+    json types = json::array();
+    for (bool sl : s.sliding_layers) types.push_back(sl ? "sliding_attention" : "full_attention");
+    c["layer_types"] = types;
+    c["rope_parameters"] = {{"full_attention", {{"rope_type", "default"}, {"rope_theta", s.rope_theta}}},
+                            {"sliding_attention", {{"rope_type", "default"}, {"rope_theta", s.rope_theta_sliding}}}};
     return c;
   }
   c["model_type"] = s.family == Family::Qwen2   ? "qwen2"
@@ -235,8 +272,11 @@ inline TensorMap random_tensors(const SyntheticSpec& s) {
   const int64_t q = s.heads * s.dh(), kv = s.kv_heads * s.dh();
   const bool qkv_bias = s.family == Family::Qwen2 || s.qkv_bias;
   const bool o_bias = s.family != Family::Qwen2 && s.qkv_bias;
-  t["model.embed_tokens.weight"] = {{V, d}, r.uniform(V * d, embed_amp)};
-  t["model.norm.weight"] = {{d}, r.near_one(d)};
+  // Gemma stores norm gains as w and applies 1 + w: small values around zero.
+  const bool gemma = s.family == Family::Gemma2 || s.family == Family::Gemma3;
+  auto gain = [&](int64_t n) { return gemma ? r.uniform(n, 0.125) : r.near_one(n); };
+  t["model.embed_tokens.weight"] = {{V, d}, r.uniform(V * d, gemma ? embed_amp / 8 : embed_amp)};
+  t["model.norm.weight"] = {{d}, gain(d)};
   for (int64_t i = 0; i < s.layers; ++i) {
     const std::string p = "model.layers." + std::to_string(i) + ".";
     linear(p + "self_attn.q_proj", q, d, qkv_bias);
@@ -246,11 +286,15 @@ inline TensorMap random_tensors(const SyntheticSpec& s) {
     linear(p + "mlp.gate_proj", s.ffn, d, false);
     linear(p + "mlp.up_proj", s.ffn, d, false);
     linear(p + "mlp.down_proj", d, s.ffn, false);
-    t[p + "input_layernorm.weight"] = {{d}, r.near_one(d)};
-    t[p + "post_attention_layernorm.weight"] = {{d}, r.near_one(d)};
-    if (s.family == Family::Qwen3) {  // per-head RMSNorm gains of q and k, [head_dim]
-      t[p + "self_attn.q_norm.weight"] = {{s.dh()}, r.near_one(s.dh())};
-      t[p + "self_attn.k_norm.weight"] = {{s.dh()}, r.near_one(s.dh())};
+    t[p + "input_layernorm.weight"] = {{d}, gain(d)};
+    t[p + "post_attention_layernorm.weight"] = {{d}, gain(d)};
+    if (gemma) {  // Gemma's sandwich: a norm before and after the feed-forward as well
+      t[p + "pre_feedforward_layernorm.weight"] = {{d}, gain(d)};
+      t[p + "post_feedforward_layernorm.weight"] = {{d}, gain(d)};
+    }
+    if (s.family == Family::Qwen3 || s.family == Family::Gemma3) {  // per-head RMSNorm gains of q and k, [head_dim]
+      t[p + "self_attn.q_norm.weight"] = {{s.dh()}, gain(s.dh())};
+      t[p + "self_attn.k_norm.weight"] = {{s.dh()}, gain(s.dh())};
     }
   }
   if (!s.tied) t["lm_head.weight"] = {{V, d}, r.uniform(V * d, embed_amp)};

@@ -105,7 +105,7 @@ void linears(std::span<const LinearRef> ws, const float* x, int64_t rows, std::s
 }
 
 void normalize(NormKind kind, const Tensor& w, const Tensor& b, double eps, const float* x, int64_t rows,
-               int64_t d, float* y) {
+               int64_t d, float* y, float offset) {
   const bool layer_norm = kind == NormKind::LayerNorm;
   parallel_for(rows, [&](int64_t r0, int64_t r1) {
     for (int64_t r = r0; r < r1; ++r) {
@@ -119,12 +119,12 @@ void normalize(NormKind kind, const Tensor& w, const Tensor& b, double eps, cons
         var /= double(d);
         const float inv = float(1.0 / std::sqrt(var + eps));
         const float m = float(mean);
-        for (int64_t j = 0; j < d; ++j) yi[j] = (xi[j] - m) * inv * w.data[size_t(j)] + b.data[size_t(j)];
+        for (int64_t j = 0; j < d; ++j) yi[j] = (xi[j] - m) * inv * (offset + w.data[size_t(j)]) + b.data[size_t(j)];
       } else {
         double ss = 0;
         for (int64_t j = 0; j < d; ++j) ss += double(xi[j]) * xi[j];
         const float inv = float(1.0 / std::sqrt(ss / double(d) + eps));
-        for (int64_t j = 0; j < d; ++j) yi[j] = w.data[size_t(j)] * (xi[j] * inv);
+        for (int64_t j = 0; j < d; ++j) yi[j] = (offset + w.data[size_t(j)]) * (xi[j] * inv);
       }
     }
   }, 16);
@@ -140,9 +140,9 @@ struct RopeTable {
   int64_t pos0 = -1, seq_len = 0;
   std::vector<float> cs, sn;
 };
-const RopeTable& rope_table(const ModelConfig& c, int64_t pos0, int64_t seq_len) {
+const RopeTable& rope_table(const ModelConfig& c, const Sublayer& sl, int64_t pos0, int64_t seq_len) {
   thread_local RopeTable t;
-  std::vector<double> inv = rope_inv_freq(c);
+  std::vector<double> inv = rope_inv_freq(c, sl);
   if (t.pos0 == pos0 && t.seq_len == seq_len && t.inv == inv) return t;
   const int64_t half = c.head_dim / 2;
   QL_ASSERT(int64_t(inv.size()) >= half);
@@ -159,16 +159,25 @@ const RopeTable& rope_table(const ModelConfig& c, int64_t pos0, int64_t seq_len)
   return t;
 }
 
-// Causal attention. q: [n_seq*T, q_dim]; keys/values of sequence s start at k_of(s, 0) / v_of(s, 0),
-// one position every kv_dim floats; out: [n_seq*T, q_dim]. Each (sequence, head) task does two
+// Scores of one query row over keys [lo, hi), soft-capped (Gemma 2) when cap > 0.
+void softcap_scores(float* row, int64_t lo, int64_t hi, double cap) {
+  if (cap <= 0) return;
+  const float c = float(cap);
+  for (int64_t j = lo; j < hi; ++j) row[j] = c * std::tanh(row[j] / c);
+}
+
+// Causal attention with sub-layer sl's scale, soft-cap and window. q: [n_seq*T, q_dim]; keys/values of
+// sequence s start at k_of(s, 0) / v_of(s, 0), one position every kv_dim floats; out: [n_seq*T, q_dim].
+// Each (sequence, head) task does two
 // single-threaded sgemm calls — S = Q·Kᵀ [T, n_ctx] and O = P·V [T, hd] — with the mask and the
 // softmax between them; the tasks run in parallel, so results do not depend on the thread count.
 template <typename KAt, typename VAt>
-void attention(const ModelConfig& c, const float* q, int64_t n_seq, int64_t seq_len, int64_t past, KAt k_of,
-               VAt v_of, float* out) {
+void attention(const ModelConfig& c, const Sublayer& sl, const float* q, int64_t n_seq, int64_t seq_len, int64_t past,
+               KAt k_of, VAt v_of, float* out) {
   const int64_t hd = c.head_dim, n_heads = c.n_heads, group = c.n_heads / c.n_kv_heads;
   const int64_t n_ctx = past + seq_len, kv_dim = c.kv_dim(), q_dim = c.q_dim();
-  const float scale = float(1.0 / std::sqrt(double(hd)));
+  const float scale = float(sl.scale);
+  const int64_t window = sl.window;
   const double t_start = g_profiling ? now_seconds() : 0;
   SingleThreadedBlas one_thread;
   // Queries in chunks of kChunk rows, each against the keys its last row can see: the causal mask
@@ -186,10 +195,11 @@ void attention(const ModelConfig& c, const float* q, int64_t n_seq, int64_t seq_
       if (seq_len <= kMaxVectorRows) {  // generation: matrix-vector products, no packing of K and V
         for (int64_t t = 0; t < seq_len; ++t) {
           const int64_t pos = past + t, keys = pos + 1;
-          const int64_t lo = c.sliding_window > 0 ? std::max<int64_t>(0, pos - c.sliding_window + 1) : 0;
+          const int64_t lo = window > 0 ? std::max<int64_t>(0, pos - window + 1) : 0;
           float* row = scores.data();
           cblas_sgemv(CblasRowMajor, CblasNoTrans, int(keys), int(hd), scale, kh, int(kv_dim),
                       q + (s * seq_len + t) * q_dim + h * hd, 1, 0.0f, row, 1);
+          softcap_scores(row, lo, keys, sl.softcap);
           softmax(row, lo, keys, keys);
           cblas_sgemv(CblasRowMajor, CblasTrans, int(keys), int(hd), 1.0f, vh, int(kv_dim), row, 1, 0.0f,
                       out + (s * seq_len + t) * q_dim + h * hd, 1);
@@ -203,7 +213,8 @@ void attention(const ModelConfig& c, const float* q, int64_t n_seq, int64_t seq_
                     int(kv_dim), 0.0f, scores.data(), int(keys));
         for (int64_t t = 0; t < rows; ++t) {
           const int64_t pos = past + c0 + t;  // attends to positions [lo, pos]
-          const int64_t lo = c.sliding_window > 0 ? std::max<int64_t>(0, pos - c.sliding_window + 1) : 0;
+          const int64_t lo = window > 0 ? std::max<int64_t>(0, pos - window + 1) : 0;
+          softcap_scores(scores.data() + t * keys, lo, pos + 1, sl.softcap);
           softmax(scores.data() + t * keys, lo, pos + 1, keys);
         }
         cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, int(rows), int(hd), int(keys), 1.0f, scores.data(),
@@ -229,7 +240,7 @@ void Ops::norm(int slot, Act x, Act y) {
   const NormSlot& n = spec_.norms[size_t(slot)];
   QL_ASSERT(x.cols == n.width && y.cols == n.width && x.rows == y.rows);
   const NormWeights& w = w_.norm[size_t(slot)];
-  normalize(n.kind, w.w, w.b, c_.norm_eps, x.p, x.rows, n.width, y.p);
+  normalize(n.kind, w.w, w.b, c_.norm_eps, x.p, x.rows, n.width, y.p, n.gain_offset);
 }
 
 void Ops::head_norm(int slot, Act x) {
@@ -237,7 +248,7 @@ void Ops::head_norm(int slot, Act x) {
   QL_ASSERT(x.cols % n.width == 0);
   const NormWeights& w = w_.norm[size_t(slot)];
   // [rows, heads · head_dim] is [rows · heads, head_dim]
-  normalize(n.kind, w.w, w.b, c_.norm_eps, x.p, x.rows * (x.cols / n.width), n.width, x.p);
+  normalize(n.kind, w.w, w.b, c_.norm_eps, x.p, x.rows * (x.cols / n.width), n.width, x.p, n.gain_offset);
 }
 
 LinearRef Ops::linear_ref(int slot) const {
@@ -261,11 +272,11 @@ void Ops::linears(std::span<const int> slots, Act x, std::span<const Act> ys) {
   cpu::linears(std::span(refs, slots.size()), x.p, x.rows, std::span(outs, slots.size()));
 }
 
-void Ops::rope(Act x, const Step& step) {
+void Ops::rope(int sublayer, Act x, const Step& step) {
   const int64_t hd = c_.head_dim, half = hd / 2, n_heads = x.cols / hd;
   const int64_t seq_len = step.seq_len;
   const int64_t pos0 = step.cache ? step.cache->length : step.pos0;
-  const RopeTable& table = rope_table(c_, pos0, seq_len);
+  const RopeTable& table = rope_table(c_, spec_.sublayers[size_t(sublayer)], pos0, seq_len);
   const std::vector<float>& cs = table.cs;
   const std::vector<float>& sn = table.sn;
   parallel_for(step.n_seq * seq_len, [&](int64_t r0, int64_t r1) {
@@ -285,12 +296,13 @@ void Ops::rope(Act x, const Step& step) {
   }, 16);
 }
 
-void Ops::attention(Act q, Act k, Act v, Act out, const Step& step) {
+void Ops::attention(int sublayer, Act q, Act k, Act v, Act out, const Step& step) {
+  const Sublayer& sl = spec_.sublayers[size_t(sublayer)];
   const int64_t seq_len = step.seq_len;
   KVCache* cache = step.cache;
   if (!cache) {
     quantllm::cpu::attention(
-        c_, q.p, step.n_seq, seq_len, 0, [&](int64_t s, int64_t p) { return k.row(s * seq_len + p); },
+        c_, sl, q.p, step.n_seq, seq_len, 0, [&](int64_t s, int64_t p) { return k.row(s * seq_len + p); },
         [&](int64_t s, int64_t p) { return v.row(s * seq_len + p); }, out.p);
     return;
   }
@@ -302,7 +314,7 @@ void Ops::attention(Act q, Act k, Act v, Act out, const Step& step) {
   std::copy_n(k.p, k.numel(), kc.row(past));
   std::copy_n(v.p, v.numel(), vc.row(past));
   quantllm::cpu::attention(
-      c_, q.p, 1, seq_len, past, [&](int64_t, int64_t p) { return kc.row(p); },
+      c_, sl, q.p, 1, seq_len, past, [&](int64_t, int64_t p) { return kc.row(p); },
       [&](int64_t, int64_t p) { return vc.row(p); }, out.p);
 }
 
@@ -310,10 +322,16 @@ void Ops::activate(int sublayer, Act gate, Act up) {
   const Sublayer& s = spec_.sublayers[size_t(sublayer)];
   float* u = up.p;
   const int64_t n = up.numel();
-  if (s.gate >= 0) {
-    QL_ASSERT(s.act == FfnKind::GatedSiLU && gate.numel() == n);
+  if (s.act == FfnKind::GatedSiLU) {
+    QL_ASSERT(gate.numel() == n);
     const SiluMulFn silu_mul = kernels().silu_mul;
     parallel_for(n, [&](int64_t i0, int64_t i1) { silu_mul(u + i0, gate.p + i0, i1 - i0); }, 1 << 14);
+  } else if (s.act == FfnKind::GatedGeluTanh) {
+    QL_ASSERT(gate.numel() == n);
+    const float* g = gate.p;
+    parallel_for(n, [&](int64_t i0, int64_t i1) {
+      for (int64_t i = i0; i < i1; ++i) u[i] *= gelu_tanh(g[i]);
+    }, 1 << 14);
   } else if (s.act == FfnKind::ReLU) {
     for (int64_t i = 0; i < n; ++i) u[i] = std::max(u[i], 0.0f);
   } else {

@@ -32,9 +32,9 @@ void linear(const LinearRef& w, const float* x, int64_t rows, float* y);
 // The same for several layers on one input: one qmatmul_many when every weight is packed (in generation,
 // one threaded pass for all), else one linear each.
 void linears(std::span<const LinearRef> w, const float* x, int64_t rows, std::span<float* const> y);
-// y = norm(x) row by row over rows of `width` (LayerNorm when b is given); y may be x.
+// y = norm(x) row by row over rows of `width` (LayerNorm when b is given), gains offset + w; y may be x.
 void normalize(NormKind kind, const Tensor& w, const Tensor& b, double eps, const float* x, int64_t rows,
-               int64_t width, float* y);
+               int64_t width, float* y, float offset = 0);
 
 // Scratch buffers of one forward pass, reused by every block it runs.
 struct Scratch {
@@ -52,8 +52,8 @@ class Ops final : public BlockOps {
   void norm(int slot, Act x, Act y) override;
   void head_norm(int slot, Act x) override;
   void linears(std::span<const int> slots, Act x, std::span<const Act> ys) override;
-  void rope(Act x, const Step& step) override;
-  void attention(Act q, Act k, Act v, Act out, const Step& step) override;
+  void rope(int sublayer, Act x, const Step& step) override;
+  void attention(int sublayer, Act q, Act k, Act v, Act out, const Step& step) override;
   void activate(int sublayer, Act gate, Act up) override;
   void add(Act x, Act y) override;
   void copy(Act from, Act to) override;

@@ -10,14 +10,14 @@ namespace {
 
 constexpr int kThreads = 256;
 
-__global__ void rms_norm_kernel(const float* x, const float* w, float* y, int64_t d, double eps) {
+__global__ void rms_norm_kernel(const float* x, const float* w, float* y, int64_t d, double eps, float offset) {
   const float* xr = x + int64_t(blockIdx.x) * d;
   float* yr = y + int64_t(blockIdx.x) * d;
   double ss = 0.0;
   for (int64_t j = threadIdx.x; j < d; j += blockDim.x) ss += double(xr[j]) * double(xr[j]);
   ss = block_sum(ss);
   const float inv = float(1.0 / sqrt(ss / double(d) + eps));
-  for (int64_t j = threadIdx.x; j < d; j += blockDim.x) yr[j] = w[j] * (xr[j] * inv);
+  for (int64_t j = threadIdx.x; j < d; j += blockDim.x) yr[j] = (offset + w[j]) * (xr[j] * inv);
 }
 
 __global__ void layer_norm_kernel(const float* x, const float* w, const float* b, float* y, int64_t d, double eps) {
@@ -59,11 +59,15 @@ __global__ void rope_kernel(float* x, const float* cs, const float* sn, int64_t 
   }
 }
 
-__global__ void causal_softmax_kernel(float* scores, int64_t T, int64_t window) {
+__global__ void causal_softmax_kernel(float* scores, int64_t T, int64_t window, float cap) {
   const int64_t row = blockIdx.x;  // mat * T + query position
   const int64_t pos = row % T;
   float* r = scores + row * T;
   const int64_t lo = window > 0 ? (pos - window + 1 > 0 ? pos - window + 1 : 0) : 0;
+  if (cap > 0) {  // soft-capping (Gemma 2), as the CPU's softcap_scores
+    for (int64_t p = lo + threadIdx.x; p <= pos; p += blockDim.x) r[p] = cap * tanhf(r[p] / cap);
+    __syncthreads();
+  }
   float mx = -INFINITY;
   for (int64_t p = lo + threadIdx.x; p <= pos; p += blockDim.x) mx = fmaxf(mx, r[p]);
   mx = block_max(mx);
@@ -79,6 +83,16 @@ __global__ void silu_mul_kernel(float* up, const float* gate, int64_t n) {
     const float g = gate[i];
     up[i] *= g / (1.0f + expf(-g));
   }
+}
+__global__ void gelu_tanh_mul_kernel(float* up, const float* gate, int64_t n) {
+  for (int64_t i = blockIdx.x * int64_t(blockDim.x) + threadIdx.x; i < n; i += int64_t(gridDim.x) * blockDim.x) {
+    const float g = gate[i];
+    up[i] *= 0.5f * g * (1.0f + tanhf(0.7978845608028654f * (g + 0.044715f * g * g * g)));
+  }
+}
+__global__ void softcap_kernel(float* x, int64_t n, float cap) {
+  for (int64_t i = blockIdx.x * int64_t(blockDim.x) + threadIdx.x; i < n; i += int64_t(gridDim.x) * blockDim.x)
+    x[i] = cap * tanhf(x[i] / cap);
 }
 __global__ void relu_kernel(float* x, int64_t n) {
   for (int64_t i = blockIdx.x * int64_t(blockDim.x) + threadIdx.x; i < n; i += int64_t(gridDim.x) * blockDim.x)
@@ -186,9 +200,10 @@ void add_positions(float* x, const float* positions, int64_t rows, int64_t d, in
   QL_CUDA_LAUNCHED();
 }
 
-void rms_norm(const float* x, const float* w, float* y, int64_t rows, int64_t d, double eps, cudaStream_t s) {
+void rms_norm(const float* x, const float* w, float* y, int64_t rows, int64_t d, double eps, float offset,
+              cudaStream_t s) {
   if (rows == 0) return;
-  rms_norm_kernel<<<unsigned(rows), kThreads, 0, s>>>(x, w, y, d, eps);
+  rms_norm_kernel<<<unsigned(rows), kThreads, 0, s>>>(x, w, y, d, eps, offset);
   QL_CUDA_LAUNCHED();
 }
 void layer_norm(const float* x, const float* w, const float* b, float* y, int64_t rows, int64_t d, double eps,
@@ -211,14 +226,22 @@ void rope(float* x, const float* cos_t, const float* sin_t, int64_t rows, int64_
                                                                                      n_heads, head_dim);
   QL_CUDA_LAUNCHED();
 }
-void causal_softmax(float* scores, int64_t n_mats, int64_t T, int64_t window, cudaStream_t s) {
+void causal_softmax(float* scores, int64_t n_mats, int64_t T, int64_t window, float cap, cudaStream_t s) {
   if (n_mats * T == 0) return;
   QL_CU_ASSERT(n_mats * T <= INT32_MAX);
-  causal_softmax_kernel<<<unsigned(n_mats * T), T >= 1024 ? 512 : 128, 0, s>>>(scores, T, window);
+  causal_softmax_kernel<<<unsigned(n_mats * T), T >= 1024 ? 512 : 128, 0, s>>>(scores, T, window, cap);
   QL_CUDA_LAUNCHED();
 }
 void silu_mul(float* up, const float* gate, int64_t n, cudaStream_t s) {
   silu_mul_kernel<<<grid_for(n, kThreads), kThreads, 0, s>>>(up, gate, n);
+  QL_CUDA_LAUNCHED();
+}
+void gelu_tanh_mul(float* up, const float* gate, int64_t n, cudaStream_t s) {
+  gelu_tanh_mul_kernel<<<grid_for(n, kThreads), kThreads, 0, s>>>(up, gate, n);
+  QL_CUDA_LAUNCHED();
+}
+void softcap(float* x, int64_t n, float cap, cudaStream_t s) {
+  softcap_kernel<<<grid_for(n, kThreads), kThreads, 0, s>>>(x, n, cap);
   QL_CUDA_LAUNCHED();
 }
 void relu(float* x, int64_t n, cudaStream_t s) {

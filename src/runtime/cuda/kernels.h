@@ -26,8 +26,9 @@ struct QuantSpec {
 namespace k {
 
 // --- the decoder block ---
-// y[r] = w ⊙ x[r] / rms(x[r]) (sum of squares in double); x, y: [rows, d]
-void rms_norm(const float* x, const float* w, float* y, int64_t rows, int64_t d, double eps, cudaStream_t s);
+// y[r] = (offset + w) ⊙ x[r] / rms(x[r]) (sum of squares in double); x, y: [rows, d]
+void rms_norm(const float* x, const float* w, float* y, int64_t rows, int64_t d, double eps, float offset,
+              cudaStream_t s);
 // y[r] = (x[r] − mean) / sqrt(var + eps) ⊙ w + b (mean and variance in double)
 void layer_norm(const float* x, const float* w, const float* b, float* y, int64_t rows, int64_t d, double eps,
                 cudaStream_t s);
@@ -40,11 +41,14 @@ void add_inplace(float* x, const float* y, int64_t n, cudaStream_t s);
 void rope(float* x, const float* cos_t, const float* sin_t, int64_t rows, int64_t ld, int64_t seq_len, int64_t n_heads,
           int64_t head_dim, cudaStream_t s);
 // Causal softmax in place on scores [n_mats, T, T] (query rows, key columns): keys past the query
-// position (and, with a sliding window, before pos − window + 1) get probability 0.
-void causal_softmax(float* scores, int64_t n_mats, int64_t T, int64_t window, cudaStream_t s);
-// up ← silu(gate) ⊙ up; relu and exact-erf gelu in place
+// position (and, with a sliding window, before pos − window + 1) get probability 0; cap > 0 soft-caps the
+// scores first (cap · tanh(s / cap)).
+void causal_softmax(float* scores, int64_t n_mats, int64_t T, int64_t window, float cap, cudaStream_t s);
+// up ← silu(gate) ⊙ up, up ← gelu_tanh(gate) ⊙ up; relu and exact-erf gelu in place
 void silu_mul(float* up, const float* gate, int64_t n, cudaStream_t s);
+void gelu_tanh_mul(float* up, const float* gate, int64_t n, cudaStream_t s);
 void relu(float* x, int64_t n, cudaStream_t s);
+void softcap(float* x, int64_t n, float cap, cudaStream_t s);  // x ← cap · tanh(x / cap) (Gemma 2's logits)
 void gelu(float* x, int64_t n, cudaStream_t s);
 
 // nll[t] = −log softmax(logits[t])[target[t]] in double (runtime/model_runner.cpp token_nll); logits: [rows, vocab]

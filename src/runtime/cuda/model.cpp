@@ -49,7 +49,8 @@ const float* DeviceModel::trunk(const std::vector<int32_t>& tokens, int64_t n_se
     if (c_.arch->norm == NormKind::LayerNorm)
       k::layer_norm(x_.data(), final_norm_.w.data(), final_norm_.b.data(), h_.data(), rows, d, c_.norm_eps, ctx_.stream());
     else
-      k::rms_norm(x_.data(), final_norm_.w.data(), h_.data(), rows, d, c_.norm_eps, ctx_.stream());
+      k::rms_norm(x_.data(), final_norm_.w.data(), h_.data(), rows, d, c_.norm_eps, c_.arch->norm_gain_offset,
+                  ctx_.stream());
     h = h_.data();
   }
   if (project_out_.out > 0) {
@@ -67,6 +68,7 @@ void DeviceModel::forward(const std::vector<int32_t>& tokens, int64_t n_seq, int
   Tensor logits(Shape{T, c_.vocab});
   for (int64_t s = 0; s < n_seq; ++s) {
     ops_->linear(lm_head_, h + s * T * lm_head_.in, T, logits_.data());
+    if (c_.final_softcap > 0) k::softcap(logits_.data(), T * c_.vocab, float(c_.final_softcap), ctx_.stream());
     ctx_.download(logits.ptr(), logits_.data(), size_t(T * c_.vocab) * sizeof(float));
     on_logits(s, logits);
   }
@@ -85,6 +87,7 @@ std::vector<double> DeviceModel::window_nll(const std::vector<int32_t>& tokens, 
   ctx_.upload(targets_.data(), targets.data(), targets.size() * sizeof(int32_t));
   for (int64_t s = 0; s < n_seq; ++s) {
     ops_->linear(lm_head_, h + s * T * lm_head_.in, T - 1, logits_.data());
+    if (c_.final_softcap > 0) k::softcap(logits_.data(), (T - 1) * c_.vocab, float(c_.final_softcap), ctx_.stream());
     k::token_nll(logits_.data(), targets_.data() + s * (T - 1), T - 1, c_.vocab, nll_.data() + s * (T - 1), ctx_.stream());
   }
   const std::vector<double> nll = to_host(ctx_, nll_.data(), n_seq * (T - 1));

@@ -41,20 +41,6 @@ Ops::Ops(const Context& ctx, const ModelConfig& c, int64_t seq_len, Math math)
   // Score matrices of at most ~256 MiB at once (one window at least).
   const int64_t per_seq = c.n_heads * seq_len * seq_len * int64_t(sizeof(float));
   seqs_per_attention_ = std::max<int64_t>(1, (int64_t(256) << 20) / per_seq);
-  if (c.arch->pos == PosKind::RoPE) {
-    // The CPU's table (runtime/cpu/ops.cpp rope_table): angle in float32, cos/sin in double.
-    const std::vector<double> inv = rope_inv_freq(c);
-    const int64_t half = c.head_dim / 2;
-    std::vector<float> cs(size_t(seq_len * half)), sn(size_t(seq_len * half));
-    for (int64_t t = 0; t < seq_len; ++t)
-      for (int64_t i = 0; i < half; ++i) {
-        const float angle = float(t) * float(inv[size_t(i)]);
-        cs[size_t(t * half + i)] = float(std::cos(double(angle)));
-        sn[size_t(t * half + i)] = float(std::sin(double(angle)));
-      }
-    cos_ = to_device(ctx, cs, "RoPE table");
-    sin_ = to_device(ctx, sn, "RoPE table");
-  }
 }
 
 void Ops::linear(const DeviceLinear& l, const float* x, int64_t rows, float* y) const {
@@ -74,7 +60,7 @@ void Ops::norm_rows(const NormSlot& n, const DeviceNorm& w, const float* x, int6
   if (n.kind == NormKind::LayerNorm)
     k::layer_norm(x, w.w.data(), w.b.data(), y, rows, n.width, c_.norm_eps, ctx_.stream());
   else
-    k::rms_norm(x, w.w.data(), y, rows, n.width, c_.norm_eps, ctx_.stream());
+    k::rms_norm(x, w.w.data(), y, rows, n.width, c_.norm_eps, n.gain_offset, ctx_.stream());
 }
 
 void Ops::norm(int slot, Act x, Act y) {
@@ -98,14 +84,33 @@ void Ops::linears(std::span<const int> slots, Act x, std::span<const Act> ys) {
   }
 }
 
-void Ops::rope(Act x, const Step& step) {
-  QL_ASSERT(step.pos0 == 0 && !step.cache && step.seq_len == T_, "the GPU runs whole windows from position 0");
-  const int64_t hd = c_.head_dim;
-  k::rope(x.p, cos_.data(), sin_.data(), x.rows, x.cols, T_, x.cols / hd, hd, ctx_.stream());
+const Ops::RopeTable& Ops::rope_table(const Sublayer& sl) {
+  for (const RopeTable& t : rope_)
+    if (t.theta == sl.rope_theta && t.scaled == sl.rope_scaled) return t;
+  // The CPU's table (runtime/cpu/ops.cpp rope_table): angle in float32, cos/sin in double.
+  const std::vector<double> inv = rope_inv_freq(c_, sl);
+  const int64_t half = c_.head_dim / 2;
+  std::vector<float> cs(size_t(T_ * half)), sn(size_t(T_ * half));
+  for (int64_t t = 0; t < T_; ++t)
+    for (int64_t i = 0; i < half; ++i) {
+      const float angle = float(t) * float(inv[size_t(i)]);
+      cs[size_t(t * half + i)] = float(std::cos(double(angle)));
+      sn[size_t(t * half + i)] = float(std::sin(double(angle)));
+    }
+  rope_.push_back({sl.rope_theta, sl.rope_scaled, to_device(ctx_, cs, "RoPE table"), to_device(ctx_, sn, "RoPE table")});
+  return rope_.back();
 }
 
-void Ops::attention(Act q, Act k, Act v, Act att, const Step& step) {
+void Ops::rope(int sublayer, Act x, const Step& step) {
   QL_ASSERT(step.pos0 == 0 && !step.cache && step.seq_len == T_, "the GPU runs whole windows from position 0");
+  const int64_t hd = c_.head_dim;
+  const RopeTable& t = rope_table(spec_->sublayers[size_t(sublayer)]);
+  k::rope(x.p, t.cos.data(), t.sin.data(), x.rows, x.cols, T_, x.cols / hd, hd, ctx_.stream());
+}
+
+void Ops::attention(int sublayer, Act q, Act k, Act v, Act att, const Step& step) {
+  QL_ASSERT(step.pos0 == 0 && !step.cache && step.seq_len == T_, "the GPU runs whole windows from position 0");
+  const Sublayer& sl = spec_->sublayers[size_t(sublayer)];
   const int64_t T = T_, n_seq = step.n_seq, hd = c_.head_dim, nh = c_.n_heads, group = c_.n_heads / c_.n_kv_heads;
   const int64_t q_dim = q.cols, kv_dim = k.cols;
   // Pointer arrays for every (window, head) at once — one upload — then rounds of sb windows whose
@@ -131,12 +136,12 @@ void Ops::attention(Act q, Act k, Act v, Act att, const Step& step) {
   ctx_.upload(ptr_a_.data(), pa.data(), pa.size() * sizeof(float*));
   ctx_.upload(ptr_b_.data(), pb.data(), pb.size() * sizeof(float*));
   ctx_.upload(ptr_c_.data(), pc.data(), pc.size() * sizeof(float*));
-  const float scale = float(1.0 / std::sqrt(double(hd)));
+  const float scale = float(sl.scale);
   for (int64_t s0 = 0; s0 < n_seq; s0 += sb) {
     const int64_t e0 = s0 * nh, nb = std::min(sb, n_seq - s0) * nh;
     ctx_.gemm_batched(false, true, T, T, hd, scale, ptr_a_.data() + e0, q_dim, ptr_b_.data() + e0, kv_dim, 0.0f,
                       ptr_c_.data() + e0, T, nb, math_);
-    k::causal_softmax(scores_.data(), nb, T, c_.sliding_window, ctx_.stream());
+    k::causal_softmax(scores_.data(), nb, T, sl.window, float(sl.softcap), ctx_.stream());
     ctx_.gemm_batched(false, false, T, hd, T, 1.0f, ptr_a_.data() + total + e0, T, ptr_b_.data() + total + e0, kv_dim,
                       0.0f, ptr_c_.data() + total + e0, q_dim, nb, math_);
   }
@@ -145,9 +150,12 @@ void Ops::attention(Act q, Act k, Act v, Act att, const Step& step) {
 void Ops::activate(int sublayer, Act gate, Act up) {
   const Sublayer& s = spec_->sublayers[size_t(sublayer)];
   const int64_t n = up.numel();
-  if (s.gate >= 0) {
-    QL_ASSERT(s.act == FfnKind::GatedSiLU && gate.numel() == n);
+  if (s.act == FfnKind::GatedSiLU) {
+    QL_ASSERT(gate.numel() == n);
     k::silu_mul(up.p, gate.p, n, ctx_.stream());
+  } else if (s.act == FfnKind::GatedGeluTanh) {
+    QL_ASSERT(gate.numel() == n);
+    k::gelu_tanh_mul(up.p, gate.p, n, ctx_.stream());
   } else if (s.act == FfnKind::ReLU) {
     k::relu(up.p, n, ctx_.stream());
   } else {

@@ -59,8 +59,8 @@ class Ops final : public BlockOps {
   void norm(int slot, Act x, Act y) override;
   void head_norm(int slot, Act x) override;
   void linears(std::span<const int> slots, Act x, std::span<const Act> ys) override;
-  void rope(Act x, const Step& step) override;
-  void attention(Act q, Act k, Act v, Act out, const Step& step) override;
+  void rope(int sublayer, Act x, const Step& step) override;
+  void attention(int sublayer, Act q, Act k, Act v, Act out, const Step& step) override;
   void activate(int sublayer, Act gate, Act up) override;
   void add(Act x, Act y) override;
   void copy(Act from, Act to) override;
@@ -74,7 +74,14 @@ class Ops final : public BlockOps {
   const BlockSpec* spec_ = nullptr;
   const DeviceBlock* w_ = nullptr;
   int64_t seqs_per_attention_;  // windows whose score matrices are materialized at once
-  DeviceArray<float> cos_, sin_;  // RoPE tables [T, head_dim/2]
+  // RoPE tables [T, head_dim/2], one per base (Gemma 3: the sliding layers' and the global ones)
+  struct RopeTable {
+    double theta = 0;
+    bool scaled = true;
+    DeviceArray<float> cos, sin;
+  };
+  std::vector<RopeTable> rope_;
+  const RopeTable& rope_table(const Sublayer& sl);
   std::array<DeviceArray<float>, size_t(Scratch::kCount)> scratch_;
   DeviceArray<float> scores_;
   DeviceArray<const float*> ptr_a_, ptr_b_;

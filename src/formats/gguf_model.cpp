@@ -21,6 +21,38 @@ namespace {
 
 constexpr uint32_t kQuantizationVersion = 2;  // GGML_QNT_VERSION
 
+// The period p with layer i global iff (i + 1) % p == 0 (llama.cpp's swa pattern), or 0 when the layers
+// follow none.
+uint32_t sliding_period(const ModelConfig& c) {
+  for (int64_t p = 1; p <= c.n_layers + 1; ++p) {
+    bool ok = true;
+    for (int64_t i = 0; i < c.n_layers && ok; ++i) ok = c.layer_sliding(i) == ((i + 1) % p != 0);
+    if (ok) return uint32_t(p);
+  }
+  return 0;
+}
+
+// Sliding windows, per-layer RoPE bases and soft-capping, under llama.cpp's keys (gemma2 / gemma3,
+// Mistral's window). The layer pattern: llama.cpp's u32 period where one fits, else one bool per layer
+// (ours; llama.cpp reads only the period).
+void add_attention_variants(GGUFWriter& g, const std::string& a, const ModelConfig& c) {
+  if (c.sliding_window > 0) {
+    g.add_u32(a + ".attention.sliding_window", uint32_t(c.sliding_window));
+    if (!c.sliding_layers.empty()) {
+      if (const uint32_t p = sliding_period(c)) {
+        g.add_u32(a + ".attention.sliding_window_pattern", p);
+      } else {
+        std::vector<bool> layers(c.sliding_layers.begin(), c.sliding_layers.end());
+        g.add_array(a + ".attention.sliding_window_pattern", std::move(layers));
+      }
+    }
+  }
+  if (c.rope_theta_sliding > 0) g.add_f32(a + ".rope.freq_base_swa", float(c.rope_theta_sliding));
+  if (c.attn_scale > 0) g.add_f32(a + ".attention.scale", float(c.attn_scale));
+  if (c.attn_softcap > 0) g.add_f32(a + ".attn_logit_softcapping", float(c.attn_softcap));
+  if (c.final_softcap > 0) g.add_f32(a + ".final_logit_softcapping", float(c.final_softcap));
+}
+
 void add_hparams(GGUFWriter& g, const ModelConfig& c) {
   const std::string a(c.arch->gguf_arch);
   g.add_u32(a + ".context_length", uint32_t(c.max_positions));
@@ -40,6 +72,7 @@ void add_hparams(GGUFWriter& g, const ModelConfig& c) {
       g.add_string(a + ".rope.scaling.type", "linear");
       g.add_f32(a + ".rope.scaling.factor", float(c.rope_factor));
     }  // llama3 scaling: the tensor rope_freqs.weight (write_gguf), no scaling keys, as llama.cpp's converter
+    add_attention_variants(g, a, c);
 
   } else {  // OPT: our own keys (docs/gguf.md)
     g.add_f32(a + ".attention.layer_norm_epsilon", float(c.norm_eps));
@@ -126,6 +159,8 @@ uint64_t write_gguf(const LoadedModel& model, const WeightSource& weights, const
     if (opt.progress) opt.progress(done, plan.size(), p.gguf_name);
     Tensor t = weights.load(p.hf_name);
     if (const int64_t heads = gguf_rope_permute_heads(c, p.hf_name)) t = permute_rope_rows(t, heads, false);
+    if (gguf_norm_shifted(c, p.gguf_name))
+      for (float& v : t.data) v += 1.0f;  // llama.cpp's Gemma convention: the gain itself, 1 + w
     for (float v : t.data)
       if (!std::isfinite(v)) fail("tensor '{}' contains NaN or Inf", p.hf_name);
     const int64_t n_per_row = p.ne[0], nrows = t.numel() / n_per_row;
@@ -181,6 +216,8 @@ class GGUFWeights final : public WeightSource {
     const int64_t n_per_row = t.ne[0];
     ggml::dequantize_rows(GgmlType(t.type), t.data, out.ptr(), t.numel() / n_per_row, n_per_row);
     if (const int64_t heads = gguf_rope_permute_heads(c_, n)) out = permute_rope_rows(out, heads, true);
+    if (gguf_norm_shifted(c_, t.name))
+      for (float& v : out.data) v -= 1.0f;  // back to transformers' w of 1 + w
     return out;
   }
   std::string format(const std::string& n) const override {
@@ -222,6 +259,32 @@ T get_num(const GGUFFile& f, const std::string& key) {
   fail("{}: key '{}' must be a number", f.name(), key);
 }
 
+// The reverse of add_attention_variants. Without a pattern key the architecture's default applies
+// (gemma2: every 2nd layer global, gemma3: every 6th), as in llama.cpp.
+void read_attention_variants(const GGUFFile& f, const std::string& a, ModelConfig& c) {
+  if (f.find(a + ".attention.sliding_window")) c.sliding_window = get_num<int64_t>(f, a + ".attention.sliding_window");
+  if (c.sliding_window > 0) {
+    int64_t period = c.arch->default_sliding_pattern;
+    if (const GGUFValue* v = f.find(a + ".attention.sliding_window_pattern")) {
+      if (const auto* layers = v->get_array_if<bool>()) {
+        if (int64_t(layers->size()) != c.n_layers)
+          fail("{}: {}.attention.sliding_window_pattern lists {} layers, the model has {}", f.name(), a, layers->size(),
+               c.n_layers);
+        c.sliding_layers.assign(layers->begin(), layers->end());
+        period = 0;
+      } else {
+        period = get_num<int64_t>(f, a + ".attention.sliding_window_pattern");
+      }
+    }
+    if (period > 0)
+      for (int64_t i = 0; i < c.n_layers; ++i) c.sliding_layers.push_back((i + 1) % period != 0);
+  }
+  if (f.find(a + ".rope.freq_base_swa")) c.rope_theta_sliding = get_num<double>(f, a + ".rope.freq_base_swa");
+  if (f.find(a + ".attention.scale")) c.attn_scale = get_num<double>(f, a + ".attention.scale");
+  if (f.find(a + ".attn_logit_softcapping")) c.attn_softcap = get_num<double>(f, a + ".attn_logit_softcapping");
+  if (f.find(a + ".final_logit_softcapping")) c.final_softcap = get_num<double>(f, a + ".final_logit_softcapping");
+}
+
 ModelConfig config_from_gguf(const GGUFFile& f) {
   const std::string arch = f.get_as<std::string>("general.architecture");
   ModelConfig c;
@@ -256,6 +319,7 @@ ModelConfig config_from_gguf(const GGUFFile& f) {
         fail("{}: rope scaling '{}' is not supported", f.name(), *type);
       }
     }
+    read_attention_variants(f, arch, c);
     c.word_embed_proj_dim = c.hidden;
     c.qkv_bias = f.find_tensor("blk.0.attn_q.bias") != nullptr;
     c.o_bias = f.find_tensor("blk.0.attn_output.bias") != nullptr;

@@ -70,6 +70,12 @@ int64_t gguf_rope_permute_heads(const ModelConfig& c, const std::string& hf_name
   return 0;
 }
 
+bool gguf_norm_shifted(const ModelConfig& c, const std::string& gguf_name) {
+  constexpr std::string_view kSuffix = "norm.weight";
+  return c.arch->gguf_norm_plus_one && gguf_name.size() >= kSuffix.size() &&
+         gguf_name.compare(gguf_name.size() - kSuffix.size(), kSuffix.size(), kSuffix) == 0;
+}
+
 Tensor permute_rope_rows(const Tensor& t, int64_t n_heads, bool inverse) {
   const int64_t rows = t.dim(0);
   const int64_t cols = t.numel() / rows;

@@ -28,6 +28,9 @@ std::optional<std::string> gguf_to_hf_name(const ModelConfig& c, const std::stri
 // Whether the tensor's rows are reordered for GGUF (q and k weights/biases of arch "llama"),
 // and over how many heads.
 int64_t gguf_rope_permute_heads(const ModelConfig& c, const std::string& hf_name);  // 0: no permutation
+// Whether a GGUF tensor holds a Gemma norm's gain as 1 + w (llama.cpp's converter adds 1 to every
+// "*norm.weight" of gemma2 / gemma3) rather than transformers' w.
+bool gguf_norm_shifted(const ModelConfig& c, const std::string& gguf_name);
 // Reorders rows of t ([rows, cols], rows = n_heads · head_dim) HF → GGUF, or back (inverse = true).
 Tensor permute_rope_rows(const Tensor& t, int64_t n_heads, bool inverse);
 

@@ -1,5 +1,5 @@
 // Interoperability with llama.cpp itself: the GGUF files we write for gutenberg-llama-33m (F32, and the
-// Q8_0, Q6_K, Q4_K_M, Q2_K mixes) are loaded by llama.cpp (node-llama-cpp's prebuilt CPU build, driven
+// Q8_0, Q6_K, Q4_K_M, Q2_K mixes) and gutenberg-gemma3-16m (F32, Q8_0, Q4_K_M) are loaded by llama.cpp (node-llama-cpp's prebuilt CPU build, driven
 // by llama_logits.mjs), which must tokenize text exactly as we do and give next-token log-probabilities
 // over a 128-token text that agree with our engine's on the same file.
 //
@@ -45,6 +45,9 @@
 // permuted head, a wrong scale, a wrong norm epsilon) moves log-probs by 0.1 to 10 and on every position.
 // The argmax (greedy next token) must agree wherever our top two logits are further apart than the
 // tolerance; near-ties may go either way, but no more than two positions of 128.
+// Gemma 3 adds one more approximation of llama.cpp's: its GELU reads an fp16 table (GGML_GELU_FP16), which
+// the simulation models as an fp16 rounding of the feed-forward mid (measured: the simulated max / mean
+// |Δ| on the F32 file, 0.0010 / 0.0001, is what llama.cpp shows, 0.0013 / 0.0002; without it, 0).
 //
 // llama.cpp comes from scripts/install-llama-cpp.sh (scripts/test.sh runs it before ctest). If it is
 // missing the test fails, naming the script; QUANTLLM_SKIP_LLAMA_CPP=1 skips it for offline work.
@@ -73,6 +76,7 @@
 #include <random>
 #include <span>
 #include <string>
+#include <tuple>
 #include <vector>
 
 namespace quantllm {
@@ -202,6 +206,13 @@ class RecomposedModel {
         for (int l : readers) EXPECT_EQ(rounding(spec.linear_tensor(l) + ".weight"), r[p]) << spec.linear_tensor(l);
       }
       rounding_.push_back(std::move(r));
+      // ggml's CPU GELU reads a table of fp16 values at the fp16-rounded input (GGML_GELU_FP16): the
+      // feed-forward mid of a GELU block carries fp16-sized relative noise. Simulated as one fp16 rounding
+      // of the mid (the table's output rounding; its input rounding is of the same size, within the margin).
+      std::vector<bool> f16(spec.points.size(), false);
+      for (const Sublayer& sl : spec.sublayers)
+        if (sl.kind == SublayerKind::Ffn && sl.act == FfnKind::GatedGeluTanh) f16[size_t(sl.mid)] = true;
+      gelu_f16_.push_back(std::move(f16));
     }
     const std::string lm_head = std::string(a.lm_head) + ".weight";
     head_rounding_ = rounding(m.weights->has(lm_head) ? lm_head : std::string(a.embed_tokens) + ".weight");
@@ -215,9 +226,11 @@ class RecomposedModel {
     std::mt19937* jitter = jitter_seed ? &rng : nullptr;
     struct Rounder final : PointObserver {
       const std::vector<ActRounding>* r;
+      const std::vector<bool>* f16;
       bool round;
       std::mt19937* jitter;
       bool observe(int point, Act x) override {
+        if (round && (*f16)[size_t(point)]) round_activations(std::span(x.p, size_t(x.numel())), ActRounding::F16, nullptr);
         round_activations(std::span(x.p, size_t(x.numel())), round ? (*r)[size_t(point)] : ActRounding::None, jitter);
         return true;
       }
@@ -225,13 +238,14 @@ class RecomposedModel {
     Tensor x = embed(c_, globals_, ids, 1, T);
     for (int layer = 0; layer < c_.n_layers; ++layer) {
       Rounder obs;
-      obs.r = &rounding_[size_t(layer)], obs.round = round, obs.jitter = jitter;
+      obs.r = &rounding_[size_t(layer)], obs.f16 = &gelu_f16_[size_t(layer)], obs.round = round, obs.jitter = jitter;
       block_forward(c_, blocks_[size_t(layer)], layer, x, 1, T, &obs);
     }
     // The head: final norm, its input rounded as the output matrix's type wants.
     Tensor h(Shape{T, c_.hidden});
     cpu::normalize(c_.arch->norm, globals_.final_norm.w, globals_.final_norm.b, c_.norm_eps, x.ptr(), T, c_.hidden,
-                   h.ptr());
+                   h.ptr(), c_.arch->norm_gain_offset);
+    EXPECT_EQ(c_.final_softcap, 0.0) << "the recomposed head has no soft-capping";
     round_activations(std::span(h.data), round ? head_rounding_ : ActRounding::None, jitter);
     Tensor out;
     linear(h, globals_.lm_head, out);  // [T, vocab]
@@ -243,6 +257,7 @@ class RecomposedModel {
   GlobalWeights globals_;
   std::vector<BlockWeights> blocks_;
   std::vector<std::vector<ActRounding>> rounding_;  // per block, per point
+  std::vector<std::vector<bool>> gelu_f16_;         // per block, per point: ggml's fp16 GELU table
   ActRounding head_rounding_ = ActRounding::None;
 };
 
@@ -303,7 +318,8 @@ double full_vocab_max_diff(const std::vector<float>& a, const std::vector<float>
   return mx;
 }
 
-class LlamaCpp : public ::testing::TestWithParam<const char*> {
+// (model, GGUF type)
+class LlamaCpp : public ::testing::TestWithParam<std::tuple<const char*, const char*>> {
  protected:
   void SetUp() override {
     if (env_or("QUANTLLM_SKIP_LLAMA_CPP", "0") != "0")
@@ -315,14 +331,16 @@ class LlamaCpp : public ::testing::TestWithParam<const char*> {
 };
 
 TEST_P(LlamaCpp, LoadsOurFileAndAgreesOnLogProbs) {
-  const std::string type = GetParam();
+  const std::string model_name = std::get<0>(GetParam()), type = std::get<1>(GetParam());
   TempDir tmp;
   const fs::path gguf = tmp / (type + ".gguf");
   const auto q = test::run_quantllm(fmt::format("quantize --model {} --out {} --method gguf --type {}",
-                                                quoted(test::model_dir(kModel)), quoted(gguf), type));
+                                                quoted(test::model_dir(model_name)), quoted(gguf), type));
   ASSERT_EQ(q.status, 0) << q.err;
 
-  const json ref = test::reference(kModel);
+  const json ref = test::reference(model_name);
+  // Gemma 3's window is 128 tokens: compare 256 positions so the sliding layers' mask matters.
+  const int64_t kTokens = model_name == "gutenberg-gemma3-16m" ? 256 : quantllm::kTokens;
   std::vector<int32_t> ids = ref["golden_prompt"]["ids"].get<std::vector<int32_t>>();
   ASSERT_GE(int64_t(ids.size()), kTokens);
   ids.resize(size_t(kTokens));
@@ -395,15 +413,15 @@ TEST_P(LlamaCpp, LoadsOurFileAndAgreesOnLogProbs) {
   }
 
   std::printf(
-      "[ llama.cpp ] %-6s next-token log-prob |Δ| llama.cpp vs ours: max %.5f mean %.5f (tolerance %.5f / %.5f); "
+      "[ llama.cpp ] %s %-6s next-token log-prob |Δ| llama.cpp vs ours: max %.5f mean %.5f (tolerance %.5f / %.5f); "
       "full vocabulary max %.5f; argmax %d/%lld; simulated 8-bit activations vs ours, max/mean per realization:%s\n",
-      type.c_str(), vs_llama.max, vs_llama.mean, tolerance, mean_tolerance, full_vocab, agree, (long long)kTokens,
+      model_name.c_str(), type.c_str(), vs_llama.max, vs_llama.mean, tolerance, mean_tolerance, full_vocab, agree, (long long)kTokens,
       sim_list.c_str());
 
   EXPECT_LE(vs_llama.max, tolerance);
   EXPECT_LE(vs_llama.mean, mean_tolerance);
   EXPECT_EQ(must_agree_ok, must_agree) << "greedy next token differs where our top-2 margin exceeds the tolerance";
-  EXPECT_GE(agree, kTokens - 2);
+  EXPECT_GE(agree, kTokens - kTokens / 64);  // near-ties: at most 2 of every 128 positions
 }
 
 // llama3 RoPE scaling (Llama 3.1+) as llama.cpp reads it: the reference model with llama3 scaling over an
@@ -483,8 +501,16 @@ TEST_F(LlamaCpp, Qwen3F32Agrees) {
   EXPECT_LE(all_but_last, 1e-3);
 }
 
-INSTANTIATE_TEST_SUITE_P(Gutenberg, LlamaCpp, ::testing::Values("F32", "Q8_0", "Q6_K", "Q4_K_M", "Q2_K"),
-                         [](const auto& info) { return std::string(info.param); });
+INSTANTIATE_TEST_SUITE_P(Gutenberg, LlamaCpp,
+                         ::testing::Combine(::testing::Values("gutenberg-llama-33m"),
+                                            ::testing::Values("F32", "Q8_0", "Q6_K", "Q4_K_M", "Q2_K")),
+                         [](const auto& info) { return std::string(std::get<1>(info.param)); });
+// Gemma 3 (llama.cpp's "gemma3"): norms stored as 1 + w, the sandwich norms, q/k norms, the sliding
+// window pattern and the sliding layers' RoPE base from our metadata.
+INSTANTIATE_TEST_SUITE_P(Gemma3, LlamaCpp,
+                         ::testing::Combine(::testing::Values("gutenberg-gemma3-16m"),
+                                            ::testing::Values("F32", "Q8_0", "Q4_K_M")),
+                         [](const auto& info) { return std::string(std::get<1>(info.param)); });
 
 }  // namespace
 }  // namespace quantllm

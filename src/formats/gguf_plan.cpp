@@ -183,6 +183,10 @@ std::pair<std::string, ggml::GgmlType> parse_tensor_type_override(const std::str
 }
 
 std::vector<PlannedTensor> plan_gguf(const ModelConfig& c, const WeightSource& w, const GGUFPlanOptions& opt) {
+  if (c.n_experts > 0)
+    fail("GGUF export of mixture-of-experts models ({}) is not supported yet: llama.cpp stacks a layer's experts "
+         "into 3-D ffn_*_exps tensors, which quantllm does not write (use --method rtn|gptq|awq)",
+         c.arch->hf_architecture);
   const GGUFMix& mix = find_gguf_mix(opt.type);
   // File order: embeddings, blocks in order, final norm, head (the order the counters assume).
   std::vector<std::string> order;

@@ -13,6 +13,11 @@ std::vector<AwqScalingGroup> awq_scaling_groups(const BlockSpec& spec) {
   for (size_t p = 0; p < spec.points.size(); ++p) {
     const Point& pt = spec.points[p];
     if (pt.source == Point::Source::None) continue;
+    // A point read by a layer kept in full precision (a MoE router) is not scaled: the router would have
+    // to take the scales too, and its input is not the experts' (each reads its routed rows).
+    bool all_quantized = true;
+    for (int l : spec.readers(int(p))) all_quantized = all_quantized && spec.linears[size_t(l)].quantized;
+    if (!all_quantized) continue;
     AwqScalingGroup g;
     g.point = int(p);
     g.source = pt.source;

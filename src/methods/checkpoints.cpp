@@ -83,6 +83,7 @@ const TensorView& tensor(const SafetensorsFile& f, const std::string& name) {
 std::map<std::string, Tensor> restore_quantized_layers(const BlockSpec& spec, BlockResult& r, QuantizedModel& qm) {
   std::map<std::string, Tensor> weights;
   for (size_t l = 0; l < spec.linears.size(); ++l) {
+    if (!spec.linears[l].quantized) continue;
     const std::string name = spec.linear_tensor(int(l));
     auto it = r.layers.find(name);
     if (it == r.layers.end()) fail("--resume: block {} checkpoint lacks layer {}", spec.layer, name);

@@ -9,6 +9,8 @@
 
 #include <fmt/format.h>
 
+#include <set>
+
 namespace quantllm {
 
 QuantMethod group_method(const QuantizeRequest& r) {
@@ -75,9 +77,13 @@ void report_gptq_layer(const std::string& name, const GPTQStats& s, int64_t in, 
 }
 
 void validate_layers(const ModelConfig& c, const QuantParams& p) {
-  const BlockSpec& spec = c.block(0);
-  for (size_t l = 0; l < spec.linears.size(); ++l)
-    validate_quant_params(p, spec.linears[l].in, spec.linear_tensor(int(l)) + ".weight");
+  std::set<int64_t> seen;  // input widths already checked (blocks repeat them; MoE blocks add the experts')
+  for (int64_t i = 0; i < c.n_layers; ++i) {
+    const BlockSpec& spec = c.block(i);
+    for (size_t l = 0; l < spec.linears.size(); ++l)
+      if (spec.linears[l].quantized && seen.insert(spec.linears[l].in).second)
+        validate_quant_params(p, spec.linears[l].in, spec.linear_tensor(int(l)) + ".weight");
+  }
 }
 
 namespace {
@@ -98,6 +104,7 @@ QuantizedModel quantize_as_is(const LoadedModel& model, const QuantizeRequest& r
     check_block_finite(c, w, i);
     const BlockSpec& spec = c.block(i);
     for (size_t l = 0; l < spec.linears.size(); ++l) {
+      if (!spec.linears[l].quantized) continue;  // MoE routers stay as they are
       const std::string name = spec.linear_tensor(int(l));
       qm.layers[name] = quantize_rtn(w.linear[l].w, p, name + ".weight");
     }

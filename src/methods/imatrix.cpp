@@ -40,6 +40,7 @@ ImportanceMatrix compute_imatrix(const LoadedModel& model, const std::filesystem
     be->load_block(i, false);
     const std::vector<PointSums> sums = be->collect_square_sums();
     for (size_t l = 0; l < spec.linears.size(); ++l) {
+      if (spec.linears[l].gguf.empty()) continue;  // MoE experts: no per-expert GGUF tensor (GGUF export refuses MoE)
       const PointSums& s = sums[size_t(spec.linears[l].input)];
       const std::vector<float> sf(s.sum.begin(), s.sum.end());
       im.accumulate(spec.gguf_prefix + spec.linears[l].gguf + ".weight", sf, s.tokens);

@@ -88,6 +88,7 @@ QuantizePlan plan_group(const LoadedModel& m, const QuantizeRequest& r) {
   for (int64_t i = 0; i < c.n_layers; ++i) {
     const BlockSpec& spec = c.block(i);
     for (size_t l = 0; l < spec.linears.size(); ++l) {
+      if (!spec.linears[l].quantized) continue;
       const int64_t in = spec.linears[l].in, out = spec.linears[l].out;
       const int64_t groups = group_count(p, in);
       // codes, fp16 scales, packed zeros, g_idx (what save_quantized writes)

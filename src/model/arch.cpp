@@ -57,9 +57,25 @@ constexpr FfnNames kGemmaFfn = {
     .post_norm = "post_feedforward_layernorm",
 };
 
-// gguf "llama" (Llama, Mistral): llama.cpp permutes q/k rows; qwen2 / qwen3 keep HF's order (NEOX RoPE).
+constexpr MoeNames kNoMoe = {.router = "", .experts = "", .gate = "", .up = "", .down = "", .always_norm_topk = false};
+// Qwen3-MoE (Qwen2-MoE's names, without its shared expert): one 2-D tensor per expert, as on the Hub.
+constexpr MoeNames kQwenMoe = {.router = "mlp.gate",
+                               .experts = "mlp.experts.{}.",
+                               .gate = "gate_proj",
+                               .up = "up_proj",
+                               .down = "down_proj",
+                               .always_norm_topk = false};
+// Mixtral: w1 = gate, w3 = up, w2 = down; top-k weights always renormalized.
+constexpr MoeNames kMixtralMoe = {.router = "block_sparse_moe.gate",
+                                  .experts = "block_sparse_moe.experts.{}.",
+                                  .gate = "w1",
+                                  .up = "w3",
+                                  .down = "w2",
+                                  .always_norm_topk = true};
+
+// gguf "llama" (Llama, Mistral, Mixtral): llama.cpp permutes q/k rows; qwen2 / qwen3 keep HF's order (NEOX RoPE).
 constexpr ArchSpec llama_like(std::string_view hf, std::string_view type, std::string_view gguf, bool qkv_bias,
-                              AttentionNames attn = kLlamaAttention) {
+                              AttentionNames attn = kLlamaAttention, MoeNames moe = kNoMoe) {
   return ArchSpec{
       .hf_architecture = hf,
       .model_type = type,
@@ -69,7 +85,7 @@ constexpr ArchSpec llama_like(std::string_view hf, std::string_view type, std::s
       .ffn = FfnKind::GatedSiLU,
       .default_qkv_bias = qkv_bias,
       .default_tied = false,
-      .default_sliding_window = type == "mistral",
+      .default_sliding_window = type == "mistral" || type == "mixtral",
       .default_sliding_pattern = 0,
       .position_offset = 0,
       .norm_gain_offset = 0.0f,
@@ -80,6 +96,7 @@ constexpr ArchSpec llama_like(std::string_view hf, std::string_view type, std::s
       .block_prefix = "model.layers.{}.",
       .attn = attn,
       .ffn_names = kLlamaFfn,
+      .moe = moe,
       .embed_tokens = "model.embed_tokens",
       .embed_positions = "",
       .final_norm = "model.norm",
@@ -112,6 +129,7 @@ constexpr ArchSpec gemma(std::string_view hf, std::string_view type, std::string
       .block_prefix = "model.layers.{}.",
       .attn = gemma_attention(qk_norm),
       .ffn_names = kGemmaFfn,
+      .moe = kNoMoe,
       .embed_tokens = "model.embed_tokens",
       .embed_positions = "",
       .final_norm = "model.norm",
@@ -126,6 +144,8 @@ constexpr std::array kTable = {
     llama_like("MistralForCausalLM", "mistral", "llama", false),
     llama_like("Qwen2ForCausalLM", "qwen2", "qwen2", true),
     llama_like("Qwen3ForCausalLM", "qwen3", "qwen3", false, kQwen3Attention),
+    llama_like("Qwen3MoeForCausalLM", "qwen3_moe", "qwen3moe", false, kQwen3Attention, kQwenMoe),
+    llama_like("MixtralForCausalLM", "mixtral", "llama", false, kLlamaAttention, kMixtralMoe),
     gemma("Gemma2ForCausalLM", "gemma2", "gemma2", false),
     gemma("Gemma3ForCausalLM", "gemma3_text", "gemma3", true),
     ArchSpec{
@@ -150,6 +170,7 @@ constexpr std::array kTable = {
         .attn = {.norm = "self_attn_layer_norm", .q = "self_attn.q_proj", .k = "self_attn.k_proj",
                  .v = "self_attn.v_proj", .o = "self_attn.out_proj", .q_norm = "", .k_norm = "", .post_norm = ""},
         .ffn_names = {.norm = "final_layer_norm", .gate = "", .up = "fc1", .down = "fc2", .post_norm = ""},
+        .moe = kNoMoe,
         .embed_tokens = "model.decoder.embed_tokens",
         .embed_positions = "model.decoder.embed_positions",
         .final_norm = "model.decoder.final_layer_norm",

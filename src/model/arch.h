@@ -34,6 +34,15 @@ struct FfnNames {
   std::string_view post_norm;  // as AttentionNames::post_norm
 };
 
+// Tensor names of a mixture-of-experts feed-forward: the router and each expert's projections. "{}" in
+// `experts` is the expert's index. Empty router: the architecture has no MoE layers.
+struct MoeNames {
+  std::string_view router;           // "mlp.gate": [n_experts, hidden], never quantized
+  std::string_view experts;          // "mlp.experts.{}."
+  std::string_view gate, up, down;   // relative to an expert: "gate_proj" (Mixtral: w1, w3, w2)
+  bool always_norm_topk;             // Mixtral renormalizes the top-k weights whatever the config says
+};
+
 struct ArchSpec {
   std::string_view hf_architecture;  // config.json "architectures"[0]
   std::string_view model_type;       // config.json "model_type"
@@ -61,6 +70,7 @@ struct ArchSpec {
   std::string_view block_prefix;  // "model.layers.{}."
   AttentionNames attn;
   FfnNames ffn_names;
+  MoeNames moe;  // the MoE layers' feed-forward (its norm is ffn_names.norm)
   std::string_view embed_tokens, embed_positions, final_norm, lm_head;  // without ".weight"
   std::string_view project_in, project_out;  // OPT when word_embed_proj_dim != hidden_size
 };

@@ -9,11 +9,12 @@
 
 #include <algorithm>
 #include <cmath>
+#include <map>
 
 namespace quantllm {
 
 std::string_view role_name(Role r) {
-  static constexpr std::string_view names[] = {"q", "k", "v", "o", "gate", "up", "down"};
+  static constexpr std::string_view names[] = {"q", "k", "v", "o", "gate", "up", "down", "router"};
   return names[int(r)];
 }
 
@@ -54,11 +55,30 @@ std::vector<std::vector<int>> BlockSpec::sequential_groups(bool true_sequential)
   std::vector<std::vector<int>> groups;
   if (!true_sequential) {
     groups.emplace_back();
-    for (size_t i = 0; i < linears.size(); ++i) groups.back().push_back(int(i));
+    for (size_t i = 0; i < linears.size(); ++i)
+      if (linears[i].quantized) groups.back().push_back(int(i));
     return groups;
   }
-  for (size_t p = 0; p < points.size(); ++p)
-    if (auto r = readers(int(p)); !r.empty()) groups.push_back(std::move(r));
+  // Experts are independent of each other: all their inputs form one group, all their mids the next.
+  std::map<std::pair<int, bool>, size_t> expert_group;  // (sub-layer, is_mid) → group
+  for (size_t p = 0; p < points.size(); ++p) {
+    std::vector<int> r;
+    for (int slot : readers(int(p)))
+      if (linears[size_t(slot)].quantized) r.push_back(slot);
+    if (r.empty()) continue;
+    if (points[p].expert < 0) {
+      groups.push_back(std::move(r));
+      continue;
+    }
+    const auto key = std::make_pair(points[p].sublayer, points[p].is_mid);
+    auto it = expert_group.find(key);
+    if (it == expert_group.end()) {
+      expert_group[key] = groups.size();
+      groups.push_back(std::move(r));
+    } else {
+      groups[it->second].insert(groups[it->second].end(), r.begin(), r.end());
+    }
+  }
   return groups;
 }
 
@@ -105,9 +125,10 @@ class Builder {
     b_.file_order.push_back({true, slot});
     return slot;
   }
-  int linear(Role role, std::string_view name, std::string_view gguf, int64_t in, int64_t out, bool bias, int input) {
+  int linear(Role role, std::string_view name, std::string_view gguf, int64_t in, int64_t out, bool bias, int input,
+             int expert = -1) {
     QL_ASSERT(!name.empty());
-    b_.linears.push_back({role, std::string(name), std::string(gguf), in, out, bias, input});
+    b_.linears.push_back({role, std::string(name), std::string(gguf), in, out, bias, input, expert, role != Role::Router});
     const int slot = int(b_.linears.size()) - 1;
     b_.file_order.push_back({false, slot});
     return slot;
@@ -187,6 +208,39 @@ void add_ffn(Builder& bld, BlockSpec& b, const ModelConfig& c) {
   b.sublayers.push_back(std::move(s));
 }
 
+// A MoE feed-forward: the router reads the sub-layer's input; expert e reads the rows routed to it (its
+// own input point) and its mid. GGUF keeps the experts of a layer stacked (ffn_*_exps), which has no
+// per-expert name: their slots have none.
+void add_moe(Builder& bld, BlockSpec& b, const ModelConfig& c) {
+  const ArchSpec& a = *c.arch;
+  const MoeNames& m = a.moe;
+  Sublayer s;
+  s.kind = SublayerKind::Moe;
+  const int idx = int(b.sublayers.size());
+  s.norm_before = true;
+  s.act = FfnKind::GatedSiLU;
+  s.top_k = int(c.n_experts_used);
+  s.norm_topk = c.norm_topk_prob;
+  s.norm = bld.norm(a.ffn_names.norm, "ffn_norm", c.hidden, a.norm, a.norm_gain_offset);
+  s.in = bld.point("ffn.in", c.hidden, idx, false);
+  bld.at(s.in).source = Point::Source::Norm, bld.at(s.in).source_slot = s.norm;
+  s.router = bld.linear(Role::Router, m.router, "ffn_gate_inp", c.hidden, c.n_experts, false, s.in);
+  for (int e = 0; e < int(c.n_experts); ++e) {
+    const std::string pre = fmt::format(fmt::runtime(m.experts), e);
+    Sublayer::Expert x;
+    x.in = bld.point(fmt::format("ffn.exp{}.in", e), c.hidden, idx, false);
+    bld.at(x.in).expert = e;
+    x.mid = bld.point(fmt::format("ffn.exp{}.down", e), c.moe_ffn, idx, true);
+    bld.at(x.mid).expert = e;
+    x.gate = bld.linear(Role::Gate, pre + std::string(m.gate), "", c.hidden, c.moe_ffn, false, x.in, e);
+    x.up = bld.linear(Role::Up, pre + std::string(m.up), "", c.hidden, c.moe_ffn, false, x.in, e);
+    x.down = bld.linear(Role::Down, pre + std::string(m.down), "", c.moe_ffn, c.hidden, false, x.mid, e);
+    bld.at(x.mid).source = Point::Source::Linear, bld.at(x.mid).source_slot = x.up;
+    s.experts.push_back(x);
+  }
+  b.sublayers.push_back(std::move(s));
+}
+
 }  // namespace
 
 void derive_block_specs(ModelConfig& c) {
@@ -200,7 +254,8 @@ void derive_block_specs(ModelConfig& c) {
     b.gguf_prefix = fmt::format("blk.{}.", i);
     Builder bld(b);
     add_attention(bld, b, c);
-    add_ffn(bld, b, c);
+    if (c.layer_moe(i)) add_moe(bld, b, c);
+    else add_ffn(bld, b, c);
     blocks->push_back(std::move(b));
   }
   c.blocks = std::move(blocks);

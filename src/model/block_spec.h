@@ -24,10 +24,10 @@ namespace quantllm {
 
 // What a linear slot is, for the rules keyed by meaning (AWQ skips clipping q and k; GGUF permutes q/k
 // rows for llama; llama.cpp's mixes treat attn_v / ffn_down specially — by GGUF name).
-enum class Role { Q, K, V, O, Gate, Up, Down };
+enum class Role { Q, K, V, O, Gate, Up, Down, Router };
 std::string_view role_name(Role r);  // "q", "k", …
 
-enum class SublayerKind { Attention, Ffn };
+enum class SublayerKind { Attention, Ffn, Moe };
 
 struct LinearSlot {
   Role role;
@@ -36,6 +36,8 @@ struct LinearSlot {
   int64_t in = 0, out = 0;
   bool bias = false;
   int input = -1;  // the activation point it reads
+  int expert = -1;         // MoE: the expert it belongs to
+  bool quantized = true;   // false: kept in full precision by every method (MoE routers)
 };
 
 struct NormSlot {
@@ -51,6 +53,7 @@ struct Point {
   int64_t width = 0;
   int sublayer = -1;
   bool is_mid = false;  // the sub-layer's mid (its out linear's input) rather than its input
+  int expert = -1;      // MoE: an expert's input (the rows routed to it) or mid
   // The op whose output channel j is this point's channel j, when a positive per-channel scale can be
   // moved into it (AWQ): the pre-norm of a pre-norm sub-layer; v for the attention output without
   // grouped-query attention; up for a gated feed-forward, or an ungated one with a homogeneous activation.
@@ -73,8 +76,19 @@ struct Sublayer {
   int64_t window = 0;            // attention: a query at p sees keys p − window + 1 … p; 0 = all before it
   double scale = 0;              // attention: query · key multiplier
   double softcap = 0;            // attention: scores ← cap · tanh(scores / cap) when > 0
-  FfnKind act = FfnKind::GatedSiLU;  // feed-forward
+  FfnKind act = FfnKind::GatedSiLU;  // feed-forward (and each expert of a MoE)
   int gate = -1, up = -1;            // feed-forward: the linear slots (gate -1 when ungated)
+  // MoE: y = Σ over the top_k experts e of softmax(router(h))_e (renormalized over the top k when
+  // norm_topk) · down_e(act(gate_e(h)) ⊙ up_e(h)). `in` is the router's input point; each expert reads
+  // its own points: `in` restricted to the rows routed to it, and its mid.
+  int router = -1;
+  struct Expert {
+    int gate = -1, up = -1, down = -1;  // linear slots
+    int in = -1, mid = -1;              // points
+  };
+  std::vector<Expert> experts;
+  int top_k = 0;
+  bool norm_topk = true;
 };
 
 struct BlockSpec {
@@ -106,7 +120,8 @@ struct BlockSpec {
   TensorSlot tensor_slot(const std::string& name) const;
   // The linear slots reading each point, in slot order.
   std::vector<int> readers(int point) const;
-  // GPTQ's order: the slots of each point in forward order (true-sequential), or all slots at once.
+  // GPTQ's order: the quantized slots of each point in forward order (true-sequential; the experts of a
+  // MoE in two groups, their inputs and their mids), or all quantized slots at once.
   std::vector<std::vector<int>> sequential_groups(bool true_sequential) const;
   // Every HF tensor name of the block with its shape: the norms, then the linears (slot order).
   std::vector<std::pair<std::string, std::vector<int64_t>>> tensors() const;

@@ -135,6 +135,34 @@ void parse_sliding_layers(const json& root, ModelConfig& c, const std::string& s
     for (int64_t i = 0; i < c.n_layers; ++i) c.sliding_layers.push_back((i + 1) % pattern != 0);
 }
 
+// The MoE fields: Qwen3-MoE (num_experts or, as transformers 5 writes it, num_local_experts;
+// moe_intermediate_size; norm_topk_prob; mlp_only_layers and decoder_sparse_step choose the MoE layers)
+// and Mixtral (num_local_experts; the experts' width is intermediate_size).
+void parse_moe(const json& root, ModelConfig& c, const std::string& source) {
+  const MoeNames& m = c.arch->moe;
+  if (m.router.empty()) return;
+  Reader r{root, source};
+  const char* experts_key = r.has("num_experts") ? "num_experts" : "num_local_experts";
+  c.n_experts = r.integer(experts_key);
+  c.n_experts_used = r.integer("num_experts_per_tok");
+  if (c.n_experts_used > c.n_experts)
+    fail("{}: num_experts_per_tok {} exceeds {} {}", source, c.n_experts_used, experts_key, c.n_experts);
+  c.moe_ffn = m.always_norm_topk ? c.ffn : r.integer("moe_intermediate_size");
+  c.norm_topk_prob = m.always_norm_topk || r.boolean_or("norm_topk_prob", false);
+  const int64_t step = r.integer_or("decoder_sparse_step", 1);
+  std::vector<bool> dense(size_t(c.n_layers), false);
+  if (r.has("mlp_only_layers")) {
+    const json& l = root["mlp_only_layers"];
+    if (!l.is_array()) fail("{}: 'mlp_only_layers' must be a list of layer indices", source);
+    for (const json& i : l) {
+      if (!i.is_number_integer() || i.get<int64_t>() < 0 || i.get<int64_t>() >= c.n_layers)
+        fail("{}: 'mlp_only_layers' entry {} is not a layer index (0..{})", source, i.dump(), c.n_layers - 1);
+      dense[size_t(i.get<int64_t>())] = true;
+    }
+  }
+  for (int64_t i = 0; i < c.n_layers; ++i) c.moe_layers.push_back(!dense[size_t(i)] && (i + 1) % step == 0);
+}
+
 // A logit soft-capping value: a positive number, or absent / null for none.
 double softcap_of(const Reader& r, const char* key) {
   const double v = r.number_or(key, 0.0);
@@ -204,6 +232,7 @@ ModelConfig parse_config_json(std::string_view json_text, const std::string& sou
       c.sliding_window = r.integer("sliding_window");
       parse_sliding_layers(root, c, source);
     }
+    parse_moe(root, c, source);
     if (r.has("query_pre_attn_scalar")) c.attn_scale = 1.0 / std::sqrt(double(r.integer("query_pre_attn_scalar")));
     c.attn_softcap = softcap_of(r, "attn_logit_softcapping");
     c.final_softcap = softcap_of(r, "final_logit_softcapping");

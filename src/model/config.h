@@ -51,6 +51,13 @@ struct ModelConfig {
   double attn_scale = 0;          // query · key multiplier; 0 = 1/√head_dim (Gemma: query_pre_attn_scalar^−½)
   double attn_softcap = 0;        // Gemma 2: scores ← cap · tanh(scores / cap) before the mask; 0 = none
   double final_softcap = 0;       // Gemma 2: logits ← cap · tanh(logits / cap); 0 = none
+  // Mixture of experts (Qwen3-MoE, Mixtral): the layers whose feed-forward is n_experts experts of width
+  // moe_ffn with a router choosing n_experts_used per token; the others keep the dense ffn.
+  int64_t n_experts = 0;         // num_experts / num_local_experts; 0 = dense model
+  int64_t n_experts_used = 0;    // num_experts_per_tok
+  int64_t moe_ffn = 0;           // moe_intermediate_size (Mixtral: intermediate_size)
+  bool norm_topk_prob = true;    // the top-k routing weights renormalized to sum 1
+  std::vector<bool> moe_layers;  // per layer (mlp_only_layers, decoder_sparse_step)
   DType dtype = DType::F32;      // torch_dtype / dtype of the stored weights
   int64_t bos_token_id = -1, eos_token_id = -1;
 
@@ -60,6 +67,7 @@ struct ModelConfig {
   bool layer_sliding(int64_t layer) const {
     return sliding_window > 0 && (sliding_layers.empty() || sliding_layers[size_t(layer)]);
   }
+  bool layer_moe(int64_t layer) const { return n_experts > 0 && moe_layers[size_t(layer)]; }
   int64_t q_dim() const { return n_heads * head_dim; }
   int64_t kv_dim() const { return n_kv_heads * head_dim; }
   const BlockSpec& block(int64_t layer) const;

@@ -27,7 +27,8 @@ std::vector<std::pair<std::string, std::string>> base_pairs(const ModelConfig& c
   for (int i = 0; i < c.n_layers; ++i) {
     const BlockSpec& b = c.block(i);
     for (size_t n = 0; n < b.norms.size(); ++n) v.emplace_back(b.norm_tensor(int(n)), b.gguf_prefix + b.norms[n].gguf);
-    for (size_t l = 0; l < b.linears.size(); ++l) v.emplace_back(b.linear_tensor(int(l)), b.gguf_prefix + b.linears[l].gguf);
+    for (size_t l = 0; l < b.linears.size(); ++l)
+      if (!b.linears[l].gguf.empty()) v.emplace_back(b.linear_tensor(int(l)), b.gguf_prefix + b.linears[l].gguf);
   }
   return v;
 }

@@ -6,6 +6,8 @@
 //   h   = norm_s(x) (pre-norm) or x                            → point s.in observed
 //   mid = attention: softmax(rope(qnorm(q(h))) rope(knorm(k(h)))ᵀ) v(h)   [rows, q_dim]
 //         feed-forward: act(gate(h)) ⊙ up(h), or act(up(h))               [rows, ffn]  → point s.mid observed
+//   MoE:  the router picks each token's experts (runtime/moe.h); expert e runs on its rows only (points
+//         e.in, e.mid observed), its outputs weighted and added into y            [rows, hidden]
 //   x   = x + post_s(out_s(mid)) (post_s: Gemma's post-norm, else identity); post-norm sub-layers
 //         (OPT-350m): x = norm_s(x)
 #pragma once
@@ -22,6 +24,9 @@ class PointObserver {
  public:
   virtual ~PointObserver() = default;
   virtual bool observe(int point, Act x) = 0;
+  // MoE calibration (--moe-calibration all-experts): every expert's points see every token (the block's
+  // output still uses the router's choice), so experts the router rarely picks get statistics too.
+  virtual bool all_experts() const { return false; }
 };
 
 // The whole block on x [rows, hidden] in place; false when the observer stopped it.
@@ -35,7 +40,9 @@ void sublayer_input(BlockOps& ops, const BlockSpec& spec, int s, Act x, Act h);
 void sublayer_mix(BlockOps& ops, const BlockSpec& spec, int s, Act h, Act mid, const Step& step);
 // x ← x + post_s(out_s(mid)), then the norm of a post-norm sub-layer.
 void sublayer_residual(BlockOps& ops, const BlockSpec& spec, int s, Act x, Act mid);
-// y = post_s(out_s(mix(h))): the sub-layer's output before the residual add ([rows, hidden]).
-void sublayer_output(BlockOps& ops, const BlockSpec& spec, int s, Act h, Act y, const Step& step);
+// y = post_s(out_s(mix(h))) (MoE: the weighted experts' sum): the sub-layer's output before the residual
+// add ([rows, hidden]); false when the observer stopped it.
+bool sublayer_output(BlockOps& ops, const BlockSpec& spec, int s, Act h, Act y, const Step& step,
+                     PointObserver* observer = nullptr);
 
 }  // namespace quantllm

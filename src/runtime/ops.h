@@ -31,7 +31,7 @@ struct Step {
 };
 
 // Scratch buffers the interpreter asks for by purpose; a backend keeps them between calls.
-enum class Scratch { H, Q, K, V, Mid, Gate, Out, kCount };
+enum class Scratch { H, Q, K, V, Mid, Gate, Out, Router, ExpertIn, ExpertOut, kCount };
 
 class BlockOps {
  public:
@@ -56,6 +56,16 @@ class BlockOps {
   virtual void add(Act x, Act y) = 0;
   // to = from (same shape)
   virtual void copy(Act from, Act to) = 0;
+
+  // --- mixture of experts: the routing is decided on the host (runtime/moe.h) ---
+  // x's values into host memory (x.numel() floats).
+  virtual void to_host(Act x, float* host) = 0;
+  // out[i] = x[rows[i]] (out: [rows.size(), x.cols])
+  virtual void gather_rows(Act x, std::span<const int32_t> rows, Act out) = 0;
+  // out[rows[i]] += weights[i] · y[i]; rows distinct (y: [rows.size(), out.cols])
+  virtual void scatter_add_rows(Act y, std::span<const int32_t> rows, std::span<const float> weights, Act out) = 0;
+  // x = 0
+  virtual void zero(Act x) = 0;
 };
 
 }  // namespace quantllm

@@ -25,6 +25,6 @@ inline nlohmann::json reference(const std::string& model) {
 
 // The 2023 families (every method's tests run on them) and the 2026 ones (architecture tests).
 inline const char* kModels[] = {"gutenberg-llama-33m", "gutenberg-opt-28m"};
-inline const char* kModels2026[] = {"gutenberg-gemma3-16m"};
+inline const char* kModels2026[] = {"gutenberg-gemma3-16m", "gutenberg-qwen3moe-21m"};
 
 }  // namespace quantllm::test

@@ -353,5 +353,28 @@ void Ops::copy(Act from, Act to) {
   if (from.p != to.p) std::copy_n(from.p, from.numel(), to.p);
 }
 
+void Ops::to_host(Act x, float* host) { std::copy_n(x.p, x.numel(), host); }
+
+void Ops::gather_rows(Act x, std::span<const int32_t> rows, Act out) {
+  QL_ASSERT(out.rows == int64_t(rows.size()) && out.cols == x.cols);
+  parallel_for(int64_t(rows.size()), [&](int64_t i0, int64_t i1) {
+    for (int64_t i = i0; i < i1; ++i) std::copy_n(x.row(rows[size_t(i)]), x.cols, out.row(i));
+  }, 64);
+}
+
+void Ops::scatter_add_rows(Act y, std::span<const int32_t> rows, std::span<const float> weights, Act out) {
+  QL_ASSERT(y.rows == int64_t(rows.size()) && weights.size() == rows.size() && y.cols == out.cols);
+  parallel_for(int64_t(rows.size()), [&](int64_t i0, int64_t i1) {  // rows are distinct: no two tasks share one
+    for (int64_t i = i0; i < i1; ++i) {
+      float* o = out.row(rows[size_t(i)]);
+      const float* v = y.row(i);
+      const float w = weights[size_t(i)];
+      for (int64_t j = 0; j < y.cols; ++j) o[j] += w * v[j];
+    }
+  }, 64);
+}
+
+void Ops::zero(Act x) { std::fill_n(x.p, x.numel(), 0.0f); }
+
 }  // namespace cpu
 }  // namespace quantllm

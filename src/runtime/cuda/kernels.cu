@@ -94,6 +94,15 @@ __global__ void softcap_kernel(float* x, int64_t n, float cap) {
   for (int64_t i = blockIdx.x * int64_t(blockDim.x) + threadIdx.x; i < n; i += int64_t(gridDim.x) * blockDim.x)
     x[i] = cap * tanhf(x[i] / cap);
 }
+__global__ void gather_rows_kernel(const float* x, const int32_t* rows, int64_t n, int64_t cols, float* out) {
+  for (int64_t i = blockIdx.x * int64_t(blockDim.x) + threadIdx.x; i < n * cols; i += int64_t(gridDim.x) * blockDim.x)
+    out[i] = x[int64_t(rows[i / cols]) * cols + i % cols];
+}
+__global__ void scatter_add_rows_kernel(const float* y, const int32_t* rows, const float* w, int64_t n, int64_t cols,
+                                        float* out) {
+  for (int64_t i = blockIdx.x * int64_t(blockDim.x) + threadIdx.x; i < n * cols; i += int64_t(gridDim.x) * blockDim.x)
+    out[int64_t(rows[i / cols]) * cols + i % cols] += w[i / cols] * y[i];
+}
 __global__ void relu_kernel(float* x, int64_t n) {
   for (int64_t i = blockIdx.x * int64_t(blockDim.x) + threadIdx.x; i < n; i += int64_t(gridDim.x) * blockDim.x)
     x[i] = fmaxf(x[i], 0.0f);
@@ -242,6 +251,15 @@ void gelu_tanh_mul(float* up, const float* gate, int64_t n, cudaStream_t s) {
 }
 void softcap(float* x, int64_t n, float cap, cudaStream_t s) {
   softcap_kernel<<<grid_for(n, kThreads), kThreads, 0, s>>>(x, n, cap);
+  QL_CUDA_LAUNCHED();
+}
+void gather_rows(const float* x, const int32_t* rows, int64_t n, int64_t cols, float* out, cudaStream_t s) {
+  gather_rows_kernel<<<grid_for(n * cols, kThreads), kThreads, 0, s>>>(x, rows, n, cols, out);
+  QL_CUDA_LAUNCHED();
+}
+void scatter_add_rows(const float* y, const int32_t* rows, const float* w, int64_t n, int64_t cols, float* out,
+                      cudaStream_t s) {
+  scatter_add_rows_kernel<<<grid_for(n * cols, kThreads), kThreads, 0, s>>>(y, rows, w, n, cols, out);
   QL_CUDA_LAUNCHED();
 }
 void relu(float* x, int64_t n, cudaStream_t s) {

@@ -36,6 +36,10 @@ void layer_norm(const float* x, const float* w, const float* b, float* y, int64_
 void add_bias(float* y, const float* b, int64_t rows, int64_t n, cudaStream_t s);
 // x += y, n elements
 void add_inplace(float* x, const float* y, int64_t n, cudaStream_t s);
+// MoE: out[i] = x[rows[i]]; out[rows[i]] += w[i] · y[i] (rows distinct); rows of `cols` floats
+void gather_rows(const float* x, const int32_t* rows, int64_t n, int64_t cols, float* out, cudaStream_t s);
+void scatter_add_rows(const float* y, const int32_t* rows, const float* w, int64_t n, int64_t cols, float* out,
+                      cudaStream_t s);
 // Rotate-half RoPE on x: [rows, ld] holding n_heads heads of head_dim from column 0; row r is at
 // position r % seq_len; cos/sin tables: [seq_len, head_dim / 2].
 void rope(float* x, const float* cos_t, const float* sin_t, int64_t rows, int64_t ld, int64_t seq_len, int64_t n_heads,

@@ -174,4 +174,26 @@ void Ops::copy(Act from, Act to) {
     QL_CUDA(cudaMemcpyAsync(to.p, from.p, size_t(from.numel()) * sizeof(float), cudaMemcpyDeviceToDevice, ctx_.stream()));
 }
 
+void Ops::to_host(Act x, float* host) { ctx_.download(host, x.p, size_t(x.numel()) * sizeof(float)); }
+
+void Ops::gather_rows(Act x, std::span<const int32_t> rows, Act out) {
+  QL_ASSERT(out.rows == int64_t(rows.size()) && out.cols == x.cols);
+  if (rows.empty()) return;
+  rows_.reserve(int64_t(rows.size()), "MoE rows");
+  ctx_.upload(rows_.data(), rows.data(), rows.size() * sizeof(int32_t));
+  k::gather_rows(x.p, rows_.data(), int64_t(rows.size()), x.cols, out.p, ctx_.stream());
+}
+
+void Ops::scatter_add_rows(Act y, std::span<const int32_t> rows, std::span<const float> weights, Act out) {
+  QL_ASSERT(y.rows == int64_t(rows.size()) && weights.size() == rows.size() && y.cols == out.cols);
+  if (rows.empty()) return;
+  rows_.reserve(int64_t(rows.size()), "MoE rows");
+  weights_.reserve(int64_t(weights.size()), "MoE weights");
+  ctx_.upload(rows_.data(), rows.data(), rows.size() * sizeof(int32_t));
+  ctx_.upload(weights_.data(), weights.data(), weights.size() * sizeof(float));
+  k::scatter_add_rows(y.p, rows_.data(), weights_.data(), int64_t(rows.size()), y.cols, out.p, ctx_.stream());
+}
+
+void Ops::zero(Act x) { QL_CUDA(cudaMemsetAsync(x.p, 0, size_t(x.numel()) * sizeof(float), ctx_.stream())); }
+
 }  // namespace quantllm::cuda

@@ -64,6 +64,10 @@ class Ops final : public BlockOps {
   void activate(int sublayer, Act gate, Act up) override;
   void add(Act x, Act y) override;
   void copy(Act from, Act to) override;
+  void to_host(Act x, float* host) override;
+  void gather_rows(Act x, std::span<const int32_t> rows, Act out) override;
+  void scatter_add_rows(Act y, std::span<const int32_t> rows, std::span<const float> weights, Act out) override;
+  void zero(Act x) override;
 
  private:
   void norm_rows(const NormSlot& n, const DeviceNorm& w, const float* x, int64_t rows, float* y) const;
@@ -84,6 +88,8 @@ class Ops final : public BlockOps {
   const RopeTable& rope_table(const Sublayer& sl);
   std::array<DeviceArray<float>, size_t(Scratch::kCount)> scratch_;
   DeviceArray<float> scores_;
+  DeviceArray<int32_t> rows_;     // MoE: the rows of one expert
+  DeviceArray<float> weights_;    // MoE: their routing weights
   DeviceArray<const float*> ptr_a_, ptr_b_;
   DeviceArray<float*> ptr_c_;
 };

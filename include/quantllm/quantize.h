@@ -53,6 +53,16 @@ struct GgufOptions {
   std::filesystem::path imatrix;          // importance matrix file (llama.cpp's format), optional
 };
 
+// Mixture-of-experts models: how calibration reaches the experts (gptq). routed: each expert's statistics
+// from the tokens the router sends it; an expert with fewer than min_tokens of them is rounded to nearest
+// instead (reported, never silently). all-experts: every calibration token passes through every expert
+// for its statistics while the block's output still follows the router (llm-compressor's
+// moe_calibrate_all_experts, GPTQModel's routing bypass). Routers are never quantized.
+struct MoeOptions {
+  std::string calibration = "routed";  // routed | all-experts
+  int64_t min_tokens = 128;
+};
+
 struct DeviceOptions {
   std::string device = "cpu";            // where calibration and searches run: "cpu" or "cuda" (one GPU)
   bool gpu_tf32 = true;                  // cuda: products on tensor cores with tf32 operands (else fp32)
@@ -72,6 +82,7 @@ struct QuantizeRequest {
   GptqOptions gptq;
   AwqOptions awq;
   GgufOptions gguf;
+  MoeOptions moe;
   Calibration calib;
   DeviceOptions device;
   // What to write: a directory (rtn, gptq, awq) or a .gguf file. format: "gptq", "gptq_v2", "awq_gemm";
@@ -90,6 +101,8 @@ struct LayerReport {
   double damp = 0;                // GPTQ: the damping used
   double seconds = 0;
   int64_t dead_inputs = 0;        // GPTQ: inputs that were 0 in every calibration token
+  int64_t tokens = -1;            // MoE experts (gptq): the calibration tokens the layer saw; −1: every token
+  bool rtn_fallback = false;      // MoE experts (gptq, routed): fewer than moe.min_tokens, rounded to nearest
 };
 
 struct QuantizeResult {

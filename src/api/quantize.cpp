@@ -19,6 +19,9 @@ namespace {
 void validate(const QuantizeRequest& r, bool dry_run) {
   const MethodEntry& m = find_method(r.method);
   parse_device(r.device.device);
+  if (r.moe.calibration != "routed" && r.moe.calibration != "all-experts")
+    fail("--moe-calibration '{}' is not known (known: routed, all-experts)", r.moe.calibration);
+  if (r.moe.min_tokens < 0) fail("--moe-min-tokens must be 0 or more, got {}", r.moe.min_tokens);
   m.validate(r);
   if (!dry_run) {
     if (r.out.empty()) fail("no output path: --out");

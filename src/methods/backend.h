@@ -45,6 +45,7 @@ struct BackendOptions {
   int64_t gpu_chunk_tokens = 8192;       // CUDA: tokens per forward chunk (whole windows)
   bool gpu_activations_on_host = false;  // CUDA: activations in pinned host memory even when they fit
   bool keep_mids = false;                // CUDA: plan memory for keeping an attention output between stages
+  bool moe_all_experts = false;          // MoE: the Hessians see every token through every expert
 };
 
 // Σ over tokens of a per-channel statistic at one activation point.
@@ -85,6 +86,8 @@ class CalibrationBackend {
   // The Hessian Σ xᵀx of each point in `points`. upstream_final: every linear before the last of the
   // points is final (true-sequential GPTQ), so a backend may keep work from earlier calls of this block.
   virtual void collect_hessians(std::span<const int> points, bool upstream_final) = 0;
+  // The tokens behind a collected Hessian (MoE experts: those routed to the expert).
+  virtual int64_t hessian_tokens(int point) = 0;
   // Σx² per channel at every point of the block (the importance matrix).
   virtual std::vector<PointSums> collect_square_sums() = 0;
   // Σ|x| per channel at every point of the block over all windows; the points' values in the first

@@ -52,6 +52,10 @@ std::string fingerprint(const LoadedModel& model, const QuantizeRequest& o, cons
             {"chunk_tokens", o.device.chunk_tokens},
             {"awq_scale", o.awq.scale_first},
             {"awq_search_tokens", o.awq.search_tokens}};
+  if (model.config.n_experts > 0) {  // how the experts were calibrated (dense models: as before)
+    f["moe_calibration"] = o.moe.calibration;
+    f["moe_min_tokens"] = o.moe.min_tokens;
+  }
   if (o.device.device == "cuda") {  // another arithmetic: blocks from a CPU run do not mix with these
     f["device"] = "cuda";
     f["gpu_tf32"] = o.device.gpu_tf32;
@@ -177,7 +181,8 @@ void BlockCheckpoints::save(int block, const BlockResult& r) {
   for (const auto& [name, t] : r.tensors) tensors.push_back(TensorData::from_f32(name, t));
   for (const auto& [name, s] : r.stats)
     meta["stats"][name] = {{"relative_error", s.relative_error}, {"rtn_relative_error", s.rtn_relative_error},
-                           {"damp", s.damp}, {"seconds", s.seconds}, {"dead_inputs", s.dead_inputs}};
+                           {"damp", s.damp}, {"seconds", s.seconds}, {"dead_inputs", s.dead_inputs},
+                           {"tokens", s.tokens}, {"rtn_fallback", s.rtn_fallback}};
   write_safetensors(block_path(block), tensors, {{"block", meta.dump()}});
   write_file_atomic(dir_ / (stage_ + "-state.json"),
                     json({{"fingerprint", fingerprint_}, {"blocks_done", block + 1}}).dump() + "\n");
@@ -218,7 +223,8 @@ BlockResult BlockCheckpoints::load(int block) const {
     for (const auto& [name, s] : meta.at("stats").items())
       r.stats[name] = LayerStats{s.at("relative_error").get<double>(), s.at("rtn_relative_error").get<double>(),
                                  s.at("damp").get<double>(), s.at("seconds").get<double>(),
-                                 s.at("dead_inputs").get<int64_t>()};
+                                 s.at("dead_inputs").get<int64_t>(), s.value("tokens", int64_t(-1)),
+                                 s.value("rtn_fallback", false)};
   } catch (const json::exception& e) {
     fail("{}: bad checkpoint metadata: {}", file, e.what());
   }

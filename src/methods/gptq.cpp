@@ -3,6 +3,9 @@
 // the dense blocks — the Hessians of the group's inputs as the already-quantized layers of the block
 // produce them, then GPTQ of the group's layers where the Hessians are; the block's quantized outputs
 // become the next block's inputs. Without true-sequential every layer sees the unquantized block.
+// MoE experts: their Hessians from the tokens routed to them (or, with --moe-calibration all-experts,
+// from every token); under routed calibration an expert with fewer than --moe-min-tokens is rounded to
+// nearest. The tokens each expert got are printed.
 #include "core/error.h"
 #include "methods/checkpoints.h"
 #include "methods/group_methods.h"
@@ -45,18 +48,51 @@ QuantizedModel quantize_gptq(const LoadedModel& model, const QuantizeRequest& op
       }
       std::sort(points.begin(), points.end());
       be->collect_hessians(points, true_sequential);
+      std::vector<std::string> expert_report;
       for (int p : points) {
         std::vector<int> slots;
         for (int slot : group)
           if (spec.linears[size_t(slot)].input == p) slots.push_back(slot);
+        const Point& pt = spec.points[size_t(p)];
+        const int64_t tokens = pt.expert >= 0 ? be->hessian_tokens(p) : -1;
+        if (pt.expert >= 0 && !pt.is_mid) expert_report.push_back(fmt::format("{}:{}", pt.expert, tokens));
+        if (pt.expert >= 0 && tokens < opt.moe.min_tokens && !bo.moe_all_experts) {
+          // Routed calibration left this expert too few tokens for a Hessian worth trusting: rounded to
+          // nearest, and said so (never skipped, never a Hessian of zeros).
+          for (int slot : slots) {
+            const std::string name = spec.linear_tensor(slot);
+            LayerStats st;
+            st.tokens = tokens, st.rtn_fallback = true;
+            qm.stats[name] = saved.stats[name] = st;
+            GroupQuantized q = be->rtn(slot, g.quant);
+            if (ckpt.enabled()) saved.layers[name] = q;
+            qm.layers[name] = std::move(q);
+          }
+          continue;
+        }
         for (GptqLayerResult& r : be->gptq(p, slots, g)) {
           const std::string name = spec.linear_tensor(r.slot);
           qm.stats[name] = saved.stats[name] = LayerStats{r.stats.objective, r.rtn_objective, r.stats.damp_percent_used,
-                                                          r.stats.seconds, r.stats.dead_inputs};
+                                                          r.stats.seconds, r.stats.dead_inputs, tokens, false};
           report_gptq_layer(name, r.stats, r.in, opt.gptq.damp);
           if (ckpt.enabled()) saved.layers[name] = r.q;
           qm.layers[name] = std::move(r.q);
         }
+      }
+      if (!expert_report.empty()) {  // the tokens each expert got (expert:tokens), and the policy's verdict
+        int64_t fallbacks = 0;
+        std::string list;
+        for (const std::string& e : expert_report) {
+          const int64_t n = std::stoll(e.substr(e.find(':') + 1));
+          const bool rtn = n < opt.moe.min_tokens && !bo.moe_all_experts;
+          fallbacks += rtn;
+          list += " " + e + (rtn ? "(rtn)" : "");
+        }
+        fmt::print(stderr, "quantllm: block {} experts, calibration tokens{}{}\n", i, list,
+                   bo.moe_all_experts ? " (all-experts: every token through every expert)"
+                   : fallbacks ? fmt::format("; {} below --moe-min-tokens {} rounded to nearest", fallbacks,
+                                             opt.moe.min_tokens)
+                               : std::string());
       }
       if (progress)
         progress(i, n_blocks, fmt::format("block {}/{}: gptq {}", i + 1, n_blocks,

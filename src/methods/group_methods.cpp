@@ -47,6 +47,7 @@ BackendOptions backend_options(const QuantizeRequest& r) {
   b.gpu_tf32 = r.device.gpu_tf32;
   b.gpu_chunk_tokens = r.device.gpu_chunk_tokens;
   b.gpu_activations_on_host = r.device.gpu_activations_on_host;
+  b.moe_all_experts = r.moe.calibration == "all-experts";
   return b;
 }
 

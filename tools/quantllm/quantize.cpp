@@ -72,8 +72,11 @@ void print_result(const QuantizeArgs& a, const QuantizeResult& res) {
   if (a.json) {
     nlohmann::json layers = nlohmann::json::object();
     for (const auto& [name, s] : res.layers)
+    {
       layers[name] = {{"relative_error", s.relative_error}, {"rtn_relative_error", s.rtn_relative_error},
                       {"damp", s.damp}, {"seconds", s.seconds}, {"dead_inputs", s.dead_inputs}};
+      if (s.tokens >= 0) layers[name]["tokens"] = s.tokens, layers[name]["rtn_fallback"] = s.rtn_fallback;
+    }
     print_json({{"out", a.out}, {"seconds", res.seconds}, {"bytes", res.bytes}, {"bits_per_weight", res.bits_per_weight},
                 {"method", method}, {"layers", layers}});
     return;
@@ -84,7 +87,9 @@ void print_result(const QuantizeArgs& a, const QuantizeResult& res) {
     fmt::print(stderr, "layer-wise relative error tr((W-Q)H(W-Q)^T)/tr(WHW^T), {} vs round-to-nearest:\n", method);
     for (const auto& [name, s] : res.layers) {
       err_sum += s.relative_error;
-      if (s.rtn_relative_error > 0)
+      if (s.rtn_fallback)
+        fmt::print(stderr, "  {:<48} rounded to nearest ({} calibration tokens)\n", name, s.tokens);
+      else if (s.rtn_relative_error > 0)
         fmt::print(stderr, "  {:<48} {:.3e}  rtn {:.3e}\n", name, s.relative_error, s.rtn_relative_error);
       else
         fmt::print(stderr, "  {:<48} {:.3e}\n", name, s.relative_error);
@@ -118,6 +123,12 @@ void register_quantize(CLI::App& app, std::vector<std::pair<CLI::App*, Runner>>&
   q->add_flag("--true-sequential", r.gptq.true_sequential, "GPTQ: q/k/v, then o, then gate/up, then down (default)");
   q->add_flag("--no-true-sequential", a->no_true_sequential, "GPTQ: all layers of a block from the same inputs");
   q->add_flag("--awq-scale", r.awq.scale_first, "gptq/rtn/gguf: fold AWQ's activation-aware scales into the weights first");
+  q->add_option("--moe-calibration", r.moe.calibration,
+                "gptq on MoE models: routed (each expert from its routed tokens; too few → RTN) | all-experts")
+      ->check(CLI::IsMember({"routed", "all-experts"}))
+      ->capture_default_str();
+  q->add_option("--moe-min-tokens", r.moe.min_tokens, "routed: experts with fewer calibration tokens are rounded to nearest")
+      ->capture_default_str();
   q->add_option("--calib", r.calib.source, "calibration text file, or 'self' to sample text from the model");
   q->add_option("--nsamples", r.calib.nsamples, "calibration windows")->capture_default_str();
   q->add_option("--seqlen", r.calib.seqlen, "tokens per calibration window")->capture_default_str();

@@ -29,8 +29,9 @@ namespace {
 // Accumulates the Hessian 2XᵀX/n of each requested point; stops the block after the last.
 class HessianObserver final : public PointObserver {
  public:
-  HessianObserver(const BlockSpec& spec, std::span<const int> points, std::map<int, HessianAccumulator>& acc)
-      : acc_(acc) {
+  HessianObserver(const BlockSpec& spec, std::span<const int> points, std::map<int, HessianAccumulator>& acc,
+                  bool all_experts)
+      : acc_(acc), all_experts_(all_experts) {
     acc_.clear();
     for (int p : points) {
       if (!acc_.count(p)) acc_.emplace(p, HessianAccumulator(spec.points[size_t(p)].width));
@@ -42,10 +43,12 @@ class HessianObserver final : public PointObserver {
     if (it != acc_.end()) it->second.add_batch(x.p, x.rows, x.cols);
     return point < last_;
   }
+  bool all_experts() const override { return all_experts_; }
 
  private:
   std::map<int, HessianAccumulator>& acc_;
   int last_ = -1;
+  bool all_experts_;
 };
 
 // Σx² per channel of every point, in fixed chunk order.
@@ -221,9 +224,11 @@ class CpuBackend final : public CalibrationBackend {
   void collect_hessians(std::span<const int> points, bool) override {
     // Every call runs the windows from the block's input: the inputs seen through the layers of this
     // block quantized so far.
-    HessianObserver obs(*spec_, points, hessians_);
+    HessianObserver obs(*spec_, points, hessians_, opt_.moe_all_experts);
     runner_.observe(layer_, w_, obs);
   }
+
+  int64_t hessian_tokens(int point) override { return hessians_.at(point).n_samples(); }
 
   std::vector<PointSums> collect_square_sums() override {
     std::vector<PointSums> sums(spec_->points.size());

@@ -33,6 +33,7 @@ class CudaBackend final : public CalibrationBackend {
   Tensor tensor(const std::string& name) override;
   void advance() override;
   void collect_hessians(std::span<const int> points, bool upstream_final) override;
+  int64_t hessian_tokens(int point) override { return hessians_.at(point).rows(); }
   std::vector<PointSums> collect_square_sums() override;
   std::vector<PointSums> collect_abs_sums(int64_t sample_windows) override;
   std::vector<GptqLayerResult> gptq(int point, std::span<const int> slots, const GPTQOptions& o) override;

@@ -315,6 +315,32 @@ std::vector<TinyCase> tiny_cases() {
     v.push_back({"gemma2", s, 28});
   }
   {
+    SyntheticSpec s;  // Qwen3-MoE: layer 0 dense (mlp_only_layers), layers 1-2 with 6 experts top-2 renormalized,
+                      // q/k norms, head_dim 32 ≠ hidden / heads; the Hub's num_experts (transformers 4 config)
+    s.family = Family::Qwen3Moe;
+    s.hidden = 64, s.heads = 4, s.kv_heads = 2, s.head_dim = 32, s.ffn = 96, s.layers = 3, s.tied = true;
+    s.experts = 6, s.experts_used = 2, s.moe_ffn = 32, s.dense_layers = {0}, s.rope_theta = 1e6;
+    s.layout = test::ConfigLayout::Transformers4;
+    s.seed = 19;
+    v.push_back({"qwen3moe", s, 24});
+  }
+  {
+    SyntheticSpec s;  // Qwen3-MoE without renormalizing the top-k weights (norm_topk_prob false), top-3 of 4
+    s.family = Family::Qwen3Moe;
+    s.hidden = 64, s.heads = 4, s.kv_heads = 4, s.ffn = 96, s.layers = 2;
+    s.experts = 4, s.experts_used = 3, s.moe_ffn = 48, s.norm_topk = false;
+    s.seed = 20;
+    v.push_back({"qwen3moe_unnormalized", s, 20});
+  }
+  {
+    SyntheticSpec s;  // Mixtral: block_sparse_moe, experts w1/w3/w2 of intermediate_size, every layer MoE
+    s.family = Family::Mixtral;
+    s.hidden = 64, s.heads = 4, s.kv_heads = 2, s.ffn = 64, s.layers = 2;
+    s.experts = 4, s.experts_used = 2;
+    s.seed = 21;
+    v.push_back({"mixtral", s, 20});
+  }
+  {
     SyntheticSpec s;  // OPT-350m shape: post-LN, no final LayerNorm, project_in/out 32 <-> 64, untied
     s.family = Family::Opt;
     s.hidden = 64, s.heads = 4, s.ffn = 128, s.word_embed_proj_dim = 32, s.norm_before = false;

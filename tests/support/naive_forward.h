@@ -143,6 +143,42 @@ inline const test::HostTensor* maybe(const TensorMap& t, const std::string& name
 // What a linear of a block reads: (layer, its name relative to the block prefix: "self_attn.q_proj", its input [T, in]).
 using LinearInputObserver = std::function<void(int64_t layer, const std::string& linear, const Rows& x)>;
 
+// A sparse MoE feed-forward on h [T, hidden]: softmax of the router's logits, the experts_used most
+// probable experts per token (renormalized when norm_topk; always for Mixtral), each expert a SwiGLU MLP
+// run on that token alone, outputs weighted and summed. lin(x, name) applies the block's linear `name`.
+template <typename Lin>
+Rows ref_moe(const Rows& h, int64_t T, const SyntheticSpec& s, const Lin& lin) {
+  const bool mixtral = s.family == Family::Mixtral;
+  const std::string m = mixtral ? "block_sparse_moe." : "mlp.";
+  const int64_t d = s.hidden, E = s.experts;
+  const Rows logits = lin(h, m + "gate");
+  Rows out(h.size(), 0.0);
+  for (int64_t t = 0; t < T; ++t) {
+    std::vector<double> p(static_cast<size_t>(E));
+    double mx = -INFINITY, sum = 0;
+    for (int64_t e = 0; e < E; ++e) mx = std::max(mx, logits[size_t(t * E + e)]);
+    for (int64_t e = 0; e < E; ++e) sum += (p[size_t(e)] = std::exp(logits[size_t(t * E + e)] - mx));
+    for (double& v : p) v /= sum;
+    std::vector<int64_t> order(static_cast<size_t>(E));
+    for (int64_t e = 0; e < E; ++e) order[size_t(e)] = e;
+    std::stable_sort(order.begin(), order.end(), [&](int64_t a, int64_t b) { return p[size_t(a)] > p[size_t(b)]; });
+    double kept = 0;
+    for (int64_t i = 0; i < s.experts_used; ++i) kept += p[size_t(order[size_t(i)])];
+    const Rows x(h.begin() + t * d, h.begin() + (t + 1) * d);
+    for (int64_t i = 0; i < s.experts_used; ++i) {
+      const int64_t e = order[size_t(i)];
+      const double w = (mixtral || s.norm_topk) ? p[size_t(e)] / kept : p[size_t(e)];
+      const std::string ex = m + "experts." + std::to_string(e) + ".";
+      const Rows gate = lin(x, ex + (mixtral ? "w1" : "gate_proj"));
+      Rows up = lin(x, ex + (mixtral ? "w3" : "up_proj"));
+      for (size_t j = 0; j < up.size(); ++j) up[j] *= gate[j] / (1 + std::exp(-gate[j]));
+      const Rows y = lin(up, ex + (mixtral ? "w2" : "down_proj"));
+      for (int64_t j = 0; j < d; ++j) out[size_t(t * d + j)] += w * y[size_t(j)];
+    }
+  }
+  return out;
+}
+
 // Gemma 2 / 3 (Gemma2ForCausalLM, Gemma3ForCausalLM): embeddings × √hidden (fp32), RMSNorm with 1 + w,
 // a norm before and after each sub-layer, GELU-tanh GeGLU; Gemma 3: q/k norms before RoPE, per-layer-type
 // RoPE bases; Gemma 2: every other layer windowed (layer 0 first), attention and final soft-capping.
@@ -243,13 +279,14 @@ inline Rows reference_logits(const SyntheticSpec& s, const TensorMap& t, const s
     for (int64_t j = 0; j < d; ++j) x[size_t(i * d + j)] = at("model.embed_tokens.weight").v[size_t(tokens[size_t(i)] * d + j)];
   for (int64_t l = 0; l < s.layers; ++l) {
     const std::string p = "model.layers." + std::to_string(l) + ".";
-    auto lin = [&](const Rows& y, const std::string& n) {
+    auto lin = [&](const Rows& y, const std::string& n) {  // any number of rows (MoE experts: one token)
       if (observe) observe(l, n, y);
-      return ref_linear(y, T, at(p + n + ".weight"), maybe(t, p + n + ".bias"));
+      const test::HostTensor& w = at(p + n + ".weight");
+      return ref_linear(y, int64_t(y.size()) / w.shape[1], w, maybe(t, p + n + ".bias"));
     };
     Rows h = ref_rms_norm(x, T, at(p + "input_layernorm.weight"), 1e-6);
     Rows q = lin(h, "self_attn.q_proj"), k = lin(h, "self_attn.k_proj"), v = lin(h, "self_attn.v_proj");
-    if (s.family == Family::Qwen3) {  // Qwen3Attention: RMSNorm over each head_dim slice, before RoPE
+    if (s.family == Family::Qwen3 || s.family == Family::Qwen3Moe) {  // RMSNorm over each head_dim slice, before RoPE
       q = ref_rms_norm(q, T * H, at(p + "self_attn.q_norm.weight"), 1e-6);
       k = ref_rms_norm(k, T * KV, at(p + "self_attn.k_norm.weight"), 1e-6);
     }
@@ -258,6 +295,11 @@ inline Rows reference_logits(const SyntheticSpec& s, const TensorMap& t, const s
     const Rows o = lin(ref_attention(q, k, v, T, H, KV, dh, window), "self_attn.o_proj");
     for (size_t i = 0; i < x.size(); ++i) x[i] += o[i];
     h = ref_rms_norm(x, T, at(p + "post_attention_layernorm.weight"), 1e-6);
+    if (s.moe_layer(l)) {  // Qwen3MoeSparseMoeBlock / MixtralSparseMoeBlock
+      const Rows moe = ref_moe(h, T, s, [&](const Rows& y, const std::string& n) { return lin(y, n); });
+      for (size_t i = 0; i < x.size(); ++i) x[i] += moe[i];
+      continue;
+    }
     const Rows gate = lin(h, "mlp.gate_proj");
     Rows up = lin(h, "mlp.up_proj");
     for (size_t i = 0; i < up.size(); ++i) up[i] *= gate[i] / (1 + std::exp(-gate[i]));

@@ -16,6 +16,7 @@
 
 #include <nlohmann/json.hpp>
 
+#include <algorithm>
 #include <cmath>
 #include <cstdint>
 #include <filesystem>
@@ -41,7 +42,7 @@ struct HostTensor {
 };
 using TensorMap = std::map<std::string, HostTensor>;
 
-enum class Family { Llama, Mistral, Qwen2, Qwen3, Opt, Gemma2, Gemma3 };
+enum class Family { Llama, Mistral, Qwen2, Qwen3, Opt, Gemma2, Gemma3, Qwen3Moe, Mixtral };
 enum class ConfigLayout { Transformers4, Transformers5 };  // top-level rope_theta + torch_dtype, or rope_parameters + dtype
 // Copied SentencePiece one, copied OPT one, or the first 4096 tokens of the OPT vocabulary with the Qwen2 pipeline.
 enum class TokenizerStyle { Llama, Opt, Qwen2 };
@@ -70,6 +71,15 @@ struct SyntheticSpec {
   double attn_softcap = 0, final_softcap = 0;
   double rope_theta_sliding = 10000.0;
   std::vector<bool> sliding_layers;
+  // MoE (Qwen3-MoE, Mixtral): experts of width moe_ffn (Mixtral: ffn), experts_used per token; Qwen3-MoE's
+  // dense layers (mlp_only_layers) keep the ffn-wide MLP.
+  int64_t experts = 0, experts_used = 0, moe_ffn = 0;
+  std::vector<int64_t> dense_layers;
+  bool norm_topk = true;
+  bool moe() const { return family == Family::Qwen3Moe || family == Family::Mixtral; }
+  bool moe_layer(int64_t l) const {
+    return moe() && std::find(dense_layers.begin(), dense_layers.end(), l) == dense_layers.end();
+  }
   int64_t word_embed_proj_dim = 0;  // OPT; 0: hidden
   bool norm_before = true;          // OPT do_layer_norm_before
   ConfigLayout layout = ConfigLayout::Transformers5;
@@ -101,6 +111,8 @@ struct SyntheticSpec {
       case Family::Opt: return "OPTForCausalLM";
       case Family::Gemma2: return "Gemma2ForCausalLM";
       case Family::Gemma3: return "Gemma3ForCausalLM";
+      case Family::Qwen3Moe: return "Qwen3MoeForCausalLM";
+      case Family::Mixtral: return "MixtralForCausalLM";
     }
     return "";
   }
@@ -161,8 +173,10 @@ inline nlohmann::json config_json(const SyntheticSpec& s) {
                             {"sliding_attention", {{"rope_type", "default"}, {"rope_theta", s.rope_theta_sliding}}}};
     return c;
   }
-  c["model_type"] = s.family == Family::Qwen2   ? "qwen2"
-                    : s.family == Family::Qwen3 ? "qwen3"
+  c["model_type"] = s.family == Family::Qwen2      ? "qwen2"
+                    : s.family == Family::Qwen3    ? "qwen3"
+                    : s.family == Family::Qwen3Moe ? "qwen3_moe"
+                    : s.family == Family::Mixtral  ? "mixtral"
                     : s.family == Family::Mistral ? "mistral"
                                                   : "llama";
   c["intermediate_size"] = s.ffn;
@@ -183,10 +197,22 @@ inline nlohmann::json config_json(const SyntheticSpec& s) {
     c["bos_token_id"] = 1;
     c["eos_token_id"] = 2;
     c["sliding_window"] = s.sliding_window ? json(s.sliding_window) : json(nullptr);
-    if (s.family == Family::Qwen3) {  // as the Hub's Qwen3 configs: head_dim explicit, sliding window off
-      c["head_dim"] = s.dh();
+    if (s.family == Family::Qwen3 || s.family == Family::Qwen3Moe) {  // as the Hub's Qwen3 configs: head_dim
+      c["head_dim"] = s.dh();                                            // explicit, sliding window off
       c["use_sliding_window"] = false;
       c["max_window_layers"] = s.layers;
+    }
+    if (s.family == Family::Qwen3Moe) {  // the Hub's num_experts (transformers 4), num_local_experts (5)
+      c[tf5 ? "num_local_experts" : "num_experts"] = s.experts;
+      c["num_experts_per_tok"] = s.experts_used;
+      c["moe_intermediate_size"] = s.moe_ffn;
+      c["norm_topk_prob"] = s.norm_topk;
+      c["mlp_only_layers"] = s.dense_layers;
+      c["decoder_sparse_step"] = 1;
+    }
+    if (s.family == Family::Mixtral) {  // experts of intermediate_size, always renormalized
+      c["num_local_experts"] = s.experts;
+      c["num_experts_per_tok"] = s.experts_used;
     }
   }
   json scaling = nullptr;
@@ -283,16 +309,29 @@ inline TensorMap random_tensors(const SyntheticSpec& s) {
     linear(p + "self_attn.k_proj", kv, d, qkv_bias);
     linear(p + "self_attn.v_proj", kv, d, qkv_bias);
     linear(p + "self_attn.o_proj", d, q, o_bias);
-    linear(p + "mlp.gate_proj", s.ffn, d, false);
-    linear(p + "mlp.up_proj", s.ffn, d, false);
-    linear(p + "mlp.down_proj", d, s.ffn, false);
+    if (s.moe_layer(i)) {
+      const bool mixtral = s.family == Family::Mixtral;
+      const std::string m = mixtral ? "block_sparse_moe." : "mlp.";
+      const int64_t f = mixtral ? s.ffn : s.moe_ffn;
+      linear(p + m + "gate", s.experts, d, false);
+      for (int64_t e = 0; e < s.experts; ++e) {
+        const std::string x = p + m + "experts." + std::to_string(e) + ".";
+        linear(x + (mixtral ? "w1" : "gate_proj"), f, d, false);
+        linear(x + (mixtral ? "w3" : "up_proj"), f, d, false);
+        linear(x + (mixtral ? "w2" : "down_proj"), d, f, false);
+      }
+    } else {
+      linear(p + "mlp.gate_proj", s.ffn, d, false);
+      linear(p + "mlp.up_proj", s.ffn, d, false);
+      linear(p + "mlp.down_proj", d, s.ffn, false);
+    }
     t[p + "input_layernorm.weight"] = {{d}, gain(d)};
     t[p + "post_attention_layernorm.weight"] = {{d}, gain(d)};
     if (gemma) {  // Gemma's sandwich: a norm before and after the feed-forward as well
       t[p + "pre_feedforward_layernorm.weight"] = {{d}, gain(d)};
       t[p + "post_feedforward_layernorm.weight"] = {{d}, gain(d)};
     }
-    if (s.family == Family::Qwen3 || s.family == Family::Gemma3) {  // per-head RMSNorm gains of q and k, [head_dim]
+    if (s.family == Family::Qwen3 || s.family == Family::Qwen3Moe || s.family == Family::Gemma3) {  // per-head q/k gains
       t[p + "self_attn.q_norm.weight"] = {{s.dh()}, gain(s.dh())};
       t[p + "self_attn.k_norm.weight"] = {{s.dh()}, gain(s.dh())};
     }

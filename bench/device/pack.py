@@ -8,7 +8,7 @@ The device tool carries at most 64 MiB, and one reference model is about that si
 data is split into byte planes: the high bytes of bf16/fp16 values (sign, exponent) compress to a
 third, the low bytes are stored as they are. bench/device/unpack.py rebuilds the files bit for bit.
 
-usage: bench/device/pack.py BUILD_DIR [MODEL ...] [--base BIN]   (MODEL: gutenberg-llama-33m, gutenberg-opt-28m)
+usage: bench/device/pack.py BUILD_DIR [MODEL ...] [--base BIN]   (MODEL: a folder of ../shared/models)
   --base BIN  also carries BIN (the CUDA quantllm of an earlier commit) as bin/quantllm-base, for
               before/after timings on one GPU (bench/gpu_quantize.sh with BASE_BIN)
 """
@@ -73,7 +73,9 @@ for entry in sorted(libs):
 for f in glob.glob(os.path.join(shared, "data", "*")):
     xz(f, os.path.join(out, "share/data", os.path.basename(f) + ".xz"))
 
-for m in ("gutenberg-llama-33m", "gutenberg-opt-28m"):
+for m in sorted(os.listdir(os.path.join(shared, "models"))):
+    if not os.path.isdir(os.path.join(shared, "models", m)):
+        continue
     src, dst = os.path.join(shared, "models", m), os.path.join(out, "share/models", m)
     os.makedirs(dst)
     for f in sorted(os.listdir(src)):

@@ -7,6 +7,9 @@
 #             products, each evaluated on the GPU (all windows, wikitext-2 and heldout); the base model too
 #   smoke     a 2-block Llama-2-7B-shaped checkpoint: GPTQ and AWQ with 128 × 2048 calibration tokens
 #   big       bench/gpu_quantize.sh on a full Llama-2-7B-shaped checkpoint (writes $OUT/gpu_bench.jsonl)
+#   arch M    a 2026 reference model M: transformers' float64 goldens (tests/data/arch2026/make_golden.py),
+#             eval of the first 16 windows on the CPU and the GPU, GPTQ w4 act-order on the GPU (MoE: routed
+#             and all-experts) evaluated on heldout (all windows) with the GPU; writes $OUT/arch.jsonl
 # usage: bench/device/run.sh STAGE [ARG] [STAGE [ARG] ...]
 set -uo pipefail
 OUT=${OUT:-/tmp/out}
@@ -105,6 +108,29 @@ stage_smoke() {
 
 stage_big() { ( source bench/gpu_quantize.sh "$S" "$OUT" ); }
 
+stage_arch() {
+  local m=$1 mdir=$S/models/$1
+  python3 tests/data/arch2026/make_golden.py $mdir "$OUT/golden-$m.json" 2>&1 | grep -v Warning | tail -2
+  for dev in cpu cuda; do
+    for text in wikitext2-test.raw gutenberg-heldout.txt; do
+      QLT 120 eval ppl --model $mdir --data $S/data/$text --max-windows 16 --engine fp32 --device $dev --gpu-precision fp32 \
+        --json > /tmp/e.json 2> /tmp/e.err
+      echo "{\"model\": \"$m\", \"what\": \"fp32 first16\", \"device\": \"$dev\", \"text\": \"$text\", \"eval\": $(cat /tmp/e.json)}" >> "$OUT/arch.jsonl"
+      echo "run: $m fp32 $dev $text $(python3 -c 'import json;print(json.load(open("/tmp/e.json"))["ppl"])' 2>/dev/null) $(grep -i error /tmp/e.err | head -2)"
+    done
+  done
+  local policies="routed"; grep -q num_local_experts $mdir/config.json && policies="routed all-experts"
+  for pol in $policies; do
+    local t=$(now_ms)
+    QLT 240 quantize --model $mdir --method gptq --bits 4 --act-order --calib $S/data/gutenberg-calib.txt --nsamples 128 \
+      --device cuda --moe-calibration $pol --out /tmp/a-$m-$pol --force --json > /tmp/q.json 2> /tmp/q.err
+    echo "run: $m gptq $pol rc=$? $(( $(now_ms) - t )) ms; $(grep -E 'block 2 experts|error' /tmp/q.err | head -2)"
+    QLT 120 eval ppl --model /tmp/a-$m-$pol --data $S/data/gutenberg-heldout.txt --device cuda --json > /tmp/e.json 2> /tmp/e.err
+    echo "{\"model\": \"$m\", \"what\": \"gptq w4 act-order $pol (cuda)\", \"device\": \"cuda\", \"text\": \"gutenberg-heldout.txt\", \"eval\": $(cat /tmp/e.json)}" >> "$OUT/arch.jsonl"
+    echo "run: $m gptq $pol heldout all $(python3 -c 'import json;print(json.load(open("/tmp/e.json"))["ppl"])' 2>/dev/null) $(grep -i error /tmp/e.err | head -2)"
+  done
+}
+
 while [ $# -gt 0 ]; do
   st=$1; shift
   case $st in
@@ -112,6 +138,7 @@ while [ $# -gt 0 ]; do
     ref) stage_ref "$1"; shift ;;
     smoke) stage_smoke ;;
     big) stage_big ;;
+    arch) stage_arch "$1"; shift ;;
     *) echo "run: unknown stage $st"; exit 2 ;;
   esac
   echo "run: after $st $(( $(date +%s) - t0 ))s"

@@ -20,11 +20,14 @@ constexpr int64_t kMaxPartials = 4096;
 // Calls fn(point, x) for every point run_block reaches.
 class LambdaObserver final : public PointObserver {
  public:
-  explicit LambdaObserver(std::function<bool(int, Act)> fn) : fn_(std::move(fn)) {}
+  explicit LambdaObserver(std::function<bool(int, Act)> fn, bool all_experts = false)
+      : fn_(std::move(fn)), all_experts_(all_experts) {}
   bool observe(int point, Act x) override { return fn_(point, x); }
+  bool all_experts() const override { return all_experts_; }
 
  private:
   std::function<bool(int, Act)> fn_;
+  bool all_experts_;
 };
 
 }  // namespace
@@ -50,7 +53,9 @@ CudaBackend::CudaBackend(const LoadedModel& model, const CalibWindows& windows, 
   const int64_t crow = cw_ * T_;
   embed_on_device(ctx_, model, windows, X_, crow);
   h_ = DeviceArray<float>(crow * d_, "block input");
-  mid_ = DeviceArray<float>(crow * c_.block(0).max_point_width(), "block mid");
+  int64_t widest = d_;  // a mid, or a MoE sub-layer's output
+  for (int64_t i = 0; i < c_.n_layers; ++i) widest = std::max(widest, c_.block(i).max_point_width());
+  mid_ = DeviceArray<float>(crow * widest, "block mid");
   clock_.mark("embed + upload");
 }
 
@@ -122,8 +127,15 @@ void CudaBackend::forward_to(int upto, const std::function<void(float*, int64_t,
         continue;
       }
       const Sublayer& sl = spec_->sublayers[size_t(s)];
-      const Act ha{h_.data(), rows, d_}, ma{mid_.data(), rows, spec_->points[size_t(sl.mid)].width};
+      const Act ha{h_.data(), rows, d_};
       sublayer_input(ops_, *spec_, s, xa, ha);
+      if (sl.kind == SublayerKind::Moe) {  // the routed experts' sum, then the residual
+        const Act ya{mid_.data(), rows, d_};
+        sublayer_output(ops_, *spec_, s, ha, ya, step(ns));
+        ops_.add(xa, ya);
+        continue;
+      }
+      const Act ma{mid_.data(), rows, spec_->points[size_t(sl.mid)].width};
       sublayer_mix(ops_, *spec_, s, ha, ma, step(ns));
       sublayer_residual(ops_, *spec_, s, xa, ma);
     }
@@ -153,19 +165,42 @@ void CudaBackend::collect_hessians(std::span<const int> points, bool upstream_fi
   for (int p : points) hessians_.erase(p), hessians_.emplace(p, DeviceHessian(ctx_, spec_->points[size_t(p)].width));
   if (!upstream_final) {  // every point from the unquantized block
     const int last = *std::max_element(points.begin(), points.end());
-    LambdaObserver obs([&](int point, Act x) {
-      auto it = hessians_.find(point);
-      if (it != hessians_.end()) it->second.add(ctx_, x.p, x.rows, math_);
-      return point < last;
-    });
+    LambdaObserver obs(
+        [&](int point, Act x) {
+          auto it = hessians_.find(point);
+          if (it != hessians_.end() && x.rows > 0) it->second.add(ctx_, x.p, x.rows, math_);
+          return point < last;
+        },
+        opt_.moe_all_experts);
     observe(obs);
     clock_.mark("forward + Hessians");
     return;
   }
+  std::vector<bool> handled(spec_->points.size(), false);
   for (int p : points) {
     const Point& pt = spec_->points[size_t(p)];
     const int s = pt.sublayer;
     QL_ASSERT(s >= done_, "true-sequential collection went back to sub-layer {} of block {}", s, layer_);
+    if (handled[size_t(p)]) continue;
+    if (spec_->sublayers[size_t(s)].kind == SublayerKind::Moe) {
+      // Every requested point of this MoE sub-layer in one pass through it: each expert's rows observed.
+      forward_to(s, {});
+      int last = p;
+      for (int q : points)
+        if (spec_->points[size_t(q)].sublayer == s) handled[size_t(q)] = true, last = std::max(last, q);
+      LambdaObserver obs(
+          [&](int point, Act x) {
+            auto it = hessians_.find(point);
+            if (it != hessians_.end() && x.rows > 0) it->second.add(ctx_, x.p, x.rows, math_);
+            return point < last;
+          },
+          opt_.moe_all_experts);
+      for_chunks([&](int64_t r0, int64_t rows, int64_t ns) {
+        sublayer_input(ops_, *spec_, s, Act{X_.chunk(r0, rows), rows, d_}, Act{h_.data(), rows, d_});
+        sublayer_output(ops_, *spec_, s, Act{h_.data(), rows, d_}, Act{mid_.data(), rows, d_}, step(ns), &obs);
+      });
+      continue;
+    }
     DeviceHessian& acc = hessians_.at(p);
     if (!pt.is_mid) {  // in-stage: the earlier sub-layers' residuals on the way
       forward_to(s, [&](float* x, int64_t, int64_t rows, int64_t) {

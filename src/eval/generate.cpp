@@ -89,9 +89,13 @@ std::string apply_chat_template(const std::string& tmpl, const std::string& user
   if (tmpl.find("<|start_header_id|>") != std::string::npos)
     return bos + "<|start_header_id|>user<|end_header_id|>\n\n" + user +
            "<|eot_id|><|start_header_id|>assistant<|end_header_id|>\n\n";
+  if (tmpl.find("<start_of_turn>") != std::string::npos)  // Gemma's turns (the assistant is "model")
+    return bos + "<start_of_turn>user\n" + user + "<end_of_turn>\n<start_of_turn>model\n";
+  if (tmpl.find("<|user|>") != std::string::npos && tmpl.find("<|end|>") != std::string::npos)  // Phi-3 / Phi-4-mini
+    return "<|user|>\n" + user + "<|end|>\n<|assistant|>\n";
   if (tmpl.find("<|user|>") != std::string::npos) return "<|user|>\n" + user + "</s>\n<|assistant|>\n";
   if (tmpl.find("[INST]") != std::string::npos) return bos + "[INST] " + user + " [/INST]";
-  fail("the model's chat template is not one quantllm recognizes (ChatML, Llama 2, Llama 3, Zephyr)");
+  fail("the model's chat template is not one quantllm recognizes (ChatML, Llama 2, Llama 3, Gemma, Phi-3, Zephyr)");
 }
 
 }  // namespace quantllm

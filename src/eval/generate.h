@@ -33,8 +33,9 @@ int32_t sample_token(const std::vector<float>& logits, const SamplingOptions& op
 GenerationStats generate(const FullModel& model, const Tokenizer& tok, const std::vector<int32_t>& prompt,
                         const SamplingOptions& opt, const std::function<void(int32_t token)>& on_token = {});
 
-// Applies a chat template to one user message. Recognizes the common template families (ChatML,
-// Llama 2 [INST], Llama 3 headers, Zephyr/TinyLlama) from the template text; Error for others.
+// Applies a chat template to one user message. Recognizes the common template families (ChatML of Qwen,
+// Llama 2 [INST], Llama 3 headers, Gemma's <start_of_turn>, Phi-3's <|user|> … <|end|>, Zephyr/TinyLlama)
+// from the template text; Error for others.
 std::string apply_chat_template(const std::string& chat_template, const std::string& user_message,
                                 const std::string& bos_token);
 

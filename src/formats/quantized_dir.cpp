@@ -18,6 +18,14 @@ using json = nlohmann::json;
 
 namespace {
 
+bool exactly_representable(const std::vector<float>& v, DType dt) {
+  for (float x : v) {
+    if (dt == DType::BF16 && bf16_to_f32(f32_to_bf16(x)) != x) return false;
+    if (dt == DType::F16 && f16_to_f32(f32_to_f16(x)) != x) return false;
+  }
+  return true;
+}
+
 constexpr const char* kTokenizerFiles[] = {"tokenizer.json",      "tokenizer_config.json", "tokenizer.model",
                                            "special_tokens_map.json", "vocab.json",         "merges.txt",
                                            "generation_config.json", "added_tokens.json",   "chat_template.jinja"};
@@ -277,7 +285,11 @@ void save_quantized(const QuantizedModel& qm, const std::filesystem::path& dir, 
     auto r = qm.replaced.find(name);
     const Tensor t = r != qm.replaced.end() ? r->second : src.load(name);
     check_finite(t.data, name);  // norms and embeddings are copied, not quantized: refuse NaN / Inf as GGUF does
-    tensors.push_back(TensorData::from_f32_as(name, t, stored_dtype(src, name)));
+    // In the source's dtype; a tensor the method changed beyond it (a MoE router that took AWQ's scales)
+    // in fp32, so the file computes what was calibrated (AWQ rounds the norms it folds to their dtype).
+    DType dt = stored_dtype(src, name);
+    if (r != qm.replaced.end() && !exactly_representable(t.data, dt)) dt = DType::F32;
+    tensors.push_back(TensorData::from_f32_as(name, t, dt));
   }
   write_safetensors(out.path() / "model.safetensors", tensors, {{"format", "pt"}});
 

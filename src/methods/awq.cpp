@@ -39,6 +39,8 @@ void run_awq(const LoadedModel& model, const QuantizeRequest& opt, const CalibWi
 
   BackendOptions bo = backend_options(opt);
   bo.per_window = true;
+  if (c.n_experts > 0 && bo.device == Device::CUDA)
+    fail("AWQ of mixture-of-experts models ({}) runs on the CPU for now: --device cpu", c.arch->hf_architecture);
   const std::unique_ptr<CalibrationBackend> be = make_calibration_backend(model, windows, bo);
   const int64_t n_search = std::clamp<int64_t>(opt.awq.search_tokens / windows.seqlen, 1, windows.n);
   const int n_blocks = int(c.n_layers);
@@ -59,6 +61,7 @@ void run_awq(const LoadedModel& model, const QuantizeRequest& opt, const CalibWi
       be->set_tensors(r.tensors);
       for (size_t l = 0; l < spec.linears.size(); ++l) {
         const std::string name = spec.linear_tensor(int(l));
+        if (!spec.linears[l].quantized) continue;  // a MoE router: restored with r.tensors
         if (mode == AwqMode::kScaleOnly) {  // the next block saw these weights rounded to the nearest grid point
           be->rtn(int(l), p);
           continue;
@@ -109,6 +112,14 @@ void run_awq(const LoadedModel& model, const QuantizeRequest& opt, const CalibWi
     for (size_t l = 0; l < spec.linears.size(); ++l) {
       const LinearSlot& slot = spec.linears[l];
       const std::string name = spec.linear_tensor(int(l));
+      if (!slot.quantized) {  // a MoE router: kept in full precision, with the scales it took
+        if (scaled_linear[l]) {
+          const Tensor t = be->tensor(name + ".weight");
+          saved.tensors[name + ".weight"] = t;
+          record(name + ".weight", t);
+        }
+        continue;
+      }
       if (mode == AwqMode::kScaleOnly) {
         if (scaled_linear[l]) {
           const Tensor t = be->tensor(name + ".weight");

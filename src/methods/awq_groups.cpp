@@ -13,16 +13,17 @@ std::vector<AwqScalingGroup> awq_scaling_groups(const BlockSpec& spec) {
   for (size_t p = 0; p < spec.points.size(); ++p) {
     const Point& pt = spec.points[p];
     if (pt.source == Point::Source::None) continue;
-    // A point read by a layer kept in full precision (a MoE router) is not scaled: the router would have
-    // to take the scales too, and its input is not the experts' (each reads its routed rows).
-    bool all_quantized = true;
-    for (int l : spec.readers(int(p))) all_quantized = all_quantized && spec.linears[size_t(l)].quantized;
-    if (!all_quantized) continue;
     AwqScalingGroup g;
     g.point = int(p);
     g.source = pt.source;
     g.source_slot = pt.source_slot;
     g.layers = spec.readers(int(p));
+    // A MoE's input norm feeds the router and, through the routing, every expert's gate and up: one group
+    // (AutoAWQ's Mixtral mapping) whose scales the router takes too, exactly (it is not quantized), so its
+    // choices do not change.
+    const Sublayer& sl = spec.sublayers[size_t(pt.sublayer)];
+    if (sl.kind == SublayerKind::Moe && !pt.is_mid && pt.expert < 0)
+      for (const Sublayer::Expert& e : sl.experts) g.layers.push_back(e.gate), g.layers.push_back(e.up);
     g.sublayer = pt.sublayer;
     g.inspect_sublayer = !pt.is_mid;
     g.label = pt.label;

@@ -20,7 +20,8 @@ struct AwqScalingGroup {
   int point = -1;              // the layers' common input point
   Point::Source source = Point::Source::None;
   int source_slot = -1;        // norm slot (Source::Norm) or linear slot (Source::Linear)
-  std::vector<int> layers;     // linear slots reading the point: q/k/v; o; gate/up (OPT: fc1); down (OPT: fc2)
+  std::vector<int> layers;     // linear slots reading the point: q/k/v; o; gate/up (OPT: fc1); down (OPT: fc2);
+                               // a MoE's router and experts' gate/up (each reads its expert's routed rows)
   int sublayer = -1;
   bool inspect_sublayer = false;  // the search inspects the whole sub-layer's output; else the out linear's
   std::string label;           // "attn.qkv", "attn.o", "ffn.in", "ffn.down"
@@ -30,7 +31,8 @@ struct AwqScalingGroup {
 // The scaling groups of a block, in block order — every point whose Source can absorb a scale:
 //   input norm → q/k/v             (inspects the attention sub-layer output; pre-norm blocks only)
 //   v → o                          (inspects o's output; only when v's out == o's in, i.e. no GQA)
-//   post-attention norm → gate/up  (inspects the feed-forward sub-layer output; pre-norm only)
+//   post-attention norm → gate/up  (inspects the feed-forward sub-layer output; pre-norm only; a MoE:
+//                                   the router and every expert's gate/up, the router unquantized)
 //   up → down                      (inspects down's output; gated FFNs and ReLU, whose act(u/s) = act(u)/s)
 std::vector<AwqScalingGroup> awq_scaling_groups(const BlockSpec& spec);
 

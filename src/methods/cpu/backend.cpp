@@ -19,6 +19,7 @@
 #include <algorithm>
 #include <chrono>
 #include <cmath>
+#include <set>
 
 namespace quantllm {
 
@@ -293,7 +294,8 @@ class CpuBackend final : public CalibrationBackend {
 
   std::vector<float> awq_weight_mean(const AwqScalingGroup& g, const QuantParams& p) override {
     std::vector<const Tensor*> ws;
-    for (int l : g.layers) ws.push_back(&w_.linear[size_t(l)].w);
+    for (int l : g.layers)
+      if (spec_->linears[size_t(l)].quantized) ws.push_back(&w_.linear[size_t(l)].w);
     return quantllm::awq_weight_mean(ws, p.group_size, spec_->prefix + g.label);
   }
 
@@ -321,22 +323,30 @@ class CpuBackend final : public CalibrationBackend {
     auto cand = std::make_shared<BlockWeights>(w_);
     const double n_out = double(ref->numel());
     return [this, single, ref, cand, inspect, g, ps, n_out, &xs](std::span<const float> s) {
-      for (int l : g.layers) cand->linear[size_t(l)].w = awq_pseudo_quantize_scaled(w_.linear[size_t(l)].w, s, ps);
+      for (int l : g.layers)
+        if (spec_->linears[size_t(l)].quantized)  // a MoE router keeps its weights: it is not quantized
+          cand->linear[size_t(l)].w = awq_pseudo_quantize_scaled(w_.linear[size_t(l)].w, s, ps);
       return sum_sq_windows(xs, T_, ref.get(), [&](const Tensor& xw) { return inspect(*cand, xw); }) / n_out;
     };
   }
 
   std::vector<float> awq_fold(const AwqScalingGroup& g, std::span<const float> s, DType norm_dtype) override {
     const std::vector<float> realized = awq_fold_scales(*spec_, w_, g, s, norm_dtype);
-    // The group's inputs are x / s from now on (AutoAWQ's apply_scale on input_feat).
-    Tensor& xs = sample_.at(size_t(g.point));
-    const int64_t in_w = xs.dim(1);
-    parallel_for(xs.dim(0), [&](int64_t r0, int64_t r1) {
-      for (int64_t r = r0; r < r1; ++r) {
-        float* xr = xs.row(r);
-        for (int64_t j = 0; j < in_w; ++j) xr[j] /= realized[size_t(j)];
-      }
-    }, 64);
+    // The group's inputs are x / s from now on (AutoAWQ's apply_scale on input_feat): its point's sample,
+    // and for a MoE also each expert's (its routed rows of that point).
+    std::set<int> points = {g.point};
+    for (int l : g.layers) points.insert(spec_->linears[size_t(l)].input);
+    for (int p : points) {
+      Tensor& xs = sample_.at(size_t(p));
+      const int64_t in_w = xs.dim(1);
+      QL_ASSERT(in_w == int64_t(realized.size()));
+      parallel_for(xs.dim(0), [&](int64_t r0, int64_t r1) {
+        for (int64_t r = r0; r < r1; ++r) {
+          float* xr = xs.row(r);
+          for (int64_t j = 0; j < in_w; ++j) xr[j] /= realized[size_t(j)];
+        }
+      }, 64);
+    }
     return realized;
   }
 

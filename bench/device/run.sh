@@ -7,6 +7,7 @@
 #             products, each evaluated on the GPU (all windows, wikitext-2 and heldout); the base model too
 #   smoke     a 2-block Llama-2-7B-shaped checkpoint: GPTQ and AWQ with 128 × 2048 calibration tokens
 #   big       bench/gpu_quantize.sh on a full Llama-2-7B-shaped checkpoint (writes $OUT/gpu_bench.jsonl)
+#   quality M bench/arch2026_quality.sh on reference model M (writes $OUT/quality.jsonl)
 #   arch M    a 2026 reference model M: transformers' float64 goldens (tests/data/arch2026/make_golden.py),
 #             eval of the first 16 windows on the CPU and the GPU, GPTQ w4 act-order on the GPU (MoE: routed
 #             and all-experts) evaluated on heldout (all windows) with the GPU; writes $OUT/arch.jsonl
@@ -139,6 +140,7 @@ while [ $# -gt 0 ]; do
     smoke) stage_smoke ;;
     big) stage_big ;;
     arch) stage_arch "$1"; shift ;;
+    quality) ( source bench/arch2026_quality.sh "$S" "$OUT" "$1" ); shift ;;
     *) echo "run: unknown stage $st"; exit 2 ;;
   esac
   echo "run: after $st $(( $(date +%s) - t0 ))s"

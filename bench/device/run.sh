@@ -8,6 +8,8 @@
 #   smoke     a 2-block Llama-2-7B-shaped checkpoint: GPTQ and AWQ with 128 × 2048 calibration tokens
 #   big       bench/gpu_quantize.sh on a full Llama-2-7B-shaped checkpoint (writes $OUT/gpu_bench.jsonl)
 #   quality M bench/arch2026_quality.sh on reference model M (writes $OUT/quality.jsonl)
+#   sweep M   GPTQ w3/w4 act-order on model M under varied seeds, damping and products (fp32/tf32), each
+#             evaluated on all heldout windows on the GPU: how far GPTQ's outcome moves (writes $OUT/sweep.jsonl)
 #   arch M    a 2026 reference model M: transformers' float64 goldens (tests/data/arch2026/make_golden.py),
 #             eval of the first 16 windows on the CPU and the GPU, GPTQ w4 act-order on the GPU (MoE: routed
 #             and all-experts) evaluated on heldout (all windows) with the GPU; writes $OUT/arch.jsonl
@@ -109,6 +111,24 @@ stage_smoke() {
 
 stage_big() { ( source bench/gpu_quantize.sh "$S" "$OUT" ); }
 
+stage_sweep() {
+  local m=$1 mdir=$S/models/$1
+  for v in "w3 seed0 tf32|--bits 3 --seed 0" "w3 seed0 fp32|--bits 3 --seed 0 --gpu-precision fp32" \
+           "w3 seed1|--bits 3 --seed 1" "w3 seed2|--bits 3 --seed 2" "w3 seed3|--bits 3 --seed 3" \
+           "w3 damp0.1|--bits 3 --damp 0.1" "w3 no-act-order|--bits 3 --no-act-order-placeholder" \
+           "w3 static-groups|--bits 3 --static-groups" "w3 no-true-sequential|--bits 3 --no-true-sequential" \
+           "w4 seed1|--bits 4 --seed 1" "w4 seed2|--bits 4 --seed 2"; do
+    local name=${v%%|*} args=${v#*|}
+    local ao="--act-order"; [[ $args == *placeholder* ]] && ao="" && args=${args/--no-act-order-placeholder/}
+    QLT 120 quantize --model $mdir --method gptq $ao $args --calib $S/data/gutenberg-calib.txt --nsamples 128 --device cuda \
+      --out /tmp/sw --force > /dev/null 2> /tmp/sw.err || { echo "run: sweep $name failed: $(tail -1 /tmp/sw.err)"; continue; }
+    QLT 60 eval ppl --model /tmp/sw --data $S/data/gutenberg-heldout.txt --device cuda --gpu-precision fp32 --json > /tmp/e.json 2>/dev/null
+    local ppl=$(python3 -c 'import json;print(json.load(open("/tmp/e.json"))["ppl"])' 2>/dev/null)
+    echo "{\"model\": \"$m\", \"variant\": \"$name\", \"heldout_ppl_all\": $ppl}" >> "$OUT/sweep.jsonl"
+    echo "run: sweep $m $name heldout $ppl"
+  done
+}
+
 stage_arch() {
   local m=$1 mdir=$S/models/$1
   python3 tests/data/arch2026/make_golden.py $mdir "$OUT/golden-$m.json" 2>&1 | grep -v Warning | tail -2
@@ -140,6 +160,7 @@ while [ $# -gt 0 ]; do
     smoke) stage_smoke ;;
     big) stage_big ;;
     arch) stage_arch "$1"; shift ;;
+    sweep) stage_sweep "$1"; shift ;;
     quality) ( source bench/arch2026_quality.sh "$S" "$OUT" "$1" ); shift ;;
     *) echo "run: unknown stage $st"; exit 2 ;;
   esac

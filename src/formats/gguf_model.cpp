@@ -53,6 +53,18 @@ void add_attention_variants(GGUFWriter& g, const std::string& a, const ModelConf
   if (c.final_softcap > 0) g.add_f32(a + ".final_logit_softcapping", float(c.final_softcap));
 }
 
+// A stacked MoE tensor's experts, one after another: [n_experts · out, in].
+Tensor stack_experts(const WeightSource& w, const PlannedTensor& p) {
+  Tensor t(Shape{p.shape[0] * p.shape[1], p.shape[2]});
+  const int64_t per = p.shape[1] * p.shape[2];
+  for (size_t e = 0; e < p.stack.size(); ++e) {
+    const Tensor x = w.load(p.stack[e]);
+    QL_ASSERT(x.numel() == per, "{}: {} values, {} expected", p.stack[e], x.numel(), per);
+    std::copy_n(x.ptr(), per, t.ptr() + int64_t(e) * per);
+  }
+  return t;
+}
+
 void add_hparams(GGUFWriter& g, const ModelConfig& c) {
   const std::string a(c.arch->gguf_arch);
   g.add_u32(a + ".context_length", uint32_t(c.max_positions));
@@ -73,6 +85,12 @@ void add_hparams(GGUFWriter& g, const ModelConfig& c) {
       g.add_f32(a + ".rope.scaling.factor", float(c.rope_factor));
     }  // llama3 scaling: the tensor rope_freqs.weight (write_gguf), no scaling keys, as llama.cpp's converter
     add_attention_variants(g, a, c);
+    if (c.n_experts > 0) {  // llama.cpp's MoE keys (qwen3moe: the experts' width apart from the dense one)
+      g.add_u32(a + ".expert_count", uint32_t(c.n_experts));
+      g.add_u32(a + ".expert_used_count", uint32_t(c.n_experts_used));
+      g.add_u32(a + ".expert_feed_forward_length", uint32_t(c.moe_ffn));
+      g.add_bool(a + ".expert_weights_norm", c.norm_topk_prob);
+    }
 
   } else {  // OPT: our own keys (docs/gguf.md)
     g.add_f32(a + ".attention.layer_norm_epsilon", float(c.norm_eps));
@@ -157,28 +175,34 @@ uint64_t write_gguf(const LoadedModel& model, const WeightSource& weights, const
   size_t done = 0;
   for (const auto& p : plan) {
     if (opt.progress) opt.progress(done, plan.size(), p.gguf_name);
-    Tensor t = weights.load(p.hf_name);
+    Tensor t = p.stack.empty() ? weights.load(p.hf_name) : stack_experts(weights, p);
     if (const int64_t heads = gguf_rope_permute_heads(c, p.hf_name)) t = permute_rope_rows(t, heads, false);
     if (gguf_norm_shifted(c, p.gguf_name))
       for (float& v : t.data) v += 1.0f;  // llama.cpp's Gemma convention: the gain itself, 1 + w
     for (float v : t.data)
       if (!std::isfinite(v)) fail("tensor '{}' contains NaN or Inf", p.hf_name);
-    const int64_t n_per_row = p.ne[0], nrows = t.numel() / n_per_row;
+    // Matrices of the tensor (the experts of a stacked one), each quantized with its own importance row.
+    const int64_t n_per_row = p.ne[0], n_mat = p.stack.empty() ? 1 : int64_t(p.stack.size());
+    const int64_t nrows = t.numel() / n_per_row / n_mat;
     std::vector<float> imat;
-    const float* im = nullptr;
     if (opt.imatrix && ggml::traits(p.type).is_quantized && opt.imatrix->has(p.gguf_name)) {
       imat = opt.imatrix->values(p.gguf_name);
-      if (int64_t(imat.size()) != n_per_row)
-        fail("importance matrix entry '{}' has {} values, the tensor's rows have {} (is it from another model?)",
-             p.gguf_name, imat.size(), n_per_row);
-      im = imat.data();
+      if (int64_t(imat.size()) != n_per_row * n_mat)
+        fail("importance matrix entry '{}' has {} values, the tensor's {} matri{} of rows of {} need {} (is it from "
+             "another model?)", p.gguf_name, imat.size(), n_mat, n_mat == 1 ? "x" : "ces", n_per_row, n_per_row * n_mat);
     }
     std::vector<uint8_t> bytes(p.bytes);
-    if (opt.rounder) {
-      opt.rounder(p, t.ptr(), nrows, im, bytes.data());
-    } else {
-      const size_t written = ggml::quantize_rows(p.type, t.ptr(), bytes.data(), nrows, n_per_row, im);
-      QL_ASSERT(written == p.bytes, "{}: {} bytes written, {} planned", p.gguf_name, written, p.bytes);
+    const size_t mat_bytes = p.bytes / size_t(n_mat);
+    for (int64_t m = 0; m < n_mat; ++m) {
+      const float* rows = t.ptr() + m * nrows * n_per_row;
+      const float* im = imat.empty() ? nullptr : imat.data() + m * n_per_row;
+      uint8_t* dst = bytes.data() + size_t(m) * mat_bytes;
+      if (opt.rounder) {
+        opt.rounder(p, rows, nrows, im, dst);
+      } else {
+        const size_t written = ggml::quantize_rows(p.type, rows, dst, nrows, n_per_row, im);
+        QL_ASSERT(written == mat_bytes, "{}: {} bytes written, {} planned", p.gguf_name, written, mat_bytes);
+      }
     }
     g.add_tensor(p.gguf_name, uint32_t(p.type), p.ne, std::move(bytes));
     ++done;
@@ -196,55 +220,70 @@ class GGUFWeights final : public WeightSource {
   GGUFWeights(std::shared_ptr<GGUFFile> f, const ModelConfig& c) : file_(std::move(f)), c_(c) {
     for (const auto& t : file_->tensors()) {
       if (t.name == "rope_freqs.weight") continue;
-      const auto hf = gguf_to_hf_name(c_, t.name);
-      if (!hf) fail("{}: tensor '{}' is not used by architecture {}", file_->name(), t.name, c_.arch->gguf_arch);
       if (!ggml::find_type(t.type))
         fail("{}: tensor '{}' has ggml type {} which quantllm does not read", file_->name(), t.name, t.type);
-      by_hf_[*hf] = &t;
+      if (const auto members = gguf_expert_members(c_, t.name); !members.empty()) {
+        // A layer's experts stacked: ne {in, out, n_experts}; expert e is the e-th [out, in] block of rows.
+        if (t.ne.size() != 3 || t.ne[2] != int64_t(members.size()))
+          fail("{}: tensor '{}' must hold {} experts (ne[2]), has shape {}", file_->name(), t.name, members.size(),
+               shape_str(t.shape()));
+        const size_t per = size_t(t.ne[1]) * ggml::row_size(GgmlType(t.type), t.ne[0]);
+        for (size_t e = 0; e < members.size(); ++e)
+          by_hf_[members[e]] = View{&t, t.data + e * per, per, Shape{t.ne[1], t.ne[0]}};
+        continue;
+      }
+      const auto hf = gguf_to_hf_name(c_, t.name);
+      if (!hf) fail("{}: tensor '{}' is not used by architecture {}", file_->name(), t.name, c_.arch->gguf_arch);
+      by_hf_[*hf] = View{&t, t.data, t.nbytes, t.shape()};
     }
   }
   bool has(const std::string& n) const override { return by_hf_.count(n) != 0; }
-  Shape shape(const std::string& n) const override { return info(n).shape(); }
+  Shape shape(const std::string& n) const override { return view(n).shape; }
   std::vector<std::string> names() const override {
     std::vector<std::string> v;
     for (const auto& [k, _] : by_hf_) v.push_back(k);
     return v;
   }
   Tensor load(const std::string& n) const override {
-    const GGUFTensorInfo& t = info(n);
-    Tensor out(t.shape());
-    const int64_t n_per_row = t.ne[0];
-    ggml::dequantize_rows(GgmlType(t.type), t.data, out.ptr(), t.numel() / n_per_row, n_per_row);
+    const View& v = view(n);
+    Tensor out(v.shape);
+    const int64_t n_per_row = v.shape.back();
+    ggml::dequantize_rows(GgmlType(v.t->type), v.data, out.ptr(), out.numel() / n_per_row, n_per_row);
     if (const int64_t heads = gguf_rope_permute_heads(c_, n)) out = permute_rope_rows(out, heads, true);
-    if (gguf_norm_shifted(c_, t.name))
-      for (float& v : out.data) v -= 1.0f;  // back to transformers' w of 1 + w
+    if (gguf_norm_shifted(c_, v.t->name))
+      for (float& x : out.data) x -= 1.0f;  // back to transformers' w of 1 + w
     return out;
   }
-  std::string format(const std::string& n) const override {
-    return std::string(ggml::find_type(info(n).type)->name);
-  }
-  size_t stored_bytes(const std::string& n) const override { return info(n).nbytes; }
+  std::string format(const std::string& n) const override { return std::string(ggml::find_type(view(n).t->type)->name); }
+  size_t stored_bytes(const std::string& n) const override { return view(n).nbytes; }
   std::optional<PackedWeight> packed(const std::string& n) const override {
-    const GGUFTensorInfo& t = info(n);
-    if (t.ne.size() != 2) return std::nullopt;
+    const View& v = view(n);
+    if (v.shape.size() != 2) return std::nullopt;
     PackedWeight p;
-    p.shape = t.shape();
-    p.ggml_type = t.type;
-    p.data = t.data;
-    p.nbytes = t.nbytes;
+    p.shape = v.shape;
+    p.ggml_type = v.t->type;
+    p.data = v.data;
+    p.nbytes = v.nbytes;
     p.rope_heads = gguf_rope_permute_heads(c_, n);
     return p;
   }
 
  private:
-  const GGUFTensorInfo& info(const std::string& n) const {
+  // An HF tensor in the file: a whole GGUF tensor, or one expert's slice of a stacked one.
+  struct View {
+    const GGUFTensorInfo* t = nullptr;
+    const uint8_t* data = nullptr;
+    size_t nbytes = 0;
+    Shape shape;  // HF orientation
+  };
+  const View& view(const std::string& n) const {
     auto it = by_hf_.find(n);
     if (it == by_hf_.end()) fail("{}: tensor '{}' not found", file_->name(), n);
-    return *it->second;
+    return it->second;
   }
   std::shared_ptr<GGUFFile> file_;
   ModelConfig c_;
-  std::map<std::string, const GGUFTensorInfo*> by_hf_;
+  std::map<std::string, View> by_hf_;
 };
 
 template <typename T>
@@ -288,8 +327,12 @@ void read_attention_variants(const GGUFFile& f, const std::string& a, ModelConfi
 ModelConfig config_from_gguf(const GGUFFile& f) {
   const std::string arch = f.get_as<std::string>("general.architecture");
   ModelConfig c;
+  // "llama" → LlamaForCausalLM (the first row), or MixtralForCausalLM when the file has experts.
+  const bool moe = f.find(arch + ".expert_count") && get_num<int64_t>(f, arch + ".expert_count") > 0;
   for (const auto& row : arch_table())
-    if (row.gguf_arch == arch && !c.arch) c.arch = &row;  // "llama" → LlamaForCausalLM (first row)
+    if (row.gguf_arch == arch && !c.arch && row.moe.router.empty() != moe) c.arch = &row;
+  for (const auto& row : arch_table())
+    if (row.gguf_arch == arch && !c.arch) c.arch = &row;
   if (!c.arch) {
     std::string known;
     for (const auto& row : arch_table())
@@ -320,6 +363,20 @@ ModelConfig config_from_gguf(const GGUFFile& f) {
       }
     }
     read_attention_variants(f, arch, c);
+    if (moe && !c.arch->moe.router.empty()) {  // a layer is MoE when it has a router (qwen3moe may start dense)
+      c.n_experts = get_num<int64_t>(f, arch + ".expert_count");
+      c.n_experts_used = get_num<int64_t>(f, arch + ".expert_used_count");
+      c.moe_ffn = f.find(arch + ".expert_feed_forward_length") ? get_num<int64_t>(f, arch + ".expert_feed_forward_length")
+                                                                : c.ffn;  // Mixtral's converter: the experts' width
+      c.norm_topk_prob = true;  // llama.cpp renormalizes unless told otherwise
+      if (const GGUFValue* v = f.find(arch + ".expert_weights_norm"))
+        if (const auto* b = v->get_if<bool>()) c.norm_topk_prob = *b;
+      if (c.n_experts_used < 1 || c.n_experts_used > c.n_experts)
+        fail("{}: {}.expert_used_count {} must be between 1 and expert_count {}", f.name(), arch, c.n_experts_used,
+             c.n_experts);
+      for (int64_t i = 0; i < c.n_layers; ++i)
+        c.moe_layers.push_back(f.find_tensor(fmt::format("blk.{}.ffn_gate_inp.weight", i)) != nullptr);
+    }
     c.word_embed_proj_dim = c.hidden;
     c.qkv_bias = f.find_tensor("blk.0.attn_q.bias") != nullptr;
     c.o_bias = f.find_tensor("blk.0.attn_output.bias") != nullptr;

@@ -9,7 +9,9 @@
 
 #include <algorithm>
 #include <cctype>
+#include <cstdio>
 #include <regex>
+#include <set>
 
 namespace quantllm {
 
@@ -61,6 +63,7 @@ bool allows_quantization(const std::string& gguf_name, size_t n_dims) {
   if (n_dims < 2) return false;
   if (gguf_name.size() < 6 || gguf_name.compare(gguf_name.size() - 6, 6, "weight") != 0) return false;
   if (gguf_name.find("_norm.weight") != std::string::npos) return false;
+  if (gguf_name.find("ffn_gate_inp.weight") != std::string::npos) return false;  // MoE routers
   if (gguf_name == "position_embd.weight") return false;
   return true;
 }
@@ -73,7 +76,14 @@ struct Counters {
   int n_layers = 0, i_ffn_down = 0, i_ffn_gate = 0, i_ffn_up = 0;
   bool tied = true;
   int64_t n_gqa = 1;
+  int64_t n_expert = 0;
 };
+
+// The block index of "blk.N.…" (llama.cpp reads it from the name for MoE models), else −1.
+int layer_of(const std::string& gguf_name) {
+  int i = -1;
+  return std::sscanf(gguf_name.c_str(), "blk.%d.", &i) == 1 ? i : -1;
+}
 
 GgmlType mix_rule(Counters& qs, GgmlType t, const PlannedTensor& p, uint32_t ftype, const GGUFPlanOptions& opt) {
   const Category cat = category_of(p.gguf_name);
@@ -93,11 +103,14 @@ GgmlType mix_rule(Counters& qs, GgmlType t, const PlannedTensor& p, uint32_t fty
     else if ((is("IQ4_NL") || is("IQ4_XS")) && qs.n_gqa >= 4) t = GgmlType::Q5_K;
     else if ((is("Q4_K_M") || is("Q5_K_M")) && use_more_bits(qs.i_attention_wv, qs.n_attention_wv)) t = GgmlType::Q6_K;
     else if (is("Q4_K_S") && qs.i_attention_wv < 4) t = GgmlType::Q5_K;
+    if (qs.n_expert == 8) t = GgmlType::Q8_0;  // llama.cpp: 8-expert models (Mixtral) keep v at 8 bits
     ++qs.i_attention_wv;
     return t;
   }
+  if (cat == Category::AttnK && qs.n_expert == 8) return GgmlType::Q8_0;
   if (cat == Category::FfnDown) {
-    const int i = qs.i_ffn_down, n = qs.n_layers;
+    // MoE models: the layer from the name (their dense and expert down projections share one count there)
+    const int i = qs.n_expert > 1 && layer_of(p.gguf_name) >= 0 ? layer_of(p.gguf_name) : qs.i_ffn_down, n = qs.n_layers;
     if (is("Q2_K")) t = GgmlType::Q3_K;
     else if (is("Q2_K_S")) { if (i < n / 8) t = GgmlType::Q4_K; }
     else if (is("Q3_K_M")) t = i < n / 16 ? GgmlType::Q5_K : GgmlType::Q4_K;
@@ -111,7 +124,10 @@ GgmlType mix_rule(Counters& qs, GgmlType t, const PlannedTensor& p, uint32_t fty
     return t;
   }
   if (cat == Category::AttnOutput) {
-    if (is("Q2_K")) t = GgmlType::Q3_K;
+    if (qs.n_expert == 8) {
+      if (is("Q2_K") || is("Q3_K_S") || is("Q3_K_M") || is("IQ4_NL") || is("Q4_K_S") || is("Q4_K_M") || is("IQ4_XS"))
+        t = GgmlType::Q5_K;
+    } else if (is("Q2_K")) t = GgmlType::Q3_K;
     else if (is("Q3_K_M")) t = GgmlType::Q4_K;
     else if (is("Q3_K_L")) t = GgmlType::Q5_K;
     return t;
@@ -183,10 +199,6 @@ std::pair<std::string, ggml::GgmlType> parse_tensor_type_override(const std::str
 }
 
 std::vector<PlannedTensor> plan_gguf(const ModelConfig& c, const WeightSource& w, const GGUFPlanOptions& opt) {
-  if (c.n_experts > 0)
-    fail("GGUF export of mixture-of-experts models ({}) is not supported yet: llama.cpp stacks a layer's experts "
-         "into 3-D ffn_*_exps tensors, which quantllm does not write (use --method rtn|gptq|awq)",
-         c.arch->hf_architecture);
   const GGUFMix& mix = find_gguf_mix(opt.type);
   // File order: embeddings, blocks in order, final norm, head (the order the counters assume).
   std::vector<std::string> order;
@@ -207,13 +219,23 @@ std::vector<PlannedTensor> plan_gguf(const ModelConfig& c, const WeightSource& w
   Counters qs;
   qs.n_layers = int(c.n_layers);
   qs.n_gqa = c.n_heads / c.n_kv_heads;
+  qs.n_expert = c.n_experts;
+  std::set<std::string> stacked;  // the ffn_*_exps tensors already planned
   for (const auto& hf : order) {
     PlannedTensor p;
     p.hf_name = hf;
-    const auto gg = hf_to_gguf_name(c, hf);
-    QL_ASSERT(gg.has_value(), "no GGUF name for {}", hf);
-    p.gguf_name = *gg;
-    p.shape = w.shape(hf);
+    if (const auto slice = gguf_expert_slice(c, hf)) {  // a MoE expert: its layer's stacked tensor, once
+      if (!stacked.insert(slice->gguf_name).second) continue;
+      p.gguf_name = slice->gguf_name;
+      p.stack = gguf_expert_members(c, slice->gguf_name);
+      const Shape one = w.shape(hf);
+      p.shape = {int64_t(p.stack.size()), one[0], one[1]};
+    } else {
+      const auto gg = hf_to_gguf_name(c, hf);
+      QL_ASSERT(gg.has_value(), "no GGUF name for {}", hf);
+      p.gguf_name = *gg;
+      p.shape = w.shape(hf);
+    }
     p.ne.assign(p.shape.rbegin(), p.shape.rend());
     if (category_of(p.gguf_name) == Category::AttnV) ++qs.n_attention_wv;
     if (category_of(p.gguf_name) == Category::Output) qs.tied = false;

@@ -41,6 +41,9 @@ std::pair<std::string, ggml::GgmlType> parse_tensor_type_override(const std::str
 
 struct PlannedTensor {
   std::string hf_name, gguf_name;
+  // MoE experts stacked into one tensor (ffn_*_exps): the experts' HF names in order, hf_name the first;
+  // shape then [n_experts, out, in] and ne {in, out, n_experts}. Empty for every other tensor.
+  std::vector<std::string> stack;
   Shape shape;                 // HF orientation: [out, in]
   std::vector<int64_t> ne;     // ggml order: ne[0] = row length
   ggml::GgmlType type = ggml::GgmlType::F32;

@@ -40,10 +40,13 @@ ImportanceMatrix compute_imatrix(const LoadedModel& model, const std::filesystem
     be->load_block(i, false);
     const std::vector<PointSums> sums = be->collect_square_sums();
     for (size_t l = 0; l < spec.linears.size(); ++l) {
-      if (spec.linears[l].gguf.empty()) continue;  // MoE experts: no per-expert GGUF tensor (GGUF export refuses MoE)
       const PointSums& s = sums[size_t(spec.linears[l].input)];
       const std::vector<float> sf(s.sum.begin(), s.sum.end());
-      im.accumulate(spec.gguf_prefix + spec.linears[l].gguf + ".weight", sf, s.tokens);
+      if (spec.linears[l].expert >= 0)  // one row of the stacked tensor's matrix per expert, with its own count
+        im.accumulate(spec.gguf_prefix + spec.linears[l].gguf + ".weight", sf, s.tokens, spec.linears[l].expert,
+                      c.n_experts);
+      else
+        im.accumulate(spec.gguf_prefix + spec.linears[l].gguf + ".weight", sf, s.tokens);
     }
     be->advance();
     if (progress) progress(i + 1, int(c.n_layers));
@@ -52,8 +55,25 @@ ImportanceMatrix compute_imatrix(const LoadedModel& model, const std::filesystem
   return im;
 }
 
+namespace {
+// The shape config.json gives an HF tensor name.
+Shape expected_shape(const ModelConfig& c, const std::string& hf_name) {
+  for (const auto& [n, shape] : expected_tensors(c))
+    if (n == hf_name) return shape;
+  QL_ASSERT(false, "no tensor {}", hf_name);
+  return {};
+}
+}  // namespace
+
 void check_imatrix_fits(const ImportanceMatrix& im, const ModelConfig& c, const std::string& source) {
   for (const auto& [name, e] : im.entries) {
+    if (const auto members = gguf_expert_members(c, name); !members.empty()) {  // a MoE layer's stacked experts
+      const int64_t in = c.n_experts > 0 ? int64_t(expected_shape(c, members.front()).back()) : 0;
+      if (e.n_mat() != int64_t(members.size()) || e.n_per_row() != in)
+        fail("{}: entry '{}' has statistics of {} experts × {} values, the model's layer has {} × {} (is the "
+             "importance matrix from another model?)", source, name, e.n_mat(), e.n_per_row(), members.size(), in);
+      continue;
+    }
     const auto hf = gguf_to_hf_name(c, name);
     if (!hf) fail("{}: entry '{}' is not a tensor of this model (is the importance matrix from another model?)",
                   source, name);

@@ -209,8 +209,8 @@ void add_ffn(Builder& bld, BlockSpec& b, const ModelConfig& c) {
 }
 
 // A MoE feed-forward: the router reads the sub-layer's input; expert e reads the rows routed to it (its
-// own input point) and its mid. GGUF keeps the experts of a layer stacked (ffn_*_exps), which has no
-// per-expert name: their slots have none.
+// own input point) and its mid. GGUF keeps the experts of a layer stacked: expert e is slice e of the
+// 3-D tensor its slot names (ffn_gate_exps, ffn_up_exps, ffn_down_exps; model/gguf_names.h).
 void add_moe(Builder& bld, BlockSpec& b, const ModelConfig& c) {
   const ArchSpec& a = *c.arch;
   const MoeNames& m = a.moe;
@@ -232,9 +232,9 @@ void add_moe(Builder& bld, BlockSpec& b, const ModelConfig& c) {
     bld.at(x.in).expert = e;
     x.mid = bld.point(fmt::format("ffn.exp{}.down", e), c.moe_ffn, idx, true);
     bld.at(x.mid).expert = e;
-    x.gate = bld.linear(Role::Gate, pre + std::string(m.gate), "", c.hidden, c.moe_ffn, false, x.in, e);
-    x.up = bld.linear(Role::Up, pre + std::string(m.up), "", c.hidden, c.moe_ffn, false, x.in, e);
-    x.down = bld.linear(Role::Down, pre + std::string(m.down), "", c.moe_ffn, c.hidden, false, x.mid, e);
+    x.gate = bld.linear(Role::Gate, pre + std::string(m.gate), "ffn_gate_exps", c.hidden, c.moe_ffn, false, x.in, e);
+    x.up = bld.linear(Role::Up, pre + std::string(m.up), "ffn_up_exps", c.hidden, c.moe_ffn, false, x.in, e);
+    x.down = bld.linear(Role::Down, pre + std::string(m.down), "ffn_down_exps", c.moe_ffn, c.hidden, false, x.mid, e);
     bld.at(x.mid).source = Point::Source::Linear, bld.at(x.mid).source_slot = x.up;
     s.experts.push_back(x);
   }

@@ -27,8 +27,8 @@ std::vector<std::pair<std::string, std::string>> base_pairs(const ModelConfig& c
   for (int i = 0; i < c.n_layers; ++i) {
     const BlockSpec& b = c.block(i);
     for (size_t n = 0; n < b.norms.size(); ++n) v.emplace_back(b.norm_tensor(int(n)), b.gguf_prefix + b.norms[n].gguf);
-    for (size_t l = 0; l < b.linears.size(); ++l)
-      if (!b.linears[l].gguf.empty()) v.emplace_back(b.linear_tensor(int(l)), b.gguf_prefix + b.linears[l].gguf);
+    for (size_t l = 0; l < b.linears.size(); ++l)  // experts: slices of a stacked tensor (gguf_expert_slice)
+      if (b.linears[l].expert < 0) v.emplace_back(b.linear_tensor(int(l)), b.gguf_prefix + b.linears[l].gguf);
   }
   return v;
 }
@@ -57,6 +57,32 @@ std::optional<std::string> gguf_to_hf_name(const ModelConfig& c, const std::stri
   for (const auto& [hf, gg] : base_pairs(c))
     if (gg == base) return hf + suffix;
   return std::nullopt;
+}
+
+std::optional<GgufExpertSlice> gguf_expert_slice(const ModelConfig& c, const std::string& hf_name) {
+  if (c.n_experts == 0 || !hf_name.ends_with(".weight")) return std::nullopt;
+  const std::string base = hf_name.substr(0, hf_name.size() - 7);
+  for (int i = 0; i < c.n_layers; ++i) {
+    const BlockSpec& b = c.block(i);
+    if (!base.starts_with(b.prefix)) continue;
+    for (size_t l = 0; l < b.linears.size(); ++l)
+      if (b.linears[l].expert >= 0 && b.linear_tensor(int(l)) == base)
+        return GgufExpertSlice{b.gguf_prefix + b.linears[l].gguf + ".weight", b.linears[l].expert};
+  }
+  return std::nullopt;
+}
+
+std::vector<std::string> gguf_expert_members(const ModelConfig& c, const std::string& gguf_name) {
+  std::vector<std::string> out;
+  for (int i = 0; i < c.n_layers; ++i) {
+    const BlockSpec& b = c.block(i);
+    for (size_t l = 0; l < b.linears.size(); ++l)
+      if (b.linears[l].expert >= 0 && b.gguf_prefix + b.linears[l].gguf + ".weight" == gguf_name) {
+        if (int64_t(out.size()) <= b.linears[l].expert) out.resize(size_t(b.linears[l].expert) + 1);
+        out[size_t(b.linears[l].expert)] = b.linear_tensor(int(l)) + ".weight";
+      }
+  }
+  return out;
 }
 
 int64_t gguf_rope_permute_heads(const ModelConfig& c, const std::string& hf_name) {

@@ -25,6 +25,17 @@ std::optional<std::string> hf_to_gguf_name(const ModelConfig& c, const std::stri
 // The inverse.
 std::optional<std::string> gguf_to_hf_name(const ModelConfig& c, const std::string& gguf_name);
 
+// MoE experts: GGUF stacks a layer's experts into one 3-D tensor per projection (blk.N.ffn_gate_exps,
+// ffn_up_exps, ffn_down_exps: ne {in, out, n_experts}, expert e the e-th [out, in] slice), as llama.cpp's
+// converter writes them. The slice an expert's HF weight is, or nullopt for any other tensor; and the
+// HF names of a stacked tensor's slices, in expert order (empty when it is not one).
+struct GgufExpertSlice {
+  std::string gguf_name;  // "blk.3.ffn_up_exps.weight"
+  int expert = 0;
+};
+std::optional<GgufExpertSlice> gguf_expert_slice(const ModelConfig& c, const std::string& hf_name);
+std::vector<std::string> gguf_expert_members(const ModelConfig& c, const std::string& gguf_name);
+
 // Whether the tensor's rows are reordered for GGUF (q and k weights/biases of arch "llama"),
 // and over how many heads.
 int64_t gguf_rope_permute_heads(const ModelConfig& c, const std::string& hf_name);  // 0: no permutation

@@ -501,6 +501,49 @@ TEST_F(LlamaCpp, Qwen3F32Agrees) {
   EXPECT_LE(all_but_last, 1e-3);
 }
 
+// Mixture of experts as llama.cpp reads it: a layer's experts stacked into ffn_{gate,up,down}_exps, the
+// router ffn_gate_inp (F32), expert_count / expert_used_count / expert_feed_forward_length. Random-weight
+// checkpoints (support/synthetic.h): Qwen3-MoE with every layer MoE (llama.cpp's qwen3moe graph has no dense
+// layers) and Mixtral (llama.cpp's "llama" with experts, q/k rows permuted), as F32 GGUF; llama.cpp must agree
+// with ours as on the dense F32 files (~1e-5 in log-prob); a wrong expert order, slice or routing weight
+// moves log-probs by ≫ 0.1. The last row is left out as in Qwen3F32Agrees (the same llama.cpp oddity).
+class LlamaCppMoe : public LlamaCpp {};
+
+TEST_P(LlamaCppMoe, F32Agrees) {
+  const std::string family = std::get<0>(GetParam());
+  TempDir tmp;
+  test::SyntheticSpec s;
+  s.family = family == "qwen3moe" ? test::Family::Qwen3Moe : test::Family::Mixtral;
+  s.hidden = 64, s.heads = 4, s.kv_heads = 2, s.ffn = 96, s.layers = 2, s.experts = 4, s.experts_used = 2;
+  if (s.family == test::Family::Qwen3Moe) s.head_dim = 32, s.moe_ffn = 64, s.tied = true, s.rope_theta = 1e6;
+  s.dtype = "float32", s.seed = 404;
+  test::write_model(tmp / "m", s, test::random_tensors(s));
+  const fs::path gguf = tmp / "m.gguf";
+  const auto q = test::run_quantllm(fmt::format("quantize --model {} --out {} --method gguf --type F32",
+                                                quoted(tmp / "m"), quoted(gguf)));
+  ASSERT_EQ(q.status, 0) << q.err;
+  std::vector<int32_t> ids;
+  for (int64_t i = 0; i < 64; ++i) ids.push_back(int32_t((i * 7919 + 13) % 8000));
+  const LlamaCppResult llama = run_llama_cpp(tmp, gguf, ids, {"x"});
+  ASSERT_FALSE(llama.meta.is_null()) << "llama.cpp did not run";
+  const LoadedModel model = open_model(gguf);
+  EXPECT_EQ(model.config.n_experts, 4);
+  const int64_t vocab = model.config.vocab, T = int64_t(ids.size());
+  ASSERT_EQ(int64_t(llama.logits.size()), T * vocab);
+  std::vector<float> ours, hf;
+  FullModel(model).forward(ids, 1, T, [&](int64_t, const Tensor& l) { ours = l.data; });
+  FullModel(open_model(tmp / "m")).forward(ids, 1, T, [&](int64_t, const Tensor& l) { hf = l.data; });
+  const double all_but_last = full_vocab_max_diff(llama.logits, ours, T - 1, vocab);
+  std::printf("[ llama.cpp ] %s F32: full vocabulary log-prob |Δ| llama.cpp vs ours max %.6f (rows 0..%lld); "
+              "our GGUF vs the checkpoint %.2g\n", family.c_str(), all_but_last, (long long)(T - 2),
+              full_vocab_max_diff(hf, ours, T, vocab));
+  EXPECT_LE(all_but_last, 1e-3);
+  EXPECT_LE(full_vocab_max_diff(hf, ours, T, vocab), 1e-5);  // the F32 file computes what the checkpoint does
+}
+
+INSTANTIATE_TEST_SUITE_P(Moe, LlamaCppMoe, ::testing::Combine(::testing::Values("qwen3moe", "mixtral"), ::testing::Values("F32")),
+                         [](const auto& info) { return std::string(std::get<0>(info.param)); });
+
 INSTANTIATE_TEST_SUITE_P(Gutenberg, LlamaCpp,
                          ::testing::Combine(::testing::Values("gutenberg-llama-33m"),
                                             ::testing::Values("F32", "Q8_0", "Q6_K", "Q4_K_M", "Q2_K")),

@@ -1,7 +1,8 @@
 // Mixture of experts: the routing rule against hand-computed cases, the calibration policy on the
 // Qwen3-MoE reference model (tokens per expert reported, an expert the router never picks rounded to
 // nearest under `routed` and calibrated under `all-experts`, routers never quantized, every expert
-// written), and the bad inputs of a MoE checkpoint (one line, exit 1, no output).
+// written), GGUF with stacked experts and llama.cpp's 8-expert mix rules, and the bad inputs of a MoE
+// checkpoint (one line, exit 1, no output).
 #include "runtime/moe.h"
 #include "support/reference.h"
 #include "support/run.h"
@@ -12,6 +13,7 @@
 
 #include <cmath>
 #include <fstream>
+#include <map>
 
 namespace quantllm {
 namespace {
@@ -161,16 +163,74 @@ TEST_F(MoeBadInput, ExpertOfTheWrongShape) {
   expect_user_error(tmp / "m", tmp / "out", "model.layers.1.mlp.experts.2.down_proj.weight");
 }
 
-TEST_F(MoeBadInput, GgufExportOfMoeSaysItIsNotSupported) {
+TEST_F(MoeBadInput, GgufWithAStackedTensorOfTheWrongExpertCount) {
+  // A GGUF whose ffn_up_exps holds 3 experts where the metadata says 4: one line naming the tensor.
   test::TempDir tmp;
   const auto s = spec();
   test::write_model(tmp / "m", s, test::random_tensors(s));
-  const auto r = test::run_quantllm("quantize --model " + (tmp / "m").string() + " --out " + (tmp / "o.gguf").string() +
-                                    " --method gguf --type Q8_0");
+  ASSERT_EQ(test::run_quantllm("quantize --model " + (tmp / "m").string() + " --out " + (tmp / "a.gguf").string() +
+                               " --method gguf --type F32").status, 0);
+  auto bad = s;
+  bad.experts = 3;
+  test::write_model(tmp / "m3", bad, test::random_tensors(bad));
+  ASSERT_EQ(test::run_quantllm("quantize --model " + (tmp / "m3").string() + " --out " + (tmp / "b.gguf").string() +
+                               " --method gguf --type F32").status, 0);
+  // Splice: b's bytes with a's expert_count (4) in place of 3, found as the u32 after its key.
+  std::string b = test::read_all(tmp / "b.gguf");
+  const std::string key = "qwen3moe.expert_count";
+  const size_t at = b.find(key);
+  ASSERT_NE(at, std::string::npos);
+  const size_t value = at + key.size() + 4;  // after the key: the value type (u32), then the value
+  ASSERT_EQ(uint8_t(b[value]), 3);
+  b[value] = 4;
+  std::ofstream(tmp / "c.gguf", std::ios::binary) << b;
+  const auto r = test::run_quantllm("inspect " + (tmp / "c.gguf").string());
   EXPECT_EQ(r.status, 1) << r.err;
   EXPECT_EQ(test::count_lines(r.err), 1) << r.err;
-  EXPECT_NE(r.err.find("mixture-of-experts"), std::string::npos) << r.err;
-  EXPECT_FALSE(fs::exists(tmp / "o.gguf"));
+  EXPECT_NE(r.err.find("ffn_gate_exps"), std::string::npos) << r.err;
+}
+
+// GGUF of a MoE model as llama.cpp lays it out: the experts of a layer stacked (ffn_*_exps, [E, out, in]),
+// the router ffn_gate_inp kept F32, and llama.cpp's rules for 8-expert models in the K-quant mixes
+// (llama-quant.cpp: attn_v and attn_k Q8_0, attn_output Q5_K in Q4_K_M; ffn_down_exps Q6_K in the layers
+// use_more_bits picks). Read back, the file computes what the checkpoint does (F32) or close to it (Q8_0).
+TEST(MoeGguf, StackedExpertsAndTheEightExpertRules) {
+  test::TempDir tmp;
+  test::SyntheticSpec s;
+  s.family = test::Family::Mixtral;
+  s.hidden = 256, s.heads = 4, s.kv_heads = 2, s.ffn = 256, s.layers = 2, s.experts = 8, s.experts_used = 2;
+  s.dtype = "float32";
+  test::write_model(tmp / "m", s, test::random_tensors(s));
+  const auto r = test::run_quantllm("quantize --model " + (tmp / "m").string() + " --out x.gguf --method gguf "
+                                    "--type Q4_K_M --dry-run --json");
+  ASSERT_EQ(r.status, 0) << r.err;
+  std::map<std::string, std::pair<std::string, std::vector<int64_t>>> types;
+  const json plan = json::parse(r.out);
+  for (const auto& t : plan["tensors"])
+    types[t["tensor"].get<std::string>()] = {t["type"].get<std::string>(), t["shape"].get<std::vector<int64_t>>()};
+  EXPECT_EQ(types.at("blk.0.attn_v.weight").first, "Q8_0");
+  EXPECT_EQ(types.at("blk.0.attn_k.weight").first, "Q8_0");
+  EXPECT_EQ(types.at("blk.0.attn_output.weight").first, "Q5_K");
+  EXPECT_EQ(types.at("blk.0.ffn_gate_inp.weight").first, "F32");
+  EXPECT_EQ(types.at("blk.0.ffn_gate_exps.weight").first, "Q4_K");
+  EXPECT_EQ(types.at("blk.0.ffn_gate_exps.weight").second, (std::vector<int64_t>{8, 256, 256}));
+  EXPECT_EQ(types.at("blk.1.ffn_down_exps.weight").first, "Q6_K");  // use_more_bits(1, 2): the last eighth
+  EXPECT_FALSE(types.count("blk.0.ffn_up.weight"));
+  for (const char* type : {"F32", "Q8_0"}) {
+    const fs::path out = tmp / (std::string(type) + ".gguf");
+    ASSERT_EQ(test::run_quantllm("quantize --model " + (tmp / "m").string() + " --out " + out.string() +
+                                 " --method gguf --type " + type).status, 0);
+    std::string text;
+    for (int i = 0; i < 8; ++i) text += "The quick brown fox jumps over the lazy dog; it's 42 degrees.\n";
+    std::ofstream(tmp / "t.txt") << text;
+    const auto base = test::run_quantllm("eval ppl --model " + (tmp / "m").string() + " --data " + (tmp / "t.txt").string() +
+                                         " --ctx 32 --engine fp32 --json");
+    const auto ours = test::run_quantllm("eval ppl --model " + out.string() + " --data " + (tmp / "t.txt").string() +
+                                         " --ctx 32 --engine fp32 --json");
+    ASSERT_EQ(ours.status, 0) << ours.err;
+    const double a = json::parse(base.out)["ppl"].get<double>(), b = json::parse(ours.out)["ppl"].get<double>();
+    EXPECT_NEAR(b, a, a * (std::string(type) == "F32" ? 1e-6 : 1e-2)) << type;
+  }
 }
 
 }  // namespace

@@ -10,6 +10,9 @@
 #   quality M bench/arch2026_quality.sh on reference model M (writes $OUT/quality.jsonl)
 #   sweep M   GPTQ w3/w4 act-order on model M under varied seeds, damping and products (fp32/tf32), each
 #             evaluated on all heldout windows on the GPU: how far GPTQ's outcome moves (writes $OUT/sweep.jsonl)
+#   moe L     a Qwen3-30B-A3B-shaped checkpoint (synth, L layers, 128 experts top-8): GPTQ w4g128 act-order
+#             with 128 × 2048 calibration tokens on the GPU, time, peak GPU memory and host RSS, the tokens
+#             per expert (writes $OUT/moe.jsonl and the run's stderr)
 #   arch M    a 2026 reference model M: transformers' float64 goldens (tests/data/arch2026/make_golden.py),
 #             eval of the first 16 windows on the CPU and the GPU, GPTQ w4 act-order on the GPU (MoE: routed
 #             and all-experts) evaluated on heldout (all windows) with the GPU; writes $OUT/arch.jsonl
@@ -111,6 +114,24 @@ stage_smoke() {
 
 stage_big() { ( source bench/gpu_quantize.sh "$S" "$OUT" ); }
 
+stage_moe() {
+  local L=$1 m=/tmp/qwen3-30b-a3b-$1
+  [ -d $m ] || QL synth --shape qwen3-30b-a3b --layers $L --out $m --tokenizer-from $S/models/gutenberg-llama-33m --threads 16 2>&1 | tail -1
+  ( peak=0; while true; do u=$(nvidia-smi --query-gpu=memory.used --format=csv,noheader,nounits | head -1); \
+      [ "$u" -gt "$peak" ] && peak=$u && echo $peak > /tmp/gpu_peak; sleep 0.2; done ) &
+  local mon=$!
+  local t=$(now_ms)
+  /usr/bin/time -v "${PRE[@]}" $D/bin/quantllm quantize --model $m --method gptq --bits 4 --group-size 128 --act-order \
+    --calib $S/data/gutenberg-calib.txt --nsamples 128 --seqlen 2048 --device cuda --out /tmp/moe-out --force --json \
+    > /tmp/moe.json 2> "$OUT/moe-$L.err"
+  local rc=$? ms=$(( $(now_ms) - t ))
+  kill $mon 2>/dev/null
+  local rss=$(grep "Maximum resident" "$OUT/moe-$L.err" | awk '{print $NF}')
+  echo "{\"shape\": \"qwen3-30b-a3b\", \"layers\": $L, \"rc\": $rc, \"ms\": $ms, \"gpu_peak_mib\": $(cat /tmp/gpu_peak), \"host_rss_kib\": ${rss:-0}}" >> "$OUT/moe.jsonl"
+  echo "run: moe $L layers rc=$rc ${ms} ms, GPU peak $(cat /tmp/gpu_peak) MiB, host RSS ${rss} KiB"
+  grep -E "GPU|expert layers|wrote|error" "$OUT/moe-$L.err" | grep -v "^  model" | tail -8
+}
+
 stage_sweep() {
   local m=$1 mdir=$S/models/$1
   for v in "w3 seed0 tf32|--bits 3 --seed 0" "w3 seed0 fp32|--bits 3 --seed 0 --gpu-precision fp32" \
@@ -161,6 +182,7 @@ while [ $# -gt 0 ]; do
     big) stage_big ;;
     arch) stage_arch "$1"; shift ;;
     sweep) stage_sweep "$1"; shift ;;
+    moe) stage_moe "$1"; shift ;;
     quality) ( source bench/arch2026_quality.sh "$S" "$OUT" "$1" ); shift ;;
     *) echo "run: unknown stage $st"; exit 2 ;;
   esac

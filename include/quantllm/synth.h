@@ -21,6 +21,9 @@ struct SynthShape {
   double llama3_rope_factor;  // 0: no RoPE scaling; else llama3 scaling (low 1, high 4, original 8192)
   double norm_eps;
   bool tied;
+  int64_t head_dim = 0;  // 0: hidden / heads (Qwen3: 128 whatever the width; with per-head q/k norms)
+  // Mixture of experts (Qwen3-MoE): experts of width moe_ffn, experts_used per token, every layer MoE.
+  int64_t experts = 0, experts_used = 0, moe_ffn = 0;
   double parameters() const;  // every weight of the checkpoint it writes
 };
 

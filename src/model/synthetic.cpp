@@ -42,6 +42,9 @@ const std::vector<SynthShape> kShapes = {
   {"llama-3.1-8b",   "LlamaForCausalLM",    4096,  32,    32,   8,  14336, 128256, 131072,  500000,    8,     1e-5, false},
   {"llama-2-13b",    "LlamaForCausalLM",    5120,  40,    40,   40, 13824, 32000,  4096,    10000,     0,     1e-5, false},
   {"opt-125m",       "OPTForCausalLM",      768,   12,    12,   12, 3072,  50272,  2048,    0,         0,     1e-5, true},
+  // 2026: Qwen3 (head_dim 128, q/k norms) and Qwen3-MoE (128 experts of 768, top-8; head_dim, experts, top-k, width)
+  {"qwen3-8b",       "Qwen3ForCausalLM",    4096,  36,    32,   8,  12288, 151936, 40960,   1000000,   0,     1e-6, false, 128},
+  {"qwen3-30b-a3b",  "Qwen3MoeForCausalLM", 2048,  48,    32,   4,  6144,  151936, 40960,   1000000,   0,     1e-6, false, 128, 128, 8, 768},
   {"opt-1.3b",       "OPTForCausalLM",      2048,  24,    32,   32, 8192,  50272,  2048,    0,         0,     1e-5, true},
 };
 // clang-format on
@@ -130,7 +133,7 @@ std::string synth_config_json(const SynthShape& s, DType dtype, int64_t bos_id, 
   } else {
     j["intermediate_size"] = s.ffn;
     j["num_key_value_heads"] = s.kv_heads;
-    j["head_dim"] = s.hidden / s.heads;
+    j["head_dim"] = s.head_dim > 0 ? s.head_dim : s.hidden / s.heads;
     j["hidden_act"] = "silu";
     j["rms_norm_eps"] = s.norm_eps;
     j["rope_theta"] = s.rope_theta;
@@ -141,6 +144,14 @@ std::string synth_config_json(const SynthShape& s, DType dtype, int64_t bos_id, 
       j["rope_scaling"] = nullptr;
     if (arch->model_type == "llama") j["attention_bias"] = false, j["mlp_bias"] = false;
     if (arch->model_type != "llama") j["sliding_window"] = nullptr, j["use_sliding_window"] = false;
+    if (s.experts > 0) {  // as the Hub's Qwen3-MoE configs: every layer MoE
+      j["num_experts"] = s.experts;
+      j["num_experts_per_tok"] = s.experts_used;
+      j["moe_intermediate_size"] = s.moe_ffn;
+      j["norm_topk_prob"] = true;
+      j["decoder_sparse_step"] = 1;
+      j["mlp_only_layers"] = json::array();
+    }
   }
   j["tie_word_embeddings"] = s.tied;
   if (bos_id >= 0) j["bos_token_id"] = bos_id;
@@ -157,9 +168,11 @@ SynthResult write_synthetic_checkpoint(const SynthOptions& opt) {
   for (auto [v, what] : {std::pair{s.hidden, "--hidden"}, {s.layers, "--layers"}, {s.heads, "--heads"},
                          {s.kv_heads, "--kv-heads"}, {s.ffn, "--ffn"}, {s.vocab, "--vocab"}})
     if (v <= 0) fail("{} must be positive, got {}", what, v);
-  if (s.hidden % s.heads != 0) fail("hidden size {} is not a multiple of the {} heads", s.hidden, s.heads);
+  if (s.head_dim == 0 && s.hidden % s.heads != 0)
+    fail("hidden size {} is not a multiple of the {} heads", s.hidden, s.heads);
   if (s.heads % s.kv_heads != 0) fail("{} heads are not a multiple of the {} KV heads", s.heads, s.kv_heads);
-  if ((s.hidden / s.heads) % 2 != 0) fail("head dimension {} must be even (RoPE)", s.hidden / s.heads);
+  const int64_t head_dim = s.head_dim > 0 ? s.head_dim : s.hidden / s.heads;
+  if (head_dim % 2 != 0) fail("head dimension {} must be even (RoPE)", head_dim);
 
   // The tokenizer: it must load, and its ids must fit in the model's vocabulary.
   std::error_code ec;

@@ -83,16 +83,26 @@ void print_result(const QuantizeArgs& a, const QuantizeResult& res) {
   }
   fmt::print(stderr, "quantllm: checkpoint written in {:.1f}s\n", res.write_seconds);
   if (!res.layers.empty()) {
-    double err_sum = 0;
+    double err_sum = 0, expert_err = 0, expert_rtn = 0;
+    int64_t experts = 0, expert_fallbacks = 0;
     fmt::print(stderr, "layer-wise relative error tr((W-Q)H(W-Q)^T)/tr(WHW^T), {} vs round-to-nearest:\n", method);
     for (const auto& [name, s] : res.layers) {
       err_sum += s.relative_error;
-      if (s.rtn_fallback)
-        fmt::print(stderr, "  {:<48} rounded to nearest ({} calibration tokens)\n", name, s.tokens);
-      else if (s.rtn_relative_error > 0)
+      if (s.tokens >= 0) {  // a MoE expert: summarized below (a 128-expert model has thousands)
+        ++experts;
+        expert_fallbacks += s.rtn_fallback;
+        if (!s.rtn_fallback) expert_err += s.relative_error, expert_rtn += s.rtn_relative_error;
+        continue;
+      }
+      if (s.rtn_relative_error > 0)
         fmt::print(stderr, "  {:<48} {:.3e}  rtn {:.3e}\n", name, s.relative_error, s.rtn_relative_error);
       else
         fmt::print(stderr, "  {:<48} {:.3e}\n", name, s.relative_error);
+    }
+    if (experts > 0) {
+      const double n = double(std::max<int64_t>(1, experts - expert_fallbacks));
+      fmt::print(stderr, "  {} expert layers: mean {:.3e}  rtn {:.3e}; {} rounded to nearest (too few tokens)\n",
+                 experts, expert_err / n, expert_rtn / n, expert_fallbacks);
     }
     fmt::print(stderr, "  mean {:.3e}\n", err_sum / double(res.layers.size()));
   }

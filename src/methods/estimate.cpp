@@ -25,11 +25,24 @@ RunEstimate estimate_group_method(const LoadedModel& model, const QuantizeReques
   const double chunk = std::max(1.0, std::floor(double(opt.device.chunk_tokens) / T)) * T;
   const double C = std::min(chunk, N);
   const double d = double(c.hidden);
-  const BlockSpec& spec = c.block(0);
+  // The largest block (MoE models may start with dense ones).
+  int64_t largest = 0;
   double block_params = 0, max_in = 0;
-  for (const LinearSlot& l : spec.linears) {
-    block_params += double(l.in) * double(l.out);
-    max_in = std::max(max_in, double(l.in));
+  for (int64_t i = 0; i < c.n_layers; ++i) {
+    double params = 0;
+    for (const LinearSlot& l : c.block(i).linears) params += double(l.in) * double(l.out);
+    if (params > block_params) block_params = params, largest = i;
+  }
+  const BlockSpec& spec = c.block(largest);
+  for (const LinearSlot& l : spec.linears) max_in = std::max(max_in, double(l.in));
+  // The Hessians a true-sequential group holds at once (a MoE: one per expert).
+  double held_hessians = 0;
+  for (const auto& group : spec.sequential_groups(true)) {
+    std::set<int> points;
+    for (int slot : group) points.insert(spec.linears[size_t(slot)].input);
+    double h = 0;
+    for (int pt : points) h += double(spec.points[size_t(pt)].width) * double(spec.points[size_t(pt)].width);
+    held_hessians = std::max(held_hessians, h);
   }
   // Per token of a forward chunk: x, h and the residual; each sub-layer's input linears' outputs
   // (attention: q, k, v) or, for a feed-forward, its intermediate three times (gate, up and the
@@ -37,6 +50,12 @@ RunEstimate estimate_group_method(const LoadedModel& model, const QuantizeReques
   // mid as the reference output.
   double chunk_row = 3 * d, sample_row = 0;
   for (const Sublayer& s : spec.sublayers) {
+    if (s.kind == SublayerKind::Moe) {  // router logits, an expert's input, gate, up, output (at most every row)
+      const double mid = double(spec.points[size_t(s.experts.front().mid)].width);
+      chunk_row += double(s.experts.size()) + 2 * d + 2 * mid;
+      sample_row += d;
+      continue;
+    }
     const double mid = double(spec.points[size_t(s.mid)].width);
     if (s.kind == SublayerKind::Ffn) chunk_row += 3 * mid;
     else
@@ -57,7 +76,8 @@ RunEstimate estimate_group_method(const LoadedModel& model, const QuantizeReques
     e.memory.emplace_back("token embeddings while embedding the windows", 4 * double(c.vocab) * d);
   }
   if (method == QuantMethod::GPTQ)
-    e.memory.emplace_back("Hessians of a sequential group and GPTQ's workspace (fp64)", 8 * 4 * max_in * max_in);
+    e.memory.emplace_back("Hessians of a sequential group and GPTQ's workspace (fp64)",
+                          8 * (held_hessians + 3 * max_in * max_in));
   if (method == QuantMethod::AWQ || awq_scale) {
     const double S = std::min(N, std::max(T, std::floor(double(opt.awq.search_tokens) / T) * T));
     e.memory.emplace_back("AWQ search sample: the linear inputs and reference outputs", 4 * S * sample_row);

@@ -5,6 +5,8 @@
 
 #include <fmt/format.h>
 
+#include <set>
+
 #include <algorithm>
 #include <cstdio>
 
@@ -70,31 +72,52 @@ MemoryPlan plan_memory(const Context& ctx, const ModelConfig& c, int64_t n_windo
   p.chunk_windows = std::clamp<int64_t>(opt.gpu_chunk_tokens / T, 1, n_windows);
   const int64_t rows = n_windows * T, crow = p.chunk_windows * T;
   const int64_t f = sizeof(float);
-  const BlockSpec& spec = c.block(0);
+  // The largest of every block (MoE models start dense, or not).
   // Per chunk: h, the residual and one more row of the hidden size; per sub-layer its mid twice (the
-  // mid and a gate or the attention output kept), and attention's k and v.
-  int64_t per_row = 3 * c.hidden, attention_mid = 0;
-  for (const Sublayer& s : spec.sublayers) {
-    const int64_t mid = spec.points[size_t(s.mid)].width;
-    per_row += 2 * mid;
-    if (s.kind == SublayerKind::Attention) {
-      per_row += 2 * spec.linears[size_t(s.in_linears[1])].out;
-      attention_mid = std::max(attention_mid, mid);
+  // mid and a gate or the attention output kept), and attention's k and v; a MoE sub-layer: its output, the
+  // router's logits and an expert's input, mid, gate and output (at most every row each).
+  int64_t per_row = 0, attention_mid = 0;
+  // One block's weights; the Hessians a true-sequential group holds at once (a MoE: one per expert) in f64;
+  // the largest input's factorization work (chunk product, factor f64, H⁻¹ and H in f32); the largest
+  // layer's GPTQ work (weights, dequantized, objective) — 4 copies of [out, in].
+  int64_t block = 0, max_in = 0, max_layer = 0, held_hessians = 0;
+  for (int64_t i = 0; i < c.n_layers; ++i) {
+    const BlockSpec& spec = c.block(i);
+    int64_t row = 3 * c.hidden;
+    for (const Sublayer& s : spec.sublayers) {
+      if (s.kind == SublayerKind::Moe) {
+        const int64_t width = spec.points[size_t(s.experts.front().mid)].width;
+        row += c.hidden + int64_t(s.experts.size()) + 2 * c.hidden + 3 * width;
+        continue;
+      }
+      const int64_t mid = spec.points[size_t(s.mid)].width;
+      row += 2 * mid;
+      if (s.kind == SublayerKind::Attention) {
+        row += 2 * spec.linears[size_t(s.in_linears[1])].out;
+        attention_mid = std::max(attention_mid, mid);
+      }
+    }
+    per_row = std::max(per_row, row);
+    int64_t bytes = 0;
+    for (const LinearSlot& l : spec.linears) {
+      const int64_t n = l.in * l.out;
+      bytes += n * f;
+      max_in = std::max(max_in, l.in);
+      max_layer = std::max(max_layer, n);
+    }
+    block = std::max(block, bytes);
+    for (const auto& group : spec.sequential_groups(true)) {
+      std::set<int> points;
+      for (int slot : group) points.insert(spec.linears[size_t(slot)].input);
+      int64_t h = 0;
+      for (int pt : points) h += spec.points[size_t(pt)].width * spec.points[size_t(pt)].width * 8;
+      held_hessians = std::max(held_hessians, h);
     }
   }
   p.activation_bytes = size_t(rows * c.hidden * f + (keep_attention ? rows * attention_mid * f : 0));
   const int64_t chunk = crow * per_row * f;
   const int64_t scores = std::max<int64_t>(int64_t(256) << 20, c.n_heads * T * T * f);
-  // One block's weights; the largest input's Hessian work (sum f64, chunk product, factor f64, H⁻¹ and
-  // H in f32); the largest layer's GPTQ work (weights, dequantized, objective) — 4 copies of [out, in].
-  int64_t block = 0, max_in = 0, max_layer = 0;
-  for (const LinearSlot& l : spec.linears) {
-    const int64_t n = l.in * l.out;
-    block += n * f;
-    max_in = std::max(max_in, l.in);
-    max_layer = std::max(max_layer, n);
-  }
-  const int64_t hessian = max_in * max_in * (8 + 4 + 8 + 4 + 4);
+  const int64_t hessian = held_hessians + max_in * max_in * (4 + 8 + 4 + 4);
   p.working_bytes = size_t(chunk + scores + block + hessian + 4 * max_layer * f);
   const size_t free_b = ctx.free_memory();
   p.on_device = !opt.gpu_activations_on_host &&

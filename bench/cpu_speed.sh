@@ -8,7 +8,10 @@
 #   THREADS=2 REPS=3 MODELS="llama synth" FORMATS="F16 Q8_0 Q4_K_M Q4_0 Q4_0_BF16 GPTQ" bench/cpu_speed.sh
 #
 # Models: "llama" = ../shared/models/gutenberg-llama-33m; "synth" = `quantllm synth --shape
-# llama-3.2-1b` (random weights, the real shape: 1.24 B parameters, vocabulary 128256). Formats: GGUF
+# llama-3.2-1b` (random weights, the real shape: 1.24 B parameters, vocabulary 128256); "moe" =
+# `quantllm synth --shape qwen3-30b-a3b --layers 4` (the real MoE layers — 128 experts of 768, top-8 — four
+# of 48, 3.6 B parameters; llama.cpp's qwen3moe graph runs it, unlike the reference MoE model, whose first
+# layer is dense). Formats: GGUF
 # F16 / Q8_0 / Q4_K_M / Q4_0 written by `quantllm quantize --method gguf`; "GPTQ" = a GPTQ 4-bit,
 # group-128 checkpoint (`--method rtn`: the same packed format as GPTQ's, without the calibration
 # pass, which changes the weights' values and not the speed). llama.cpp has no GPTQ reader: its rows
@@ -39,6 +42,9 @@ model_dir() {  # the Hugging Face directory of a model name
     synth)
       [ -d "$out/synth-1b" ] || $q synth --shape llama-3.2-1b --out "$out/synth-1b" --seed 0 >&2
       echo "$out/synth-1b" ;;
+    moe)
+      [ -d "$out/synth-30b-a3b-4" ] || $q synth --shape qwen3-30b-a3b --layers 4 --out "$out/synth-30b-a3b-4" --seed 0 >&2
+      echo "$out/synth-30b-a3b-4" ;;
     *) echo "cpu_speed: unknown model '$1'" >&2; exit 1 ;;
   esac
 }

@@ -32,6 +32,9 @@ struct GPTQConfig {
   std::string format = "gptq";  // checkpoint_format: "gptq" (zero − 1) or "gptq_v2"
   bool rtn = false;             // plain round-to-nearest instead of GPTQ (no calibration)
   std::string device = "cpu";   // "cpu", or "cuda": calibration and GPTQ on one GPU (a QUANTLLM_CUDA build)
+  // MoE models (quantize.h MoeOptions): "routed" or "all-experts", and routed's minimum of tokens per expert.
+  std::string moe_calibration = "routed";
+  int64_t moe_min_tokens = 128;
 };
 
 // The request a GPTQConfig stands for (no model path, no output: quantize_in_memory's).

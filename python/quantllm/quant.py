@@ -88,11 +88,14 @@ class GPTQQuantizer:
 
     bits 2..8; group_size (-1: one group per row); actorder = desc_act; sym: no zero point;
     nsamples / seqlen / seed: the calibration windows drawn from text (the CLI's --nsamples 128
-    --seqlen 512 --seed 0); format "gptq" or "gptq_v2"; rtn=True: round-to-nearest, no calibration."""
+    --seqlen 512 --seed 0); format "gptq" or "gptq_v2"; rtn=True: round-to-nearest, no calibration;
+    mixture-of-experts models: moe_calibration "routed" (experts under moe_min_tokens routed tokens are
+    rounded to nearest) or "all-experts" (the CLI's --moe-calibration)."""
 
     def __init__(self, model, bits=4, group_size=128, actorder=False, use_triton=False, sym=False,
                  damp_percent=0.01, static_groups=False, true_sequential=True, mse=False, nsamples=128,
-                 seqlen=512, seed=0, format="gptq", rtn=False, desc_act=None, progress=True, device=None):
+                 seqlen=512, seed=0, format="gptq", rtn=False, desc_act=None, progress=True, device=None,
+                 moe_calibration="routed", moe_min_tokens=128):
         self.model = model
         self._engine = _engine_of(model)
         c = _quantllm.GPTQConfig()
@@ -109,6 +112,8 @@ class GPTQQuantizer:
         c.seed = int(seed)
         c.format = str(format)
         c.rtn = bool(rtn)
+        c.moe_calibration = str(moe_calibration)
+        c.moe_min_tokens = int(moe_min_tokens)
         if not 2 <= c.bits <= 8:
             raise QuantLLMError("GPTQQuantizer: bits must be between 2 and 8, got %d" % c.bits)
         self.config = c

@@ -221,6 +221,8 @@ PYBIND11_MODULE(_quantllm, m) {
       .def_readwrite("damp_percent", &GPTQConfig::damp_percent)
       .def_readwrite("static_groups", &GPTQConfig::static_groups)
       .def_readwrite("true_sequential", &GPTQConfig::true_sequential)
+      .def_readwrite("moe_calibration", &GPTQConfig::moe_calibration)
+      .def_readwrite("moe_min_tokens", &GPTQConfig::moe_min_tokens)
       .def_readwrite("mse", &GPTQConfig::mse)
       .def_readwrite("nsamples", &GPTQConfig::nsamples)
       .def_readwrite("seqlen", &GPTQConfig::seqlen)

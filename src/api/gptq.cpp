@@ -16,6 +16,8 @@ QuantizeRequest gptq_request(const GPTQConfig& c) {
   r.gptq.act_order = c.actorder;
   r.gptq.static_groups = c.static_groups;
   r.gptq.true_sequential = c.true_sequential;
+  r.moe.calibration = c.moe_calibration;
+  r.moe.min_tokens = c.moe_min_tokens;
   r.calib.nsamples = c.nsamples;
   r.calib.seqlen = c.seqlen;
   r.calib.seed = c.seed;

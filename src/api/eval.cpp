@@ -53,7 +53,7 @@ std::string format_of(const LoadedModel& m) {
   }
   if (m.kind == "hf") return std::string(dtype_name(m.config.dtype));
   const BlockSpec& b = m.config.block(0);
-  return m.weights->format(b.linear_tensor(b.find(Role::Q)) + ".weight");
+  return m.weights->format(b.linear_tensor(b.in_linears_of_attention()) + ".weight");
 }
 
 ReportRow report_row(const CompareRow& r) {

@@ -77,7 +77,7 @@ void add_hparams(GGUFWriter& g, const ModelConfig& c) {
     g.add_u32(a + ".attention.head_count_kv", uint32_t(c.n_kv_heads));
     g.add_f32(a + ".attention.layer_norm_rms_epsilon", float(c.norm_eps));
     g.add_f32(a + ".rope.freq_base", float(c.rope_theta));
-    g.add_u32(a + ".rope.dimension_count", uint32_t(c.head_dim));
+    g.add_u32(a + ".rope.dimension_count", uint32_t(c.rope_dim()));  // Phi: the rotated part of a head
     g.add_u32(a + ".attention.key_length", uint32_t(c.head_dim));
     g.add_u32(a + ".attention.value_length", uint32_t(c.head_dim));
     if (c.rope_scaling == RopeScaling::Linear) {
@@ -353,6 +353,12 @@ ModelConfig config_from_gguf(const GGUFFile& f) {
     c.rope_theta = f.find(arch + ".rope.freq_base") ? get_num<double>(f, arch + ".rope.freq_base") : 10000.0;
     c.head_dim = f.find(arch + ".attention.key_length") ? get_num<int64_t>(f, arch + ".attention.key_length")
                                                         : c.hidden / c.n_heads;
+    if (f.find(arch + ".rope.dimension_count")) {  // a partial rotary (Phi) when below head_dim
+      const int64_t rot = get_num<int64_t>(f, arch + ".rope.dimension_count");
+      if (rot <= 0 || rot > c.head_dim || rot % 2 != 0)
+        fail("{}: {}.rope.dimension_count {} must be even and at most the head size {}", f.name(), arch, rot, c.head_dim);
+      c.rotary_dim = rot < c.head_dim ? rot : 0;
+    }
     if (const GGUFValue* s = f.find(arch + ".rope.scaling.type")) {
       const auto* type = s->get_if<std::string>();
       if (type && *type == "linear") {

@@ -130,7 +130,7 @@ void run_awq(const LoadedModel& model, const QuantizeRequest& opt, const CalibWi
         continue;
       }
       const auto t0 = std::chrono::steady_clock::now();
-      const bool clip = slot.role != Role::Q && slot.role != Role::K;
+      const bool clip = slot.role != Role::Q && slot.role != Role::K && slot.role != Role::QKV;  // AutoAWQ skips Wqkv too
       AwqLayerResult r = be->awq_clip_quantize(int(l), clip, p, ps);
       qm->stats[name] = saved.stats[name] = LayerStats{.relative_error = r.relative_error, .seconds = seconds_since(t0)};
       if (ckpt.enabled()) saved.layers[name] = r.q;

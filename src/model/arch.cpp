@@ -16,6 +16,7 @@ constexpr AttentionNames kLlamaAttention = {
     .q_norm = "",
     .k_norm = "",
     .post_norm = "",
+    .qkv = "",
 };
 constexpr FfnNames kLlamaFfn = {
     .norm = "post_attention_layernorm",
@@ -23,6 +24,27 @@ constexpr FfnNames kLlamaFfn = {
     .up = "mlp.up_proj",
     .down = "mlp.down_proj",
     .post_norm = "",
+    .gate_up = "",
+};
+// Phi-3 / Phi-4-mini: Llama's block with q/k/v fused into qkv_proj and gate/up into gate_up_proj.
+constexpr AttentionNames kPhi3Attention = {
+    .norm = "input_layernorm",
+    .q = "",
+    .k = "",
+    .v = "",
+    .o = "self_attn.o_proj",
+    .q_norm = "",
+    .k_norm = "",
+    .post_norm = "",
+    .qkv = "self_attn.qkv_proj",
+};
+constexpr FfnNames kPhi3Ffn = {
+    .norm = "post_attention_layernorm",
+    .gate = "",
+    .up = "",
+    .down = "mlp.down_proj",
+    .post_norm = "",
+    .gate_up = "mlp.gate_up_proj",
 };
 
 // Qwen3: Llama's block with an RMSNorm over each head of q and of k before RoPE.
@@ -35,6 +57,7 @@ constexpr AttentionNames kQwen3Attention = {
     .q_norm = "self_attn.q_norm",
     .k_norm = "self_attn.k_norm",
     .post_norm = "",
+    .qkv = "",
 };
 
 // Gemma 2 / 3: a norm before and after each sub-layer; "post_attention_layernorm" is the attention's
@@ -47,7 +70,8 @@ constexpr AttentionNames gemma_attention(bool qk_norm) {
           .o = "self_attn.o_proj",
           .q_norm = qk_norm ? "self_attn.q_norm" : "",
           .k_norm = qk_norm ? "self_attn.k_norm" : "",
-          .post_norm = "post_attention_layernorm"};
+          .post_norm = "post_attention_layernorm",
+          .qkv = ""};
 }
 constexpr FfnNames kGemmaFfn = {
     .norm = "pre_feedforward_layernorm",
@@ -55,6 +79,7 @@ constexpr FfnNames kGemmaFfn = {
     .up = "mlp.up_proj",
     .down = "mlp.down_proj",
     .post_norm = "post_feedforward_layernorm",
+    .gate_up = "",
 };
 
 constexpr MoeNames kNoMoe = {.router = "", .experts = "", .gate = "", .up = "", .down = "", .always_norm_topk = false};
@@ -75,7 +100,8 @@ constexpr MoeNames kMixtralMoe = {.router = "block_sparse_moe.gate",
 
 // gguf "llama" (Llama, Mistral, Mixtral): llama.cpp permutes q/k rows; qwen2 / qwen3 keep HF's order (NEOX RoPE).
 constexpr ArchSpec llama_like(std::string_view hf, std::string_view type, std::string_view gguf, bool qkv_bias,
-                              AttentionNames attn = kLlamaAttention, MoeNames moe = kNoMoe) {
+                              AttentionNames attn = kLlamaAttention, MoeNames moe = kNoMoe,
+                              FfnNames ffn = kLlamaFfn) {
   return ArchSpec{
       .hf_architecture = hf,
       .model_type = type,
@@ -85,7 +111,7 @@ constexpr ArchSpec llama_like(std::string_view hf, std::string_view type, std::s
       .ffn = FfnKind::GatedSiLU,
       .default_qkv_bias = qkv_bias,
       .default_tied = false,
-      .default_sliding_window = type == "mistral" || type == "mixtral",
+      .default_sliding_window = type == "mistral" || type == "mixtral" || type == "phi3",
       .default_sliding_pattern = 0,
       .position_offset = 0,
       .norm_gain_offset = 0.0f,
@@ -95,7 +121,7 @@ constexpr ArchSpec llama_like(std::string_view hf, std::string_view type, std::s
       .gguf_norm_plus_one = false,
       .block_prefix = "model.layers.{}.",
       .attn = attn,
-      .ffn_names = kLlamaFfn,
+      .ffn_names = ffn,
       .moe = moe,
       .embed_tokens = "model.embed_tokens",
       .embed_positions = "",
@@ -146,6 +172,7 @@ constexpr std::array kTable = {
     llama_like("Qwen3ForCausalLM", "qwen3", "qwen3", false, kQwen3Attention),
     llama_like("Qwen3MoeForCausalLM", "qwen3_moe", "qwen3moe", false, kQwen3Attention, kQwenMoe),
     llama_like("MixtralForCausalLM", "mixtral", "llama", false, kLlamaAttention, kMixtralMoe),
+    llama_like("Phi3ForCausalLM", "phi3", "phi3", false, kPhi3Attention, kNoMoe, kPhi3Ffn),
     gemma("Gemma2ForCausalLM", "gemma2", "gemma2", false),
     gemma("Gemma3ForCausalLM", "gemma3_text", "gemma3", true),
     ArchSpec{
@@ -168,8 +195,9 @@ constexpr std::array kTable = {
         .block_prefix = "model.decoder.layers.{}.",
         // OPT has no gate: fc1 is the "up" projection, fc2 the "down" one.
         .attn = {.norm = "self_attn_layer_norm", .q = "self_attn.q_proj", .k = "self_attn.k_proj",
-                 .v = "self_attn.v_proj", .o = "self_attn.out_proj", .q_norm = "", .k_norm = "", .post_norm = ""},
-        .ffn_names = {.norm = "final_layer_norm", .gate = "", .up = "fc1", .down = "fc2", .post_norm = ""},
+                 .v = "self_attn.v_proj", .o = "self_attn.out_proj", .q_norm = "", .k_norm = "", .post_norm = "",
+                 .qkv = ""},
+        .ffn_names = {.norm = "final_layer_norm", .gate = "", .up = "fc1", .down = "fc2", .post_norm = "", .gate_up = ""},
         .moe = kNoMoe,
         .embed_tokens = "model.decoder.embed_tokens",
         .embed_positions = "model.decoder.embed_positions",

@@ -26,12 +26,14 @@ struct AttentionNames {
   std::string_view q, k, v, o;
   std::string_view q_norm, k_norm;  // per-head RMSNorm of q and k before RoPE (Qwen3, Gemma 3)
   std::string_view post_norm;       // a norm of the sub-layer's output before the residual add (Gemma 2/3)
+  std::string_view qkv;             // Phi-3: q, k and v as one fused projection ([q; k; v] rows); q/k/v empty
 };
 // Tensor names of a block's feed-forward sub-layer. `gate` is empty for an ungated FFN (OPT: up = fc1).
 struct FfnNames {
   std::string_view norm;
   std::string_view gate, up, down;
   std::string_view post_norm;  // as AttentionNames::post_norm
+  std::string_view gate_up;    // Phi-3: gate and up fused ([gate; up] rows); gate/up empty
 };
 
 // Tensor names of a mixture-of-experts feed-forward: the router and each expert's projections. "{}" in

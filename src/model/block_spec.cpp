@@ -14,7 +14,7 @@
 namespace quantllm {
 
 std::string_view role_name(Role r) {
-  static constexpr std::string_view names[] = {"q", "k", "v", "o", "gate", "up", "down", "router"};
+  static constexpr std::string_view names[] = {"q", "k", "v", "o", "gate", "up", "down", "router", "qkv", "gate_up"};
   return names[int(r)];
 }
 
@@ -166,9 +166,14 @@ void add_attention(Builder& bld, BlockSpec& b, const ModelConfig& c) {
   s.norm = bld.norm(n.norm, "attn_norm", c.hidden, a.norm, off);
   s.in = bld.point("attn.qkv", c.hidden, idx, false);
   s.mid = bld.point("attn.o", c.q_dim(), idx, true);
-  s.in_linears.push_back(bld.linear(Role::Q, n.q, "attn_q", c.hidden, c.q_dim(), c.qkv_bias, s.in));
-  s.in_linears.push_back(bld.linear(Role::K, n.k, "attn_k", c.hidden, c.kv_dim(), c.qkv_bias, s.in));
-  s.in_linears.push_back(bld.linear(Role::V, n.v, "attn_v", c.hidden, c.kv_dim(), c.qkv_bias, s.in));
+  if (!n.qkv.empty()) {  // fused (Phi-3): one slot whose output rows are q, then k, then v
+    s.qkv = bld.linear(Role::QKV, n.qkv, "attn_qkv", c.hidden, c.q_dim() + 2 * c.kv_dim(), c.qkv_bias, s.in);
+    s.in_linears.push_back(s.qkv);
+  } else {
+    s.in_linears.push_back(bld.linear(Role::Q, n.q, "attn_q", c.hidden, c.q_dim(), c.qkv_bias, s.in));
+    s.in_linears.push_back(bld.linear(Role::K, n.k, "attn_k", c.hidden, c.kv_dim(), c.qkv_bias, s.in));
+    s.in_linears.push_back(bld.linear(Role::V, n.v, "attn_v", c.hidden, c.kv_dim(), c.qkv_bias, s.in));
+  }
   if (!n.q_norm.empty()) s.q_norm = bld.norm(n.q_norm, "attn_q_norm", c.head_dim, NormKind::RMSNorm, off);
   if (!n.k_norm.empty()) s.k_norm = bld.norm(n.k_norm, "attn_k_norm", c.head_dim, NormKind::RMSNorm, off);
   s.out_linear = bld.linear(Role::O, n.o, "attn_output", c.q_dim(), c.hidden, c.o_bias, s.mid);
@@ -177,7 +182,8 @@ void add_attention(Builder& bld, BlockSpec& b, const ModelConfig& c) {
   // residual stream itself. Channel j of v reaches channel j of o's input only without grouped-query
   // attention.
   if (s.norm_before) bld.at(s.in).source = Point::Source::Norm, bld.at(s.in).source_slot = s.norm;
-  if (c.kv_dim() == c.q_dim()) bld.at(s.mid).source = Point::Source::Linear, bld.at(s.mid).source_slot = s.in_linears[2];
+  if (c.kv_dim() == c.q_dim() && s.qkv < 0)
+    bld.at(s.mid).source = Point::Source::Linear, bld.at(s.mid).source_slot = s.in_linears[2];
   b.sublayers.push_back(std::move(s));
 }
 
@@ -193,18 +199,26 @@ void add_ffn(Builder& bld, BlockSpec& b, const ModelConfig& c) {
   s.norm = bld.norm(n.norm, "ffn_norm", c.hidden, a.norm, off);
   s.in = bld.point("ffn.in", c.hidden, idx, false);
   s.mid = bld.point("ffn.down", c.ffn, idx, true);
-  if (!n.gate.empty()) {
-    s.gate = bld.linear(Role::Gate, n.gate, "ffn_gate", c.hidden, c.ffn, c.mlp_bias, s.in);
-    s.in_linears.push_back(s.gate);
+  if (!n.gate_up.empty()) {  // fused (Phi-3): rows [gate; up], llama.cpp's ffn_up of 2 × ffn rows
+    s.gate_up = bld.linear(Role::GateUp, n.gate_up, "ffn_up", c.hidden, 2 * c.ffn, c.mlp_bias, s.in);
+    s.in_linears.push_back(s.gate_up);
+  } else {
+    if (!n.gate.empty()) {
+      s.gate = bld.linear(Role::Gate, n.gate, "ffn_gate", c.hidden, c.ffn, c.mlp_bias, s.in);
+      s.in_linears.push_back(s.gate);
+    }
+    s.up = bld.linear(Role::Up, n.up, "ffn_up", c.hidden, c.ffn, c.mlp_bias, s.in);
+    s.in_linears.push_back(s.up);
   }
-  s.up = bld.linear(Role::Up, n.up, "ffn_up", c.hidden, c.ffn, c.mlp_bias, s.in);
-  s.in_linears.push_back(s.up);
   s.out_linear = bld.linear(Role::Down, n.down, "ffn_down", c.ffn, c.hidden, c.mlp_bias, s.mid);
   if (!n.post_norm.empty()) s.post_norm = bld.norm(n.post_norm, "post_ffw_norm", c.hidden, a.norm, off);
   if (s.norm_before) bld.at(s.in).source = Point::Source::Norm, bld.at(s.in).source_slot = s.norm;
   // act(g)·(u/s) = (act(g)·u)/s for a gated FFN; relu(u/s) = relu(u)/s for s > 0; GELU is not homogeneous.
-  QL_ASSERT((s.gate >= 0) == is_gated(s.act), "{}: a gated activation needs a gate projection", b.prefix);
-  if (s.gate >= 0 || s.act == FfnKind::ReLU) bld.at(s.mid).source = Point::Source::Linear, bld.at(s.mid).source_slot = s.up;
+  QL_ASSERT((s.gate >= 0 || s.gate_up >= 0) == is_gated(s.act), "{}: a gated activation needs a gate projection",
+            b.prefix);
+  // (fused gate/up: the up rows are part of one slot, which AWQ does not fold into)
+  if (s.up >= 0 && (s.gate >= 0 || s.act == FfnKind::ReLU))
+    bld.at(s.mid).source = Point::Source::Linear, bld.at(s.mid).source_slot = s.up;
   b.sublayers.push_back(std::move(s));
 }
 

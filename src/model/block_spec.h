@@ -24,7 +24,7 @@ namespace quantllm {
 
 // What a linear slot is, for the rules keyed by meaning (AWQ skips clipping q and k; GGUF permutes q/k
 // rows for llama; llama.cpp's mixes treat attn_v / ffn_down specially — by GGUF name).
-enum class Role { Q, K, V, O, Gate, Up, Down, Router };
+enum class Role { Q, K, V, O, Gate, Up, Down, Router, QKV, GateUp };  // QKV, GateUp: Phi-3's fused projections
 std::string_view role_name(Role r);  // "q", "k", …
 
 enum class SublayerKind { Attention, Ffn, Moe };
@@ -69,6 +69,8 @@ struct Sublayer {
   std::vector<int> in_linears;  // read `in`: q, k, v / gate, up (in slot order)
   int out_linear = -1;          // reads `mid`: o / down
   int post_norm = -1;       // a norm of out(mid) before the residual add (Gemma), or -1
+  int qkv = -1;             // attention: q, k, v as one fused slot (rows [q; k; v]; Phi-3), or -1
+  int gate_up = -1;         // feed-forward: gate and up as one fused slot (rows [gate; up]; Phi-3), or -1
   int q_norm = -1, k_norm = -1;  // attention: per-head norms of q and k (before RoPE), or -1
   bool rope = false;             // attention: rotary embedding of q and k
   double rope_theta = 0;         // attention: its RoPE base
@@ -112,6 +114,8 @@ struct BlockSpec {
   // The slot of a role, or -1.
   int find(Role r) const;
   const LinearSlot& linear(Role r) const;  // asserts the block has it
+  // The first linear slot of the attention (q, or Phi's fused qkv).
+  int in_linears_of_attention() const { return find(Role::Q) >= 0 ? find(Role::Q) : find(Role::QKV); }
   // What an HF tensor name of the block refers to: a norm's or a linear's weight or bias (slot −1: none).
   struct TensorSlot {
     bool is_norm = false, is_bias = false;

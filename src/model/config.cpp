@@ -233,6 +233,13 @@ ModelConfig parse_config_json(std::string_view json_text, const std::string& sou
       parse_sliding_layers(root, c, source);
     }
     parse_moe(root, c, source);
+    if (r.has("partial_rotary_factor")) {  // Phi-4-mini: RoPE on the leading part of each head
+      const double f = r.number_or("partial_rotary_factor", 1.0);
+      c.rotary_dim = int64_t(double(c.head_dim) * f);
+      if (f <= 0 || f > 1 || c.rotary_dim % 2 != 0)
+        fail("{}: partial_rotary_factor {} must be in (0, 1] and give an even number of rotated dims", source, f);
+      if (c.rotary_dim == c.head_dim) c.rotary_dim = 0;
+    }
     if (r.has("query_pre_attn_scalar")) c.attn_scale = 1.0 / std::sqrt(double(r.integer("query_pre_attn_scalar")));
     c.attn_softcap = softcap_of(r, "attn_logit_softcapping");
     c.final_softcap = softcap_of(r, "final_logit_softcapping");
@@ -266,11 +273,11 @@ std::string ModelConfig::block_prefix(int64_t layer) const { return fmt::format(
 
 std::vector<double> rope_base_inv_freq(const ModelConfig& c, double theta) {
   if (theta <= 0) theta = c.rope_theta;
-  const int64_t half = c.head_dim / 2;
+  const int64_t dim = c.rope_dim(), half = dim / 2;
   std::vector<double> inv(static_cast<size_t>(half));
   for (int64_t i = 0; i < half; ++i) {
     // Hugging Face computes these in float32; keep that rounding so positions line up exactly.
-    const float exponent = float(2 * i) / float(c.head_dim);
+    const float exponent = float(2 * i) / float(dim);
     inv[size_t(i)] = double(1.0f / std::pow(float(theta), exponent));
   }
   return inv;

@@ -24,6 +24,7 @@ struct ModelConfig {
   int64_t n_heads = 0;         // num_attention_heads
   int64_t n_kv_heads = 0;      // num_key_value_heads (GQA); = n_heads when absent
   int64_t head_dim = 0;        // head_dim when given, else hidden / n_heads
+  int64_t rotary_dim = 0;      // Phi: the rotated leading dims of each head (partial_rotary_factor); 0 = head_dim
   int64_t ffn = 0;             // intermediate_size / ffn_dim
   int64_t vocab = 0;           // vocab_size
   int64_t max_positions = 0;   // max_position_embeddings
@@ -67,6 +68,7 @@ struct ModelConfig {
   bool layer_sliding(int64_t layer) const {
     return sliding_window > 0 && (sliding_layers.empty() || sliding_layers[size_t(layer)]);
   }
+  int64_t rope_dim() const { return rotary_dim > 0 ? rotary_dim : head_dim; }
   bool layer_moe(int64_t layer) const { return n_experts > 0 && moe_layers[size_t(layer)]; }
   int64_t q_dim() const { return n_heads * head_dim; }
   int64_t kv_dim() const { return n_kv_heads * head_dim; }

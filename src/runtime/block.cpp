@@ -18,14 +18,22 @@ void sublayer_mix(BlockOps& ops, const BlockSpec& spec, int s, Act h, Act mid, c
   const Sublayer& sl = spec.sublayers[size_t(s)];
   const int64_t rows = h.rows;
   if (sl.kind == SublayerKind::Attention) {
-    const LinearSlot& q = spec.linears[size_t(sl.in_linears[0])];
-    const LinearSlot& k = spec.linears[size_t(sl.in_linears[1])];
-    const LinearSlot& v = spec.linears[size_t(sl.in_linears[2])];
-    const Act aq = ops.scratch(Scratch::Q, rows, q.out);  // [rows, q_dim]
-    const Act ak = ops.scratch(Scratch::K, rows, k.out);  // [rows, kv_dim]
-    const Act av = ops.scratch(Scratch::V, rows, v.out);  // [rows, kv_dim]
-    const Act outs[] = {aq, ak, av};
-    ops.linears(sl.in_linears, h, outs);
+    const int64_t q_dim = mid.cols, kv_dim = sl.qkv >= 0 ? (spec.linears[size_t(sl.qkv)].out - q_dim) / 2
+                                                           : spec.linears[size_t(sl.in_linears[1])].out;
+    const Act aq = ops.scratch(Scratch::Q, rows, q_dim);   // [rows, q_dim]
+    const Act ak = ops.scratch(Scratch::K, rows, kv_dim);  // [rows, kv_dim]
+    const Act av = ops.scratch(Scratch::V, rows, kv_dim);  // [rows, kv_dim]
+    if (sl.qkv >= 0) {  // fused: [rows, q_dim + 2·kv_dim] split into q, k, v
+      const Act fused = ops.scratch(Scratch::Fused, rows, q_dim + 2 * kv_dim);
+      const Act outs[] = {fused};
+      ops.linears(sl.in_linears, h, outs);
+      ops.copy_cols(fused, 0, aq);
+      ops.copy_cols(fused, q_dim, ak);
+      ops.copy_cols(fused, q_dim + kv_dim, av);
+    } else {
+      const Act outs[] = {aq, ak, av};
+      ops.linears(sl.in_linears, h, outs);
+    }
     if (sl.q_norm >= 0) ops.head_norm(sl.q_norm, aq);
     if (sl.k_norm >= 0) ops.head_norm(sl.k_norm, ak);
     if (sl.rope) {
@@ -36,7 +44,16 @@ void sublayer_mix(BlockOps& ops, const BlockSpec& spec, int s, Act h, Act mid, c
     return;
   }
   QL_ASSERT(sl.kind == SublayerKind::Ffn);
-  if (sl.gate >= 0) {
+  if (sl.gate_up >= 0) {  // fused: [rows, 2·ffn] = [gate | up]; mid ← act(gate) ⊙ up
+    const Act fused = ops.scratch(Scratch::Fused, rows, 2 * mid.cols);
+    const Act gate = ops.scratch(Scratch::Gate, rows, mid.cols);
+    const int slots[] = {sl.gate_up};
+    const Act outs[] = {fused};
+    ops.linears(slots, h, outs);
+    ops.copy_cols(fused, 0, gate);
+    ops.copy_cols(fused, mid.cols, mid);
+    ops.activate(s, gate, mid);
+  } else if (sl.gate >= 0) {
     // up into mid, gate beside it: mid ← act(gate) ⊙ up
     const Act gate = ops.scratch(Scratch::Gate, rows, mid.cols);
     const int slots[] = {sl.up, sl.gate};

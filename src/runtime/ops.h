@@ -31,7 +31,7 @@ struct Step {
 };
 
 // Scratch buffers the interpreter asks for by purpose; a backend keeps them between calls.
-enum class Scratch { H, Q, K, V, Mid, Gate, Out, Router, ExpertIn, ExpertOut, kCount };
+enum class Scratch { H, Q, K, V, Mid, Gate, Out, Router, ExpertIn, ExpertOut, Fused, kCount };
 
 class BlockOps {
  public:
@@ -56,6 +56,8 @@ class BlockOps {
   virtual void add(Act x, Act y) = 0;
   // to = from (same shape)
   virtual void copy(Act from, Act to) = 0;
+  // to[r, j] = from[r, col0 + j]: a block of columns (the parts of a fused projection's output)
+  virtual void copy_cols(Act from, int64_t col0, Act to) = 0;
 
   // --- mixture of experts: the routing is decided on the host (runtime/moe.h) ---
   // x's values into host memory (x.numel() floats).

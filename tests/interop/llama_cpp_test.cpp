@@ -501,21 +501,25 @@ TEST_F(LlamaCpp, Qwen3F32Agrees) {
   EXPECT_LE(all_but_last, 1e-3);
 }
 
-// Mixture of experts as llama.cpp reads it: a layer's experts stacked into ffn_{gate,up,down}_exps, the
-// router ffn_gate_inp (F32), expert_count / expert_used_count / expert_feed_forward_length. Random-weight
-// checkpoints (support/synthetic.h): Qwen3-MoE with every layer MoE (llama.cpp's qwen3moe graph has no dense
-// layers) and Mixtral (llama.cpp's "llama" with experts, q/k rows permuted), as F32 GGUF; llama.cpp must agree
-// with ours as on the dense F32 files (~1e-5 in log-prob); a wrong expert order, slice or routing weight
-// moves log-probs by ≫ 0.1. The last row is left out as in Qwen3F32Agrees (the same llama.cpp oddity).
-class LlamaCppMoe : public LlamaCpp {};
+// Architectures of 2026 as llama.cpp reads them, on random-weight checkpoints (support/synthetic.h) written
+// as F32 GGUF. Mixture of experts: a layer's experts stacked into ffn_{gate,up,down}_exps, the router
+// ffn_gate_inp (F32), expert_count / expert_used_count / expert_feed_forward_length — Qwen3-MoE with every
+// layer MoE (llama.cpp's qwen3moe graph has no dense layers) and Mixtral (llama.cpp's "llama" with experts,
+// q/k rows permuted). Phi-3: fused attn_qkv and ffn_up (gate and up), partial rotary (rope.dimension_count;
+// no sliding window: llama.cpp turns Phi's off). llama.cpp must agree with ours as on the dense F32 files
+// (~1e-5 in log-prob); a wrong expert order, slice, routing weight, split or rotary width moves log-probs by
+// ≫ 0.1. The last row is left out as in Qwen3F32Agrees (the same llama.cpp oddity).
+class LlamaCppFamily : public LlamaCpp {};
 
-TEST_P(LlamaCppMoe, F32Agrees) {
+TEST_P(LlamaCppFamily, F32Agrees) {
   const std::string family = std::get<0>(GetParam());
   TempDir tmp;
   test::SyntheticSpec s;
-  s.family = family == "qwen3moe" ? test::Family::Qwen3Moe : test::Family::Mixtral;
-  s.hidden = 64, s.heads = 4, s.kv_heads = 2, s.ffn = 96, s.layers = 2, s.experts = 4, s.experts_used = 2;
+  s.family = family == "qwen3moe" ? test::Family::Qwen3Moe : family == "mixtral" ? test::Family::Mixtral : test::Family::Phi3;
+  s.hidden = 64, s.heads = 4, s.kv_heads = 2, s.ffn = 96, s.layers = 2;
+  if (s.family != test::Family::Phi3) s.experts = 4, s.experts_used = 2;
   if (s.family == test::Family::Qwen3Moe) s.head_dim = 32, s.moe_ffn = 64, s.tied = true, s.rope_theta = 1e6;
+  if (s.family == test::Family::Phi3) s.partial_rotary_factor = 0.75, s.vocab = 8064;
   s.dtype = "float32", s.seed = 404;
   test::write_model(tmp / "m", s, test::random_tensors(s));
   const fs::path gguf = tmp / "m.gguf";
@@ -527,7 +531,7 @@ TEST_P(LlamaCppMoe, F32Agrees) {
   const LlamaCppResult llama = run_llama_cpp(tmp, gguf, ids, {"x"});
   ASSERT_FALSE(llama.meta.is_null()) << "llama.cpp did not run";
   const LoadedModel model = open_model(gguf);
-  EXPECT_EQ(model.config.n_experts, 4);
+  EXPECT_EQ(model.config.n_experts, s.experts);
   const int64_t vocab = model.config.vocab, T = int64_t(ids.size());
   ASSERT_EQ(int64_t(llama.logits.size()), T * vocab);
   std::vector<float> ours, hf;
@@ -541,7 +545,8 @@ TEST_P(LlamaCppMoe, F32Agrees) {
   EXPECT_LE(full_vocab_max_diff(hf, ours, T, vocab), 1e-5);  // the F32 file computes what the checkpoint does
 }
 
-INSTANTIATE_TEST_SUITE_P(Moe, LlamaCppMoe, ::testing::Combine(::testing::Values("qwen3moe", "mixtral"), ::testing::Values("F32")),
+INSTANTIATE_TEST_SUITE_P(Arch2026, LlamaCppFamily,
+                         ::testing::Combine(::testing::Values("qwen3moe", "mixtral", "phi3"), ::testing::Values("F32")),
                          [](const auto& info) { return std::string(std::get<0>(info.param)); });
 
 INSTANTIATE_TEST_SUITE_P(Gutenberg, LlamaCpp,

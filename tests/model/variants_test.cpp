@@ -341,6 +341,15 @@ std::vector<TinyCase> tiny_cases() {
     v.push_back({"mixtral", s, 20});
   }
   {
+    SyntheticSpec s;  // Phi-3 / Phi-4-mini: fused qkv_proj and gate_up_proj, partial rotary (0.75 of each head),
+                      // GQA 4:2, a sliding window of 12, vocabulary padded past the tokenizer (8064 > 8000)
+    s.family = Family::Phi3;
+    s.hidden = 64, s.heads = 4, s.kv_heads = 2, s.ffn = 96, s.layers = 2, s.vocab = 8064;
+    s.partial_rotary_factor = 0.75, s.sliding_window = 12;
+    s.seed = 22;
+    v.push_back({"phi3", s, 28});
+  }
+  {
     SyntheticSpec s;  // OPT-350m shape: post-LN, no final LayerNorm, project_in/out 32 <-> 64, untied
     s.family = Family::Opt;
     s.hidden = 64, s.heads = 4, s.ffn = 128, s.word_embed_proj_dim = 32, s.norm_before = false;

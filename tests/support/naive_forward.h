@@ -66,7 +66,7 @@ inline Rows ref_layer_norm(const Rows& x, int64_t T, const test::HostTensor& w, 
 // _compute_llama3_parameters: low frequencies (wavelength beyond original/low_freq_factor) are divided
 // by the factor, high ones (below original/high_freq_factor) kept, and the band between interpolated.
 inline std::vector<double> ref_inv_freq(const SyntheticSpec& s, double theta = 0) {
-  const int64_t dh = s.dh();
+  const int64_t dh = s.rot();  // the rotated dims (Phi's partial rotary: fewer than head_dim)
   if (theta <= 0) theta = s.rope_theta;
   std::vector<double> f;
   for (int64_t i = 0; i < dh; i += 2) f.push_back(1.0 / std::pow(theta, double(i) / double(dh)));
@@ -88,9 +88,9 @@ inline std::vector<double> ref_inv_freq(const SyntheticSpec& s, double theta = 0
   return f;
 }
 
-// Rotate-half RoPE on [T, n_heads * dh] at positions 0..T-1.
+// Rotate-half RoPE on [T, n_heads * dh] at positions 0..T-1, over the first s.rot() dims of each head.
 inline void ref_rope(Rows& x, int64_t T, int64_t n_heads, const SyntheticSpec& s, double theta = 0) {
-  const int64_t dh = s.dh(), half = dh / 2;
+  const int64_t dh = s.dh(), half = s.rot() / 2;
   const auto f = ref_inv_freq(s, theta);
   for (int64_t t = 0; t < T; ++t)
     for (int64_t h = 0; h < n_heads; ++h) {
@@ -273,7 +273,7 @@ inline Rows reference_logits(const SyntheticSpec& s, const TensorMap& t, const s
   }
   const int64_t dh = s.dh(), H = s.heads, KV = s.kv_heads;
   if (s.family == Family::Gemma2 || s.family == Family::Gemma3) return reference_logits_gemma(s, t, tokens, observe);
-  const int64_t window = s.family == Family::Mistral ? s.sliding_window : 0;
+  const int64_t window = s.family == Family::Mistral || s.family == Family::Phi3 ? s.sliding_window : 0;
   Rows x(size_t(T * d));
   for (int64_t i = 0; i < T; ++i)
     for (int64_t j = 0; j < d; ++j) x[size_t(i * d + j)] = at("model.embed_tokens.weight").v[size_t(tokens[size_t(i)] * d + j)];
@@ -285,7 +285,20 @@ inline Rows reference_logits(const SyntheticSpec& s, const TensorMap& t, const s
       return ref_linear(y, int64_t(y.size()) / w.shape[1], w, maybe(t, p + n + ".bias"));
     };
     Rows h = ref_rms_norm(x, T, at(p + "input_layernorm.weight"), 1e-6);
-    Rows q = lin(h, "self_attn.q_proj"), k = lin(h, "self_attn.k_proj"), v = lin(h, "self_attn.v_proj");
+    Rows q, k, v;
+    if (s.family == Family::Phi3) {  // Phi3Attention: qkv_proj's output split as [q | k | v]
+      const Rows qkv = lin(h, "self_attn.qkv_proj");
+      const int64_t w = (H + 2 * KV) * dh;
+      for (int64_t t = 0; t < T; ++t)
+        for (int64_t j = 0; j < w; ++j) {
+          const double val = qkv[size_t(t * w + j)];
+          if (j < H * dh) q.push_back(val);
+          else if (j < (H + KV) * dh) k.push_back(val);
+          else v.push_back(val);
+        }
+    } else {
+      q = lin(h, "self_attn.q_proj"), k = lin(h, "self_attn.k_proj"), v = lin(h, "self_attn.v_proj");
+    }
     if (s.family == Family::Qwen3 || s.family == Family::Qwen3Moe) {  // RMSNorm over each head_dim slice, before RoPE
       q = ref_rms_norm(q, T * H, at(p + "self_attn.q_norm.weight"), 1e-6);
       k = ref_rms_norm(k, T * KV, at(p + "self_attn.k_norm.weight"), 1e-6);
@@ -300,8 +313,14 @@ inline Rows reference_logits(const SyntheticSpec& s, const TensorMap& t, const s
       for (size_t i = 0; i < x.size(); ++i) x[i] += moe[i];
       continue;
     }
-    const Rows gate = lin(h, "mlp.gate_proj");
-    Rows up = lin(h, "mlp.up_proj");
+    Rows gate, up;
+    if (s.family == Family::Phi3) {  // Phi3MLP: gate_up_proj's output chunked as [gate | up]
+      const Rows gu = lin(h, "mlp.gate_up_proj");
+      for (int64_t t = 0; t < T; ++t)
+        for (int64_t j = 0; j < 2 * s.ffn; ++j) (j < s.ffn ? gate : up).push_back(gu[size_t(t * 2 * s.ffn + j)]);
+    } else {
+      gate = lin(h, "mlp.gate_proj"), up = lin(h, "mlp.up_proj");
+    }
     for (size_t i = 0; i < up.size(); ++i) up[i] *= gate[i] / (1 + std::exp(-gate[i]));
     const Rows down = lin(up, "mlp.down_proj");
     for (size_t i = 0; i < x.size(); ++i) x[i] += down[i];

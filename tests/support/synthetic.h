@@ -42,7 +42,7 @@ struct HostTensor {
 };
 using TensorMap = std::map<std::string, HostTensor>;
 
-enum class Family { Llama, Mistral, Qwen2, Qwen3, Opt, Gemma2, Gemma3, Qwen3Moe, Mixtral };
+enum class Family { Llama, Mistral, Qwen2, Qwen3, Opt, Gemma2, Gemma3, Qwen3Moe, Mixtral, Phi3 };
 enum class ConfigLayout { Transformers4, Transformers5 };  // top-level rope_theta + torch_dtype, or rope_parameters + dtype
 // Copied SentencePiece one, copied OPT one, or the first 4096 tokens of the OPT vocabulary with the Qwen2 pipeline.
 enum class TokenizerStyle { Llama, Opt, Qwen2 };
@@ -76,6 +76,8 @@ struct SyntheticSpec {
   int64_t experts = 0, experts_used = 0, moe_ffn = 0;
   std::vector<int64_t> dense_layers;
   bool norm_topk = true;
+  double partial_rotary_factor = 1.0;  // Phi: RoPE on the leading part of each head
+  int64_t rot() const { return int64_t(double(dh()) * partial_rotary_factor); }
   bool moe() const { return family == Family::Qwen3Moe || family == Family::Mixtral; }
   bool moe_layer(int64_t l) const {
     return moe() && std::find(dense_layers.begin(), dense_layers.end(), l) == dense_layers.end();
@@ -113,6 +115,7 @@ struct SyntheticSpec {
       case Family::Gemma3: return "Gemma3ForCausalLM";
       case Family::Qwen3Moe: return "Qwen3MoeForCausalLM";
       case Family::Mixtral: return "MixtralForCausalLM";
+      case Family::Phi3: return "Phi3ForCausalLM";
     }
     return "";
   }
@@ -177,6 +180,7 @@ inline nlohmann::json config_json(const SyntheticSpec& s) {
                     : s.family == Family::Qwen3    ? "qwen3"
                     : s.family == Family::Qwen3Moe ? "qwen3_moe"
                     : s.family == Family::Mixtral  ? "mixtral"
+                    : s.family == Family::Phi3     ? "phi3"
                     : s.family == Family::Mistral ? "mistral"
                                                   : "llama";
   c["intermediate_size"] = s.ffn;
@@ -210,6 +214,7 @@ inline nlohmann::json config_json(const SyntheticSpec& s) {
       c["mlp_only_layers"] = s.dense_layers;
       c["decoder_sparse_step"] = 1;
     }
+    if (s.family == Family::Phi3 && s.partial_rotary_factor != 1.0) c["partial_rotary_factor"] = s.partial_rotary_factor;
     if (s.family == Family::Mixtral) {  // experts of intermediate_size, always renormalized
       c["num_local_experts"] = s.experts;
       c["num_experts_per_tok"] = s.experts_used;
@@ -305,9 +310,13 @@ inline TensorMap random_tensors(const SyntheticSpec& s) {
   t["model.norm.weight"] = {{d}, gain(d)};
   for (int64_t i = 0; i < s.layers; ++i) {
     const std::string p = "model.layers." + std::to_string(i) + ".";
-    linear(p + "self_attn.q_proj", q, d, qkv_bias);
-    linear(p + "self_attn.k_proj", kv, d, qkv_bias);
-    linear(p + "self_attn.v_proj", kv, d, qkv_bias);
+    if (s.family == Family::Phi3) {  // fused: rows [q; k; v]
+      linear(p + "self_attn.qkv_proj", q + 2 * kv, d, false);
+    } else {
+      linear(p + "self_attn.q_proj", q, d, qkv_bias);
+      linear(p + "self_attn.k_proj", kv, d, qkv_bias);
+      linear(p + "self_attn.v_proj", kv, d, qkv_bias);
+    }
     linear(p + "self_attn.o_proj", d, q, o_bias);
     if (s.moe_layer(i)) {
       const bool mixtral = s.family == Family::Mixtral;
@@ -320,6 +329,9 @@ inline TensorMap random_tensors(const SyntheticSpec& s) {
         linear(x + (mixtral ? "w3" : "up_proj"), f, d, false);
         linear(x + (mixtral ? "w2" : "down_proj"), d, f, false);
       }
+    } else if (s.family == Family::Phi3) {  // fused: rows [gate; up]
+      linear(p + "mlp.gate_up_proj", 2 * s.ffn, d, false);
+      linear(p + "mlp.down_proj", d, s.ffn, false);
     } else {
       linear(p + "mlp.gate_proj", s.ffn, d, false);
       linear(p + "mlp.up_proj", s.ffn, d, false);

@@ -144,7 +144,7 @@ const RopeTable& rope_table(const ModelConfig& c, const Sublayer& sl, int64_t po
   thread_local RopeTable t;
   std::vector<double> inv = rope_inv_freq(c, sl);
   if (t.pos0 == pos0 && t.seq_len == seq_len && t.inv == inv) return t;
-  const int64_t half = c.head_dim / 2;
+  const int64_t half = c.rope_dim() / 2;
   QL_ASSERT(int64_t(inv.size()) >= half);
   t.cs.resize(size_t(seq_len * half));
   t.sn.resize(size_t(seq_len * half));
@@ -273,7 +273,8 @@ void Ops::linears(std::span<const int> slots, Act x, std::span<const Act> ys) {
 }
 
 void Ops::rope(int sublayer, Act x, const Step& step) {
-  const int64_t hd = c_.head_dim, half = hd / 2, n_heads = x.cols / hd;
+  // Rotate-half over the first rope_dim dims of each head (all of them but for Phi's partial rotary).
+  const int64_t hd = c_.head_dim, half = c_.rope_dim() / 2, n_heads = x.cols / hd;
   const int64_t seq_len = step.seq_len;
   const int64_t pos0 = step.cache ? step.cache->length : step.pos0;
   const RopeTable& table = rope_table(c_, spec_.sublayers[size_t(sublayer)], pos0, seq_len);
@@ -351,6 +352,13 @@ void Ops::add(Act x, Act y) {
 void Ops::copy(Act from, Act to) {
   QL_ASSERT(from.numel() == to.numel());
   if (from.p != to.p) std::copy_n(from.p, from.numel(), to.p);
+}
+
+void Ops::copy_cols(Act from, int64_t col0, Act to) {
+  QL_ASSERT(from.rows == to.rows && col0 >= 0 && col0 + to.cols <= from.cols);
+  parallel_for(from.rows, [&](int64_t r0, int64_t r1) {
+    for (int64_t r = r0; r < r1; ++r) std::copy_n(from.row(r) + col0, to.cols, to.row(r));
+  }, 64);
 }
 
 void Ops::to_host(Act x, float* host) { std::copy_n(x.p, x.numel(), host); }

@@ -57,6 +57,7 @@ class Ops final : public BlockOps {
   void activate(int sublayer, Act gate, Act up) override;
   void add(Act x, Act y) override;
   void copy(Act from, Act to) override;
+  void copy_cols(Act from, int64_t col0, Act to) override;
   void to_host(Act x, float* host) override;
   void gather_rows(Act x, std::span<const int32_t> rows, Act out) override;
   void scatter_add_rows(Act y, std::span<const int32_t> rows, std::span<const float> weights, Act out) override;

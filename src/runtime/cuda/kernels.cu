@@ -46,8 +46,8 @@ __global__ void add_kernel(float* x, const float* y, int64_t n) {
 }
 
 __global__ void rope_kernel(float* x, const float* cs, const float* sn, int64_t rows, int64_t ld, int64_t seq_len,
-                            int64_t n_heads, int64_t hd) {
-  const int64_t half = hd / 2, total = rows * n_heads * half;
+                            int64_t n_heads, int64_t hd, int64_t rot) {
+  const int64_t half = rot / 2, total = rows * n_heads * half;
   for (int64_t i = blockIdx.x * int64_t(blockDim.x) + threadIdx.x; i < total; i += int64_t(gridDim.x) * blockDim.x) {
     const int64_t f = i % half, h = (i / half) % n_heads, r = i / (half * n_heads);
     const int64_t t = r % seq_len;
@@ -230,9 +230,9 @@ void add_inplace(float* x, const float* y, int64_t n, cudaStream_t s) {
   QL_CUDA_LAUNCHED();
 }
 void rope(float* x, const float* cos_t, const float* sin_t, int64_t rows, int64_t ld, int64_t seq_len, int64_t n_heads,
-          int64_t head_dim, cudaStream_t s) {
-  rope_kernel<<<grid_for(rows * n_heads * (head_dim / 2), kThreads), kThreads, 0, s>>>(x, cos_t, sin_t, rows, ld, seq_len,
-                                                                                     n_heads, head_dim);
+          int64_t head_dim, int64_t rot, cudaStream_t s) {
+  rope_kernel<<<grid_for(rows * n_heads * (rot / 2), kThreads), kThreads, 0, s>>>(x, cos_t, sin_t, rows, ld, seq_len,
+                                                                                n_heads, head_dim, rot);
   QL_CUDA_LAUNCHED();
 }
 void causal_softmax(float* scores, int64_t n_mats, int64_t T, int64_t window, float cap, cudaStream_t s) {

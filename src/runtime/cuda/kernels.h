@@ -40,10 +40,11 @@ void add_inplace(float* x, const float* y, int64_t n, cudaStream_t s);
 void gather_rows(const float* x, const int32_t* rows, int64_t n, int64_t cols, float* out, cudaStream_t s);
 void scatter_add_rows(const float* y, const int32_t* rows, const float* w, int64_t n, int64_t cols, float* out,
                       cudaStream_t s);
-// Rotate-half RoPE on x: [rows, ld] holding n_heads heads of head_dim from column 0; row r is at
-// position r % seq_len; cos/sin tables: [seq_len, head_dim / 2].
+// Rotate-half RoPE on x: [rows, ld] holding n_heads heads of head_dim from column 0, over the first
+// rot dims of each head (Phi's partial rotary; else rot = head_dim); row r is at position r % seq_len;
+// cos/sin tables: [seq_len, rot / 2].
 void rope(float* x, const float* cos_t, const float* sin_t, int64_t rows, int64_t ld, int64_t seq_len, int64_t n_heads,
-          int64_t head_dim, cudaStream_t s);
+          int64_t head_dim, int64_t rot, cudaStream_t s);
 // Causal softmax in place on scores [n_mats, T, T] (query rows, key columns): keys past the query
 // position (and, with a sliding window, before pos − window + 1) get probability 0; cap > 0 soft-caps the
 // scores first (cap · tanh(s / cap)).

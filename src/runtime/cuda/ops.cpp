@@ -89,7 +89,7 @@ const Ops::RopeTable& Ops::rope_table(const Sublayer& sl) {
     if (t.theta == sl.rope_theta && t.scaled == sl.rope_scaled) return t;
   // The CPU's table (runtime/cpu/ops.cpp rope_table): angle in float32, cos/sin in double.
   const std::vector<double> inv = rope_inv_freq(c_, sl);
-  const int64_t half = c_.head_dim / 2;
+  const int64_t half = c_.rope_dim() / 2;
   std::vector<float> cs(size_t(T_ * half)), sn(size_t(T_ * half));
   for (int64_t t = 0; t < T_; ++t)
     for (int64_t i = 0; i < half; ++i) {
@@ -105,7 +105,7 @@ void Ops::rope(int sublayer, Act x, const Step& step) {
   QL_ASSERT(step.pos0 == 0 && !step.cache && step.seq_len == T_, "the GPU runs whole windows from position 0");
   const int64_t hd = c_.head_dim;
   const RopeTable& t = rope_table(spec_->sublayers[size_t(sublayer)]);
-  k::rope(x.p, t.cos.data(), t.sin.data(), x.rows, x.cols, T_, x.cols / hd, hd, ctx_.stream());
+  k::rope(x.p, t.cos.data(), t.sin.data(), x.rows, x.cols, T_, x.cols / hd, hd, c_.rope_dim(), ctx_.stream());
 }
 
 void Ops::attention(int sublayer, Act q, Act k, Act v, Act att, const Step& step) {
@@ -172,6 +172,13 @@ void Ops::copy(Act from, Act to) {
   QL_ASSERT(from.numel() == to.numel());
   if (from.p != to.p)
     QL_CUDA(cudaMemcpyAsync(to.p, from.p, size_t(from.numel()) * sizeof(float), cudaMemcpyDeviceToDevice, ctx_.stream()));
+}
+
+void Ops::copy_cols(Act from, int64_t col0, Act to) {
+  QL_ASSERT(from.rows == to.rows && col0 >= 0 && col0 + to.cols <= from.cols);
+  if (from.rows == 0) return;
+  QL_CUDA(cudaMemcpy2DAsync(to.p, size_t(to.cols) * sizeof(float), from.p + col0, size_t(from.cols) * sizeof(float),
+                            size_t(to.cols) * sizeof(float), size_t(from.rows), cudaMemcpyDeviceToDevice, ctx_.stream()));
 }
 
 void Ops::to_host(Act x, float* host) { ctx_.download(host, x.p, size_t(x.numel()) * sizeof(float)); }

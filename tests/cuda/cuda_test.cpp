@@ -114,6 +114,25 @@ std::vector<BlockCase> block_cases() {
   opt.family = test::Family::Opt;
   opt.hidden = 64, opt.heads = 4, opt.kv_heads = 4, opt.ffn = 128, opt.word_embed_proj_dim = 32, opt.norm_before = false;
   synth("opt-postln", opt, "gutenberg-opt-28m");
+  // The 2026 pieces: Gemma's sandwich norms, 1 + w gains, GeGLU, per-layer windows and soft-capping; MoE
+  // sub-layers (host routing, gather / scatter); Phi's fused projections and partial rotary.
+  test::SyntheticSpec g2;
+  g2.family = test::Family::Gemma2;
+  g2.hidden = 64, g2.heads = 4, g2.kv_heads = 2, g2.head_dim = 16, g2.ffn = 96, g2.sliding_window = 8;
+  g2.attn_softcap = 20, g2.final_softcap = 15;
+  synth("gemma2", g2, "gutenberg-llama-33m");
+  test::SyntheticSpec moe;
+  moe.family = test::Family::Qwen3Moe;
+  moe.hidden = 64, moe.heads = 4, moe.kv_heads = 2, moe.head_dim = 32, moe.ffn = 96, moe.experts = 4;
+  moe.experts_used = 2, moe.moe_ffn = 32, moe.dense_layers = {0};
+  synth("qwen3moe", moe, "gutenberg-llama-33m");
+  test::SyntheticSpec phi;
+  phi.family = test::Family::Phi3;
+  phi.hidden = 64, phi.heads = 4, phi.kv_heads = 2, phi.ffn = 96, phi.partial_rotary_factor = 0.75, phi.vocab = 8064;
+  synth("phi3", phi, "gutenberg-llama-33m");
+  for (const char* m : test::kModels2026)
+    if (model_available(m))
+      v.push_back({m, [m](const test::TempDir&) { return open_model(test::model_dir(m)); }});
   return v;
 }
 

@@ -92,6 +92,8 @@ MemoryPlan plan_memory(const Context& ctx, const ModelConfig& c, int64_t n_windo
       }
       const int64_t mid = spec.points[size_t(s.mid)].width;
       row += 2 * mid;
+      if (s.qkv >= 0) row += spec.linears[size_t(s.qkv)].out;          // Phi's fused outputs before the split
+      if (s.gate_up >= 0) row += spec.linears[size_t(s.gate_up)].out;
       if (s.kind == SublayerKind::Attention) {
         row += 2 * spec.linears[size_t(s.in_linears[1])].out;
         attention_mid = std::max(attention_mid, mid);

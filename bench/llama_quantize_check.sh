@@ -1,0 +1,21 @@
+#!/usr/bin/env bash
+# llama.cpp's own quantizer against ours on a model: `llama-quantize` of our F32 GGUF to each mix must give
+# the same tensors, byte for byte, as `quantllm quantize --method gguf --type MIX` (the same per-tensor types
+# from the mix rules, the same blocks). llama-quantize comes from the llama.cpp source node-llama-cpp carries
+# (scripts/build-llama-bench.sh's build, target llama-quantize).
+#   bench/llama_quantize_check.sh MODEL_DIR [MIX ...]     (default mixes: Q8_0 Q6_K Q4_K_M Q3_K_M Q2_K)
+set -euo pipefail
+cd "$(dirname "$0")/.."
+model=$1; shift
+mixes=${*:-Q8_0 Q6_K Q4_K_M Q3_K_M Q2_K}
+cache="${QUANTLLM_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/quantllm}"
+bash scripts/build-llama-bench.sh >/dev/null
+cmake --build "$cache/llama.cpp-build" -j"$(nproc)" --target llama-quantize >/dev/null
+lq="$cache/llama.cpp-build/bin/llama-quantize"
+tmp=$(mktemp -d); trap 'rm -rf "$tmp"' EXIT
+build/quantllm quantize --model "$model" --method gguf --type F32 --out "$tmp/f32.gguf" >/dev/null
+for mix in $mixes; do
+  build/quantllm quantize --model "$model" --method gguf --type "$mix" --out "$tmp/ours.gguf" --force >/dev/null
+  "$lq" "$tmp/f32.gguf" "$tmp/theirs.gguf" "$mix" 2 >/dev/null 2>&1
+  echo "$(basename "$model") $mix: $(python3 bench/compare_gguf_tensors.py "$tmp/ours.gguf" "$tmp/theirs.gguf" | tail -1)"
+done

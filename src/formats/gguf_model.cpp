@@ -319,6 +319,7 @@ void read_attention_variants(const GGUFFile& f, const std::string& a, ModelConfi
       for (int64_t i = 0; i < c.n_layers; ++i) c.sliding_layers.push_back((i + 1) % period != 0);
   }
   if (f.find(a + ".rope.freq_base_swa")) c.rope_theta_sliding = get_num<double>(f, a + ".rope.freq_base_swa");
+  else if (c.sliding_window > 0) c.rope_theta_sliding = c.arch->gguf_default_swa_theta;  // as llama.cpp assumes
   if (f.find(a + ".attention.scale")) c.attn_scale = get_num<double>(f, a + ".attention.scale");
   if (f.find(a + ".attn_logit_softcapping")) c.attn_softcap = get_num<double>(f, a + ".attn_logit_softcapping");
   if (f.find(a + ".final_logit_softcapping")) c.final_softcap = get_num<double>(f, a + ".final_logit_softcapping");

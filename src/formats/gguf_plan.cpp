@@ -48,6 +48,8 @@ enum class Category { Output, TokenEmbd, AttnV, AttnK, AttnQ, AttnOutput, FfnUp,
 Category category_of(const std::string& n) {
   if (n == "output.weight") return Category::Output;
   if (n == "token_embd.weight") return Category::TokenEmbd;
+  // Phi-3's fused qkv takes attn_v's rules and count (llama.cpp's category_is_attn_v)
+  if (n.find("attn_qkv.weight") != std::string::npos) return Category::AttnV;
   if (n.find("attn_v.weight") != std::string::npos) return Category::AttnV;
   if (n.find("attn_k.weight") != std::string::npos) return Category::AttnK;
   if (n.find("attn_q.weight") != std::string::npos) return Category::AttnQ;

@@ -162,6 +162,7 @@ constexpr ArchSpec gemma(std::string_view hf, std::string_view type, std::string
       .lm_head = "lm_head",
       .project_in = "",
       .project_out = "",
+      .gguf_default_swa_theta = gguf == "gemma3" ? 10000.0 : 0.0,
   };
 }
 

@@ -75,6 +75,9 @@ struct ArchSpec {
   MoeNames moe;  // the MoE layers' feed-forward (its norm is ffn_names.norm)
   std::string_view embed_tokens, embed_positions, final_norm, lm_head;  // without ".weight"
   std::string_view project_in, project_out;  // OPT when word_embed_proj_dim != hidden_size
+  // A GGUF file without rope.freq_base_swa (llama.cpp's older converters): the sliding layers' RoPE base
+  // llama.cpp assumes (Gemma 3: 10000); 0 = the global one.
+  double gguf_default_swa_theta = 0;
 };
 
 // The table of supported architectures.

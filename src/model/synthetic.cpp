@@ -43,6 +43,7 @@ const std::vector<SynthShape> kShapes = {
   {"llama-2-13b",    "LlamaForCausalLM",    5120,  40,    40,   40, 13824, 32000,  4096,    10000,     0,     1e-5, false},
   {"opt-125m",       "OPTForCausalLM",      768,   12,    12,   12, 3072,  50272,  2048,    0,         0,     1e-5, true},
   // 2026: Qwen3 (head_dim 128, q/k norms) and Qwen3-MoE (128 experts of 768, top-8; head_dim, experts, top-k, width)
+  {"phi-3-mini",     "Phi3ForCausalLM",     3072,  32,    32,   32, 8192,  32064,  4096,    10000,     0,     1e-5, false},
   {"qwen3-8b",       "Qwen3ForCausalLM",    4096,  36,    32,   8,  12288, 151936, 40960,   1000000,   0,     1e-6, false, 128},
   {"qwen3-30b-a3b",  "Qwen3MoeForCausalLM", 2048,  48,    32,   4,  6144,  151936, 40960,   1000000,   0,     1e-6, false, 128, 128, 8, 768},
   {"opt-1.3b",       "OPTForCausalLM",      2048,  24,    32,   32, 8192,  50272,  2048,    0,         0,     1e-5, true},

@@ -8,6 +8,7 @@
 #include <set>
 
 #include <algorithm>
+#include <cmath>
 #include <cstdio>
 
 namespace quantllm::cuda {
@@ -95,7 +96,7 @@ MemoryPlan plan_memory(const Context& ctx, const ModelConfig& c, int64_t n_windo
       if (s.qkv >= 0) row += spec.linears[size_t(s.qkv)].out;          // Phi's fused outputs before the split
       if (s.gate_up >= 0) row += spec.linears[size_t(s.gate_up)].out;
       if (s.kind == SublayerKind::Attention) {
-        row += 2 * spec.linears[size_t(s.in_linears[1])].out;
+        row += 2 * c.kv_dim();
         attention_mid = std::max(attention_mid, mid);
       }
     }
@@ -153,7 +154,12 @@ void embed_on_device(const Context& ctx, const LoadedModel& model, const CalibWi
   for (int32_t id : windows.tokens)
     if (id < 0 || id >= c.vocab) fail("token id {} is outside the vocabulary (size {})", id, c.vocab);
   const int64_t T = windows.seqlen, rows_all = windows.n * T, e = c.word_embed_proj_dim, d = c.hidden;
-  const DeviceArray<float> table = to_device(ctx, model.weights->load(std::string(a.embed_tokens) + ".weight").data, "embeddings");
+  std::vector<float> host_table = model.weights->load(std::string(a.embed_tokens) + ".weight").data;
+  if (a.embed_scale_sqrt_hidden) {  // Gemma: × √hidden in fp32, the same product as the CPU's embed()
+    const float scale = float(std::sqrt(double(c.hidden)));
+    for (float& v : host_table) v *= scale;
+  }
+  const DeviceArray<float> table = to_device(ctx, host_table, "embeddings");
   DeviceArray<float> positions, project_in, tmp;
   if (a.pos == PosKind::Learned) {
     if (T > c.max_positions) fail("sequence of {} positions exceeds the model's {} learned positions", T, c.max_positions);

@@ -348,7 +348,9 @@ void compare_models(const LoadedModel& base, const QuantizedModel& cpu, const Qu
 }
 
 TEST_F(Gpu, GptqModelMatchesCpu) {
-  for (const char* name : test::kModels) {
+  std::vector<const char*> models(std::begin(test::kModels), std::end(test::kModels));
+  models.insert(models.end(), std::begin(test::kModels2026), std::end(test::kModels2026));  // Gemma's √hidden embeddings, MoE
+  for (const char* name : models) {
     if (!model_available(name)) continue;
     const LoadedModel m = open_model(test::model_dir(name));
     for (bool true_seq : {true, false}) {

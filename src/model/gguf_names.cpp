@@ -6,6 +6,7 @@
 #include <fmt/format.h>
 
 #include <algorithm>
+#include <cstdio>
 
 namespace quantllm {
 
@@ -59,6 +60,16 @@ std::optional<std::string> gguf_to_hf_name(const ModelConfig& c, const std::stri
   return std::nullopt;
 }
 
+namespace {
+// The block a "blk.N." GGUF name or a block-prefixed HF name belongs to, or nullptr: a MoE model has
+// hundreds of expert slots a block, so the lookups below read one block, not all of them.
+const BlockSpec* block_of_gguf(const ModelConfig& c, const std::string& gguf_name) {
+  int i = -1;
+  if (std::sscanf(gguf_name.c_str(), "blk.%d.", &i) != 1 || i < 0 || i >= c.n_layers) return nullptr;
+  return &c.block(i);
+}
+}  // namespace
+
 std::optional<GgufExpertSlice> gguf_expert_slice(const ModelConfig& c, const std::string& hf_name) {
   if (c.n_experts == 0 || !hf_name.ends_with(".weight")) return std::nullopt;
   const std::string base = hf_name.substr(0, hf_name.size() - 7);
@@ -68,20 +79,20 @@ std::optional<GgufExpertSlice> gguf_expert_slice(const ModelConfig& c, const std
     for (size_t l = 0; l < b.linears.size(); ++l)
       if (b.linears[l].expert >= 0 && b.linear_tensor(int(l)) == base)
         return GgufExpertSlice{b.gguf_prefix + b.linears[l].gguf + ".weight", b.linears[l].expert};
+    return std::nullopt;  // the block whose prefix this is: no expert of it
   }
   return std::nullopt;
 }
 
 std::vector<std::string> gguf_expert_members(const ModelConfig& c, const std::string& gguf_name) {
   std::vector<std::string> out;
-  for (int i = 0; i < c.n_layers; ++i) {
-    const BlockSpec& b = c.block(i);
-    for (size_t l = 0; l < b.linears.size(); ++l)
-      if (b.linears[l].expert >= 0 && b.gguf_prefix + b.linears[l].gguf + ".weight" == gguf_name) {
-        if (int64_t(out.size()) <= b.linears[l].expert) out.resize(size_t(b.linears[l].expert) + 1);
-        out[size_t(b.linears[l].expert)] = b.linear_tensor(int(l)) + ".weight";
-      }
-  }
+  const BlockSpec* b = c.n_experts > 0 ? block_of_gguf(c, gguf_name) : nullptr;
+  if (!b) return out;
+  for (size_t l = 0; l < b->linears.size(); ++l)
+    if (b->linears[l].expert >= 0 && b->gguf_prefix + b->linears[l].gguf + ".weight" == gguf_name) {
+      if (int64_t(out.size()) <= b->linears[l].expert) out.resize(size_t(b->linears[l].expert) + 1);
+      out[size_t(b->linears[l].expert)] = b->linear_tensor(int(l)) + ".weight";
+    }
   return out;
 }
 

@@ -6,6 +6,7 @@
 // references in variants_test.cpp and to llama.cpp in tests/interop.
 #include "formats/open.h"
 #include "runtime/forward.h"
+#include "support/logits.h"
 #include "support/run.h"
 #include "support/synthetic.h"
 
@@ -60,13 +61,6 @@ std::vector<Case> cases() {
   return v;
 }
 
-std::vector<float> logits_of(const std::filesystem::path& model, const std::vector<int32_t>& tokens) {
-  const FullModel fm(open_model(model), Engine::Fp32);
-  std::vector<float> out;
-  fm.forward(tokens, 1, int64_t(tokens.size()), [&](int64_t, const Tensor& l) { out = l.data; });
-  return out;
-}
-
 class Arch2026 : public ::testing::TestWithParam<Case> {};
 
 TEST_P(Arch2026, EveryCommandRunsEndToEnd) {
@@ -101,7 +95,7 @@ TEST_P(Arch2026, EveryCommandRunsEndToEnd) {
   EXPECT_EQ(json::parse(g.out)["tokens"].size(), 8u);
   std::vector<int32_t> tokens;
   for (int64_t i = 0; i < 24; ++i) tokens.push_back(int32_t((i * 7919 + 13) % 8000));
-  const auto a = logits_of(tmp / "f32.gguf", tokens), b = logits_of(tmp / "m", tokens);
+  const auto a = test::fp32_logits(tmp / "f32.gguf", tokens), b = test::fp32_logits(tmp / "m", tokens);
   ASSERT_EQ(a.size(), b.size());
   double worst = 0;
   for (size_t i = 0; i < a.size(); ++i) worst = std::max(worst, std::fabs(double(a[i]) - double(b[i])));

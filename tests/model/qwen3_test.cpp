@@ -12,6 +12,7 @@
 //    read back and evaluated; the GGUF at F32 computes the same logits as the checkpoint itself.
 #include "formats/open.h"
 #include "runtime/forward.h"
+#include "support/logits.h"
 #include "support/naive_forward.h"
 #include "support/run.h"
 #include "support/synthetic.h"
@@ -41,13 +42,6 @@ std::vector<int32_t> tokens_of(int64_t n) {
   std::vector<int32_t> v;
   for (int64_t i = 0; i < n; ++i) v.push_back(int32_t((i * 7919 + 13) % 8000));
   return v;
-}
-
-std::vector<float> logits_of(const std::filesystem::path& model, const std::vector<int32_t>& tokens) {
-  const FullModel fm(open_model(model), Engine::Fp32);
-  std::vector<float> out;
-  fm.forward(tokens, 1, int64_t(tokens.size()), [&](int64_t, const Tensor& l) { out = l.data; });
-  return out;
 }
 
 double max_abs_diff(const std::vector<float>& a, const std::vector<float>& b) {
@@ -102,13 +96,13 @@ TEST_F(Qwen3, BlockSpecHasPerHeadQkNorms) {
 
 TEST_F(Qwen3, QkNormsChangeTheLogits) {
   const auto tokens = tokens_of(24);
-  const auto ours = logits_of(dir(), tokens);
+  const auto ours = test::fp32_logits(dir(), tokens);
   auto flat = *tensors_;
   for (auto& [name, t] : flat)
     if (name.find("q_norm") != std::string::npos || name.find("k_norm") != std::string::npos)
       for (float& x : t.v) x = 1.0f;
   test::write_model(*tmp_ / "qwen3-unit-norms", qwen3_spec(), flat);
-  EXPECT_GT(max_abs_diff(logits_of(*tmp_ / "qwen3-unit-norms", tokens), ours), 1e-2);
+  EXPECT_GT(max_abs_diff(test::fp32_logits(*tmp_ / "qwen3-unit-norms", tokens), ours), 1e-2);
   // And the naive reference follows the gains too (it is what variants_test holds our logits to).
   const test::Rows ref = test::reference_logits(qwen3_spec(), *tensors_, tokens);
   double worst = 0;
@@ -123,7 +117,7 @@ TEST_F(Qwen3, MatchesTransformers) {
   ASSERT_TRUE(std::filesystem::exists(path)) << path;
   const json j = json::parse(std::ifstream(path));
   const auto tokens = j["tokens"].get<std::vector<int32_t>>();
-  const auto ours = logits_of(dir(), tokens);
+  const auto ours = test::fp32_logits(dir(), tokens);
   const int64_t vocab = j["vocab"].get<int64_t>();
   ASSERT_EQ(int64_t(ours.size()), int64_t(tokens.size()) * vocab);
   // The file keeps every position's top logits (id, value) and the full last row.
@@ -164,7 +158,7 @@ TEST_F(Qwen3, EveryMethodRunsEndToEnd) {
   }
   // The F32 GGUF holds the same weights under llama.cpp's names (attn_q_norm …): the same logits.
   const auto tokens = tokens_of(24);
-  EXPECT_LE(max_abs_diff(logits_of(*tmp_ / "f32.gguf", tokens), logits_of(dir(), tokens)), 1e-5);
+  EXPECT_LE(max_abs_diff(test::fp32_logits(*tmp_ / "f32.gguf", tokens), test::fp32_logits(dir(), tokens)), 1e-5);
 }
 
 }  // namespace

@@ -8,6 +8,7 @@
 // straight from the transformers modeling code, compared with our fp32 logits. The other checks are
 // equivalences that must hold exactly or nearly (config layouts, tied vs copied head, GQA vs duplicated
 // heads, KV-cache decoding vs the full pass), each paired with a perturbation showing it can fail.
+#include "support/logits.h"
 #include "support/run.h"
 #include "formats/open.h"
 #include "support/naive_forward.h"
@@ -41,13 +42,6 @@ std::vector<int32_t> random_tokens(int64_t n, int64_t vocab, uint64_t seed) {
   std::vector<int32_t> v(static_cast<size_t>(n));
   for (auto& x : v) x = id(rng);
   return v;
-}
-
-std::vector<float> our_logits(const std::filesystem::path& dir, const std::vector<int32_t>& tokens) {
-  const FullModel fm(open_model(dir));
-  std::vector<float> out;
-  fm.forward(tokens, 1, int64_t(tokens.size()), [&](int64_t, const Tensor& logits) { out = logits.data; });
-  return out;
 }
 
 double max_abs(const std::vector<float>& a) {
@@ -99,7 +93,7 @@ class Qwen2Variant : public ::testing::Test {
     s4.layout = test::ConfigLayout::Transformers4;
     dir4_ = write(*tmp_, "qwen2-tf4", s4, *tensors_);
     tokens_ = random_tokens(24, 4099, 7);
-    logits_ = our_logits(dir5_, tokens_);
+    logits_ = test::fp32_logits(dir5_, tokens_);
   }
   static void TearDownTestSuite() {
     delete tensors_;
@@ -162,11 +156,11 @@ TEST_F(Qwen2Variant, EvalPplRunsThroughTheCli) {
 }
 
 TEST_F(Qwen2Variant, Transformers4And5ConfigsGiveBitIdenticalLogits) {
-  EXPECT_EQ(our_logits(dir4_, tokens_), logits_);
+  EXPECT_EQ(test::fp32_logits(dir4_, tokens_), logits_);
   // The comparison can fail: the default rope_theta (what a layout parsed wrongly would give) differs.
   auto s = spec_;
   s.rope_theta = 10000.0;
-  const auto other = our_logits(write(*tmp_, "qwen2-theta", s, *tensors_), tokens_);
+  const auto other = test::fp32_logits(write(*tmp_, "qwen2-theta", s, *tensors_), tokens_);
   EXPECT_GT(max_abs_diff(other, logits_), 1e-3);
 }
 
@@ -175,14 +169,14 @@ TEST_F(Qwen2Variant, TiedHeadEqualsUntiedHeadHoldingACopyOfTheEmbedding) {
   s.tied = false;
   auto t = *tensors_;
   t["lm_head.weight"] = t.at("model.embed_tokens.weight");
-  EXPECT_EQ(our_logits(write(*tmp_, "qwen2-untied", s, t), tokens_), logits_);
+  EXPECT_EQ(test::fp32_logits(write(*tmp_, "qwen2-untied", s, t), tokens_), logits_);
   // A config that says untied but has no lm_head tensor is tied in practice (resolve_tied_head).
   auto cfg = test::config_json(spec_);
   cfg["tie_word_embeddings"] = false;
-  EXPECT_EQ(our_logits(write(*tmp_, "qwen2-untied-flag", spec_, *tensors_, cfg), tokens_), logits_);
+  EXPECT_EQ(test::fp32_logits(write(*tmp_, "qwen2-untied-flag", spec_, *tensors_, cfg), tokens_), logits_);
   // And a different head gives different logits.
   for (float& x : t["lm_head.weight"].v) x = -x;
-  EXPECT_GT(max_abs_diff(our_logits(write(*tmp_, "qwen2-negated-head", s, t), tokens_), logits_), 1e-3);
+  EXPECT_GT(max_abs_diff(test::fp32_logits(write(*tmp_, "qwen2-negated-head", s, t), tokens_), logits_), 1e-3);
 }
 
 // Rewrites k/v projections so every query head has its own copy of its KV head: full multi-head
@@ -212,7 +206,7 @@ TensorMap duplicate_kv_heads(const SyntheticSpec& s, const TensorMap& t) {
 TEST_F(Qwen2Variant, GqaEqualsMultiHeadAttentionWithDuplicatedKvHeads) {
   auto s = spec_;
   s.kv_heads = s.heads;
-  const auto mha = our_logits(write(*tmp_, "qwen2-mha", s, duplicate_kv_heads(spec_, *tensors_)), tokens_);
+  const auto mha = test::fp32_logits(write(*tmp_, "qwen2-mha", s, duplicate_kv_heads(spec_, *tensors_)), tokens_);
   // Same products in the same order; only BLAS blocking of the wider k/v projections may differ.
   EXPECT_LE(max_abs_diff(mha, logits_), 1e-5 * max_abs(logits_));
   // Sharing the wrong KV head (h % kv instead of h / group) must show.
@@ -221,7 +215,7 @@ TEST_F(Qwen2Variant, GqaEqualsMultiHeadAttentionWithDuplicatedKvHeads) {
     auto& k = wrong["model.layers." + std::to_string(l) + ".self_attn.k_proj.weight"];
     std::rotate(k.v.begin(), k.v.begin() + s.dh() * s.hidden, k.v.end());  // head h now holds head h+1's keys
   }
-  EXPECT_GT(max_abs_diff(our_logits(write(*tmp_, "qwen2-mha-wrong", s, wrong), tokens_), logits_), 1e-3);
+  EXPECT_GT(max_abs_diff(test::fp32_logits(write(*tmp_, "qwen2-mha-wrong", s, wrong), tokens_), logits_), 1e-3);
 }
 
 TEST_F(Qwen2Variant, AttentionBiasesAreUsed) {
@@ -230,7 +224,7 @@ TEST_F(Qwen2Variant, AttentionBiasesAreUsed) {
     auto t = *tensors_;
     for (int64_t l = 0; l < spec_.layers; ++l)
       for (float& x : t["model.layers." + std::to_string(l) + ".self_attn." + proj + ".bias"].v) x = 0;
-    EXPECT_GT(max_abs_diff(our_logits(write(*tmp_, std::string("qwen2-nobias-") + proj, spec_, t), tokens_), logits_),
+    EXPECT_GT(max_abs_diff(test::fp32_logits(write(*tmp_, std::string("qwen2-nobias-") + proj, spec_, t), tokens_), logits_),
               1e-3);
   }
 }
@@ -375,7 +369,7 @@ TEST_P(TinyFamily, LogitsMatchNaiveDoubleReference) {
   const auto t = test::random_tensors(c.spec);
   const auto dir = write(tmp, "m", c.spec, t);
   const auto tokens = random_tokens(c.tokens, c.spec.tokenizer_size(), 99);
-  const auto ours = our_logits(dir, tokens);
+  const auto ours = test::fp32_logits(dir, tokens);
   const Rows ref = reference_logits(c.spec, t, tokens);
   ASSERT_EQ(ours.size(), ref.size());
   // Bound: fp32 dot products of length <= 128 carry relative errors of a few 1e-7 (u = 6e-8 times a
@@ -396,7 +390,7 @@ TEST_P(TinyFamily, IncrementalDecodingMatchesFullForward) {
   test::TempDir tmp;
   const auto dir = write(tmp, "m", c.spec, test::random_tensors(c.spec));
   const auto tokens = random_tokens(c.tokens, c.spec.tokenizer_size(), 5);
-  const auto full = our_logits(dir, tokens);
+  const auto full = test::fp32_logits(dir, tokens);
   const FullModel fm(open_model(dir));
   const int64_t V = fm.config().vocab;
   KVCache cache(fm.config(), c.tokens);
@@ -452,13 +446,13 @@ TEST(Llama3Rope, ScalingChangesTheLogitsAndReadsTheSameInBothLayouts) {
   test::TempDir tmp;
   const auto t = test::random_tensors(c.spec);
   const auto tokens = random_tokens(c.tokens, c.spec.tokenizer_size(), 99);
-  const auto scaled = our_logits(write(tmp, "scaled", c.spec, t), tokens);
+  const auto scaled = test::fp32_logits(write(tmp, "scaled", c.spec, t), tokens);
   // transformers 4 writes the same scaling as top-level rope_theta + rope_scaling: same logits, bit for bit.
   auto tf4 = c.spec;
   tf4.layout = test::ConfigLayout::Transformers4;
-  EXPECT_EQ(our_logits(write(tmp, "scaled-tf4", tf4, t), tokens), scaled);
+  EXPECT_EQ(test::fp32_logits(write(tmp, "scaled-tf4", tf4, t), tokens), scaled);
   c.spec.llama3.reset();
-  EXPECT_GT(max_abs_diff(our_logits(write(tmp, "plain", c.spec, t), tokens), scaled), 1e-3);
+  EXPECT_GT(max_abs_diff(test::fp32_logits(write(tmp, "plain", c.spec, t), tokens), scaled), 1e-3);
 }
 
 TEST(SlidingWindow, WindowChangesTheLogits) {
@@ -466,9 +460,9 @@ TEST(SlidingWindow, WindowChangesTheLogits) {
   test::TempDir tmp;
   const auto t = test::random_tensors(c.spec);
   const auto tokens = random_tokens(c.tokens, c.spec.tokenizer_size(), 99);
-  const auto windowed = our_logits(write(tmp, "w", c.spec, t), tokens);
+  const auto windowed = test::fp32_logits(write(tmp, "w", c.spec, t), tokens);
   c.spec.sliding_window = 0;
-  const auto full = our_logits(write(tmp, "full", c.spec, t), tokens);
+  const auto full = test::fp32_logits(write(tmp, "full", c.spec, t), tokens);
   const int64_t V = c.spec.vocab_size();
   // Positions inside the first window see the same keys; later ones must differ.
   EXPECT_EQ(std::vector<float>(windowed.begin(), windowed.begin() + 8 * V),

@@ -163,15 +163,19 @@ void CudaBackend::observe(PointObserver& obs) {
 
 void CudaBackend::collect_hessians(std::span<const int> points, bool upstream_final) {
   for (int p : points) hessians_.erase(p), hessians_.emplace(p, DeviceHessian(ctx_, spec_->points[size_t(p)].width));
-  if (!upstream_final) {  // every point from the unquantized block
-    const int last = *std::max_element(points.begin(), points.end());
-    LambdaObserver obs(
-        [&](int point, Act x) {
+  // Adds each requested point's rows to its Hessian; stops the block after point `last`.
+  auto hessian_observer = [this](const int& last) {
+    return LambdaObserver(
+        [this, &last](int point, Act x) {
           auto it = hessians_.find(point);
           if (it != hessians_.end() && x.rows > 0) it->second.add(ctx_, x.p, x.rows, math_);
           return point < last;
         },
         opt_.moe_all_experts);
+  };
+  if (!upstream_final) {  // every point from the unquantized block
+    const int last = *std::max_element(points.begin(), points.end());
+    LambdaObserver obs = hessian_observer(last);
     observe(obs);
     clock_.mark("forward + Hessians");
     return;
@@ -188,13 +192,7 @@ void CudaBackend::collect_hessians(std::span<const int> points, bool upstream_fi
       int last = p;
       for (int q : points)
         if (spec_->points[size_t(q)].sublayer == s) handled[size_t(q)] = true, last = std::max(last, q);
-      LambdaObserver obs(
-          [&](int point, Act x) {
-            auto it = hessians_.find(point);
-            if (it != hessians_.end() && x.rows > 0) it->second.add(ctx_, x.p, x.rows, math_);
-            return point < last;
-          },
-          opt_.moe_all_experts);
+      LambdaObserver obs = hessian_observer(last);
       for_chunks([&](int64_t r0, int64_t rows, int64_t ns) {
         sublayer_input(ops_, *spec_, s, Act{X_.chunk(r0, rows), rows, d_}, Act{h_.data(), rows, d_});
         sublayer_output(ops_, *spec_, s, Act{h_.data(), rows, d_}, Act{mid_.data(), rows, d_}, step(ns), &obs);

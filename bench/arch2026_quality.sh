@@ -46,6 +46,7 @@ evaluate() {  # name dir
 import json, sys
 for l in sys.stdin:
     r = json.loads(l); x = r["result"]
+    if len(r["what"].split()) < 2: continue  # the quantize timing
     print(r["what"].split()[0], r["what"].split()[1][:9], "%.4f" % (x.get("kld", x.get("ppl"))), end="; ")')"
 }
 

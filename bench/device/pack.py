@@ -8,9 +8,10 @@ The device tool carries at most 64 MiB, and one reference model is about that si
 data is split into byte planes: the high bytes of bf16/fp16 values (sign, exponent) compress to a
 third, the low bytes are stored as they are. bench/device/unpack.py rebuilds the files bit for bit.
 
-usage: bench/device/pack.py BUILD_DIR [MODEL ...] [--base BIN]   (MODEL: a folder of ../shared/models)
+usage: bench/device/pack.py BUILD_DIR [MODEL ...] [--base BIN] [--lean]   (MODEL: a folder of ../shared/models)
   --base BIN  also carries BIN (the CUDA quantllm of an earlier commit) as bin/quantllm-base, for
               before/after timings on one GPU (bench/gpu_quantize.sh with BASE_BIN)
+  --lean      only quantllm, without the test binaries and the spare glibc (room for the largest model)
 """
 import glob
 import lzma
@@ -29,6 +30,9 @@ if "--base" in args:
     i = args.index("--base")
     base = args[i + 1]
     del args[i : i + 2]
+lean = "--lean" in args
+if lean:
+    args.remove("--lean")
 build = args[0]
 models = args[1:]
 
@@ -42,8 +46,9 @@ def xz(src, dst):
         g.write(lzma.compress(f.read(), preset=6))
 
 
-exes = [(os.path.join(build, "quantllm"), "quantllm"), (os.path.join(build, "tests/test_cuda"), "test_cuda"),
-        (os.path.join(build, "tests/test_methods"), "test_methods")]
+exes = [(os.path.join(build, "quantllm"), "quantllm")]
+if not lean:
+    exes += [(os.path.join(build, "tests/test_cuda"), "test_cuda"), (os.path.join(build, "tests/test_methods"), "test_methods")]
 if base:
     exes.append((base, "quantllm-base"))
 for src, name in exes:
@@ -56,7 +61,7 @@ for src, name in exes:
 # Libraries the binaries load besides CUDA's and the kernel driver's (found through ldd here).
 skip = ("libcuda", "libcublas", "libcusolver", "libcusparse", "libnvJitLink", "linux-vdso")
 libs = set()
-for exe in ("quantllm", "tests/test_cuda", "tests/test_methods"):
+for exe in ("quantllm",) if lean else ("quantllm", "tests/test_cuda", "tests/test_methods"):
     for line in subprocess.run(["ldd", os.path.join(build, exe)], capture_output=True, text=True).stdout.splitlines():
         parts = line.split()
         if "=>" in parts and not any(parts[0].startswith(s) for s in skip):
@@ -68,6 +73,8 @@ system = ("libc.so", "libm.so", "libpthread.so", "libdl.so", "librt.so", "ld-lin
 for entry in sorted(libs):
     path, soname = entry.split(" ")
     sub = "lib/glibc" if soname.startswith(system) else "lib"
+    if lean and sub == "lib/glibc":
+        continue
     xz(path, os.path.join(out, sub, soname + ".xz"))
 
 for f in glob.glob(os.path.join(shared, "data", "*")):

@@ -13,6 +13,8 @@
 #   moe L     a Qwen3-30B-A3B-shaped checkpoint (synth, L layers, 128 experts top-8): GPTQ w4g128 act-order
 #             with 128 × 2048 calibration tokens on the GPU, time, peak GPU memory and host RSS, the tokens
 #             per expert (writes $OUT/moe.jsonl and the run's stderr)
+#   awq M     bench/awq_variants.sh on reference model M: AWQ's parts switched off one at a time, KL divergence
+#             in and out of domain against RTN (writes $OUT/awq_variants.jsonl; VARIANTS from the environment)
 #   arch M    a 2026 reference model M: transformers' float64 goldens (tests/data/arch2026/make_golden.py),
 #             eval of the first 16 windows on the CPU and the GPU, GPTQ w4 act-order on the GPU (MoE: routed
 #             and all-experts) evaluated on heldout (all windows) with the GPU; writes $OUT/arch.jsonl
@@ -184,6 +186,7 @@ while [ $# -gt 0 ]; do
     sweep) stage_sweep "$1"; shift ;;
     moe) stage_moe "$1"; shift ;;
     quality) ( source bench/arch2026_quality.sh "$S" "$OUT" "$1" ); shift ;;
+    awq) ( source bench/awq_variants.sh "$S" "$OUT" "$1" ); shift ;;
     *) echo "run: unknown stage $st"; exit 2 ;;
   esac
   echo "run: after $st $(( $(date +%s) - t0 ))s"

@@ -43,6 +43,9 @@ struct GptqOptions {
 struct AwqOptions {
   bool scale_first = false;      // rtn / gptq / gguf: AWQ's scale search and folding first (--awq-scale)
   int64_t search_tokens = 8192;  // tokens (the first whole windows) of the grid and clip searches
+  bool clip = true;               // awq: search each group's clipping range (AutoAWQ's apply_clip)
+  bool duo_scaling = true;        // scales from activation and weight magnitudes, x^a / w^(1-a) (AutoAWQ's
+                                  // duo_scaling); off: from the activations alone, x^a
 };
 
 struct GgufOptions {

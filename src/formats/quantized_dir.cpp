@@ -163,17 +163,7 @@ class QuantizedDirWeights final : public WeightSource {
 
   std::optional<PackedWeight> packed(const std::string& n) const override {
     std::string b;
-    if (!strip_suffix(n, ".weight", b) || !packed_.count(b)) {
-      const TensorView& v = ckpt_.get(n);
-      if (v.shape.size() != 2 || (v.dtype != DType::F16 && v.dtype != DType::BF16 && v.dtype != DType::F32))
-        return std::nullopt;
-      PackedWeight p;
-      p.shape = v.shape;
-      p.ggml_type = v.dtype == DType::F32 ? 0 : v.dtype == DType::F16 ? 1 : 30;
-      p.data = v.data;
-      p.nbytes = v.nbytes;
-      return p;
-    }
+    if (!strip_suffix(n, ".weight", b) || !packed_.count(b)) return dense_packed(ckpt_.get(n));
     PackedWeight p;
     p.kind = method_ == "gptq" ? PackedWeight::Kind::Gptq : PackedWeight::Kind::Awq;
     p.shape = shape(n);
@@ -212,6 +202,17 @@ class QuantizedDirWeights final : public WeightSource {
 
 }  // namespace
 
+std::optional<PackedWeight> dense_packed(const TensorView& v) {
+  if (v.shape.size() != 2 || (v.dtype != DType::F16 && v.dtype != DType::BF16 && v.dtype != DType::F32))
+    return std::nullopt;
+  PackedWeight p;
+  p.shape = v.shape;
+  p.ggml_type = v.dtype == DType::F32 ? 0 : v.dtype == DType::F16 ? 1 : 30;  // llama.cpp's F32, F16, BF16
+  p.data = v.data;
+  p.nbytes = v.nbytes;
+  return p;
+}
+
 std::optional<LoadedModel> open_quantized_dir(const std::filesystem::path& path) {
   std::error_code ec;
   if (!std::filesystem::is_directory(path, ec) || !std::filesystem::exists(path / "config.json", ec)) return std::nullopt;
@@ -226,6 +227,7 @@ std::optional<LoadedModel> open_quantized_dir(const std::filesystem::path& path)
   if (!root.is_object() || !root.contains("quantization_config")) return std::nullopt;
   const json& qc = root["quantization_config"];
   if (!qc.is_object()) fail("{}: 'quantization_config' must be an object", cfg_path.string());
+  if (qc.value("quant_method", "") == "compressed-tensors") return open_compressed_tensors_dir(path, text, qc);
   LoadedModel m;
   m.path = path;
   m.config = parse_config_json(text, cfg_path.string());
@@ -249,37 +251,23 @@ HfQuantFormat parse_hf_quant_format(const std::string& name) {
   if (name == "gptq") return HfQuantFormat::GptqV1;
   if (name == "gptq_v2") return HfQuantFormat::GptqV2;
   if (name == "awq_gemm" || name == "awq") return HfQuantFormat::AwqGemm;
-  fail("--format '{}' is not known (known: gptq, gptq_v2, awq_gemm)", name);
+  if (name == "compressed-tensors" || name == "compressed_tensors") return HfQuantFormat::CompressedTensors;
+  fail("--format '{}' is not known (known: gptq, gptq_v2, awq_gemm, compressed-tensors)", name);
 }
 
-void save_quantized(const QuantizedModel& qm, const std::filesystem::path& dir, HfQuantFormat format,
-                    bool overwrite) {
+void write_quantized_dir(const QuantizedModel& qm, const std::filesystem::path& dir, bool overwrite,
+                         const PackLayer& pack_layer, const nlohmann::json& quantization_config,
+                         const std::map<std::string, std::string>& extra_files) {
   QL_ASSERT(qm.base);
   const LoadedModel& base = *qm.base;
   const WeightSource& src = *base.weights;
-  const bool awq = format == HfQuantFormat::AwqGemm;
-  const auto gformat = format == HfQuantFormat::GptqV2 ? GptqCheckpointFormat::kV2 : GptqCheckpointFormat::kV1;
   AtomicDir out(dir, overwrite);
 
   std::vector<TensorData> tensors;
   for (const auto& name : src.names()) {
     std::string b;
     if (strip_suffix(name, ".weight", b) && qm.layers.count(b)) {
-      const GroupQuantized& q = qm.layers.at(b);
-      if (awq) {
-        const AwqPacked p = pack_awq_gemm(q, b);
-        tensors.push_back(TensorData::from_values(b + ".qweight", DType::I32, {p.in, p.out / 8}, p.qweight));
-        tensors.push_back(TensorData::from_values(b + ".qzeros", DType::I32, {p.n_groups, p.out / 8}, p.qzeros));
-        tensors.push_back(TensorData::from_values(b + ".scales", DType::F16, {p.n_groups, p.out}, p.scales));
-      } else {
-        const GptqPacked p = pack_gptq(q, gformat, b);
-        tensors.push_back(
-            TensorData::from_values(b + ".qweight", DType::I32, {p.in * p.bits / 32, p.out}, p.qweight));
-        tensors.push_back(
-            TensorData::from_values(b + ".qzeros", DType::I32, {p.n_groups, p.out * p.bits / 32}, p.qzeros));
-        tensors.push_back(TensorData::from_values(b + ".scales", DType::F16, {p.n_groups, p.out}, p.scales));
-        tensors.push_back(TensorData::from_values(b + ".g_idx", DType::I32, {p.in}, p.g_idx));
-      }
+      pack_layer(b, qm.layers.at(b), tensors);
       continue;
     }
     auto r = qm.replaced.find(name);
@@ -295,7 +283,38 @@ void save_quantized(const QuantizedModel& qm, const std::filesystem::path& dir, 
 
   // config.json: the source's, plus quantization_config.
   json cfg = json::parse(read_file(base.path / "config.json"));
+  cfg["quantization_config"] = quantization_config;
+  write_file_atomic(out.path() / "config.json", cfg.dump(2) + "\n");
+  for (const auto& [file, text] : extra_files) write_file_atomic(out.path() / file, text);
+  for (const char* f : kTokenizerFiles) {
+    std::error_code ec;
+    if (std::filesystem::exists(base.path / f, ec)) std::filesystem::copy_file(base.path / f, out.path() / f, ec);
+    if (ec) fail("{}: cannot copy {}: {}", dir.string(), f, ec.message());
+  }
+  out.commit();
+}
+
+void save_quantized(const QuantizedModel& qm, const std::filesystem::path& dir, HfQuantFormat format,
+                    bool overwrite) {
+  if (format == HfQuantFormat::CompressedTensors) return save_compressed_tensors(qm, dir, overwrite);
+  const bool awq = format == HfQuantFormat::AwqGemm;
+  const auto gformat = format == HfQuantFormat::GptqV2 ? GptqCheckpointFormat::kV2 : GptqCheckpointFormat::kV1;
+  const PackLayer pack = [&](const std::string& b, const GroupQuantized& q, std::vector<TensorData>& tensors) {
+    if (awq) {
+      const AwqPacked p = pack_awq_gemm(q, b);
+      tensors.push_back(TensorData::from_values(b + ".qweight", DType::I32, {p.in, p.out / 8}, p.qweight));
+      tensors.push_back(TensorData::from_values(b + ".qzeros", DType::I32, {p.n_groups, p.out / 8}, p.qzeros));
+      tensors.push_back(TensorData::from_values(b + ".scales", DType::F16, {p.n_groups, p.out}, p.scales));
+      return;
+    }
+    const GptqPacked p = pack_gptq(q, gformat, b);
+    tensors.push_back(TensorData::from_values(b + ".qweight", DType::I32, {p.in * p.bits / 32, p.out}, p.qweight));
+    tensors.push_back(TensorData::from_values(b + ".qzeros", DType::I32, {p.n_groups, p.out * p.bits / 32}, p.qzeros));
+    tensors.push_back(TensorData::from_values(b + ".scales", DType::F16, {p.n_groups, p.out}, p.scales));
+    tensors.push_back(TensorData::from_values(b + ".g_idx", DType::I32, {p.in}, p.g_idx));
+  };
   json qc;
+  std::map<std::string, std::string> extra;
   if (awq) {
     qc = {{"quant_method", "awq"}, {"bits", qm.params.bits},   {"group_size", qm.params.group_size},
           {"zero_point", !qm.params.sym}, {"version", "gemm"}, {"modules_to_not_convert", nullptr}};
@@ -312,16 +331,9 @@ void save_quantized(const QuantizedModel& qm, const std::filesystem::path& dir, 
           {"pack_dtype", "int32"},
           {"quantizer", {"quantllm:0.1.0"}},
           {"method", qm.method == QuantMethod::RTN ? "rtn" : "gptq"}};
-    write_file_atomic(out.path() / "quantize_config.json", qc.dump(2) + "\n");
+    extra["quantize_config.json"] = qc.dump(2) + "\n";
   }
-  cfg["quantization_config"] = qc;
-  write_file_atomic(out.path() / "config.json", cfg.dump(2) + "\n");
-  for (const char* f : kTokenizerFiles) {
-    std::error_code ec;
-    if (std::filesystem::exists(base.path / f, ec)) std::filesystem::copy_file(base.path / f, out.path() / f, ec);
-    if (ec) fail("{}: cannot copy {}: {}", dir.string(), f, ec.message());
-  }
-  out.commit();
+  write_quantized_dir(qm, dir, overwrite, pack, qc, extra);
 }
 
 HfQuantFormat hf_quant_format(const std::string& name, QuantMethod method) {

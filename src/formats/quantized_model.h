@@ -11,7 +11,13 @@
 #include "quant/group_quant.h"
 #include "quantllm/quantize.h"
 
+#include "io/safetensors.h"
+
+#include <nlohmann/json.hpp>
+
 #include <filesystem>
+#include <functional>
+#include <optional>
 #include <map>
 #include <string>
 
@@ -40,8 +46,9 @@ struct QuantizedModel {
   void save(const std::filesystem::path& dir, const std::string& format = "", bool overwrite = false) const;
 };
 
-enum class HfQuantFormat { GptqV1, GptqV2, AwqGemm };
-HfQuantFormat parse_hf_quant_format(const std::string& name);  // "gptq", "gptq_v2", "awq_gemm"/"awq"
+enum class HfQuantFormat { GptqV1, GptqV2, AwqGemm, CompressedTensors };
+// "gptq", "gptq_v2", "awq_gemm"/"awq", "compressed-tensors"
+HfQuantFormat parse_hf_quant_format(const std::string& name);
 // The format called `name`, or for an empty name the method's usual one (AWQ → awq_gemm, else gptq).
 HfQuantFormat hf_quant_format(const std::string& name, QuantMethod method);
 
@@ -51,6 +58,25 @@ HfQuantFormat hf_quant_format(const std::string& name, QuantMethod method);
 // temporary name and renamed into place.
 void save_quantized(const QuantizedModel& qm, const std::filesystem::path& dir, HfQuantFormat format,
                     bool overwrite);
+
+// What save_quantized shares between the formats: every tensor of the base model in its dtype (those the
+// method replaced from qm.replaced), each quantized layer's "X.weight" replaced by the tensors pack_layer
+// appends for it, config.json = the source's with quantization_config, extra_files (name → text), the
+// tokenizer files. Atomic: built under a temporary name and renamed into place.
+using PackLayer = std::function<void(const std::string& layer, const GroupQuantized& q, std::vector<TensorData>& out)>;
+void write_quantized_dir(const QuantizedModel& qm, const std::filesystem::path& dir, bool overwrite,
+                         const PackLayer& pack_layer, const nlohmann::json& quantization_config,
+                         const std::map<std::string, std::string>& extra_files = {});
+
+// compressed-tensors (formats/compressed_tensors.cpp): the pack-quantized writer (one config group
+// targeting Linear; the unquantized linears — lm_head, MoE routers — in `ignore`) and the reader of such
+// directories, ours or llm-compressor's; open_quantized_dir hands them over on quant_method.
+void save_compressed_tensors(const QuantizedModel& qm, const std::filesystem::path& dir, bool overwrite);
+std::optional<LoadedModel> open_compressed_tensors_dir(const std::filesystem::path& dir, const std::string& config_text,
+                                                       const nlohmann::json& quantization_config);
+
+// A 2-D F32 / F16 / BF16 tensor of a checkpoint as the engine's packed weight (its ggml type), else none.
+std::optional<PackedWeight> dense_packed(const TensorView& v);
 
 // Bytes a packed layer takes on disk: codes + zeros (bits each) + fp16 scales + int32 g_idx.
 size_t packed_layer_bytes(int64_t in, int64_t out, int64_t groups, int bits, bool with_g_idx = true);

@@ -93,7 +93,7 @@ void run_awq(const LoadedModel& model, const QuantizeRequest& opt, const CalibWi
       AwqScaleResult best;
       {
         const auto objective = be->awq_objective(g, ps);
-        best = awq_search_scale(x_mean, w_mean, objective, name, kScaleGrid);
+        best = awq_search_scale(x_mean, w_mean, objective, name, kScaleGrid, opt.awq.duo_scaling);
       }
       be->awq_fold(g, best.scales, fold_dtype(src, spec, g));
       for (int l : g.layers) scaled_linear[size_t(l)] = true;
@@ -105,7 +105,8 @@ void run_awq(const LoadedModel& model, const QuantizeRequest& opt, const CalibWi
         record(n, t);
         saved.tensors[n] = t;
       }
-      detail += fmt::format(" {} a={:.2f}", g.label, best.ratio);
+      const auto [s_lo, s_hi] = std::minmax_element(best.scales.begin(), best.scales.end());
+      detail += fmt::format(" {} a={:.2f} s=[{:.3g},{:.3g}]", g.label, best.ratio, *s_lo, *s_hi);
     }
 
     // --- clipping (not q/k, as AutoAWQ: their errors pass through the softmax) and quantization ---
@@ -130,7 +131,8 @@ void run_awq(const LoadedModel& model, const QuantizeRequest& opt, const CalibWi
         continue;
       }
       const auto t0 = std::chrono::steady_clock::now();
-      const bool clip = slot.role != Role::Q && slot.role != Role::K && slot.role != Role::QKV;  // AutoAWQ skips Wqkv too
+      const bool clip = opt.awq.clip &&  // not q/k (AutoAWQ skips Wqkv too)
+                        slot.role != Role::Q && slot.role != Role::K && slot.role != Role::QKV;
       AwqLayerResult r = be->awq_clip_quantize(int(l), clip, p, ps);
       qm->stats[name] = saved.stats[name] = LayerStats{.relative_error = r.relative_error, .seconds = seconds_since(t0)};
       if (ckpt.enabled()) saved.layers[name] = r.q;

@@ -52,6 +52,8 @@ std::string fingerprint(const LoadedModel& model, const QuantizeRequest& o, cons
             {"chunk_tokens", o.device.chunk_tokens},
             {"awq_scale", o.awq.scale_first},
             {"awq_search_tokens", o.awq.search_tokens}};
+  if (!o.awq.clip) f["awq_clip"] = false;  // the defaults leave older checkpoints' fingerprints as they were
+  if (!o.awq.duo_scaling) f["awq_duo_scaling"] = false;
   if (model.config.n_experts > 0) {  // how the experts were calibrated (dense models: as before)
     f["moe_calibration"] = o.moe.calibration;
     f["moe_min_tokens"] = o.moe.min_tokens;

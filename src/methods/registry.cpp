@@ -37,6 +37,9 @@ void validate_group(const QuantizeRequest& r) {
   if (!(r.gptq.damp > 0) || r.gptq.damp > 1) fail("--damp must be in (0, 1], got {}", r.gptq.damp);
   if (r.awq.scale_first && r.method == "awq")
     fail("--awq-scale composes AWQ scaling with --method gptq or rtn; --method awq scales already");
+  if (!r.awq.clip && r.method != "awq") fail("--awq-no-clip applies to --method awq");
+  if (!r.awq.duo_scaling && r.method != "awq" && !r.awq.scale_first)
+    fail("--awq-no-duo-scaling applies to --method awq or --awq-scale");
   if (r.method == "awq" && r.mse)
     fail("--mse does not apply to --method awq (AWQ searches each group's clipping range itself)");
   if (r.method == "awq" && r.gptq.act_order)

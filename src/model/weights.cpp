@@ -5,6 +5,7 @@
 #include "core/error.h"
 #include "core/dtype.h"
 #include "io/safetensors.h"
+#include "quant/ct_format.h"
 #include "quant/gptq_format.h"
 
 #include <fmt/format.h>
@@ -55,6 +56,26 @@ GroupQuantized unpack_groups(const PackedWeight& p, const std::string& where, co
       for (int64_t i = 0; i < in; ++i) g.g_idx[size_t(i)] = int32_t(i / gs);
     }
     return unpack_gptq(g, p.gptq_v1 ? GptqCheckpointFormat::kV1 : GptqCheckpointFormat::kV2, p.group_size, layer);
+  }
+  if (p.kind == PackedWeight::Kind::Ct) {
+    CtPacked c;
+    c.bits = p.bits, c.symmetric = p.symmetric, c.in = in, c.out = out;
+    c.n_groups = p.scales.shape.size() == 2 ? p.scales.shape[1] : 0;
+    if (p.scales.shape.size() != 2 || p.scales.shape[0] != out)
+      fail("{}: layer '{}': weight_scale has shape {}, [{}, groups] expected", where, layer, shape_str(p.scales.shape), out);
+    c.weight_packed = as_i32(p.qweight, where);
+    if (p.qweight.shape != Shape{out, c.packed_cols()})
+      fail("{}: layer '{}': weight_packed has shape {}, [{}, {}] expected for weight_shape [{}, {}] at {} bits", where,
+           layer, shape_str(p.qweight.shape), out, c.packed_cols(), out, in, p.bits);
+    c.weight_scale = p.scales.to_f32().data;
+    if (!p.symmetric) {
+      c.weight_zero_point = as_i32(p.qzeros, where);
+      if (p.qzeros.shape != Shape{c.packed_zero_rows(), c.n_groups})
+        fail("{}: layer '{}': weight_zero_point has shape {}, [{}, {}] expected", where, layer,
+             shape_str(p.qzeros.shape), c.packed_zero_rows(), c.n_groups);
+    }
+    if (p.g_idx.data) c.g_idx = as_i32(p.g_idx, where);
+    return unpack_ct(c, p.group_size, layer);
   }
   AwqPacked a;
   a.in = in, a.out = out, a.n_groups = in / gs;

@@ -24,7 +24,7 @@ namespace quantllm {
 // A weight as it is stored, for engines that compute on the packed bytes (runtime/cpu) instead of
 // widening it. Views point into the source's mapping and stay valid while the source lives.
 struct PackedWeight {
-  enum class Kind { Ggml, Gptq, Awq };
+  enum class Kind { Ggml, Gptq, Awq, Ct };  // Ct: compressed-tensors pack-quantized (quant/ct_format.h)
   Kind kind = Kind::Ggml;
   Shape shape;  // [out, in], as load() returns it
   // Ggml: one ggml type (F32, F16, BF16, Q8_0, Q4_K …; llama.cpp's type ids), rows of shape[1] weights.
@@ -38,10 +38,11 @@ struct PackedWeight {
   // when the checkpoint has none.
   int bits = 0, group_size = 0;
   bool gptq_v1 = true;  // checkpoint_format "gptq" (zeros stored minus one) rather than "gptq_v2"
+  bool symmetric = false;  // Ct: no zero points stored (qzeros.data null)
   TensorView qweight, qzeros, scales, g_idx;
 };
 
-// The groups of a Gptq / Awq packed weight, unpacked (quant/gptq_format.h describes the layouts).
+// The groups of a Gptq / Awq / Ct packed weight, unpacked (quant/gptq_format.h describes the layouts).
 // Error naming `where` and the tensor when a part is not stored as the format says (I32 qweight,
 // qzeros, g_idx) or the group size does not divide the input size.
 GroupQuantized unpack_groups(const PackedWeight& p, const std::string& where, const std::string& layer);

@@ -31,6 +31,14 @@ uint32_t get_field(const uint32_t* words, int64_t stride, int64_t index, int bit
 std::vector<int32_t> to_int32(const std::vector<uint32_t>& u) { return {u.begin(), u.end()}; }  // modular (C++20)
 std::vector<uint32_t> to_uint32(const std::vector<int32_t>& s) { return {s.begin(), s.end()}; }
 
+Tensor scales_from_f16(const std::vector<uint16_t>& h, int64_t n_groups, int64_t out) {
+  Tensor s({n_groups, out});
+  for (size_t i = 0; i < h.size(); ++i) s.data[i] = f16_to_f32(h[i]);
+  return s;
+}
+
+}  // namespace
+
 // Checks the shapes and value ranges every packer relies on.
 void check_unpacked(const GroupQuantized& q, std::string_view name) {
   if (q.bits < 2 || q.bits > 8) fail("tensor '{}': {} bits cannot be packed (2 to 8 supported)", name, q.bits);
@@ -61,14 +69,6 @@ std::vector<uint16_t> scales_to_f16(const Tensor& scales, std::string_view name)
   }
   return h;
 }
-
-Tensor scales_from_f16(const std::vector<uint16_t>& h, int64_t n_groups, int64_t out) {
-  Tensor s({n_groups, out});
-  for (size_t i = 0; i < h.size(); ++i) s.data[i] = f16_to_f32(h[i]);
-  return s;
-}
-
-}  // namespace
 
 GptqPacked pack_gptq(const GroupQuantized& q, GptqCheckpointFormat format, std::string_view name) {
   check_unpacked(q, name);

@@ -64,4 +64,10 @@ struct AwqPacked {
 AwqPacked pack_awq_gemm(const GroupQuantized& q, std::string_view name);
 GroupQuantized unpack_awq_gemm(const AwqPacked& p, int group_size, std::string_view name);
 
+// What every packer checks first: consistent sizes, codes and zeros in [0, 2^bits − 1], g_idx in range,
+// bits in 2..8 (Error naming `name`).
+void check_unpacked(const GroupQuantized& q, std::string_view name);
+// The scales as fp16 bits; Error naming `name` unless every one is exactly an fp16 value.
+std::vector<uint16_t> scales_to_f16(const Tensor& scales, std::string_view name);
+
 }  // namespace quantllm

@@ -16,7 +16,7 @@ struct QuantizeArgs {
   QuantizeRequest r;
   int bits = 4, group_size = 128, threads = 0;
   std::string gpu_precision = "tf32", model, out;
-  bool no_true_sequential = false, dry_run = false, json = false;
+  bool no_true_sequential = false, awq_no_clip = false, awq_no_duo = false, dry_run = false, json = false;
 };
 
 void print_group_plan(const QuantizeArgs& a, const QuantizePlan& p) {
@@ -133,6 +133,10 @@ void register_quantize(CLI::App& app, std::vector<std::pair<CLI::App*, Runner>>&
   q->add_flag("--true-sequential", r.gptq.true_sequential, "GPTQ: q/k/v, then o, then gate/up, then down (default)");
   q->add_flag("--no-true-sequential", a->no_true_sequential, "GPTQ: all layers of a block from the same inputs");
   q->add_flag("--awq-scale", r.awq.scale_first, "gptq/rtn/gguf: fold AWQ's activation-aware scales into the weights first");
+  q->add_option("--awq-search-tokens", r.awq.search_tokens, "AWQ: calibration tokens of the scale and clip searches")
+      ->capture_default_str();
+  q->add_flag("--awq-no-clip", a->awq_no_clip, "awq: no clipping-range search (AutoAWQ's apply_clip=False)");
+  q->add_flag("--awq-no-duo-scaling", a->awq_no_duo, "AWQ scales from activation magnitudes alone (duo_scaling=False)");
   q->add_option("--moe-calibration", r.moe.calibration,
                 "gptq on MoE models: routed (each expert from its routed tokens; too few → RTN) | all-experts")
       ->check(CLI::IsMember({"routed", "all-experts"}))
@@ -169,6 +173,8 @@ void register_quantize(CLI::App& app, std::vector<std::pair<CLI::App*, Runner>>&
     if (q->count("--bits")) r.bits = a->bits;
     if (q->count("--group-size")) r.group_size = a->group_size;
     if (a->no_true_sequential) r.gptq.true_sequential = false;
+    if (a->awq_no_clip) r.awq.clip = false;
+    if (a->awq_no_duo) r.awq.duo_scaling = false;
     r.device.gpu_tf32 = a->gpu_precision == "tf32";
     apply_threads(a->threads);
     if (a->dry_run) {

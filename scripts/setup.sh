@@ -15,6 +15,7 @@ packages=(
   time                     # GNU time: peak memory in bench/gptq_memory.sh
   pybind11-dev             # the Python package's extension module (python/, QUANTLLM_PYTHON)
   python3-dev              # Python.h for it (Debian's python3, which CMake prefers)
+  python3-numpy            # the second reader of our checkpoint formats in the tests (tests/reference)
 )
 missing=()
 for p in "${packages[@]}"; do

@@ -109,6 +109,7 @@ class CtWeights final : public WeightSource {
         fail("{}: asymmetric module '{}' has no '{}.weight_zero_point'", dir.string(), b, b);
       layers_[b] = *pick;
       shapes_[b] = read_shape(b);
+      check_parts(b, *pick, shapes_[b]);
     }
     if (layers_.empty()) fail("{}: no packed layers (*.weight_packed) found", dir.string());
   }
@@ -178,6 +179,24 @@ class CtWeights final : public WeightSource {
       if (strip(n, part, b) && layers_.count(b)) return true;
     }
     return false;
+  }
+  // The parts' shapes against weight_shape and the scheme, from the headers alone (inspect checks them too).
+  void check_parts(const std::string& b, const WeightScheme& s, const Shape& shape) const {
+    const int64_t out = shape[0], in = shape[1], pf = 32 / s.bits;
+    const bool has_gidx = ckpt_.has(b + ".weight_g_idx");
+    if (!has_gidx && s.group_size > 0 && in % s.group_size != 0)
+      fail("{}: '{}': group size {} does not divide its {} input columns", dir_.string(), b, s.group_size, in);
+    const int64_t groups = s.group_size > 0 ? (in + s.group_size - 1) / s.group_size : 1;
+    auto expect = [&](const std::string& part, Shape want) {
+      const TensorView& v = ckpt_.get(b + part);
+      if (v.shape != want)
+        fail("{}: '{}{}' has shape {}, {} expected for weight_shape [{}, {}] at {} bits", dir_.string(), b, part,
+             shape_str(v.shape), shape_str(want), out, in, s.bits);
+    };
+    expect(".weight_packed", {out, (in + pf - 1) / pf});
+    expect(".weight_scale", {out, groups});
+    if (!s.symmetric) expect(".weight_zero_point", {(out + pf - 1) / pf, groups});
+    if (has_gidx) expect(".weight_g_idx", {in});
   }
   Shape read_shape(const std::string& b) const {
     const TensorView& v = ckpt_.get(b + ".weight_shape");

@@ -106,7 +106,7 @@ class QuantizedDirWeights final : public WeightSource {
       if (v != "gemm") fail("{}: AWQ version '{}' is not supported (supported: gemm)", where, v);
       if (bits_ != 4) fail("{}: AWQ GEMM checkpoints are 4-bit, config says {}", where, bits_);
     } else {
-      fail("{}: quant_method '{}' is not supported (supported: gptq, awq)", where, method_);
+      fail("{}: quant_method '{}' is not supported (supported: gptq, awq, compressed-tensors)", where, method_);
     }
     if (bits_ < 2 || bits_ > 8) fail("{}: bits {} outside 2..8", where, bits_);
     for (const auto& n : ckpt_.names()) {
@@ -114,6 +114,7 @@ class QuantizedDirWeights final : public WeightSource {
       if (strip_suffix(n, ".qweight", b)) packed_.insert(b);
     }
     if (packed_.empty()) fail("{}: no packed layers (*.qweight) found", dir.string());
+    for (const auto& b : packed_) check_parts(b);
   }
 
   bool has(const std::string& n) const override {
@@ -175,6 +176,32 @@ class QuantizedDirWeights final : public WeightSource {
     p.scales = ckpt_.get(b + ".scales");
     if (ckpt_.has(b + ".g_idx")) p.g_idx = ckpt_.get(b + ".g_idx");
     return p;
+  }
+
+  // The parts' shapes against each other (quant/gptq_format.h), from the headers alone: inspect checks them too.
+  void check_parts(const std::string& b) const {
+    for (const char* part : {".qzeros", ".scales"})
+      if (!ckpt_.has(b + part)) fail("{}: packed layer '{}' has no '{}{}'", dir_.string(), b, b, part);
+    const Shape w = shape(b + ".weight");
+    const int64_t out = w[0], in = w[1];
+    const bool gidx = ckpt_.has(b + ".g_idx");
+    const int64_t gs = group_size_ > 0 ? group_size_ : in;
+    if (in % gs != 0) fail("{}: '{}': group size {} does not divide its {} input columns", dir_.string(), b, gs, in);
+    const int64_t groups = in / gs;
+    auto expect = [&](const char* part, Shape want) {
+      const TensorView& v = ckpt_.get(b + part);
+      if (v.shape != want)
+        fail("{}: '{}{}' has shape {}, {} expected for a [{}, {}] layer at {} bits", dir_.string(), b, part,
+             shape_str(v.shape), shape_str(want), out, in, bits_);
+    };
+    if (method_ == "gptq") {
+      expect(".qzeros", {groups, out * bits_ / 32});
+      expect(".scales", {groups, out});
+      if (gidx) expect(".g_idx", {in});
+    } else {
+      expect(".qzeros", {groups, out / 8});
+      expect(".scales", {groups, out});
+    }
   }
 
   GroupQuantized unpack(const std::string& b) const {

@@ -5,6 +5,7 @@
 // with an index) damaged in one way each; every case runs through both `eval ppl` and `inspect`
 // where both read the damaged file.
 #include "support/run.h"
+#include "support/safetensors_edit.h"
 #include "support/synthetic.h"
 
 #include <gtest/gtest.h>
@@ -17,26 +18,9 @@ namespace fs = std::filesystem;
 
 namespace {
 
-// A safetensors file split into its JSON header and data section, to damage one and write it back.
-struct StFile {
-  json header;
-  std::string data;
-};
-
-StFile read_st(const fs::path& p) {
-  const std::string bytes = test::read_all(p);
-  uint64_t n = 0;
-  std::memcpy(&n, bytes.data(), 8);
-  return {json::parse(bytes.substr(8, n)), bytes.substr(8 + n)};
-}
-
-void write_st(const fs::path& p, const StFile& f) {
-  const std::string h = f.header.dump();
-  const uint64_t n = h.size();
-  std::ofstream out(p, std::ios::binary | std::ios::trunc);
-  out.write(reinterpret_cast<const char*>(&n), 8);
-  out << h << f.data;
-}
+using test::read_st;
+using test::StFile;
+using test::write_st;
 
 class BadInput : public ::testing::Test {
  protected:

@@ -38,7 +38,7 @@ class TextTokenizer {
 };
 
 struct ModelInfo {
-  std::string kind;          // "hf", "gptq", "awq", "gguf"
+  std::string kind;          // "hf", "gptq", "awq", "compressed-tensors", "gguf"
   std::string architecture;  // "LlamaForCausalLM", …
   std::string model_type;    // config.json's "llama", …
   std::string dtype;         // of the stored weights: "BF16", "F16", "F32"
@@ -46,6 +46,9 @@ struct ModelInfo {
           intermediate_size = 0, vocab_size = 0, max_position_embeddings = 0;
   double norm_eps = 0, rope_theta = 0;
   bool tie_word_embeddings = false, qkv_bias = false;
+  // Quantized directories: the vLLM / SGLang kernel family the file targets, then a "warning: " line for
+  // each choice that leaves the fast path (asymmetric GPTQ, group sizes, widths, shapes).
+  std::vector<std::string> serving;
 };
 
 struct TokenizerInfo {

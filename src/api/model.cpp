@@ -5,6 +5,7 @@
 #include "core/dtype.h"
 #include "core/error.h"
 #include "formats/open.h"
+#include "formats/quantized_model.h"
 #include "eval/generate.h"
 
 namespace quantllm {
@@ -29,6 +30,7 @@ ModelInfo Model::info() const {
   i.max_position_embeddings = c.max_positions;
   i.norm_eps = c.norm_eps, i.rope_theta = c.rope_theta;
   i.tie_word_embeddings = c.tied_embeddings, i.qkv_bias = c.qkv_bias;
+  i.serving = serving_notes(*impl_);
   return i;
 }
 

@@ -78,6 +78,10 @@ std::optional<LoadedModel> open_compressed_tensors_dir(const std::filesystem::pa
 // A 2-D F32 / F16 / BF16 tensor of a checkpoint as the engine's packed weight (its ggml type), else none.
 std::optional<PackedWeight> dense_packed(const TensorView& v);
 
+// For a quantized directory: which vLLM / SGLang kernel family it targets, and a "warning: " line for each
+// choice that leaves the fast path (formats/serving.cpp). Empty for anything else.
+std::vector<std::string> serving_notes(const LoadedModel& m);
+
 // Bytes a packed layer takes on disk: codes + zeros (bits each) + fp16 scales + int32 g_idx.
 size_t packed_layer_bytes(int64_t in, int64_t out, int64_t groups, int bits, bool with_g_idx = true);
 

@@ -110,3 +110,30 @@ TEST(FormatRoundTrip, EveryMethodFormatAndWidthReadsBackExactlyByBothReaders) {
     }
   }
 }
+
+TEST(FormatRoundTrip, InspectNamesTheServingKernelsAndWarnsOffTheFastPath) {
+  // Facts of vLLM's kernel selection (formats/serving.cpp): Marlin takes symmetric GPTQ and AWQ with zero
+  // points at 4/8 bits in groups of 32/64/128; compressed-tensors WNA16 takes 4 and 8 bits only.
+  test::TempDir tmp;
+  const Model m = load_model(test::model_dir("gutenberg-llama-33m"));
+  struct Want {
+    std::string format;
+    int bits;
+    bool sym;
+    std::string first;  // the start of the first note
+  };
+  for (const Want& w : std::vector<Want>{{"gptq", 4, true, "vLLM / SGLang: gptq_marlin"},
+                                         {"gptq", 4, false, "warning: vLLM / SGLang run this with the exllama"},
+                                         {"awq_gemm", 4, false, "vLLM / SGLang: awq_marlin"},
+                                         {"compressed-tensors", 8, true, "vLLM / SGLang: compressed-tensors WNA16"},
+                                         {"compressed-tensors", 3, true, "warning: vLLM's compressed-tensors WNA16 scheme takes 4 or 8"}}) {
+    QuantizeRequest r;
+    r.method = "rtn", r.bits = w.bits, r.sym = w.sym;
+    const auto dir = tmp / (w.format + std::to_string(w.bits) + (w.sym ? "s" : "a"));
+    save_quantized(quantize_in_memory(m, r).result(), dir, parse_hf_quant_format(w.format), true);
+    const auto notes = load_model(dir).info().serving;
+    ASSERT_FALSE(notes.empty()) << dir;
+    EXPECT_EQ(notes.front().rfind(w.first, 0), 0u) << notes.front();
+  }
+  EXPECT_TRUE(m.info().serving.empty());  // a full-precision directory
+}

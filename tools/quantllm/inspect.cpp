@@ -29,6 +29,7 @@ void register_inspect(CLI::App& app, std::vector<std::pair<CLI::App*, Runner>>& 
                             {"norm_eps", c.norm_eps},         {"rope_theta", c.rope_theta},
                             {"tie_word_embeddings", c.tie_word_embeddings}, {"qkv_bias", c.qkv_bias},
                             {"dtype", c.dtype}};
+    j["serving"] = c.serving;
     j["tokenizer"] = {{"kind", t.kind},
                       {"vocab_size", t.vocab_size},
                       {"bos_id", t.bos_id ? nlohmann::json(*t.bos_id) : nlohmann::json(nullptr)},
@@ -59,6 +60,7 @@ void register_inspect(CLI::App& app, std::vector<std::pair<CLI::App*, Runner>>& 
     fmt::print("  tokenizer: {} tokens, bos {}, eos {}, adds BOS: {}\n", t.vocab_size,
                t.bos_id ? std::to_string(*t.bos_id) : "none", t.eos_id ? std::to_string(*t.eos_id) : "none",
                t.adds_bos ? "yes" : "no");
+    for (const auto& s : c.serving) fmt::print("  serving: {}\n", s);
     fmt::print("  {} tensors, {} parameters, {} ({:.2f} bits per weight)\n", tensors.size(), params,
                format_bytes(total), j["bits_per_weight"].get<double>());
     for (const auto& e : tensors)

@@ -3,6 +3,7 @@
 
 #include "core/error.h"
 
+#include <algorithm>
 #include <cmath>
 #include <vector>
 
@@ -17,7 +18,7 @@ struct DTypeRow {
 constexpr DTypeRow kDTypes[] = {
     {DType::F32, "F32", 4}, {DType::F16, "F16", 2}, {DType::BF16, "BF16", 2}, {DType::F64, "F64", 8},
     {DType::I64, "I64", 8}, {DType::I32, "I32", 4}, {DType::I16, "I16", 2},   {DType::I8, "I8", 1},
-    {DType::U8, "U8", 1},   {DType::BOOL, "BOOL", 1},
+    {DType::U8, "U8", 1},   {DType::BOOL, "BOOL", 1}, {DType::F8_E4M3, "F8_E4M3", 1},
 };
 const DTypeRow& row(DType t) {
   for (const auto& r : kDTypes)
@@ -79,6 +80,33 @@ uint16_t f32_to_f16(float f) {
   return uint16_t(sign | uint16_t(m >> 13));
 }
 
+float fp8e4m3_to_f32(uint8_t b) {
+  const int e = (b >> 3) & 15, m = b & 7;
+  const float sign = (b & 0x80) ? -1.0f : 1.0f;
+  if (e == 15 && m == 7) return std::nanf("");
+  if (e == 0) return sign * std::ldexp(float(m), -9);  // m/8 · 2^−6
+  return sign * std::ldexp(float(8 + m), e - 10);       // (1 + m/8) · 2^(e − 7)
+}
+
+uint8_t f32_to_fp8e4m3(float f) {
+  if (std::isnan(f)) return 0x7f;
+  const uint8_t sign = std::signbit(f) ? 0x80 : 0;
+  const float a = std::min(std::fabs(f), kFp8E4M3Max);
+  // The 127 finite non-negative codes in increasing order: the nearest, ties to the even code.
+  static const std::vector<float> values = [] {
+    std::vector<float> v(127);
+    for (int c = 0; c < 127; ++c) v[size_t(c)] = fp8e4m3_to_f32(uint8_t(c));
+    return v;
+  }();
+  const auto it = std::lower_bound(values.begin(), values.end(), a);
+  int hi = int(it - values.begin());
+  if (hi == 0) return sign;  // a == 0
+  const int lo = hi - 1;
+  const float dl = a - values[size_t(lo)], dh = values[size_t(hi)] - a;
+  const int c = dl < dh ? lo : dh < dl ? hi : (lo % 2 == 0 ? lo : hi);
+  return uint8_t(sign | c);
+}
+
 void convert_to_f32(DType src_type, const void* src, float* dst, size_t n) {
   switch (src_type) {
     case DType::F32:
@@ -98,6 +126,16 @@ void convert_to_f32(DType src_type, const void* src, float* dst, size_t n) {
     case DType::BF16: {
       const auto* s = static_cast<const uint16_t*>(src);
       for (size_t i = 0; i < n; ++i) dst[i] = bf16_to_f32(s[i]);
+      return;
+    }
+    case DType::F8_E4M3: {
+      static const std::vector<float> table = [] {
+        std::vector<float> t(256);
+        for (int b = 0; b < 256; ++b) t[size_t(b)] = fp8e4m3_to_f32(uint8_t(b));
+        return t;
+      }();
+      const auto* s = static_cast<const uint8_t*>(src);
+      for (size_t i = 0; i < n; ++i) dst[i] = table[s[i]];
       return;
     }
     case DType::F64: {

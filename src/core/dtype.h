@@ -13,7 +13,7 @@
 
 namespace quantllm {
 
-enum class DType : uint8_t { F32, F16, BF16, F64, I64, I32, I16, I8, U8, BOOL };
+enum class DType : uint8_t { F32, F16, BF16, F64, I64, I32, I16, I8, U8, BOOL, F8_E4M3 };
 
 // Bytes per element.
 size_t dtype_size(DType t);
@@ -38,6 +38,14 @@ inline uint16_t f32_to_bf16(float f) {
 
 float f16_to_f32(uint16_t h);
 uint16_t f32_to_f16(float f);
+
+// fp8 e4m3fn (OCP FP8 E4M3, torch.float8_e4m3fn, safetensors "F8_E4M3"): 1 sign, 4 exponent (bias 7) and
+// 3 mantissa bits; exponent 0 is subnormal (m/8 · 2^−6), no infinities, S.1111.111 is NaN, ±448 the
+// largest finite values. Encoding rounds to nearest even and saturates finite values beyond ±448 to
+// ±448 (what a quantizer wants after scaling); NaN encodes as 0x7f.
+float fp8e4m3_to_f32(uint8_t b);
+uint8_t f32_to_fp8e4m3(float f);
+inline constexpr float kFp8E4M3Max = 448.0f;
 
 // Bulk conversions to fp32 (n elements).
 void convert_to_f32(DType src_type, const void* src, float* dst, size_t n);

@@ -87,7 +87,7 @@ class CtWeights final : public WeightSource {
     const std::string where = (dir / "config.json").string();
     const std::string format = qc.value("format", "");
     if (format != "pack-quantized")
-      fail("{}: compressed-tensors format '{}' is not supported (supported: pack-quantized)", where, format);
+      fail("{}: compressed-tensors format '{}' is not supported (supported: pack-quantized, float-quantized)", where, format);
     if (!qc.contains("config_groups") || !qc["config_groups"].is_object() || qc["config_groups"].empty())
       fail("{}: compressed-tensors quantization_config has no config_groups", where);
     std::vector<WeightScheme> schemes;

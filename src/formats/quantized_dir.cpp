@@ -106,7 +106,7 @@ class QuantizedDirWeights final : public WeightSource {
       if (v != "gemm") fail("{}: AWQ version '{}' is not supported (supported: gemm)", where, v);
       if (bits_ != 4) fail("{}: AWQ GEMM checkpoints are 4-bit, config says {}", where, bits_);
     } else {
-      fail("{}: quant_method '{}' is not supported (supported: gptq, awq, compressed-tensors)", where, method_);
+      fail("{}: quant_method '{}' is not supported (supported: gptq, awq, compressed-tensors, fp8)", where, method_);
     }
     if (bits_ < 2 || bits_ > 8) fail("{}: bits {} outside 2..8", where, bits_);
     for (const auto& n : ckpt_.names()) {
@@ -254,7 +254,10 @@ std::optional<LoadedModel> open_quantized_dir(const std::filesystem::path& path)
   if (!root.is_object() || !root.contains("quantization_config")) return std::nullopt;
   const json& qc = root["quantization_config"];
   if (!qc.is_object()) fail("{}: 'quantization_config' must be an object", cfg_path.string());
-  if (qc.value("quant_method", "") == "compressed-tensors") return open_compressed_tensors_dir(path, text, qc);
+  const std::string qm = qc.value("quant_method", "");
+  if (qm == "fp8" || (qm == "compressed-tensors" && qc.value("format", "") == "float-quantized"))
+    return open_fp8_dir(path, text, qc);
+  if (qm == "compressed-tensors") return open_compressed_tensors_dir(path, text, qc);
   LoadedModel m;
   m.path = path;
   m.config = parse_config_json(text, cfg_path.string());
@@ -284,19 +287,21 @@ HfQuantFormat parse_hf_quant_format(const std::string& name) {
 
 void write_quantized_dir(const QuantizedModel& qm, const std::filesystem::path& dir, bool overwrite,
                          const PackLayer& pack_layer, const nlohmann::json& quantization_config,
-                         const std::map<std::string, std::string>& extra_files) {
+                         const std::map<std::string, std::string>& extra_files, const std::set<std::string>& own_layers,
+                         std::vector<TensorData> own_tensors) {
   QL_ASSERT(qm.base);
   const LoadedModel& base = *qm.base;
   const WeightSource& src = *base.weights;
   AtomicDir out(dir, overwrite);
 
-  std::vector<TensorData> tensors;
+  std::vector<TensorData> tensors = std::move(own_tensors);
   for (const auto& name : src.names()) {
     std::string b;
     if (strip_suffix(name, ".weight", b) && qm.layers.count(b)) {
       pack_layer(b, qm.layers.at(b), tensors);
       continue;
     }
+    if (strip_suffix(name, ".weight", b) && own_layers.count(b)) continue;
     auto r = qm.replaced.find(name);
     const Tensor t = r != qm.replaced.end() ? r->second : src.load(name);
     check_finite(t.data, name);  // norms and embeddings are copied, not quantized: refuse NaN / Inf as GGUF does

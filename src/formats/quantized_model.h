@@ -18,6 +18,7 @@
 #include <filesystem>
 #include <functional>
 #include <optional>
+#include <set>
 #include <map>
 #include <string>
 
@@ -64,9 +65,11 @@ void save_quantized(const QuantizedModel& qm, const std::filesystem::path& dir, 
 // appends for it, config.json = the source's with quantization_config, extra_files (name → text), the
 // tokenizer files. Atomic: built under a temporary name and renamed into place.
 using PackLayer = std::function<void(const std::string& layer, const GroupQuantized& q, std::vector<TensorData>& out)>;
+// Layers encoded elsewhere (FP8) come as `own_layers` (their "X.weight" is not copied) and `own_tensors`.
 void write_quantized_dir(const QuantizedModel& qm, const std::filesystem::path& dir, bool overwrite,
                          const PackLayer& pack_layer, const nlohmann::json& quantization_config,
-                         const std::map<std::string, std::string>& extra_files = {});
+                         const std::map<std::string, std::string>& extra_files = {},
+                         const std::set<std::string>& own_layers = {}, std::vector<TensorData> own_tensors = {});
 
 // compressed-tensors (formats/compressed_tensors.cpp): the pack-quantized writer (one config group
 // targeting Linear; the unquantized linears — lm_head, MoE routers — in `ignore`) and the reader of such
@@ -81,6 +84,20 @@ std::optional<PackedWeight> dense_packed(const TensorView& v);
 // For a quantized directory: which vLLM / SGLang kernel family it targets, and a "warning: " line for each
 // choice that leaves the fast path (formats/serving.cpp). Empty for anything else.
 std::vector<std::string> serving_notes(const LoadedModel& m);
+
+// FP8 (formats/fp8.cpp). The reader of block-scaled Hub FP8 directories (quant_method "fp8") and of
+// compressed-tensors "float-quantized" ones; open_quantized_dir hands them over.
+std::optional<LoadedModel> open_fp8_dir(const std::filesystem::path& dir, const std::string& config_text,
+                                        const nlohmann::json& quantization_config);
+// Writes compressed-tensors float-quantized W8A16: every quantizable linear of the blocks as float8 e4m3fn
+// with one fp32 scale per output row (max |w| / 448), rounded to nearest even; lm_head and MoE routers
+// stay as they are (listed in `ignore`). Returns the weights' relative squared error.
+struct Fp8Summary {
+  int64_t params = 0;
+  double squared_error = 0, squared_norm = 0;
+};
+Fp8Summary save_fp8(const LoadedModel& model, const std::filesystem::path& dir, bool overwrite,
+                    const std::function<void(int done, int total)>& progress = {});
 
 // Bytes a packed layer takes on disk: codes + zeros (bits each) + fp16 scales + int32 g_idx.
 size_t packed_layer_bytes(int64_t in, int64_t out, int64_t groups, int bits, bool with_g_idx = true);

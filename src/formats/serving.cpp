@@ -21,6 +21,15 @@ std::vector<std::string> serving_notes(const LoadedModel& m) {
   if (cfg.is_discarded() || !cfg.contains("quantization_config")) return notes;
   const auto& qc = cfg["quantization_config"];
   const std::string method = qc.value("quant_method", "");
+  if (method == "fp8") {
+    notes.push_back("vLLM / SGLang: Fp8LinearMethod (FP8 GEMMs with dynamic activation scales on Hopper and newer, "
+                    "FP8 Marlin weight-only where the GPU has no FP8)");
+    return notes;
+  }
+  if (qc.value("format", "") == "float-quantized") {
+    notes.push_back("vLLM: compressed-tensors W8A16 FP8 (weight-only: FP8 Marlin kernels; activations stay 16-bit)");
+    return notes;
+  }
   int bits = 0, group = 0;
   bool sym = false;
   if (method == "compressed-tensors") {

@@ -165,7 +165,7 @@ SafetensorsFile::SafetensorsFile(const std::filesystem::path& path)
 }
 
 Tensor TensorView::to_f32() const {
-  if (dtype != DType::F32 && dtype != DType::F16 && dtype != DType::BF16 && dtype != DType::F64)
+  if (dtype != DType::F32 && dtype != DType::F16 && dtype != DType::BF16 && dtype != DType::F64 && dtype != DType::F8_E4M3)
     fail("tensor '{}': cannot convert {} to F32", name, dtype_name(dtype));
   Tensor t(shape);
   const size_t n = size_t(numel());

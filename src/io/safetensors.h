@@ -30,7 +30,7 @@ struct TensorView {
   size_t nbytes = 0;
 
   int64_t numel() const { return shape_numel(shape); }
-  // Widened copy as fp32 (F32/F16/BF16/F64 only; Error otherwise).
+  // Widened copy as fp32 (F32/F16/BF16/F64/F8_E4M3 — the stored values, no scales; Error otherwise).
   Tensor to_f32() const;
 };
 

@@ -127,6 +127,8 @@ const std::vector<MethodEntry>& method_registry() {
        "AWQ scaling", "int-N groups, clipped", "AWQ (GEMM) directory", true, validate_group, run_group, plan_group},
       {"gguf", "llama.cpp's GGUF types and mixes, byte for byte", "- (an importance matrix file)",
        "AWQ scaling (--awq-scale)", "GGML blocks", "GGUF file", false, validate_gguf, run_gguf, plan_gguf_method},
+      {"fp8", "float8 e4m3 weights, one scale per output channel (vLLM's FP8 W8A16)", "-", "-", "fp8 e4m3, nearest",
+       "compressed-tensors (float-quantized)", false, validate_fp8, run_fp8, plan_fp8},
   };
   return table;
 }

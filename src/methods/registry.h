@@ -5,6 +5,7 @@
 //   gptq   Hessians XᵀX (backend)          AWQ scaling (optional)      int-N groups, GPTQ          GPTQ directory
 //   awq    Σ|x| + a search sample          AWQ scaling                 int-N groups, clipped       AWQ directory
 //   gguf   — (an importance matrix file)   AWQ scaling (optional)      GGML blocks (llama.cpp's)   GGUF file
+//   fp8    —                               —                           fp8 e4m3, per channel       compressed-tensors
 //
 // The parts live in their own places: collectors in the calibration backends (methods/backend.h), the
 // AWQ transform in methods/awq.h (model → model: an overlay of folded weights), the rounders in quant/
@@ -44,5 +45,9 @@ bool needs_calibration(const QuantizeRequest& r);
 void validate_gguf(const QuantizeRequest& r);
 QuantizeResult run_gguf(const LoadedModel& model, const QuantizeRequest& r, const ProgressCallback& progress);
 QuantizePlan plan_gguf_method(const LoadedModel& model, const QuantizeRequest& r);
+// The FP8 method's pieces (methods/fp8_method.cpp), registered as "fp8".
+void validate_fp8(const QuantizeRequest& r);
+QuantizeResult run_fp8(const LoadedModel& model, const QuantizeRequest& r, const ProgressCallback& progress);
+QuantizePlan plan_fp8(const LoadedModel& model, const QuantizeRequest& r);
 
 }  // namespace quantllm

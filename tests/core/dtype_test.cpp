@@ -64,3 +64,31 @@ TEST(Core, ParallelForCoversRangeOnce) {
   }
   EXPECT_THROW(parallel_for(10, [](int64_t, int64_t) { throw Error("x"); }), Error);
 }
+
+TEST(DType, Fp8E4M3KnownEncodings) {
+  // S.EEEE.MMM, bias 7: 1.0 = 0.0111.000 = 0x38; −2.0 = 1.1000.000 = 0xC0; 448 = 0.1111.110 = 0x7E (the
+  // largest finite; 0.1111.111 is NaN); 2^−6 = 0.0001.000 = 0x08 (smallest normal); 2^−9 = 0.0000.001 =
+  // 0x01 (smallest subnormal, 1/8 · 2^−6); 0.1 → between 0x1D (0.1015625 = 1.625 · 2^−4) and 0x1C
+  // (0.09375): nearer 0x1D.
+  EXPECT_EQ(f32_to_fp8e4m3(1.0f), 0x38);
+  EXPECT_EQ(f32_to_fp8e4m3(-2.0f), 0xC0);
+  EXPECT_EQ(f32_to_fp8e4m3(448.0f), 0x7E);
+  EXPECT_EQ(f32_to_fp8e4m3(0.015625f), 0x08);
+  EXPECT_EQ(f32_to_fp8e4m3(0.001953125f), 0x01);
+  EXPECT_EQ(f32_to_fp8e4m3(0.1f), 0x1D);
+  EXPECT_EQ(fp8e4m3_to_f32(0x1D), 0.1015625f);
+  EXPECT_EQ(fp8e4m3_to_f32(0x7E), 448.0f);
+  EXPECT_TRUE(std::isnan(fp8e4m3_to_f32(0x7F)));
+  EXPECT_TRUE(std::isnan(fp8e4m3_to_f32(0xFF)));
+  // Ties go to the even code: 1.0625 is halfway between 1.0 (0x38) and 1.125 (0x39) → 0x38;
+  // 1.1875 halfway between 1.125 (0x39) and 1.25 (0x3A) → 0x3A.
+  EXPECT_EQ(f32_to_fp8e4m3(1.0625f), 0x38);
+  EXPECT_EQ(f32_to_fp8e4m3(1.1875f), 0x3A);
+  // Saturation: beyond 448 stays 448 (no infinity in e4m3fn); NaN → 0x7F.
+  EXPECT_EQ(f32_to_fp8e4m3(1e9f), 0x7E);
+  EXPECT_EQ(f32_to_fp8e4m3(-500.0f), 0xFE);
+  EXPECT_EQ(f32_to_fp8e4m3(std::nanf("")), 0x7F);
+  // Every finite code round-trips.
+  for (int b = 0; b < 256; ++b)
+    if ((b & 0x7F) != 0x7F) EXPECT_EQ(f32_to_fp8e4m3(fp8e4m3_to_f32(uint8_t(b))), b == 0x80 ? 0x80 : b) << b;
+}

@@ -120,7 +120,7 @@ void register_quantize(CLI::App& app, std::vector<std::pair<CLI::App*, Runner>>&
   for (const auto& [name, summary] : quantize_methods()) methods.push_back(name);
   q->add_option("--model", a->model, "Hugging Face model directory")->required();
   q->add_option("--out", a->out, "output directory (rtn/gptq/awq) or .gguf file")->required();
-  q->add_option("--method", r.method, "rtn | gptq | awq | gguf")->required()->check(CLI::IsMember(methods));
+  q->add_option("--method", r.method, "rtn | gptq | awq | gguf | fp8")->required()->check(CLI::IsMember(methods));
   q->add_option("--bits", a->bits, "bits per weight, 2..8")->capture_default_str();
   q->add_option("--group-size", a->group_size, "input columns per group, or -1 for one group per row")
       ->capture_default_str();
@@ -147,7 +147,7 @@ void register_quantize(CLI::App& app, std::vector<std::pair<CLI::App*, Runner>>&
   q->add_option("--nsamples", r.calib.nsamples, "calibration windows")->capture_default_str();
   q->add_option("--seqlen", r.calib.seqlen, "tokens per calibration window")->capture_default_str();
   q->add_option("--seed", r.calib.seed, "seed of the window draw")->capture_default_str();
-  q->add_option("--format", r.format, "gptq | gptq_v2 | awq_gemm");
+  q->add_option("--format", r.format, "gptq | gptq_v2 | awq_gemm | compressed-tensors");
   q->add_option("--type", r.gguf.type, "GGUF type or mix (Q4_K_M, Q8_0, …)");
   q->add_option("--imatrix", r.gguf.imatrix, "importance matrix file (GGUF)");
   q->add_option("--tensor-type", r.gguf.tensor_types, "GGUF: REGEX=TYPE override (repeatable)");

@@ -137,3 +137,53 @@ TEST(FormatRoundTrip, InspectNamesTheServingKernelsAndWarnsOffTheFastPath) {
   }
   EXPECT_TRUE(m.info().serving.empty());  // a full-precision directory
 }
+
+TEST(FormatRoundTrip, Fp8SourceAndWriterReadBackExactlyByBothReaders) {
+  test::TempDir tmp;
+  const auto src = test::model_dir("gutenberg-llama-33m");
+  const std::string py = python() + " " + (std::filesystem::path(QUANTLLM_SOURCE_DIR)).string();
+  // 1. A Hub-style FP8 checkpoint (128 × 128 block scales) made by tools/fp8_checkpoint.py: our reader and
+  //    the second reader dequantize it to the same weights; GPTQ takes it as its source.
+  auto r = test::run_command(py + "/tools/fp8_checkpoint.py " + src.string() + " " + (tmp / "hub").string());
+  ASSERT_EQ(r.status, 0) << r.err;
+  r = test::run_command(py + "/tests/reference/read_quantized.py " + (tmp / "hub").string() + " " + (tmp / "hub-dense").string());
+  ASSERT_EQ(r.status, 0) << r.err;
+  const Model hub = load_model(tmp / "hub");
+  EXPECT_EQ(hub.kind(), "fp8");
+  expect_same_weights(load_model(tmp / "hub-dense"), hub, "Hub FP8");
+  const double nll_hub = first_windows_nll(hub);
+  EXPECT_EQ(first_windows_nll(load_model(tmp / "hub-dense")), nll_hub);
+  QuantizeRequest g;
+  g.method = "gptq", g.gptq.act_order = true;
+  g.calib.source = test::data_file("gutenberg-calib.txt").string(), g.calib.nsamples = 4, g.calib.seqlen = 128;
+  const QuantizedResult q = quantize_in_memory(hub, g);
+  const double nll_gptq = first_windows_nll(q.as_model());
+  EXPECT_TRUE(std::isfinite(nll_gptq));
+  EXPECT_LT(nll_gptq, nll_hub + 0.1);  // 4-bit GPTQ of the FP8 weights: a small loss, not a broken model
+
+  // 2. --method fp8 (compressed-tensors float-quantized, per-channel scales): both readers agree, and every
+  //    weight is within e4m3's rounding of the original: 2^-4 of its value (3 mantissa bits, half an ulp)
+  //    or, below the normal range, half the subnormal step 2^-9 times the row's scale.
+  QuantizeRequest f;
+  f.method = "fp8", f.out = tmp / "fp8", f.model = src;
+  quantize(f);
+  r = test::run_command(py + "/tests/reference/read_quantized.py " + (tmp / "fp8").string() + " " + (tmp / "fp8-dense").string());
+  ASSERT_EQ(r.status, 0) << r.err;
+  const Model fp8 = load_model(tmp / "fp8");
+  expect_same_weights(load_model(tmp / "fp8-dense"), fp8, "--method fp8");
+  const Model base = load_model(src);
+  for (const auto& n : {"model.layers.0.self_attn.q_proj.weight", "model.layers.7.mlp.down_proj.weight"}) {
+    const Tensor w = base.loaded().weights->load(n), d = fp8.loaded().weights->load(n);
+    const int64_t out = w.dim(0), in = w.dim(1);
+    for (int64_t row = 0; row < out; ++row) {
+      float amax = 0;
+      for (int64_t k = 0; k < in; ++k) amax = std::max(amax, std::fabs(w.data[size_t(row * in + k)]));
+      const float s = amax / 448.0f;
+      for (int64_t k = 0; k < in; ++k) {
+        const float x = w.data[size_t(row * in + k)], y = d.data[size_t(row * in + k)];
+        ASSERT_LE(std::fabs(y - x), std::max(std::ldexp(std::fabs(x), -4), std::ldexp(s, -10)) * (1 + 1e-6f))
+            << n << " [" << row << ", " << k << "]: " << x << " → " << y;
+      }
+    }
+  }
+}

@@ -30,6 +30,9 @@ class QuantizedBadInput : public ::testing::Test {
                                         f + " --out '" + (*tmp_ / ("intact-" + f)).string() + "'");
       ASSERT_EQ(r.status, 0) << r.err;
     }
+    const auto r = test::run_quantllm("quantize --model '" + (*tmp_ / "base").string() + "' --method fp8 --out '" +
+                                      (*tmp_ / "intact-fp8").string() + "'");
+    ASSERT_EQ(r.status, 0) << r.err;
   }
   static void TearDownTestSuite() { delete tmp_; }
 
@@ -68,7 +71,7 @@ class QuantizedBadInput : public ::testing::Test {
 const std::string kUp = "model.layers.1.mlp.up_proj";
 
 TEST_F(QuantizedBadInput, IntactDirectoriesWork) {
-  for (const std::string f : {"gptq", "awq_gemm", "compressed-tensors"}) {
+  for (const std::string f : {"gptq", "awq_gemm", "compressed-tensors", "fp8"}) {
     const auto r = test::run_quantllm("eval ppl --model '" + (*tmp_ / ("intact-" + f)).string() + "' --data '" +
                                       (*tmp_ / "data.txt").string() + "' --ctx 16");
     EXPECT_EQ(r.status, 0) << f << ": " << r.err;
@@ -132,6 +135,18 @@ TEST_F(QuantizedBadInput, GroupIndexOutOfRange) {
   EXPECT_EQ(r.status, 1) << r.err;
   EXPECT_EQ(test::count_lines(r.err), 1) << r.err;
   EXPECT_NE(r.err.find(kUp), std::string::npos) << r.err;
+}
+
+TEST_F(QuantizedBadInput, Fp8ScalesMissingOrOfTheWrongShape) {
+  auto dir = fresh("fp8", "fp8-scale-shape");
+  edit_tensors(dir, [](test::StFile& st) { st.header[kUp + ".weight_scale"]["shape"] = {1, 128}; });
+  expect_both_fail(dir, {kUp + ".weight_scale", "[128, 1]"});
+  dir = fresh("fp8", "fp8-scale-missing");
+  edit_tensors(dir, [](test::StFile& st) { st.header.erase(kUp + ".weight_scale"); });
+  expect_both_fail(dir, {kUp + ".weight", "scale"});
+  dir = fresh("fp8", "fp8-strategy");
+  edit_config(dir, [](json& qc) { qc["config_groups"]["group_0"]["weights"]["strategy"] = "token"; });
+  expect_both_fail(dir, {"config.json", "token"});
 }
 
 }  // namespace

@@ -13,6 +13,10 @@ reader (src/formats, src/quant) and written from the formats' descriptions alone
                    weight_zero_point int32 [ceil(out/pf), groups] packed along the outputs (asymmetric
                    only; symmetric means a signed zero of 0); weight_scale [out, groups];
                    weight_g_idx int32 [in] (optional); weight_shape [2].
+  compressed-tensors, float-quantized, and the Hub's "fp8": weight F8_E4M3 (e4m3fn: 1 sign, 4 exponent bits
+                   of bias 7, 3 mantissa bits, exponent 0 subnormal, S.1111.111 NaN) times its scale —
+                   weight_scale per tensor [1], per channel [out, 1] or per block, or weight_scale_inv per
+                   block of weight_block_size.
 
 Every layer is dequantized as scale * (code - zero) in float32, the other tensors are copied as stored,
 and the result is written as a plain Hugging Face directory (config.json without quantization_config,
@@ -130,6 +134,27 @@ def ct_layer(t, b, scheme):
     return scales[:, g] * (codes - zeros[:, g]).astype(np.float32)
 
 
+def e4m3_decode(codes):
+    c = codes.astype(np.int64)
+    e, m = (c >> 3) & 15, c & 7
+    mag = np.where(e == 0, m / 8 * 2.0 ** -6, (1 + m / 8) * np.exp2(e - 7.0))
+    mag = np.where((e == 15) & (m == 7), np.nan, mag)
+    return np.where(c & 0x80, -mag, mag).astype(np.float32)
+
+
+def fp8_layer(t, name, scale_name, block):
+    dtype, shape, raw = t[name]
+    w = e4m3_decode(np.frombuffer(raw, np.uint8).reshape(shape))
+    s = as_array(t[scale_name]).astype(np.float32)
+    if s.size == 1:
+        return w * s.reshape(())
+    if block:
+        rows = np.arange(shape[0]) // block[0]
+        cols = np.arange(shape[1]) // block[1]
+        return w * s[rows[:, None], cols[None, :]]
+    return w * s.reshape(shape[0], 1)
+
+
 def main(src, dst):
     cfg = json.load(open(os.path.join(src, "config.json")))
     qc = cfg.pop("quantization_config")
@@ -147,6 +172,18 @@ def main(src, dst):
         layers = [n[: -len(".qweight")] for n in t if n.endswith(".qweight")]
         for b in layers:
             dense[b + ".weight"] = awq_layer(t, b, qc["group_size"])
+    elif method == "fp8" or (method == "compressed-tensors" and qc["format"] == "float-quantized"):
+        if method == "fp8":
+            block = qc.get("weight_block_size")
+            scale_part = ".weight_scale_inv" if block else ".weight_scale"
+        else:
+            w = list(qc["config_groups"].values())[0]["weights"]
+            block = w.get("block_structure") if w.get("strategy") == "block" else None
+            scale_part = ".weight_scale"
+        layers = [n[: -len(".weight")] for n, e in t.items() if n.endswith(".weight") and e[0] == "F8_E4M3"]
+        parts = (".weight", scale_part, ".input_scale")
+        for b in layers:
+            dense[b + ".weight"] = fp8_layer(t, b + ".weight", b + scale_part, block)
     elif method == "compressed-tensors":
         assert qc["format"] == "pack-quantized", qc["format"]
         groups = list(qc["config_groups"].values())

@@ -46,6 +46,10 @@ struct AwqOptions {
   bool clip = true;               // awq: search each group's clipping range (AutoAWQ's apply_clip)
   bool duo_scaling = true;        // scales from activation and weight magnitudes, x^a / w^(1-a) (AutoAWQ's
                                   // duo_scaling); off: from the activations alone, x^a
+  // Each channel's mean |activation| in the scale search is raised to at least act_floor × the mean over
+  // the group's channels (0: off, AutoAWQ's search). Channels the calibration text seldom uses otherwise
+  // get scales near 0, and a text that does use them meets their weights crushed (docs/benchmarks-awq.md).
+  double act_floor = 0;
 };
 
 struct GgufOptions {

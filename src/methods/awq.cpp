@@ -90,6 +90,12 @@ void run_awq(const LoadedModel& model, const QuantizeRequest& opt, const CalibWi
       const PointSums& s = sums[size_t(g.point)];
       std::vector<float> x_mean(s.sum.size());
       for (size_t j = 0; j < s.sum.size(); ++j) x_mean[j] = float(s.sum[j] / double(s.tokens));
+      if (opt.awq.act_floor > 0) {
+        double m = 0;
+        for (float v : x_mean) m += v;
+        const float floor = float(opt.awq.act_floor * m / double(x_mean.size()));
+        for (float& v : x_mean) v = std::max(v, floor);
+      }
       AwqScaleResult best;
       {
         const auto objective = be->awq_objective(g, ps);
@@ -179,6 +185,8 @@ class OverlayWeights final : public WeightSource {
 void validate_awq_options(const ModelConfig& c, const QuantizeRequest& opt) {
   validate_layers(c, quant_params(opt));
   if (opt.awq.search_tokens < 1) fail("AWQ search sample of {} tokens: need at least 1", opt.awq.search_tokens);
+  if (!(opt.awq.act_floor >= 0 && opt.awq.act_floor <= 1))
+    fail("--awq-act-floor must be in [0, 1] (a fraction of the mean activation), got {}", opt.awq.act_floor);
 }
 
 QuantizedModel quantize_awq(const LoadedModel& model, const QuantizeRequest& opt, const CalibWindows& windows,

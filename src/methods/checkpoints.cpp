@@ -54,6 +54,7 @@ std::string fingerprint(const LoadedModel& model, const QuantizeRequest& o, cons
             {"awq_search_tokens", o.awq.search_tokens}};
   if (!o.awq.clip) f["awq_clip"] = false;  // the defaults leave older checkpoints' fingerprints as they were
   if (!o.awq.duo_scaling) f["awq_duo_scaling"] = false;
+  if (o.awq.act_floor > 0) f["awq_act_floor"] = o.awq.act_floor;
   if (model.config.n_experts > 0) {  // how the experts were calibrated (dense models: as before)
     f["moe_calibration"] = o.moe.calibration;
     f["moe_min_tokens"] = o.moe.min_tokens;

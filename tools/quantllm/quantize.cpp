@@ -135,6 +135,9 @@ void register_quantize(CLI::App& app, std::vector<std::pair<CLI::App*, Runner>>&
   q->add_flag("--awq-scale", r.awq.scale_first, "gptq/rtn/gguf: fold AWQ's activation-aware scales into the weights first");
   q->add_option("--awq-search-tokens", r.awq.search_tokens, "AWQ: calibration tokens of the scale and clip searches")
       ->capture_default_str();
+  q->add_option("--awq-act-floor", r.awq.act_floor,
+                "AWQ: raise each channel's mean |activation| to this fraction of the mean in the scale search (0: off)")
+      ->capture_default_str();
   q->add_flag("--awq-no-clip", a->awq_no_clip, "awq: no clipping-range search (AutoAWQ's apply_clip=False)");
   q->add_flag("--awq-no-duo-scaling", a->awq_no_duo, "AWQ scales from activation magnitudes alone (duo_scaling=False)");
   q->add_option("--moe-calibration", r.moe.calibration,

@@ -84,6 +84,10 @@ void add_hparams(GGUFWriter& g, const ModelConfig& c) {
       g.add_string(a + ".rope.scaling.type", "linear");
       g.add_f32(a + ".rope.scaling.factor", float(c.rope_factor));
     }  // llama3 scaling: the tensor rope_freqs.weight (write_gguf), no scaling keys, as llama.cpp's converter
+    if (c.rope_scaling == RopeScaling::LongRope) {  // + the tensors rope_factors_{long,short}.weight (write_gguf)
+      g.add_u32(a + ".rope.scaling.original_context_length", uint32_t(c.rope_original_max_positions));
+      g.add_f32(a + ".rope.scaling.attn_factor", float(c.rope_attn_factor));
+    }
     add_attention_variants(g, a, c);
     if (c.n_experts > 0) {  // llama.cpp's MoE keys (qwen3moe: the experts' width apart from the dense one)
       g.add_u32(a + ".expert_count", uint32_t(c.n_experts));
@@ -167,6 +171,15 @@ uint64_t write_gguf(const LoadedModel& model, const WeightSource& weights, const
     std::memcpy(bytes.data(), f.data(), bytes.size());
     g.add_tensor("rope_freqs.weight", uint32_t(GgmlType::F32), {int64_t(f.size())}, std::move(bytes));
   }
+  if (c.rope_scaling == RopeScaling::LongRope) {  // llama.cpp's Phi-3: per-frequency divisors, F32 [rope_dim / 2]
+    for (auto [name, v] : {std::pair{"rope_factors_long.weight", &c.rope_long_factor},
+                           std::pair{"rope_factors_short.weight", &c.rope_short_factor}}) {
+      const std::vector<float> f(v->begin(), v->end());
+      std::vector<uint8_t> bytes(f.size() * sizeof(float));
+      std::memcpy(bytes.data(), f.data(), bytes.size());
+      g.add_tensor(name, uint32_t(GgmlType::F32), {int64_t(f.size())}, std::move(bytes));
+    }
+  }
   if (opt.imatrix) {
     g.add_string("quantize.imatrix.file", "imatrix");
     g.add_i32("quantize.imatrix.entries_count", int32_t(opt.imatrix->entries.size()));
@@ -219,7 +232,8 @@ class GGUFWeights final : public WeightSource {
  public:
   GGUFWeights(std::shared_ptr<GGUFFile> f, const ModelConfig& c) : file_(std::move(f)), c_(c) {
     for (const auto& t : file_->tensors()) {
-      if (t.name == "rope_freqs.weight") continue;
+      if (t.name == "rope_freqs.weight" || t.name == "rope_factors_long.weight" || t.name == "rope_factors_short.weight")
+        continue;
       if (!ggml::find_type(t.type))
         fail("{}: tensor '{}' has ggml type {} which quantllm does not read", file_->name(), t.name, t.type);
       if (const auto members = gguf_expert_members(c_, t.name); !members.empty()) {
@@ -402,6 +416,23 @@ ModelConfig config_from_gguf(const GGUFFile& f) {
       fail("{}: rope_freqs.weight must be F32 [{}]", f.name(), c.head_dim / 2);
     c.rope_freq_factors.resize(size_t(t->ne[0]));
     std::memcpy(c.rope_freq_factors.data(), t->data, c.rope_freq_factors.size() * sizeof(float));
+  }
+  if (const GGUFTensorInfo* s = f.find_tensor("rope_factors_short.weight")) {  // Phi-3 longrope
+    const GGUFTensorInfo* l = f.find_tensor("rope_factors_long.weight");
+    const int64_t half = c.rope_dim() / 2;
+    for (const GGUFTensorInfo* t : {s, l})
+      if (!t || t->type != uint32_t(GgmlType::F32) || t->ne.size() != 1 || t->ne[0] != half)
+        fail("{}: rope_factors_short.weight and rope_factors_long.weight must both be F32 [{}]", f.name(), half);
+    c.rope_scaling = RopeScaling::LongRope;
+    for (auto [t, dst] : {std::pair{s, &c.rope_short_factor}, std::pair{l, &c.rope_long_factor}}) {
+      std::vector<float> v(static_cast<size_t>(half));
+      std::memcpy(v.data(), t->data, v.size() * sizeof(float));
+      dst->assign(v.begin(), v.end());
+    }
+    const std::string a = std::string(c.arch->gguf_arch);
+    c.rope_original_max_positions = f.find(a + ".rope.scaling.original_context_length")
+                                        ? get_num<int64_t>(f, a + ".rope.scaling.original_context_length") : c.max_positions;
+    c.rope_attn_factor = f.find(a + ".rope.scaling.attn_factor") ? get_num<double>(f, a + ".rope.scaling.attn_factor") : 1.0;
   }
   c.tied_embeddings = f.find_tensor("output.weight") == nullptr;
   c.dtype = DType::F32;

@@ -69,8 +69,37 @@ void parse_rope_scaling(const json& scaling, ModelConfig& c, const std::string& 
     c.rope_low_freq_factor = r.number_or("low_freq_factor", 1.0);
     c.rope_high_freq_factor = r.number_or("high_freq_factor", 4.0);
     c.rope_original_max_positions = int64_t(r.number_or("original_max_position_embeddings", 8192));
+  } else if (type == "longrope" || type == "su") {  // "su": Phi-3's earlier name for it
+    c.rope_scaling = RopeScaling::LongRope;
+    for (auto [key, dst] : {std::pair{"short_factor", &c.rope_short_factor}, std::pair{"long_factor", &c.rope_long_factor}}) {
+      if (!scaling.contains(key) || !scaling[key].is_array() || scaling[key].empty())
+        fail("{}: longrope scaling needs '{}' (one factor per rotated frequency)", source, key);
+      for (const json& v : scaling[key]) {
+        if (!v.is_number() || v.get<double>() <= 0) fail("{}: longrope '{}' holds {}, not a positive number", source, key, v.dump());
+        dst->push_back(v.get<double>());
+      }
+    }
+    if (scaling.contains("original_max_position_embeddings"))
+      c.rope_original_max_positions = int64_t(r.number_or("original_max_position_embeddings", 0));
+    c.rope_attn_factor = r.number_or("attention_factor", 0);  // 0: derived once max_position_embeddings is known
   } else {
-    fail("{}: rope scaling type '{}' is not supported (supported: default, linear, llama3)", source, type);
+    fail("{}: rope scaling type '{}' is not supported (supported: default, linear, llama3, longrope)", source, type);
+  }
+}
+
+// Longrope's remaining settings, from the top level (Phi-3 keeps original_max_position_embeddings there).
+void finish_longrope(const json& root, ModelConfig& c, const std::string& source) {
+  if (c.rope_scaling != RopeScaling::LongRope) return;
+  Reader r{root, source};
+  if (r.has("original_max_position_embeddings")) c.rope_original_max_positions = r.integer("original_max_position_embeddings");
+  if (c.rope_original_max_positions < 2) fail("{}: longrope needs original_max_position_embeddings", source);
+  const size_t half = size_t(c.rope_dim() / 2);
+  if (c.rope_short_factor.size() != half || c.rope_long_factor.size() != half)
+    fail("{}: longrope short_factor / long_factor have {} / {} values; the {} rotated dims need {}", source,
+         c.rope_short_factor.size(), c.rope_long_factor.size(), c.rope_dim(), half);
+  if (c.rope_attn_factor <= 0) {  // transformers' default: from the ratio of the two context lengths
+    const double f = double(c.max_positions) / double(c.rope_original_max_positions);
+    c.rope_attn_factor = f <= 1 ? 1.0 : std::sqrt(1 + std::log(f) / std::log(double(c.rope_original_max_positions)));
   }
 }
 
@@ -240,6 +269,7 @@ ModelConfig parse_config_json(std::string_view json_text, const std::string& sou
         fail("{}: partial_rotary_factor {} must be in (0, 1] and give an even number of rotated dims", source, f);
       if (c.rotary_dim == c.head_dim) c.rotary_dim = 0;
     }
+    finish_longrope(root, c, source);
     if (r.has("query_pre_attn_scalar")) c.attn_scale = 1.0 / std::sqrt(double(r.integer("query_pre_attn_scalar")));
     c.attn_softcap = softcap_of(r, "attn_logit_softcapping");
     c.final_softcap = softcap_of(r, "final_logit_softcapping");

@@ -15,7 +15,7 @@
 
 namespace quantllm {
 
-enum class RopeScaling { None, Linear, Llama3 };
+enum class RopeScaling { None, Linear, Llama3, LongRope };
 
 struct ModelConfig {
   const ArchSpec* arch = nullptr;
@@ -34,7 +34,12 @@ struct ModelConfig {
   RopeScaling rope_scaling = RopeScaling::None;
   double rope_factor = 1.0;    // linear / llama3
   double rope_low_freq_factor = 1.0, rope_high_freq_factor = 4.0;  // llama3
-  int64_t rope_original_max_positions = 8192;                      // llama3
+  int64_t rope_original_max_positions = 8192;                      // llama3, longrope
+  // Phi-3 / Phi-4-mini "longrope": per-frequency divisors of the rotated dims' inverse frequencies [rope_dim / 2]
+  // (short ones up to original_max_position_embeddings, long ones beyond) and a factor on cos and sin,
+  // √(1 + ln(max_position_embeddings / original) / ln(original)) unless the config gives attention_factor.
+  std::vector<double> rope_short_factor, rope_long_factor;
+  double rope_attn_factor = 1.0;
   // Per-frequency divisors as llama.cpp stores llama3 scaling (GGUF tensor rope_freqs.weight,
   // [head_dim / 2]); when present they replace rope_scaling. Read from GGUF files only.
   std::vector<float> rope_freq_factors;

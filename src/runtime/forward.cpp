@@ -37,6 +37,11 @@ std::vector<double> rope_inv_freq(const ModelConfig& c) {
   } else if (c.rope_scaling == RopeScaling::Llama3) {
     const std::vector<double> div = llama3_rope_freq_factors(c);
     for (size_t i = 0; i < half; ++i) inv[i] /= div[i];
+  } else if (c.rope_scaling == RopeScaling::LongRope) {
+    // The short factors: every context here is within original_max_position_embeddings (checked where
+    // windows are made); transformers switches to the long ones only past it.
+    QL_ASSERT(c.rope_short_factor.size() == half);
+    for (size_t i = 0; i < half; ++i) inv[i] /= c.rope_short_factor[i];
   }
   return inv;
 }

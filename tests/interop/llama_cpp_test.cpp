@@ -472,7 +472,9 @@ TEST_F(LlamaCpp, Llama3RopeFreqsAgree) {
 //     expert_count / expert_used_count / expert_feed_forward_length; Qwen3-MoE with every layer MoE
 //     (llama.cpp's qwen3moe graph has no dense layers), Mixtral as llama.cpp's "llama" with experts.
 //   phi3: fused attn_qkv and ffn_up (gate and up), partial rotary (rope.dimension_count; no sliding window:
-//     llama.cpp turns Phi's off).
+//     llama.cpp turns Phi's off); phi3longrope: Phi-4-mini's longrope as llama.cpp stores it (the tensors
+//     rope_factors_short / rope_factors_long, rope.scaling.attn_factor, rope.scaling.original_context_length;
+//     a context within the original one, so both sides take the short factors).
 // Compared: the whole vocabulary at every position but the last. The last row that node-llama-cpp hands back
 // differs from ours by up to ~2 in log-prob for some of these models (2026-12-06, llama.cpp de3ff81), whatever
 // the sequence length, while every earlier row agrees to ~1e-5 and ours matches transformers' last row
@@ -486,7 +488,7 @@ TEST_P(LlamaCppFamily, F32Agrees) {
   s.family = family == "qwen3"      ? test::Family::Qwen3
              : family == "qwen3moe" ? test::Family::Qwen3Moe
              : family == "mixtral"  ? test::Family::Mixtral
-                                    : test::Family::Phi3;
+                                    : test::Family::Phi3;  // phi3, phi3longrope
   s.hidden = 64, s.heads = 4, s.kv_heads = 2, s.ffn = 96, s.layers = 2;
   s.dtype = "float32", s.seed = 404;
   if (s.family == test::Family::Qwen3Moe || s.family == test::Family::Mixtral) s.experts = 4, s.experts_used = 2;
@@ -494,6 +496,10 @@ TEST_P(LlamaCppFamily, F32Agrees) {
   if (s.family == test::Family::Qwen3) s.seed = 316;
   if (s.family == test::Family::Qwen3Moe) s.moe_ffn = 64;
   if (s.family == test::Family::Phi3) s.partial_rotary_factor = 0.75, s.vocab = 8064;
+  if (family == "phi3longrope") {  // 6 rotated frequencies: short divisors 1 … 3.5, long 2 … 7
+    s.max_positions = 8192, s.longrope_original = 4096;  // llama.cpp pads its context to 256: keep it short
+    for (int i = 0; i < 6; ++i) s.longrope_short.push_back(1.0 + 0.5 * i), s.longrope_long.push_back(2.0 + i);
+  }
   test::write_model(tmp / "m", s, test::random_tensors(s));
   const fs::path gguf = tmp / "m.gguf";
   const auto q = test::run_quantllm(fmt::format("quantize --model {} --out {} --method gguf --type F32",
@@ -520,7 +526,8 @@ TEST_P(LlamaCppFamily, F32Agrees) {
 }
 
 INSTANTIATE_TEST_SUITE_P(Arch2026, LlamaCppFamily,
-                         ::testing::Combine(::testing::Values("qwen3", "qwen3moe", "mixtral", "phi3"), ::testing::Values("F32")),
+                         ::testing::Combine(::testing::Values("qwen3", "qwen3moe", "mixtral", "phi3", "phi3longrope"),
+                                            ::testing::Values("F32")),
                          [](const auto& info) { return std::string(std::get<0>(info.param)); });
 
 INSTANTIATE_TEST_SUITE_P(Gutenberg, LlamaCpp,

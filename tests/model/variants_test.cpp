@@ -342,6 +342,11 @@ std::vector<TinyCase> tiny_cases() {
     s.partial_rotary_factor = 0.75, s.sliding_window = 12;
     s.seed = 22;
     v.push_back({"phi3", s, 28});
+    // Phi-4-mini's longrope: the short factors (contexts within the original 64 of max 256) divide the 12
+    // rotated dims' 6 frequencies; cos and sin × √(1 + ln 4 / ln 64).
+    s.max_positions = 256, s.longrope_original = 64, s.seed = 23;
+    for (int i = 0; i < 6; ++i) s.longrope_short.push_back(1.0 + 0.25 * i), s.longrope_long.push_back(2.0 + i);
+    v.push_back({"phi3_longrope", s, 28});
   }
   {
     SyntheticSpec s;  // OPT-350m shape: post-LN, no final LayerNorm, project_in/out 32 <-> 64, untied

@@ -70,6 +70,10 @@ inline std::vector<double> ref_inv_freq(const SyntheticSpec& s, double theta = 0
   if (theta <= 0) theta = s.rope_theta;
   std::vector<double> f;
   for (int64_t i = 0; i < dh; i += 2) f.push_back(1.0 / std::pow(theta, double(i) / double(dh)));
+  if (!s.longrope_short.empty()) {  // transformers' _compute_longrope_parameters, contexts within the original
+    for (size_t i = 0; i < f.size(); ++i) f[i] /= s.longrope_short[i];
+    return f;
+  }
   if (!s.llama3) return f;
   const auto& l = *s.llama3;
   const double low_wavelen = double(l.original_max_positions) / l.low_freq_factor;
@@ -92,11 +96,15 @@ inline std::vector<double> ref_inv_freq(const SyntheticSpec& s, double theta = 0
 inline void ref_rope(Rows& x, int64_t T, int64_t n_heads, const SyntheticSpec& s, double theta = 0) {
   const int64_t dh = s.dh(), half = s.rot() / 2;
   const auto f = ref_inv_freq(s, theta);
+  // longrope scales cos and sin by √(1 + ln(max / original) / ln(original)) (max = max_position_embeddings)
+  double m = 1;
+  if (!s.longrope_short.empty() && s.max_positions > s.longrope_original)
+    m = std::sqrt(1 + std::log(double(s.max_positions) / double(s.longrope_original)) / std::log(double(s.longrope_original)));
   for (int64_t t = 0; t < T; ++t)
     for (int64_t h = 0; h < n_heads; ++h) {
       double* v = &x[size_t((t * n_heads + h) * dh)];
       for (int64_t i = 0; i < half; ++i) {
-        const double c = std::cos(double(t) * f[size_t(i)]), sn = std::sin(double(t) * f[size_t(i)]);
+        const double c = m * std::cos(double(t) * f[size_t(i)]), sn = m * std::sin(double(t) * f[size_t(i)]);
         const double a = v[i], b = v[i + half];
         v[i] = a * c - b * sn;
         v[i + half] = b * c + a * sn;

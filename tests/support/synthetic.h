@@ -77,6 +77,10 @@ struct SyntheticSpec {
   std::vector<int64_t> dense_layers;
   bool norm_topk = true;
   double partial_rotary_factor = 1.0;  // Phi: RoPE on the leading part of each head
+  // Phi-3 / Phi-4-mini longrope: divisors of the rotated frequencies (rot() / 2 each) and the pretrained
+  // context (original_max_position_embeddings, written at the top level as Phi-3's configs do); empty: none.
+  std::vector<double> longrope_short, longrope_long;
+  int64_t longrope_original = 0;
   int64_t rot() const { return int64_t(double(dh()) * partial_rotary_factor); }
   bool moe() const { return family == Family::Qwen3Moe || family == Family::Mixtral; }
   bool moe_layer(int64_t l) const {
@@ -227,6 +231,10 @@ inline nlohmann::json config_json(const SyntheticSpec& s) {
                {"high_freq_factor", s.llama3->high_freq_factor},
                {"original_max_position_embeddings", s.llama3->original_max_positions},
                {"rope_type", "llama3"}};
+  }
+  if (!s.longrope_short.empty()) {
+    scaling = {{"rope_type", "longrope"}, {"short_factor", s.longrope_short}, {"long_factor", s.longrope_long}};
+    c["original_max_position_embeddings"] = s.longrope_original;
   }
   if (tf5) {
     json p = scaling.is_null() ? json{{"rope_type", "default"}} : scaling;

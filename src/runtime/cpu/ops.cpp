@@ -138,12 +138,17 @@ namespace {
 struct RopeTable {
   std::vector<double> inv;
   int64_t pos0 = -1, seq_len = 0;
+  float attn = 1;
   std::vector<float> cs, sn;
 };
 const RopeTable& rope_table(const ModelConfig& c, const Sublayer& sl, int64_t pos0, int64_t seq_len) {
   thread_local RopeTable t;
+  if (c.rope_scaling == RopeScaling::LongRope && pos0 + seq_len > c.rope_original_max_positions)
+    fail("positions past original_max_position_embeddings ({}) take longrope's long factors, which quantllm does "
+         "not apply yet: use a context of at most {} tokens", c.rope_original_max_positions, c.rope_original_max_positions);
   std::vector<double> inv = rope_inv_freq(c, sl);
-  if (t.pos0 == pos0 && t.seq_len == seq_len && t.inv == inv) return t;
+  const float attn = float(c.rope_attn_factor);  // longrope: cos and sin × the attention factor, in fp32 as HF
+  if (t.pos0 == pos0 && t.seq_len == seq_len && t.inv == inv && t.attn == attn) return t;
   const int64_t half = c.rope_dim() / 2;
   QL_ASSERT(int64_t(inv.size()) >= half);
   t.cs.resize(size_t(seq_len * half));
@@ -152,10 +157,10 @@ const RopeTable& rope_table(const ModelConfig& c, const Sublayer& sl, int64_t po
     for (int64_t i = 0; i < half; ++i) {
       // HF multiplies position and inv_freq in float32 before cos/sin.
       const float angle = float(pos0 + p) * float(inv[size_t(i)]);
-      t.cs[size_t(p * half + i)] = float(std::cos(double(angle)));
-      t.sn[size_t(p * half + i)] = float(std::sin(double(angle)));
+      t.cs[size_t(p * half + i)] = float(std::cos(double(angle))) * attn;
+      t.sn[size_t(p * half + i)] = float(std::sin(double(angle))) * attn;
     }
-  t.inv = std::move(inv), t.pos0 = pos0, t.seq_len = seq_len;
+  t.inv = std::move(inv), t.pos0 = pos0, t.seq_len = seq_len, t.attn = attn;
   return t;
 }
 

@@ -88,14 +88,17 @@ const Ops::RopeTable& Ops::rope_table(const Sublayer& sl) {
   for (const RopeTable& t : rope_)
     if (t.theta == sl.rope_theta && t.scaled == sl.rope_scaled) return t;
   // The CPU's table (runtime/cpu/ops.cpp rope_table): angle in float32, cos/sin in double.
+  if (c_.rope_scaling == RopeScaling::LongRope && T_ > c_.rope_original_max_positions)
+    fail("positions past original_max_position_embeddings ({}) take longrope's long factors, which quantllm does "
+         "not apply yet: use a context of at most {} tokens", c_.rope_original_max_positions, c_.rope_original_max_positions);
   const std::vector<double> inv = rope_inv_freq(c_, sl);
   const int64_t half = c_.rope_dim() / 2;
   std::vector<float> cs(size_t(T_ * half)), sn(size_t(T_ * half));
   for (int64_t t = 0; t < T_; ++t)
     for (int64_t i = 0; i < half; ++i) {
       const float angle = float(t) * float(inv[size_t(i)]);
-      cs[size_t(t * half + i)] = float(std::cos(double(angle)));
-      sn[size_t(t * half + i)] = float(std::sin(double(angle)));
+      cs[size_t(t * half + i)] = float(std::cos(double(angle))) * float(c_.rope_attn_factor);  // longrope's factor
+      sn[size_t(t * half + i)] = float(std::sin(double(angle))) * float(c_.rope_attn_factor);
     }
   rope_.push_back({sl.rope_theta, sl.rope_scaled, to_device(ctx_, cs, "RoPE table"), to_device(ctx_, sn, "RoPE table")});
   return rope_.back();

@@ -29,7 +29,7 @@ struct GPTQConfig {
   int64_t nsamples = 128;       // calibration windows
   int64_t seqlen = 512;         // tokens per window
   uint64_t seed = 0;
-  std::string format = "gptq";  // checkpoint_format: "gptq" (zero − 1) or "gptq_v2"
+  std::string format = "gptq";  // "gptq" (checkpoint_format zero − 1), "gptq_v2" or "compressed-tensors"
   bool rtn = false;             // plain round-to-nearest instead of GPTQ (no calibration)
   std::string device = "cpu";   // "cpu", or "cuda": calibration and GPTQ on one GPU (a QUANTLLM_CUDA build)
   // MoE models (quantize.h MoeOptions): "routed" or "all-experts", and routed's minimum of tokens per expert.

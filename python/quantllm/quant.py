@@ -88,7 +88,7 @@ class GPTQQuantizer:
 
     bits 2..8; group_size (-1: one group per row); actorder = desc_act; sym: no zero point;
     nsamples / seqlen / seed: the calibration windows drawn from text (the CLI's --nsamples 128
-    --seqlen 512 --seed 0); format "gptq" or "gptq_v2"; rtn=True: round-to-nearest, no calibration;
+    --seqlen 512 --seed 0); format "gptq", "gptq_v2" or "compressed-tensors"; rtn=True: round-to-nearest, no calibration;
     mixture-of-experts models: moe_calibration "routed" (experts under moe_min_tokens routed tokens are
     rounded to nearest) or "all-experts" (the CLI's --moe-calibration)."""
 

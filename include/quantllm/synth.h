@@ -40,6 +40,7 @@ struct SynthOptions {
   uint64_t seed = 0;
   uint64_t shard_bytes = 5'000'000'000;  // largest shard (transformers' default max_shard_size "5GB")
   bool overwrite = false;
+  bool weights = true;  // false: only config.json and the tokenizer (what a synth: source keeps on disk)
   // Called after each chunk of tensor data is written: (bytes written, total bytes).
   std::function<void(uint64_t done, uint64_t total)> progress;
 };

@@ -6,6 +6,7 @@
 namespace quantllm {
 
 LoadedModel open_model(const std::filesystem::path& path) {
+  if (auto m = open_synth_source(path.string())) return std::move(*m);
   std::error_code ec;
   if (!std::filesystem::exists(path, ec)) fail("{}: no such file or directory", path.string());
   if (auto m = open_gguf(path)) return std::move(*m);

@@ -75,6 +75,19 @@ struct Chunk {
   Fill fill;
 };
 
+void copy_tokenizer_files(const std::filesystem::path& from, const std::filesystem::path& to,
+                          const std::filesystem::path& named) {
+  std::error_code ec;
+  for (const char* f : {"tokenizer.json", "tokenizer_config.json", "tokenizer.model", "special_tokens_map.json",
+                        "vocab.json", "merges.txt", "added_tokens.json", "chat_template.jinja", "generation_config.json"}) {
+    if (!std::filesystem::exists(from / f, ec)) continue;
+    std::filesystem::copy_file(from / f, to / f, ec);
+    // A copy of a read-only source (a shared models folder) would stay read-only: make it ours.
+    if (!ec) std::filesystem::permissions(to / f, std::filesystem::perms::owner_write, std::filesystem::perm_options::add, ec);
+    if (ec) fail("{}: cannot copy {}: {}", named.string(), f, ec.message());
+  }
+}
+
 }  // namespace
 
 const std::vector<SynthShape>& synth_shapes() { return kShapes; }
@@ -101,6 +114,20 @@ float synth_value(uint64_t key, int64_t index) {
   constexpr double kMean = 4 * 32767.5;
   const double inv_sd = 1.0 / std::sqrt(4.0 * (65536.0 * 65536.0 - 1.0) / 12.0);
   return float((double(s) - kMean) * inv_sd);
+}
+
+Tensor synth_tensor(uint64_t seed, const std::string& name, const Shape& shape, DType dtype) {
+  QL_ASSERT(dtype == DType::BF16 || dtype == DType::F16);
+  Tensor t(shape);
+  const uint64_t key = synth_tensor_key(seed, name);
+  const float base = fill_of(name) == Fill::OnePlusNormal ? 1.0f : 0.0f;
+  parallel_for(int64_t(t.data.size()), [&](int64_t i0, int64_t i1) {
+    for (int64_t i = i0; i < i1; ++i) {
+      const float v = base + kStd * synth_value(key, i);
+      t.data[size_t(i)] = dtype == DType::BF16 ? bf16_to_f32(f32_to_bf16(v)) : f16_to_f32(f32_to_f16(v));
+    }
+  }, 1 << 16);
+  return t;
 }
 
 double SynthShape::parameters() const {
@@ -190,6 +217,13 @@ SynthResult write_synthetic_checkpoint(const SynthOptions& opt) {
   const ModelConfig c = parse_config_json(config_text, "synthetic config.json");
   const auto tensors = expected_tensors(c);
 
+  if (!opt.weights) {  // the metadata of a synth: source
+    AtomicDir out(opt.out, opt.overwrite);
+    write_file_atomic(out.path() / "config.json", config_text);
+    copy_tokenizer_files(opt.tokenizer_from, out.path(), opt.out);
+    out.commit();
+    return {0, 0, 0};
+  }
   // Shards: tensors in checkpoint order, a new shard when the next tensor would overflow this one.
   const size_t esize = dtype_size(dtype);
   std::vector<std::vector<SafetensorsEntry>> shards(1);
@@ -278,15 +312,7 @@ SynthResult write_synthetic_checkpoint(const SynthOptions& opt) {
     write_file_atomic(out.path() / "model.safetensors.index.json", index.dump(2) + "\n");
   }
   write_file_atomic(out.path() / "config.json", config_text);
-  for (const char* f : {"tokenizer.json", "tokenizer_config.json", "tokenizer.model", "special_tokens_map.json",
-                        "vocab.json", "merges.txt", "added_tokens.json", "chat_template.jinja", "generation_config.json"}) {
-    if (!std::filesystem::exists(opt.tokenizer_from / f, ec)) continue;
-    std::filesystem::copy_file(opt.tokenizer_from / f, out.path() / f, ec);
-    // A copy of a read-only source (a shared models folder) would stay read-only: make it ours.
-    if (!ec) std::filesystem::permissions(out.path() / f, std::filesystem::perms::owner_write,
-                                          std::filesystem::perm_options::add, ec);
-    if (ec) fail("{}: cannot copy {}: {}", opt.out.string(), f, ec.message());
-  }
+  copy_tokenizer_files(opt.tokenizer_from, out.path(), opt.out);
   out.commit();
   return {total, params, n_files};
 }

@@ -19,6 +19,7 @@
 #pragma once
 
 #include "core/dtype.h"
+#include "core/tensor.h"
 #include "quantllm/synth.h"
 
 #include <cstdint>
@@ -39,5 +40,9 @@ std::string synth_config_json(const SynthShape& s, DType dtype, int64_t bos_id, 
 // the dtype). synth_tensor_key mixes the seed with the tensor's name. Exposed for tests.
 uint64_t synth_tensor_key(uint64_t seed, std::string_view name);
 float synth_value(uint64_t tensor_key, int64_t index);
+
+// The tensor `name` of shape `shape` exactly as write_synthetic_checkpoint stores it (rounded to dtype,
+// BF16 or F16), widened to fp32: what a "synth:" source (formats/synth_source.cpp) serves.
+Tensor synth_tensor(uint64_t seed, const std::string& name, const Shape& shape, DType dtype);
 
 }  // namespace quantllm

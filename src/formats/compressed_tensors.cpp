@@ -23,12 +23,6 @@ namespace {
 constexpr const char* kParts[] = {".weight_packed", ".weight_scale", ".weight_zero_point", ".weight_g_idx",
                                   ".weight_shape"};
 
-bool strip(const std::string& s, std::string_view suffix, std::string& base) {
-  if (s.size() < suffix.size() || s.compare(s.size() - suffix.size(), suffix.size(), suffix) != 0) return false;
-  base = s.substr(0, s.size() - suffix.size());
-  return true;
-}
-
 // One config group's weight scheme, as far as reading pack-quantized needs it.
 struct WeightScheme {
   int bits = 4;
@@ -94,7 +88,7 @@ class CtWeights final : public WeightSource {
     for (const auto& [gname, g] : qc["config_groups"].items()) schemes.push_back(parse_scheme(g, gname, where));
     for (const auto& n : ckpt_.names()) {
       std::string b;
-      if (!strip(n, ".weight_packed", b)) continue;
+      if (!strip_suffix(n, ".weight_packed", b)) continue;
       // Specific targets (names, patterns) before the class "Linear".
       const WeightScheme* pick = nullptr;
       for (const auto& s : schemes)
@@ -116,12 +110,12 @@ class CtWeights final : public WeightSource {
 
   bool has(const std::string& n) const override {
     std::string b;
-    if (strip(n, ".weight", b) && layers_.count(b)) return true;
+    if (strip_suffix(n, ".weight", b) && layers_.count(b)) return true;
     return ckpt_.has(n) && !is_part(n);
   }
   Shape shape(const std::string& n) const override {
     std::string b;
-    if (strip(n, ".weight", b) && layers_.count(b)) return shapes_.at(b);
+    if (strip_suffix(n, ".weight", b) && layers_.count(b)) return shapes_.at(b);
     return ckpt_.get(n).shape;
   }
   std::vector<std::string> names() const override {
@@ -134,12 +128,12 @@ class CtWeights final : public WeightSource {
   }
   Tensor load(const std::string& n) const override {
     std::string b;
-    if (strip(n, ".weight", b) && layers_.count(b)) return unpack_groups(*packed(n), dir_.string(), b).dequantize();
+    if (strip_suffix(n, ".weight", b) && layers_.count(b)) return unpack_groups(*packed(n), dir_.string(), b).dequantize();
     return ckpt_.get(n).to_f32();
   }
   std::string format(const std::string& n) const override {
     std::string b;
-    if (strip(n, ".weight", b) && layers_.count(b)) {
+    if (strip_suffix(n, ".weight", b) && layers_.count(b)) {
       const WeightScheme& s = layers_.at(b);
       return s.group_size > 0 ? fmt::format("CT int{} g{}", s.bits, s.group_size) : fmt::format("CT int{} channel", s.bits);
     }
@@ -147,7 +141,7 @@ class CtWeights final : public WeightSource {
   }
   size_t stored_bytes(const std::string& n) const override {
     std::string b;
-    if (strip(n, ".weight", b) && layers_.count(b)) {
+    if (strip_suffix(n, ".weight", b) && layers_.count(b)) {
       size_t s = 0;
       for (const char* part : kParts)
         if (ckpt_.has(b + part)) s += ckpt_.get(b + part).nbytes;
@@ -157,7 +151,7 @@ class CtWeights final : public WeightSource {
   }
   std::optional<PackedWeight> packed(const std::string& n) const override {
     std::string b;
-    if (!strip(n, ".weight", b) || !layers_.count(b)) return dense_packed(ckpt_.get(n));
+    if (!strip_suffix(n, ".weight", b) || !layers_.count(b)) return dense_packed(ckpt_.get(n));
     const WeightScheme& s = layers_.at(b);
     PackedWeight p;
     p.kind = PackedWeight::Kind::Ct;
@@ -176,7 +170,7 @@ class CtWeights final : public WeightSource {
   bool is_part(const std::string& n) const {
     for (const char* part : kParts) {
       std::string b;
-      if (strip(n, part, b) && layers_.count(b)) return true;
+      if (strip_suffix(n, part, b) && layers_.count(b)) return true;
     }
     return false;
   }

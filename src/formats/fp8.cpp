@@ -23,12 +23,6 @@ using json = nlohmann::json;
 
 namespace {
 
-bool strip(const std::string& s, std::string_view suffix, std::string& base) {
-  if (s.size() < suffix.size() || s.compare(s.size() - suffix.size(), suffix.size(), suffix) != 0) return false;
-  base = s.substr(0, s.size() - suffix.size());
-  return true;
-}
-
 class Fp8Weights final : public WeightSource {
  public:
   // scale_suffix: ".weight_scale_inv" (Hub fp8 with blocks) or ".weight_scale"; block: [rows, cols] of a
@@ -37,7 +31,7 @@ class Fp8Weights final : public WeightSource {
       : dir_(dir), ckpt_(dir), scale_suffix_(std::move(scale_suffix)), block_(block) {
     for (const auto& n : ckpt_.names()) {
       std::string b;
-      if (!strip(n, ".weight", b) || ckpt_.get(n).dtype != DType::F8_E4M3) continue;
+      if (!strip_suffix(n, ".weight", b) || ckpt_.get(n).dtype != DType::F8_E4M3) continue;
       if (!ckpt_.has(b + scale_suffix_))
         fail("{}: FP8 tensor '{}' has no scale '{}{}'", dir.string(), n, b, scale_suffix_);
       const TensorView& w = ckpt_.get(n);
@@ -67,7 +61,7 @@ class Fp8Weights final : public WeightSource {
   Tensor load(const std::string& n) const override {
     std::string b;
     Tensor t = ckpt_.get(n).to_f32();
-    if (!strip(n, ".weight", b) || !fp8_.count(b)) return t;
+    if (!strip_suffix(n, ".weight", b) || !fp8_.count(b)) return t;
     const Tensor s = ckpt_.get(b + scale_suffix_).to_f32();
     const int64_t out = t.dim(0), in = t.dim(1);
     for (int64_t r = 0; r < out; ++r)
@@ -81,7 +75,7 @@ class Fp8Weights final : public WeightSource {
   }
   std::string format(const std::string& n) const override {
     std::string b;
-    if (strip(n, ".weight", b) && fp8_.count(b)) {
+    if (strip_suffix(n, ".weight", b) && fp8_.count(b)) {
       const TensorView& s = ckpt_.get(b + scale_suffix_);
       return s.numel() == 1 ? "FP8 e4m3 tensor"
              : block_[0] > 0 ? fmt::format("FP8 e4m3 b{}x{}", block_[0], block_[1])
@@ -92,12 +86,12 @@ class Fp8Weights final : public WeightSource {
   size_t stored_bytes(const std::string& n) const override {
     std::string b;
     size_t s = ckpt_.get(n).nbytes;
-    if (strip(n, ".weight", b) && fp8_.count(b)) s += ckpt_.get(b + scale_suffix_).nbytes;
+    if (strip_suffix(n, ".weight", b) && fp8_.count(b)) s += ckpt_.get(b + scale_suffix_).nbytes;
     return s;
   }
   std::optional<PackedWeight> packed(const std::string& n) const override {
     std::string b;
-    if (strip(n, ".weight", b) && fp8_.count(b)) return std::nullopt;  // the engine computes these in fp32
+    if (strip_suffix(n, ".weight", b) && fp8_.count(b)) return std::nullopt;  // the engine computes these in fp32
     return dense_packed(ckpt_.get(n));
   }
 
@@ -106,7 +100,7 @@ class Fp8Weights final : public WeightSource {
   bool hidden(const std::string& n) const {
     std::string b;
     for (const char* part : {".weight_scale_inv", ".weight_scale", ".input_scale"})
-      if (strip(n, part, b) && fp8_.count(b)) return true;
+      if (strip_suffix(n, part, b) && fp8_.count(b)) return true;
     return false;
   }
 

@@ -30,12 +30,6 @@ constexpr const char* kTokenizerFiles[] = {"tokenizer.json",      "tokenizer_con
                                            "special_tokens_map.json", "vocab.json",         "merges.txt",
                                            "generation_config.json", "added_tokens.json",   "chat_template.jinja"};
 
-bool strip_suffix(const std::string& s, std::string_view suffix, std::string& base) {
-  if (s.size() < suffix.size() || s.compare(s.size() - suffix.size(), suffix.size(), suffix) != 0) return false;
-  base = s.substr(0, s.size() - suffix.size());
-  return true;
-}
-
 std::string method_label(int bits, int group_size, const char* method) {
   return group_size > 0 ? fmt::format("{} int{} g{}", method, bits, group_size) : fmt::format("{} int{}", method, bits);
 }

@@ -78,6 +78,14 @@ void save_compressed_tensors(const QuantizedModel& qm, const std::filesystem::pa
 std::optional<LoadedModel> open_compressed_tensors_dir(const std::filesystem::path& dir, const std::string& config_text,
                                                        const nlohmann::json& quantization_config);
 
+// Whether s ends with suffix; if so, base = s without it ("X.qweight" → "X"). The packed formats name a
+// layer's parts this way.
+inline bool strip_suffix(const std::string& s, std::string_view suffix, std::string& base) {
+  if (s.size() < suffix.size() || s.compare(s.size() - suffix.size(), suffix.size(), suffix) != 0) return false;
+  base = s.substr(0, s.size() - suffix.size());
+  return true;
+}
+
 // A 2-D F32 / F16 / BF16 tensor of a checkpoint as the engine's packed weight (its ggml type), else none.
 std::optional<PackedWeight> dense_packed(const TensorView& v);
 

@@ -130,6 +130,10 @@ std::vector<BlockCase> block_cases() {
   phi.family = test::Family::Phi3;
   phi.hidden = 64, phi.heads = 4, phi.kv_heads = 2, phi.ffn = 96, phi.partial_rotary_factor = 0.75, phi.vocab = 8064;
   synth("phi3", phi, "gutenberg-llama-33m");
+  test::SyntheticSpec phi_long = phi;  // Phi-4-mini's longrope: short factors and the attention factor
+  phi_long.max_positions = 512, phi_long.longrope_original = 128;
+  for (int i = 0; i < 6; ++i) phi_long.longrope_short.push_back(1.0 + 0.5 * i), phi_long.longrope_long.push_back(2.0 + i);
+  synth("phi3-longrope", phi_long, "gutenberg-llama-33m");
   for (const char* m : test::kModels2026)
     if (model_available(m))
       v.push_back({m, [m](const test::TempDir&) { return open_model(test::model_dir(m)); }});

@@ -43,9 +43,9 @@ Ops::Ops(const Context& ctx, const ModelConfig& c, int64_t seq_len, Math math)
   seqs_per_attention_ = std::max<int64_t>(1, (int64_t(256) << 20) / per_seq);
 }
 
-void Ops::linear(const DeviceLinear& l, const float* x, int64_t rows, float* y) const {
+void Ops::linear(const DeviceLinear& l, const float* x, int64_t rows, float* y, bool exact) const {
   QL_ASSERT(l.w.size() == l.out * l.in && l.out > 0);
-  ctx_.gemm(false, true, rows, l.out, l.in, 1.0f, x, l.in, l.w.data(), l.in, 0.0f, y, l.out, math_);
+  ctx_.gemm(false, true, rows, l.out, l.in, 1.0f, x, l.in, l.w.data(), l.in, 0.0f, y, l.out, exact ? Math::FP32 : math_);
   if (!l.b.empty()) k::add_bias(y, l.b.data(), rows, l.out, ctx_.stream());
 }
 
@@ -80,7 +80,9 @@ void Ops::linears(std::span<const int> slots, Act x, std::span<const Act> ys) {
   for (size_t i = 0; i < slots.size(); ++i) {
     const DeviceLinear& l = w_->linear[size_t(slots[i])];
     QL_ASSERT(x.cols == l.in && ys[i].cols == l.out && ys[i].rows == x.rows);
-    linear(l, x.p, x.rows, ys[i].p);
+    // A MoE router's logits decide which experts a token reaches: in fp32 products whatever the block's
+    // math, so near-ties fall as on the CPU (the router is n_experts × hidden: a negligible cost).
+    linear(l, x.p, x.rows, ys[i].p, spec_->linears[size_t(slots[i])].role == Role::Router);
   }
 }
 

@@ -53,7 +53,7 @@ class Ops final : public BlockOps {
   const Context& context() const { return ctx_; }
 
   // y[rows, out] = x[rows, in] · Wᵀ + b
-  void linear(const DeviceLinear& l, const float* x, int64_t rows, float* y) const;
+  void linear(const DeviceLinear& l, const float* x, int64_t rows, float* y, bool exact = false) const;  // exact: fp32
 
   Act scratch(Scratch id, int64_t rows, int64_t cols) override;
   void norm(int slot, Act x, Act y) override;

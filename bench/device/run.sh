@@ -10,7 +10,8 @@
 #   quality M bench/arch2026_quality.sh on reference model M (writes $OUT/quality.jsonl)
 #   sweep M   GPTQ w3/w4 act-order on model M under varied seeds, damping and products (fp32/tf32), each
 #             evaluated on all heldout windows on the GPU: how far GPTQ's outcome moves (writes $OUT/sweep.jsonl)
-#   moe L     a Qwen3-30B-A3B-shaped checkpoint (synth, L layers, 128 experts top-8): GPTQ w4g128 act-order
+#   moe L     a Qwen3-30B-A3B-shaped checkpoint (synth, L layers, 128 experts top-8; SYNTH_SOURCE=1: the
+#             synth: source, no checkpoint on disk): GPTQ w4g128 act-order
 #             with 128 × 2048 calibration tokens on the GPU, time, peak GPU memory and host RSS, the tokens
 #             per expert (writes $OUT/moe.jsonl and the run's stderr)
 #   awq M     bench/awq_variants.sh on reference model M: AWQ's parts switched off one at a time, KL divergence
@@ -118,7 +119,11 @@ stage_big() { ( source bench/gpu_quantize.sh "$S" "$OUT" ); }
 
 stage_moe() {
   local L=$1 m=/tmp/qwen3-30b-a3b-$1
-  [ -d $m ] || QL synth --shape qwen3-30b-a3b --layers $L --out $m --tokenizer-from $S/models/gutenberg-llama-33m --threads 16 2>&1 | tail -1
+  if [ "${SYNTH_SOURCE:-0}" = 1 ]; then  # no checkpoint on disk: the synth: source generates each tensor
+    m="synth:qwen3-30b-a3b,layers=$L,tokenizer=$S/models/gutenberg-llama-33m"
+  else
+    [ -d $m ] || QL synth --shape qwen3-30b-a3b --layers $L --out $m --tokenizer-from $S/models/gutenberg-llama-33m --threads 16 2>&1 | tail -1
+  fi
   ( peak=0; while true; do u=$(nvidia-smi --query-gpu=memory.used --format=csv,noheader,nounits | head -1); \
       [ "$u" -gt "$peak" ] && peak=$u && echo $peak > /tmp/gpu_peak; sleep 0.2; done ) &
   local mon=$!
@@ -129,7 +134,7 @@ stage_moe() {
   local rc=$? ms=$(( $(now_ms) - t ))
   kill $mon 2>/dev/null
   local rss=$(grep "Maximum resident" "$OUT/moe-$L.err" | awk '{print $NF}')
-  echo "{\"shape\": \"qwen3-30b-a3b\", \"layers\": $L, \"rc\": $rc, \"ms\": $ms, \"gpu_peak_mib\": $(cat /tmp/gpu_peak), \"host_rss_kib\": ${rss:-0}}" >> "$OUT/moe.jsonl"
+  echo "{\"shape\": \"qwen3-30b-a3b\", \"layers\": $L, \"synth_source\": ${SYNTH_SOURCE:-0}, \"rc\": $rc, \"ms\": $ms, \"gpu_peak_mib\": $(cat /tmp/gpu_peak), \"host_rss_kib\": ${rss:-0}}" >> "$OUT/moe.jsonl"
   echo "run: moe $L layers rc=$rc ${ms} ms, GPU peak $(cat /tmp/gpu_peak) MiB, host RSS ${rss} KiB"
   grep -E "GPU|expert layers|wrote|error" "$OUT/moe-$L.err" | grep -v "^  model" | tail -8
 }

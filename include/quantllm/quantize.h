@@ -47,9 +47,11 @@ struct AwqOptions {
   bool duo_scaling = true;        // scales from activation and weight magnitudes, x^a / w^(1-a) (AutoAWQ's
                                   // duo_scaling); off: from the activations alone, x^a
   // Each channel's mean |activation| in the scale search is raised to at least act_floor × the mean over
-  // the group's channels (0: off, AutoAWQ's search). Channels the calibration text seldom uses otherwise
-  // get scales near 0, and a text that does use them meets their weights crushed (docs/benchmarks-awq.md).
-  double act_floor = 0;
+  // the group's channels (0: AutoAWQ's search). Channels the calibration text seldom uses otherwise get
+  // scales near 0, and a text that does use them meets their weights crushed: on OPT (ReLU, scales down to
+  // 0.004) AWQ lost to RTN out of domain; 0.3 fixes that and is neutral on Llama, Gemma 3 and Qwen3-MoE
+  // (docs/benchmarks-awq.md#awq-out-of-domain).
+  double act_floor = 0.3;
 };
 
 struct GgufOptions {

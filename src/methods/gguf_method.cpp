@@ -56,7 +56,6 @@ void validate_gguf(const QuantizeRequest& r) {
   if (!r.format.empty()) fail("--format applies to --method rtn, gptq and awq; --method gguf writes a GGUF file");
   if (!r.awq.clip) fail("--awq-no-clip applies to --method awq");
   if (!r.awq.duo_scaling && !r.awq.scale_first) fail("--awq-no-duo-scaling applies to --method awq or --awq-scale");
-  if (r.awq.act_floor != 0 && !r.awq.scale_first) fail("--awq-act-floor applies to --method awq or --awq-scale");
 }
 
 QuantizePlan plan_gguf_method(const LoadedModel& m, const QuantizeRequest& r) {

@@ -40,8 +40,6 @@ void validate_group(const QuantizeRequest& r) {
   if (!r.awq.clip && r.method != "awq") fail("--awq-no-clip applies to --method awq");
   if (!r.awq.duo_scaling && r.method != "awq" && !r.awq.scale_first)
     fail("--awq-no-duo-scaling applies to --method awq or --awq-scale");
-  if (r.awq.act_floor != 0 && r.method != "awq" && !r.awq.scale_first)
-    fail("--awq-act-floor applies to --method awq or --awq-scale");
   if (r.method == "awq" && r.mse)
     fail("--mse does not apply to --method awq (AWQ searches each group's clipping range itself)");
   if (r.method == "awq" && r.gptq.act_order)

@@ -136,7 +136,7 @@ void register_quantize(CLI::App& app, std::vector<std::pair<CLI::App*, Runner>>&
   q->add_option("--awq-search-tokens", r.awq.search_tokens, "AWQ: calibration tokens of the scale and clip searches")
       ->capture_default_str();
   q->add_option("--awq-act-floor", r.awq.act_floor,
-                "AWQ: raise each channel's mean |activation| to this fraction of the mean in the scale search (0: off)")
+                "AWQ: raise each channel's mean |activation| to this fraction of the mean in the scale search (0: AutoAWQ's)")
       ->capture_default_str();
   q->add_flag("--awq-no-clip", a->awq_no_clip, "awq: no clipping-range search (AutoAWQ's apply_clip=False)");
   q->add_flag("--awq-no-duo-scaling", a->awq_no_duo, "AWQ scales from activation magnitudes alone (duo_scaling=False)");
@@ -178,6 +178,8 @@ void register_quantize(CLI::App& app, std::vector<std::pair<CLI::App*, Runner>>&
     if (a->no_true_sequential) r.gptq.true_sequential = false;
     if (a->awq_no_clip) r.awq.clip = false;
     if (a->awq_no_duo) r.awq.duo_scaling = false;
+    if (q->count("--awq-act-floor") && r.method != "awq" && !r.awq.scale_first)
+      throw Error("--awq-act-floor applies to --method awq or --awq-scale");
     r.device.gpu_tf32 = a->gpu_precision == "tf32";
     apply_threads(a->threads);
     if (a->dry_run) {

@@ -218,6 +218,8 @@ class CtWeights final : public WeightSource {
   std::map<std::string, Shape> shapes_;
 };
 
+}  // namespace
+
 // The modules the writer leaves in full precision though they are linear layers: the head and MoE routers.
 std::vector<std::string> unquantized_linears(const ModelConfig& c) {
   std::vector<std::string> v = {"lm_head"};
@@ -229,7 +231,22 @@ std::vector<std::string> unquantized_linears(const ModelConfig& c) {
   return v;
 }
 
-}  // namespace
+json compressed_tensors_config(const json& weights, const std::string& format, const std::vector<std::string>& ignore) {
+  return {{"quant_method", "compressed-tensors"},
+          {"format", format},
+          {"quantization_status", "compressed"},
+          {"config_groups",
+           {{"group_0",
+             {{"targets", {"Linear"}},
+              {"weights", weights},
+              {"input_activations", nullptr},
+              {"output_activations", nullptr},
+              {"format", format}}}}},
+          {"ignore", ignore},
+          {"kv_cache_scheme", nullptr},
+          {"global_compression_ratio", nullptr},
+          {"sparsity_config", json::object()}};
+}
 
 void save_compressed_tensors(const QuantizedModel& qm, const std::filesystem::path& dir, bool overwrite) {
   QL_ASSERT(qm.base);
@@ -262,20 +279,7 @@ void save_compressed_tensors(const QuantizedModel& qm, const std::filesystem::pa
                         {"actorder", actorder},
                         {"observer", "minmax"},
                         {"observer_kwargs", json::object()}};
-  const json qc = {{"quant_method", "compressed-tensors"},
-                   {"format", "pack-quantized"},
-                   {"quantization_status", "compressed"},
-                   {"config_groups",
-                    {{"group_0",
-                      {{"targets", {"Linear"}},
-                       {"weights", weights},
-                       {"input_activations", nullptr},
-                       {"output_activations", nullptr},
-                       {"format", "pack-quantized"}}}}},
-                   {"ignore", unquantized_linears(qm.base->config)},
-                   {"kv_cache_scheme", nullptr},
-                   {"global_compression_ratio", nullptr},
-                   {"sparsity_config", json::object()}};
+  const json qc = compressed_tensors_config(weights, "pack-quantized", unquantized_linears(qm.base->config));
   write_quantized_dir(qm, dir, overwrite, pack, qc);
 }
 

@@ -160,13 +160,10 @@ Fp8Summary save_fp8(const LoadedModel& model, const std::filesystem::path& dir, 
                     const std::function<void(int, int)>& progress) {
   const ModelConfig& c = model.config;
   std::set<std::string> targets;  // the blocks' quantized linears (not lm_head, not MoE routers)
-  std::vector<std::string> ignore = {"lm_head"};
   for (int i = 0; i < int(c.n_layers); ++i) {
     const BlockSpec& spec = c.block(i);
-    for (size_t l = 0; l < spec.linears.size(); ++l) {
+    for (size_t l = 0; l < spec.linears.size(); ++l)
       if (spec.linears[l].quantized) targets.insert(spec.linear_tensor(int(l)));
-      else ignore.push_back(spec.linear_tensor(int(l)));
-    }
   }
   QuantizedModel shell;  // no integer layers: write_quantized_dir copies every other tensor as stored
   shell.base = &model;
@@ -202,20 +199,7 @@ Fp8Summary save_fp8(const LoadedModel& model, const std::filesystem::path& dir, 
                         {"group_size", nullptr},  {"strategy", "channel"},    {"block_structure", nullptr},
                         {"dynamic", false},       {"actorder", nullptr},      {"observer", "minmax"},
                         {"observer_kwargs", json::object()}};
-  const json qc = {{"quant_method", "compressed-tensors"},
-                   {"format", "float-quantized"},
-                   {"quantization_status", "compressed"},
-                   {"config_groups",
-                    {{"group_0",
-                      {{"targets", {"Linear"}},
-                       {"weights", weights},
-                       {"input_activations", nullptr},
-                       {"output_activations", nullptr},
-                       {"format", "float-quantized"}}}}},
-                   {"ignore", ignore},
-                   {"kv_cache_scheme", nullptr},
-                   {"global_compression_ratio", nullptr},
-                   {"sparsity_config", json::object()}};
+  const json qc = compressed_tensors_config(weights, "float-quantized", unquantized_linears(c));
   write_quantized_dir(shell, dir, overwrite, none, qc, {}, targets, std::move(fp8_tensors));
   return sum;
 }

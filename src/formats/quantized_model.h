@@ -77,6 +77,12 @@ void write_quantized_dir(const QuantizedModel& qm, const std::filesystem::path& 
 void save_compressed_tensors(const QuantizedModel& qm, const std::filesystem::path& dir, bool overwrite);
 std::optional<LoadedModel> open_compressed_tensors_dir(const std::filesystem::path& dir, const std::string& config_text,
                                                        const nlohmann::json& quantization_config);
+// The quantization_config of a one-group compressed-tensors directory (targets Linear) with this weight
+// scheme, format ("pack-quantized", "float-quantized") and ignore list.
+nlohmann::json compressed_tensors_config(const nlohmann::json& weights, const std::string& format,
+                                         const std::vector<std::string>& ignore);
+// The linear layers a writer leaves in full precision: lm_head and MoE routers.
+std::vector<std::string> unquantized_linears(const ModelConfig& c);
 
 // Whether s ends with suffix; if so, base = s without it ("X.qweight" → "X"). The packed formats name a
 // layer's parts this way.

@@ -29,6 +29,8 @@ struct AWQConfig {
   int64_t seqlen = 512;          // tokens per calibration window
   uint64_t seed = 0;             // seed of the window draw
   int64_t search_tokens = 8192;  // tokens (first whole windows) the scale and clip searches run on
+  double act_floor = 0.3;        // floor of each channel's mean |activation| in the scale search, as a fraction
+                                 // of the group's mean (0: AutoAWQ's search; AwqOptions::act_floor)
   std::string device = "cpu";    // "cpu", or "cuda": calibration and searches on one GPU (a QUANTLLM_CUDA build)
 };
 

@@ -153,10 +153,11 @@ class AWQQuantizer:
     """AWQ (Lin et al. 2024): activation-aware scale search, folding and clipping search, written as an
     AutoAWQ GEMM checkpoint. bits: 4 (the GEMM layout's width; others raise); group_size; zero_point
     (False: symmetric); version "v2" / "gemm" -> GEMM; seqlen / seed of the calibration windows;
+    act_floor: the floor of seldom-used channels' activations in the scale search (0: AutoAWQ's search);
     calibration_steps (quantize): the number of windows (the CLI's --nsamples)."""
 
     def __init__(self, model, bits=4, group_size=128, zero_point=True, version="gemm", seqlen=512, seed=0,
-                 search_tokens=8192, progress=True, device="cpu"):
+                 search_tokens=8192, progress=True, device="cpu", act_floor=0.3):
         self.model = model
         self._engine = _engine_of(model)
         c = _quantllm.AWQConfig()
@@ -169,6 +170,7 @@ class AWQQuantizer:
         c.seqlen = int(seqlen)
         c.seed = int(seed)
         c.search_tokens = int(search_tokens)
+        c.act_floor = float(act_floor)
         self.config = c
         self.version = v
         self.progress = progress

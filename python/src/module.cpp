@@ -240,6 +240,7 @@ PYBIND11_MODULE(_quantllm, m) {
       .def_readwrite("seqlen", &AWQConfig::seqlen)
       .def_readwrite("seed", &AWQConfig::seed)
       .def_readwrite("search_tokens", &AWQConfig::search_tokens)
+      .def_readwrite("act_floor", &AWQConfig::act_floor)
       .def_readwrite("device", &AWQConfig::device);
 
   // The GGUF quantizer keeps a reference to its model; the Python object holds the model too.

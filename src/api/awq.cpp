@@ -18,6 +18,7 @@ QuantizeRequest awq_request(const AWQConfig& c) {
   r.group_size = c.group_size;
   r.sym = !c.zero_point;
   r.awq.search_tokens = c.search_tokens;
+  r.awq.act_floor = c.act_floor;
   r.calib.seqlen = c.seqlen;
   r.calib.seed = c.seed;
   r.format = "awq_gemm";

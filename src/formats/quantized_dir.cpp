@@ -51,6 +51,7 @@ class QuantizedView final : public WeightSource {
     if (r != qm_.replaced.end()) return r->second;
     return base_.load(n);
   }
+  bool mapped() const override { return base_.mapped(); }
   std::string format(const std::string& n) const override {
     std::string b;
     if (strip_suffix(n, ".weight", b)) {

@@ -35,6 +35,7 @@ class SynthWeights final : public WeightSource {
   }
   std::string format(const std::string& n) const override { return (void)at(n), std::string(dtype_name(dtype_)); }
   size_t stored_bytes(const std::string& n) const override { return size_t(shape_numel(at(n))) * dtype_size(dtype_); }
+  bool mapped() const override { return false; }
 
  private:
   const Shape& at(const std::string& n) const {

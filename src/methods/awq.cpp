@@ -174,6 +174,7 @@ class OverlayWeights final : public WeightSource {
   std::vector<std::string> names() const override { return base_->names(); }
   std::string format(const std::string& n) const override { return base_->format(n); }
   size_t stored_bytes(const std::string& n) const override { return base_->stored_bytes(n); }
+  bool mapped() const override { return base_->mapped(); }
 
  private:
   std::shared_ptr<const WeightSource> base_;

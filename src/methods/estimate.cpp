@@ -63,8 +63,9 @@ RunEstimate estimate_group_method(const LoadedModel& model, const QuantizeReques
     sample_row += mid;
   }
   for (const Point& p : spec.points) sample_row += double(p.width);
-  double file_bytes = 0;
-  for (const auto& n : model.weights->names()) file_bytes += double(model.weights->stored_bytes(n));
+  double file_bytes = 0;  // a generated (synth:) source maps no file
+  if (model.weights->mapped())
+    for (const auto& n : model.weights->names()) file_bytes += double(model.weights->stored_bytes(n));
 
   RunEstimate e;
   e.memory.emplace_back("checkpoint pages (memory-mapped)", file_bytes);

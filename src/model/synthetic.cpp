@@ -41,6 +41,7 @@ const std::vector<SynthShape> kShapes = {
   {"llama-3-8b",     "LlamaForCausalLM",    4096,  32,    32,   8,  14336, 128256, 8192,    500000,    0,     1e-5, false},
   {"llama-3.1-8b",   "LlamaForCausalLM",    4096,  32,    32,   8,  14336, 128256, 131072,  500000,    8,     1e-5, false},
   {"llama-2-13b",    "LlamaForCausalLM",    5120,  40,    40,   40, 13824, 32000,  4096,    10000,     0,     1e-5, false},
+  {"llama-3-70b",    "LlamaForCausalLM",    8192,  80,    64,   8,  28672, 128256, 8192,    500000,    0,     1e-5, false},
   {"opt-125m",       "OPTForCausalLM",      768,   12,    12,   12, 3072,  50272,  2048,    0,         0,     1e-5, true},
   // 2026: Qwen3 (head_dim 128, q/k norms) and Qwen3-MoE (128 experts of 768, top-8; head_dim, experts, top-k, width)
   {"phi-3-mini",     "Phi3ForCausalLM",     3072,  32,    32,   32, 8192,  32064,  4096,    10000,     0,     1e-5, false},

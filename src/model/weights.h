@@ -60,6 +60,9 @@ class WeightSource {
   // The stored form of a 2-D weight, when this source has one an engine can compute on; nullopt
   // otherwise (the engine then load()s it).
   virtual std::optional<PackedWeight> packed(const std::string& name) const { return std::nullopt; }
+  // Whether the tensors are pages of a mapped file (they count in RSS once read); a generated source
+  // (synth:) holds none.
+  virtual bool mapped() const { return true; }
 };
 
 struct LinearWeights {

@@ -83,6 +83,17 @@ RunEstimate estimate_group_method(const LoadedModel& model, const QuantizeReques
     const double S = std::min(N, std::max(T, std::floor(double(opt.awq.search_tokens) / T) * T));
     e.memory.emplace_back("AWQ search sample: the linear inputs and reference outputs", 4 * S * sample_row);
   }
+  // Every finished layer's codes (a byte each), fp32 scales, int32 zeros and g_idx stay in memory until
+  // the output is written at the end (not streamed yet): at the peak, all but the last block's.
+  double held_codes = 0;
+  const QuantParams qp = quant_params(opt);
+  for (int64_t i = 0; i < c.n_layers; ++i)
+    for (const LinearSlot& l : c.block(i).linears)
+      if (l.quantized) {
+        const double groups = double(group_count(qp, l.in));
+        held_codes += double(l.in) * double(l.out) + 8 * groups * double(l.out) + 4 * double(l.in);
+      }
+  e.memory.emplace_back("quantized layers held until the output is written", held_codes);
   for (const auto& [what, bytes] : e.memory) e.peak_bytes += bytes;
 
   // Arithmetic: a forward pass over all tokens costs 2·params + attention per token and block.

@@ -8,6 +8,7 @@
 #include <cblas.h>
 
 #include <algorithm>
+#include <cmath>
 #include <chrono>
 #include <fstream>
 #include <set>
@@ -90,7 +91,8 @@ RunEstimate estimate_group_method(const LoadedModel& model, const QuantizeReques
   for (int64_t i = 0; i < c.n_layers; ++i)
     for (const LinearSlot& l : c.block(i).linears)
       if (l.quantized) {
-        const double groups = double(group_count(qp, l.in));
+        // (the options are checked after the estimate: a group size of 0 must not divide here)
+        const double groups = qp.group_size > 0 ? std::ceil(double(l.in) / double(qp.group_size)) : 1.0;
         held_codes += double(l.in) * double(l.out) + 8 * groups * double(l.out) + 4 * double(l.in);
       }
   e.memory.emplace_back("quantized layers held until the output is written", held_codes);

@@ -57,6 +57,7 @@ TEST(FormatRoundTrip, EveryMethodFormatAndWidthReadsBackExactlyByBothReaders) {
       {"gutenberg-llama-33m", "gptq", 4, 32, true, true, true, {"gptq_v2", "compressed-tensors"}},
       {"gutenberg-llama-33m", "gptq", 8, 128, false, false, false, {"compressed-tensors"}},
       {"gutenberg-llama-33m", "awq", 4, 128, false, false, false, {"awq_gemm", "compressed-tensors"}},
+      {"gutenberg-llama-33m", "awq", 4, 64, true, false, false, {"awq_gemm", "compressed-tensors"}},
       {"gutenberg-qwen3moe-21m", "rtn", 4, 128, false, false, false, {"gptq", "compressed-tensors"}},
   };
   test::TempDir tmp;

@@ -51,7 +51,7 @@ for meth in gptq awq; do
   extra=""
   [ $meth = gptq ] && extra="--act-order"
   read wall peak rc < <(measure ours $meth $extra)
-  grep -E "quantllm: GPU|wrote|checkpoint written" /tmp/l7-$meth.err /tmp/l7-$meth.out | sed 's/^/bench: /'
+  grep -E "quantllm: GPU|wrote|written to" /tmp/l7-$meth.err /tmp/l7-$meth.out | sed 's/^/bench: /'
   [ "$rc" = 0 ] || tail -5 /tmp/l7-$meth.err
   echo "bench: $IMPL $meth: ${wall} ms end to end, peak GPU memory ${peak} MiB (rc $rc)"
   impl=quantllm; [ $IMPL = base ] && impl=quantllm-base

@@ -14,6 +14,13 @@
 #             synth: source, no checkpoint on disk): GPTQ w4g128 act-order
 #             with 128 × 2048 calibration tokens on the GPU, time, peak GPU memory and host RSS, the tokens
 #             per expert (writes $OUT/moe.jsonl and the run's stderr)
+#   shape SHAPE L METHOD   issue 19: a synth: source of SHAPE (L layers, 0 = all; nothing on disk but the
+#             output), METHOD gptq (w4g128 act-order) or awq (w4g128), 128 × 2048 calibration tokens on the GPU,
+#             end to end: wall time, peak GPU memory (nvidia-smi, every 200 ms), peak host RSS (time -v), output
+#             size; a killed run (KILL_AFTER=S seconds) is continued by the next call with RESUME=1
+#             (writes $OUT/shape.jsonl and the run's stderr)
+#   shaperef SHAPE        the GPTQ authors' procedure (bench/gptq_reference_torch.py) on 2 blocks of an
+#             on-disk synth checkpoint of SHAPE, extrapolated to all its blocks ($OUT/shape.jsonl)
 #   awq M     bench/awq_variants.sh on reference model M: AWQ's parts switched off one at a time, KL divergence
 #             in and out of domain against RTN (writes $OUT/awq_variants.jsonl; VARIANTS from the environment)
 #   arch M    a 2026 reference model M: transformers' float64 goldens (tests/data/arch2026/make_golden.py),
@@ -139,6 +146,48 @@ stage_moe() {
   grep -E "GPU|expert layers|wrote|error" "$OUT/moe-$L.err" | grep -v "^  model" | tail -8
 }
 
+stage_shape() {
+  local shape=$1 L=$2 meth=$3
+  local m="synth:$shape,tokenizer=$S/models/gutenberg-llama-33m"
+  [ "$L" != 0 ] && m="synth:$shape,layers=$L,tokenizer=$S/models/gutenberg-llama-33m"
+  local extra="" resume="--force"
+  [ "$meth" = gptq ] && extra="--act-order"
+  [ "${RESUME:-0}" = 1 ] && resume="--resume"
+  local err="$OUT/shape-$shape-$L-$meth.err"
+  ( peak=0; while true; do u=$(nvidia-smi --query-gpu=memory.used --format=csv,noheader,nounits | head -1); \
+      [ "$u" -gt "$peak" ] && peak=$u && echo $peak > /tmp/gpu_peak; sleep 0.2; done ) &
+  local mon=$!
+  local t=$(now_ms)
+  timeout -s KILL ${KILL_AFTER:-100000} /usr/bin/time -v "${PRE[@]}" $D/bin/quantllm quantize --model $m --method $meth \
+    --bits 4 --group-size 128 $extra --calib $S/data/gutenberg-calib.txt --nsamples 128 --seqlen 2048 --device cuda \
+    --out /tmp/shape-out $resume --json > /tmp/shape.json 2> "$err"
+  local rc=$? ms=$(( $(now_ms) - t ))
+  kill $mon 2>/dev/null
+  local rss=$(grep "Maximum resident" "$err" | awk '{print $NF}')
+  local bytes=$(du -sb /tmp/shape-out 2>/dev/null | cut -f1)
+  local blocks=$(grep -o '"blocks_done":[0-9]*' /tmp/shape-out.resume/*-state.json 2>/dev/null | tail -1)
+  echo "{\"shape\": \"$shape\", \"layers\": $L, \"method\": \"$meth\", \"resumed\": ${RESUME:-0}, \"rc\": $rc, \"ms\": $ms, \"gpu_peak_mib\": $(cat /tmp/gpu_peak), \"host_rss_kib\": ${rss:-0}, \"out_bytes\": ${bytes:-0}, \"killed_at\": \"${blocks}\"}" >> "$OUT/shape.jsonl"
+  echo "run: shape $shape $L $meth rc=$rc ${ms} ms, GPU peak $(cat /tmp/gpu_peak) MiB, host RSS ${rss} KiB, out ${bytes} B ${blocks}"
+  grep -E "quantllm: GPU|expert|written to|wrote|error" "$err" | grep -v "^  model" | tail -6
+  [ $rc = 0 ] && rm -rf /tmp/shape-out
+  rm -f /tmp/gpu_peak
+}
+
+stage_shaperef() {
+  local shape=$1 m=/tmp/ref-$1
+  [ -d $m ] || QL synth --shape $shape --layers 2 --out $m --tokenizer-from $S/models/gutenberg-llama-33m --threads 16 > /dev/null
+  local t=$(now_ms)
+  python3 bench/gptq_reference_torch.py $m --blocks 2 > /tmp/ref.json 2> /tmp/ref.err
+  local rc=$? ms=$(( $(now_ms) - t ))
+  [ $rc = 0 ] || tail -5 /tmp/ref.err
+  tail -1 /tmp/ref.json | python3 -c "
+import json, sys
+r = json.loads(sys.stdin.read()); r['shape'] = '$shape'; r['wall_ms_2_blocks'] = $ms
+layers = {'llama-3-8b': 32, 'llama-3-70b': 80, 'llama-2-7b': 32}['$shape']
+r['extrapolated_all_blocks_s'] = layers * r['s_per_block']
+print(json.dumps(r))" | tee -a "$OUT/shape.jsonl" | sed 's/^/run: shaperef /'
+}
+
 stage_sweep() {
   local m=$1 mdir=$S/models/$1
   for v in "w3 seed0 tf32|--bits 3 --seed 0" "w3 seed0 fp32|--bits 3 --seed 0 --gpu-precision fp32" \
@@ -190,6 +239,8 @@ while [ $# -gt 0 ]; do
     arch) stage_arch "$1"; shift ;;
     sweep) stage_sweep "$1"; shift ;;
     moe) stage_moe "$1"; shift ;;
+    shape) stage_shape "$1" "$2" "$3"; shift 3 ;;
+    shaperef) stage_shaperef "$1"; shift ;;
     quality) ( source bench/arch2026_quality.sh "$S" "$OUT" "$1" ); shift ;;
     awq) ( source bench/awq_variants.sh "$S" "$OUT" "$1" ); shift ;;
     *) echo "run: unknown stage $st"; exit 2 ;;

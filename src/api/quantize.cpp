@@ -47,13 +47,16 @@ QuantizeResult quantize(const Model& model, const QuantizeRequest& r, const Prog
   std::error_code ec;
   const bool calibrated = needs_calibration(r);
   const std::filesystem::path ckpt = checkpoint_dir(r);
-  const bool ckpt_existed = calibrated && std::filesystem::exists(ckpt, ec);
-  if (calibrated) {
-    if (ckpt_existed && !r.resume) {
-      if (!r.overwrite) fail("{} holds an interrupted run: --resume continues it, --force starts over", ckpt.string());
+  // (RTN and GGUF write there too, but do not resume: an interrupted run of theirs just runs again.)
+  const bool ckpt_existed = !ckpt.empty() && std::filesystem::exists(ckpt, ec);
+  {
+    if (ckpt_existed && (!r.resume || !calibrated)) {
+      if (!r.overwrite)
+        fail("{} holds an interrupted run: {}--force starts over", ckpt.string(),
+             calibrated ? "--resume continues it, " : "");
       std::filesystem::remove_all(ckpt, ec);
     }
-    if (r.resume && !ckpt_existed)
+    if (calibrated && r.resume && !ckpt_existed)
       fmt::print(stderr, "quantllm: --resume: no interrupted run at {}; starting from the first block\n", ckpt.string());
   }
   QuantizeRequest run = r;
@@ -63,10 +66,10 @@ QuantizeResult quantize(const Model& model, const QuantizeRequest& r, const Prog
     res = find_method(r.method).run(model.loaded(), run, progress);
   } catch (const Error&) {
     // A user error repeats on every run: drop the checkpoints this run started (not older ones).
-    if (calibrated && !ckpt_existed) std::filesystem::remove_all(ckpt, ec);
+    if (!ckpt_existed && !ckpt.empty()) std::filesystem::remove_all(ckpt, ec);
     throw;
   }
-  if (calibrated) std::filesystem::remove_all(ckpt, ec);
+  if (!ckpt.empty()) std::filesystem::remove_all(ckpt, ec);
   return res;
 }
 

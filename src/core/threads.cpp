@@ -130,6 +130,7 @@ class Pool {
 int g_num_threads = 0;
 Pool* g_pool = nullptr;
 std::mutex g_pool_mu;
+std::mutex g_run_mu;  // one parallel_for on the pool at a time
 thread_local bool t_inside = false;
 
 Pool& pool() {
@@ -161,6 +162,13 @@ void parallel_for(int64_t n, const std::function<void(int64_t, int64_t)>& fn, in
   const int64_t max_parts = std::max<int64_t>(1, n / std::max<int64_t>(1, min_chunk));
   const int parts = int(std::min<int64_t>(num_threads(), max_parts));
   if (parts <= 1 || t_inside) {
+    fn(0, n);
+    return;
+  }
+  // Another thread's parallel_for holds the pool (a block written in the background while the next one
+  // is computed): this one runs on its own thread rather than waiting.
+  std::unique_lock run_lock(g_run_mu, std::try_to_lock);
+  if (!run_lock.owns_lock()) {
     fn(0, n);
     return;
   }

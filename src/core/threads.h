@@ -18,6 +18,7 @@ namespace quantllm {
 // Calls fn(begin, end) on disjoint sub-ranges covering [0, n), in parallel. Ranges are at least
 // min_chunk long (to keep tiny loops on one thread). Blocks until all are done. Re-entrant calls
 // (parallel_for inside parallel_for) run serially.
+// A parallel_for called from another thread while one is running runs serially on its own thread.
 void parallel_for(int64_t n, const std::function<void(int64_t begin, int64_t end)>& fn, int64_t min_chunk = 1);
 
 }  // namespace quantllm

@@ -5,12 +5,14 @@
 #include "core/fs.h"
 #include "formats/open.h"
 #include "formats/quantized_model.h"
+#include "formats/quantized_dir_writer.h"
 #include "io/safetensors.h"
 #include "model/config.h"
 #include "quant/ct_format.h"
 
 #include <fmt/format.h>
 
+#include <cstring>
 #include <regex>
 #include <set>
 
@@ -248,15 +250,18 @@ json compressed_tensors_config(const json& weights, const std::string& format, c
           {"sparsity_config", json::object()}};
 }
 
-void save_compressed_tensors(const QuantizedModel& qm, const std::filesystem::path& dir, bool overwrite) {
+QuantDirFormat compressed_tensors_format(const QuantizedModel& qm) {
   QL_ASSERT(qm.base);
-  const QuantParams& p = qm.params;
+  const QuantParams p = qm.params;
   // Act-order: "group" when the groups follow the activation order (g_idx stored for every layer, as vLLM
-  // expects), "weight" when they were fixed on contiguous columns first (--static-groups: no g_idx).
-  bool any_scattered = false;
-  for (const auto& [n, q] : qm.layers) any_scattered |= !contiguous_groups(q);
-  const json actorder = any_scattered ? json("group") : qm.act_order ? json("weight") : json(nullptr);
-  const PackLayer pack = [&](const std::string& b, const GroupQuantized& q, std::vector<TensorData>& out) {
+  // expects), "weight" when they were fixed on contiguous columns first (--static-groups: no g_idx). Decided
+  // from the settings, before any layer exists: the writer streams.
+  const bool scattered = qm.act_order && !qm.static_groups;
+  const json actorder = scattered ? json("group") : qm.act_order ? json("weight") : json(nullptr);
+  QuantDirFormat f;
+  f.pack = [p, scattered](const std::string& b, const GroupQuantized& q, std::vector<TensorData>& out) {
+    if (!scattered && !contiguous_groups(q))
+      fail("compressed-tensors: layer '{}' has act-order groups but the run was not act-order", b);
     const CtPacked c = pack_ct(q, p.sym, b);
     out.push_back(TensorData::from_values(b + ".weight_packed", DType::I32, {c.out, c.packed_cols()}, c.weight_packed));
     Tensor s({c.out, c.n_groups});
@@ -265,8 +270,33 @@ void save_compressed_tensors(const QuantizedModel& qm, const std::filesystem::pa
     if (!c.symmetric)
       out.push_back(TensorData::from_values(b + ".weight_zero_point", DType::I32, {c.packed_zero_rows(), c.n_groups},
                                             c.weight_zero_point));
-    if (any_scattered) out.push_back(TensorData::from_values(b + ".weight_g_idx", DType::I32, {c.in}, q.g_idx));
+    if (scattered) out.push_back(TensorData::from_values(b + ".weight_g_idx", DType::I32, {c.in}, q.g_idx));
     out.push_back(TensorData::from_values(b + ".weight_shape", DType::I64, {2}, std::vector<int64_t>{c.out, c.in}));
+  };
+  f.unpack = [p](const SafetensorsFile& shard, const std::string& b) {
+    auto part = [&](const char* suffix) -> const TensorView* {
+      auto it = shard.tensors().find(b + suffix);
+      return it == shard.tensors().end() ? nullptr : &it->second;
+    };
+    for (const char* need : {".weight_packed", ".weight_scale", ".weight_shape"})
+      if (!part(need)) fail("{}: layer '{}' has no '{}{}'", shard.path().string(), b, b, need);
+    const TensorView& sv = *part(".weight_shape");
+    if (sv.dtype != DType::I64 || sv.numel() != 2) fail("{}: '{}.weight_shape' must hold 2 I64", shard.path().string(), b);
+    PackedWeight w;
+    w.kind = PackedWeight::Kind::Ct;
+    w.shape.resize(2);
+    std::memcpy(w.shape.data(), sv.data, 16);
+    w.bits = p.bits;
+    w.group_size = p.group_size;
+    w.symmetric = p.sym;
+    w.qweight = *part(".weight_packed");
+    w.scales = *part(".weight_scale");
+    if (!p.sym) {
+      if (!part(".weight_zero_point")) fail("{}: layer '{}' has no zero points", shard.path().string(), b);
+      w.qzeros = *part(".weight_zero_point");
+    }
+    if (part(".weight_g_idx")) w.g_idx = *part(".weight_g_idx");
+    return unpack_groups(w, shard.path().string(), b);
   };
   const bool channel = p.group_size <= 0;
   const json weights = {{"num_bits", p.bits},
@@ -279,8 +309,12 @@ void save_compressed_tensors(const QuantizedModel& qm, const std::filesystem::pa
                         {"actorder", actorder},
                         {"observer", "minmax"},
                         {"observer_kwargs", json::object()}};
-  const json qc = compressed_tensors_config(weights, "pack-quantized", unquantized_linears(qm.base->config));
-  write_quantized_dir(qm, dir, overwrite, pack, qc);
+  f.quantization_config = compressed_tensors_config(weights, "pack-quantized", unquantized_linears(qm.base->config));
+  return f;
+}
+
+void save_compressed_tensors(const QuantizedModel& qm, const std::filesystem::path& dir, bool overwrite) {
+  write_quantized_dir(qm, dir, overwrite, compressed_tensors_format(qm));
 }
 
 std::optional<LoadedModel> open_compressed_tensors_dir(const std::filesystem::path& path, const std::string& config_text,

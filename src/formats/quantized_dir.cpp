@@ -4,6 +4,7 @@
 #include "formats/open.h"
 #include "core/fs.h"
 #include "formats/quantized_model.h"
+#include "formats/quantized_dir_writer.h"
 #include "io/safetensors.h"
 #include "model/config.h"
 
@@ -17,18 +18,6 @@ namespace quantllm {
 using json = nlohmann::json;
 
 namespace {
-
-bool exactly_representable(const std::vector<float>& v, DType dt) {
-  for (float x : v) {
-    if (dt == DType::BF16 && bf16_to_f32(f32_to_bf16(x)) != x) return false;
-    if (dt == DType::F16 && f16_to_f32(f32_to_f16(x)) != x) return false;
-  }
-  return true;
-}
-
-constexpr const char* kTokenizerFiles[] = {"tokenizer.json",      "tokenizer_config.json", "tokenizer.model",
-                                           "special_tokens_map.json", "vocab.json",         "merges.txt",
-                                           "generation_config.json", "added_tokens.json",   "chat_template.jinja"};
 
 std::string method_label(int bits, int group_size, const char* method) {
   return group_size > 0 ? fmt::format("{} int{} g{}", method, bits, group_size) : fmt::format("{} int{}", method, bits);
@@ -76,11 +65,6 @@ class QuantizedView final : public WeightSource {
   const QuantizedModel& qm_;
   const WeightSource& base_;
 };
-
-DType stored_dtype(const WeightSource& src, const std::string& name) {
-  const auto d = dtype_from_name(src.format(name));
-  return d.value_or(DType::F32);
-}
 
 // Reader of a GPTQ / AWQ directory written by us, GPTQModel, AutoGPTQ or AutoAWQ.
 class QuantizedDirWeights final : public WeightSource {
@@ -284,49 +268,62 @@ void write_quantized_dir(const QuantizedModel& qm, const std::filesystem::path& 
                          const PackLayer& pack_layer, const nlohmann::json& quantization_config,
                          const std::map<std::string, std::string>& extra_files, const std::set<std::string>& own_layers,
                          std::vector<TensorData> own_tensors) {
-  QL_ASSERT(qm.base);
-  const LoadedModel& base = *qm.base;
-  const WeightSource& src = *base.weights;
-  AtomicDir out(dir, overwrite);
-
-  std::vector<TensorData> tensors = std::move(own_tensors);
-  for (const auto& name : src.names()) {
-    std::string b;
-    if (strip_suffix(name, ".weight", b) && qm.layers.count(b)) {
-      pack_layer(b, qm.layers.at(b), tensors);
-      continue;
-    }
-    if (strip_suffix(name, ".weight", b) && own_layers.count(b)) continue;
-    auto r = qm.replaced.find(name);
-    const Tensor t = r != qm.replaced.end() ? r->second : src.load(name);
-    check_finite(t.data, name);  // norms and embeddings are copied, not quantized: refuse NaN / Inf as GGUF does
-    // In the source's dtype; a tensor the method changed beyond it (a MoE router that took AWQ's scales)
-    // in fp32, so the file computes what was calibrated (AWQ rounds the norms it folds to their dtype).
-    DType dt = stored_dtype(src, name);
-    if (r != qm.replaced.end() && !exactly_representable(t.data, dt)) dt = DType::F32;
-    tensors.push_back(TensorData::from_f32_as(name, t, dt));
-  }
-  write_safetensors(out.path() / "model.safetensors", tensors, {{"format", "pt"}});
-
-  // config.json: the source's, plus quantization_config.
-  json cfg = json::parse(read_file(base.path / "config.json"));
-  cfg["quantization_config"] = quantization_config;
-  write_file_atomic(out.path() / "config.json", cfg.dump(2) + "\n");
-  for (const auto& [file, text] : extra_files) write_file_atomic(out.path() / file, text);
-  for (const char* f : kTokenizerFiles) {
-    std::error_code ec;
-    if (std::filesystem::exists(base.path / f, ec)) std::filesystem::copy_file(base.path / f, out.path() / f, ec);
-    if (ec) fail("{}: cannot copy {}: {}", dir.string(), f, ec.message());
-  }
-  out.commit();
+  QuantDirFormat f;
+  f.pack = pack_layer;
+  f.quantization_config = quantization_config;
+  f.extra_files = extra_files;
+  write_quantized_dir(qm, dir, overwrite, f, own_layers, std::move(own_tensors));
 }
 
-void save_quantized(const QuantizedModel& qm, const std::filesystem::path& dir, HfQuantFormat format,
-                    bool overwrite) {
-  if (format == HfQuantFormat::CompressedTensors) return save_compressed_tensors(qm, dir, overwrite);
+void write_quantized_dir(const QuantizedModel& qm, const std::filesystem::path& dir, bool overwrite,
+                         const QuantDirFormat& format, const std::set<std::string>& own_layers,
+                         std::vector<TensorData> own_tensors) {
+  QL_ASSERT(qm.base);
+  const LoadedModel& base = *qm.base;
+  check_output_path(dir, overwrite);
+  // The streamed writer, fed the finished model block by block, under a temporary name.
+  const std::filesystem::path work = dir.string() + ".partial";
+  std::error_code ec;
+  std::filesystem::remove_all(work, ec);  // a leftover of an earlier, interrupted save
+  try {
+    const QuantizedDirWriter w(base, *base.weights, work, format, false);
+    const ModelConfig& c = base.config;
+    std::vector<std::vector<TensorData>> own_of(size_t(c.n_layers));
+    for (auto& t : own_tensors) {
+      int block = -1;
+      for (int i = 0; i < int(c.n_layers) && block < 0; ++i)
+        if (t.name.starts_with(c.block(i).prefix)) block = i;
+      QL_ASSERT(block >= 0, "tensor {} of an own layer is not in a block", t.name);
+      own_of[size_t(block)].push_back(std::move(t));
+    }
+    size_t n_replaced = 0;
+    for (int i = 0; i < int(c.n_layers); ++i) {
+      const std::string& prefix = c.block(i).prefix;
+      std::map<std::string, GroupQuantized> layers;
+      for (auto it = qm.layers.lower_bound(prefix); it != qm.layers.end() && it->first.starts_with(prefix); ++it)
+        layers.emplace(it->first, it->second);
+      std::map<std::string, Tensor> replaced;
+      for (auto it = qm.replaced.lower_bound(prefix); it != qm.replaced.end() && it->first.starts_with(prefix); ++it)
+        replaced.emplace(it->first, it->second);
+      n_replaced += replaced.size();
+      w.write_block(i, layers, replaced, own_layers, std::move(own_of[size_t(i)]));
+    }
+    QL_ASSERT(n_replaced == qm.replaced.size(), "{} of {} replaced tensors are outside the blocks",
+              qm.replaced.size() - n_replaced, qm.replaced.size());
+    w.finish(dir, overwrite);
+  } catch (...) {
+    std::filesystem::remove_all(work, ec);
+    throw;
+  }
+}
+
+QuantDirFormat quant_dir_format(const QuantizedModel& qm, HfQuantFormat format) {
+  if (format == HfQuantFormat::CompressedTensors) return compressed_tensors_format(qm);
   const bool awq = format == HfQuantFormat::AwqGemm;
   const auto gformat = format == HfQuantFormat::GptqV2 ? GptqCheckpointFormat::kV2 : GptqCheckpointFormat::kV1;
-  const PackLayer pack = [&](const std::string& b, const GroupQuantized& q, std::vector<TensorData>& tensors) {
+  const int bits = qm.params.bits, group_size = qm.params.group_size;
+  QuantDirFormat f;
+  f.pack = [=](const std::string& b, const GroupQuantized& q, std::vector<TensorData>& tensors) {
     if (awq) {
       const AwqPacked p = pack_awq_gemm(q, b);
       tensors.push_back(TensorData::from_values(b + ".qweight", DType::I32, {p.in, p.out / 8}, p.qweight));
@@ -340,27 +337,50 @@ void save_quantized(const QuantizedModel& qm, const std::filesystem::path& dir, 
     tensors.push_back(TensorData::from_values(b + ".scales", DType::F16, {p.n_groups, p.out}, p.scales));
     tensors.push_back(TensorData::from_values(b + ".g_idx", DType::I32, {p.in}, p.g_idx));
   };
-  json qc;
-  std::map<std::string, std::string> extra;
+  f.unpack = [=](const SafetensorsFile& shard, const std::string& b) {
+    auto part = [&](const char* suffix) -> const TensorView& {
+      auto it = shard.tensors().find(b + suffix);
+      if (it == shard.tensors().end()) fail("{}: layer '{}' has no '{}{}'", shard.path().string(), b, b, suffix);
+      return it->second;
+    };
+    PackedWeight p;
+    p.kind = awq ? PackedWeight::Kind::Awq : PackedWeight::Kind::Gptq;
+    p.bits = bits;
+    p.group_size = group_size;
+    p.gptq_v1 = gformat == GptqCheckpointFormat::kV1;
+    p.qweight = part(".qweight");
+    p.qzeros = part(".qzeros");
+    p.scales = part(".scales");
+    if (!awq) p.g_idx = part(".g_idx");
+    if (p.qweight.shape.size() != 2) fail("{}: '{}.qweight' must be 2-D", shard.path().string(), b);
+    p.shape = awq ? Shape{p.qweight.shape[1] * 8, p.qweight.shape[0]}
+                  : Shape{p.qweight.shape[1], p.qweight.shape[0] * 32 / bits};
+    return unpack_groups(p, shard.path().string(), b);
+  };
   if (awq) {
-    qc = {{"quant_method", "awq"}, {"bits", qm.params.bits},   {"group_size", qm.params.group_size},
-          {"zero_point", !qm.params.sym}, {"version", "gemm"}, {"modules_to_not_convert", nullptr}};
+    f.quantization_config = {{"quant_method", "awq"}, {"bits", bits}, {"group_size", group_size},
+                             {"zero_point", !qm.params.sym}, {"version", "gemm"}, {"modules_to_not_convert", nullptr}};
   } else {
-    qc = {{"quant_method", "gptq"},
-          {"bits", qm.params.bits},
-          {"group_size", qm.params.group_size},
-          {"desc_act", qm.act_order},
-          {"sym", qm.params.sym},
-          {"damp_percent", qm.damp_percent},
-          {"true_sequential", qm.true_sequential},
-          {"static_groups", qm.static_groups},
-          {"checkpoint_format", gformat == GptqCheckpointFormat::kV2 ? "gptq_v2" : "gptq"},
-          {"pack_dtype", "int32"},
-          {"quantizer", {"quantllm:0.1.0"}},
-          {"method", qm.method == QuantMethod::RTN ? "rtn" : "gptq"}};
-    extra["quantize_config.json"] = qc.dump(2) + "\n";
+    f.quantization_config = {{"quant_method", "gptq"},
+                             {"bits", bits},
+                             {"group_size", group_size},
+                             {"desc_act", qm.act_order},
+                             {"sym", qm.params.sym},
+                             {"damp_percent", qm.damp_percent},
+                             {"true_sequential", qm.true_sequential},
+                             {"static_groups", qm.static_groups},
+                             {"checkpoint_format", gformat == GptqCheckpointFormat::kV2 ? "gptq_v2" : "gptq"},
+                             {"pack_dtype", "int32"},
+                             {"quantizer", {"quantllm:0.1.0"}},
+                             {"method", qm.method == QuantMethod::RTN ? "rtn" : "gptq"}};
+    f.extra_files["quantize_config.json"] = f.quantization_config.dump(2) + "\n";
   }
-  write_quantized_dir(qm, dir, overwrite, pack, qc, extra);
+  return f;
+}
+
+void save_quantized(const QuantizedModel& qm, const std::filesystem::path& dir, HfQuantFormat format,
+                    bool overwrite) {
+  write_quantized_dir(qm, dir, overwrite, quant_dir_format(qm, format));
 }
 
 HfQuantFormat hf_quant_format(const std::string& name, QuantMethod method) {

@@ -39,6 +39,7 @@ struct QuantizedModel {
   std::map<std::string, GroupQuantized> layers;  // by HF base name ("model.layers.0.mlp.up_proj")
   std::map<std::string, Tensor> replaced;        // full-precision tensors changed by the method (AWQ)
   std::map<std::string, LayerStats> stats;
+  double finish_seconds = 0;  // a streamed result: the time finishing the directory took (join, index, config)
 
   // Full-precision view with the quantized weights dequantized (for evaluation and chaining).
   std::unique_ptr<WeightSource> as_weights() const;
@@ -55,21 +56,28 @@ HfQuantFormat hf_quant_format(const std::string& name, QuantMethod method);
 
 // Writes a Hugging Face directory that transformers / vLLM load: config.json with
 // quantization_config, quantize_config.json (GPTQ), model.safetensors with the packed layers and
-// every other tensor in its original dtype, and the tokenizer files. Atomic: built under a
-// temporary name and renamed into place.
+// every other tensor in its original dtype, and the tokenizer files (shards and an index above 5 GB).
+// Atomic: built under a temporary name and renamed into place.
 void save_quantized(const QuantizedModel& qm, const std::filesystem::path& dir, HfQuantFormat format,
                     bool overwrite);
 
 // What save_quantized shares between the formats: every tensor of the base model in its dtype (those the
 // method replaced from qm.replaced), each quantized layer's "X.weight" replaced by the tensors pack_layer
 // appends for it, config.json = the source's with quantization_config, extra_files (name → text), the
-// tokenizer files. Atomic: built under a temporary name and renamed into place.
+// tokenizer files. Atomic: built under a temporary name (DIR.partial) and renamed into place.
 using PackLayer = std::function<void(const std::string& layer, const GroupQuantized& q, std::vector<TensorData>& out)>;
 // Layers encoded elsewhere (FP8) come as `own_layers` (their "X.weight" is not copied) and `own_tensors`.
 void write_quantized_dir(const QuantizedModel& qm, const std::filesystem::path& dir, bool overwrite,
                          const PackLayer& pack_layer, const nlohmann::json& quantization_config,
                          const std::map<std::string, std::string>& extra_files = {},
                          const std::set<std::string>& own_layers = {}, std::vector<TensorData> own_tensors = {});
+
+// The same with the format's parts (formats/quantized_dir_writer.h), which write_quantized_dir feeds one
+// block at a time to the streamed writer.
+struct QuantDirFormat;
+void write_quantized_dir(const QuantizedModel& qm, const std::filesystem::path& dir, bool overwrite,
+                         const QuantDirFormat& format, const std::set<std::string>& own_layers = {},
+                         std::vector<TensorData> own_tensors = {});
 
 // compressed-tensors (formats/compressed_tensors.cpp): the pack-quantized writer (one config group
 // targeting Linear; the unquantized linears — lm_head, MoE routers — in `ignore`) and the reader of such

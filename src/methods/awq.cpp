@@ -28,7 +28,8 @@ double seconds_since(std::chrono::steady_clock::time_point t0) {
 // The block-by-block driver. kQuantize fills qm (layers, replaced norms/biases, stats); kScaleOnly
 // fills `scaled` with every tensor folding changed. Both return through the out-parameters.
 void run_awq(const LoadedModel& model, const QuantizeRequest& opt, const CalibWindows& windows, AwqMode mode,
-             QuantizedModel* qm, std::map<std::string, Tensor>* scaled, const BlockProgress& progress) {
+             QuantizedModel* qm, std::map<std::string, Tensor>* scaled, const BlockProgress& progress,
+             const QuantizedDirWriter* writer) {
   const ModelConfig& c = model.config;
   const WeightSource& src = *model.weights;
   QuantParams p = quant_params(opt);
@@ -45,7 +46,8 @@ void run_awq(const LoadedModel& model, const QuantizeRequest& opt, const CalibWi
   const int64_t n_search = std::clamp<int64_t>(opt.awq.search_tokens / windows.seqlen, 1, windows.n);
   const int n_blocks = int(c.n_layers);
   BlockCheckpoints ckpt(model, opt, mode == AwqMode::kQuantize ? "awq" : "awq-scale", &windows);
-  AsyncCheckpoints saver(ckpt);
+  BlockOutput output(ckpt, qm, writer);
+  const int done = output.done();
   auto record = [&](const std::string& name, const Tensor& t) {
     if (mode == AwqMode::kQuantize) qm->replaced[name] = t;
     else (*scaled)[name] = t;
@@ -54,10 +56,10 @@ void run_awq(const LoadedModel& model, const QuantizeRequest& opt, const CalibWi
   for (int i = 0; i < n_blocks; ++i) {
     const auto t_block = std::chrono::steady_clock::now();
     const BlockSpec& spec = c.block(i);
-    be->load_block(i, i >= ckpt.done());
-    if (i < ckpt.done()) {
+    be->load_block(i, i >= done);
+    if (i < done) {
       // Finished by an interrupted run: its folded tensors and quantized layers, run forward.
-      BlockResult r = ckpt.load(i);
+      BlockResult r = output.load(i);
       be->set_tensors(r.tensors);
       for (size_t l = 0; l < spec.linears.size(); ++l) {
         const std::string name = spec.linear_tensor(int(l));
@@ -69,7 +71,6 @@ void run_awq(const LoadedModel& model, const QuantizeRequest& opt, const CalibWi
         auto it = r.layers.find(name);
         if (it == r.layers.end()) fail("--resume: block {} checkpoint lacks layer {}", i, name);
         be->set_tensors({{name + ".weight", it->second.dequantize()}});
-        qm->layers[name] = std::move(it->second);
       }
       for (auto& [n, t] : r.tensors) record(n, t);
       if (qm)
@@ -141,15 +142,14 @@ void run_awq(const LoadedModel& model, const QuantizeRequest& opt, const CalibWi
                         slot.role != Role::Q && slot.role != Role::K && slot.role != Role::QKV;
       AwqLayerResult r = be->awq_clip_quantize(int(l), clip, p, ps);
       qm->stats[name] = saved.stats[name] = LayerStats{.relative_error = r.relative_error, .seconds = seconds_since(t0)};
-      if (ckpt.enabled()) saved.layers[name] = r.q;
-      qm->layers[name] = std::move(r.q);
+      saved.layers[name] = std::move(r.q);
     }
 
     be->advance();
-    saver.save(i, std::move(saved));
+    output.save(i, std::move(saved));
     if (progress) progress(i + 1, n_blocks, fmt::format("{} ({:.1f}s)", detail, seconds_since(t_block)));
   }
-  saver.finish();
+  output.finish();
   be->finish();
 }
 
@@ -191,7 +191,7 @@ void validate_awq_options(const ModelConfig& c, const QuantizeRequest& opt) {
 }
 
 QuantizedModel quantize_awq(const LoadedModel& model, const QuantizeRequest& opt, const CalibWindows& windows,
-                            const BlockProgress& progress) {
+                            const BlockProgress& progress, const QuantizedDirWriter* writer) {
   validate_awq_options(model.config, opt);
   if (opt.mse) fail("--mse does not apply to --method awq (AWQ searches each group's clipping range itself)");
   if (opt.gptq.act_order) fail("--act-order is a GPTQ option; --method awq quantizes groups of contiguous columns");
@@ -204,14 +204,15 @@ QuantizedModel quantize_awq(const LoadedModel& model, const QuantizeRequest& opt
   qm.act_order = false;
   qm.static_groups = false;
   qm.true_sequential = true;
-  run_awq(model, opt, windows, AwqMode::kQuantize, &qm, nullptr, progress);
+  run_awq(model, opt, windows, AwqMode::kQuantize, &qm, nullptr, progress, writer);
   return qm;
 }
 
-QuantizedModel quantize_awq(const LoadedModel& model, const QuantizeRequest& opt, const BlockProgress& progress) {
+QuantizedModel quantize_awq(const LoadedModel& model, const QuantizeRequest& opt, const BlockProgress& progress,
+                            const QuantizedDirWriter* writer) {
   validate_awq_options(model.config, opt);
   const CalibWindows windows = calibration_windows(model, opt.calib);
-  return quantize_awq(model, opt, windows, progress);
+  return quantize_awq(model, opt, windows, progress, writer);
 }
 
 std::map<std::string, Tensor> awq_scale_weights(const LoadedModel& model, const QuantizeRequest& opt,
@@ -219,7 +220,7 @@ std::map<std::string, Tensor> awq_scale_weights(const LoadedModel& model, const 
   validate_awq_options(model.config, opt);
   const CalibWindows windows = calibration_windows(model, opt.calib);
   std::map<std::string, Tensor> scaled;
-  run_awq(model, opt, windows, AwqMode::kScaleOnly, nullptr, &scaled, progress);
+  run_awq(model, opt, windows, AwqMode::kScaleOnly, nullptr, &scaled, progress, nullptr);
   return scaled;
 }
 

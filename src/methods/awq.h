@@ -41,10 +41,14 @@
 
 namespace quantllm {
 
-QuantizedModel quantize_awq(const LoadedModel& model, const QuantizeRequest& opt, const BlockProgress& progress);
+class QuantizedDirWriter;
+
+// With a writer, each finished block's layers are written to it (and not kept in the result).
+QuantizedModel quantize_awq(const LoadedModel& model, const QuantizeRequest& opt, const BlockProgress& progress,
+                            const QuantizedDirWriter* writer = nullptr);
 // The same with calibration windows already drawn (the C++ API's texts).
 QuantizedModel quantize_awq(const LoadedModel& model, const QuantizeRequest& opt, const CalibWindows& windows,
-                            const BlockProgress& progress);
+                            const BlockProgress& progress, const QuantizedDirWriter* writer = nullptr);
 
 // AWQ's scale search and folding only (no clipping, no quantization), for composing with another
 // quantizer (GPTQ: --awq-scale; GGUF). Returns every tensor the folding changed, by HF name

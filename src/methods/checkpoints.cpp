@@ -3,6 +3,7 @@
 
 #include "core/error.h"
 #include "core/fs.h"
+#include "formats/quantized_dir_writer.h"
 #include "io/safetensors.h"
 
 #include <fmt/format.h>
@@ -72,19 +73,6 @@ std::string fingerprint(const LoadedModel& model, const QuantizeRequest& o, cons
   return f.dump();
 }
 
-std::vector<int32_t> ints(const TensorView& v, const std::string& file) {
-  if (v.dtype != DType::I32) fail("{}: tensor '{}' is not I32", file, v.name);
-  std::vector<int32_t> out(v.nbytes / sizeof(int32_t));
-  if (!out.empty()) std::memcpy(out.data(), v.data, v.nbytes);
-  return out;
-}
-
-const TensorView& tensor(const SafetensorsFile& f, const std::string& name) {
-  auto it = f.tensors().find(name);
-  if (it == f.tensors().end()) fail("{}: checkpoint lacks tensor '{}'", f.path().string(), name);
-  return it->second;
-}
-
 }  // namespace
 
 std::map<std::string, Tensor> restore_quantized_layers(const BlockSpec& spec, BlockResult& r, QuantizedModel& qm) {
@@ -95,23 +83,52 @@ std::map<std::string, Tensor> restore_quantized_layers(const BlockSpec& spec, Bl
     auto it = r.layers.find(name);
     if (it == r.layers.end()) fail("--resume: block {} checkpoint lacks layer {}", spec.layer, name);
     weights[name + ".weight"] = it->second.dequantize();
-    qm.layers[name] = std::move(it->second);
     if (r.stats.count(name)) qm.stats[name] = r.stats[name];
   }
   return weights;
 }
 
-AsyncCheckpoints::~AsyncCheckpoints() {
+BlockOutput::~BlockOutput() {
   if (pending_.valid()) pending_.wait();
 }
 
-void AsyncCheckpoints::save(int block, BlockResult r) {
-  if (!ckpt_.enabled()) return;
-  finish();
-  pending_ = std::async(std::launch::async, [this, block, r = std::move(r)] { ckpt_.save(block, r); });
+int BlockOutput::done() const {
+  const int n = ckpt_.done();
+  if (writer_)
+    for (int i = 0; i < n; ++i)
+      if (!writer_->has_block(i))
+        fail("--resume: block {} is recorded as finished but its shard is missing from {} (delete it to start over)", i,
+             writer_->work().string());
+  return n;
 }
 
-void AsyncCheckpoints::finish() {
+BlockResult BlockOutput::load(int block) const {
+  BlockResult r = ckpt_.load(block);
+  if (writer_) {
+    try {
+      r.layers = writer_->read_block(block);
+    } catch (const Error& e) {
+      fail("--resume: {} (a damaged {}; delete it to start over)", e.what(), writer_->work().string());
+    }
+  }
+  return r;
+}
+
+void BlockOutput::save(int block, BlockResult r) {
+  finish();
+  if (!writer_) {
+    if (qm_)
+      for (auto& [name, q] : r.layers) qm_->layers[name] = std::move(q);
+    if (!ckpt_.enabled()) return;
+    r.layers.clear();
+  }
+  pending_ = std::async(std::launch::async, [this, block, r = std::move(r)] {
+    if (writer_) writer_->write_block(block, r.layers, r.tensors);
+    ckpt_.save(block, r);
+  });
+}
+
+void BlockOutput::finish() {
   if (pending_.valid()) pending_.get();
 }
 
@@ -173,14 +190,7 @@ void BlockCheckpoints::save(int block, const BlockResult& r) {
   QL_ASSERT(block == next_, "checkpoint of block {} saved out of order (next {})", block, next_);
   std::filesystem::create_directories(dir_);
   std::vector<TensorData> tensors;
-  json meta = {{"layers", json::object()}, {"stats", json::object()}};
-  for (const auto& [name, q] : r.layers) {
-    tensors.push_back(TensorData::from_values(name + ".qweight", DType::U8, {q.out, q.in}, q.qweight));
-    tensors.push_back(TensorData::from_f32(name + ".scales", q.scales));
-    tensors.push_back(TensorData::from_values(name + ".zeros", DType::I32, q.scales.shape, q.zeros));
-    tensors.push_back(TensorData::from_values(name + ".g_idx", DType::I32, {q.in}, q.g_idx));
-    meta["layers"][name] = {{"bits", q.bits}, {"group_size", q.group_size}};
-  }
+  json meta = {{"stats", json::object()}};
   for (const auto& [name, t] : r.tensors) tensors.push_back(TensorData::from_f32(name, t));
   for (const auto& [name, s] : r.stats)
     meta["stats"][name] = {{"relative_error", s.relative_error}, {"rtn_relative_error", s.rtn_relative_error},
@@ -201,28 +211,6 @@ BlockResult BlockCheckpoints::load(int block) const {
   BlockResult r;
   try {
     const json meta = json::parse(it->second);
-    for (const auto& [name, l] : meta.at("layers").items()) {
-      GroupQuantized q;
-      q.bits = l.at("bits").get<int>();
-      q.group_size = l.at("group_size").get<int>();
-      const TensorView& qw = tensor(f, name + ".qweight");
-      if (qw.shape.size() != 2) fail("{}: '{}' is not 2-D", file, qw.name);
-      q.out = qw.shape[0];
-      q.in = qw.shape[1];
-      if (qw.dtype != DType::U8) fail("{}: tensor '{}' is not U8", file, qw.name);
-      q.qweight.assign(qw.data, qw.data + qw.nbytes);
-      q.scales = tensor(f, name + ".scales").to_f32();
-      q.zeros = ints(tensor(f, name + ".zeros"), file);
-      q.g_idx = ints(tensor(f, name + ".g_idx"), file);
-      // What dequantization indexes by, checked so that a damaged file is an Error, not a bad read.
-      const int64_t n_groups = q.scales.ndim() == 2 ? q.scales.dim(0) : -1;
-      bool ok = q.bits >= 2 && q.bits <= 8 && n_groups > 0 && q.scales.dim(1) == q.out &&
-                int64_t(q.zeros.size()) == n_groups * q.out && int64_t(q.g_idx.size()) == q.in;
-      for (size_t i = 0; ok && i < q.g_idx.size(); ++i) ok = q.g_idx[i] >= 0 && q.g_idx[i] < n_groups;
-      for (size_t i = 0; ok && i < q.qweight.size(); ++i) ok = q.qweight[i] <= max_code(q.bits);
-      if (!ok) fail("{}: layer '{}' is inconsistent (bits, scales, zeros, g_idx or codes); a damaged checkpoint", file, name);
-      r.layers.emplace(name, std::move(q));
-    }
     for (const auto& [name, s] : meta.at("stats").items())
       r.stats[name] = LayerStats{s.at("relative_error").get<double>(), s.at("rtn_relative_error").get<double>(),
                                  s.at("damp").get<double>(), s.at("seconds").get<double>(),
@@ -231,11 +219,7 @@ BlockResult BlockCheckpoints::load(int block) const {
   } catch (const json::exception& e) {
     fail("{}: bad checkpoint metadata: {}", file, e.what());
   }
-  for (const auto& [name, v] : f.tensors()) {
-    const bool layer_part = name.ends_with(".qweight") || name.ends_with(".scales") || name.ends_with(".zeros") ||
-                            name.ends_with(".g_idx");
-    if (!layer_part) r.tensors.emplace(name, v.to_f32());
-  }
+  for (const auto& [name, v] : f.tensors()) r.tensors.emplace(name, v.to_f32());
   return r;
 }
 

@@ -1,22 +1,24 @@
 // Resumable block-by-block runs (quantize --resume).
 //
 // The group-wise methods finish one decoder block at a time, and block i+1's calibration inputs
-// depend only on block i's inputs and block i's final weights. So after each finished block the
-// drivers save what the block produced — its quantized layers (codes, fp16-exact scales, zeros,
-// g_idx), the full-precision tensors the method changed (AWQ's folded norms, biases and scaled
-// weights) and the per-layer statistics — and a restarted run rebuilds the calibration state by
-// running the saved blocks forward instead of searching them again. Everything is stored exactly
-// (fp32 bits, int32 codes), so a resumed run writes the same bytes as an uninterrupted one.
+// depend only on block i's inputs and block i's final weights. So after each finished block its
+// quantized layers go to the output at once — a shard of the quantized directory, written by the
+// streamed writer (formats/quantized_dir_writer.h) into OUT.resume — and a small journal records the
+// rest of what the block produced: the full-precision tensors the method changed (AWQ's folded norms
+// and biases, exact fp32) and the per-layer statistics. A restarted run rebuilds the calibration state
+// by reading the finished blocks' layers back from their shards (exactly: codes, fp16 scales, zeros)
+// and running them forward instead of searching them again, so a resumed run writes the same bytes as
+// an uninterrupted one; on success the finished directory is renamed from OUT.resume to OUT.
 //
-// Layout of the checkpoint directory (by default OUT.resume beside the output):
-//   STAGE-block-NNN.safetensors   one finished block: tensors "L.qweight" U8 [out, in], "L.scales"
-//                                 F32 [groups, out], "L.zeros" I32 [groups, out], "L.g_idx" I32 [in]
-//                                 per quantized layer L, "T" F32 per changed tensor T; metadata
-//                                 "block" = JSON {layers: {L: {bits, group_size}}, stats: {L: {…}}}
-//   STAGE-state.json              {fingerprint, blocks_done}, written (atomically) after the block file
-// STAGE is "gptq", "rtn", "awq" or "awq-scale" (the scale-only pass before --awq-scale's GPTQ). The
-// fingerprint covers every option that changes the result, the model path and its configuration,
-// and a hash of the calibration tokens: resuming with anything else is an error.
+// The journal in OUT.resume:
+//   STAGE-block-NNN.safetensors   one finished block: "T" F32 per changed tensor T; metadata
+//                                 "block" = JSON {stats: {L: {…}}} per quantized layer L
+//   STAGE-state.json              {fingerprint, blocks_done}, written (atomically) after the block's
+//                                 shard and journal file
+// STAGE is "gptq", "rtn", "awq" or "awq-scale" (the scale-only pass before --awq-scale's GPTQ, which
+// writes no shards: its journal holds every tensor the scaling changed). The fingerprint covers every
+// option that changes the result, the model path and its configuration, and a hash of the calibration
+// tokens: resuming with anything else is an error.
 #pragma once
 
 #include "calib/calibration.h"
@@ -32,7 +34,7 @@ namespace quantllm {
 
 // What one finished block produced.
 struct BlockResult {
-  std::map<std::string, GroupQuantized> layers;  // by HF base name
+  std::map<std::string, GroupQuantized> layers;  // by HF base name (written to the shard, not the journal)
   std::map<std::string, Tensor> tensors;         // changed full-precision tensors, by HF name
   std::map<std::string, LayerStats> stats;
 };
@@ -47,8 +49,8 @@ class BlockCheckpoints {
 
   bool enabled() const { return !dir_.empty(); }
   int done() const { return done_; }  // finished blocks restored from disk (0 without --resume)
-  BlockResult load(int block) const;
-  // Saves block `block` (which must be the next one) and marks it finished.
+  BlockResult load(int block) const;  // its tensors and stats (no layers)
+  // Saves block `block`'s tensors and stats (it must be the next one) and marks it finished.
   void save(int block, const BlockResult& r);
 
  private:
@@ -61,21 +63,33 @@ class BlockCheckpoints {
 // The tensor of w that an HF name of the block refers to (norms, linears, biases); asserts it exists.
 Tensor& block_tensor(const BlockSpec& spec, BlockWeights& w, const std::string& name);
 
-// --resume of GPTQ: the block's saved layers moved into qm (with their stats); returns their dequantized
-// weights by HF name, for the block to run on.
+// --resume of GPTQ: the block's saved stats into qm; returns its layers' dequantized weights by HF name, for
+// the block to run on (the layers themselves are in the output already).
 std::map<std::string, Tensor> restore_quantized_layers(const BlockSpec& spec, BlockResult& r, QuantizedModel& qm);
 
-// Saves finished blocks' checkpoints on a host thread while the next block is computed (one save in
-// flight; the next save, finish() or the destructor waits for it and rethrows its error).
-class AsyncCheckpoints {
+class QuantizedDirWriter;
+
+// Where a driver's finished blocks go. Without a writer (a run without output: the in-memory API), the
+// layers into qm; with one, each block's shard (writer) and then its journal entry (ckpt), on a host
+// thread while the next block is computed — one write in flight, so the run holds at most two blocks'
+// codes whatever the depth. qm may be null (the scale-only pass, which has no layers).
+class BlockOutput {
  public:
-  explicit AsyncCheckpoints(BlockCheckpoints& ckpt) : ckpt_(ckpt) {}
-  ~AsyncCheckpoints();
+  BlockOutput(BlockCheckpoints& ckpt, QuantizedModel* qm, const QuantizedDirWriter* writer)
+      : ckpt_(ckpt), qm_(qm), writer_(writer) {}
+  ~BlockOutput();
+  // Blocks finished by an interrupted run (their shards and journal entries are there).
+  int done() const;
+  // A finished block: its journal entry, and its layers read back from the shard.
+  BlockResult load(int block) const;
   void save(int block, BlockResult r);
+  // Waits for the write in flight (rethrowing its error).
   void finish();
 
  private:
   BlockCheckpoints& ckpt_;
+  QuantizedModel* qm_;
+  const QuantizedDirWriter* writer_;
   std::future<void> pending_;
 };
 

@@ -2,6 +2,7 @@
 #include "methods/estimate.h"
 
 #include "core/threads.h"
+#include "formats/quantized_model.h"
 #include "quant/blas_single_thread.h"
 #include "runtime/forward.h"
 
@@ -84,18 +85,23 @@ RunEstimate estimate_group_method(const LoadedModel& model, const QuantizeReques
     const double S = std::min(N, std::max(T, std::floor(double(opt.awq.search_tokens) / T) * T));
     e.memory.emplace_back("AWQ search sample: the linear inputs and reference outputs", 4 * S * sample_row);
   }
-  // Every finished layer's codes (a byte each), fp32 scales, int32 zeros and g_idx stay in memory until
-  // the output is written at the end (not streamed yet): at the peak, all but the last block's.
-  double held_codes = 0;
+  // A finished block's codes (a byte each), fp32 scales, int32 zeros and g_idx and their packed copy
+  // while its shard is written in the background, next to the block being quantized: at most two blocks'
+  // (the output is streamed, formats/quantized_dir_writer.h).
+  double block_codes = 0;
   const QuantParams qp = quant_params(opt);
-  for (int64_t i = 0; i < c.n_layers; ++i)
+  for (int64_t i = 0; i < c.n_layers; ++i) {
+    double codes = 0;
     for (const LinearSlot& l : c.block(i).linears)
       if (l.quantized) {
         // (the options are checked after the estimate: a group size of 0 must not divide here)
         const double groups = qp.group_size > 0 ? std::ceil(double(l.in) / double(qp.group_size)) : 1.0;
-        held_codes += double(l.in) * double(l.out) + 8 * groups * double(l.out) + 4 * double(l.in);
+        const double raw = double(l.in) * double(l.out) + 8 * groups * double(l.out) + 4 * double(l.in);
+        codes += raw + double(packed_layer_bytes(l.in, l.out, int64_t(groups), qp.bits));
       }
-  e.memory.emplace_back("quantized layers held until the output is written", held_codes);
+    block_codes = std::max(block_codes, codes);
+  }
+  e.memory.emplace_back("quantized blocks in flight: the one being built, the one being written", 2 * block_codes);
   for (const auto& [what, bytes] : e.memory) e.peak_bytes += bytes;
 
   // Arithmetic: a forward pass over all tokens costs 2·params + attention per token and block.

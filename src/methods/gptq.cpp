@@ -16,7 +16,7 @@
 namespace quantllm {
 
 QuantizedModel quantize_gptq(const LoadedModel& model, const QuantizeRequest& opt, const CalibWindows& windows,
-                             const BlockProgress& progress) {
+                             const BlockProgress& progress, const QuantizedDirWriter* writer) {
   const ModelConfig& c = model.config;
   const bool true_sequential = opt.gptq.true_sequential;
   QuantizedModel qm = new_quantized_model(model, opt);
@@ -24,21 +24,22 @@ QuantizedModel quantize_gptq(const LoadedModel& model, const QuantizeRequest& op
   bo.keep_mids = true_sequential;
   BlockCheckpoints ckpt(model, opt, "gptq", &windows);
   const std::unique_ptr<CalibrationBackend> be = make_calibration_backend(model, windows, bo);
-  AsyncCheckpoints saver(ckpt);
+  BlockOutput output(ckpt, &qm, writer);
+  const int done = output.done();
   const GPTQOptions g = gptq_options(opt);
   const int n_blocks = int(c.n_layers);
   for (int i = 0; i < n_blocks; ++i) {
     const BlockSpec& spec = c.block(i);
-    be->load_block(i, i >= ckpt.done());
-    if (i < ckpt.done()) {
+    be->load_block(i, i >= done);
+    if (i < done) {
       // Finished by an interrupted run (--resume): its quantized layers, run forward.
-      BlockResult r = ckpt.load(i);
+      BlockResult r = output.load(i);
       be->set_tensors(restore_quantized_layers(spec, r, qm));
       be->advance();
       if (progress) progress(i + 1, n_blocks, fmt::format("block {}/{}: restored", i + 1, n_blocks));
       continue;
     }
-    BlockResult saved;  // what this block produces, for the checkpoint
+    BlockResult saved;  // what this block produces, for the output
     for (const auto& group : spec.sequential_groups(true_sequential)) {
       // The points the group's layers read, in block order, and the layers reading each.
       std::vector<int> points;
@@ -65,9 +66,7 @@ QuantizedModel quantize_gptq(const LoadedModel& model, const QuantizeRequest& op
             LayerStats st;
             st.tokens = tokens, st.rtn_fallback = true;
             qm.stats[name] = saved.stats[name] = st;
-            GroupQuantized q = be->rtn(slot, g.quant);
-            if (ckpt.enabled()) saved.layers[name] = q;
-            qm.layers[name] = std::move(q);
+            saved.layers[name] = be->rtn(slot, g.quant);
           }
           continue;
         }
@@ -76,8 +75,7 @@ QuantizedModel quantize_gptq(const LoadedModel& model, const QuantizeRequest& op
           qm.stats[name] = saved.stats[name] = LayerStats{r.stats.objective, r.rtn_objective, r.stats.damp_percent_used,
                                                           r.stats.seconds, r.stats.dead_inputs, tokens, false};
           report_gptq_layer(name, r.stats, r.in, opt.gptq.damp);
-          if (ckpt.enabled()) saved.layers[name] = r.q;
-          qm.layers[name] = std::move(r.q);
+          saved.layers[name] = std::move(r.q);
         }
       }
       if (!expert_report.empty()) {  // the tokens each expert got (expert:tokens), and the policy's verdict
@@ -100,10 +98,10 @@ QuantizedModel quantize_gptq(const LoadedModel& model, const QuantizeRequest& op
                                           role_name(spec.linears[size_t(group.front())].role)));
     }
     be->advance();
-    saver.save(i, std::move(saved));
+    output.save(i, std::move(saved));
     if (progress) progress(i + 1, n_blocks, fmt::format("block {}/{} done", i + 1, n_blocks));
   }
-  saver.finish();
+  output.finish();
   be->finish();
   return qm;
 }

@@ -4,11 +4,14 @@
 #include "methods/group_methods.h"
 
 #include "core/error.h"
+#include "formats/quantized_dir_writer.h"
 #include "methods/awq.h"
+#include "methods/checkpoints.h"
 #include "quant/gptq.h"
 
 #include <fmt/format.h>
 
+#include <chrono>
 #include <set>
 
 namespace quantllm {
@@ -90,53 +93,80 @@ void validate_layers(const ModelConfig& c, const QuantParams& p) {
 namespace {
 
 // r.method on `model` as it is (its weights already scaled when AWQ's scaling went first).
-QuantizedModel quantize_as_is(const LoadedModel& model, const QuantizeRequest& r, const BlockProgress& progress) {
+QuantizedModel quantize_as_is(const LoadedModel& model, const QuantizeRequest& r, const BlockProgress& progress,
+                              const QuantizedDirWriter* writer) {
   const QuantMethod method = group_method(r);
-  if (method == QuantMethod::AWQ) return quantize_awq(model, r, progress);
-  if (method == QuantMethod::GPTQ) return quantize_gptq(model, r, calibration_windows(model, r.calib), progress);
+  if (method == QuantMethod::AWQ) return quantize_awq(model, r, progress, writer);
+  if (method == QuantMethod::GPTQ)
+    return quantize_gptq(model, r, calibration_windows(model, r.calib), progress, writer);
 
-  // Round-to-nearest: no calibration, block by block.
+  // Round-to-nearest: no calibration, block by block (nothing to resume: the journal only marks the blocks).
   const ModelConfig& c = model.config;
   const QuantParams p = quant_params(r);
   const int n_blocks = int(c.n_layers);
   QuantizedModel qm = new_quantized_model(model, r);
+  QuantizeRequest fresh = r;
+  fresh.resume = false;
+  BlockCheckpoints ckpt(model, fresh, "rtn", nullptr);
+  BlockOutput output(ckpt, &qm, writer);
   for (int i = 0; i < n_blocks; ++i) {
     const BlockWeights w = load_block(c, *model.weights, i);
     check_block_finite(c, w, i);
     const BlockSpec& spec = c.block(i);
+    BlockResult done;
     for (size_t l = 0; l < spec.linears.size(); ++l) {
       if (!spec.linears[l].quantized) continue;  // MoE routers stay as they are
       const std::string name = spec.linear_tensor(int(l));
-      qm.layers[name] = quantize_rtn(w.linear[l].w, p, name + ".weight");
+      done.layers[name] = quantize_rtn(w.linear[l].w, p, name + ".weight");
     }
+    output.save(i, std::move(done));
     if (progress) progress(i + 1, n_blocks, "rtn");
   }
+  output.finish();
   return qm;
 }
 
 }  // namespace
 
-QuantizedModel quantize_group_method(const LoadedModel& model, const QuantizeRequest& r, const BlockProgress& progress) {
+QuantizedModel quantize_group_method(const LoadedModel& model, const QuantizeRequest& r, const BlockProgress& progress,
+                                     std::optional<HfQuantFormat> write) {
   const ModelConfig& c = model.config;
   validate_layers(c, quant_params(r));  // every layer's shape against the options, before any work
   check_globals_finite(c, *model.weights);  // copied to the output as they are; block tensors: as each block loads
-  if (!r.awq.scale_first || group_method(r) == QuantMethod::AWQ) return quantize_as_is(model, r, progress);
-
-  // AWQ's scales folded into the fp32 weights, then the method on the scaled model; the folded norms
-  // and biases (not quantized themselves) are exported from `replaced`. The request keeps
-  // awq.scale_first, so the method's resume checkpoints are fingerprinted as taken after the scaling
-  // (a plain run of the same method does not restore them, nor this one a plain run's).
-  std::map<std::string, Tensor> scaled = awq_scale_weights(model, r, progress);
-  LoadedModel scaled_model = model;
-  scaled_model.weights = overlay_weights(model.weights, scaled);
-  QuantizedModel qm_scaled = quantize_as_is(scaled_model, r, progress);
-  qm_scaled.base = &model;
-  for (auto& [name, t] : scaled) {
-    std::string base = name;
-    const bool quantized = name.ends_with(".weight") && qm_scaled.layers.count(base.erase(base.size() - 7));
-    if (!quantized) qm_scaled.replaced[name] = std::move(t);
+  LoadedModel run_model = model;
+  std::map<std::string, Tensor> kept;  // the scaled tensors that are not quantized (norms, biases, routers)
+  if (r.awq.scale_first && group_method(r) != QuantMethod::AWQ) {
+    // AWQ's scales folded into the fp32 weights, then the method on the scaled model; the folded norms
+    // and biases (not quantized themselves) are exported as the overlay serves them. The request keeps
+    // awq.scale_first, so the method's resume checkpoints are fingerprinted as taken after the scaling
+    // (a plain run of the same method does not restore them, nor this one a plain run's).
+    std::map<std::string, Tensor> scaled = awq_scale_weights(model, r, progress);
+    std::set<std::string> quantized;
+    for (int64_t i = 0; i < c.n_layers; ++i) {
+      const BlockSpec& spec = c.block(i);
+      for (size_t l = 0; l < spec.linears.size(); ++l)
+        if (spec.linears[l].quantized) quantized.insert(spec.linear_tensor(int(l)) + ".weight");
+    }
+    if (!write)
+      for (const auto& [name, t] : scaled)
+        if (!quantized.count(name)) kept[name] = t;
+    run_model.weights = overlay_weights(model.weights, std::move(scaled));
   }
-  return qm_scaled;
+  std::optional<QuantizedDirWriter> writer;
+  if (write && !r.out.empty()) {
+    QuantizedModel settings = new_quantized_model(model, r);
+    if (group_method(r) == QuantMethod::AWQ) settings.act_order = settings.static_groups = false;
+    writer.emplace(model, *run_model.weights, checkpoint_dir(r), quant_dir_format(settings, *write), r.resume);
+  }
+  QuantizedModel qm = quantize_as_is(run_model, r, progress, writer ? &*writer : nullptr);
+  qm.base = &model;
+  qm.replaced.merge(kept);
+  if (writer) {
+    const auto t0 = std::chrono::steady_clock::now();
+    writer->finish(r.out, r.overwrite);
+    qm.finish_seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+  }
+  return qm;
 }
 
 }  // namespace quantllm

@@ -15,9 +15,12 @@
 
 #include <filesystem>
 #include <functional>
+#include <optional>
 #include <string>
 
 namespace quantllm {
+
+class QuantizedDirWriter;
 
 // "rtn" / "gptq" / "awq" → the group method (asserts it is one).
 QuantMethod group_method(const QuantizeRequest& r);
@@ -37,12 +40,17 @@ void report_gptq_layer(const std::string& name, const GPTQStats& s, int64_t in, 
 using BlockProgress = std::function<void(int block, int n_blocks, const std::string& detail)>;
 
 // Quantizes every linear layer inside the decoder blocks (embeddings and lm_head stay as they are):
-// r.method rtn, gptq or awq, with AWQ's scaling first when r.awq.scale_first.
+// r.method rtn, gptq or awq, with AWQ's scaling first when r.awq.scale_first. With `write` (and r.out),
+// the result is streamed to r.out in that format block by block (formats/quantized_dir_writer.h; the
+// resume checkpoint) and the returned model has the statistics but no layers; without, the layers are
+// kept in the result.
 QuantizedModel quantize_group_method(const LoadedModel& model, const QuantizeRequest& r,
-                                     const BlockProgress& progress = {});
-// GPTQ over the whole model with calibration windows already drawn (methods/gptq.cpp).
+                                     const BlockProgress& progress = {},
+                                     std::optional<HfQuantFormat> write = std::nullopt);
+// GPTQ over the whole model with calibration windows already drawn (methods/gptq.cpp); with a writer,
+// each finished block's layers go to it instead of the result.
 QuantizedModel quantize_gptq(const LoadedModel& model, const QuantizeRequest& r, const CalibWindows& windows,
-                             const BlockProgress& progress = {});
+                             const BlockProgress& progress = {}, const QuantizedDirWriter* writer = nullptr);
 
 // Checks every linear layer's shape against the quantization parameters (Error naming the first misfit).
 void validate_layers(const ModelConfig& c, const QuantParams& p);

@@ -60,19 +60,24 @@ QuantizeResult run_group(const LoadedModel& m, const QuantizeRequest& r, const P
          format_bytes(uint64_t(est.peak_bytes)), format_bytes(uint64_t(avail)));
   BlockProgress bp;
   if (progress) bp = [&](int done, int total, const std::string& detail) { progress(done, total, detail); };
-  const QuantizedModel qm = quantize_group_method(m, r, bp);
-  const auto t_save = std::chrono::steady_clock::now();
-  save_quantized(qm, r.out, format_of(r), r.overwrite);
+  // Written as it goes: each block's shard as soon as the block is final (formats/quantized_dir_writer.h).
+  const QuantizedModel qm = quantize_group_method(m, r, bp, format_of(r));
   QuantizeResult res;
-  res.write_seconds = seconds_since(t_save);
+  res.write_seconds = qm.finish_seconds;
   res.out = r.out;
   res.method = r.method;
   // Size and bits per weight of the quantized layers (codes + scales + zeros + g_idx).
+  const QuantParams qp = quant_params(r);
   int64_t params = 0;
   size_t qbytes = 0;
-  for (const auto& [name, q] : qm.layers) {
-    params += q.in * q.out;
-    qbytes += packed_layer_bytes(q.in, q.out, q.n_groups(), q.bits);
+  for (int64_t i = 0; i < m.config.n_layers; ++i) {
+    const BlockSpec& spec = m.config.block(i);
+    for (const LinearSlot& l : spec.linears) {
+      if (!l.quantized) continue;
+      const int64_t groups = qp.group_size > 0 ? (l.in + qp.group_size - 1) / qp.group_size : 1;
+      params += l.in * l.out;
+      qbytes += packed_layer_bytes(l.in, l.out, groups, qp.bits);
+    }
   }
   res.bits_per_weight = params ? 8.0 * double(qbytes) / double(params) : 0;
   res.bytes = path_bytes(r.out);

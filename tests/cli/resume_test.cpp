@@ -13,6 +13,7 @@
 #include <unistd.h>
 
 #include <chrono>
+#include <cstring>
 #include <fstream>
 #include <functional>
 #include <thread>
@@ -130,38 +131,60 @@ void kill_and_resume(const std::string& method, const std::string& stage, int ki
   expect_same_files(tmp / "full", out);
 }
 
-TEST(Resume, GptqKilledAfterThreeBlocksResumesByteIdentical) { kill_and_resume("--method gptq --bits 4 --act-order", "gptq", 3); }
+// Sets the first I32 value of tensor `name` in a safetensors file to `value` (the header stays as it is).
+void set_first_i32(const fs::path& file, const std::string& name, int32_t value) {
+  std::string bytes = read_all(file);
+  const size_t header = size_t(*reinterpret_cast<const uint64_t*>(bytes.data()));
+  const size_t at = bytes.find("\"" + name + "\":{\"dtype\":\"I32\",\"shape\":[");
+  ASSERT_NE(at, std::string::npos) << name << " not in " << file;
+  const size_t offsets = bytes.find("\"data_offsets\":[", at);
+  ASSERT_NE(offsets, std::string::npos);
+  const size_t begin = std::stoull(bytes.substr(offsets + 16));
+  std::memcpy(bytes.data() + 8 + header + begin, &value, 4);
+  std::ofstream(file, std::ios::binary | std::ios::trunc) << bytes;
+}
 
-// A damaged checkpoint (a tensor that is not the block's; a group index out of range) is one line naming
-// --resume and exit status 1, not an abort; the intact file, put back, resumes as usual.
+// Resuming from a damaged OUT.resume is one line naming --resume and "damaged", exit status 1, not an abort;
+// the intact file, put back, resumes as usual.
+void expect_damaged(const std::string& args, const fs::path& out, const fs::path& file,
+                    const std::function<void()>& damage) {
+  const std::string intact = read_all(file);
+  damage();
+  const RunResult r = run_quantllm(args + " --resume --out " + out.string());
+  EXPECT_EQ(r.status, 1) << file << "\n" << r.err;
+  EXPECT_EQ(count_lines(r.err), 1) << file << "\n" << r.err;
+  EXPECT_NE(r.err.find("--resume"), std::string::npos) << r.err;
+  std::ofstream(file, std::ios::binary | std::ios::trunc) << intact;
+}
+
+// The finished blocks are in the output's shards (model-0000B-of-00009.safetensors for block B − 1 of the 8),
+// the journal holds only the statistics and the tensors AWQ changed. A group index out of range in a shard
+// (the first g_idx value of block 1's q_proj set to 7) is caught.
+TEST(Resume, GptqKilledAfterThreeBlocksResumesByteIdentical) {
+  kill_and_resume("--method gptq --bits 4 --act-order", "gptq", 3,
+                  [](const std::string& args, const fs::path& out, const fs::path& ckpt) {
+                    const fs::path shard = ckpt / "model-00002-of-00009.safetensors";
+                    ASSERT_TRUE(fs::exists(shard));
+                    EXPECT_GT(fs::file_size(ckpt / "model-00009-of-00009.safetensors"), 0u) << "tensors outside the blocks";
+                    expect_damaged(args, out, shard,
+                                   [&] { set_first_i32(shard, "model.layers.1.self_attn.q_proj.g_idx", 7); });
+                  });
+}
+
+// A damaged journal (a tensor that is not the block's) or shard (a layer's part missing).
 TEST(Resume, AwqKilledAfterFiveBlocksResumesByteIdentical) {
   kill_and_resume("--method awq --bits 4", "awq", 5, [](const std::string& args, const fs::path& out, const fs::path& ckpt) {
-    const fs::path block = ckpt / "awq-block-001.safetensors";
-    const std::string intact = read_all(block);
-    for (const auto& [from, to] : {std::pair<std::string, std::string>{"input_layernorm.weight", "input_layernorm.wei9ht"},
-                                   {".g_idx", ".g_id9"}}) {
-      patch_file(block, from, to);
-      const RunResult r = run_quantllm(args + " --resume --out " + out.string());
-      EXPECT_EQ(r.status, 1) << from << "\n" << r.err;
-      EXPECT_EQ(count_lines(r.err), 1) << from << "\n" << r.err;
-      std::ofstream(block, std::ios::binary | std::ios::trunc) << intact;
-    }
-    // A group index past the last group (the first g_idx value, an I32 0 of layer q_proj, set to 7).
-    std::string bytes = intact;
-    const size_t header = size_t(*reinterpret_cast<const uint64_t*>(bytes.data()));
-    const std::string name = "model.layers.1.self_attn.q_proj.g_idx\":{\"dtype\":\"I32\",\"shape\":[";
-    const size_t at = bytes.find(name);
-    ASSERT_NE(at, std::string::npos);
-    const size_t offsets = bytes.find("\"data_offsets\":[", at);
-    ASSERT_NE(offsets, std::string::npos);
-    const size_t begin = std::stoull(bytes.substr(offsets + 16));
-    bytes[8 + header + begin] = 7;
-    std::ofstream(block, std::ios::binary | std::ios::trunc) << bytes;
+    const fs::path journal = ckpt / "awq-block-001.safetensors";
+    expect_damaged(args, out, journal, [&] { patch_file(journal, "input_layernorm.weight", "input_layernorm.wei9ht"); });
+    const fs::path shard = ckpt / "model-00002-of-00009.safetensors";
+    expect_damaged(args, out, shard, [&] { patch_file(shard, ".qzeros", ".qzer9s"); });
+    // A finished block's shard gone.
+    const fs::path moved = ckpt / "moved";
+    fs::rename(shard, moved);
     const RunResult r = run_quantllm(args + " --resume --out " + out.string());
     EXPECT_EQ(r.status, 1) << r.err;
-    EXPECT_EQ(count_lines(r.err), 1) << r.err;
-    EXPECT_NE(r.err.find("damaged"), std::string::npos) << r.err;
-    std::ofstream(block, std::ios::binary | std::ios::trunc) << intact;
+    EXPECT_NE(r.err.find("shard is missing"), std::string::npos) << r.err;
+    fs::rename(moved, shard);
   });
 }
 

@@ -81,7 +81,7 @@ void print_result(const QuantizeArgs& a, const QuantizeResult& res) {
                 {"method", method}, {"layers", layers}});
     return;
   }
-  fmt::print(stderr, "quantllm: checkpoint written in {:.1f}s\n", res.write_seconds);
+  fmt::print(stderr, "quantllm: written to {} (blocks as they finished; the rest in {:.1f}s)\n", a.out, res.write_seconds);
   if (!res.layers.empty()) {
     double err_sum = 0, expert_err = 0, expert_rtn = 0;
     int64_t experts = 0, expert_fallbacks = 0;

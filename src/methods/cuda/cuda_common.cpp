@@ -79,7 +79,7 @@ MemoryPlan plan_memory(const Context& ctx, const ModelConfig& c, int64_t n_windo
   // router's logits and an expert's input, mid, gate and output (at most every row each).
   int64_t per_row = 0, attention_mid = 0;
   // One block's weights; the Hessians a true-sequential group holds at once (a MoE: one per expert) in f64;
-  // the largest input's factorization work (chunk product, factor f64, H⁻¹ and H in f32); the largest
+  // the largest input's factorization work (see `hessian` below); the largest
   // layer's GPTQ work (weights, dequantized, objective) — 4 copies of [out, in].
   int64_t block = 0, max_in = 0, max_layer = 0, held_hessians = 0;
   for (int64_t i = 0; i < c.n_layers; ++i) {
@@ -120,7 +120,9 @@ MemoryPlan plan_memory(const Context& ctx, const ModelConfig& c, int64_t n_windo
   p.activation_bytes = size_t(rows * c.hidden * f + (keep_attention ? rows * attention_mid * f : 0));
   const int64_t chunk = crow * per_row * f;
   const int64_t scores = std::max<int64_t>(int64_t(256) << 20, c.n_heads * T * T * f);
-  const int64_t hessian = held_hessians + max_in * max_in * (4 + 8 + 4 + 4);
+  // While collecting, each held Hessian's fp32 chunk product; while factoring (the products released),
+  // the factor in f64 and H⁻¹ in f32 (H in f32 is made after the factor is freed).
+  const int64_t hessian = held_hessians + std::max(held_hessians / 2, max_in * max_in * (8 + 4));
   p.working_bytes = size_t(chunk + scores + block + hessian + 4 * max_layer * f);
   const size_t free_b = ctx.free_memory();
   p.on_device = !opt.gpu_activations_on_host &&

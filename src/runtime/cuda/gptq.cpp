@@ -111,16 +111,7 @@ PreparedHessian prepare_hessian(const Context& ctx, DeviceHessian& acc, const GP
   PreparedHessian P;
   P.in = n;
 
-  // H as accumulated, in fp32, for the objective; and its finiteness (the CPU's check on h_in).
-  P.h = DeviceArray<float>(n * n, "Hessian (fp32)");
-  k::f64_to_f32(acc.sum(), P.h.data(), n * n, f, ctx.stream());
-  {
-    DeviceArray<double> part(kMaxPartials, "partial sums");
-    const int64_t np = k::sq_diff_partials(P.h.data(), nullptr, n * n, part.data(), kMaxPartials, ctx.stream());
-    if (!std::isfinite(sum_partials(ctx, part, np)))
-      fail("layer '{}': the Hessian of its calibration inputs is not finite: the activations reaching this layer are "
-           "NaN/Inf, or so large (above ~1e19) that their products overflow fp32", name);
-  }
+  acc.release_scratch();  // every chunk is in: from here on, at most Σ, the factor, H⁻¹ and H are held
 
   // Diagonal: dead inputs, act-order permutation, mean for the damping (as quant/gptq.cpp).
   std::vector<double> diag(static_cast<size_t>(n));
@@ -130,6 +121,12 @@ PreparedHessian prepare_hessian(const Context& ctx, DeviceHessian& acc, const GP
   P.dead.assign(size_t(n), 0);
   for (int64_t i = 0; i < n; ++i) {
     diag[size_t(i)] *= f;
+    // Finiteness of H in fp32 (the CPU's check on h_in), from the diagonal alone: NaN inputs make their
+    // diagonal entry NaN, a product that overflows fp32 makes one of its two factors' squares overflow,
+    // and |H_ij| ≤ √(H_ii H_jj) keeps every other entry within the largest diagonal one.
+    if (!std::isfinite(float(diag[size_t(i)])))
+      fail("layer '{}': the Hessian of its calibration inputs is not finite: the activations reaching this layer are "
+           "NaN/Inf, or so large (above ~1e19) that their products overflow fp32", name);
     if (diag[size_t(i)] == 0.0) {
       P.dead[size_t(i)] = 1;
       diag[size_t(i)] = 1.0;
@@ -151,28 +148,34 @@ PreparedHessian prepare_hessian(const Context& ctx, DeviceHessian& acc, const GP
   P.identity_dev = to_device(ctx, identity, "permutation");
   P.dead_dev = to_device(ctx, P.dead, "dead inputs");
 
-  // Damping schedule: the requested fraction, then ×10 (from 0: 1e-3) while ≤ 1.
-  DeviceArray<double> u(n * n, "Cholesky factor");
-  DeviceArray<int32_t> bad(1, "flag");
-  P.hinv = DeviceArray<float>(n * n, "H⁻¹ factor");
-  Solver solver(ctx, n, u.data());
+  // Damping schedule: the requested fraction, then ×10 (from 0: 1e-3) while ≤ 1. The factor's fp64
+  // buffer and the solver's workspace go before H is made in fp32.
   double damp = opt.damp_percent;
-  for (;;) {
-    k::permute_hessian(acc.sum(), reversed_dev.data(), P.dead_dev.data(), n, f, damp * mean_diag, u.data(), ctx.stream());
-    bool ok = solver.factor_and_invert(u.data());
-    if (ok) {
-      QL_CUDA(cudaMemsetAsync(bad.data(), 0, sizeof(int32_t), ctx.stream()));
-      k::reversed_lower_to_upper_f32(u.data(), n, P.hinv.data(), bad.data(), ctx.stream());
-      ok = to_host(ctx, bad.data(), 1)[0] == 0;
+  P.hinv = DeviceArray<float>(n * n, "H⁻¹ factor");
+  {
+    DeviceArray<double> u(n * n, "Cholesky factor");
+    DeviceArray<int32_t> bad(1, "flag");
+    Solver solver(ctx, n, u.data());
+    for (;;) {
+      k::permute_hessian(acc.sum(), reversed_dev.data(), P.dead_dev.data(), n, f, damp * mean_diag, u.data(), ctx.stream());
+      bool ok = solver.factor_and_invert(u.data());
+      if (ok) {
+        QL_CUDA(cudaMemsetAsync(bad.data(), 0, sizeof(int32_t), ctx.stream()));
+        k::reversed_lower_to_upper_f32(u.data(), n, P.hinv.data(), bad.data(), ctx.stream());
+        ok = to_host(ctx, bad.data(), 1)[0] == 0;
+      }
+      if (ok) break;
+      const double next = damp == 0.0 ? 1e-3 : damp * 10.0;
+      if (next > 1.0 + 1e-9 || damp >= 1.0)
+        fail("Hessian of '{}' is not positive definite even with damping {} (fraction of the mean diagonal {})", name, damp,
+             mean_diag);
+      damp = next;
     }
-    if (ok) break;
-    const double next = damp == 0.0 ? 1e-3 : damp * 10.0;
-    if (next > 1.0 + 1e-9 || damp >= 1.0)
-      fail("Hessian of '{}' is not positive definite even with damping {} (fraction of the mean diagonal {})", name, damp,
-           mean_diag);
-    damp = next;
   }
   P.damp_used = damp;
+  // H as accumulated, in fp32, for the objective.
+  P.h = DeviceArray<float>(n * n, "Hessian (fp32)");
+  k::f64_to_f32(acc.sum(), P.h.data(), n * n, f, ctx.stream());
   acc.release();
   return P;
 }

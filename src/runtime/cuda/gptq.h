@@ -34,6 +34,7 @@ class DeviceHessian {
     sum_.release();
     tmp_.release();
   }
+  void release_scratch() { tmp_.release(); }  // once every chunk is added
 
  private:
   int64_t in_ = 0, rows_ = 0;

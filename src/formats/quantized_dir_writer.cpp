@@ -7,7 +7,9 @@
 #include <fmt/format.h>
 
 #include <cerrno>
+#include <cstdlib>
 #include <cstring>
+#include <fstream>
 
 namespace quantllm {
 
@@ -57,6 +59,11 @@ void write_safetensors_streamed(const std::filesystem::path& path, const std::ve
 }
 
 }  // namespace
+
+uint64_t max_single_file_bytes() {
+  const char* e = std::getenv("QUANTLLM_SINGLE_FILE_MAX");
+  return e && *e ? std::strtoull(e, nullptr, 10) : uint64_t(5'000'000'000);
+}
 
 QuantizedDirWriter::QuantizedDirWriter(const LoadedModel& base, const WeightSource& src, std::filesystem::path work,
                                        QuantDirFormat format, bool resume)
@@ -159,17 +166,25 @@ void QuantizedDirWriter::finish(const std::filesystem::path& out, bool overwrite
       total += v.nbytes;
     }
   }
-  if (total < kMaxSingleFileBytes) {
-    // One file, joined from the shards one shard at a time (the bytes write_safetensors would write).
-    std::unique_ptr<SafetensorsFile> open;
-    size_t open_index = shards.size();
+  if (total < max_single_file_bytes()) {
+    // One file, joined from the shards (the bytes write_safetensors would write), copied with plain reads
+    // through a small buffer: the shards' pages go through the page cache, not the process's memory.
+    std::vector<std::unique_ptr<SafetensorsFile>> headers;
+    for (const auto& p : shards) headers.push_back(std::make_unique<SafetensorsFile>(p));
+    std::vector<char> buf(size_t(16) << 20);
     write_safetensors_streamed(work_ / "model.safetensors", entries, [&](const std::string& name, const auto& sink) {
       const size_t s = shard_of.at(name);
-      if (s != open_index) open = std::make_unique<SafetensorsFile>(shards[s]), open_index = s;
-      const TensorView& v = open->tensors().at(name);
-      sink(v.data, v.nbytes);
+      const TensorView& v = headers[s]->tensors().at(name);
+      std::ifstream in(shards[s], std::ios::binary);
+      in.seekg(std::streamoff(headers[s]->file_offset(v)));
+      for (size_t done = 0; done < v.nbytes;) {
+        const size_t n = std::min(buf.size(), v.nbytes - done);
+        if (!in.read(buf.data(), std::streamsize(n))) fail("{}: read error at tensor {}", shards[s].string(), name);
+        sink(buf.data(), n);
+        done += n;
+      }
     });
-    open.reset();
+    headers.clear();
     for (const auto& p : shards) std::filesystem::remove(p);
     keep.insert("model.safetensors");
   } else {

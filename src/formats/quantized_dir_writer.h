@@ -77,7 +77,9 @@ class QuantizedDirWriter {
   std::vector<std::string> global_names_;              // the rest
 };
 
-// Tensors above this many bytes in all are written as shards with an index, below it as one file.
-inline constexpr uint64_t kMaxSingleFileBytes = 5'000'000'000;
+// Tensors of this many bytes in all or more are written as shards with an index, fewer as one file:
+// HF's default max shard size, 5 GB; the environment variable QUANTLLM_SINGLE_FILE_MAX (bytes) sets
+// another (the tests shard small models with it).
+uint64_t max_single_file_bytes();
 
 }  // namespace quantllm

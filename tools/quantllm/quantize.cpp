@@ -8,6 +8,8 @@
 
 #include <fmt/format.h>
 
+#include <sys/resource.h>
+
 namespace quantllm::cli {
 
 namespace {
@@ -58,12 +60,19 @@ void print_gguf_plan(const QuantizeArgs& a, const QuantizePlan& p) {
              p.bits_per_weight, p.type);
 }
 
+// The process's peak resident memory so far (bytes), as the kernel counts it.
+uint64_t peak_rss_bytes() {
+  rusage u{};
+  getrusage(RUSAGE_SELF, &u);
+  return uint64_t(u.ru_maxrss) * 1024;  // Linux: KiB
+}
+
 void print_result(const QuantizeArgs& a, const QuantizeResult& res) {
   const std::string& method = a.r.method;
   if (method == "gguf") {
     if (a.json)
       print_json({{"out", a.out}, {"seconds", res.seconds}, {"bytes", res.bytes}, {"bits_per_weight", res.bits_per_weight},
-                  {"method", "gguf"}, {"type", res.type}});
+                  {"method", "gguf"}, {"type", res.type}, {"peak_rss_bytes", peak_rss_bytes()}});
     else
       fmt::print("wrote {} ({}, {} tensors, {:.2f} bits per weight) in {}\n", a.out, format_bytes(res.bytes), res.tensors,
                  res.bits_per_weight, format_duration(res.seconds));
@@ -78,7 +87,7 @@ void print_result(const QuantizeArgs& a, const QuantizeResult& res) {
       if (s.tokens >= 0) layers[name]["tokens"] = s.tokens, layers[name]["rtn_fallback"] = s.rtn_fallback;
     }
     print_json({{"out", a.out}, {"seconds", res.seconds}, {"bytes", res.bytes}, {"bits_per_weight", res.bits_per_weight},
-                {"method", method}, {"layers", layers}});
+                {"method", method}, {"layers", layers}, {"peak_rss_bytes", peak_rss_bytes()}});
     return;
   }
   fmt::print(stderr, "quantllm: written to {} (blocks as they finished; the rest in {:.1f}s)\n", a.out, res.write_seconds);

@@ -153,22 +153,26 @@ stage_shape() {
   local extra="" resume="--force"
   [ "$meth" = gptq ] && extra="--act-order"
   [ "${RESUME:-0}" = 1 ] && resume="--resume"
-  local err="$OUT/shape-$shape-$L-$meth.err"
+  local err="$OUT/shape-$shape-$L-$meth-${PREC:-tf32}.err"
   ( peak=0; while true; do u=$(nvidia-smi --query-gpu=memory.used --format=csv,noheader,nounits | head -1); \
       [ "$u" -gt "$peak" ] && peak=$u && echo $peak > /tmp/gpu_peak; sleep 0.2; done ) &
   local mon=$!
   local t=$(now_ms)
   timeout -s KILL ${KILL_AFTER:-100000} /usr/bin/time -v "${PRE[@]}" $D/bin/quantllm quantize --model $m --method $meth \
     --bits 4 --group-size 128 $extra --calib $S/data/gutenberg-calib.txt --nsamples 128 --seqlen 2048 --device cuda \
-    --out /tmp/shape-out $resume --json > /tmp/shape.json 2> "$err"
+    --gpu-precision ${PREC:-tf32} --out /tmp/shape-out $resume --json > /tmp/shape.json 2> "$err"
   local rc=$? ms=$(( $(now_ms) - t ))
   kill $mon 2>/dev/null
   local rss=$(grep "Maximum resident" "$err" | awk '{print $NF}')
   local bytes=$(du -sb /tmp/shape-out 2>/dev/null | cut -f1)
   local blocks=$(grep -o '"blocks_done":[0-9]*' /tmp/shape-out.resume/*-state.json 2>/dev/null | tail -1)
-  echo "{\"shape\": \"$shape\", \"layers\": $L, \"method\": \"$meth\", \"resumed\": ${RESUME:-0}, \"rc\": $rc, \"ms\": $ms, \"gpu_peak_mib\": $(cat /tmp/gpu_peak), \"host_rss_kib\": ${rss:-0}, \"out_bytes\": ${bytes:-0}, \"killed_at\": \"${blocks}\"}" >> "$OUT/shape.jsonl"
-  echo "run: shape $shape $L $meth rc=$rc ${ms} ms, GPU peak $(cat /tmp/gpu_peak) MiB, host RSS ${rss} KiB, out ${bytes} B ${blocks}"
-  grep -E "quantllm: GPU|expert|written to|wrote|error" "$err" | grep -v "^  model" | tail -6
+  echo "{\"shape\": \"$shape\", \"layers\": $L, \"method\": \"$meth\", \"precision\": \"${PREC:-tf32}\", \"resumed\": ${RESUME:-0}, \"rc\": $rc, \"ms\": $ms, \"gpu_peak_mib\": $(cat /tmp/gpu_peak), \"host_rss_kib\": ${rss:-0}, \"out_bytes\": ${bytes:-0}, \"killed_at\": \"${blocks}\"}" >> "$OUT/shape.jsonl"
+  echo "run: shape $shape $L $meth ${PREC:-tf32} rc=$rc ${ms} ms, GPU peak $(cat /tmp/gpu_peak) MiB, host RSS ${rss} KiB, out ${bytes} B ${blocks}"
+  grep -E "quantllm: GPU|expert|written to|wrote|error|mean" "$err" | grep -v "^  model" | tail -8
+  [ $rc = 0 ] && python3 -c "
+import json; j = json.load(open('/tmp/shape.json')); L = j['layers'].values()
+e = [v['relative_error'] for v in L]; r = [v['rtn_relative_error'] for v in L if v.get('rtn_relative_error')]
+print('run: mean objective %.5e (rtn %.5e) over %d layers, peak_rss_bytes %d' % (sum(e)/len(e), sum(r)/max(1,len(r)), len(e), j.get('peak_rss_bytes', 0)))"
   [ $rc = 0 ] && rm -rf /tmp/shape-out
   rm -f /tmp/gpu_peak
 }

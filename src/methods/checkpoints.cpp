@@ -63,6 +63,7 @@ std::string fingerprint(const LoadedModel& model, const QuantizeRequest& o, cons
   if (o.device.device == "cuda") {  // another arithmetic: blocks from a CPU run do not mix with these
     f["device"] = "cuda";
     f["gpu_tf32"] = o.device.gpu_tf32;
+    if (o.device.gpu_bf16_forward) f["gpu_bf16_forward"] = true;
     f["gpu_chunk_tokens"] = o.device.gpu_chunk_tokens;
   }
   if (windows) {

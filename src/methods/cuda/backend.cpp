@@ -46,7 +46,7 @@ CudaBackend::CudaBackend(const LoadedModel& model, const CalibWindows& windows, 
       clock_(ctx_),
       X_(ctx_, windows.n * windows.seqlen, model.config.hidden, plan_.on_device, plan_.chunk_windows * windows.seqlen,
          "calibration activations"),
-      ops_(ctx_, model.config, windows.seqlen, math_),
+      ops_(ctx_, model.config, windows.seqlen, o.gpu_bf16_forward ? Math::BF16 : math_),
       loader_(model, true) {
   print_gpu_plan(ctx_, plan_, o);
   cw_ = plan_.chunk_windows;

@@ -197,7 +197,8 @@ void print_gpu_plan(const Context& ctx, const MemoryPlan& plan, const BackendOpt
                "chunk, %s products\n",
                ctx.device_name().c_str(), double(ctx.total_memory()) / kGiB, double(plan.activation_bytes) / kGiB,
                plan.on_device ? "device" : "pinned host", double(plan.working_bytes) / kGiB,
-               (long long)plan.chunk_windows, opt.gpu_tf32 ? "tf32" : "fp32");
+               (long long)plan.chunk_windows,
+               opt.gpu_bf16_forward ? "bf16 forward, tf32 Hessian" : opt.gpu_tf32 ? "tf32" : "fp32");
 }
 
 }  // namespace quantllm::cuda

@@ -1,6 +1,7 @@
 // CUDA context, counted device memory and the row-major GEMM wrappers (see context.h).
 #include "runtime/cuda/context.h"
 
+#include "runtime/cuda/kernels.h"
 #include "runtime/cuda/libs.h"
 
 #include <fmt/format.h>
@@ -16,7 +17,8 @@ std::atomic<size_t> g_in_use{0}, g_peak{0};
 constexpr double kMiB = 1024.0 * 1024.0;
 
 cublasOperation_t op(bool t) { return t ? CUBLAS_OP_T : CUBLAS_OP_N; }
-cublasComputeType_t compute(Math m) { return m == Math::TF32 ? CUBLAS_COMPUTE_32F_FAST_TF32 : CUBLAS_COMPUTE_32F; }
+// (the batched products take fp32 operands only: BF16 runs them on tf32 tensor cores)
+cublasComputeType_t compute(Math m) { return m != Math::FP32 ? CUBLAS_COMPUTE_32F_FAST_TF32 : CUBLAS_COMPUTE_32F; }
 int as_int(int64_t v, const char* what) {
   QL_ASSERT(v >= 0 && v <= INT32_MAX, "GEMM {} = {} exceeds cuBLAS's 32-bit sizes", what, v);
   return int(v);
@@ -108,6 +110,19 @@ void Context::sync() const { QL_CUDA(cudaStreamSynchronize(stream_)); }
 void Context::gemm(bool trans_a, bool trans_b, int64_t m, int64_t n, int64_t k, float alpha, const float* a,
                    int64_t lda, const float* b, int64_t ldb, float beta, float* c, int64_t ldc, Math math) const {
   if (m == 0 || n == 0) return;
+  if (math == Math::BF16 && k > 0) {
+    // The operands as stored (rows × leading dimension), rounded to bf16.
+    const int64_t na = (trans_a ? k : m) * lda, nb = (trans_b ? n : k) * ldb;
+    bf16_a_.reserve(na, "bf16 operand");
+    bf16_b_.reserve(nb, "bf16 operand");
+    k::f32_to_bf16(a, bf16_a_.data(), na, stream_);
+    k::f32_to_bf16(b, bf16_b_.data(), nb, stream_);
+    QL_CUBLAS(cuda_libs().gemm(blas_, op(trans_b), op(trans_a), as_int(n, "n"), as_int(m, "m"), as_int(k, "k"), &alpha,
+                           bf16_b_.data(), CUDA_R_16BF, as_int(ldb, "ldb"), bf16_a_.data(), CUDA_R_16BF,
+                           as_int(lda, "lda"), &beta, c, CUDA_R_32F, as_int(ldc, "ldc"), CUBLAS_COMPUTE_32F,
+                           CUBLAS_GEMM_DEFAULT));
+    return;
+  }
   QL_CUBLAS(cuda_libs().gemm(blas_, op(trans_b), op(trans_a), as_int(n, "n"), as_int(m, "m"), as_int(k, "k"), &alpha, b,
                          CUDA_R_32F, as_int(ldb, "ldb"), a, CUDA_R_32F, as_int(lda, "lda"), &beta, c, CUDA_R_32F,
                          as_int(ldc, "ldc"), compute(math), CUBLAS_GEMM_DEFAULT));

@@ -67,7 +67,9 @@ class DeviceArray {
   int64_t n_ = 0;
 };
 
-enum class Math { FP32, TF32 };  // plain fp32 FMA units, or tensor cores on tf32-rounded operands
+// Plain fp32 FMA units; tensor cores on tf32-rounded operands; or tensor cores on operands rounded to
+// bf16 (converted into the context's scratch on each call), fp32 accumulation and output.
+enum class Math { FP32, TF32, BF16 };
 
 class Context {
  public:
@@ -112,6 +114,7 @@ class Context {
   cudaStream_t stream_ = nullptr;
   cublasHandle_t blas_ = nullptr;
   cusolverDnHandle_t solver_ = nullptr;
+  mutable DeviceArray<uint16_t> bf16_a_, bf16_b_;  // Math::BF16's operands
 };
 
 // Uploads a host vector into a new device array.

@@ -191,6 +191,17 @@ __global__ void sub_kernel(const float* a, const float* b, float* out, int64_t n
   for (int64_t i = blockIdx.x * int64_t(blockDim.x) + threadIdx.x; i < n; i += int64_t(gridDim.x) * blockDim.x)
     out[i] = a[i] - b[i];
 }
+__global__ void f32_to_bf16_kernel(const float* x, uint16_t* y, int64_t n) {
+  for (int64_t i = blockIdx.x * int64_t(blockDim.x) + threadIdx.x; i < n; i += int64_t(gridDim.x) * blockDim.x) {
+    uint32_t u = __float_as_uint(x[i]);
+    if ((u & 0x7fffffffu) > 0x7f800000u) {  // NaN stays NaN (quiet)
+      y[i] = uint16_t((u >> 16) | 0x40u);
+      continue;
+    }
+    u += 0x7fffu + ((u >> 16) & 1u);  // round to nearest, ties to even
+    y[i] = uint16_t(u >> 16);
+  }
+}
 __global__ void f64_to_f32_kernel(const double* x, float* y, int64_t n, double f) {
   for (int64_t i = blockIdx.x * int64_t(blockDim.x) + threadIdx.x; i < n; i += int64_t(gridDim.x) * blockDim.x)
     y[i] = float(f * x[i]);
@@ -321,6 +332,10 @@ void scale_cols(float* x, const float* sc, int64_t rows, int64_t cols, bool divi
 }
 void sub(const float* a, const float* b, float* out, int64_t n, cudaStream_t s) {
   sub_kernel<<<grid_for(n, kThreads), kThreads, 0, s>>>(a, b, out, n);
+  QL_CUDA_LAUNCHED();
+}
+void f32_to_bf16(const float* x, uint16_t* y, int64_t n, cudaStream_t s) {
+  f32_to_bf16_kernel<<<grid_for(n, kThreads), kThreads, 0, s>>>(x, y, n);
   QL_CUDA_LAUNCHED();
 }
 void f64_to_f32(const double* x, float* y, int64_t n, double factor, cudaStream_t s) {

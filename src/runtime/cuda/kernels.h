@@ -81,7 +81,8 @@ int64_t dot_partials(const float* a, const float* b, int64_t n, double* partial,
 // x[r, c] *= s[c] (or /= s[c]); x: [rows, cols]
 void scale_cols(float* x, const float* sc, int64_t rows, int64_t cols, bool divide, cudaStream_t s);
 void sub(const float* a, const float* b, float* out, int64_t n, cudaStream_t s);  // out = a − b
-void f64_to_f32(const double* x, float* y, int64_t n, double factor, cudaStream_t s);  // y = float(factor · x)
+void f64_to_f32(const double* x, float* y, int64_t n, double factor, cudaStream_t s);
+void f32_to_bf16(const float* x, uint16_t* y, int64_t n, cudaStream_t s);  // round to nearest even  // y = float(factor · x)
 
 // --- GPTQ (gptq_kernels.cu) ---
 // dst[a, b] = h[perm[a], perm[b]] · f, with diagonal entries of dead inputs set to 1 and `add` on the

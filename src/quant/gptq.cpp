@@ -266,38 +266,43 @@ GPTQResult gptq_quantize(const Tensor& w, std::span<const double> h_in, const GP
   P.w_orig = &w;
 
   GPTQStats stats;
-  // Dead inputs: H[i,i] = 1 and W[:, i] = 0.
-  std::vector<double> h(h_in.begin(), h_in.end());
+  // Dead inputs: H[i,i] = 1 and W[:, i] = 0 (the diagonal taken apart; H itself is not copied).
+  std::vector<double> diag(static_cast<size_t>(in));
   Tensor w_zeroed = w;
-  for (int64_t i = 0; i < in; ++i)
-    if (h[size_t(i * in + i)] == 0.0) {
+  for (int64_t i = 0; i < in; ++i) {
+    diag[size_t(i)] = h_in[size_t(i * in + i)];
+    if (diag[size_t(i)] == 0.0) {
       ++stats.dead_inputs;
-      h[size_t(i * in + i)] = 1.0;
+      diag[size_t(i)] = 1.0;
       for (int64_t r = 0; r < out; ++r) w_zeroed.data[size_t(r * in + i)] = 0.0f;
     }
+  }
   P.w_dead_zeroed = &w_zeroed;
 
   P.perm.resize(size_t(in));
   std::iota(P.perm.begin(), P.perm.end(), int64_t{0});
   if (opt.act_order)
     std::stable_sort(P.perm.begin(), P.perm.end(),
-                     [&](int64_t a, int64_t b) { return h[size_t(a * in + a)] > h[size_t(b * in + b)]; });
+                     [&](int64_t a, int64_t b) { return diag[size_t(a)] > diag[size_t(b)]; });
+  // H permuted (in² × 8 bytes; with the factor, the only two such matrices made here).
   std::vector<double> hp(size_t(in * in));
+  std::vector<double> hp_diag(static_cast<size_t>(in));
   double mean_diag = 0.0;
   for (int64_t a = 0; a < in; ++a) {
-    for (int64_t b = 0; b < in; ++b) hp[size_t(a * in + b)] = h[size_t(P.perm[size_t(a)] * in + P.perm[size_t(b)])];
-    mean_diag += hp[size_t(a * in + a)];
+    const int64_t ra = P.perm[size_t(a)];
+    for (int64_t b = 0; b < in; ++b) hp[size_t(a * in + b)] = h_in[size_t(ra * in + P.perm[size_t(b)])];
+    hp[size_t(a * in + a)] = hp_diag[size_t(a)] = diag[size_t(ra)];
+    mean_diag += hp_diag[size_t(a)];
   }
   mean_diag /= double(in);
-  std::vector<double>().swap(h);  // in² × 8 bytes each: keep at most three such matrices alive at once
 
-  // Damping schedule: the requested fraction, then ×10 (from 0: 1e-3) while ≤ 1 (100% of the mean diagonal).
+  // Damping schedule: the requested fraction, then ×10 (from 0: 1e-3) while ≤ 1 (100% of the mean diagonal),
+  // added to the permuted H's diagonal in place.
   std::vector<double> u;
   double damp = opt.damp_percent;
   for (;;) {
-    std::vector<double> hd = hp;
-    for (int64_t a = 0; a < in; ++a) hd[size_t(a * in + a)] += damp * mean_diag;
-    if (upper_cholesky_of_inverse(hd, in, u)) break;
+    for (int64_t a = 0; a < in; ++a) hp[size_t(a * in + a)] = hp_diag[size_t(a)] + damp * mean_diag;
+    if (upper_cholesky_of_inverse(hp, in, u)) break;
     const double next = damp == 0.0 ? 1e-3 : damp * 10.0;
     if (next > 1.0 + 1e-9 || damp >= 1.0)
       fail("Hessian of '{}' is not positive definite even with damping {} (fraction of the mean diagonal {})", name, damp,

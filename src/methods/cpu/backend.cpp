@@ -271,16 +271,23 @@ class CpuBackend final : public CalibrationBackend {
   }
 
   std::vector<GptqLayerResult> gptq(int point, std::span<const int> slots, const GPTQOptions& g) override {
-    const HessianAccumulator& acc = hessians_.at(point);
+    // H once for every layer reading this point, and the accumulator released (each is in² × 8 bytes).
+    auto it = hessians_.find(point);
+    QL_ASSERT(it != hessians_.end(), "no Hessian collected for point {}", point);
+    if (it->second.n_samples() == 0)
+      fail("layer '{}': no calibration inputs were observed (empty Hessian)", spec_->linear_tensor(slots.front()));
+    const int64_t in = it->second.in();
+    const std::vector<double> h = it->second.hessian();
+    hessians_.erase(it);
     std::vector<GptqLayerResult> out;
     for (int slot : slots) {
       const std::string name = spec_->linear_tensor(slot) + ".weight";
       Tensor& lw = w_.linear[size_t(slot)].w;
-      GPTQResult r = gptq_quantize(lw, acc, g, name);
+      GPTQResult r = gptq_quantize(lw, h, g, name);
       // The same objective for plain rounding, so the report shows what GPTQ gained per layer.
-      const double rtn_err = relative_objective(lw, quantize_rtn(lw, g.quant, name).dequantize(), acc.hessian());
+      const double rtn_err = relative_objective(lw, quantize_rtn(lw, g.quant, name).dequantize(), h);
       lw = r.q.dequantize();
-      out.push_back({slot, std::move(r.q), r.stats, rtn_err, acc.in()});
+      out.push_back({slot, std::move(r.q), r.stats, rtn_err, in});
     }
     return out;
   }

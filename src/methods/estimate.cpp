@@ -80,7 +80,7 @@ RunEstimate estimate_group_method(const LoadedModel& model, const QuantizeReques
   }
   if (method == QuantMethod::GPTQ)
     e.memory.emplace_back("Hessians of a sequential group and GPTQ's workspace (fp64)",
-                          8 * (held_hessians + 3 * max_in * max_in));
+                          8 * (held_hessians + 2 * max_in * max_in));  // + H permuted, its factor
   if (method == QuantMethod::AWQ || awq_scale) {
     const double S = std::min(N, std::max(T, std::floor(double(opt.awq.search_tokens) / T) * T));
     e.memory.emplace_back("AWQ search sample: the linear inputs and reference outputs", 4 * S * sample_row);

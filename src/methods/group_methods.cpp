@@ -134,6 +134,7 @@ QuantizedModel quantize_group_method(const LoadedModel& model, const QuantizeReq
   const ModelConfig& c = model.config;
   validate_layers(c, quant_params(r));  // every layer's shape against the options, before any work
   check_globals_finite(c, *model.weights);  // copied to the output as they are; block tensors: as each block loads
+  const bool streamed = write && !r.out.empty();
   LoadedModel run_model = model;
   std::map<std::string, Tensor> kept;  // the scaled tensors that are not quantized (norms, biases, routers)
   if (r.awq.scale_first && group_method(r) != QuantMethod::AWQ) {
@@ -148,13 +149,13 @@ QuantizedModel quantize_group_method(const LoadedModel& model, const QuantizeReq
       for (size_t l = 0; l < spec.linears.size(); ++l)
         if (spec.linears[l].quantized) quantized.insert(spec.linear_tensor(int(l)) + ".weight");
     }
-    if (!write)
+    if (!streamed)
       for (const auto& [name, t] : scaled)
         if (!quantized.count(name)) kept[name] = t;
     run_model.weights = overlay_weights(model.weights, std::move(scaled));
   }
   std::optional<QuantizedDirWriter> writer;
-  if (write && !r.out.empty()) {
+  if (streamed) {
     QuantizedModel settings = new_quantized_model(model, r);
     if (group_method(r) == QuantMethod::AWQ) settings.act_order = settings.static_groups = false;
     writer.emplace(model, *run_model.weights, checkpoint_dir(r), quant_dir_format(settings, *write), r.resume);

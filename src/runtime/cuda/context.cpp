@@ -111,8 +111,10 @@ void Context::gemm(bool trans_a, bool trans_b, int64_t m, int64_t n, int64_t k, 
                    int64_t lda, const float* b, int64_t ldb, float beta, float* c, int64_t ldc, Math math) const {
   if (m == 0 || n == 0) return;
   if (math == Math::BF16 && k > 0) {
-    // The operands as stored (rows × leading dimension), rounded to bf16.
-    const int64_t na = (trans_a ? k : m) * lda, nb = (trans_b ? n : k) * ldb;
+    // The operands as stored, rounded to bf16: every row's span up to the last row's last element (a view
+    // inside a wider buffer ends there, not at a whole leading dimension).
+    const int64_t na = ((trans_a ? k : m) - 1) * lda + (trans_a ? m : k);
+    const int64_t nb = ((trans_b ? n : k) - 1) * ldb + (trans_b ? k : n);
     bf16_a_.reserve(na, "bf16 operand");
     bf16_b_.reserve(nb, "bf16 operand");
     k::f32_to_bf16(a, bf16_a_.data(), na, stream_);

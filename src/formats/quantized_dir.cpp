@@ -290,9 +290,7 @@ void write_quantized_dir(const QuantizedModel& qm, const std::filesystem::path& 
     const ModelConfig& c = base.config;
     std::vector<std::vector<TensorData>> own_of(size_t(c.n_layers));
     for (auto& t : own_tensors) {
-      int block = -1;
-      for (int i = 0; i < int(c.n_layers) && block < 0; ++i)
-        if (t.name.starts_with(c.block(i).prefix)) block = i;
+      const int block = w.block_of(t.name);
       QL_ASSERT(block >= 0, "tensor {} of an own layer is not in a block", t.name);
       own_of[size_t(block)].push_back(std::move(t));
     }

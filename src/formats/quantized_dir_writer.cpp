@@ -17,14 +17,7 @@ using json = nlohmann::json;
 
 namespace {
 
-constexpr const char* kTokenizerFiles[] = {"tokenizer.json",      "tokenizer_config.json", "tokenizer.model",
-                                           "special_tokens_map.json", "vocab.json",         "merges.txt",
-                                           "generation_config.json", "added_tokens.json",   "chat_template.jinja"};
 constexpr const char* kIndexName = "model.safetensors.index.json";
-
-DType stored_dtype(const WeightSource& src, const std::string& name) {
-  return dtype_from_name(src.format(name)).value_or(DType::F32);
-}
 
 bool exactly_representable(const std::vector<float>& v, DType dt) {
   for (float x : v) {
@@ -68,13 +61,11 @@ uint64_t max_single_file_bytes() {
 QuantizedDirWriter::QuantizedDirWriter(const LoadedModel& base, const WeightSource& src, std::filesystem::path work,
                                        QuantDirFormat format, bool resume)
     : base_(base), src_(src), work_(std::move(work)), format_(std::move(format)) {
-  const ModelConfig& c = base.config;
-  block_names_.resize(size_t(c.n_layers));
+  block_names_.resize(size_t(base.config.n_layers));
   for (const auto& name : src.names()) {
-    bool in_block = false;
-    for (int i = 0; i < int(c.n_layers) && !in_block; ++i)
-      if (name.starts_with(c.block(i).prefix)) block_names_[size_t(i)].push_back(name), in_block = true;
-    if (!in_block) global_names_.push_back(name);
+    const int block = block_of(name);
+    if (block >= 0) block_names_[size_t(block)].push_back(name);
+    else global_names_.push_back(name);
   }
   // The caller clears a stale work directory (quantize() refuses one without --resume or --force); the
   // journal of an earlier stage (the --awq-scale pass) may be there already and stays.
@@ -82,6 +73,12 @@ QuantizedDirWriter::QuantizedDirWriter(const LoadedModel& base, const WeightSour
   std::filesystem::create_directories(work_, ec);
   if (ec) fail("{}: cannot create directory: {}", work_.string(), ec.message());
   if (!resume || !std::filesystem::exists(shard_path(n_blocks()), ec)) write_globals();
+}
+
+int QuantizedDirWriter::block_of(const std::string& name) const {
+  for (int i = 0; i < int(base_.config.n_layers); ++i)
+    if (name.starts_with(base_.config.block(i).prefix)) return i;
+  return -1;
 }
 
 std::filesystem::path QuantizedDirWriter::shard_path(int index) const {
@@ -146,7 +143,7 @@ std::map<std::string, GroupQuantized> QuantizedDirWriter::read_block(int block) 
 
 void QuantizedDirWriter::finish(const std::filesystem::path& out, bool overwrite) const {
   check_output_path(out, overwrite);
-  std::set<std::string> keep;  // the output's files; anything else in work_ (the journal) goes
+  std::set<std::string> keep;  // the output's tensor files; anything else in work_ (the journal) goes
   std::vector<std::filesystem::path> shards;
   for (int i = 0; i <= n_blocks(); ++i) {
     if (!std::filesystem::exists(shard_path(i))) fail("{}: shard {} was never written", work_.string(), i + 1);
@@ -194,22 +191,16 @@ void QuantizedDirWriter::finish(const std::filesystem::path& out, bool overwrite
     for (const auto& p : shards) keep.insert(p.filename().string());
   }
 
+  std::error_code ec;
+  for (const auto& e : std::filesystem::directory_iterator(work_))
+    if (!keep.count(e.path().filename().string())) std::filesystem::remove_all(e.path(), ec);
+
   // config.json: the source's, plus quantization_config; the format's files; the tokenizer's.
   json cfg = json::parse(read_file(base_.path / "config.json"));
   cfg["quantization_config"] = format_.quantization_config;
   write_file_atomic(work_ / "config.json", cfg.dump(2) + "\n");
-  keep.insert("config.json");
-  for (const auto& [file, text] : format_.extra_files) write_file_atomic(work_ / file, text), keep.insert(file);
-  for (const char* f : kTokenizerFiles) {
-    std::error_code ec;
-    if (!std::filesystem::exists(base_.path / f, ec)) continue;
-    std::filesystem::copy_file(base_.path / f, work_ / f, std::filesystem::copy_options::overwrite_existing, ec);
-    if (ec) fail("{}: cannot copy {}: {}", work_.string(), f, ec.message());
-    keep.insert(f);
-  }
-  std::error_code ec;
-  for (const auto& e : std::filesystem::directory_iterator(work_))
-    if (!keep.count(e.path().filename().string())) std::filesystem::remove_all(e.path(), ec);
+  for (const auto& [file, text] : format_.extra_files) write_file_atomic(work_ / file, text);
+  copy_tokenizer_files(base_.path, work_, out);
   if (std::filesystem::exists(out, ec)) {
     std::filesystem::remove_all(out, ec);
     if (ec) fail("{}: cannot replace: {}", out.string(), ec.message());

@@ -51,6 +51,8 @@ class QuantizedDirWriter {
                      QuantDirFormat format, bool resume);
 
   int n_blocks() const { return int(block_names_.size()); }
+  // The decoder block whose prefix the tensor name starts with, or −1 (a tensor outside the blocks).
+  int block_of(const std::string& name) const;
   const std::filesystem::path& work() const { return work_; }
   bool has_block(int block) const;
   // Block `block`'s shard: every tensor of the block, `layers` (HF base names) packed in place of their

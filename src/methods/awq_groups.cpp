@@ -96,11 +96,6 @@ std::vector<float> awq_fold_scales(const BlockSpec& spec, BlockWeights& w, const
   return realized;
 }
 
-DType stored_dtype(const WeightSource& src, const std::string& name) {
-  if (!src.has(name)) return DType::F32;
-  return dtype_from_name(src.format(name)).value_or(DType::F32);
-}
-
 std::vector<std::string> prev_op_tensors(const BlockSpec& spec, const AwqScalingGroup& g) {
   std::vector<std::string> names;
   if (!g.folds_into_linear()) {

@@ -52,8 +52,6 @@ std::vector<float> awq_fold_prev(const BlockSpec& spec, BlockWeights& w, const A
 // The HF names of what folding group g changes besides the group's own weights (the preceding norm's
 // weight and bias, or the preceding linear's weight and bias).
 std::vector<std::string> prev_op_tensors(const BlockSpec& spec, const AwqScalingGroup& g);
-// The dtype a tensor is stored in (F32 when absent): folded norms are rounded to it.
-DType stored_dtype(const WeightSource& src, const std::string& name);
 // The dtype that folding group g rounds its preceding op to: the stored dtype of the norm's weight, or
 // of the preceding linear's bias (its weight is quantized or kept in fp32 anyway).
 DType fold_dtype(const WeightSource& src, const BlockSpec& spec, const AwqScalingGroup& g);

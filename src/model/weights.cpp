@@ -197,4 +197,9 @@ void check_globals_finite(const ModelConfig& c, const WeightSource& src) {
   for (const auto& n : names) check_finite(src.load(n).data, n);
 }
 
+DType stored_dtype(const WeightSource& src, const std::string& name) {
+  if (!src.has(name)) return DType::F32;
+  return dtype_from_name(src.format(name)).value_or(DType::F32);
+}
+
 }  // namespace quantllm

@@ -119,4 +119,8 @@ struct LoadedModel {
   std::string kind;  // "hf", "gptq", "awq", "gguf"
 };
 
+// The dtype a tensor is stored in, from its source's format name (F32 when absent or not a plain dtype):
+// what writers copy it as and what AWQ rounds the norms it folds to.
+DType stored_dtype(const WeightSource& src, const std::string& name);
+
 }  // namespace quantllm

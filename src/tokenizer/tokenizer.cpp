@@ -571,4 +571,17 @@ bool Tokenizer::adds_eos() const {
 std::string Tokenizer::pre_tokenizer_name() const { return impl_->pre_name; }
 const std::string& Tokenizer::chat_template() const { return impl_->chat_template; }
 
+void copy_tokenizer_files(const std::filesystem::path& from, const std::filesystem::path& to,
+                          const std::filesystem::path& named) {
+  std::error_code ec;
+  for (const char* f : {"tokenizer.json", "tokenizer_config.json", "tokenizer.model", "special_tokens_map.json",
+                        "vocab.json", "merges.txt", "added_tokens.json", "chat_template.jinja", "generation_config.json"}) {
+    if (!std::filesystem::exists(from / f, ec)) continue;
+    std::filesystem::copy_file(from / f, to / f, std::filesystem::copy_options::overwrite_existing, ec);
+    // A copy of a read-only source (a shared models folder) would stay read-only: make it ours.
+    if (!ec) std::filesystem::permissions(to / f, std::filesystem::perms::owner_write, std::filesystem::perm_options::add, ec);
+    if (ec) fail("{}: cannot copy {}: {}", named.string(), f, ec.message());
+  }
+}
+
 }  // namespace quantllm

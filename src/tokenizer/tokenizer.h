@@ -73,4 +73,11 @@ class Tokenizer {
   std::unique_ptr<Impl> impl_;
 };
 
+// Copies the tokenizer's files that exist in `from` (tokenizer.json / .model / config, vocab and merges,
+// special and added tokens, chat template, generation_config.json) into `to`, replacing any there, and
+// makes the copies writable (a read-only models folder would otherwise hand on its permissions); Error
+// naming `named` when one cannot be copied.
+void copy_tokenizer_files(const std::filesystem::path& from, const std::filesystem::path& to,
+                          const std::filesystem::path& named);
+
 }  // namespace quantllm

@@ -4,6 +4,7 @@
 // writes the same bytes; a leftover checkpoint is never silently reused or discarded.
 #include "support/reference.h"
 #include "support/run.h"
+#include "support/safetensors_edit.h"
 
 #include <gtest/gtest.h>
 
@@ -131,17 +132,14 @@ void kill_and_resume(const std::string& method, const std::string& stage, int ki
   expect_same_files(tmp / "full", out);
 }
 
-// Sets the first I32 value of tensor `name` in a safetensors file to `value` (the header stays as it is).
+// Sets the first I32 value of tensor `name` in a safetensors file to `value`.
 void set_first_i32(const fs::path& file, const std::string& name, int32_t value) {
-  std::string bytes = read_all(file);
-  const size_t header = size_t(*reinterpret_cast<const uint64_t*>(bytes.data()));
-  const size_t at = bytes.find("\"" + name + "\":{\"dtype\":\"I32\",\"shape\":[");
-  ASSERT_NE(at, std::string::npos) << name << " not in " << file;
-  const size_t offsets = bytes.find("\"data_offsets\":[", at);
-  ASSERT_NE(offsets, std::string::npos);
-  const size_t begin = std::stoull(bytes.substr(offsets + 16));
-  std::memcpy(bytes.data() + 8 + header + begin, &value, 4);
-  std::ofstream(file, std::ios::binary | std::ios::trunc) << bytes;
+  StFile st = read_st(file);
+  ASSERT_TRUE(st.header.contains(name)) << name << " not in " << file;
+  ASSERT_EQ(st.header[name]["dtype"], "I32");
+  const size_t begin = st.header[name]["data_offsets"][0].get<size_t>();
+  std::memcpy(st.data.data() + begin, &value, 4);
+  write_st(file, st);
 }
 
 // Resuming from a damaged OUT.resume is one line naming --resume and "damaged", exit status 1, not an abort;

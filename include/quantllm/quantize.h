@@ -75,8 +75,8 @@ struct MoeOptions {
 struct DeviceOptions {
   std::string device = "cpu";            // where calibration and searches run: "cpu" or "cuda" (one GPU)
   bool gpu_tf32 = true;                  // cuda: products on tensor cores with tf32 operands (else fp32)
-  bool gpu_bf16_forward = false;         // cuda: the blocks' linear layers forward with bf16 operands (fp32
-                                         // accumulation); Hessians and GPTQ keep gpu_tf32's precision
+  bool gpu_bf16 = false;                 // cuda: the blocks' linear layers forward and the Hessians' products
+                                         // with bf16 operands (fp32 accumulation); GPTQ keeps gpu_tf32's
   int64_t chunk_tokens = 8192;           // cpu: tokens per forward chunk
   int64_t gpu_chunk_tokens = 8192;       // cuda: tokens per forward chunk
   bool gpu_activations_on_host = false;  // cuda: activations in pinned host memory even when they fit

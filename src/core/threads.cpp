@@ -157,6 +157,8 @@ int num_threads() {
   return g_num_threads;
 }
 
+void run_serially_on_this_thread() { t_inside = true; }
+
 void parallel_for(int64_t n, const std::function<void(int64_t, int64_t)>& fn, int64_t min_chunk) {
   if (n <= 0) return;
   const int64_t max_parts = std::max<int64_t>(1, n / std::max<int64_t>(1, min_chunk));

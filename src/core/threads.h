@@ -21,4 +21,8 @@ namespace quantllm {
 // A parallel_for called from another thread while one is running runs serially on its own thread.
 void parallel_for(int64_t n, const std::function<void(int64_t begin, int64_t end)>& fn, int64_t min_chunk = 1);
 
+// From here on, every parallel_for on the calling thread runs serially on it: for background work (a
+// shard written while blocks compute) that must never take the pool from the thread doing the main work.
+void run_serially_on_this_thread();
+
 }  // namespace quantllm

@@ -3,6 +3,7 @@
 
 #include "core/error.h"
 #include "core/fs.h"
+#include "core/threads.h"
 
 #include <fmt/format.h>
 
@@ -72,7 +73,19 @@ QuantizedDirWriter::QuantizedDirWriter(const LoadedModel& base, const WeightSour
   std::error_code ec;
   std::filesystem::create_directories(work_, ec);
   if (ec) fail("{}: cannot create directory: {}", work_.string(), ec.message());
-  if (!resume || !std::filesystem::exists(shard_path(n_blocks()), ec)) write_globals();
+  if (!resume || !std::filesystem::exists(shard_path(n_blocks()), ec))
+    globals_ = std::async(std::launch::async, [this] {
+                 run_serially_on_this_thread();  // never takes the thread pool from the calibration
+                 write_globals();
+               }).share();
+}
+
+QuantizedDirWriter::~QuantizedDirWriter() {
+  if (globals_.valid()) globals_.wait();
+}
+
+void QuantizedDirWriter::check_background() const {
+  if (globals_.valid() && globals_.wait_for(std::chrono::seconds(0)) == std::future_status::ready) globals_.get();
 }
 
 int QuantizedDirWriter::block_of(const std::string& name) const {
@@ -96,8 +109,16 @@ void QuantizedDirWriter::write_globals() const {
   write_safetensors_streamed(shard_path(n_blocks()), entries, [&](const std::string& name, const auto& sink) {
     const Tensor t = src_.load(name);
     check_finite(t.data, name);  // embeddings and the head are copied, not quantized: refuse NaN / Inf as GGUF does
-    const TensorData d = TensorData::from_f32_as(name, t, stored_dtype(src_, name));
-    sink(d.bytes.data(), d.bytes.size());
+    // Converted a slice at a time (a 70B model's embeddings are 4 GiB in fp32; no second copy of them).
+    const DType dt = stored_dtype(src_, name);
+    constexpr size_t kSlice = size_t(1) << 20;
+    for (size_t i = 0; i < t.data.size(); i += kSlice) {
+      const size_t n = std::min(kSlice, t.data.size() - i);
+      const auto first = t.data.begin() + int64_t(i);
+      const Tensor slice({int64_t(n)}, std::vector<float>(first, first + int64_t(n)));
+      const TensorData d = TensorData::from_f32_as(name, slice, dt);
+      sink(d.bytes.data(), d.bytes.size());
+    }
   });
 }
 
@@ -142,6 +163,7 @@ std::map<std::string, GroupQuantized> QuantizedDirWriter::read_block(int block) 
 }
 
 void QuantizedDirWriter::finish(const std::filesystem::path& out, bool overwrite) const {
+  if (globals_.valid()) globals_.get();  // the tensors outside the blocks: written, or their error
   check_output_path(out, overwrite);
   std::set<std::string> keep;  // the output's tensor files; anything else in work_ (the journal) goes
   std::vector<std::filesystem::path> shards;

@@ -19,6 +19,7 @@
 
 #include <filesystem>
 #include <functional>
+#include <future>
 #include <map>
 #include <set>
 #include <string>
@@ -44,11 +45,18 @@ QuantDirFormat compressed_tensors_format(const QuantizedModel& settings);  // fo
 class QuantizedDirWriter {
  public:
   // Writes the shards of `base`'s tensors as `src` gives them (the base's own weights, or an overlay of
-  // them that a transform changed) into `work` (created if need be; nothing in it is removed). The shard
-  // of the tensors outside the blocks is written here, while little else is held — unless resuming
-  // finds it there.
+  // them that a transform changed; read from two threads) into `work` (created if need be; nothing in it
+  // is removed). The shard of the tensors outside the blocks is started here, on a background thread
+  // (one tensor and a small buffer held), unless resuming finds it there.
   QuantizedDirWriter(const LoadedModel& base, const WeightSource& src, std::filesystem::path work,
                      QuantDirFormat format, bool resume);
+  QuantizedDirWriter(const QuantizedDirWriter&) = delete;  // the background write holds `this`
+  QuantizedDirWriter& operator=(const QuantizedDirWriter&) = delete;
+  ~QuantizedDirWriter();  // waits for the background write (its error, if any, is dropped)
+
+  // Rethrows the error of the background write of the tensors outside the blocks if it failed (a NaN in
+  // the embeddings, a full disk); returns at once while it runs.
+  void check_background() const;
 
   int n_blocks() const { return int(block_names_.size()); }
   // The decoder block whose prefix the tensor name starts with, or −1 (a tensor outside the blocks).
@@ -77,6 +85,7 @@ class QuantizedDirWriter {
   QuantDirFormat format_;
   std::vector<std::vector<std::string>> block_names_;  // source tensor names of each block
   std::vector<std::string> global_names_;              // the rest
+  std::shared_future<void> globals_;                   // the background write of their shard
 };
 
 // Tensors of this many bytes in all or more are written as shards with an index, fewer as one file:

@@ -42,7 +42,7 @@ struct BackendOptions {
   // instead of chunks of windows through threaded ops.
   bool per_window = false;
   bool gpu_tf32 = true;                  // CUDA: products on tensor cores with tf32 operands (else fp32)
-  bool gpu_bf16_forward = false;         // CUDA: the forward passes' linear layers with bf16 operands
+  bool gpu_bf16 = false;                 // CUDA: bf16 operands in the forward linears and the Hessians
   int64_t gpu_chunk_tokens = 8192;       // CUDA: tokens per forward chunk (whole windows)
   bool gpu_activations_on_host = false;  // CUDA: activations in pinned host memory even when they fit
   bool keep_mids = false;                // CUDA: plan memory for keeping an attention output between stages

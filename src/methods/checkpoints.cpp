@@ -63,7 +63,7 @@ std::string fingerprint(const LoadedModel& model, const QuantizeRequest& o, cons
   if (o.device.device == "cuda") {  // another arithmetic: blocks from a CPU run do not mix with these
     f["device"] = "cuda";
     f["gpu_tf32"] = o.device.gpu_tf32;
-    if (o.device.gpu_bf16_forward) f["gpu_bf16_forward"] = true;
+    if (o.device.gpu_bf16) f["gpu_bf16"] = true;
     f["gpu_chunk_tokens"] = o.device.gpu_chunk_tokens;
   }
   if (windows) {
@@ -117,6 +117,7 @@ BlockResult BlockOutput::load(int block) const {
 
 void BlockOutput::save(int block, BlockResult r) {
   finish();
+  if (writer_) writer_->check_background();  // a failure of the first shard ends the run here, not at the end
   if (!writer_) {
     if (qm_)
       for (auto& [name, q] : r.layers) qm_->layers[name] = std::move(q);

@@ -48,7 +48,7 @@ BackendOptions backend_options(const QuantizeRequest& r) {
   b.device = parse_device(r.device.device);
   b.chunk_tokens = r.device.chunk_tokens;
   b.gpu_tf32 = r.device.gpu_tf32;
-  b.gpu_bf16_forward = r.device.gpu_bf16_forward;
+  b.gpu_bf16 = r.device.gpu_bf16;
   b.gpu_chunk_tokens = r.device.gpu_chunk_tokens;
   b.gpu_activations_on_host = r.device.gpu_activations_on_host;
   b.moe_all_experts = r.moe.calibration == "all-experts";

@@ -26,6 +26,7 @@
 #include "support/run.h"
 #include "support/synthetic.h"
 
+#include <fmt/format.h>
 #include <gtest/gtest.h>
 
 #include <cmath>
@@ -195,23 +196,33 @@ TEST_F(Gpu, Bf16GemmIsTheProductOfRoundedOperands) {
 }
 
 TEST_F(Gpu, HessianMatchesCpu) {
-  const int64_t rows = 1000, in = 384;
-  const Tensor x = random_tensor({rows, in}, 3);
-  HessianAccumulator cpu(in);
-  cpu.add_batch(x.ptr(), 600, in);
-  cpu.add_batch(x.row(600), rows - 600, in);
-  DeviceHessian gpu(ctx(), in);
-  const DeviceArray<float> xd = up(ctx(), x);
-  gpu.add(ctx(), xd.data(), 600, Math::FP32);
-  gpu.add(ctx(), xd.data() + 600 * in, rows - 600, Math::FP32);
-  const std::vector<double> sum = to_host(ctx(), gpu.sum(), in * in);
-  const std::vector<double> h = cpu.hessian();
-  double worst = 0;
-  for (int64_t i = 0; i < in * in; ++i) {
-    const double g = sum[size_t(i)] * 2.0 / double(rows);
-    worst = std::max(worst, std::fabs(g - h[size_t(i)]) / (std::fabs(h[size_t(i)]) + 1.0));
-  }
-  EXPECT_LT(worst, 1e-5);  // sums of 1000 unit products: ~3e-5·√1000·2⁻²⁴ absolute, plus fp32 rounding of the chunk product
+  // 384 inputs: one tile; 2500: tiles of 1024 and a partial one, the upper ones mirrored. bf16: the same
+  // sums over the inputs rounded to bf16 (products of bf16 values are exact in fp32).
+  for (int64_t in : {int64_t(384), int64_t(2500)})
+    for (Math math : {Math::FP32, Math::BF16}) {
+      SCOPED_TRACE(fmt::format("in {} {}", in, math == Math::BF16 ? "bf16" : "fp32"));
+      const int64_t rows = 1000;
+      Tensor x = random_tensor({rows, in}, 3);
+      const DeviceArray<float> xd = up(ctx(), x);
+      if (math == Math::BF16)
+        for (float& v : x.data) v = bf16_to_f32(f32_to_bf16(v));
+      HessianAccumulator cpu(in);
+      cpu.add_batch(x.ptr(), 600, in);
+      cpu.add_batch(x.row(600), rows - 600, in);
+      DeviceHessian gpu(ctx(), in);
+      gpu.add(ctx(), xd.data(), 600, math);
+      gpu.add(ctx(), xd.data() + 600 * in, rows - 600, math);
+      gpu.complete(ctx());
+      const std::vector<double> sum = to_host(ctx(), gpu.sum(), in * in);
+      const std::vector<double> h = cpu.hessian();
+      double worst = 0;
+      for (int64_t i = 0; i < in * in; ++i) {
+        const double g = sum[size_t(i)] * 2.0 / double(rows);
+        worst = std::max(worst, std::fabs(g - h[size_t(i)]) / (std::fabs(h[size_t(i)]) + 1.0));
+      }
+      // sums of 1000 unit products: ~3e-5·√1000·2⁻²⁴ absolute, plus fp32 rounding of the chunk product
+      EXPECT_LT(worst, 1e-5);
+    }
 }
 
 // --- quantization pieces ---------------------------------------------------------------------------

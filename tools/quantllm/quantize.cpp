@@ -171,7 +171,7 @@ void register_quantize(CLI::App& app, std::vector<std::pair<CLI::App*, Runner>>&
       ->capture_default_str();
   q->add_option("--gpu-precision", a->gpu_precision,
                 "cuda: matrix products with tf32 operands on tensor cores, or plain fp32; bf16: the forward "
-                "passes' linear layers with bf16 operands (Hessians and GPTQ in tf32)")
+                "passes' linear layers and the Hessians' products with bf16 operands, fp32 accumulation (GPTQ in tf32)")
       ->check(CLI::IsMember({"tf32", "fp32", "bf16"}))
       ->capture_default_str();
   q->add_option("--threads", a->threads, "threads (0 = all cores)");
@@ -191,7 +191,7 @@ void register_quantize(CLI::App& app, std::vector<std::pair<CLI::App*, Runner>>&
     if (q->count("--awq-act-floor") && r.method != "awq" && !r.awq.scale_first)
       throw Error("--awq-act-floor applies to --method awq or --awq-scale");
     r.device.gpu_tf32 = a->gpu_precision != "fp32";
-    r.device.gpu_bf16_forward = a->gpu_precision == "bf16";
+    r.device.gpu_bf16 = a->gpu_precision == "bf16";
     apply_threads(a->threads);
     if (a->dry_run) {
       const QuantizePlan p = plan(r);

@@ -38,6 +38,7 @@ CudaBackend::CudaBackend(const LoadedModel& model, const CalibWindows& windows, 
       opt_(o),
       ctx_(),
       math_(o.gpu_tf32 ? Math::TF32 : Math::FP32),
+      hessian_math_(o.gpu_bf16 ? Math::BF16 : math_),
       T_(windows.seqlen),
       n_win_(windows.n),
       d_(model.config.hidden),
@@ -46,7 +47,7 @@ CudaBackend::CudaBackend(const LoadedModel& model, const CalibWindows& windows, 
       clock_(ctx_),
       X_(ctx_, windows.n * windows.seqlen, model.config.hidden, plan_.on_device, plan_.chunk_windows * windows.seqlen,
          "calibration activations"),
-      ops_(ctx_, model.config, windows.seqlen, o.gpu_bf16_forward ? Math::BF16 : math_),
+      ops_(ctx_, model.config, windows.seqlen, o.gpu_bf16 ? Math::BF16 : math_),
       loader_(model, true) {
   print_gpu_plan(ctx_, plan_, o);
   cw_ = plan_.chunk_windows;
@@ -168,7 +169,7 @@ void CudaBackend::collect_hessians(std::span<const int> points, bool upstream_fi
     return LambdaObserver(
         [this, &last](int point, Act x) {
           auto it = hessians_.find(point);
-          if (it != hessians_.end() && x.rows > 0) it->second.add(ctx_, x.p, x.rows, math_);
+          if (it != hessians_.end() && x.rows > 0) it->second.add(ctx_, x.p, x.rows, hessian_math_);
           return point < last;
         },
         opt_.moe_all_experts);
@@ -203,7 +204,7 @@ void CudaBackend::collect_hessians(std::span<const int> points, bool upstream_fi
     if (!pt.is_mid) {  // in-stage: the earlier sub-layers' residuals on the way
       forward_to(s, [&](float* x, int64_t, int64_t rows, int64_t) {
         sublayer_input(ops_, *spec_, s, Act{x, rows, d_}, Act{h_.data(), rows, d_});
-        acc.add(ctx_, h_.data(), rows, math_);
+        acc.add(ctx_, h_.data(), rows, hessian_math_);
       });
       continue;
     }
@@ -216,7 +217,7 @@ void CudaBackend::collect_hessians(std::span<const int> points, bool upstream_fi
       sublayer_input(ops_, *spec_, s, Act{X_.chunk(r0, rows), rows, d_}, Act{h_.data(), rows, d_});
       float* m = A_ ? A_->chunk(r0, rows, false) : mid_.data();
       sublayer_mix(ops_, *spec_, s, Act{h_.data(), rows, d_}, Act{m, rows, mw}, step(ns));
-      acc.add(ctx_, m, rows, math_);
+      acc.add(ctx_, m, rows, hessian_math_);
       if (A_) A_->commit(r0, rows);
     });
     pending_ = s;

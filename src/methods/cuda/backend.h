@@ -65,7 +65,8 @@ class CudaBackend final : public CalibrationBackend {
   const ModelConfig& c_;
   BackendOptions opt_;
   Context ctx_;
-  Math math_;
+  Math math_;          // GPTQ's and AWQ's products
+  Math hessian_math_;  // the Hessians' products: math_, or bf16 operands under gpu_bf16
   int64_t T_, n_win_, d_, cw_;
   MemoryPlan plan_;
   PhaseClock clock_;

@@ -120,9 +120,11 @@ MemoryPlan plan_memory(const Context& ctx, const ModelConfig& c, int64_t n_windo
   p.activation_bytes = size_t(rows * c.hidden * f + (keep_attention ? rows * attention_mid * f : 0));
   const int64_t chunk = crow * per_row * f;
   const int64_t scores = std::max<int64_t>(int64_t(256) << 20, c.n_heads * T * T * f);
-  // While collecting, each held Hessian's fp32 chunk product; while factoring (the products released),
-  // the factor in f64 and H⁻¹ in f32 (H in f32 is made after the factor is freed).
-  const int64_t hessian = held_hessians + std::max(held_hessians / 2, max_in * max_in * (8 + 4));
+  // While collecting, each held Hessian's fp32 chunk product (and, under bf16, the chunk in bf16); while
+  // factoring (the products released), the factor in f64 and H⁻¹ in f32 (H in f32 is made after the factor
+  // is freed).
+  const int64_t collecting = held_hessians / 2 + (opt.gpu_bf16 ? crow * max_in * 2 : 0);
+  const int64_t hessian = held_hessians + std::max(collecting, max_in * max_in * (8 + 4));
   p.working_bytes = size_t(chunk + scores + block + hessian + 4 * max_layer * f);
   const size_t free_b = ctx.free_memory();
   p.on_device = !opt.gpu_activations_on_host &&
@@ -198,7 +200,7 @@ void print_gpu_plan(const Context& ctx, const MemoryPlan& plan, const BackendOpt
                ctx.device_name().c_str(), double(ctx.total_memory()) / kGiB, double(plan.activation_bytes) / kGiB,
                plan.on_device ? "device" : "pinned host", double(plan.working_bytes) / kGiB,
                (long long)plan.chunk_windows,
-               opt.gpu_bf16_forward ? "bf16 forward, tf32 Hessian" : opt.gpu_tf32 ? "tf32" : "fp32");
+               opt.gpu_bf16 ? "bf16 forward and Hessian products, tf32 GPTQ" : opt.gpu_tf32 ? "tf32" : "fp32");
 }
 
 }  // namespace quantllm::cuda

@@ -119,15 +119,20 @@ void Context::gemm(bool trans_a, bool trans_b, int64_t m, int64_t n, int64_t k, 
     bf16_b_.reserve(nb, "bf16 operand");
     k::f32_to_bf16(a, bf16_a_.data(), na, stream_);
     k::f32_to_bf16(b, bf16_b_.data(), nb, stream_);
-    QL_CUBLAS(cuda_libs().gemm(blas_, op(trans_b), op(trans_a), as_int(n, "n"), as_int(m, "m"), as_int(k, "k"), &alpha,
-                           bf16_b_.data(), CUDA_R_16BF, as_int(ldb, "ldb"), bf16_a_.data(), CUDA_R_16BF,
-                           as_int(lda, "lda"), &beta, c, CUDA_R_32F, as_int(ldc, "ldc"), CUBLAS_COMPUTE_32F,
-                           CUBLAS_GEMM_DEFAULT));
+    gemm_bf16(trans_a, trans_b, m, n, k, alpha, bf16_a_.data(), lda, bf16_b_.data(), ldb, beta, c, ldc);
     return;
   }
   QL_CUBLAS(cuda_libs().gemm(blas_, op(trans_b), op(trans_a), as_int(n, "n"), as_int(m, "m"), as_int(k, "k"), &alpha, b,
                          CUDA_R_32F, as_int(ldb, "ldb"), a, CUDA_R_32F, as_int(lda, "lda"), &beta, c, CUDA_R_32F,
                          as_int(ldc, "ldc"), compute(math), CUBLAS_GEMM_DEFAULT));
+}
+
+void Context::gemm_bf16(bool trans_a, bool trans_b, int64_t m, int64_t n, int64_t k, float alpha, const uint16_t* a,
+                        int64_t lda, const uint16_t* b, int64_t ldb, float beta, float* c, int64_t ldc) const {
+  if (m == 0 || n == 0) return;
+  QL_CUBLAS(cuda_libs().gemm(blas_, op(trans_b), op(trans_a), as_int(n, "n"), as_int(m, "m"), as_int(k, "k"), &alpha, b,
+                         CUDA_R_16BF, as_int(ldb, "ldb"), a, CUDA_R_16BF, as_int(lda, "lda"), &beta, c, CUDA_R_32F,
+                         as_int(ldc, "ldc"), CUBLAS_COMPUTE_32F, CUBLAS_GEMM_DEFAULT));
 }
 
 void Context::gemm_batched(bool trans_a, bool trans_b, int64_t m, int64_t n, int64_t k, float alpha,

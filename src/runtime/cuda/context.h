@@ -91,6 +91,9 @@ class Context {
   // Row-major C[m, n] = alpha · op(A)[m, k] · op(B)[k, n] + beta · C (leading dimensions in elements).
   void gemm(bool trans_a, bool trans_b, int64_t m, int64_t n, int64_t k, float alpha, const float* a, int64_t lda,
             const float* b, int64_t ldb, float beta, float* c, int64_t ldc, Math math) const;
+  // The same with operands already in bf16 (as uint16_t bits): tensor cores, fp32 accumulation and output.
+  void gemm_bf16(bool trans_a, bool trans_b, int64_t m, int64_t n, int64_t k, float alpha, const uint16_t* a,
+                 int64_t lda, const uint16_t* b, int64_t ldb, float beta, float* c, int64_t ldc) const;
   // The same over `batch` problems whose matrices start at the given device pointer arrays.
   void gemm_batched(bool trans_a, bool trans_b, int64_t m, int64_t n, int64_t k, float alpha, const float* const* a,
                     int64_t lda, const float* const* b, int64_t ldb, float beta, float* const* c, int64_t ldc,

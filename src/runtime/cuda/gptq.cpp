@@ -91,15 +91,36 @@ DeviceHessian DeviceHessian::from_host(const Context& ctx, const std::vector<dou
   ctx.upload(d.sum_.data(), sum.data(), sum.size() * sizeof(double));
   ctx.sync();
   d.rows_ = n;
+  d.mirrored_ = true;  // given in full
   return d;
 }
 
 void DeviceHessian::add(const Context& ctx, const float* x, int64_t rows, Math math) {
   if (rows == 0) return;
+  QL_ASSERT(!mirrored_, "Hessian rows added after it was completed");
   tmp_.reserve(in_ * in_, "Hessian chunk");
-  ctx.gemm(true, false, in_, in_, rows, 1.0f, x, in_, x, in_, 0.0f, tmp_.data(), in_, math);  // xᵀx: [in, in]
-  k::accumulate_f64(sum_.data(), tmp_.data(), in_ * in_, ctx.stream());
+  if (math == Math::BF16) {  // the chunk rounded to bf16 once; products exact in fp32, summed in fp32
+    xb_.reserve(rows * in_, "Hessian chunk (bf16)");
+    k::f32_to_bf16(x, xb_.data(), rows * in_, ctx.stream());
+  }
+  // xᵀx is symmetric: only the tiles on and below the diagonal are computed — tile column j as one
+  // product X[:, j·t:]ᵀ · X[:, j·t:(j+1)·t] — and the rest is mirrored once, in complete().
+  const int64_t t = std::min(in_, kTile);
+  for (int64_t c0 = 0; c0 < in_; c0 += t) {
+    const int64_t nc = std::min(t, in_ - c0);
+    float* c = tmp_.data() + c0 * in_ + c0;  // [in − c0, nc] inside [in, in]
+    if (math == Math::BF16)
+      ctx.gemm_bf16(true, false, in_ - c0, nc, rows, 1.0f, xb_.data() + c0, in_, xb_.data() + c0, in_, 0.0f, c, in_);
+    else
+      ctx.gemm(true, false, in_ - c0, nc, rows, 1.0f, x + c0, in_, x + c0, in_, 0.0f, c, in_, math);
+  }
+  k::accumulate_f64_lower_tiles(sum_.data(), tmp_.data(), in_, t, ctx.stream());
   rows_ += rows;
+}
+
+void DeviceHessian::complete(const Context& ctx) {
+  if (!mirrored_) k::mirror_lower_tiles(sum_.data(), in_, std::min(in_, kTile), ctx.stream());
+  mirrored_ = true;
 }
 
 PreparedHessian prepare_hessian(const Context& ctx, DeviceHessian& acc, const GPTQOptions& opt, std::string_view name) {
@@ -112,6 +133,7 @@ PreparedHessian prepare_hessian(const Context& ctx, DeviceHessian& acc, const GP
   P.in = n;
 
   acc.release_scratch();  // every chunk is in: from here on, at most Σ, the factor, H⁻¹ and H are held
+  acc.complete(ctx);
 
   // Diagonal: dead inputs, act-order permutation, mean for the damping (as quant/gptq.cpp).
   std::vector<double> diag(static_cast<size_t>(n));

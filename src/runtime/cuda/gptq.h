@@ -20,24 +20,35 @@
 
 namespace quantllm::cuda {
 
-// Σ xᵀx over calibration rows, in double (each chunk's product in fp32 or tf32, then added).
+// Σ xᵀx over calibration rows, in double (each chunk's product with fp32 accumulation — operands in fp32,
+// tf32 or bf16 by `math` — then added). Only the lower tiles are summed; complete() mirrors the rest.
 class DeviceHessian {
  public:
   DeviceHessian(const Context& ctx, int64_t in);
   // An accumulator holding a given Hessian H [in, in] as if from n rows (Σ = H·n/2): for tests.
   static DeviceHessian from_host(const Context& ctx, const std::vector<double>& h, int64_t in, int64_t n);
   void add(const Context& ctx, const float* x, int64_t rows, Math math);  // x: [rows, in] on the device
+  // Fills the upper tiles from the lower ones; no rows may be added after it.
+  void complete(const Context& ctx);
   int64_t in() const { return in_; }
   int64_t rows() const { return rows_; }
-  const double* sum() const { return sum_.data(); }
+  // Σ in full once complete() ran (the upper tiles are stale before).
+  const double* sum() const {
+    QL_ASSERT(mirrored_, "Hessian read before complete()");
+    return sum_.data();
+  }
   void release() {
     sum_.release();
     tmp_.release();
+    xb_.release();
   }
-  void release_scratch() { tmp_.release(); }  // once every chunk is added
+  void release_scratch() { tmp_.release(), xb_.release(); }  // once every chunk is added
 
  private:
+  static constexpr int64_t kTile = 1024;  // width of the tiles xᵀx is computed in
   int64_t in_ = 0, rows_ = 0;
+  bool mirrored_ = false;
+  DeviceArray<uint16_t> xb_;  // one chunk in bf16 (Math::BF16)
   DeviceArray<double> sum_;  // [in, in]
   DeviceArray<float> tmp_;   // [in, in], one chunk's product
 };

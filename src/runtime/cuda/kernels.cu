@@ -130,6 +130,20 @@ __global__ void accumulate_f64_kernel(double* acc, const float* x, int64_t n) {
     acc[i] += double(x[i]);
 }
 
+__global__ void accumulate_f64_lower_tiles_kernel(double* acc, const float* x, int64_t n, int64_t tile) {
+  for (int64_t i = blockIdx.x * int64_t(blockDim.x) + threadIdx.x; i < n * n; i += int64_t(gridDim.x) * blockDim.x) {
+    const int64_t r = i / n, c = i - r * n;
+    if (c / tile <= r / tile) acc[i] += double(x[i]);
+  }
+}
+
+__global__ void mirror_lower_tiles_kernel(double* a, int64_t n, int64_t tile) {
+  for (int64_t i = blockIdx.x * int64_t(blockDim.x) + threadIdx.x; i < n * n; i += int64_t(gridDim.x) * blockDim.x) {
+    const int64_t r = i / n, c = i - r * n;
+    if (c / tile > r / tile) a[i] = a[c * n + r];
+  }
+}
+
 constexpr int64_t kColSlice = 64;  // rows per slice of abs_col_sum
 // grid (column blocks, slices): work[slice, j] = Σ over the slice's rows of |x[r, j]| (square: x[r, j]²)
 __global__ void col_slices_kernel(const float* x, int64_t rows, int64_t cols, bool square, double* work) {
@@ -288,6 +302,14 @@ void token_nll(const float* logits, const int32_t* target, int64_t rows, int64_t
 }
 void accumulate_f64(double* acc, const float* x, int64_t n, cudaStream_t s) {
   accumulate_f64_kernel<<<grid_for(n, kThreads), kThreads, 0, s>>>(acc, x, n);
+  QL_CUDA_LAUNCHED();
+}
+void accumulate_f64_lower_tiles(double* acc, const float* x, int64_t n, int64_t tile, cudaStream_t s) {
+  accumulate_f64_lower_tiles_kernel<<<grid_for(n * n, kThreads), kThreads, 0, s>>>(acc, x, n, tile);
+  QL_CUDA_LAUNCHED();
+}
+void mirror_lower_tiles(double* a, int64_t n, int64_t tile, cudaStream_t s) {
+  mirror_lower_tiles_kernel<<<grid_for(n * n, kThreads), kThreads, 0, s>>>(a, n, tile);
   QL_CUDA_LAUNCHED();
 }
 int64_t abs_col_sum_work(int64_t rows, int64_t cols) { return ((rows + kColSlice - 1) / kColSlice) * cols; }

@@ -61,6 +61,11 @@ void token_nll(const float* logits, const int32_t* target, int64_t rows, int64_t
 
 // --- reductions and small helpers ---
 void accumulate_f64(double* acc, const float* x, int64_t n, cudaStream_t s);  // acc += x
+// acc += x over the tiles on and below the diagonal of tile × tile tiles of [n, n] matrices: elements
+// (r, c) with c / tile ≤ r / tile (the part a tiled symmetric product writes).
+void accumulate_f64_lower_tiles(double* acc, const float* x, int64_t n, int64_t tile, cudaStream_t s);
+// The tiles above the diagonal copied from their mirror images: a[r, c] = a[c, r] where c / tile > r / tile.
+void mirror_lower_tiles(double* a, int64_t n, int64_t tile, cudaStream_t s);
 // col[j] += Σ_r |x[r, j]| in double; x: [rows, cols]. Rows are summed in fixed slices, the slices'
 // sums added in order (deterministic); work: at least abs_col_sum_work(rows, cols) doubles.
 void abs_col_sum(const float* x, int64_t rows, int64_t cols, double* col, double* work, cudaStream_t s);

@@ -147,6 +147,7 @@ struct Plan {
   std::vector<float> hinv;        // [in, in] upper Cholesky factor of the damped, permuted H⁻¹
   const Tensor* w_orig;           // [out, in] as given
   const Tensor* w_dead_zeroed;    // [out, in] with dead columns zeroed
+  GptqGrid* grid = nullptr;       // rounds instead of the integer groups (gs = its width)
 };
 
 // Results written by the chunks (disjoint rows).
@@ -201,6 +202,10 @@ void run_chunk(const Plan& P, int64_t r0, int64_t m, Output& O, double& loss) {
         for (int64_t r = 0; r < m; ++r) {
           std::copy_n(W.data() + r * in + p, inside, group_vals.data());
           if (spill > 0) std::copy_n(catch_up.data() + r * spill, spill, group_vals.data() + inside);
+          if (P.grid) {
+            P.grid->fit(r0 + r, p, group_vals);
+            continue;
+          }
           const GroupParams gp = find_group_params(group_vals, P.quant);
           cur[size_t(r)] = gp;
           O.scales[size_t(g * P.out + r0 + r)] = gp.scale;
@@ -212,12 +217,17 @@ void run_chunk(const Plan& P, int64_t r0, int64_t m, Output& O, double& loss) {
       const int64_t col = P.perm[size_t(p)];
       const int64_t fixed_group = !P.grouped ? 0 : (P.static_groups ? col / P.gs : -1);
       for (int64_t r = 0; r < m; ++r) {
-        const GroupParams& gp = fixed_group >= 0 ? fixed[size_t(fixed_group * m + r)] : cur[size_t(r)];
         float* wr = W.data() + r * in;
         const float wv = wr[p];
-        const int32_t code = quantize_value(wv, gp, P.maxq);
-        const float q = dequantize_value(code, gp);
-        O.codes[size_t((r0 + r) * in + col)] = uint8_t(code);
+        float q;
+        if (P.grid) {
+          q = P.grid->round(r0 + r, col, wv);
+        } else {
+          const GroupParams& gp = fixed_group >= 0 ? fixed[size_t(fixed_group * m + r)] : cur[size_t(r)];
+          const int32_t code = quantize_value(wv, gp, P.maxq);
+          q = dequantize_value(code, gp);
+          O.codes[size_t((r0 + r) * in + col)] = uint8_t(code);
+        }
         const float e = (wv - q) / d;
         loss += double((wv - q) * (wv - q) / (d * d)) / 2.0;
         err[size_t(r * bs + (p - i1))] = e;
@@ -231,15 +241,15 @@ void run_chunk(const Plan& P, int64_t r0, int64_t m, Output& O, double& loss) {
   }
 }
 
-}  // namespace
-
-GPTQResult gptq_quantize(const Tensor& w, std::span<const double> h_in, const GPTQOptions& opt, std::string_view name) {
-  const auto t_start = std::chrono::steady_clock::now();
+// What both GPTQ entry points do before the column loop: checks, dead inputs (W's columns zeroed into
+// w_zeroed), the act-order permutation, the damping schedule and the upper Cholesky factor of H⁻¹.
+// P's out, in, block_size, perm, hinv and w_* are set; the rounding fields are the caller's.
+void prepare_plan(const Tensor& w, std::span<const double> h_in, const GPTQOptions& opt, std::string_view name, Plan& P,
+                  Tensor& w_zeroed, GPTQStats& stats) {
   if (w.ndim() != 2) fail("layer '{}': expected a 2-D weight, got shape {}", name, shape_str(w.shape));
   const int64_t out = w.dim(0), in = w.dim(1);
   if (int64_t(h_in.size()) != in * in)
     fail("layer '{}': Hessian has {} elements, expected [{}, {}] for weight {}", name, h_in.size(), in, in, shape_str(w.shape));
-  validate_quant_params(opt.quant, in, name);
   if (opt.block_size < 1) fail("layer '{}': GPTQ block size {} must be positive", name, opt.block_size);
   if (!(opt.damp_percent >= 0.0) || !std::isfinite(opt.damp_percent))
     fail("layer '{}': damping {} must be a non-negative fraction", name, opt.damp_percent);
@@ -253,22 +263,14 @@ GPTQResult gptq_quantize(const Tensor& w, std::span<const double> h_in, const GP
            "this layer are NaN/Inf, or so large (above ~1e19) that their products overflow fp32",
            name, h_in[i], int64_t(i) / in, int64_t(i) % in);
 
-  Plan P;
   P.out = out;
   P.in = in;
-  P.gs = effective_group_size(opt.quant, in);
-  P.ng = group_count(opt.quant, in);
-  P.maxq = max_code(opt.quant.bits);
   P.block_size = opt.block_size;
-  P.grouped = opt.quant.group_size != -1;
-  P.static_groups = opt.static_groups && P.grouped;
-  P.quant = opt.quant;
   P.w_orig = &w;
 
-  GPTQStats stats;
   // Dead inputs: H[i,i] = 1 and W[:, i] = 0 (the diagonal taken apart; H itself is not copied).
   std::vector<double> diag(static_cast<size_t>(in));
-  Tensor w_zeroed = w;
+  w_zeroed = w;
   for (int64_t i = 0; i < in; ++i) {
     diag[size_t(i)] = h_in[size_t(i * in + i)];
     if (diag[size_t(i)] == 0.0) {
@@ -278,7 +280,6 @@ GPTQResult gptq_quantize(const Tensor& w, std::span<const double> h_in, const GP
     }
   }
   P.w_dead_zeroed = &w_zeroed;
-
   P.perm.resize(size_t(in));
   std::iota(P.perm.begin(), P.perm.end(), int64_t{0});
   if (opt.act_order)
@@ -313,23 +314,46 @@ GPTQResult gptq_quantize(const Tensor& w, std::span<const double> h_in, const GP
   std::vector<double>().swap(hp);
   P.hinv.assign(u.begin(), u.end());
   std::vector<double>().swap(u);
+}
+
+// The column loop over every row chunk, in parallel; returns the reference's loss.
+double run_chunks(const Plan& P, Output& O) {
+  const int64_t chunks = (P.out + kRowChunk - 1) / kRowChunk;
+  O.chunk_loss.assign(size_t(chunks), 0.0);
+  SingleThreadedBlas single;
+  parallel_for(chunks, [&](int64_t c0, int64_t c1) {
+    for (int64_t c = c0; c < c1; ++c) {
+      const int64_t r0 = c * kRowChunk;
+      run_chunk(P, r0, std::min(kRowChunk, P.out - r0), O, O.chunk_loss[size_t(c)]);
+    }
+  });
+  double loss = 0.0;
+  for (double l : O.chunk_loss) loss += l;
+  return loss;
+}
+
+}  // namespace
+
+GPTQResult gptq_quantize(const Tensor& w, std::span<const double> h_in, const GPTQOptions& opt, std::string_view name) {
+  const auto t_start = std::chrono::steady_clock::now();
+  Plan P;
+  Tensor w_zeroed;
+  GPTQStats stats;
+  if (w.ndim() == 2) validate_quant_params(opt.quant, w.dim(1), name);
+  prepare_plan(w, h_in, opt, name, P, w_zeroed, stats);
+  const int64_t out = P.out, in = P.in;
+  P.gs = effective_group_size(opt.quant, in);
+  P.ng = group_count(opt.quant, in);
+  P.maxq = max_code(opt.quant.bits);
+  P.grouped = opt.quant.group_size != -1;
+  P.static_groups = opt.static_groups && P.grouped;
+  P.quant = opt.quant;
 
   Output O;
   O.codes.assign(size_t(out * in), 0);
   O.scales.assign(size_t(P.ng * out), 0.0f);
   O.zeros.assign(size_t(P.ng * out), 0);
-  const int64_t chunks = (out + kRowChunk - 1) / kRowChunk;
-  O.chunk_loss.assign(size_t(chunks), 0.0);
-  {
-    SingleThreadedBlas single;
-    parallel_for(chunks, [&](int64_t c0, int64_t c1) {
-      for (int64_t c = c0; c < c1; ++c) {
-        const int64_t r0 = c * kRowChunk;
-        run_chunk(P, r0, std::min(kRowChunk, out - r0), O, O.chunk_loss[size_t(c)]);
-      }
-    });
-  }
-  for (double l : O.chunk_loss) stats.loss += l;
+  stats.loss = run_chunks(P, O);
 
   GPTQResult res;
   GroupQuantized& q = res.q;
@@ -354,6 +378,27 @@ GPTQResult gptq_quantize(const Tensor& w, std::span<const double> h_in, const GP
   stats.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t_start).count();
   res.stats = stats;
   return res;
+}
+
+GPTQStats gptq_quantize_grid(const Tensor& w, std::span<const double> h, const GPTQOptions& opt, GptqGrid& grid,
+                             std::string_view name) {
+  const auto t_start = std::chrono::steady_clock::now();
+  if (opt.act_order || opt.static_groups)
+    fail("layer '{}': GPTQ onto GGML blocks takes the columns in order (no act-order or static groups)", name);
+  Plan P;
+  Tensor w_zeroed;
+  GPTQStats stats;
+  prepare_plan(w, h, opt, name, P, w_zeroed, stats);
+  P.gs = grid.width();
+  QL_ASSERT(P.gs > 0 && P.in % P.gs == 0, "layer '{}': {} columns are not whole groups of {}", name, P.in, P.gs);
+  P.ng = P.in / P.gs;
+  P.grouped = true;
+  P.static_groups = false;
+  P.grid = &grid;
+  Output O;
+  stats.loss = run_chunks(P, O);
+  stats.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t_start).count();
+  return stats;
 }
 
 GPTQResult gptq_quantize(const Tensor& w, const HessianAccumulator& h, const GPTQOptions& options, std::string_view name) {

@@ -86,6 +86,24 @@ struct GPTQResult {
 GPTQResult gptq_quantize(const Tensor& w, std::span<const double> h, const GPTQOptions& options, std::string_view name);
 GPTQResult gptq_quantize(const Tensor& w, const HessianAccumulator& h, const GPTQOptions& options, std::string_view name);
 
+// A grid GPTQ rounds onto instead of its own integer groups (the blocks of a GGUF tensor,
+// quant/ggml/gptq_grid.h). Columns go in order (no act-order): at the first column of each width()-wide
+// group of columns, fit() gets row `row`'s values of the group with the feedback of every earlier column
+// applied, and chooses the group's parameters; round() then gives the value x at column `col` becomes
+// (recording its code). A row's calls come from one thread, in column order; rows go to several threads.
+class GptqGrid {
+ public:
+  virtual ~GptqGrid() = default;
+  virtual int64_t width() const = 0;
+  virtual void fit(int64_t row, int64_t col0, std::span<const float> values) = 0;
+  virtual float round(int64_t row, int64_t col, float x) = 0;
+};
+
+// GPTQ of w onto `grid`: damping, dead inputs, lazy batches as gptq_quantize (options.quant,
+// act_order and static_groups do not apply). The stats' objective is left 0: the grid holds the result.
+GPTQStats gptq_quantize_grid(const Tensor& w, std::span<const double> h, const GPTQOptions& options, GptqGrid& grid,
+                             std::string_view name);
+
 // The upper Cholesky factor U of H⁻¹ (H⁻¹ = UᵀU), row-major [n, n] with zeros below the diagonal, in
 // double. Returns false if a factorization fails (H not positive definite). h is taken as given.
 bool upper_cholesky_of_inverse(std::span<const double> h, int64_t n, std::vector<double>& u);

@@ -60,6 +60,7 @@ struct GgufOptions {
   std::vector<std::string> tensor_types;  // "REGEX=TYPE" overrides, first match wins
   std::string output_tensor_type, token_embedding_type;
   std::filesystem::path imatrix;          // importance matrix file (llama.cpp's format), optional
+  bool gptq = false;                      // GPTQ's Hessian error feedback into the GGML blocks (calibrated)
 };
 
 // Mixture-of-experts models: how calibration reaches the experts (gptq). routed: each expert's statistics

@@ -211,7 +211,7 @@ uint64_t write_gguf(const LoadedModel& model, const WeightSource& weights, const
       const float* im = imat.empty() ? nullptr : imat.data() + m * n_per_row;
       uint8_t* dst = bytes.data() + size_t(m) * mat_bytes;
       if (opt.rounder) {
-        opt.rounder(p, rows, nrows, im, dst);
+        opt.rounder(p, m, rows, nrows, im, dst);
       } else {
         const size_t written = ggml::quantize_rows(p.type, rows, dst, nrows, n_per_row, im);
         QL_ASSERT(written == mat_bytes, "{}: {} bytes written, {} planned", p.gguf_name, written, mat_bytes);

@@ -16,13 +16,13 @@
 
 namespace quantllm {
 
-// A GGML rounder: encodes one matrix of a planned tensor (of a stacked MoE tensor: one expert) — rows
-// [nrows, p.ne[0]] fp32 in the file's row order — into its share of p.bytes in p.type; imatrix: that
-// matrix's importance row, or null. The GGUF writer
-// takes any rounder; the default is llama.cpp's quantizer (quant/ggml/types.h quantize_rows), so the
-// file is byte for byte what llama-quantize writes.
-using GgmlRounder = std::function<void(const PlannedTensor& p, const float* rows, int64_t nrows, const float* imatrix,
-                                       uint8_t* dst)>;
+// A GGML rounder: encodes matrix `matrix` of a planned tensor (of a stacked MoE tensor: expert `matrix`,
+// else 0) — rows [nrows, p.ne[0]] fp32 in the file's row order — into its share of p.bytes in p.type;
+// imatrix: that matrix's importance row, or null. The GGUF writer takes any rounder; the default is
+// llama.cpp's quantizer (quant/ggml/types.h quantize_rows), so the file is byte for byte what
+// llama-quantize writes.
+using GgmlRounder = std::function<void(const PlannedTensor& p, int64_t matrix, const float* rows, int64_t nrows,
+                                       const float* imatrix, uint8_t* dst)>;
 
 struct GGUFExportOptions {
   std::string mix_name = "Q4_K_M";

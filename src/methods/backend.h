@@ -99,6 +99,11 @@ class CalibrationBackend {
   // GPTQ of `slots` (all reading `point`) from the point's collected Hessian; the slots' weights become
   // their dequantized results (what the checkpoint computes).
   virtual std::vector<GptqLayerResult> gptq(int point, std::span<const int> slots, const GPTQOptions& o) = 0;
+  // GPTQ of `slots` (all reading `point`) onto grids of the caller's (GGML blocks: quant/ggml/gptq_grid.h),
+  // grid_of(slot) giving each slot's; the slots' weights become the grids' results. Per slot, its stats
+  // with the objective filled in. (The column loop runs on the host; on a GPU the Hessian comes down.)
+  virtual std::vector<GPTQStats> gptq_onto(int point, std::span<const int> slots, const GPTQOptions& o,
+                                           const std::function<GptqGrid&(int slot)>& grid_of) = 0;
   // Round-to-nearest of a slot's current weights; the slot then holds the dequantized result.
   virtual GroupQuantized rtn(int slot, const QuantParams& p) = 0;
 

@@ -1,6 +1,6 @@
 // The "gguf" method (see registry.h): AWQ's scaling first when asked, llama.cpp's plan of a type per
 // tensor (formats/gguf_plan.h), and the GGUF writer fed by llama.cpp's GGML rounder (with an importance
-// matrix when given).
+// matrix when given) — or, with --gptq, by the blocks GPTQ rounded (methods/gguf_gptq.cpp).
 #include "core/error.h"
 #include "formats/gguf_model.h"
 #include "io/imatrix.h"
@@ -8,11 +8,13 @@
 #include "methods/group_methods.h"
 #include "methods/imatrix.h"
 #include "methods/registry.h"
+#include "model/gguf_names.h"
 
 #include <fmt/format.h>
 
 #include <chrono>
 #include <cstdio>
+#include <cstring>
 
 namespace quantllm {
 
@@ -42,6 +44,17 @@ QuantizeRequest awq_scale_request(const QuantizeRequest& r, const GGUFMix& mix) 
   return s;
 }
 
+// For each row of a GGUF matrix, the HF row it holds (llama.cpp stores q/k rows of rotary models
+// permuted; every other matrix keeps HF's order).
+std::vector<int64_t> file_row_order(const ModelConfig& c, const std::string& hf_name, int64_t nrows) {
+  Tensor idx({nrows, 1});
+  for (int64_t i = 0; i < nrows; ++i) idx.data[size_t(i)] = float(i);
+  if (const int64_t heads = gguf_rope_permute_heads(c, hf_name)) idx = permute_rope_rows(idx, heads, false);
+  std::vector<int64_t> order(static_cast<size_t>(nrows));
+  for (int64_t i = 0; i < nrows; ++i) order[size_t(i)] = int64_t(idx.data[size_t(i)]);
+  return order;
+}
+
 }  // namespace
 
 void validate_gguf(const QuantizeRequest& r) {
@@ -51,8 +64,13 @@ void validate_gguf(const QuantizeRequest& r) {
     fail("--bits and --group-size do not apply to --method gguf: the type fixes them (--type Q4_K_M, Q8_0, …)");
   if (r.awq.scale_first && !r.gguf.imatrix.empty())
     fail("--awq-scale with --imatrix: the importance matrix holds the unscaled activations; use one or the other");
-  if (r.device.device != "cpu" && !r.awq.scale_first)
-    fail("--device applies to the calibrated methods (gptq, awq, --awq-scale); --method gguf quantizes on the CPU");
+  if (r.device.device != "cpu" && !r.awq.scale_first && !r.gguf.gptq)
+    fail("--device applies to the calibrated methods (gptq, awq, --awq-scale, gguf --gptq); --method gguf quantizes on "
+         "the CPU");
+  if (r.gguf.gptq && !r.gguf.imatrix.empty())
+    fail("--gptq with --imatrix: GPTQ weighs each block by the Hessians it collects itself; use one or the other");
+  if (r.gguf.gptq && (r.gptq.act_order || r.gptq.static_groups))
+    fail("--act-order / --static-groups do not apply to gguf --gptq: a GGML block holds contiguous columns");
   if (!r.format.empty()) fail("--format applies to --method rtn, gptq and awq; --method gguf writes a GGUF file");
   if (!r.awq.clip) fail("--awq-no-clip applies to --method awq");
   if (!r.awq.duo_scaling && !r.awq.scale_first) fail("--awq-no-duo-scaling applies to --method awq or --awq-scale");
@@ -104,6 +122,27 @@ QuantizeResult run_gguf(const LoadedModel& model, const QuantizeRequest& r, cons
   eo.imatrix = im ? &*im : nullptr;
   eo.overwrite = r.overwrite;
   if (progress) eo.progress = [&](size_t done, size_t total, const std::string& t) { progress(int64_t(done), int64_t(total), t); };
+  std::map<std::string, std::vector<uint8_t>> rounded;  // gguf --gptq: HF weight name → rows, HF order
+  if (r.gguf.gptq) {
+    BlockProgress bp;
+    if (progress) bp = [&](int done, int total, const std::string& detail) { progress(done, total, detail); };
+    rounded = gptq_gguf_layers(m, r, plan, bp);
+    eo.rounder = [&](const PlannedTensor& p, int64_t matrix, const float* rows, int64_t nrows, const float* im,
+                     uint8_t* dst) {
+      const std::string& name = p.stack.empty() ? p.hf_name : p.stack[size_t(matrix)];
+      auto it = rounded.find(name);
+      if (it == rounded.end()) {  // not rounded by GPTQ (F16 …): llama.cpp's quantizer, as the calibration assumed
+        ggml::quantize_rows(p.type, rows, dst, nrows, p.ne[0], im);
+        return;
+      }
+      const size_t rs = ggml::row_size(p.type, p.ne[0]);
+      QL_ASSERT(it->second.size() == rs * size_t(nrows), "{}: {} bytes rounded, {} rows of {} planned", name,
+                it->second.size(), nrows, rs);
+      const std::vector<int64_t> order = file_row_order(m.config, name, nrows);
+      for (int64_t i = 0; i < nrows; ++i) std::memcpy(dst + size_t(i) * rs, it->second.data() + size_t(order[size_t(i)]) * rs, rs);
+      std::vector<uint8_t>().swap(it->second);
+    };
+  }
   const auto t_write = std::chrono::steady_clock::now();
   QuantizeResult res;
   res.bytes = write_gguf(m, *m.weights, plan, r.out, eo);

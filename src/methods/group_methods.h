@@ -8,6 +8,7 @@
 #pragma once
 
 #include "calib/calibration.h"
+#include "formats/gguf_plan.h"
 #include "formats/quantized_model.h"
 #include "methods/backend.h"
 #include "quant/gptq.h"
@@ -15,6 +16,7 @@
 
 #include <filesystem>
 #include <functional>
+#include <map>
 #include <optional>
 #include <string>
 
@@ -51,6 +53,15 @@ QuantizedModel quantize_group_method(const LoadedModel& model, const QuantizeReq
 // each finished block's layers go to it instead of the result.
 QuantizedModel quantize_gptq(const LoadedModel& model, const QuantizeRequest& r, const CalibWindows& windows,
                              const BlockProgress& progress = {}, const QuantizedDirWriter* writer = nullptr);
+
+// GPTQ into the GGML blocks of a GGUF plan (methods/gguf_gptq.cpp; gguf --gptq): block by block with
+// calibration, each planned layer of a type with per-weight codes rounded onto its blocks with GPTQ's
+// error feedback (quant/ggml/gptq_grid.h). Returns the encoded rows by HF weight name, in HF row order.
+// Layers of other types (F16 …) and MoE experts below --moe-min-tokens are absent: the writer's llama.cpp
+// quantizer makes them, as the calibration assumed.
+std::map<std::string, std::vector<uint8_t>> gptq_gguf_layers(const LoadedModel& model, const QuantizeRequest& r,
+                                                             const std::vector<PlannedTensor>& plan,
+                                                             const BlockProgress& progress = {});
 
 // Checks every linear layer's shape against the quantization parameters (Error naming the first misfit).
 void validate_layers(const ModelConfig& c, const QuantParams& p);

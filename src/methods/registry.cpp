@@ -147,6 +147,8 @@ const MethodEntry& find_method(std::string_view name) {
   fail("--method '{}' is not known (known: {})", name, known);
 }
 
-bool needs_calibration(const QuantizeRequest& r) { return find_method(r.method).always_calibrated || r.awq.scale_first; }
+bool needs_calibration(const QuantizeRequest& r) {
+  return find_method(r.method).always_calibrated || r.awq.scale_first || (r.method == "gguf" && r.gguf.gptq);
+}
 
 }  // namespace quantllm

@@ -395,6 +395,9 @@ GPTQStats gptq_quantize_grid(const Tensor& w, std::span<const double> h, const G
   P.grouped = true;
   P.static_groups = false;
   P.grid = &grid;
+  std::vector<double> diag(static_cast<size_t>(P.in));
+  for (int64_t i = 0; i < P.in; ++i) diag[size_t(i)] = h[size_t(i * P.in + i)];
+  grid.start(diag);
   Output O;
   stats.loss = run_chunks(P, O);
   stats.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t_start).count();

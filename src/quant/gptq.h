@@ -95,8 +95,12 @@ class GptqGrid {
  public:
   virtual ~GptqGrid() = default;
   virtual int64_t width() const = 0;
+  // Before the first column: the Hessian's diagonal (the inputs' importance), [in].
+  virtual void start(std::span<const double> h_diag) = 0;
   virtual void fit(int64_t row, int64_t col0, std::span<const float> values) = 0;
   virtual float round(int64_t row, int64_t col, float x) = 0;
+  // The weights the grid holds once GPTQ ran ([out, in], what the encoded result decodes to).
+  virtual Tensor result() const = 0;
 };
 
 // GPTQ of w onto `grid`: damping, dead inputs, lazy batches as gptq_quantize (options.quant,

@@ -153,3 +153,61 @@ TEST(GgufCli, Llama3RopeScalingWritesRopeFreqs) {
   for (size_t k = 0; k < la.data.size(); ++k) diff += std::pow(la.data[k] - lb.data[k], 2), norm += std::pow(la.data[k], 2);
   EXPECT_LT(std::sqrt(diff / norm), 1e-5);  // fp32 forward both ways; divisors stored as f32
 }
+
+// gguf --gptq: GPTQ's error feedback into the GGML blocks of the same Q4_K_M plan. The file has the
+// imatrix file's tensors in the same types; every matrix read back is close to the bf16 one row for row
+// (llama.cpp's q/k row permutation applied to the rounded rows: a row out of place would be ~√2 off);
+// its KL divergence on held-out text is below llama.cpp's imatrix quant calibrated on the same text.
+TEST(GgufCli, GptqIntoBlocksKeepsRowsAndBeatsTheImatrixQuant) {
+  test::TempDir tmp;
+  const std::string calib = test::data_file("gutenberg-calib.txt").string();
+  const auto im = test::run_quantllm("imatrix --model " + test::model_dir(kLlama).string() + " --data " + calib +
+                                     " --chunks 32 --ctx 256 --out " + (tmp / "imatrix.gguf").string());
+  ASSERT_EQ(im.status, 0) << im.err;
+  const auto qi = quantize("--type Q4_K_M --imatrix " + (tmp / "imatrix.gguf").string() + " --out " + (tmp / "i.gguf").string());
+  ASSERT_EQ(qi.status, 0) << qi.err;
+  const auto qg = quantize("--type Q4_K_M --gptq --calib " + calib + " --nsamples 32 --seqlen 256 --out " +
+                           (tmp / "g.gguf").string());
+  ASSERT_EQ(qg.status, 0) << qg.err;
+  {  // the same tensors in the same types (the files differ only by the imatrix's metadata keys)
+    const GGUFFile fi(tmp / "i.gguf"), fg(tmp / "g.gguf");
+    ASSERT_EQ(fi.tensors().size(), fg.tensors().size());
+    for (size_t k = 0; k < fi.tensors().size(); ++k) {
+      EXPECT_EQ(fi.tensors()[k].name, fg.tensors()[k].name);
+      EXPECT_EQ(fi.tensors()[k].type, fg.tensors()[k].type) << fi.tensors()[k].name;
+    }
+  }
+
+  const LoadedModel hf = open_model(test::model_dir(kLlama)), gg = open_model(tmp / "g.gguf");
+  for (const std::string layer : {"model.layers.0.self_attn.q_proj", "model.layers.0.self_attn.k_proj",
+                                  "model.layers.7.self_attn.v_proj", "model.layers.7.mlp.down_proj"}) {
+    const Tensor a = hf.weights->load(layer + ".weight"), b = gg.weights->load(layer + ".weight");
+    ASSERT_EQ(a.shape, b.shape) << layer;
+    for (int64_t r = 0; r < a.dim(0); ++r) {
+      double diff = 0, norm = 0;
+      for (int64_t c = 0; c < a.dim(1); ++c) {
+        const double x = a.data[size_t(r * a.dim(1) + c)], y = b.data[size_t(r * a.dim(1) + c)];
+        diff += (x - y) * (x - y), norm += x * x;
+      }
+      ASSERT_LT(std::sqrt(diff / norm), 0.25) << layer << " row " << r;  // 4–6 bits: ~0.05–0.1 a row
+    }
+  }
+  auto kld = [&](const std::string& file) {
+    const auto r = test::run_quantllm("eval kld --base " + test::model_dir(kLlama).string() + " --model " +
+                                      (tmp / file).string() + " --data " +
+                                      test::data_file("gutenberg-heldout.txt").string() + " --max-windows 16 --no-cache --json");
+    EXPECT_EQ(r.status, 0) << r.err;
+    return json::parse(r.out)["kld"].get<double>();
+  };
+  const double ki = kld("i.gguf"), kg = kld("g.gguf");
+  std::printf("heldout KL divergence, 16 windows: imatrix %.5f, gptq %.5f\n", ki, kg);
+  EXPECT_LT(kg, ki);
+
+  // Options that do not combine with --gptq: one line each.
+  for (const std::string bad : {"--imatrix " + (tmp / "imatrix.gguf").string(), std::string("--act-order")}) {
+    const auto r = quantize("--type Q4_K_M --gptq " + bad + " --out " + (tmp / "x.gguf").string());
+    EXPECT_EQ(r.status, 1) << r.err;
+    EXPECT_EQ(test::count_lines(r.err), 1) << r.err;
+    EXPECT_FALSE(std::filesystem::exists(tmp / "x.gguf"));
+  }
+}

@@ -77,9 +77,8 @@ TEST_P(GgmlCodes, LlamaCppBlocksSplitIntoHeaderAndCodesAndBack) {
 }
 
 // GPTQ of w onto `type` with Hessian h; its bytes.
-std::vector<uint8_t> gptq_bytes(GgmlType type, const Tensor& w, const std::vector<double>& h, double damp,
-                                std::vector<float> importance) {
-  GgmlGptqGrid grid(type, w.dim(0), w.dim(1), std::move(importance));
+std::vector<uint8_t> gptq_bytes(GgmlType type, const Tensor& w, const std::vector<double>& h, double damp) {
+  GgmlGptqGrid grid(type, w.dim(0), w.dim(1));
   GPTQOptions o;
   o.damp_percent = damp;
   gptq_quantize_grid(w, h, o, grid, "test");
@@ -97,7 +96,7 @@ TEST_P(GgmlCodes, WithoutErrorFeedbackGptqKeepsLlamaCppsHeaderAndRoundsToNearest
   std::mt19937 rng(3);
   std::uniform_real_distribution<float> u(0.5f, 2.0f);
   for (int64_t i = 0; i < in; ++i) v[size_t(i)] = u(rng), h[size_t(i * in + i)] = v[size_t(i)];
-  const std::vector<uint8_t> ours = gptq_bytes(type, w, h, 0.0, v);
+  const std::vector<uint8_t> ours = gptq_bytes(type, w, h, 0.0);
   // llama.cpp's fit of each block on its own (GPTQ fits a block when it reaches it; the legacy types'
   // imatrix search regularizes with the mean square of what it is given: here the block's).
   std::vector<uint8_t> theirs(ours.size());
@@ -135,7 +134,7 @@ TEST_P(GgmlCodes, GptqLowersTheOutputErrorBelowLlamaCppsImatrixQuant) {
   const std::vector<double> h = acc.hessian();
   std::vector<float> diag(static_cast<size_t>(in));
   for (int64_t i = 0; i < in; ++i) diag[size_t(i)] = float(h[size_t(i * in + i)]);
-  const std::vector<uint8_t> ours = gptq_bytes(type, w, h, 0.01, diag);
+  const std::vector<uint8_t> ours = gptq_bytes(type, w, h, 0.01);
   std::vector<uint8_t> theirs(ours.size());
   quantize_rows(type, w.ptr(), theirs.data(), out, in, diag.data());
   Tensor yo({out, in}), yt({out, in});

@@ -162,6 +162,8 @@ void register_quantize(CLI::App& app, std::vector<std::pair<CLI::App*, Runner>>&
   q->add_option("--format", r.format, "gptq | gptq_v2 | awq_gemm | compressed-tensors");
   q->add_option("--type", r.gguf.type, "GGUF type or mix (Q4_K_M, Q8_0, …)");
   q->add_option("--imatrix", r.gguf.imatrix, "importance matrix file (GGUF)");
+  q->add_flag("--gptq", r.gguf.gptq,
+              "GGUF: GPTQ's Hessian error feedback into the GGML blocks (calibrated with --calib; Q2_K-Q8_0, IQ4)");
   q->add_option("--tensor-type", r.gguf.tensor_types, "GGUF: REGEX=TYPE override (repeatable)");
   q->add_option("--output-tensor-type", r.gguf.output_tensor_type, "GGUF: type of output.weight");
   q->add_option("--token-embedding-type", r.gguf.token_embedding_type, "GGUF: type of token_embd.weight");

@@ -292,6 +292,27 @@ class CpuBackend final : public CalibrationBackend {
     return out;
   }
 
+  std::vector<GPTQStats> gptq_onto(int point, std::span<const int> slots, const GPTQOptions& g,
+                                   const std::function<GptqGrid&(int slot)>& grid_of) override {
+    auto it = hessians_.find(point);
+    QL_ASSERT(it != hessians_.end(), "no Hessian collected for point {}", point);
+    if (it->second.n_samples() == 0)
+      fail("layer '{}': no calibration inputs were observed (empty Hessian)", spec_->linear_tensor(slots.front()));
+    const std::vector<double> h = it->second.hessian();
+    hessians_.erase(it);
+    std::vector<GPTQStats> out;
+    for (int slot : slots) {
+      Tensor& lw = w_.linear[size_t(slot)].w;
+      GptqGrid& grid = grid_of(slot);
+      GPTQStats st = gptq_quantize_grid(lw, h, g, grid, spec_->linear_tensor(slot) + ".weight");
+      Tensor q = grid.result();
+      st.objective = relative_objective(lw, q, h);
+      lw = std::move(q);
+      out.push_back(st);
+    }
+    return out;
+  }
+
   GroupQuantized rtn(int slot, const QuantParams& p) override {
     Tensor& lw = w_.linear[size_t(slot)].w;
     GroupQuantized q = quantize_rtn(lw, p, spec_->linear_tensor(slot) + ".weight");

@@ -263,6 +263,37 @@ std::vector<GptqLayerResult> CudaBackend::gptq(int point, std::span<const int> s
   return out;
 }
 
+std::vector<GPTQStats> CudaBackend::gptq_onto(int point, std::span<const int> slots, const GPTQOptions& g,
+                                              const std::function<GptqGrid&(int slot)>& grid_of) {
+  clock_.mark("forward + Hessians");
+  DeviceHessian& acc = hessians_.at(point);
+  const std::string first = spec_->linear_tensor(slots.front()) + ".weight";
+  if (acc.rows() == 0) fail("layer '{}': no calibration inputs were observed (empty Hessian)", first);
+  acc.release_scratch();
+  acc.complete(ctx_);
+  const int64_t in = acc.in();
+  std::vector<double> h = to_host(ctx_, acc.sum(), in * in);
+  for (double& v : h) v *= 2.0 / double(acc.rows());  // H = 2/n Σ xᵀx, as prepare_hessian
+  hessians_.erase(point);
+  clock_.mark("download");
+  std::vector<GPTQStats> out;
+  for (int slot : slots) {
+    const std::string name = spec_->linear_tensor(slot) + ".weight";
+    DeviceLinear& l = dw_.linear[size_t(slot)];
+    Tensor w({l.out, l.in});
+    ctx_.download(w.ptr(), l.w.data(), size_t(w.numel()) * sizeof(float));
+    GptqGrid& grid = grid_of(slot);
+    GPTQStats st = gptq_quantize_grid(w, h, g, grid, name);
+    const Tensor q = grid.result();
+    st.objective = relative_objective(w, q, h);
+    ctx_.upload(l.w.data(), q.ptr(), size_t(q.numel()) * sizeof(float));
+    ctx_.sync();
+    out.push_back(st);
+  }
+  clock_.mark("GPTQ (host)");
+  return out;
+}
+
 GroupQuantized CudaBackend::rtn(int slot, const QuantParams& p) {
   DeviceLinear& dl = dw_.linear[size_t(slot)];
   DeviceArray<float> deq(dl.out * dl.in, "dequantized weights");

@@ -37,6 +37,8 @@ class CudaBackend final : public CalibrationBackend {
   std::vector<PointSums> collect_square_sums() override;
   std::vector<PointSums> collect_abs_sums(int64_t sample_windows) override;
   std::vector<GptqLayerResult> gptq(int point, std::span<const int> slots, const GPTQOptions& o) override;
+  std::vector<GPTQStats> gptq_onto(int point, std::span<const int> slots, const GPTQOptions& o,
+                                   const std::function<GptqGrid&(int slot)>& grid_of) override;
   GroupQuantized rtn(int slot, const QuantParams& p) override;
   std::vector<float> awq_weight_mean(const AwqScalingGroup& g, const QuantParams& p) override;
   std::function<double(std::span<const float> s)> awq_objective(const AwqScalingGroup& g, const QuantParams& p) override;

@@ -16,17 +16,18 @@ namespace quantllm::ggml {
 
 class GgmlGptqGrid final : public GptqGrid {
  public:
-  // A matrix of `out` rows of `in` weights in `type`; importance: [in] (the Hessian's diagonal).
-  GgmlGptqGrid(GgmlType type, int64_t out, int64_t in, std::vector<float> importance);
+  // A matrix of `out` rows of `in` weights in `type`.
+  GgmlGptqGrid(GgmlType type, int64_t out, int64_t in);
   int64_t width() const override { return block_; }
+  // diag(H) becomes the importance llama.cpp's fit weights by (a dead input, 0, gets the mean).
+  void start(std::span<const double> h_diag) override;
   void fit(int64_t row, int64_t col0, std::span<const float> values) override;
   float round(int64_t row, int64_t col, float x) override;
 
   // The encoded rows (out × row_size(type, in) bytes), complete once GPTQ ran.
   const std::vector<uint8_t>& bytes() const { return bytes_; }
   std::vector<uint8_t> take_bytes() { return std::move(bytes_); }
-  // What they decode to: [out, in].
-  Tensor dequantized() const;
+  Tensor result() const override;  // what they decode to: [out, in]
 
  private:
   uint8_t* block_at(int64_t row, int64_t col) { return bytes_.data() + row * row_bytes_ + (col / block_) * type_size_; }

@@ -135,11 +135,17 @@ void get_codes(GgmlType type, const void* block, uint8_t* codes) {
 }
 
 BlockGrid block_grid(GgmlType type, const void* block) {
+  BlockGrid g;
+  block_grid(type, block, g);
+  return g;
+}
+
+void block_grid(GgmlType type, const void* block, BlockGrid& g) {
   const QuantTraits& t = traits(type);
   const int n = t.block_size;
-  std::vector<uint8_t> copy(static_cast<const uint8_t*>(block), static_cast<const uint8_t*>(block) + t.type_size);
-  std::vector<uint8_t> codes(static_cast<size_t>(n));
-  BlockGrid g;
+  thread_local std::vector<uint8_t> copy, codes;  // called once per block of every row: no allocation each time
+  copy.assign(static_cast<const uint8_t*>(block), static_cast<const uint8_t*>(block) + t.type_size);
+  codes.resize(static_cast<size_t>(n));
   auto values_at = [&](uint8_t k, std::vector<float>& out) {
     std::fill(codes.begin(), codes.end(), k);
     set_codes(type, copy.data(), codes.data());
@@ -147,13 +153,14 @@ BlockGrid block_grid(GgmlType type, const void* block) {
     t.dequantize(copy.data(), out.data(), n);
   };
   if (type == GgmlType::IQ4_NL || type == GgmlType::IQ4_XS) {
+    g.base.clear(), g.step.clear();
     values_at(8, g.scale);  // kIq4nlValues[8] = 1: the weight's scale itself
-    return g;
+    return;
   }
+  g.scale.clear();
   values_at(0, g.base);
   values_at(1, g.step);
   for (int i = 0; i < n; ++i) g.step[size_t(i)] -= g.base[size_t(i)];
-  return g;
 }
 
 uint8_t BlockGrid::nearest(int i, float x, int levels, float& value) const {

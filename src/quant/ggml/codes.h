@@ -36,5 +36,6 @@ struct BlockGrid {
   uint8_t nearest(int i, float x, int levels, float& value) const;
 };
 BlockGrid block_grid(GgmlType type, const void* block);
+void block_grid(GgmlType type, const void* block, BlockGrid& g);  // into g, reusing its storage
 
 }  // namespace quantllm::ggml

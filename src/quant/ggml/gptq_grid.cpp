@@ -36,7 +36,7 @@ void GgmlGptqGrid::fit(int64_t row, int64_t col0, std::span<const float> values)
   uint8_t* b = block_at(row, col0);
   QL_ASSERT(!importance_.empty(), "GgmlGptqGrid::fit before start");
   traits(type_).quantize(values.data(), b, block_, importance_.data() + col0);
-  grid_[size_t(row)] = block_grid(type_, b);
+  block_grid(type_, b, grid_[size_t(row)]);
 }
 
 float GgmlGptqGrid::round(int64_t row, int64_t col, float x) {

@@ -169,7 +169,7 @@ void CudaBackend::collect_hessians(std::span<const int> points, bool upstream_fi
     return LambdaObserver(
         [this, &last](int point, Act x) {
           auto it = hessians_.find(point);
-          if (it != hessians_.end() && x.rows > 0) it->second.add(ctx_, x.p, x.rows, hessian_math_);
+          if (it != hessians_.end() && x.rows > 0) it->second.add(ctx_, x.p, x.rows, hessian_math_, hessian_scratch_);
           return point < last;
         },
         opt_.moe_all_experts);
@@ -204,7 +204,7 @@ void CudaBackend::collect_hessians(std::span<const int> points, bool upstream_fi
     if (!pt.is_mid) {  // in-stage: the earlier sub-layers' residuals on the way
       forward_to(s, [&](float* x, int64_t, int64_t rows, int64_t) {
         sublayer_input(ops_, *spec_, s, Act{x, rows, d_}, Act{h_.data(), rows, d_});
-        acc.add(ctx_, h_.data(), rows, hessian_math_);
+        acc.add(ctx_, h_.data(), rows, hessian_math_, hessian_scratch_);
       });
       continue;
     }
@@ -217,7 +217,7 @@ void CudaBackend::collect_hessians(std::span<const int> points, bool upstream_fi
       sublayer_input(ops_, *spec_, s, Act{X_.chunk(r0, rows), rows, d_}, Act{h_.data(), rows, d_});
       float* m = A_ ? A_->chunk(r0, rows, false) : mid_.data();
       sublayer_mix(ops_, *spec_, s, Act{h_.data(), rows, d_}, Act{m, rows, mw}, step(ns));
-      acc.add(ctx_, m, rows, hessian_math_);
+      acc.add(ctx_, m, rows, hessian_math_, hessian_scratch_);
       if (A_) A_->commit(r0, rows);
     });
     pending_ = s;
@@ -247,6 +247,7 @@ std::vector<PointSums> CudaBackend::collect_square_sums() {
 
 std::vector<GptqLayerResult> CudaBackend::gptq(int point, std::span<const int> slots, const GPTQOptions& g) {
   clock_.mark("forward + Hessians");
+  hessian_scratch_.release();  // every Hessian of the group is collected
   const PreparedHessian P = prepare_hessian(ctx_, hessians_.at(point), g, spec_->linear_tensor(slots.front()) + ".weight");
   hessians_.erase(point);
   clock_.mark("Cholesky");
@@ -266,6 +267,7 @@ std::vector<GptqLayerResult> CudaBackend::gptq(int point, std::span<const int> s
 std::vector<GPTQStats> CudaBackend::gptq_onto(int point, std::span<const int> slots, const GPTQOptions& g,
                                               const std::function<GptqGrid&(int slot)>& grid_of) {
   clock_.mark("forward + Hessians");
+  hessian_scratch_.release();  // every Hessian of the group is collected
   DeviceHessian& acc = hessians_.at(point);
   const std::string first = spec_->linear_tensor(slots.front()) + ".weight";
   if (acc.rows() == 0) fail("layer '{}': no calibration inputs were observed (empty Hessian)", first);

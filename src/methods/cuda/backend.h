@@ -69,6 +69,7 @@ class CudaBackend final : public CalibrationBackend {
   Context ctx_;
   Math math_;          // GPTQ's and AWQ's products
   Math hessian_math_;  // the Hessians' products: math_, or bf16 operands under gpu_bf16
+  HessianScratch hessian_scratch_;  // shared by every Hessian's add (one chunk product at a time)
   int64_t T_, n_win_, d_, cw_;
   MemoryPlan plan_;
   PhaseClock clock_;

@@ -120,10 +120,10 @@ MemoryPlan plan_memory(const Context& ctx, const ModelConfig& c, int64_t n_windo
   p.activation_bytes = size_t(rows * c.hidden * f + (keep_attention ? rows * attention_mid * f : 0));
   const int64_t chunk = crow * per_row * f;
   const int64_t scores = std::max<int64_t>(int64_t(256) << 20, c.n_heads * T * T * f);
-  // While collecting, each held Hessian's fp32 chunk product (and, under bf16, the chunk in bf16); while
-  // factoring (the products released), the factor in f64 and H⁻¹ in f32 (H in f32 is made after the factor
-  // is freed).
-  const int64_t collecting = held_hessians / 2 + (opt.gpu_bf16 ? crow * max_in * 2 : 0);
+  // While collecting, one fp32 chunk product shared by the held Hessians (and, under bf16, the chunk in
+  // bf16); while factoring (the product released), the factor in f64 and H⁻¹ in f32 (H in f32 is made after
+  // the factor is freed).
+  const int64_t collecting = max_in * max_in * 4 + (opt.gpu_bf16 ? crow * max_in * 2 : 0);
   const int64_t hessian = held_hessians + std::max(collecting, max_in * max_in * (8 + 4));
   p.working_bytes = size_t(chunk + scores + block + hessian + 4 * max_layer * f);
   const size_t free_b = ctx.free_memory();

@@ -95,26 +95,27 @@ DeviceHessian DeviceHessian::from_host(const Context& ctx, const std::vector<dou
   return d;
 }
 
-void DeviceHessian::add(const Context& ctx, const float* x, int64_t rows, Math math) {
+void DeviceHessian::add(const Context& ctx, const float* x, int64_t rows, Math math, HessianScratch& scratch) {
   if (rows == 0) return;
   QL_ASSERT(!mirrored_, "Hessian rows added after it was completed");
-  tmp_.reserve(in_ * in_, "Hessian chunk");
+  scratch.product.reserve(in_ * in_, "Hessian chunk");
   if (math == Math::BF16) {  // the chunk rounded to bf16 once; products exact in fp32, summed in fp32
-    xb_.reserve(rows * in_, "Hessian chunk (bf16)");
-    k::f32_to_bf16(x, xb_.data(), rows * in_, ctx.stream());
+    scratch.bf16.reserve(rows * in_, "Hessian chunk (bf16)");
+    k::f32_to_bf16(x, scratch.bf16.data(), rows * in_, ctx.stream());
   }
   // xᵀx is symmetric: only the tiles on and below the diagonal are computed — tile column j as one
   // product X[:, j·t:]ᵀ · X[:, j·t:(j+1)·t] — and the rest is mirrored once, in complete().
   const int64_t t = std::min(in_, kTile);
   for (int64_t c0 = 0; c0 < in_; c0 += t) {
     const int64_t nc = std::min(t, in_ - c0);
-    float* c = tmp_.data() + c0 * in_ + c0;  // [in − c0, nc] inside [in, in]
+    float* c = scratch.product.data() + c0 * in_ + c0;  // [in − c0, nc] inside [in, in]
     if (math == Math::BF16)
-      ctx.gemm_bf16(true, false, in_ - c0, nc, rows, 1.0f, xb_.data() + c0, in_, xb_.data() + c0, in_, 0.0f, c, in_);
+      ctx.gemm_bf16(true, false, in_ - c0, nc, rows, 1.0f, scratch.bf16.data() + c0, in_, scratch.bf16.data() + c0, in_, 0.0f,
+                    c, in_);
     else
       ctx.gemm(true, false, in_ - c0, nc, rows, 1.0f, x + c0, in_, x + c0, in_, 0.0f, c, in_, math);
   }
-  k::accumulate_f64_lower_tiles(sum_.data(), tmp_.data(), in_, t, ctx.stream());
+  k::accumulate_f64_lower_tiles(sum_.data(), scratch.product.data(), in_, t, ctx.stream());
   rows_ += rows;
 }
 

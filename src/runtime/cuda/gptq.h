@@ -20,6 +20,15 @@
 
 namespace quantllm::cuda {
 
+// The scratch of DeviceHessian::add: one chunk's product [in, in] in fp32 and the chunk in bf16. Every
+// Hessian of a backend can share one (the adds run in order on one stream): a MoE block's hundreds of
+// expert Hessians then need one product's scratch, not one each.
+struct HessianScratch {
+  DeviceArray<float> product;
+  DeviceArray<uint16_t> bf16;
+  void release() { product.release(), bf16.release(); }
+};
+
 // Σ xᵀx over calibration rows, in double (each chunk's product with fp32 accumulation — operands in fp32,
 // tf32 or bf16 by `math` — then added). Only the lower tiles are summed; complete() mirrors the rest.
 class DeviceHessian {
@@ -27,7 +36,9 @@ class DeviceHessian {
   DeviceHessian(const Context& ctx, int64_t in);
   // An accumulator holding a given Hessian H [in, in] as if from n rows (Σ = H·n/2): for tests.
   static DeviceHessian from_host(const Context& ctx, const std::vector<double>& h, int64_t in, int64_t n);
-  void add(const Context& ctx, const float* x, int64_t rows, Math math);  // x: [rows, in] on the device
+  void add(const Context& ctx, const float* x, int64_t rows, Math math) { add(ctx, x, rows, math, own_); }
+  // The same with a shared scratch.
+  void add(const Context& ctx, const float* x, int64_t rows, Math math, HessianScratch& scratch);
   // Fills the upper tiles from the lower ones; no rows may be added after it.
   void complete(const Context& ctx);
   int64_t in() const { return in_; }
@@ -39,18 +50,16 @@ class DeviceHessian {
   }
   void release() {
     sum_.release();
-    tmp_.release();
-    xb_.release();
+    own_.release();
   }
-  void release_scratch() { tmp_.release(), xb_.release(); }  // once every chunk is added
+  void release_scratch() { own_.release(); }  // once every chunk is added
 
  private:
   static constexpr int64_t kTile = 1024;  // width of the tiles xᵀx is computed in
   int64_t in_ = 0, rows_ = 0;
   bool mirrored_ = false;
-  DeviceArray<uint16_t> xb_;  // one chunk in bf16 (Math::BF16)
+  HessianScratch own_;       // the scratch of add() without a shared one
   DeviceArray<double> sum_;  // [in, in]
-  DeviceArray<float> tmp_;   // [in, in], one chunk's product
 };
 
 // What GPTQ needs of one input's Hessian: shared by every layer that reads that input.

@@ -24,6 +24,11 @@ struct GGUFConfig {
   std::vector<std::string> tensor_types;  // "REGEX=TYPE" overrides
   std::string imatrix;           // importance matrix file (llama.cpp format), optional
   std::optional<CalibrationData> imatrix_data;  // or compute one from this text file
+  // GPTQ's error feedback into the GGML blocks (quantize --gptq): quantize(data) calibrates on nsamples ×
+  // seqlen windows of the data; off: llama.cpp's rounding.
+  bool gptq = false;
+  int nsamples = 128, seqlen = 512;
+  uint64_t seed = 0;
 };
 
 class GGUFQuantizer {
@@ -35,6 +40,8 @@ class GGUFQuantizer {
   GGUFQuantizer& operator=(const GGUFQuantizer&) = delete;
   // Plans the tensor types (and computes the importance matrix when imatrix_data is given).
   void quantize();
+  // With GGUFConfig.gptq: the calibration data of GPTQ's Hessians (then plans as quantize()).
+  void quantize(const CalibrationData& data);
   const std::vector<PlannedLayer>& plan() const;
   // Quantizes and writes the file atomically.
   void convert_to_gguf(const std::filesystem::path& path, bool overwrite = false, const ProgressCallback& progress = {});
@@ -45,6 +52,7 @@ class GGUFQuantizer {
   QuantizeRequest request_;
   std::optional<QuantizePlan> plan_;
   std::filesystem::path computed_imatrix_;  // a temporary file, removed with the quantizer
+  bool calibrated_ = false;                 // quantize(data) ran (GGUFConfig.gptq)
 };
 
 }  // namespace quantllm

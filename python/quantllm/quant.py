@@ -236,10 +236,12 @@ class GGUFQuantizer:
 
     bits -> type by BITS_TO_GGUF_TYPE (4 -> Q4_K_M), or type= any llama.cpp type / mix ("Q4_0", "Q8_0",
     "IQ4_XS" …); group_size must be 32 (llama.cpp's blocks); use_packed accepted (GGUF is always packed);
-    pure / tensor_types / imatrix as `quantize --pure / --tensor-type / --imatrix`."""
+    pure / tensor_types / imatrix as `quantize --pure / --tensor-type / --imatrix`; gptq=True: GPTQ's error
+    feedback into the blocks (`quantize --gptq`), calibrated by quantize(calibration_data) on nsamples windows
+    of seqlen tokens."""
 
     def __init__(self, model, bits=4, group_size=32, use_packed=True, type=None, pure=False, tensor_types=(),
-                 imatrix=None, progress=True):
+                 imatrix=None, progress=True, gptq=False, nsamples=128, seqlen=512, seed=0):
         self.model = model
         self._engine = _engine_of(model)
         if type is None:
@@ -256,16 +258,24 @@ class GGUFQuantizer:
         self.use_packed = bool(use_packed)
         self.progress = progress
         self.output_path = None
+        self.gptq = bool(gptq)
         self._q = _quantllm.GGUFQuantizerEngine(self._engine, self.type, bool(pure), list(tensor_types),
-                                                os.fspath(imatrix) if imatrix else "")
+                                                os.fspath(imatrix) if imatrix else "", self.gptq, int(nsamples),
+                                                int(seqlen), int(seed))
         self._planned = False
 
     def quantize(self, calibration_data=None):
         """Plans every tensor's type (llama.cpp's mix rules); returns the model, which runs the GGUF file
-        once written. calibration_data is not used by GGUF (an importance matrix is: imatrix=)."""
-        if calibration_data is not None:
-            raise QuantLLMError("GGUFQuantizer.quantize: GGUF takes no calibration data (pass imatrix= instead)")
-        self._q.quantize()
+        once written. calibration_data: only with gptq=True (llama.cpp's rounding takes an importance matrix:
+        imatrix=)."""
+        if self.gptq:
+            file, texts, windows = _calibration(calibration_data)
+            self._q.quantize_calibrated(file, texts, windows)
+        elif calibration_data is not None:
+            raise QuantLLMError("GGUFQuantizer.quantize: GGUF takes no calibration data (pass imatrix= instead, "
+                                "or gptq=True)")
+        else:
+            self._q.quantize()
         self._planned = True
         return GGUFQuantizedModel(self)
 

@@ -250,7 +250,8 @@ PYBIND11_MODULE(_quantllm, m) {
   };
   py::class_<PyGGUF, std::shared_ptr<PyGGUF>>(m, "GGUFQuantizerEngine")
       .def(py::init([](std::shared_ptr<PyModel> base, const std::string& type, bool pure,
-                       std::vector<std::string> tensor_types, const std::string& imatrix) {
+                       std::vector<std::string> tensor_types, const std::string& imatrix, bool gptq, int nsamples,
+                       int seqlen, uint64_t seed) {
              auto g = std::make_shared<PyGGUF>();
              g->base = base;
              GGUFConfig c;
@@ -258,14 +259,25 @@ PYBIND11_MODULE(_quantllm, m) {
              c.pure = pure;
              c.tensor_types = std::move(tensor_types);
              c.imatrix = imatrix;
+             c.gptq = gptq;
+             c.nsamples = nsamples;
+             c.seqlen = seqlen;
+             c.seed = seed;
              g->q = std::make_unique<GGUFQuantizer>(*base->model, c);
              return g;
            }),
            py::arg("model"), py::arg("type"), py::arg("pure") = false, py::arg("tensor_types") = std::vector<std::string>{},
-           py::arg("imatrix") = "")
+           py::arg("imatrix") = "", py::arg("gptq") = false, py::arg("nsamples") = 128, py::arg("seqlen") = 512,
+           py::arg("seed") = 0)
       .def("quantize", [](PyGGUF& g) {
         py::gil_scoped_release release;
         g.q->quantize();
+      })
+      .def("quantize_calibrated", [](PyGGUF& g, std::optional<std::filesystem::path> file, std::vector<std::string> texts,
+                                     std::vector<std::vector<int32_t>> windows) {
+        const CalibrationData data = calibration_of(file, std::move(texts), std::move(windows));
+        py::gil_scoped_release release;
+        g.q->quantize(data);
       })
       .def("plan", [](PyGGUF& g) {
         py::list rows;

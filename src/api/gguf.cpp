@@ -17,7 +17,13 @@ GGUFQuantizer::GGUFQuantizer(const Model& model, GGUFConfig config) : model_(mod
   request_.gguf.pure = config_.pure;
   request_.gguf.tensor_types = config_.tensor_types;
   request_.gguf.imatrix = config_.imatrix;
-  quantllm::plan(model_, request_);  // unknown types and bad overrides fail here, before any work
+  request_.gguf.gptq = config_.gptq;
+  request_.calib.nsamples = config_.nsamples;
+  request_.calib.seqlen = config_.seqlen;
+  request_.calib.seed = config_.seed;
+  QuantizeRequest check = request_;
+  check.gguf.gptq = false;  // the options, without calibration data yet
+  quantllm::plan(model_, check);  // unknown types and bad overrides fail here, before any work
 }
 
 GGUFQuantizer::~GGUFQuantizer() {
@@ -25,7 +31,17 @@ GGUFQuantizer::~GGUFQuantizer() {
   if (!computed_imatrix_.empty()) std::filesystem::remove(computed_imatrix_, ec);
 }
 
+void GGUFQuantizer::quantize(const CalibrationData& data) {
+  if (!config_.gptq)
+    fail("GGUFQuantizer: calibration data is for GGUFConfig.gptq (GPTQ into the blocks); llama.cpp's rounding takes "
+         "none (an importance matrix: GGUFConfig.imatrix / imatrix_data)");
+  data.fill(request_.calib);
+  calibrated_ = true;
+  plan_ = quantllm::plan(model_, request_);
+}
+
 void GGUFQuantizer::quantize() {
+  if (config_.gptq && !calibrated_) fail("GGUFQuantizer: GGUFConfig.gptq needs calibration data: quantize(data)");
   if (config_.imatrix.empty() && config_.imatrix_data && computed_imatrix_.empty()) {
     if (!config_.imatrix_data->is_file()) fail("GGUFConfig.imatrix_data must be a text file");
     const std::filesystem::path file = std::filesystem::temp_directory_path() /
@@ -45,6 +61,7 @@ const std::vector<PlannedLayer>& GGUFQuantizer::plan() const {
 void GGUFQuantizer::convert_to_gguf(const std::filesystem::path& path, bool overwrite,
                                     const ProgressCallback& progress) {
   if (!plan_) quantize();
+  if (config_.gptq && !calibrated_) fail("GGUFQuantizer: GGUFConfig.gptq needs calibration data: quantize(data)");
   QuantizeRequest r = request_;
   r.out = path;
   r.overwrite = overwrite;

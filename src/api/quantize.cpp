@@ -29,7 +29,7 @@ void validate(const QuantizeRequest& r, bool dry_run) {
   }
   if (needs_calibration(r) && r.calib.empty())
     fail("{} needs calibration data: --calib FILE (or --calib self)",
-         r.method == "gguf" ? std::string("--awq-scale") : "--method " + r.method);
+         r.method != "gguf" ? "--method " + r.method : r.gguf.gptq ? std::string("--gptq") : std::string("--awq-scale"));
 }
 
 }  // namespace

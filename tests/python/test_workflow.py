@@ -186,6 +186,17 @@ class Workflow(unittest.TestCase):
         ppl = self.assertLogitsMatchEngine(quantized_model, self.out("cli-model-q4.gguf"))
         print("gguf Q4_K_M: ppl %.4f" % ppl, file=sys.stderr)
 
+    def test_gguf_gptq(self):
+        quantizer = GGUFQuantizer(model=self.model, type="Q4_K_M", gptq=True, nsamples=4, seqlen=SEQLEN)
+        quantizer.quantize(calibration_data=self.calib_file)
+        quantizer.convert_to_gguf(self.out("py-model-q4-gptq.gguf"))
+        run_cli("quantize", "--model", MODEL_DIR, "--method", "gguf", "--type", "Q4_K_M", "--gptq",
+                "--calib", self.calib_file, "--nsamples", "4", "--seqlen", str(SEQLEN),
+                "--out", self.out("cli-model-q4-gptq.gguf"))
+        self.assertSameFiles(self.out("py-model-q4-gptq.gguf"), self.out("cli-model-q4-gptq.gguf"))
+        with self.assertRaisesRegex(QuantLLMError, "calibration_data is required"):
+            GGUFQuantizer(model=self.model, type="Q4_K_M", gptq=True).convert_to_gguf(self.out("never.gguf"))
+
     def test_errors_carry_the_cpp_message(self):
         with self.assertRaises(QuantLLMError) as e:
             GPTQQuantizer(model=self.model, bits=4, group_size=128, nsamples=2, seqlen=SEQLEN,

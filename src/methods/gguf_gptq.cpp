@@ -52,6 +52,7 @@ std::map<std::string, std::vector<uint8_t>> gptq_gguf_layers(const LoadedModel& 
   for (int i = 0; i < n_blocks; ++i) {
     const BlockSpec& spec = c.block(i);
     be->load_block(i, true);
+    int64_t experts = 0, starved = 0;  // expert inputs of this block, and those left to llama.cpp's rounding
     for (const auto& group : spec.sequential_groups(true_sequential)) {
       std::vector<int> points;
       for (int slot : group) {
@@ -65,6 +66,7 @@ std::map<std::string, std::vector<uint8_t>> gptq_gguf_layers(const LoadedModel& 
         const Point& pt = spec.points[size_t(p)];
         const int64_t tokens = pt.expert >= 0 ? be->hessian_tokens(p) : -1;
         const bool too_few = pt.expert >= 0 && (tokens == 0 || tokens < r.moe.min_tokens) && !bo.moe_all_experts;
+        if (pt.expert >= 0 && !pt.is_mid) experts += 1, starved += too_few;
         for (int slot : group) {
           if (spec.linears[size_t(slot)].input != p) continue;
           const std::string name = spec.linear_tensor(slot) + ".weight";
@@ -98,6 +100,10 @@ std::map<std::string, std::vector<uint8_t>> gptq_gguf_layers(const LoadedModel& 
         progress(i, n_blocks, fmt::format("block {}/{}: gptq {}", i + 1, n_blocks,
                                           role_name(spec.linears[size_t(group.front())].role)));
     }
+    if (starved > 0)
+      std::fprintf(stderr, "quantllm: block %d: %lld of %lld experts got fewer than --moe-min-tokens %lld calibration "
+                   "tokens: llama.cpp's rounding for them\n", i, (long long)starved, (long long)experts,
+                   (long long)r.moe.min_tokens);
     be->advance();
     if (progress) progress(i + 1, n_blocks, fmt::format("block {}/{} done", i + 1, n_blocks));
   }

@@ -29,7 +29,7 @@ for t in $types; do
     s0=$(date +%s.%N)
     "$bin" quantize --model "$model" --method gguf --type "$t" "${extra[@]}" --threads "$threads" --out "$f" --force \
       2>"$work/$t-$v.log" >/dev/null
-    secs=$(echo "$(date +%s.%N) - $s0" | bc)
+    secs=$(printf "%.3f" "$(echo "$(date +%s.%N) - $s0" | bc)")
     for text in wikitext2-test.raw gutenberg-heldout.txt; do
       r=$("$bin" eval kld --base "$model" --model "$f" --data "$data/$text" --max-windows "$kldw" --threads "$threads" --json 2>/dev/null)
       line="{\"model\":\"$name\",\"type\":\"$t\",\"variant\":\"$v\",\"bytes\":$(stat -c %s "$f"),\"quantize_seconds\":$secs,\"text\":\"$text\",\"kld\":$r}"

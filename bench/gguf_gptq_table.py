@@ -20,7 +20,7 @@ for path in sys.argv[1:]:
 print("| model | mix | file (imatrix / gptq) | KLD wikitext2: imatrix → gptq | KLD heldout: imatrix → gptq | quantize s (imatrix / gptq) |")
 print("|---|---|---|---|---|---|")
 for (model, mix), r in rows.items():
-    if ("gptq", "bytes") not in r:
+    if ("gptq", "bytes") not in r or ("imatrix", "bytes") not in r:
         continue
     cells = []
     for text in ("wikitext2-test.raw", "gutenberg-heldout.txt"):

@@ -45,9 +45,9 @@ QuantDirFormat compressed_tensors_format(const QuantizedModel& settings);  // fo
 class QuantizedDirWriter {
  public:
   // Writes the shards of `base`'s tensors as `src` gives them (the base's own weights, or an overlay of
-  // them that a transform changed; read from two threads) into `work` (created if need be; nothing in it
-  // is removed). The shard of the tensors outside the blocks is started here, on a background thread
-  // (one tensor and a small buffer held), unless resuming finds it there.
+  // them that a transform changed; read from several threads at once) into `work` (created if need be;
+  // nothing in it is removed). The shard of the tensors outside the blocks is started here, on a
+  // background thread (one tensor and a small buffer held), unless resuming finds it there.
   QuantizedDirWriter(const LoadedModel& base, const WeightSource& src, std::filesystem::path work,
                      QuantDirFormat format, bool resume);
   QuantizedDirWriter(const QuantizedDirWriter&) = delete;  // the background write holds `this`

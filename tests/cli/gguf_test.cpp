@@ -162,11 +162,11 @@ TEST(GgufCli, GptqIntoBlocksKeepsRowsAndBeatsTheImatrixQuant) {
   test::TempDir tmp;
   const std::string calib = test::data_file("gutenberg-calib.txt").string();
   const auto im = test::run_quantllm("imatrix --model " + test::model_dir(kLlama).string() + " --data " + calib +
-                                     " --chunks 32 --ctx 256 --out " + (tmp / "imatrix.gguf").string());
+                                     " --chunks 16 --ctx 256 --out " + (tmp / "imatrix.gguf").string());
   ASSERT_EQ(im.status, 0) << im.err;
   const auto qi = quantize("--type Q4_K_M --imatrix " + (tmp / "imatrix.gguf").string() + " --out " + (tmp / "i.gguf").string());
   ASSERT_EQ(qi.status, 0) << qi.err;
-  const auto qg = quantize("--type Q4_K_M --gptq --calib " + calib + " --nsamples 32 --seqlen 256 --out " +
+  const auto qg = quantize("--type Q4_K_M --gptq --calib " + calib + " --nsamples 16 --seqlen 256 --out " +
                            (tmp / "g.gguf").string());
   ASSERT_EQ(qg.status, 0) << qg.err;
   {  // the same tensors in the same types (the files differ only by the imatrix's metadata keys)

@@ -169,7 +169,7 @@ uint8_t BlockGrid::nearest(int i, float x, int levels, float& value) const {
     int k = 0;
     if (s != 0.0f && std::isfinite(s)) {
       const float r = std::nearbyint((x - b) / s);
-      k = r < 0.0f ? 0 : (r > float(levels - 1) ? levels - 1 : int(r));
+      k = !(r >= 0.0f) ? 0 : (r > float(levels - 1) ? levels - 1 : int(r));  // NaN: code 0, never int(NaN)
     }
     value = b + s * float(k);
     return uint8_t(k);

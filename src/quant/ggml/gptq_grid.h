@@ -2,7 +2,8 @@
 // blocks of one llama.cpp type. At each block's first column GPTQ hands over the block's weights with
 // every earlier column's error feedback applied; the block header (scales, mins, super-scales) is
 // llama.cpp's own fit of those weights, weighted by diag(H) as llama.cpp weights by an importance
-// matrix; then each column is rounded to its nearest value on that header's grid, and GPTQ spreads the
+// matrix (of that block alone: the legacy types' imatrix fit, which llama.cpp regularizes with the whole
+// row's mean square, then sees the block's); then each column is rounded to its nearest value on that header's grid, and GPTQ spreads the
 // rounding error over the columns not yet rounded. The bytes are an ordinary block of the type
 // (quant/ggml/codes.h writes the codes into the fitted header): llama.cpp reads them unchanged.
 #pragma once

@@ -65,7 +65,7 @@ std::map<std::string, std::vector<uint8_t>> gptq_gguf_layers(const LoadedModel& 
         std::vector<int> grid_slots, other_slots;
         const Point& pt = spec.points[size_t(p)];
         const int64_t tokens = pt.expert >= 0 ? be->hessian_tokens(p) : -1;
-        const bool too_few = pt.expert >= 0 && (tokens == 0 || tokens < r.moe.min_tokens) && !bo.moe_all_experts;
+        const bool too_few = pt.expert >= 0 && expert_starved(tokens, r);
         if (pt.expert >= 0 && !pt.is_mid) experts += 1, starved += too_few;
         for (int slot : group) {
           if (spec.linears[size_t(slot)].input != p) continue;

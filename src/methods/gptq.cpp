@@ -57,10 +57,9 @@ QuantizedModel quantize_gptq(const LoadedModel& model, const QuantizeRequest& op
         const Point& pt = spec.points[size_t(p)];
         const int64_t tokens = pt.expert >= 0 ? be->hessian_tokens(p) : -1;
         if (pt.expert >= 0 && !pt.is_mid) expert_report.push_back(fmt::format("{}:{}", pt.expert, tokens));
-        if (pt.expert >= 0 && (tokens == 0 || tokens < opt.moe.min_tokens) && !bo.moe_all_experts) {
-          // Routed calibration left this expert too few tokens for a Hessian worth trusting (none at all
-          // whatever --moe-min-tokens says): rounded to nearest, and said so (never skipped, never a
-          // Hessian of zeros, which would zero the expert).
+        if (pt.expert >= 0 && expert_starved(tokens, opt)) {
+          // Rounded to nearest, and said so (never skipped, never a Hessian of zeros, which would zero
+          // the expert).
           for (int slot : slots) {
             const std::string name = spec.linear_tensor(slot);
             LayerStats st;
@@ -83,7 +82,7 @@ QuantizedModel quantize_gptq(const LoadedModel& model, const QuantizeRequest& op
         std::string list;
         for (const std::string& e : expert_report) {
           const int64_t n = std::stoll(e.substr(e.find(':') + 1));
-          const bool rtn = (n == 0 || n < opt.moe.min_tokens) && !bo.moe_all_experts;
+          const bool rtn = expert_starved(n, opt);
           fallbacks += rtn;
           list += " " + e + (rtn ? "(rtn)" : "");
         }

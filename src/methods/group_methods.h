@@ -54,6 +54,13 @@ QuantizedModel quantize_group_method(const LoadedModel& model, const QuantizeReq
 QuantizedModel quantize_gptq(const LoadedModel& model, const QuantizeRequest& r, const CalibWindows& windows,
                              const BlockProgress& progress = {}, const QuantizedDirWriter* writer = nullptr);
 
+// Whether routed calibration left an expert that saw `tokens` calibration tokens too few for a Hessian
+// worth trusting (none at all, whatever --moe-min-tokens says): it is rounded without one. Never under
+// all-experts calibration, where every expert sees every token.
+inline bool expert_starved(int64_t tokens, const QuantizeRequest& r) {
+  return (tokens == 0 || tokens < r.moe.min_tokens) && r.moe.calibration != "all-experts";
+}
+
 // GPTQ into the GGML blocks of a GGUF plan (methods/gguf_gptq.cpp; gguf --gptq): block by block with
 // calibration, each planned layer of a type with per-weight codes rounded onto its blocks with GPTQ's
 // error feedback (quant/ggml/gptq_grid.h). Returns the encoded rows by HF weight name, in HF row order.

@@ -3,6 +3,7 @@
 // nearest under `routed` and calibrated under `all-experts`, routers never quantized, every expert
 // written), GGUF with stacked experts and llama.cpp's 8-expert mix rules, and the bad inputs of a MoE
 // checkpoint (one line, exit 1, no output).
+#include "io/gguf.h"
 #include "runtime/moe.h"
 #include "support/reference.h"
 #include "support/run.h"
@@ -12,6 +13,7 @@
 #include <nlohmann/json.hpp>
 
 #include <cmath>
+#include <cstring>
 #include <fstream>
 #include <map>
 
@@ -112,6 +114,36 @@ TEST_F(MoePolicy, RoutedFallsBackToNearestAndAllExpertsCalibratesEveryExpert) {
                                       test::data_file("gutenberg-heldout.txt").string() + " --max-windows 2 --json");
     ASSERT_EQ(e.status, 0) << e.err;
     EXPECT_TRUE(std::isfinite(json::parse(e.out)["ppl"].get<double>()));
+  }
+}
+
+// gguf --gptq on the MoE model: the expert routed calibration leaves without tokens (layer 2, expert 1) is
+// left to llama.cpp's rounding — its slice of the stacked tensors is the plain Q4_K_M file's, byte for byte —
+// and reported; a calibrated expert's slice is GPTQ's (differs).
+TEST_F(MoePolicy, GgufGptqLeavesAStarvedExpertToLlamaCppsRounding) {
+  test::TempDir tmp;
+  const std::string model = test::model_dir("gutenberg-qwen3moe-21m").string();
+  const auto plain = test::run_quantllm("quantize --model " + model + " --method gguf --type Q4_K_M --out " +
+                                        (tmp / "plain.gguf").string());
+  ASSERT_EQ(plain.status, 0) << plain.err;
+  const auto g = test::run_quantllm("quantize --model " + model + " --method gguf --type Q4_K_M --gptq --calib " +
+                                    test::data_file("gutenberg-calib.txt").string() + " --nsamples 16 --out " +
+                                    (tmp / "gptq.gguf").string());
+  ASSERT_EQ(g.status, 0) << g.err;
+  EXPECT_NE(g.err.find("block 2: 1 of 8 experts got fewer than"), std::string::npos) << g.err;
+  const GGUFFile a(tmp / "plain.gguf"), b(tmp / "gptq.gguf");
+  auto tensor = [](const GGUFFile& f, const std::string& name) -> const GGUFTensorInfo& {
+    for (const auto& t : f.tensors())
+      if (t.name == name) return t;
+    throw std::runtime_error("no tensor " + name);
+  };
+  for (const char* proj : {"ffn_gate_exps", "ffn_up_exps", "ffn_down_exps"}) {
+    const GGUFTensorInfo &ta = tensor(a, std::string("blk.2.") + proj + ".weight"),
+                         &tb = tensor(b, std::string("blk.2.") + proj + ".weight");
+    ASSERT_EQ(ta.nbytes, tb.nbytes);
+    const size_t per_expert = ta.nbytes / 8;
+    EXPECT_EQ(std::memcmp(ta.data + per_expert, tb.data + per_expert, per_expert), 0) << proj << ": starved expert 1";
+    EXPECT_NE(std::memcmp(ta.data, tb.data, per_expert), 0) << proj << ": calibrated expert 0";
   }
 }
 

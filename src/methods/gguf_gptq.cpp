@@ -54,12 +54,7 @@ std::map<std::string, std::vector<uint8_t>> gptq_gguf_layers(const LoadedModel& 
     be->load_block(i, true);
     int64_t experts = 0, starved = 0;  // expert inputs of this block, and those left to llama.cpp's rounding
     for (const auto& group : spec.sequential_groups(true_sequential)) {
-      std::vector<int> points;
-      for (int slot : group) {
-        const int p = spec.linears[size_t(slot)].input;
-        if (std::find(points.begin(), points.end(), p) == points.end()) points.push_back(p);
-      }
-      std::sort(points.begin(), points.end());
+      const std::vector<int> points = spec.input_points(group);
       be->collect_hessians(points, true_sequential);
       for (int p : points) {
         std::vector<int> grid_slots, other_slots;

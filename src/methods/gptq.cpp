@@ -42,12 +42,7 @@ QuantizedModel quantize_gptq(const LoadedModel& model, const QuantizeRequest& op
     BlockResult saved;  // what this block produces, for the output
     for (const auto& group : spec.sequential_groups(true_sequential)) {
       // The points the group's layers read, in block order, and the layers reading each.
-      std::vector<int> points;
-      for (int slot : group) {
-        const int p = spec.linears[size_t(slot)].input;
-        if (std::find(points.begin(), points.end(), p) == points.end()) points.push_back(p);
-      }
-      std::sort(points.begin(), points.end());
+      const std::vector<int> points = spec.input_points(group);
       be->collect_hessians(points, true_sequential);
       std::vector<std::string> expert_report;
       for (int p : points) {

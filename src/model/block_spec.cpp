@@ -51,6 +51,16 @@ std::vector<int> BlockSpec::readers(int point) const {
   return r;
 }
 
+std::vector<int> BlockSpec::input_points(const std::vector<int>& slots) const {
+  std::vector<int> points;
+  for (int slot : slots) {
+    const int p = linears[size_t(slot)].input;
+    if (std::find(points.begin(), points.end(), p) == points.end()) points.push_back(p);
+  }
+  std::sort(points.begin(), points.end());
+  return points;
+}
+
 std::vector<std::vector<int>> BlockSpec::sequential_groups(bool true_sequential) const {
   std::vector<std::vector<int>> groups;
   if (!true_sequential) {

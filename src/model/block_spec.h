@@ -127,6 +127,8 @@ struct BlockSpec {
   // GPTQ's order: the quantized slots of each point in forward order (true-sequential; the experts of a
   // MoE in two groups, their inputs and their mids), or all quantized slots at once.
   std::vector<std::vector<int>> sequential_groups(bool true_sequential) const;
+  // The points the given linear slots read, each once, in block order.
+  std::vector<int> input_points(const std::vector<int>& slots) const;
   // Every HF tensor name of the block with its shape: the norms, then the linears (slot order).
   std::vector<std::pair<std::string, std::vector<int64_t>>> tensors() const;
   // Every HF tensor name of the block in file order (GGUF: each sub-layer's norm, then its linears;

@@ -35,6 +35,11 @@ const ggml_type kAllTypes[] = {GGML_TYPE_F32,  GGML_TYPE_F16,  GGML_TYPE_BF16, G
                                GGML_TYPE_Q4_1, GGML_TYPE_Q5_0, GGML_TYPE_Q5_1, GGML_TYPE_Q2_K,   GGML_TYPE_Q3_K,
                                GGML_TYPE_Q4_K, GGML_TYPE_Q5_K, GGML_TYPE_Q6_K, GGML_TYPE_IQ4_NL, GGML_TYPE_IQ4_XS};
 const ggml_type kFloatTypes[] = {GGML_TYPE_F32, GGML_TYPE_F16, GGML_TYPE_BF16};
+// The low-bit types (issue 17), written to <set>.lowbit.qlgg so the files above stay as they were. The
+// types ggml_quantize_requires_imatrix() names (IQ2_XXS, IQ2_XS, IQ1_S) have only the imatrix entry.
+const ggml_type kLowBitTypes[] = {GGML_TYPE_TQ1_0,  GGML_TYPE_TQ2_0,   GGML_TYPE_MXFP4, GGML_TYPE_IQ2_XXS,
+                                  GGML_TYPE_IQ2_XS, GGML_TYPE_IQ2_S,   GGML_TYPE_IQ3_XXS, GGML_TYPE_IQ3_S,
+                                  GGML_TYPE_IQ1_S,  GGML_TYPE_IQ1_M};
 
 struct InputSet {
   std::string name;
@@ -71,22 +76,19 @@ void put_floats(std::ofstream& f, const std::vector<float>& v) {
   f.write(reinterpret_cast<const char*>(v.data()), std::streamsize(v.size() * 4));
 }
 
-void write_set(const std::string& dir, const InputSet& s) {
-  std::ofstream f(dir + "/" + s.name + ".qlgg", std::ios::binary);
+void write_file(const std::string& path, const InputSet& s, const std::vector<ggml_type>& types) {
+  std::ofstream f(path, std::ios::binary);
   f.write("QLGG", 4);
   put(f, uint32_t(1));
   put(f, uint32_t(s.nrows));
   put(f, uint32_t(s.n_per_row));
   put_floats(f, s.x);
   put_floats(f, s.imatrix);
-  std::vector<ggml_type> types;
-  if (s.float_types_only)
-    types.assign(std::begin(kFloatTypes), std::end(kFloatTypes));
-  else
-    types.assign(std::begin(kAllTypes), std::end(kAllTypes));
-  put(f, uint32_t(types.size() * 2));
+  uint32_t n_entries = 0;
+  for (ggml_type t : types) n_entries += ggml_quantize_requires_imatrix(t) ? 1 : 2;
+  put(f, n_entries);
   for (ggml_type t : types) {
-    for (int with_im = 0; with_im < 2; ++with_im) {
+    for (int with_im = ggml_quantize_requires_imatrix(t) ? 1 : 0; with_im < 2; ++with_im) {
       const auto q = quantize(t, s, with_im ? s.imatrix.data() : nullptr);
       put(f, uint32_t(t));
       put(f, uint32_t(with_im));
@@ -95,7 +97,16 @@ void write_set(const std::string& dir, const InputSet& s) {
       put_floats(f, dequantize(t, s, q));
     }
   }
-  if (!f) throw std::runtime_error("write failed: " + s.name);
+  if (!f) throw std::runtime_error("write failed: " + path);
+}
+
+void write_set(const std::string& dir, const InputSet& s) {
+  if (s.float_types_only) {
+    write_file(dir + "/" + s.name + ".qlgg", s, {std::begin(kFloatTypes), std::end(kFloatTypes)});
+  } else {
+    write_file(dir + "/" + s.name + ".qlgg", s, {std::begin(kAllTypes), std::end(kAllTypes)});
+    write_file(dir + "/" + s.name + ".lowbit.qlgg", s, {std::begin(kLowBitTypes), std::end(kLowBitTypes)});
+  }
   std::printf("%-24s %d x %d\n", s.name.c_str(), s.nrows, s.n_per_row);
 }
 
@@ -296,6 +307,7 @@ int main(int argc, char** argv) {
   }
   const std::string out = argv[1], models = argv[2];
   for (ggml_type t : kAllTypes) ggml_quantize_init(t);
+  for (ggml_type t : kLowBitTypes) ggml_quantize_init(t);
   for (const auto& s : random_sets()) write_set(out, s);
   std::mt19937 rng(7);
   write_set(out, model_rows(models + "/gutenberg-llama-33m", "model.layers.0.mlp.down_proj.weight",

@@ -162,4 +162,103 @@ static inline int iq4_xs_scale(const BlockIQ4_XS& b, int g) {
 inline constexpr int8_t kIq4nlValues[16] = {-127, -104, -83, -65, -49, -35, -22, -10,
                                             1,    13,   25,  38,  53,  69,  89,  113};
 
+// --- the low-bit types (issue 17); llama.cpp's ggml-common.h layouts -----------------------------
+
+// MXFP4 (OCP microscaling): 32 weights, w = 2^(e - 128) * kMxfp4Values[q] (the e2m1 values doubled, so
+// the scale is halved: e is the E8M0 exponent biased by 127, one more for the doubling); nibbles as Q4_0.
+struct BlockMXFP4 {
+  uint8_t e;
+  uint8_t qs[kQK / 2];
+};
+static_assert(sizeof(BlockMXFP4) == 17);
+
+// The e2m1 values of MXFP4, doubled (llama.cpp's kvalues_mxfp4): q's bit 3 is the sign.
+inline constexpr int8_t kMxfp4Values[16] = {0, 1, 2, 3, 4, 6, 8, 12, 0, -1, -2, -3, -4, -6, -8, -12};
+
+// TQ1_0: ternary weights w = d * t, t in {-1, 0, 1}, stored as t + 1 in base 3, five trits a byte
+// (qs: 240 weights) and four in each qh byte (the last 16), each byte scaled to 256/243 so the top
+// trit can be read off with a multiply.
+struct BlockTQ1_0 {
+  uint8_t qs[(kQK_K - 4 * kQK_K / 64) / 5];
+  uint8_t qh[kQK_K / 64];
+  uint16_t d;
+};
+static_assert(sizeof(BlockTQ1_0) == 54);
+
+// TQ2_0: ternary weights w = d * (q - 1), q in [0, 2] in 2 bits; per 128 weights 32 bytes, weight
+// 32 * k + l in bits 2k of byte l.
+struct BlockTQ2_0 {
+  uint8_t qs[kQK_K / 4];
+  uint16_t d;
+};
+static_assert(sizeof(BlockTQ2_0) == 66);
+
+// IQ2_XXS: 256 weights in 8 groups of 32 (4 × 8-weight grid points from kIq2xxsGrid each). Group g
+// holds qs[4g .. 4g+3] as two u32: the first's bytes are the 4 grid indices, the second's 4 × 7 bits are
+// the sign patterns (kIq2Signs) and its top 4 bits the scale s: w = d * (0.5 + s) / 4 * grid * sign.
+struct BlockIQ2_XXS {
+  uint16_t d;
+  uint16_t qs[kQK_K / 8];
+};
+static_assert(sizeof(BlockIQ2_XXS) == 66);
+
+// IQ2_XS: 32 u16 per block, each a 9-bit index into kIq2xsGrid and 7 sign bits; a 4-bit scale per 16
+// weights (scales[g] low nibble: first half of group g): w = d * (0.5 + s) / 4 * grid * sign.
+struct BlockIQ2_XS {
+  uint16_t d;
+  uint16_t qs[kQK_K / 8];
+  uint8_t scales[kQK_K / 32];
+};
+static_assert(sizeof(BlockIQ2_XS) == 74);
+
+// IQ2_S: 10-bit indices into kIq2sGrid (low 8 in qs[0..31], high 2 in qh), explicit sign bytes in
+// qs[32..63], 4-bit scales per 16 weights as IQ2_XS.
+struct BlockIQ2_S {
+  uint16_t d;
+  uint8_t qs[kQK_K / 4];
+  uint8_t qh[kQK_K / 32];
+  uint8_t scales[kQK_K / 32];
+};
+static_assert(sizeof(BlockIQ2_S) == 82);
+
+// IQ3_XXS: 64 grid indices (4 weights each, kIq3xxsGrid) in qs[0..63], then per group of 32 a u32 of
+// 4 × 7 sign bits and a 4-bit scale: w = d * (0.5 + s) / 2 * grid * sign.
+struct BlockIQ3_XXS {
+  uint16_t d;
+  uint8_t qs[3 * kQK_K / 8];
+};
+static_assert(sizeof(BlockIQ3_XXS) == 98);
+
+// IQ3_S: 9-bit indices into kIq3sGrid (low 8 in qs, the ninth in qh), explicit signs, a 4-bit scale per
+// 32 weights: w = d * (1 + 2 s) * grid * sign.
+struct BlockIQ3_S {
+  uint16_t d;
+  uint8_t qs[kQK_K / 4];
+  uint8_t qh[kQK_K / 32];
+  uint8_t signs[kQK_K / 8];
+  uint8_t scales[kQK_K / 64];
+};
+static_assert(sizeof(BlockIQ3_S) == 110);
+
+// IQ1_S: 11-bit indices into kIq1sGrid (8 weights in {-1, 0, 1} each; low 8 bits in qs, high 3 in qh),
+// per 32 weights a 3-bit scale s and a shift sign in qh: w = d * (2 s + 1) * (grid ± kIq1Delta).
+struct BlockIQ1_S {
+  uint16_t d;
+  uint8_t qs[kQK_K / 8];
+  uint16_t qh[kQK_K / 32];
+};
+static_assert(sizeof(BlockIQ1_S) == 50);
+
+// IQ1_M: as IQ1_S with a shift per 8 weights and 3-bit scales per 16; the fp16 super-block scale is
+// spread over the top nibbles of the four u16 of scales.
+struct BlockIQ1_M {
+  uint8_t qs[kQK_K / 8];
+  uint8_t qh[kQK_K / 16];
+  uint8_t scales[kQK_K / 32];
+};
+static_assert(sizeof(BlockIQ1_M) == 56);
+
+// The shift of the IQ1 grids (llama.cpp's IQ1S_DELTA, IQ1M_DELTA).
+inline constexpr float kIq1Delta = 0.125f;
+
 }  // namespace quantllm::ggml

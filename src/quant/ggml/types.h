@@ -102,6 +102,12 @@ const QuantTraits* find_type(std::string_view name);
 const QuantTraits* find_type(uint32_t id);
 const QuantTraits& type_by_name(std::string_view name);
 
+// The types llama.cpp refuses to quantize without an importance matrix (ggml_quantize_requires_imatrix:
+// at under 2.4 bits a weight, rounding without one is too poor to be worth writing).
+inline bool requires_imatrix(GgmlType type) {
+  return type == GgmlType::IQ2_XXS || type == GgmlType::IQ2_XS || type == GgmlType::IQ1_S;
+}
+
 inline std::string_view type_name(GgmlType type) { return traits(type).name; }
 inline size_t row_size(GgmlType type, int64_t n_per_row) { return traits(type).row_size(n_per_row); }
 

@@ -70,6 +70,18 @@ Grid grid_of(GgmlType type, const uint8_t* row, int64_t i) {
       return affine(half(b.d), half(b.m), 0, 31);
     }
     case GgmlType::IQ4_NL: return nonlinear(half(reinterpret_cast<const BlockIQ4_NL*>(row)[i / 32].d));
+    case GgmlType::TQ1_0: return affine(half(reinterpret_cast<const BlockTQ1_0*>(row)[i / 256].d), 0, -1, 1);
+    case GgmlType::TQ2_0: return affine(half(reinterpret_cast<const BlockTQ2_0*>(row)[i / 256].d), 0, -1, 1);
+    case GgmlType::MXFP4: {  // the e2m1 values (sign, 2 exponent bits, 1 mantissa bit) times 2^(e - 127)
+      Grid g;
+      const float scale = std::ldexp(1.f, int(reinterpret_cast<const BlockMXFP4*>(row)[i / 32].e) - 127);
+      for (float v : {0.f, 0.5f, 1.f, 1.5f, 2.f, 3.f, 4.f, 6.f}) {
+        g.values.push_back(v * scale);
+        g.values.push_back(-v * scale);
+      }
+      g.qmax = 12;
+      return g;
+    }
     case GgmlType::Q2_K: {
       const auto& b = reinterpret_cast<const BlockQ2_K*>(row)[i / 256];
       const int g = int(i % 256) / 16;
@@ -237,7 +249,8 @@ TEST(GgmlTraits, IdsSizesAndLookups) {
                              {"Q4_1", 3, 32, 20},      {"Q5_0", 6, 32, 22},      {"Q5_1", 7, 32, 24},
                              {"Q8_0", 8, 32, 34},      {"Q2_K", 10, 256, 84},    {"Q3_K", 11, 256, 110},
                              {"Q4_K", 12, 256, 144},   {"Q5_K", 13, 256, 176},   {"Q6_K", 14, 256, 210},
-                             {"IQ4_NL", 20, 32, 18},   {"IQ4_XS", 23, 256, 136}, {"BF16", 30, 1, 2}};
+                             {"IQ4_NL", 20, 32, 18},   {"IQ4_XS", 23, 256, 136}, {"BF16", 30, 1, 2},
+                             {"TQ1_0", 34, 256, 54},   {"TQ2_0", 35, 256, 66},   {"MXFP4", 39, 32, 17}};
   ASSERT_EQ(all_types().size(), std::size(expected));
   for (const auto& e : expected) {
     const QuantTraits* t = find_type(e.name);

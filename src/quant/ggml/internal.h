@@ -111,6 +111,9 @@ QL_GGML_ROW_FNS(q5_k)
 QL_GGML_ROW_FNS(q6_k)
 QL_GGML_ROW_FNS(iq4_nl)
 QL_GGML_ROW_FNS(iq4_xs)
+QL_GGML_ROW_FNS(tq1_0)
+QL_GGML_ROW_FNS(tq2_0)
+QL_GGML_ROW_FNS(mxfp4)
 #undef QL_GGML_ROW_FNS
 
 }  // namespace quantllm::ggml::detail

@@ -55,9 +55,9 @@ constexpr QuantTraits kTable[] = {
   {GgmlType::F64,     "F64",     1,     8,                    false,    false,  nullptr,             nullptr},
   {GgmlType::IQ1_M,   "IQ1_M",   256,   56,                   true,     true,   nullptr,             nullptr},
   {GgmlType::BF16,    "BF16",    1,     2,                    false,    false,  quantize_row_bf16,   dequantize_row_bf16},
-  {GgmlType::TQ1_0,   "TQ1_0",   256,   54,                   true,     false,  nullptr,             nullptr},
-  {GgmlType::TQ2_0,   "TQ2_0",   256,   66,                   true,     false,  nullptr,             nullptr},
-  {GgmlType::MXFP4,   "MXFP4",   32,    17,                   true,     false,  nullptr,             nullptr},
+  {GgmlType::TQ1_0,   "TQ1_0",   kQK_K, sizeof(BlockTQ1_0),   true,     false,  quantize_row_tq1_0,  dequantize_row_tq1_0},
+  {GgmlType::TQ2_0,   "TQ2_0",   kQK_K, sizeof(BlockTQ2_0),   true,     false,  quantize_row_tq2_0,  dequantize_row_tq2_0},
+  {GgmlType::MXFP4,   "MXFP4",   kQK,   sizeof(BlockMXFP4),   true,     false,  quantize_row_mxfp4,  dequantize_row_mxfp4},
   {GgmlType::GQ4,     "GQ4",     64,    32,                   true,     false,  nullptr,             nullptr},
 };
 // clang-format on

@@ -111,6 +111,9 @@ QL_GGML_ROW_FNS(q5_k)
 QL_GGML_ROW_FNS(q6_k)
 QL_GGML_ROW_FNS(iq4_nl)
 QL_GGML_ROW_FNS(iq4_xs)
+QL_GGML_ROW_FNS(iq2_xxs)
+QL_GGML_ROW_FNS(iq2_xs)
+QL_GGML_ROW_FNS(iq2_s)
 #undef QL_GGML_ROW_FNS
 
 }  // namespace quantllm::ggml::detail

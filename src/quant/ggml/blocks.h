@@ -211,8 +211,9 @@ struct BlockIQ2_XS {
 };
 static_assert(sizeof(BlockIQ2_XS) == 74);
 
-// IQ2_S: 10-bit indices into kIq2sGrid (low 8 in qs[0..31], high 2 in qh), explicit sign bytes in
-// qs[32..63], 4-bit scales per 16 weights as IQ2_XS.
+// IQ2_S: 10-bit indices into kIq2sGrid, one per 8 weights: low 8 bits in qs[0..31], high 2 of index
+// 4g + l in qh[g] bits 2l, 2l+1; one sign byte per 8 weights in qs[32..63] (bit j: weight j negative);
+// 4-bit scales per 16 weights as IQ2_XS: w = d * (0.5 + s) / 4 * grid * sign.
 struct BlockIQ2_S {
   uint16_t d;
   uint8_t qs[kQK_K / 4];

@@ -111,6 +111,8 @@ QL_GGML_ROW_FNS(q5_k)
 QL_GGML_ROW_FNS(q6_k)
 QL_GGML_ROW_FNS(iq4_nl)
 QL_GGML_ROW_FNS(iq4_xs)
+QL_GGML_ROW_FNS(iq3_xxs)
+QL_GGML_ROW_FNS(iq3_s)
 #undef QL_GGML_ROW_FNS
 
 }  // namespace quantllm::ggml::detail

@@ -139,10 +139,11 @@ std::vector<float> test_matrix(int64_t nrows, int64_t n, std::vector<float>& ima
   return x;
 }
 
-// The lattice (vector) formats round 8 weights at a time to a codebook point, not each weight to
-// its nearest grid value; the goldens (ggml_golden_test.cpp) check them against llama.cpp instead.
+// The lattice (vector) formats round groups of 4 or 8 weights to codebook points, so a single weight
+// need not decode to its nearest representable value; the goldens check them instead.
 bool is_lattice(GgmlType t) {
-  return t == GgmlType::IQ2_XXS || t == GgmlType::IQ2_XS || t == GgmlType::IQ2_S;
+  return t == GgmlType::IQ1_S || t == GgmlType::IQ1_M || t == GgmlType::IQ2_XXS || t == GgmlType::IQ2_XS ||
+         t == GgmlType::IQ2_S || t == GgmlType::IQ3_XXS || t == GgmlType::IQ3_S;
 }
 
 bool ends_with_nearest_rounding(GgmlType t, bool with_imatrix) {
@@ -154,7 +155,7 @@ class GgmlRoundTrip : public testing::TestWithParam<GgmlType> {};
 
 TEST_P(GgmlRoundTrip, EachWeightDecodesToItsNearestGridValue) {
   const QuantTraits& t = traits(GetParam());
-  if (is_lattice(t.type)) GTEST_SKIP() << "lattice format: no per-weight grid (the goldens check it)";
+  if (is_lattice(t.type)) GTEST_SKIP() << "lattice format: weights round in groups to codebook points (goldens check it)";
   const int64_t nrows = 6, n = 1024;
   std::vector<float> imatrix;
   const std::vector<float> x = test_matrix(nrows, n, imatrix);
@@ -257,9 +258,11 @@ TEST(GgmlTraits, IdsSizesAndLookups) {
                              {"Q4_1", 3, 32, 20},      {"Q5_0", 6, 32, 22},      {"Q5_1", 7, 32, 24},
                              {"Q8_0", 8, 32, 34},      {"Q2_K", 10, 256, 84},    {"Q3_K", 11, 256, 110},
                              {"Q4_K", 12, 256, 144},   {"Q5_K", 13, 256, 176},   {"Q6_K", 14, 256, 210},
-                             {"IQ2_XXS", 16, 256, 66}, {"IQ2_XS", 17, 256, 74},  {"IQ4_NL", 20, 32, 18},
-                             {"IQ2_S", 22, 256, 82},   {"IQ4_XS", 23, 256, 136}, {"BF16", 30, 1, 2},
-                             {"TQ1_0", 34, 256, 54},   {"TQ2_0", 35, 256, 66},   {"MXFP4", 39, 32, 17}};
+                             {"IQ2_XXS", 16, 256, 66}, {"IQ2_XS", 17, 256, 74},  {"IQ3_XXS", 18, 256, 98},
+                             {"IQ1_S", 19, 256, 50},   {"IQ4_NL", 20, 32, 18},   {"IQ3_S", 21, 256, 110},
+                             {"IQ2_S", 22, 256, 82},   {"IQ4_XS", 23, 256, 136}, {"IQ1_M", 29, 256, 56},
+                             {"BF16", 30, 1, 2},       {"TQ1_0", 34, 256, 54},   {"TQ2_0", 35, 256, 66},
+                             {"MXFP4", 39, 32, 17}};
   ASSERT_EQ(all_types().size(), std::size(expected));
   for (const auto& e : expected) {
     const QuantTraits* t = find_type(e.name);

@@ -222,16 +222,18 @@ struct BlockIQ2_S {
 };
 static_assert(sizeof(BlockIQ2_S) == 82);
 
-// IQ3_XXS: 64 grid indices (4 weights each, kIq3xxsGrid) in qs[0..63], then per group of 32 a u32 of
-// 4 × 7 sign bits and a 4-bit scale: w = d * (0.5 + s) / 2 * grid * sign.
+// IQ3_XXS: 64 grid indices (4 weights each, kIq3xxsGrid), 8 per group of 32, in qs[0..63]; then per group
+// a little-endian u32 in qs[64 + 4g..]: bits 7k..7k+6 index kIq2Signs (the signs of weights 8k..8k+7,
+// an even number of minus signs), bits 28..31 the scale s: w = d * (0.5 + s) / 2 * grid * sign.
 struct BlockIQ3_XXS {
   uint16_t d;
   uint8_t qs[3 * kQK_K / 8];
 };
 static_assert(sizeof(BlockIQ3_XXS) == 98);
 
-// IQ3_S: 9-bit indices into kIq3sGrid (low 8 in qs, the ninth in qh), explicit signs, a 4-bit scale per
-// 32 weights: w = d * (1 + 2 s) * grid * sign.
+// IQ3_S: 9-bit indices into kIq3sGrid, 8 per group g of 32 (low 8 bits in qs[8g + k], the ninth in bit k
+// of qh[g]), one sign bit a weight (bit i of signs[4g + k]: weight 8k + i), a 4-bit scale s per group
+// (scales[g / 2], even g in the low nibble): w = d * (1 + 2 s) * grid * sign.
 struct BlockIQ3_S {
   uint16_t d;
   uint8_t qs[kQK_K / 4];

@@ -111,6 +111,8 @@ QL_GGML_ROW_FNS(q5_k)
 QL_GGML_ROW_FNS(q6_k)
 QL_GGML_ROW_FNS(iq4_nl)
 QL_GGML_ROW_FNS(iq4_xs)
+QL_GGML_ROW_FNS(iq1_s)
+QL_GGML_ROW_FNS(iq1_m)
 #undef QL_GGML_ROW_FNS
 
 }  // namespace quantllm::ggml::detail

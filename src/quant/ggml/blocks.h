@@ -243,8 +243,9 @@ struct BlockIQ3_S {
 };
 static_assert(sizeof(BlockIQ3_S) == 110);
 
-// IQ1_S: 11-bit indices into kIq1sGrid (8 weights in {-1, 0, 1} each; low 8 bits in qs, high 3 in qh),
-// per 32 weights a 3-bit scale s and a shift sign in qh: w = d * (2 s + 1) * (grid ± kIq1Delta).
+// IQ1_S: 11-bit indices into kIq1sGrid (8 weights in {-1, 0, 1} each), low 8 bits in qs[g] for group g
+// of 8; qh[b] per 32 weights: bits 3k..3k+2 the high bits of its group k, bits 12..14 a scale s, bit 15
+// the shift sign: w = d * (2 s + 1) * (grid + δ), δ = −kIq1Delta if bit 15 is set, else +kIq1Delta.
 struct BlockIQ1_S {
   uint16_t d;
   uint8_t qs[kQK_K / 8];
@@ -252,8 +253,11 @@ struct BlockIQ1_S {
 };
 static_assert(sizeof(BlockIQ1_S) == 50);
 
-// IQ1_M: as IQ1_S with a shift per 8 weights and 3-bit scales per 16; the fp16 super-block scale is
-// spread over the top nibbles of the four u16 of scales.
+// IQ1_M: as IQ1_S but with no d field, a shift sign per 8 weights and a 3-bit scale per 16. qs[g]: low 8
+// index bits of group g; qh[b] per 16 weights (groups 2b, 2b + 1): bits 0..2 / 4..6 the high index bits,
+// bit 3 / 7 the shift sign. scales read as four little-endian u16: u16 i holds the scales s of 16-weight
+// blocks 4i..4i+3 in bits 0..11 (3 each) and, in bits 12..15, bits 4i..4i+3 of the fp16 super-block
+// scale d (llama.cpp's iq1m_scale_t): w = d * (2 s + 1) * (grid ± kIq1Delta).
 struct BlockIQ1_M {
   uint8_t qs[kQK_K / 8];
   uint8_t qh[kQK_K / 16];

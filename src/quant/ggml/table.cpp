@@ -53,7 +53,7 @@ constexpr QuantTraits kTable[] = {
   {GgmlType::I32,     "I32",     1,     4,                    false,    false,  nullptr,             nullptr},
   {GgmlType::I64,     "I64",     1,     8,                    false,    false,  nullptr,             nullptr},
   {GgmlType::F64,     "F64",     1,     8,                    false,    false,  nullptr,             nullptr},
-  {GgmlType::IQ1_M,   "IQ1_M",   256,   56,                   true,     true,   nullptr,             nullptr},
+  {GgmlType::IQ1_M,   "IQ1_M",   kQK_K, sizeof(BlockIQ1_M),   true,     true,   quantize_row_iq1_m,  dequantize_row_iq1_m},
   {GgmlType::BF16,    "BF16",    1,     2,                    false,    false,  quantize_row_bf16,   dequantize_row_bf16},
   {GgmlType::TQ1_0,   "TQ1_0",   kQK_K, sizeof(BlockTQ1_0),   true,     false,  quantize_row_tq1_0,  dequantize_row_tq1_0},
   {GgmlType::TQ2_0,   "TQ2_0",   kQK_K, sizeof(BlockTQ2_0),   true,     false,  quantize_row_tq2_0,  dequantize_row_tq2_0},

@@ -1,5 +1,6 @@
-// The type of each tensor in a GGUF file, following llama.cpp's rules (see gguf_plan.h). Only the
-// weight formats quantllm implements appear; the rules for IQ1/IQ2/IQ3 mixes are left out.
+// The type of each tensor in a GGUF file, following llama.cpp's rules (see gguf_plan.h): every mix
+// llama-quantize offers but Q1_0/Q2_0/NVFP4, per tensor as llama.cpp's llama_tensor_get_type chooses
+// (LLM_TYPE_70B's and Falcon's special cases left out).
 #include "formats/gguf_plan.h"
 
 #include "core/error.h"
@@ -40,6 +41,19 @@ constexpr GGUFMix kMixes[] = {
     {"Q6_K", 18, GgmlType::Q6_K, "6-bit K-quant"},
     {"IQ4_NL", 25, GgmlType::IQ4_NL, "4-bit non-linear, blocks of 32"},
     {"IQ4_XS", 30, GgmlType::IQ4_XS, "4-bit non-linear, super-blocks of 256"},
+    {"IQ3_M", 27, GgmlType::IQ3_S, "3.66 bits a weight, lattice mix, medium"},
+    {"IQ3_S", 26, GgmlType::IQ3_S, "3.44 bits a weight, lattice"},
+    {"IQ3_XS", 22, GgmlType::IQ3_S, "3.3 bits a weight, lattice mix"},
+    {"IQ3_XXS", 23, GgmlType::IQ3_XXS, "3.06 bits a weight, lattice (needs an imatrix)"},
+    {"IQ2_M", 29, GgmlType::IQ2_S, "2.7 bits a weight, lattice mix (needs an imatrix)"},
+    {"IQ2_S", 28, GgmlType::IQ2_XS, "2.5 bits a weight, lattice mix (needs an imatrix)"},
+    {"IQ2_XS", 20, GgmlType::IQ2_XS, "2.31 bits a weight, lattice (needs an imatrix)"},
+    {"IQ2_XXS", 19, GgmlType::IQ2_XXS, "2.06 bits a weight, lattice (needs an imatrix)"},
+    {"IQ1_M", 31, GgmlType::IQ1_M, "1.75 bits a weight, lattice (needs an imatrix)"},
+    {"IQ1_S", 24, GgmlType::IQ1_S, "1.56 bits a weight, lattice (needs an imatrix)"},
+    {"TQ2_0", 37, GgmlType::TQ2_0, "ternary, 2.06 bits a weight (for ternary-trained models)"},
+    {"TQ1_0", 36, GgmlType::TQ1_0, "ternary, 1.69 bits a weight (for ternary-trained models)"},
+    {"MXFP4_MOE", 38, GgmlType::MXFP4, "MoE experts in MXFP4, the rest Q8_0"},
 };
 
 // Which rule applies to a tensor (llama.cpp's tensor categories).
@@ -87,19 +101,53 @@ int layer_of(const std::string& gguf_name) {
   return std::sscanf(gguf_name.c_str(), "blk.%d.", &i) == 1 ? i : -1;
 }
 
+// The IQ1/IQ2 mixes (IQ2_XXS, IQ2_XS, IQ2_S, IQ2_M, IQ1_S, IQ1_M) past the output and embedding rules.
+GgmlType iq12_rule(Counters& qs, GgmlType t, Category cat, bool iq1, bool iq2s) {
+  if (cat == Category::AttnV) {
+    if (qs.n_gqa >= 4 || qs.n_expert >= 4) t = GgmlType::Q4_K;
+    else t = iq2s ? GgmlType::IQ3_S : GgmlType::Q2_K;
+    ++qs.i_attention_wv;
+  } else if (qs.n_expert == 8 && cat == Category::AttnK) {
+    t = GgmlType::Q4_K;
+  } else if (cat == Category::FfnDown) {
+    // the running count of ffn_down tensors against the layer count (llama.cpp's n_ffn_down)
+    if (qs.i_ffn_down < qs.n_layers / 8) t = iq2s ? GgmlType::IQ3_S : GgmlType::Q2_K;
+    ++qs.i_ffn_down;
+  } else if (cat == Category::AttnOutput) {
+    if (qs.n_expert == 8) t = GgmlType::Q5_K;
+    else if (iq1) t = GgmlType::IQ2_XXS;
+    else if (iq2s) t = GgmlType::IQ3_S;
+  }
+  return t;
+}
+
 GgmlType mix_rule(Counters& qs, GgmlType t, const PlannedTensor& p, uint32_t ftype, const GGUFPlanOptions& opt) {
   const Category cat = category_of(p.gguf_name);
   const auto is = [&](const char* mix) { return ftype == find_gguf_mix(mix).ftype; };
+  // The lowest-bit mixes: their own rules for every category below.
+  const bool iq12 = is("IQ2_XXS") || is("IQ2_XS") || is("IQ1_S") || is("IQ2_S") || is("IQ2_M") || is("IQ1_M");
+  const bool iq2s = is("IQ2_S") || is("IQ2_M");
   if (cat == Category::Output || (qs.tied && cat == Category::TokenEmbd)) {
     if (opt.output_type) return *opt.output_type;
     const int64_t block = ggml::traits(t).block_size;
-    if (p.ne[0] % block != 0) return GgmlType::Q8_0;
+    if (is("MXFP4_MOE") || p.ne[0] % block != 0) return GgmlType::Q8_0;
+    if (iq12 || is("IQ3_XXS")) return GgmlType::Q5_K;
     return t != GgmlType::Q8_0 ? GgmlType::Q6_K : t;
   }
-  if (cat == Category::TokenEmbd) return t;  // only the IQ1/IQ2/IQ3 mixes change it
+  if (is("MXFP4_MOE")) return p.shape.size() == 3 ? GgmlType::MXFP4 : GgmlType::Q8_0;  // stacked experts: MXFP4
+  if (cat == Category::TokenEmbd) {
+    if (is("IQ2_XXS") || is("IQ2_XS") || is("IQ1_S") || is("IQ1_M")) return GgmlType::Q2_K;
+    if (iq2s || is("IQ3_XXS")) return GgmlType::IQ3_S;
+    if (is("TQ1_0") || is("TQ2_0")) return GgmlType::Q4_K;
+    return t;
+  }
+  if (iq12) return iq12_rule(qs, t, cat, is("IQ1_S") || is("IQ1_M"), iq2s);
   if (cat == Category::AttnV) {
     if (is("Q2_K")) t = qs.n_gqa >= 4 ? GgmlType::Q4_K : GgmlType::Q3_K;
     else if (is("Q2_K_S") && qs.n_gqa >= 4) t = GgmlType::Q4_K;
+    else if (is("IQ3_XXS")) t = qs.n_gqa >= 4 ? GgmlType::Q4_K : !opt.has_imatrix ? GgmlType::IQ3_S : GgmlType::IQ3_XXS;
+    else if ((is("IQ3_XS") || is("IQ3_S")) && qs.n_gqa >= 4) t = GgmlType::Q4_K;
+    else if (is("IQ3_M")) t = GgmlType::Q4_K;
     else if (is("Q3_K_M")) t = qs.i_attention_wv < 2 ? GgmlType::Q5_K : GgmlType::Q4_K;
     else if (is("Q3_K_L")) t = GgmlType::Q5_K;
     else if ((is("IQ4_NL") || is("IQ4_XS")) && qs.n_gqa >= 4) t = GgmlType::Q5_K;
@@ -109,13 +157,20 @@ GgmlType mix_rule(Counters& qs, GgmlType t, const PlannedTensor& p, uint32_t fty
     ++qs.i_attention_wv;
     return t;
   }
-  if (cat == Category::AttnK && qs.n_expert == 8) return GgmlType::Q8_0;
+  if (cat == Category::AttnK || cat == Category::AttnQ) {
+    if (cat == Category::AttnK && qs.n_expert == 8) return GgmlType::Q8_0;
+    if (is("IQ3_XS")) return GgmlType::IQ3_XXS;
+    if (is("IQ3_XXS")) return GgmlType::IQ2_S;
+    return t;
+  }
   if (cat == Category::FfnDown) {
     // MoE models: the layer from the name (their dense and expert down projections share one count there)
     const int i = qs.n_expert > 1 && layer_of(p.gguf_name) >= 0 ? layer_of(p.gguf_name) : qs.i_ffn_down, n = qs.n_layers;
     if (is("Q2_K")) t = GgmlType::Q3_K;
     else if (is("Q2_K_S")) { if (i < n / 8) t = GgmlType::Q4_K; }
+    else if (is("IQ3_XXS") && !opt.has_imatrix) t = i < n / 8 ? GgmlType::Q4_K : GgmlType::Q3_K;
     else if (is("Q3_K_M")) t = i < n / 16 ? GgmlType::Q5_K : GgmlType::Q4_K;
+    else if (is("IQ3_M") && (i < n / 8 || (qs.n_expert == 8 && use_more_bits(i, n)))) t = GgmlType::Q4_K;
     else if (is("Q3_K_L")) t = GgmlType::Q5_K;
     else if (is("Q4_K_M")) { if (use_more_bits(i, n)) t = GgmlType::Q6_K; }
     else if (i < n / 8 && (is("IQ4_NL") || is("IQ4_XS")) && !opt.has_imatrix) t = GgmlType::Q5_K;
@@ -127,15 +182,21 @@ GgmlType mix_rule(Counters& qs, GgmlType t, const PlannedTensor& p, uint32_t fty
   }
   if (cat == Category::AttnOutput) {
     if (qs.n_expert == 8) {
-      if (is("Q2_K") || is("Q3_K_S") || is("Q3_K_M") || is("IQ4_NL") || is("Q4_K_S") || is("Q4_K_M") || is("IQ4_XS"))
+      if (is("Q2_K") || is("IQ3_XS") || is("IQ3_XXS") || is("Q3_K_S") || is("Q3_K_M") || is("IQ4_NL") ||
+          is("Q4_K_S") || is("Q4_K_M") || is("IQ3_S") || is("IQ3_M") || is("IQ4_XS"))
         t = GgmlType::Q5_K;
     } else if (is("Q2_K")) t = GgmlType::Q3_K;
-    else if (is("Q3_K_M")) t = GgmlType::Q4_K;
+    else if (is("IQ3_XXS")) t = GgmlType::IQ3_S;
+    else if (is("Q3_K_M") || is("IQ3_M")) t = GgmlType::Q4_K;
     else if (is("Q3_K_L")) t = GgmlType::Q5_K;
     return t;
   }
-  if (cat == Category::FfnGate) ++qs.i_ffn_gate;
-  if (cat == Category::FfnUp) ++qs.i_ffn_up;
+  if (cat == Category::FfnGate || cat == Category::FfnUp) {
+    int& counter = cat == Category::FfnGate ? qs.i_ffn_gate : qs.i_ffn_up;
+    const int i = qs.n_expert > 1 && layer_of(p.gguf_name) >= 0 ? layer_of(p.gguf_name) : counter, n = qs.n_layers;
+    if (is("IQ3_XS") && i >= n / 8 && i < 7 * n / 8) t = GgmlType::IQ3_XXS;
+    ++counter;
+  }
   return t;
 }
 
@@ -146,9 +207,18 @@ GgmlType fallback_type(GgmlType t, int64_t ncols, bool& fell_back) {
   fell_back = true;
   GgmlType r = t;
   switch (t) {
+    case GgmlType::IQ1_S:
+    case GgmlType::IQ1_M:
+    case GgmlType::IQ2_XXS:
+    case GgmlType::IQ2_XS:
+    case GgmlType::IQ2_S:
+    case GgmlType::IQ3_XXS:
+    case GgmlType::IQ3_S:
     case GgmlType::IQ4_XS: r = GgmlType::IQ4_NL; break;
     case GgmlType::Q2_K:
-    case GgmlType::Q3_K: r = GgmlType::Q4_0; break;
+    case GgmlType::Q3_K:
+    case GgmlType::TQ1_0:
+    case GgmlType::TQ2_0: r = GgmlType::Q4_0; break;
     case GgmlType::Q4_K: r = GgmlType::Q5_0; break;
     case GgmlType::Q5_K: r = GgmlType::Q5_1; break;
     case GgmlType::Q6_K: r = GgmlType::Q8_0; break;
@@ -156,6 +226,23 @@ GgmlType fallback_type(GgmlType t, int64_t ncols, bool& fell_back) {
   }
   if (ncols % ggml::traits(r).block_size != 0) r = GgmlType::F16;
   return r;
+}
+
+// llama.cpp's tensor_requires_imatrix: the lattice types below 3.1 bits (IQ3_XXS included) anywhere but
+// the embedding and the head, and Q2_K in a Q2_K_S file.
+bool needs_imatrix(const PlannedTensor& p, uint32_t ftype) {
+  const Category cat = category_of(p.gguf_name);
+  if (cat == Category::Output || cat == Category::TokenEmbd) return false;
+  switch (p.type) {
+    case GgmlType::IQ3_XXS:
+    case GgmlType::IQ2_XXS:
+    case GgmlType::IQ2_XS:
+    case GgmlType::IQ2_S:
+    case GgmlType::IQ1_M:
+    case GgmlType::IQ1_S: return true;
+    case GgmlType::Q2_K: return ftype == find_gguf_mix("Q2_K_S").ftype;
+    default: return false;
+  }
 }
 
 std::string upper(std::string_view s) {
@@ -275,6 +362,7 @@ std::vector<PlannedTensor> plan_gguf(const ModelConfig& c, const WeightSource& w
         }
       }
       p.type = t;
+      p.needs_imatrix = needs_imatrix(p, mix.ftype);
     }
     p.bytes = ggml::row_size(p.type, p.ne[0]) * size_t(shape_numel(p.shape) / p.ne[0]);
   }

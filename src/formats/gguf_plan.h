@@ -48,6 +48,7 @@ struct PlannedTensor {
   std::vector<int64_t> ne;     // ggml order: ne[0] = row length
   ggml::GgmlType type = ggml::GgmlType::F32;
   bool fallback = false;       // the mix's type did not fit the row length
+  bool needs_imatrix = false;  // llama.cpp writes this type here only from an importance matrix
   std::string note;            // why (override, fallback …)
   size_t bytes = 0;
 };

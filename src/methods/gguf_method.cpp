@@ -96,6 +96,13 @@ QuantizeResult run_gguf(const LoadedModel& model, const QuantizeRequest& r, cons
   const auto t0 = std::chrono::steady_clock::now();
   GGUFPlanOptions po = plan_options(r);
   const GGUFMix& mix = find_gguf_mix(po.type);
+  if (r.gguf.imatrix.empty()) {  // before any work: llama.cpp's rule that the lowest-bit types need an imatrix
+    for (const auto& p : plan_gguf(model.config, *model.weights, po))
+      if (p.needs_imatrix)
+        fail("--type {}: tensor {} would be {}, which is written only with an importance matrix: pass --imatrix "
+             "FILE (quantllm imatrix makes one){}", mix.name, p.gguf_name, ggml::type_name(p.type),
+             r.gguf.gptq ? "; --gptq rounds the legacy, K-quant and IQ4 types only" : "");
+  }
   LoadedModel m = model;
   if (r.awq.scale_first) {
     // AWQ's scales folded into the fp32 weights that the GGUF writer then quantizes.

@@ -1,7 +1,8 @@
 // GGUF through the CLI on gutenberg-llama-33m: quality of the main types on the first 16 wikitext2
 // windows in our engine (Q8_0 within 0.2% of fp32, Q4_K_M within 2%, Q4_K_M with an importance
-// matrix computed by `quantllm imatrix` no worse than without), the --dry-run plan, and bad input
-// (unknown type, an importance matrix of another model, an unwritable output) failing with one line,
+// matrix computed by `quantllm imatrix` no worse than without), the --dry-run plan (K-quant and lattice
+// mixes), and bad input (unknown type, a lattice mix without importance matrix, an importance matrix of
+// another model, an unwritable output) failing with one line,
 // exit 1 and no file left behind.
 #include "formats/gguf_model.h"
 #include "formats/open.h"
@@ -72,10 +73,51 @@ TEST(GgufCli, DryRunPlanFollowsLlamaCppRules) {
   EXPECT_EQ(type["token_embd.weight"], "Q4_K");
   const auto o = quantize("--type Q4_K_M --tensor-type attn_q=Q8_0 --out /nonexistent/x.gguf --dry-run --json");
   ASSERT_EQ(o.status, 0) << o.err;
-  for (const auto& t : json::parse(o.out)["tensors"]) {
+  const json oj = json::parse(o.out);  // kept alive: a range-for over json::parse(…)["tensors"] would dangle
+  int overridden = 0;
+  for (const auto& t : oj["tensors"]) {
     if (t["tensor"].get<std::string>().find("attn_q.weight") != std::string::npos) {
       EXPECT_EQ(t["type"], "Q8_0");
+      ++overridden;
     }
+  }
+  EXPECT_EQ(overridden, 8);
+}
+
+// The lattice mixes, as llama.cpp's llama_tensor_get_type picks for this model (8 layers, 8 heads over 4
+// KV heads: n_gqa 2, untied head): IQ2_M is IQ2_S with IQ3_S where it matters (attention values and
+// output, the first eighth of ffn_down, the embedding) and Q5_K for the head; IQ3_XS puts IQ3_XXS into q,
+// k and the middle three quarters' gate and up. Only the lattice types that need an importance matrix
+// are refused without one (BadInputFailsCleanly).
+TEST(GgufCli, DryRunPlanOfTheLatticeMixes) {
+  auto plan = [&](const std::string& mix) {
+    const auto r = quantize("--type " + mix + " --out /nonexistent/x.gguf --dry-run --json");
+    EXPECT_EQ(r.status, 0) << r.err;
+    std::map<std::string, std::string> type;
+    const json j = json::parse(r.out);
+    for (const auto& t : j["tensors"]) type[t["tensor"].get<std::string>()] = t["type"].get<std::string>();
+    return type;
+  };
+  auto t = plan("IQ2_M");
+  EXPECT_EQ(t["output.weight"], "Q5_K");
+  EXPECT_EQ(t["token_embd.weight"], "IQ3_S");
+  for (int i = 0; i < 8; ++i) {
+    const std::string b = "blk." + std::to_string(i) + ".";
+    EXPECT_EQ(t[b + "attn_v.weight"], "IQ3_S") << i;
+    EXPECT_EQ(t[b + "attn_output.weight"], "IQ3_S") << i;
+    EXPECT_EQ(t[b + "ffn_down.weight"], i == 0 ? "IQ3_S" : "IQ2_S") << i;
+    EXPECT_EQ(t[b + "attn_q.weight"], "IQ2_S") << i;
+    EXPECT_EQ(t[b + "ffn_gate.weight"], "IQ2_S") << i;
+  }
+  t = plan("IQ3_XS");
+  EXPECT_EQ(t["output.weight"], "Q6_K");
+  for (int i = 0; i < 8; ++i) {
+    const std::string b = "blk." + std::to_string(i) + ".";
+    EXPECT_EQ(t[b + "attn_q.weight"], "IQ3_XXS") << i;
+    EXPECT_EQ(t[b + "attn_k.weight"], "IQ3_XXS") << i;
+    EXPECT_EQ(t[b + "attn_v.weight"], "IQ3_S") << i;  // n_gqa 2 < 4
+    EXPECT_EQ(t[b + "ffn_up.weight"], i >= 1 && i < 7 ? "IQ3_XXS" : "IQ3_S") << i;
+    EXPECT_EQ(t[b + "ffn_down.weight"], "IQ3_S") << i;
   }
 }
 
@@ -92,6 +134,9 @@ TEST(GgufCli, BadInputFailsCleanly) {
   };
   expect_clean_failure(quantize("--type Q9_K --out " + out.string()), "Q9_K");
   expect_clean_failure(quantize("--type Q4_K_M --tensor-type attn_q=Q7 --out " + out.string()), "Q7");
+  // llama.cpp's rule: below ~3 bits a weight, the lattice types are written only from an importance matrix.
+  expect_clean_failure(quantize("--type IQ2_XXS --out " + out.string()), "importance matrix");
+  expect_clean_failure(quantize("--type IQ1_M --out " + out.string()), "blk.0.attn_q.weight would be IQ1_M");
   // An importance matrix of another model: OPT's, whose tensors llama does not have.
   const auto im = test::run_quantllm("imatrix --model " + test::model_dir("gutenberg-opt-28m").string() + " --data " +
                                      test::data_file("gutenberg-calib.txt").string() + " --chunks 1 --out " +

@@ -1,5 +1,6 @@
 // Interoperability with llama.cpp itself: the GGUF files we write for gutenberg-llama-33m (F32, and the
-// Q8_0, Q6_K, Q4_K_M, Q2_K mixes, Q4_K_M and Q2_K with gguf --gptq) and gutenberg-gemma3-16m (F32, Q8_0, Q4_K_M,
+// Q8_0, Q6_K, Q4_K_M, Q2_K mixes, Q4_K_M and Q2_K with gguf --gptq, the lattice mixes IQ3_XXS, IQ2_S,
+// IQ1_S, IQ1_M with a short imatrix — together every IQ1/IQ2/IQ3 type — and the ternary TQ1_0, TQ2_0) and gutenberg-gemma3-16m (F32, Q8_0, Q4_K_M,
 // Q4_K_M with --gptq) are loaded by llama.cpp (node-llama-cpp's prebuilt CPU build, driven
 // by llama_logits.mjs), which must tokenize text exactly as we do and give next-token log-probabilities
 // over a 128-token text that agree with our engine's on the same file.
@@ -145,7 +146,9 @@ ActRounding act_rounding_for(const std::string& weight_type) {
   // Q4_1/Q5_1 pair with Q8_1, whose values round exactly like Q8_0's (it only adds a block sum).
   for (const char* t : {"Q8_0", "Q4_0", "Q4_1", "Q5_0", "Q5_1", "IQ4_NL"})
     if (weight_type == t) return ActRounding::Q8_0;
-  for (const char* t : {"Q2_K", "Q3_K", "Q4_K", "Q5_K", "Q6_K", "IQ4_XS"})
+  if (weight_type == "MXFP4") return ActRounding::Q8_0;
+  for (const char* t : {"Q2_K", "Q3_K", "Q4_K", "Q5_K", "Q6_K", "IQ4_XS", "IQ3_S", "IQ3_XXS", "IQ2_S", "IQ2_XS",
+                        "IQ2_XXS", "IQ1_M", "IQ1_S", "TQ1_0", "TQ2_0"})
     if (weight_type == t) return ActRounding::Q8_K;
   ADD_FAILURE() << "no activation rounding known for weight type " << weight_type;
   return ActRounding::None;
@@ -338,9 +341,18 @@ TEST_P(LlamaCpp, LoadsOurFileAndAgreesOnLogProbs) {
   // TYPE_gptq: the mix with GPTQ's error feedback into its blocks (gguf --gptq, a short calibration).
   const bool gptq = type.ends_with("_gptq");
   const std::string mix = gptq ? type.substr(0, type.size() - 5) : type;
-  const std::string extra = gptq ? fmt::format(" --gptq --calib {} --nsamples 8 --seqlen 256",
-                                               quoted(test::data_file("gutenberg-calib.txt")))
-                                 : std::string();
+  std::string extra = gptq ? fmt::format(" --gptq --calib {} --nsamples 8 --seqlen 256",
+                                         quoted(test::data_file("gutenberg-calib.txt")))
+                           : std::string();
+  if (mix.starts_with("IQ1") || mix.starts_with("IQ2") || mix.starts_with("IQ3")) {
+    // the lattice mixes need an importance matrix: a short one from the calibration text
+    const fs::path im = tmp / "imatrix.gguf";
+    const auto r = test::run_quantllm(fmt::format("imatrix --model {} -f {} -o {} --chunks 8 -c 256",
+                                                  quoted(test::model_dir(model_name)),
+                                                  quoted(test::data_file("gutenberg-calib.txt")), quoted(im)));
+    ASSERT_EQ(r.status, 0) << r.err;
+    extra += " --imatrix " + quoted(im);
+  }
   const auto q = test::run_quantllm(fmt::format("quantize --model {} --out {} --method gguf --type {}{}",
                                                 quoted(test::model_dir(model_name)), quoted(gguf), mix, extra));
   ASSERT_EQ(q.status, 0) << q.err;
@@ -548,7 +560,8 @@ INSTANTIATE_TEST_SUITE_P(Arch2026, LlamaCppFamily,
 INSTANTIATE_TEST_SUITE_P(Gutenberg, LlamaCpp,
                          ::testing::Combine(::testing::Values("gutenberg-llama-33m"),
                                             ::testing::Values("F32", "Q8_0", "Q6_K", "Q4_K_M", "Q2_K", "Q4_K_M_gptq",
-                                                              "Q2_K_gptq")),
+                                                              "Q2_K_gptq", "IQ3_XXS", "IQ2_S", "IQ1_S", "IQ1_M",
+                                                              "TQ1_0", "TQ2_0")),
                          [](const auto& info) { return std::string(std::get<1>(info.param)); });
 // Gemma 3 (llama.cpp's "gemma3"): norms stored as 1 + w, the sandwich norms, q/k norms, the sliding
 // window pattern and the sliding layers' RoPE base from our metadata.

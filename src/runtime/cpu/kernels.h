@@ -27,13 +27,18 @@
 //   Q4_K/Q5_K: u = q, α = d·sc_j, β = dmin·m_j     Q6_K: u = q, α = d·sc_g, β = 32·d·sc_g
 //   GQ4: u = q, α = scale_g, β = scale_g·zero_g
 //   IQ4_NL / IQ4_XS: u = level(q) + 128 (the 16 signed levels), α = d (IQ4_XS: d·(s_g − 32)), β = 128·α
+//   the low-bit types (IQ1_S, IQ1_M, IQ2_XXS/XS/S, IQ3_XXS/S, TQ1_0, TQ2_0, MXFP4): u = s + 128 with s the
+//     signed grid value, trit or e2m1 value, β = 128·α (kernels_lowbit.h lists each one's s and α)
 // so Σ_i w_i·x̂_i = Σ_b d_b·Σ_k α_k·(Σ_{i∈k} u_i·q_i) − Σ_h β_h·dsum16_h with exact integer inner sums
 // (dsum16_h = d_b·Σ_{i∈h} q_i, h the 16-value pieces).
 
 // Weight formats (W: [rows, n], each row stored contiguously):
 //   F32, F16, BF16: plain arrays.
-//   Q8_0, Q4_0, Q4_K, Q5_K, Q6_K, IQ4_NL, IQ4_XS: ggml blocks exactly as in the GGUF file
-//     (quant/ggml/blocks.h).
+//   Q8_0, Q4_0, Q4_K, Q5_K, Q6_K, IQ4_NL, IQ4_XS and the low-bit types: ggml blocks exactly as in the
+//     GGUF file (quant/ggml/blocks.h).
+// The low-bit types have no SIMD decoder of their own: one portable decoder each (kernels_lowbit.cpp)
+// writes the DecodedRow form, and every level multiplies it with its generic gemm_tile (prompts) and
+// one-row tiles (dot, generation); they have no gemv, float_panel or bf16 panel entries.
 //   GQ4: GPTQ / AWQ groups repacked at load time (runtime/cpu/qmatrix.cpp): per row, n/2 bytes of
 //     4-bit codes, 64 weights per 32 bytes (byte j: weight j in the low nibble, weight j + 32 in the
 //     high one, as in Q4_K), then per group a 4-byte record {fp16 scale, u8 zero, u8 0};
@@ -54,9 +59,12 @@ namespace quantllm::cpu {
 // kernel table below is keyed by the type id, as ggml's type_traits_cpu.
 using ggml::GgmlType;
 // The types the CPU kernels compute on, in the order the per-level tables (kernels_*.cpp) list them.
-inline constexpr GgmlType kKernelTypes[] = {GgmlType::F32,  GgmlType::F16,  GgmlType::BF16, GgmlType::Q8_0,
-                                            GgmlType::Q4_0, GgmlType::Q4_K, GgmlType::Q5_K, GgmlType::Q6_K,
-                                            GgmlType::GQ4,  GgmlType::IQ4_NL, GgmlType::IQ4_XS};
+inline constexpr GgmlType kKernelTypes[] = {
+    GgmlType::F32,     GgmlType::F16,    GgmlType::BF16,    GgmlType::Q8_0,  GgmlType::Q4_0,  GgmlType::Q4_K,
+    GgmlType::Q5_K,    GgmlType::Q6_K,   GgmlType::GQ4,     GgmlType::IQ4_NL, GgmlType::IQ4_XS,
+    // the low-bit types (kernels_lowbit.h)
+    GgmlType::IQ2_XXS, GgmlType::IQ2_XS, GgmlType::IQ2_S,   GgmlType::IQ3_XXS, GgmlType::IQ3_S, GgmlType::IQ1_S,
+    GgmlType::IQ1_M,   GgmlType::TQ1_0,  GgmlType::TQ2_0,   GgmlType::MXFP4};
 
 // A table of one kernel per type id, filled from a listing in kKernelTypes order; null for the others.
 template <typename Fn>

@@ -14,6 +14,7 @@
 #if defined(__AVX2__) && defined(__FMA__) && defined(__F16C__)
 
 #include "quant/ggml/blocks.h"
+#include "runtime/cpu/kernels_lowbit.h"
 
 #include <immintrin.h>
 
@@ -521,20 +522,46 @@ void gemm_tile(const DecodedRow* w, int nr, const ActRow* act, int na, int64_t n
     }
 }
 
+// The low-bit types (kernels_lowbit.h): the portable decoder writes unsigned codes u = s + 128, which
+// vpmaddubsw would saturate on (2·190·127 > 32767 for IQ3_XXS); with |s| ≤ 62 the signed form is
+// exact, so bit 7 is flipped back (u − 128 as int8) and β = 128·α dropped: gemm_tile<true> then takes
+// them as it takes Q8_0's codes.
+template <DecodeFn kDecode>
+void decode_lowbit(const uint8_t* w, const RowParams& p, const DecodedRow& out) {
+  kDecode(w, p, out);
+  const __m256i flip = _mm256_set1_epi8(char(0x80));
+  for (int64_t i = 0; i < p.n; i += 32) {
+    __m256i* v = reinterpret_cast<__m256i*>(out.u + i);
+    _mm256_storeu_si256(v, _mm256_xor_si256(_mm256_loadu_si256(v), flip));
+  }
+  for (int64_t h = 0; h < p.n / 16; ++h) out.beta[h] = 0.0f;
+}
+template <DecodeFn kDecode>
+void dot_lowbit(const uint8_t* w, const ActRow* act, int na, const RowParams& p, float* out) {
+  dot_decoded(decode_lowbit<kDecode>, gemm_tile<true>, w, act, na, p, out);
+}
+
 const Kernels kAvx2 = {
     Isa::Avx2,
     {dot_float<LoadF32>, dot_float<LoadF16>, dot_float<LoadBF16>, dot_simple<DecQ8_0>, dot_simple<DecQ4_0>,
      dot_simple<DecQ45K<false>>, dot_simple<DecQ45K<true>>, dot_simple<DecQ6K>, dot_gq4, dot_simple<DecIQ4NL>,
-     dot_simple<DecIQ4XS>},
+     dot_simple<DecIQ4XS>, dot_lowbit<decode_iq2_xxs>, dot_lowbit<decode_iq2_xs>, dot_lowbit<decode_iq2_s>,
+     dot_lowbit<decode_iq3_xxs>, dot_lowbit<decode_iq3_s>, dot_lowbit<decode_iq1_s>, dot_lowbit<decode_iq1_m>,
+     dot_lowbit<decode_tq1_0>, dot_lowbit<decode_tq2_0>, dot_lowbit<decode_mxfp4>},
     {gemv_float<LoadF32>, gemv_float<LoadF16>, gemv_float<LoadBF16>, gemv_simple<DecQ8_0>, gemv_simple<DecQ4_0>,
      gemv_simple<DecQ45K<false>>, gemv_simple<DecQ45K<true>>, gemv_simple<DecQ6K>, gemv_gq4, gemv_simple<DecIQ4NL>,
      gemv_simple<DecIQ4XS>},
     quantize_act,
     {nullptr, nullptr, nullptr, decode_simple<DecQ8_0>, decode_simple<DecQ4_0>, decode_simple<DecQ45K<false>>,
      decode_simple<DecQ45K<true>>, decode_simple<DecQ6K>, decode_gq4, decode_simple<DecIQ4NL>,
-     decode_simple<DecIQ4XS>},
+     decode_simple<DecIQ4XS>, decode_lowbit<decode_iq2_xxs>, decode_lowbit<decode_iq2_xs>,
+     decode_lowbit<decode_iq2_s>, decode_lowbit<decode_iq3_xxs>, decode_lowbit<decode_iq3_s>,
+     decode_lowbit<decode_iq1_s>, decode_lowbit<decode_iq1_m>, decode_lowbit<decode_tq1_0>,
+     decode_lowbit<decode_tq2_0>, decode_lowbit<decode_mxfp4>},
     {nullptr, nullptr, nullptr, gemm_tile<true>, gemm_tile<false>, gemm_tile<false>, gemm_tile<false>, gemm_tile<false>,
-     gemm_tile<false>, gemm_tile<true>, gemm_tile<true>},
+     gemm_tile<false>, gemm_tile<true>, gemm_tile<true>, gemm_tile<true>, gemm_tile<true>, gemm_tile<true>,
+     gemm_tile<true>, gemm_tile<true>, gemm_tile<true>, gemm_tile<true>, gemm_tile<true>, gemm_tile<true>,
+     gemm_tile<true>},
     {},
     nullptr,
     softmax_scalar,

@@ -11,6 +11,7 @@
 // No standard-library templates or shared inline functions are used here: a copy compiled with
 // AVX-512 could be the one the linker keeps for the whole program.
 #include "runtime/cpu/kernels_avx512_common.h"
+#include "runtime/cpu/kernels_lowbit.h"
 
 #if defined(__AVX512F__) && defined(__AVX512BW__) && defined(__AVX512VL__) && defined(__AVX512DQ__) && \
     defined(__AVX512VNNI__)
@@ -436,20 +437,31 @@ void silu_mul(float* up, const float* gate, int64_t n) {
   }
 }
 
+// The low-bit types (kernels_lowbit.h): the portable decoder's unsigned codes go to vpdpbusd as they
+// are (no saturation), so the decoded-row tile above serves them unchanged; dot is a tile of one row.
+template <DecodeFn kDecode>
+void dot_lowbit(const uint8_t* w, const ActRow* act, int na, const RowParams& p, float* out) {
+  dot_decoded(kDecode, gemm_tile, w, act, na, p, out);
+}
+
 const Kernels kAvx512 = {
     Isa::Avx512,
     {dot_float<LoadF32>, dot_float<LoadF16>, dot_float<LoadBF16>, dot_blocks<DecQ8_0, DecQ8_0x4>,
      dot_blocks<DecQ4_0, DecQ4_0x4>,
      dot_simple<DecQ45K<false>>, dot_simple<DecQ45K<true>>, dot_simple<DecQ6K>, dot_gq4, dot_simple<DecIQ4NL>,
-     dot_simple<DecIQ4XS>},
+     dot_simple<DecIQ4XS>, dot_lowbit<decode_iq2_xxs>, dot_lowbit<decode_iq2_xs>, dot_lowbit<decode_iq2_s>,
+     dot_lowbit<decode_iq3_xxs>, dot_lowbit<decode_iq3_s>, dot_lowbit<decode_iq1_s>, dot_lowbit<decode_iq1_m>,
+     dot_lowbit<decode_tq1_0>, dot_lowbit<decode_tq2_0>, dot_lowbit<decode_mxfp4>},
     {gemv_float<LoadF32>, gemv_float<LoadF16>, gemv_float<LoadBF16>, gemv_blocks<DecQ8_0, DecQ8_0x4>,
      gemv_blocks<DecQ4_0, DecQ4_0x4>, gemv_simple<DecQ45K<false>>, gemv_simple<DecQ45K<true>>, gemv_simple<DecQ6K>,
      gemv_gq4, gemv_simple<DecIQ4NL>, gemv_simple<DecIQ4XS>},
     quantize_act,
     {nullptr, nullptr, nullptr, decode_simple<DecQ8_0>, decode_simple<DecQ4_0>, decode_simple<DecQ45K<false>>,
      decode_simple<DecQ45K<true>>, decode_simple<DecQ6K>, decode_gq4, decode_simple<DecIQ4NL>,
-     decode_simple<DecIQ4XS>},
-    {nullptr, nullptr, nullptr, gemm_tile, gemm_tile, gemm_tile, gemm_tile, gemm_tile, gemm_tile, gemm_tile, gemm_tile},
+     decode_simple<DecIQ4XS>, decode_iq2_xxs, decode_iq2_xs, decode_iq2_s, decode_iq3_xxs, decode_iq3_s, decode_iq1_s,
+     decode_iq1_m, decode_tq1_0, decode_tq2_0, decode_mxfp4},
+    {nullptr, nullptr, nullptr, gemm_tile, gemm_tile, gemm_tile, gemm_tile, gemm_tile, gemm_tile, gemm_tile, gemm_tile,
+     gemm_tile, gemm_tile, gemm_tile, gemm_tile, gemm_tile, gemm_tile, gemm_tile, gemm_tile, gemm_tile, gemm_tile},
     {float_panel<LoadF32>, float_panel<LoadF16>, float_panel<LoadBF16>, int_float_panel<DecQ8_0>,
      int_float_panel<DecQ4_0>, int_float_panel<DecQ45K<false>>, int_float_panel<DecQ45K<true>>, int_float_panel<DecQ6K>,
      int_float_panel<DecGQ4>, int_float_panel<DecIQ4NL>, int_float_panel<DecIQ4XS>},

@@ -5,7 +5,10 @@
 // product is taken per activation block of 32: exact int32 sums Σ u·q over each 16, scaled by α and
 // the block's d, and the offsets Σ β·dsum16 subtracted at the end. The SIMD kernels compute the same
 // integers; only the order of the fp32 operations differs, which the kernel tests' bound covers.
+// The low-bit types are decoded by kernels_lowbit.cpp (shared by all levels) and multiplied by the
+// decoded-row tile here.
 #include "runtime/cpu/kernels.h"
+#include "runtime/cpu/kernels_lowbit.h"
 
 #include "core/dtype.h"
 #include "core/error.h"
@@ -272,17 +275,27 @@ void gemm_tile(const DecodedRow* w, int nr, const ActRow* act, int na, int64_t n
     }
 }
 
+// The low-bit types (kernels_lowbit.h): the portable decoder, then the tile above with one row.
+template <DecodeFn kDecode>
+void dot_lowbit(const uint8_t* w, const ActRow* act, int na, const RowParams& p, float* out) {
+  dot_decoded(kDecode, gemm_tile, w, act, na, p, out);
+}
+
 const Kernels kScalar = {
     Isa::Scalar,
     {dot_f32, dot_f16, dot_bf16, dot_int<GgmlType::Q8_0>, dot_int<GgmlType::Q4_0>, dot_int<GgmlType::Q4_K>,
      dot_int<GgmlType::Q5_K>, dot_int<GgmlType::Q6_K>, dot_int<GgmlType::GQ4>, dot_int<GgmlType::IQ4_NL>,
-     dot_int<GgmlType::IQ4_XS>},
+     dot_int<GgmlType::IQ4_XS>, dot_lowbit<decode_iq2_xxs>, dot_lowbit<decode_iq2_xs>, dot_lowbit<decode_iq2_s>,
+     dot_lowbit<decode_iq3_xxs>, dot_lowbit<decode_iq3_s>, dot_lowbit<decode_iq1_s>, dot_lowbit<decode_iq1_m>,
+     dot_lowbit<decode_tq1_0>, dot_lowbit<decode_tq2_0>, dot_lowbit<decode_mxfp4>},
     {},  // no gemv: dot row by row
     quantize_act_scalar,
     {nullptr, nullptr, nullptr, decode_row<GgmlType::Q8_0>, decode_row<GgmlType::Q4_0>, decode_row<GgmlType::Q4_K>,
      decode_row<GgmlType::Q5_K>, decode_row<GgmlType::Q6_K>, decode_row<GgmlType::GQ4>, decode_row<GgmlType::IQ4_NL>,
-     decode_row<GgmlType::IQ4_XS>},
-    {nullptr, nullptr, nullptr, gemm_tile, gemm_tile, gemm_tile, gemm_tile, gemm_tile, gemm_tile, gemm_tile, gemm_tile},
+     decode_row<GgmlType::IQ4_XS>, decode_iq2_xxs, decode_iq2_xs, decode_iq2_s, decode_iq3_xxs, decode_iq3_s,
+     decode_iq1_s, decode_iq1_m, decode_tq1_0, decode_tq2_0, decode_mxfp4},
+    {nullptr, nullptr, nullptr, gemm_tile, gemm_tile, gemm_tile, gemm_tile, gemm_tile, gemm_tile, gemm_tile, gemm_tile,
+     gemm_tile, gemm_tile, gemm_tile, gemm_tile, gemm_tile, gemm_tile, gemm_tile, gemm_tile, gemm_tile, gemm_tile},
     {},
     nullptr,
     softmax_scalar,

@@ -87,10 +87,13 @@ std::shared_ptr<QMatrix> repack_groups(const PackedWeight& p, const std::string&
   return m;
 }
 
-// The kernel table for a matrix: the 32-weight-block SIMD kernels take blocks in pairs, so rows of an
-// odd number of blocks use the reference kernels.
+// The kernel table for a matrix: the 32-weight-block SIMD kernels take blocks in pairs (and AVX-512's
+// decoded-row tile, which MXFP4 goes through, 64 codes a step), so rows of an odd number of blocks use
+// the reference kernels.
 const Kernels& kernels_of(const QMatrix& w) {
-  if ((w.format == GgmlType::Q8_0 || w.format == GgmlType::Q4_0 || w.format == GgmlType::IQ4_NL) && w.cols % 64 != 0)
+  if ((w.format == GgmlType::Q8_0 || w.format == GgmlType::Q4_0 || w.format == GgmlType::IQ4_NL ||
+       w.format == GgmlType::MXFP4) &&
+      w.cols % 64 != 0)
     return kernels_scalar();
   return kernels();
 }

@@ -98,7 +98,56 @@ const Case kGgmlCases[] = {
     {GgmlType::Q8_0, GgmlType::Q8_0}, {GgmlType::Q4_0, GgmlType::Q4_0}, {GgmlType::Q4_K, GgmlType::Q4_K},
     {GgmlType::Q5_K, GgmlType::Q5_K}, {GgmlType::Q6_K, GgmlType::Q6_K}, {GgmlType::IQ4_NL, GgmlType::IQ4_NL},
     {GgmlType::IQ4_XS, GgmlType::IQ4_XS},
+    // the low-bit types (runtime/cpu/kernels_lowbit.h)
+    {GgmlType::IQ2_XXS, GgmlType::IQ2_XXS}, {GgmlType::IQ2_XS, GgmlType::IQ2_XS}, {GgmlType::IQ2_S, GgmlType::IQ2_S},
+    {GgmlType::IQ3_XXS, GgmlType::IQ3_XXS}, {GgmlType::IQ3_S, GgmlType::IQ3_S},   {GgmlType::IQ1_S, GgmlType::IQ1_S},
+    {GgmlType::IQ1_M, GgmlType::IQ1_M},     {GgmlType::TQ1_0, GgmlType::TQ1_0},   {GgmlType::TQ2_0, GgmlType::TQ2_0},
+    {GgmlType::MXFP4, GgmlType::MXFP4},
 };
+
+// The scale |α| of weight i of a low-bit row (kernels_lowbit.h's forms), read off the bytes here
+// independently of the decoders; the kernels remove the offset β = 128·α separately.
+double lowbit_alpha(GgmlType f, const uint8_t* row, int64_t i) {
+  using namespace quantllm::ggml;
+  auto u16 = [](const uint8_t* p) { return uint32_t(p[0]) | uint32_t(p[1]) << 8; };
+  auto u32 = [&](const uint8_t* p) { return u16(p) | u16(p + 2) << 16; };
+  const int64_t k = i % 256;  // position in the 256-weight super-block
+  switch (f) {
+    case GgmlType::IQ2_XXS: {
+      const uint8_t* b = row + (i / 256) * sizeof(BlockIQ2_XXS);
+      return std::fabs(f16_to_f32(uint16_t(u16(b)))) * (0.5 + (u32(b + 2 + 8 * (k / 32) + 4) >> 28)) / 4;
+    }
+    case GgmlType::IQ2_XS:
+    case GgmlType::IQ2_S: {
+      const size_t size = f == GgmlType::IQ2_XS ? sizeof(BlockIQ2_XS) : sizeof(BlockIQ2_S);
+      const uint8_t* b = row + (i / 256) * size;
+      const uint8_t* scales = b + size - 8;  // both blocks end in their 8 scale bytes
+      return std::fabs(f16_to_f32(uint16_t(u16(b)))) * (0.5 + ((scales[k / 32] >> (4 * ((k / 16) % 2))) & 15)) / 4;
+    }
+    case GgmlType::IQ3_XXS: {
+      const uint8_t* b = row + (i / 256) * sizeof(BlockIQ3_XXS);
+      return std::fabs(f16_to_f32(uint16_t(u16(b)))) * (0.5 + (u32(b + 2 + 64 + 4 * (k / 32)) >> 28)) / 2;
+    }
+    case GgmlType::IQ3_S: {
+      const auto& b = reinterpret_cast<const BlockIQ3_S*>(row)[i / 256];
+      return std::fabs(f16_to_f32(b.d)) * (1 + 2 * ((b.scales[k / 64] >> (4 * ((k / 32) % 2))) & 15));
+    }
+    case GgmlType::IQ1_S: {
+      const uint8_t* b = row + (i / 256) * sizeof(BlockIQ1_S);
+      return std::fabs(f16_to_f32(uint16_t(u16(b)))) * (2 * ((u16(b + 34 + 2 * (k / 32)) >> 12) & 7) + 1) / 8;
+    }
+    case GgmlType::IQ1_M: {
+      const auto& b = reinterpret_cast<const BlockIQ1_M*>(row)[i / 256];
+      uint32_t sc[4], dbits = 0;
+      for (int j = 0; j < 4; ++j) sc[j] = u16(b.scales + 2 * j), dbits |= (sc[j] >> 12) << (4 * j);
+      return std::fabs(f16_to_f32(uint16_t(dbits))) * (2 * ((sc[k / 64] >> (3 * ((k / 16) % 4))) & 7) + 1) / 8;
+    }
+    case GgmlType::TQ1_0: return std::fabs(f16_to_f32(reinterpret_cast<const BlockTQ1_0*>(row)[i / 256].d));
+    case GgmlType::TQ2_0: return std::fabs(f16_to_f32(reinterpret_cast<const BlockTQ2_0*>(row)[i / 256].d));
+    case GgmlType::MXFP4: return std::ldexp(1.0, int(reinterpret_cast<const BlockMXFP4*>(row)[i / 32].e) - 128);
+    default: return 0.0;
+  }
+}
 
 // |o_i| of the header comment for weight i of a packed ggml row.
 double offset_of(GgmlType f, const uint8_t* row, int64_t i) {
@@ -117,7 +166,7 @@ double offset_of(GgmlType f, const uint8_t* row, int64_t i) {
       const auto& b = reinterpret_cast<const BlockIQ4_XS*>(row)[i / 256];
       return 128.0 * std::fabs(f16_to_f32(b.d)) * std::abs(iq4_xs_scale(b, int(i % 256) / 32) - 32);
     }
-    default: return 0.0;
+    default: return 128.0 * lowbit_alpha(f, row, i);
   }
 }
 
@@ -132,7 +181,12 @@ Matrix make_matrix(const Case& c, int64_t out, int64_t n, uint32_t seed) {
   const auto x = gaussian(out * n, seed, 0.02f);
   Matrix r;
   r.bytes.resize(ggml::row_size(c.type, n) * size_t(out));
-  ggml::quantize_rows(c.type, x.data(), r.bytes.data(), out, n, nullptr);
+  // The types llama.cpp quantizes only with an importance matrix get a made-up one (any positive
+  // weighting is one; these tests need valid bytes, not the best ones).
+  std::vector<float> imatrix;
+  if (ggml::requires_imatrix(c.type))
+    for (int64_t j = 0; j < n; ++j) imatrix.push_back(1.0f + 0.25f * float(j % 7));
+  ggml::quantize_rows(c.type, x.data(), r.bytes.data(), out, n, imatrix.empty() ? nullptr : imatrix.data());
   r.w.resize(size_t(out * n));
   ggml::dequantize_rows(c.type, r.bytes.data(), r.w.data(), out, n);
   r.m.format = c.format, r.m.rows = out, r.m.cols = n, r.m.row_bytes = ggml::row_size(c.type, n);

@@ -11,7 +11,8 @@
 // term). The longest chain: one addition per 32-weight block (or per SIMD lane and 64-weight chunk),
 // plus 16 for lane reductions: K ≤ n/32 + 16. Σ|t_k| ≤ Σ_i (|w_i| + 2·|o_i|)·|x̂_i|, where o_i is the
 // offset a kernel removes separately (Q4_0: 8d, Q8_0: 128d for the unsigned-code trick, K-quants:
-// dmin·m, Q6_K: 32·d·|sc|, GQ4: s·z, IQ4_NL/IQ4_XS: 128·|α| for the unsigned-code trick) and x̂ = d·q. Two such computations differ by twice that.
+// dmin·m, Q6_K: 32·d·|sc|, GQ4: s·z, IQ4_NL/IQ4_XS and the low-bit types: 128·|α| for the unsigned-code
+// trick) and x̂ = d·q. Two such computations differ by twice that.
 //
 // Any level vs the fp32 product Σ w_i·x_i of the dequantized row (quant/ggml's dequantizer, which
 // matches llama.cpp byte for byte). Rounding x moves it by |x − d·q| ≤ d/2 + (127·u)·d + 3u·|x|

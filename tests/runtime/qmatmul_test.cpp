@@ -206,6 +206,42 @@ TEST(Kernels, IntegerFormatsManyRowsMatchTheDequantizedProduct) {
   }
 }
 
+// Rows of an odd number of 32-weight blocks (qmatrix.cpp sends them to the scalar kernels: the SIMD
+// ones step over pairs of blocks) through both qmatmul paths, generation and prompt, against the fp32
+// product of the dequantized matrix within the activation rounding's worst case plus the order bound.
+TEST(Kernels, RowsOfAnOddNumberOfBlocksMatchTheDequantizedProduct) {
+  const int64_t out = 24, in = 32 * 37;
+  for (const Case c : {Case{GgmlType::Q8_0, GgmlType::Q8_0}, Case{GgmlType::Q4_0, GgmlType::Q4_0},
+                       Case{GgmlType::IQ4_NL, GgmlType::IQ4_NL}, Case{GgmlType::MXFP4, GgmlType::MXFP4}}) {
+    const Matrix mat = make_matrix(c, out, in, 91);
+    for (const int64_t T : {int64_t(1), int64_t(3), int64_t(13)}) {
+      const auto x = gaussian(T * in, 93);
+      for (Isa isa : levels()) {
+        set_isa(isa);
+        std::vector<float> y(static_cast<size_t>(T * out));
+        qmatmul(mat.m, x.data(), T, y.data(), nullptr);
+        for (int64_t t = 0; t < T; ++t) {
+          const std::vector<float> xt(x.begin() + t * in, x.begin() + (t + 1) * in);
+          const SpecAct s = spec_quantize(xt);
+          for (int64_t r = 0; r < out; ++r) {
+            double exact = 0, act = 0, mag = 0;
+            for (int64_t j = 0; j < in; ++j) {
+              const double w = mat.w[size_t(r * in + j)];
+              exact += w * xt[size_t(j)];
+              act += std::fabs(w) * (s.d[size_t(j / kActBlock)] / 2 * (1 + 0x1p-14) + 0x1p-21 * std::fabs(xt[size_t(j)]));
+              mag += (std::fabs(w) + 2 * offset_of(c.format, mat.bytes.data() + r * mat.m.row_bytes, j)) *
+                     std::fabs(xt[size_t(j)]) * 1.01;
+            }
+            EXPECT_LE(std::fabs(y[size_t(t * out + r)] - exact), act + double(in + 19) * kU * mag)
+                << ggml::type_name(c.format) << " " << isa_name(isa) << " T " << T << " t " << t << " r " << r;
+          }
+        }
+      }
+      set_isa(detected_isa());
+    }
+  }
+}
+
 // Prompts with bf16 products (AVX-512 BF16, Bf16Kernels): the weights are exact (codes ≤ 255, bf16
 // weights), the activations rounded to bf16: |x − x̂| ≤ 2⁻⁸|x| (round to nearest even with an 8-bit
 // significand: unit roundoff 2⁻⁸), so the product moves by at most 2⁻⁸·Σ|w_i·x_i| — and, the
@@ -217,6 +253,7 @@ TEST(Kernels, Bf16PromptsMatchTheExactProduct) {
   double worst_sigma = 0;
   for (const Case& c : kGgmlCases) {
     if (float_acts(c.format)) continue;  // float formats keep fp32 activations
+    if (!bf16_kernels()->panel[c.format]) continue;  // the low-bit types: decoded tiles (the test above)
     const Matrix mat = make_matrix(c, out, in, 71);
     const QMatrix& m = mat.m;
     const std::vector<float>& wd = mat.w;

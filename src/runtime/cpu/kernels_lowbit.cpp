@@ -11,6 +11,7 @@
 #include "quant/ggml/blocks.h"
 #include "quant/ggml/iq_grids.h"
 
+#include <array>
 #include <cmath>
 #include <cstring>
 #include <vector>
@@ -40,27 +41,45 @@ inline uint32_t load_u32(const uint8_t* p) {
   return v;
 }
 
-// Eight weights of an IQ2 grid point (bytes 8, 25, 43) with their sign bits (bit j: weight j negative).
-void put_grid8(uint64_t point, unsigned signs, uint8_t* u) {
-  for (int j = 0; j < 8; ++j) {
-    const int g = int((point >> (8 * j)) & 0xFF);
-    u[j] = code((signs >> j) & 1 ? -g : g);
-  }
+// Eight codes a step as one 64-bit word (a byte a weight, little-endian: weight j in byte j): the
+// grids are tables of such words already, and byte-wise arithmetic on the word ("SWAR") costs a few
+// instructions where a loop over the eight costs a few each (generation decodes every row per token).
+constexpr uint64_t kBytes01 = 0x0101010101010101ull, kBytes7F = 0x7F7F7F7F7F7F7F7Full, kBytes80 = 0x8080808080808080ull;
+
+// Sign masks: byte j of kSignMask[b] is 0xFF when bit j of b is set.
+constexpr std::array<uint64_t, 256> make_sign_masks() {
+  std::array<uint64_t, 256> m{};
+  for (int b = 0; b < 256; ++b)
+    for (int j = 0; j < 8; ++j)
+      if ((b >> j) & 1) m[size_t(b)] |= uint64_t(0xFF) << (8 * j);
+  return m;
 }
-// Four weights of an IQ3 grid point with sign bits `signs` (bit j: weight j negative).
-void put_grid4(uint32_t point, unsigned signs, uint8_t* u) {
-  for (int j = 0; j < 4; ++j) {
-    const int g = int((point >> (8 * j)) & 0xFF);
-    u[j] = code((signs >> j) & 1 ? -g : g);
-  }
+constexpr std::array<uint64_t, 256> kSignMask = make_sign_masks();
+
+inline void store8(uint8_t* u, uint64_t v) { std::memcpy(u, &v, 8); }
+
+// Eight grid magnitudes g_j ≤ 127 (IQ2: 8, 25, 43; IQ3: up to 62) with sign bits `signs` (bit j:
+// weight j negative) → u_j = 128 ± g_j. Per byte: 128 + g = g | 0x80, and 128 − g = (g ^ 0x7F) + 1,
+// where (g ^ 0x7F) + 1 ≤ 0x80, so the additions never carry into the next byte.
+inline void put_grid8(uint64_t point, unsigned signs, uint8_t* u) {
+  const uint64_t neg = kSignMask[signs & 0xFF];
+  const uint64_t plus = point | kBytes80, minus = (point ^ kBytes7F) + kBytes01;
+  store8(u, (plus & ~neg) | (minus & neg));
+}
+// IQ3: two 4-weight grid points (weights 0–3, 4–7) under one sign byte.
+inline void put_grid4x2(uint32_t lo, uint32_t hi, unsigned signs, uint8_t* u) {
+  put_grid8(uint64_t(lo) | uint64_t(hi) << 32, signs, u);
 }
 
 // IQ2 sub-block scale: d·(0.5 + s)/4, the dequantizer's expression, so that α·s is its weight exactly.
 inline float iq2_scale(float d, unsigned s) { return d * (0.5f + float(s)) * 0.25f; }
 
-// IQ1: eight weights of grid point k (int8 −1, 0, 1) with the shift of sign `shift` (±1 in eighths).
-void put_iq1_8(uint64_t point, int shift, uint8_t* u) {
-  for (int j = 0; j < 8; ++j) u[j] = code(8 * int(int8_t(uint8_t(point >> (8 * j)))) + shift);
+// IQ1: grid point bytes g_j ∈ {−1, 0, 1} (int8) and the shift ±1 (in eighths) → u_j = 128 + 8·g_j ± 1
+// = 8·(g_j + 1) + 120 ± 1. g + 1 per byte without carries: ((g & 0x7F) + 1) ^ (g & 0x80) (0xFF → 0,
+// 0 → 1, 1 → 2); then 8·(g + 1) ≤ 16 and + 121 ≤ 137 stay within their bytes.
+inline void put_iq1_8(uint64_t point, int shift, uint8_t* u) {
+  const uint64_t level = ((point & kBytes7F) + kBytes01) ^ (point & kBytes80);
+  store8(u, (level << 3) + kBytes01 * uint64_t(120 + shift));
 }
 
 // TQ1_0: trit k (0: the most significant) of a byte holding five, stored scaled by 256/243 so that the
@@ -124,10 +143,9 @@ void decode_iq3_xxs(const uint8_t* w, const RowParams& p, const DecodedRow& out)
     for (int ib = 0; ib < 8; ++ib) {  // groups of 32: 8 grid indices; a u32 of 4 × 7 sign bits and the scale
       const uint32_t aux = load_u32(blk.qs + kQK_K / 4 + 4 * ib);
       const int64_t i0 = b * kQK_K + 32 * ib;
-      for (int k = 0; k < 8; ++k) {  // the 7 bits of pattern k/2 sign 8 weights: 4 per grid point
-        const unsigned signs = kIq2Signs[(aux >> (7 * (k / 2))) & 127];
-        put_grid4(kIq3xxsGrid[blk.qs[8 * ib + k]], signs >> (4 * (k % 2)), out.u + i0 + 4 * k);
-      }
+      for (int k = 0; k < 8; k += 2)  // sign pattern k/2 (7 bits) covers grid points k and k + 1
+        put_grid4x2(kIq3xxsGrid[blk.qs[8 * ib + k]], kIq3xxsGrid[blk.qs[8 * ib + k + 1]],
+                    kIq2Signs[(aux >> (7 * (k / 2))) & 127], out.u + i0 + 4 * k);
       put_scale(out, i0, 32, d * (0.5f + float(aux >> 28)) * 0.5f);
     }
   }
@@ -140,10 +158,9 @@ void decode_iq3_s(const uint8_t* w, const RowParams& p, const DecodedRow& out) {
     const float d = f16_to_f32(blk.d);
     for (int ib = 0; ib < 8; ++ib) {  // groups of 32: 8 indices of 9 bits, a sign bit a weight
       const int64_t i0 = b * kQK_K + 32 * ib;
-      for (int k = 0; k < 8; ++k) {
-        const int index = blk.qs[8 * ib + k] | (((blk.qh[ib] >> k) & 1) << 8);
-        put_grid4(kIq3sGrid[size_t(index)], unsigned(blk.signs[4 * ib + k / 2]) >> (4 * (k % 2)), out.u + i0 + 4 * k);
-      }
+      auto point = [&](int k) { return kIq3sGrid[size_t(blk.qs[8 * ib + k] | (((blk.qh[ib] >> k) & 1) << 8))]; };
+      for (int k = 0; k < 8; k += 2)  // sign byte k/2 covers grid points k and k + 1
+        put_grid4x2(point(k), point(k + 1), blk.signs[4 * ib + k / 2], out.u + i0 + 4 * k);
       put_scale(out, i0, 32, d * float(1 + 2 * ((blk.scales[ib / 2] >> (4 * (ib % 2))) & 0xF)));
     }
   }

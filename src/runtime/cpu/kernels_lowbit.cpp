@@ -1,7 +1,7 @@
 // Portable decoders of the low-bit GGML types into kernels.h's DecodedRow form (the forms are listed in
 // kernels_lowbit.h), and the one-row dot through a level's decoder and gemm_tile. Compiled for the
-// baseline ISA: every level calls these same functions, so none of them can pick up a wider
-// instruction set through the linker.
+// baseline ISA (on x86-64 that includes SSSE3, used for MXFP4's table lookups): every level calls these
+// same functions, so none of them can pick up a wider instruction set through the linker.
 //
 // The bit layouts are blocks.h's; each decoder reads them independently of quant/ggml's dequantizers
 // (tests/runtime/kernels_test.cpp holds the kernels to those dequantizers' products).
@@ -15,6 +15,10 @@
 #include <cmath>
 #include <cstring>
 #include <vector>
+
+#if defined(__SSSE3__)
+#include <tmmintrin.h>
+#endif
 
 namespace quantllm::cpu {
 
@@ -237,10 +241,21 @@ void decode_mxfp4(const uint8_t* w, const RowParams& p, const DecodedRow& out) {
   for (int64_t b = 0; b < p.n / kQK; ++b) {
     const BlockMXFP4& blk = blocks[b];
     uint8_t* u = out.u + b * kQK;
-    for (int j = 0; j < 16; ++j) {  // Q4_0's nibble order: byte j holds weights j and j + 16
+    // Q4_0's nibble order: byte j holds weights j and j + 16. A nibble → code table lookup is one
+    // pshufb for 16 codes where the baseline has SSSE3 (x86-64-v2: always); a byte at a time elsewhere.
+#if defined(__SSSE3__)
+    const __m128i codes = _mm_xor_si128(_mm_loadu_si128(reinterpret_cast<const __m128i*>(kMxfp4Values)),
+                                        _mm_set1_epi8(char(0x80)));  // value + 128
+    const __m128i bytes = _mm_loadu_si128(reinterpret_cast<const __m128i*>(blk.qs)), m4 = _mm_set1_epi8(0x0f);
+    _mm_storeu_si128(reinterpret_cast<__m128i*>(u), _mm_shuffle_epi8(codes, _mm_and_si128(bytes, m4)));
+    _mm_storeu_si128(reinterpret_cast<__m128i*>(u + 16),
+                     _mm_shuffle_epi8(codes, _mm_and_si128(_mm_srli_epi16(bytes, 4), m4)));
+#else
+    for (int j = 0; j < 16; ++j) {
       u[j] = code(kMxfp4Values[blk.qs[j] & 15]);
       u[j + 16] = code(kMxfp4Values[blk.qs[j] >> 4]);
     }
+#endif
     // 2^(e − 128), exact for every e (2^−128 and 2^−127 are fp32 subnormals)
     put_scale(out, b * kQK, kQK, std::ldexp(1.0f, int(blk.e) - 128));
   }

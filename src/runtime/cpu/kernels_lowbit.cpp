@@ -12,6 +12,7 @@
 #include "quant/ggml/iq_grids.h"
 
 #include <array>
+#include <bit>
 #include <cmath>
 #include <cstring>
 #include <vector>
@@ -48,6 +49,7 @@ inline uint32_t load_u32(const uint8_t* p) {
 // Eight codes a step as one 64-bit word (a byte a weight, little-endian: weight j in byte j): the
 // grids are tables of such words already, and byte-wise arithmetic on the word ("SWAR") costs a few
 // instructions where a loop over the eight costs a few each (generation decodes every row per token).
+static_assert(std::endian::native == std::endian::little, "the 8-code words are stored byte j = weight j");
 constexpr uint64_t kBytes01 = 0x0101010101010101ull, kBytes7F = 0x7F7F7F7F7F7F7F7Full, kBytes80 = 0x8080808080808080ull;
 
 // Sign masks: byte j of kSignMask[b] is 0xFF when bit j of b is set.

@@ -8,12 +8,14 @@
 //
 //   qmatmul: x [rows, in] → y [rows, out] = x · Wᵀ (+ bias)
 //     rows ≤ 4 (generation): one pass over W, every weight row against all rows of x (integer
-//     formats: on 8-bit activations); one row: each thread's weight rows in one Kernels::gemv call;
+//     formats: on 8-bit activations); one row: each thread's weight rows in one Kernels::gemv call
+//     (dot row by row for the formats without one);
 //     more rows (prompts, perplexity windows), at levels with fp32 tiles (AVX-512): W in groups of
 //     64 rows and 512 columns widened exactly to fp32 in transposed 16-row panels, multiplied with
 //     the fp32 activations 12 tokens at a time (Kernels::float_tile);
-//     more rows elsewhere: integer formats decoded row by row into 16-row panels and multiplied four
-//     tokens at a time on 8-bit activations; float formats widened and multiplied by sgemm.
+//     more rows elsewhere, and for the low-bit types (no panels: kernels_lowbit.h) at every level:
+//     integer formats decoded row by row into 16-row panels and multiplied four tokens at a time on
+//     8-bit activations; float formats widened and multiplied by sgemm.
 //   qmatmul_many: several matrices on one input (q/k/v; gate/up): in generation the activations are
 //     quantized once and all matrices' rows run in one threaded pass (one hand-off between threads
 //     instead of one per matrix), each output computed exactly as qmatmul computes it.

@@ -61,6 +61,8 @@ struct GgufOptions {
   std::string output_tensor_type, token_embedding_type;
   std::filesystem::path imatrix;          // importance matrix file (llama.cpp's format), optional
   bool gptq = false;                      // GPTQ's Hessian error feedback into the GGML blocks (calibrated)
+  double target_bpw = 0;                  // > 0: each tensor's type chosen for this size (bits a weight); type
+                                          // must then be empty
 };
 
 // Mixture-of-experts models: how calibration reaches the experts (gptq). routed: each expert's statistics

@@ -3,6 +3,8 @@
 // matrix when given) — or, with --gptq, by the blocks GPTQ rounded (methods/gguf_gptq.cpp).
 #include "core/error.h"
 #include "formats/gguf_model.h"
+#include "formats/gguf_target.h"
+#include "methods/gguf_target_probe.h"
 #include "io/imatrix.h"
 #include "methods/awq.h"
 #include "methods/group_methods.h"
@@ -55,6 +57,45 @@ std::vector<int64_t> file_row_order(const ModelConfig& c, const std::string& hf_
   return order;
 }
 
+// --target-bpw: the importance its error estimates weigh with — the --imatrix file, or with --gptq one
+// computed from the calibration text (as llama-imatrix would: nsamples chunks of seqlen tokens).
+std::optional<ImportanceMatrix> target_importance(const LoadedModel& m, const QuantizeRequest& r) {
+  if (!r.gguf.imatrix.empty()) {
+    ImportanceMatrix im = ImportanceMatrix::load(r.gguf.imatrix);
+    check_imatrix_fits(im, m.config, r.gguf.imatrix.string());
+    return im;
+  }
+  if (!r.gguf.gptq || r.calib.source.empty() || r.calib.source == "self") return std::nullopt;
+  ImatrixOptions o;
+  o.ctx = r.calib.seqlen;
+  o.chunks = r.calib.nsamples;
+  o.device = r.device.device;
+  return compute_imatrix(m, r.calib.source, o);
+}
+
+// The plan of every tensor: llama.cpp's mix rules, or with --target-bpw the measured choice.
+std::vector<PlannedTensor> make_plan(const LoadedModel& m, const QuantizeRequest& r, const GGUFPlanOptions& po,
+                                     double* predicted_bpw = nullptr) {
+  std::vector<PlannedTensor> plan = plan_gguf(m.config, *m.weights, po);
+  if (r.gguf.target_bpw > 0) {
+    const std::optional<ImportanceMatrix> im = target_importance(m, r);
+    TargetOptions t;
+    t.bpw = r.gguf.target_bpw;
+    t.imatrix = im ? &*im : nullptr;
+    t.grid_types_only = r.gguf.gptq;
+    // each tensor's sensitivity, measured on kProbeWindows windows of the calibration text
+    if (r.calib.source.empty() || r.calib.source == "self")
+      fail("--target-bpw measures each tensor's sensitivity on calibration text: pass --calib FILE");
+    constexpr int64_t kProbeWindows = 4;
+    const TargetProbe probe(m, r.calib.source, kProbeWindows, std::min<int64_t>(r.calib.seqlen, 512), t.imatrix);
+    t.probe = [&](const PlannedTensor& p, ggml::GgmlType type) { return probe.kld(p, type); };
+    const double bpw = assign_target_types(m.config, *m.weights, plan, t);
+    if (predicted_bpw) *predicted_bpw = bpw;
+    for (auto& p : plan) p.needs_imatrix = p.needs_imatrix || (ggml::requires_imatrix(p.type) && !im);
+  }
+  return plan;
+}
+
 }  // namespace
 
 void validate_gguf(const QuantizeRequest& r) {
@@ -71,6 +112,12 @@ void validate_gguf(const QuantizeRequest& r) {
     fail("--gptq with --imatrix: GPTQ weighs each block by the Hessians it collects itself; use one or the other");
   if (r.gguf.gptq && (r.gptq.act_order || r.gptq.static_groups))
     fail("--act-order / --static-groups do not apply to gguf --gptq: a GGML block holds contiguous columns");
+  if (r.gguf.target_bpw != 0) {
+    if (!r.gguf.type.empty()) fail("--target-bpw chooses every tensor's type; leave out --type");
+    if (r.gguf.pure) fail("--target-bpw chooses every tensor's type; leave out --pure");
+    if (!(r.gguf.target_bpw >= 1.5 && r.gguf.target_bpw <= 16))
+      fail("--target-bpw {}: expected bits a weight between 1.5 and 16", r.gguf.target_bpw);
+  }
   if (!r.format.empty()) fail("--format applies to --method rtn, gptq and awq; --method gguf writes a GGUF file");
   if (!r.awq.clip) fail("--awq-no-clip applies to --method awq");
   if (!r.awq.duo_scaling && !r.awq.scale_first) fail("--awq-no-duo-scaling applies to --method awq or --awq-scale");
@@ -81,9 +128,10 @@ QuantizePlan plan_gguf_method(const LoadedModel& m, const QuantizeRequest& r) {
   const GGUFMix& mix = find_gguf_mix(po.type);
   QuantizePlan plan;
   plan.method = "gguf";
-  plan.type = std::string(mix.name);
+  const std::vector<PlannedTensor> tensors = make_plan(m, r, po);
+  plan.type = std::string(r.gguf.target_bpw > 0 ? target_label(tensors).name : mix.name);
   int64_t params = 0;
-  for (const auto& p : plan_gguf(m.config, *m.weights, po)) {
+  for (const auto& p : tensors) {
     params += shape_numel(p.shape);
     plan.bytes += p.bytes;
     plan.layers.push_back({p.gguf_name, p.shape, std::string(ggml::type_name(p.type)), 0, 0, p.bytes, p.note});
@@ -96,7 +144,7 @@ QuantizeResult run_gguf(const LoadedModel& model, const QuantizeRequest& r, cons
   const auto t0 = std::chrono::steady_clock::now();
   GGUFPlanOptions po = plan_options(r);
   const GGUFMix& mix = find_gguf_mix(po.type);
-  if (r.gguf.imatrix.empty()) {  // before any work: llama.cpp's rule that the lowest-bit types need an imatrix
+  if (r.gguf.imatrix.empty() && r.gguf.target_bpw == 0) {  // before any work: the lowest-bit types need an imatrix
     for (const auto& p : plan_gguf(model.config, *model.weights, po))
       if (p.needs_imatrix)
         fail("--type {}: tensor {} would be {}, which is written only with an importance matrix: pass --imatrix "
@@ -117,15 +165,16 @@ QuantizeResult run_gguf(const LoadedModel& model, const QuantizeRequest& r, cons
     im = ImportanceMatrix::load(r.gguf.imatrix);
     check_imatrix_fits(*im, m.config, r.gguf.imatrix.string());
   }
-  const auto plan = plan_gguf(m.config, *m.weights, po);
+  const auto plan = make_plan(m, r, po);
+  const GGUFMix& label = r.gguf.target_bpw > 0 ? target_label(plan) : mix;
   int64_t params = 0;
   uint64_t bytes = 0;
   for (const auto& p : plan) params += shape_numel(p.shape), bytes += p.bytes;
   if (!m.config.arch->llama_cpp_runs)
     std::fprintf(stderr, "quantllm: note: llama.cpp has no OPT architecture: this GGUF runs in quantllm only\n");
   GGUFExportOptions eo;
-  eo.mix_name = std::string(mix.name);
-  eo.ftype = mix.ftype;
+  eo.mix_name = std::string(label.name);
+  eo.ftype = label.ftype;
   eo.imatrix = im ? &*im : nullptr;
   eo.overwrite = r.overwrite;
   if (progress) eo.progress = [&](size_t done, size_t total, const std::string& t) { progress(int64_t(done), int64_t(total), t); };
@@ -155,7 +204,7 @@ QuantizeResult run_gguf(const LoadedModel& model, const QuantizeRequest& r, cons
   res.bytes = write_gguf(m, *m.weights, plan, r.out, eo);
   res.out = r.out;
   res.method = "gguf";
-  res.type = std::string(mix.name);
+  res.type = std::string(label.name);
   res.tensors = int64_t(plan.size());
   res.bits_per_weight = 8.0 * double(bytes) / double(params);
   const auto now = std::chrono::steady_clock::now();

@@ -164,6 +164,8 @@ void register_quantize(CLI::App& app, std::vector<std::pair<CLI::App*, Runner>>&
   q->add_option("--imatrix", r.gguf.imatrix, "importance matrix file (GGUF)");
   q->add_flag("--gptq", r.gguf.gptq,
               "GGUF: GPTQ's Hessian error feedback into the GGML blocks (calibrated with --calib; Q2_K-Q8_0, IQ4)");
+  q->add_option("--target-bpw", r.gguf.target_bpw,
+                "GGUF: choose each tensor's type for this many bits a weight (measured error per byte) instead of --type");
   q->add_option("--tensor-type", r.gguf.tensor_types, "GGUF: REGEX=TYPE override (repeatable)");
   q->add_option("--output-tensor-type", r.gguf.output_tensor_type, "GGUF: type of output.weight");
   q->add_option("--token-embedding-type", r.gguf.token_embedding_type, "GGUF: type of token_embd.weight");
@@ -190,6 +192,7 @@ void register_quantize(CLI::App& app, std::vector<std::pair<CLI::App*, Runner>>&
     if (a->no_true_sequential) r.gptq.true_sequential = false;
     if (a->awq_no_clip) r.awq.clip = false;
     if (a->awq_no_duo) r.awq.duo_scaling = false;
+    if (q->count("--target-bpw") && !q->count("--type")) r.gguf.type.clear();  // no mix: the target chooses
     if (q->count("--awq-act-floor") && r.method != "awq" && !r.awq.scale_first)
       throw Error("--awq-act-floor applies to --method awq or --awq-scale");
     r.device.gpu_tf32 = a->gpu_precision != "fp32";
@@ -202,7 +205,9 @@ void register_quantize(CLI::App& app, std::vector<std::pair<CLI::App*, Runner>>&
       return;
     }
     const std::string label =
-        r.method == "gguf" ? fmt::format("gguf {}", r.gguf.type) : fmt::format("{} {}-bit", r.method, r.bits.value_or(4));
+        r.method == "gguf" ? (r.gguf.target_bpw > 0 ? fmt::format("gguf {} bpw", r.gguf.target_bpw)
+                                                    : fmt::format("gguf {}", r.gguf.type))
+                           : fmt::format("{} {}-bit", r.method, r.bits.value_or(4));
     Progress bar(label, 1);
     const QuantizeResult res = quantize(r, bar.callback());
     bar.finish();

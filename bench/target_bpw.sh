@@ -4,7 +4,7 @@
 # mixes are llama.cpp's quantizer byte for byte (tests/quant/ggml_golden_test.cpp; the per-tensor types:
 # bench/llama_quantize_check.sh); ours choose each tensor's type for the size, either rounding as llama.cpp
 # does (variant imatrix) or with GPTQ's error feedback into the blocks (variant gptq: --gptq, calibrated on
-# NSAMPLES windows of 512 tokens of the same text). One `compare` per text over every file: its JSON rows go
+# NSAMPLES windows of 512 tokens of the same text); both measure each tensor's sensitivity on that text. One `compare` per text over every file: its JSON rows go
 # to OUT/target_bpw-MODEL-TEXT.json and its chart (KL divergence against bits a weight) beside them.
 #   bench/target_bpw.sh MODEL_DIR DATA_DIR OUT
 # Env: QUANTLLM (binary), THREADS, KLD_WINDOWS (64), IMATRIX_CHUNKS (128), NSAMPLES (128), WORK (/tmp/target_bpw),
@@ -33,8 +33,9 @@ done
 for v in $variants; do
   for t in $targets; do
     f=$work/quantllm-$t-$v.gguf
-    if [ $v = imatrix ]; then extra=(--imatrix "$imat"); else
-      extra=(--gptq --calib "$data/gutenberg-calib.txt" --nsamples "${NSAMPLES:-128}" --seqlen 512 --seed 0); fi
+    # --calib: the text of the sensitivity probe (both variants) and of GPTQ's calibration
+    extra=(--calib "$data/gutenberg-calib.txt" --nsamples "${NSAMPLES:-128}" --seqlen 512 --seed 0)
+    if [ $v = imatrix ]; then extra+=(--imatrix "$imat"); else extra+=(--gptq); fi
     s0=$(date +%s.%N)
     [ -f "$f" ] || "$bin" quantize --model "$model" --method gguf --target-bpw "$t" "${extra[@]}" --threads "$threads" \
       --out "$f" --force >/dev/null 2>"$work/$t-$v.log"

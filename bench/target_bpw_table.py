@@ -2,8 +2,10 @@
 """Issue 17: the --target-bpw table from bench/target_bpw.sh's compare JSON files.
 
 For each model, target and variant: our file's size and KL divergence on wikitext2 and heldout, next to the
-best llama.cpp named mix of equal or larger size (lowest KL divergence among the mixes with at least our
-bytes), and whether ours is at or below it on both texts.
+best llama.cpp named mix of equal or larger size, and whether ours is at or below it on both texts. "Of equal
+or larger size": the smallest mix with at least our bytes, and any other mix within 5% above that one (mixes
+of about the same size, e.g. Q3_K_S and IQ3_S); the best of them on each text. (Every mix far larger — Q8_0
+at the end — is of course better; the comparison is at the size.)
   bench/target_bpw_table.py OUT_DIR [MODEL ...]
 """
 import json
@@ -34,7 +36,8 @@ def main():
         for k in ours:
             _, target, variant = k.removesuffix(".gguf").split("-")
             b = w[k]["bytes"]
-            bigger = [m for m in mixes if mixes[m]["bytes"] >= b]
+            larger = sorted((m for m in mixes if mixes[m]["bytes"] >= b), key=lambda m: mixes[m]["bytes"])
+            bigger = [m for m in larger if mixes[m]["bytes"] <= 1.05 * mixes[larger[0]]["bytes"]] if larger else []
             if not bigger:
                 print(f"| {model} | {target} | {variant} | {b} | {w[k]['kld']:.5f} / {h[k]['kld']:.5f} | (none larger) | | | | |")
                 continue

@@ -86,8 +86,9 @@ std::vector<PlannedTensor> make_plan(const LoadedModel& m, const QuantizeRequest
     // each tensor's sensitivity, measured on kProbeWindows windows of the calibration text
     if (r.calib.source.empty() || r.calib.source == "self")
       fail("--target-bpw measures each tensor's sensitivity on calibration text: pass --calib FILE");
-    constexpr int64_t kProbeWindows = 4;
-    const TargetProbe probe(m, r.calib.source, kProbeWindows, std::min<int64_t>(r.calib.seqlen, 512), t.imatrix);
+    // at most 4 windows of at most 512 tokens (fewer with a smaller --nsamples / --seqlen)
+    const TargetProbe probe(m, r.calib.source, std::clamp<int64_t>(r.calib.nsamples, 1, 4),
+                            std::clamp<int64_t>(r.calib.seqlen, 16, 512), t.imatrix);
     t.probe = [&](const PlannedTensor& p, ggml::GgmlType type) { return probe.kld(p, type); };
     const double bpw = assign_target_types(m.config, *m.weights, plan, t);
     if (predicted_bpw) *predicted_bpw = bpw;

@@ -20,7 +20,7 @@ def rows(path):
 
 def main():
     out = pathlib.Path(sys.argv[1])
-    models = sys.argv[2:] or sorted({re.sub(r"-(wikitext2|gutenberg)$", "", p.stem[len("target_bpw-"):])
+    models = sys.argv[2:] or sorted({re.sub(r"-(wikitext2-test|gutenberg-heldout)$", "", p.stem[len("target_bpw-"):])
                                      for p in out.glob("target_bpw-*.json")})
     print("| model | target | variant | bytes | KLD wikitext2 / heldout | best llama.cpp mix ≥ size | its bytes "
           "| its KLD wikitext2 / heldout | ours lower by | at or below |")

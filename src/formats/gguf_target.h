@@ -45,8 +45,8 @@ struct TargetOptions {
 std::vector<ggml::GgmlType> target_candidates(int64_t n, const TargetOptions& opt);
 
 // Rewrites the types of `plan` (made by plan_gguf) to meet opt.bpw; notes each choice ("target: Δerr …").
-// Error (one line) when the target is below what the cheapest candidates reach or above what the
-// largest do. Returns the predicted bits a weight of the file.
+// Error (one line) when the target is below what the cheapest candidates reach; above what the largest
+// reach, every tensor gets its largest. Returns the bits a weight of the plan.
 double assign_target_types(const ModelConfig& c, const WeightSource& w, std::vector<PlannedTensor>& plan,
                            const TargetOptions& opt);
 

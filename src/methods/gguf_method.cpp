@@ -57,15 +57,18 @@ std::vector<int64_t> file_row_order(const ModelConfig& c, const std::string& hf_
   return order;
 }
 
-// --target-bpw: the importance its error estimates weigh with — the --imatrix file, or with --gptq one
-// computed from the calibration text (as llama-imatrix would: nsamples chunks of seqlen tokens).
-std::optional<ImportanceMatrix> target_importance(const LoadedModel& m, const QuantizeRequest& r) {
+// --target-bpw: the importance its error estimates weigh with — the --imatrix file (already loaded by the
+// caller, or loaded here), or with --gptq one computed from the calibration text (as llama-imatrix would:
+// nsamples chunks of seqlen tokens).
+std::optional<ImportanceMatrix> target_importance(const LoadedModel& m, const QuantizeRequest& r,
+                                                  const ImportanceMatrix* loaded) {
+  if (loaded) return *loaded;
   if (!r.gguf.imatrix.empty()) {
     ImportanceMatrix im = ImportanceMatrix::load(r.gguf.imatrix);
     check_imatrix_fits(im, m.config, r.gguf.imatrix.string());
     return im;
   }
-  if (!r.gguf.gptq || r.calib.source.empty() || r.calib.source == "self") return std::nullopt;
+  if (!r.gguf.gptq) return std::nullopt;
   ImatrixOptions o;
   o.ctx = r.calib.seqlen;
   o.chunks = r.calib.nsamples;
@@ -75,23 +78,22 @@ std::optional<ImportanceMatrix> target_importance(const LoadedModel& m, const Qu
 
 // The plan of every tensor: llama.cpp's mix rules, or with --target-bpw the measured choice.
 std::vector<PlannedTensor> make_plan(const LoadedModel& m, const QuantizeRequest& r, const GGUFPlanOptions& po,
-                                     double* predicted_bpw = nullptr) {
+                                     const ImportanceMatrix* loaded = nullptr) {
   std::vector<PlannedTensor> plan = plan_gguf(m.config, *m.weights, po);
   if (r.gguf.target_bpw > 0) {
-    const std::optional<ImportanceMatrix> im = target_importance(m, r);
+    if (r.calib.source.empty() || r.calib.source == "self")
+      fail("--target-bpw measures each tensor's sensitivity on calibration text: pass --calib FILE");
+    const std::optional<ImportanceMatrix> im = target_importance(m, r, loaded);
     TargetOptions t;
     t.bpw = r.gguf.target_bpw;
     t.imatrix = im ? &*im : nullptr;
     t.grid_types_only = r.gguf.gptq;
-    // each tensor's sensitivity, measured on kProbeWindows windows of the calibration text
-    if (r.calib.source.empty() || r.calib.source == "self")
-      fail("--target-bpw measures each tensor's sensitivity on calibration text: pass --calib FILE");
-    // at most 4 windows of at most 512 tokens (fewer with a smaller --nsamples / --seqlen)
+    // each tensor's sensitivity on at most 4 windows of at most 512 tokens (fewer with a smaller --nsamples /
+    // --seqlen)
     const TargetProbe probe(m, r.calib.source, std::clamp<int64_t>(r.calib.nsamples, 1, 4),
                             std::clamp<int64_t>(r.calib.seqlen, 16, 512), t.imatrix);
     t.probe = [&](const PlannedTensor& p, ggml::GgmlType type) { return probe.kld(p, type); };
-    const double bpw = assign_target_types(m.config, *m.weights, plan, t);
-    if (predicted_bpw) *predicted_bpw = bpw;
+    assign_target_types(m.config, *m.weights, plan, t);
     for (auto& p : plan) p.needs_imatrix = p.needs_imatrix || (ggml::requires_imatrix(p.type) && !im);
   }
   return plan;
@@ -166,7 +168,7 @@ QuantizeResult run_gguf(const LoadedModel& model, const QuantizeRequest& r, cons
     im = ImportanceMatrix::load(r.gguf.imatrix);
     check_imatrix_fits(*im, m.config, r.gguf.imatrix.string());
   }
-  const auto plan = make_plan(m, r, po);
+  const auto plan = make_plan(m, r, po, im ? &*im : nullptr);
   const GGUFMix& label = r.gguf.target_bpw > 0 ? target_label(plan) : mix;
   int64_t params = 0;
   uint64_t bytes = 0;

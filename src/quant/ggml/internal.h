@@ -21,6 +21,7 @@
 #include "core/dtype.h"
 #include "quant/ggml/blocks.h"
 
+#include <cmath>
 #include <cstdint>
 #include <cstring>
 
@@ -28,6 +29,18 @@ namespace quantllm::ggml::detail {
 
 // Below this a group's largest |x| counts as zero (llama.cpp's GROUP_MAX_EPS).
 inline constexpr float kGroupMaxEps = 1e-15f;
+
+// Σ x² of n values, summed in order in fp32 (the row statistic the imatrix fits start from).
+inline float sum_squares(const float* x, int n) {
+  float s = 0;
+  for (int i = 0; i < n; ++i) s += x[i] * x[i];
+  return s;
+}
+
+// llama.cpp's fit weights of n weights: imatrix · sqrt(sigma2 + x²), or x² without an imatrix (qw null).
+inline void fit_weights(const float* x, const float* qw, float sigma2, int n, float* w) {
+  for (int i = 0; i < n; ++i) w[i] = qw ? qw[i] * std::sqrt(sigma2 + x[i] * x[i]) : x[i] * x[i];
+}
 
 // fp32 -> fp16 as ggml's software conversion does it: round to nearest even, overflow to inf, and
 // every NaN to the canonical quiet NaN 0x7e00 (with the sign kept).

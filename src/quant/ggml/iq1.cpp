@@ -69,20 +69,7 @@ float abs_max(const float* x, int n) {
 }
 
 // 2 · mean x² of a super-block.
-float sigma2_of(const float* x) {
-  float s = 0;
-  for (int j = 0; j < kQK_K; ++j) s += x[j] * x[j];
-  return 2 * s / float(kQK_K);
-}
-
-// Fit weights of n weights: imatrix · sqrt(sigma2 + x²), or x² without an imatrix.
-void fit_weights(const float* x, const float* qw, float sigma2, int n, float* w) {
-  if (qw) {
-    for (int j = 0; j < n; ++j) w[j] = qw[j] * std::sqrt(sigma2 + x[j] * x[j]);
-  } else {
-    for (int j = 0; j < n; ++j) w[j] = x[j] * x[j];
-  }
-}
+float sigma2_of(const float* x) { return 2 * sum_squares(x, kQK_K) / float(kQK_K); }
 
 // ---- grid points --------------------------------------------------------------------------------
 

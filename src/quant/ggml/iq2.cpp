@@ -28,17 +28,6 @@ constexpr float kIq2sMaxEps = 1e-8f;  // IQ2_S's own "all zero" threshold (llama
 
 // ---- shared pieces of the three quantizers --------------------------------------------------------
 
-// Per-weight fit weights of one sub-block: imatrix * sqrt(sigma2 + x^2).
-void imatrix_weights(const float* x, const float* qw, float sigma2, int n, float* w) {
-  for (int i = 0; i < n; ++i) w[i] = qw[i] * std::sqrt(sigma2 + x[i] * x[i]);
-}
-
-float sum_squares(const float* x, int n) {
-  float s = 0;
-  for (int i = 0; i < n; ++i) s += x[i] * x[i];
-  return s;
-}
-
 // |x| of `groups` runs of 8 into xval, the signs into signs[k] (bit i: weight i negative). With
 // `even`, a group with an odd number of minus signs gives its least important weight (smallest
 // w x^2, the first of equals) the wrong sign, stored in xval as a negative value, and the pattern
@@ -101,17 +90,6 @@ bool round_group(const Lattice& lat, const float* xval, const float* waux, float
   if (lat.point(u) >= 0) return true;
   lat.best_neighbour(u, xval, waux, scale, L);
   return false;
-}
-
-// Σ w x q and Σ w q² of n weights at positions q = 2·level + 1.
-void fit_sums(const int8_t* L, const float* xval, const float* w, int n, float& sumqx, float& sumq2) {
-  sumqx = 0;
-  sumq2 = 0;
-  for (int i = 0; i < n; ++i) {
-    const float q = float(2 * L[i] + 1);
-    sumqx += w[i] * xval[i] * q;
-    sumq2 += w[i] * q * q;
-  }
 }
 
 // One sub-block of `groups` runs of 8, as the quantizers see it.
@@ -234,7 +212,7 @@ void quantize_row_iq2_xxs(const float* x, void* dst, int64_t n, const float* ima
     float max_scale = 0;
     for (int ib = 0; ib < kQK_K / 32; ++ib) {
       const float* xb = x + 32 * ib;
-      imatrix_weights(xb, imatrix + ibl * kQK_K + 32 * ib, sigma2, 32, w);
+      fit_weights(xb, imatrix + ibl * kQK_K + 32 * ib, sigma2, 32, w);
       for (int i = 0; i < 32; ++i) waux[i] = std::sqrt(w[i]);
       split_signs(xb, w, 4, true, xval, signs);
       scales[ib] = 0;
@@ -302,7 +280,7 @@ void quantize_row_iq2_xs(const float* x, void* dst, int64_t n, const float* imat
     const float sigma2 = sum_squares(x, kQK_K) / float(kQK_K);
     for (int ib = 0; ib < kQK_K / 16; ++ib) {
       const float* xb = x + 16 * ib;
-      imatrix_weights(xb, imatrix + ibl * kQK_K + 16 * ib, sigma2, 16, w);
+      fit_weights(xb, imatrix + ibl * kQK_K + 16 * ib, sigma2, 16, w);
       for (int i = 0; i < 16; ++i) waux[i] = std::sqrt(w[i]);
       split_signs(xb, w, 2, true, xval, signs);
       const float max = max_of(xval, 16);
@@ -354,7 +332,7 @@ void quantize_row_iq2_s(const float* x, void* dst, int64_t n, const float* imatr
     for (int ib = 0; ib < kQK_K / 16; ++ib) {
       const float* xb = x + 16 * ib;
       if (imatrix) {
-        imatrix_weights(xb, imatrix + ibl * kQK_K + 16 * ib, sigma2, 16, w);
+        fit_weights(xb, imatrix + ibl * kQK_K + 16 * ib, sigma2, 16, w);
       } else {
         for (int i = 0; i < 16; ++i) w[i] = 0.25f * sigma2 + xb[i] * xb[i];
       }

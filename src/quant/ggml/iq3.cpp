@@ -74,21 +74,7 @@ bool quad_to_grid(const Lattice& lat, const float* xval, const float* waux, floa
   return false;
 }
 
-// Σ w·x·q and Σ w·q² over the group, q = 2·L + 1, in index order.
-void fit_sums(const float* w, const float* xval, const int8_t* L, float& sumqx, float& sumq2) {
-  sumqx = 0;
-  sumq2 = 0;
-  for (int i = 0; i < kGroup; ++i) {
-    const float q = float(2 * L[i] + 1);
-    sumqx += w[i] * xval[i] * q;
-    sumq2 += w[i] * q * q;
-  }
-}
 
-// Fit weights: imatrix · sqrt(sigma2 + x²), or x² without an imatrix.
-void group_weights(const float* x, const float* qw, float sigma2, float* w) {
-  for (int i = 0; i < kGroup; ++i) w[i] = qw ? qw[i] * std::sqrt(sigma2 + x[i] * x[i]) : x[i] * x[i];
-}
 
 // Absolute values and sign bits. With even_signs an odd count of negatives is made even by flipping
 // the weight of least w·x² (the first of equals): its xval turns negative and its bit toggles.
@@ -128,7 +114,7 @@ void split_signs(const Variant& v, const float* x, const float* w, float* xval, 
 Group quantize_group(const Variant& v, const Lattice& lat, const float* x, const float* qw, float sigma2) {
   Group g;
   float w[kGroup], waux[kGroup], xval[kGroup];
-  group_weights(x, qw, sigma2, w);
+  fit_weights(x, qw, sigma2, kGroup, w);
   for (int i = 0; i < kGroup; ++i) waux[i] = std::sqrt(w[i]);
   split_signs(v, x, w, xval, g.signs);
   float max = xval[0];
@@ -147,7 +133,7 @@ Group quantize_group(const Variant& v, const Lattice& lat, const float* x, const
     for (int k = 0; k < kQuads; ++k)
       on_grid_aux[k] = quad_to_grid(lat, xval + 4 * k, waux + 4 * k, id, this_scale, Laux + 4 * k);
     float sumqx, sumq2;
-    fit_sums(w, xval, Laux, sumqx, sumq2);
+    fit_sums(Laux, xval, w, kGroup, sumqx, sumq2);
     if (sumq2 > 0 && sumqx * sumqx > best * sumq2) {
       scale = sumqx / sumq2;
       best = scale * sumqx;
@@ -164,7 +150,7 @@ Group quantize_group(const Variant& v, const Lattice& lat, const float* x, const
     for (int k = 0; k < kQuads; ++k)
       if (v.refine_all || !on_grid[k]) quad_to_grid(lat, xval + 4 * k, waux + 4 * k, id, scale, L + 4 * k);
     float sumqx, sumq2;
-    fit_sums(w, xval, L, sumqx, sumq2);
+    fit_sums(L, xval, w, kGroup, sumqx, sumq2);
     if (sumq2 > 0) scale = sumqx / sumq2;
   }
   // A negative scale (possible only in principle) is stored positive with every sign flipped.
@@ -203,11 +189,7 @@ bool super_scale(const Variant& v, const float* scales, uint16_t& d16, int* scal
   return true;
 }
 
-float sigma2_of(const float* x) {
-  float s = 0;
-  for (int i = 0; i < kQK_K; ++i) s += x[i] * x[i];
-  return 2 * s / kQK_K;
-}
+float sigma2_of(const float* x) { return 2 * sum_squares(x, kQK_K) / float(kQK_K); }
 
 void put_u32(uint8_t* p, uint32_t v) {
   for (int i = 0; i < 4; ++i) p[i] = uint8_t(v >> (8 * i));

@@ -82,6 +82,16 @@ int Lattice::best_neighbour(uint32_t code, const float* xval, const float* weigh
   return best_k;
 }
 
+void fit_sums(const int8_t* L, const float* xval, const float* w, int n, float& sumqx, float& sumq2) {
+  sumqx = 0;
+  sumq2 = 0;
+  for (int i = 0; i < n; ++i) {
+    const float q = float(2 * L[i] + 1);
+    sumqx += w[i] * xval[i] * q;
+    sumq2 += w[i] * q * q;
+  }
+}
+
 const Lattice& lattice(GgmlType type) {
   switch (type) {
     case GgmlType::IQ2_XXS: {

@@ -36,6 +36,10 @@ struct Lattice {
   int best_neighbour(uint32_t code, const float* xval, const float* weight, float scale, int8_t* L) const;
 };
 
+// Σ w·x·q and Σ w·q² of n weights at positions q = 2·L + 1, summed in index order (the least-squares
+// scale of a choice of points is sumqx / sumq2).
+void fit_sums(const int8_t* L, const float* xval, const float* w, int n, float& sumqx, float& sumq2);
+
 // The lattice of an IQ type's codebook (IQ1_S and IQ1_M share one).
 const Lattice& lattice(GgmlType type);
 

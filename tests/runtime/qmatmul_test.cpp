@@ -164,6 +164,33 @@ TEST(Kernels, FloatFormatsManyRowsMatchTheExactProduct) {
   }
 }
 
+namespace {
+
+// y = x · Wᵀ of T activation rows against the fp32 product of the dequantized matrix: within the 8-bit
+// activation rounding's worst case Σ|w|·(d_b/2·(1 + 2⁻¹⁴) + 2⁻²¹|x|) plus the order bound of the fp32 chain.
+void expect_within_activation_bound(const Case& c, const Matrix& mat, const std::vector<float>& x, int64_t T,
+                                    const std::vector<float>& y, const std::string& where) {
+  const int64_t out = mat.m.rows, in = mat.m.cols;
+  for (int64_t t = 0; t < T; ++t) {
+    const std::vector<float> xt(x.begin() + t * in, x.begin() + (t + 1) * in);
+    const SpecAct s = spec_quantize(xt);
+    for (int64_t r = 0; r < out; ++r) {
+      double exact = 0, act = 0, mag = 0;
+      for (int64_t j = 0; j < in; ++j) {
+        const double w = mat.w[size_t(r * in + j)];
+        exact += w * xt[size_t(j)];
+        act += std::fabs(w) * (s.d[size_t(j / kActBlock)] / 2 * (1 + 0x1p-14) + 0x1p-21 * std::fabs(xt[size_t(j)]));
+        mag += (std::fabs(w) + 2 * offset_of(c.format, mat.bytes.data() + r * mat.m.row_bytes, j)) *
+               std::fabs(xt[size_t(j)]) * 1.01;
+      }
+      EXPECT_LE(std::fabs(y[size_t(t * out + r)] - exact), act + double(in + 19) * kU * mag)
+          << ggml::type_name(c.format) << " " << where << " t " << t << " r " << r;
+    }
+  }
+}
+
+}  // namespace
+
 // The prompt path of every integer format through qmatmul (13 rows: tiles at every level, the exact
 // fp32 tiles at AVX-512) against the fp32 product of the dequantized matrix, within the activation
 // rounding's worst case (zero for the exact tiles) plus the order bound of the longer fp32 chain.
@@ -173,7 +200,6 @@ TEST(Kernels, IntegerFormatsManyRowsMatchTheDequantizedProduct) {
     if (float_acts(c.format)) continue;
     const Matrix mat = make_matrix(c, out, in, 61);
     const QMatrix& m = mat.m;
-    const std::vector<float>& wd = mat.w;
     const auto x = gaussian(T * in, 67);
     // every level, and at AVX-512 both prompt paths where the CPU has bf16 (fp32 tiles, bf16 tiles:
     // the bf16 rounding, ≤ 2⁻⁸|x|, is within the 8-bit worst case used here: d/2 ≥ |x|/254)
@@ -185,21 +211,8 @@ TEST(Kernels, IntegerFormatsManyRowsMatchTheDequantizedProduct) {
       set_bf16_enabled(bf16);
       std::vector<float> y(static_cast<size_t>(T * out));
       qmatmul(m, x.data(), T, y.data(), nullptr);
-      for (int64_t t = 0; t < T; ++t) {
-        const std::vector<float> xt(x.begin() + t * in, x.begin() + (t + 1) * in);
-        const SpecAct s = spec_quantize(xt);
-        for (int64_t r = 0; r < out; ++r) {
-          double exact = 0, act = 0, mag = 0;
-          for (int64_t j = 0; j < in; ++j) {
-            const double w = wd[size_t(r * in + j)];
-            exact += w * xt[size_t(j)];
-            act += std::fabs(w) * (s.d[size_t(j / kActBlock)] / 2 * (1 + 0x1p-14) + 0x1p-21 * std::fabs(xt[size_t(j)]));
-            mag += (std::fabs(w) + 2 * offset_of(c.format, mat.bytes.data() + r * m.row_bytes, j)) * std::fabs(xt[size_t(j)]) * 1.01;
-          }
-          EXPECT_LE(std::fabs(y[size_t(t * out + r)] - exact), act + double(in + 19) * kU * mag)
-              << ggml::type_name(c.format) << " " << isa_name(isa) << (bf16 ? " bf16" : "") << " t " << t << " r " << r;
-        }
-      }
+      expect_within_activation_bound(c, mat, x, T, y,
+                                     std::string(isa_name(isa)) + (bf16 ? " bf16" : ""));
     }
     set_isa(detected_isa());
     set_bf16_enabled(true);
@@ -220,22 +233,7 @@ TEST(Kernels, RowsOfAnOddNumberOfBlocksMatchTheDequantizedProduct) {
         set_isa(isa);
         std::vector<float> y(static_cast<size_t>(T * out));
         qmatmul(mat.m, x.data(), T, y.data(), nullptr);
-        for (int64_t t = 0; t < T; ++t) {
-          const std::vector<float> xt(x.begin() + t * in, x.begin() + (t + 1) * in);
-          const SpecAct s = spec_quantize(xt);
-          for (int64_t r = 0; r < out; ++r) {
-            double exact = 0, act = 0, mag = 0;
-            for (int64_t j = 0; j < in; ++j) {
-              const double w = mat.w[size_t(r * in + j)];
-              exact += w * xt[size_t(j)];
-              act += std::fabs(w) * (s.d[size_t(j / kActBlock)] / 2 * (1 + 0x1p-14) + 0x1p-21 * std::fabs(xt[size_t(j)]));
-              mag += (std::fabs(w) + 2 * offset_of(c.format, mat.bytes.data() + r * mat.m.row_bytes, j)) *
-                     std::fabs(xt[size_t(j)]) * 1.01;
-            }
-            EXPECT_LE(std::fabs(y[size_t(t * out + r)] - exact), act + double(in + 19) * kU * mag)
-                << ggml::type_name(c.format) << " " << isa_name(isa) << " T " << T << " t " << t << " r " << r;
-          }
-        }
+        expect_within_activation_bound(c, mat, x, T, y, std::string(isa_name(isa)) + " T " + std::to_string(T));
       }
       set_isa(detected_isa());
     }

@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # On the GPU machine (through the device tool, with .devcarry from bench/device/pack.py carried):
 # unpacks the build and data, then runs the named stages, writing logs and results under $OUT.
-#   tests     test_cuda (GPU against CPU), the backend suite on the GPU (test_methods Devices/*cuda*:
-#             against the naive forward), then the kernel tests again under compute-sanitizer
+#   tests     test_cuda (GPU against CPU; CUDA_TESTS: a gtest filter), the backend suite on the GPU (test_methods
+#             Devices/*cuda*: against the naive forward), then the kernel tests again under compute-sanitizer
+#             (QUICK=1: test_cuda only)
 #   ref M     GPTQ w4/w3 and AWQ w4 on reference model M (reference settings) on the GPU, fp32 and tf32
 #             products, each evaluated on the GPU (all windows, wikitext-2 and heldout); the base model too
 #   smoke     a 2-block Llama-2-7B-shaped checkpoint: GPTQ and AWQ with 128 × 2048 calibration tokens
@@ -59,9 +60,10 @@ nvidia-smi --query-gpu=name,memory.total,driver_version,clocks.sm,clocks.mem --f
 echo "run: setup $(( $(date +%s) - t0 ))s"
 
 stage_tests() {
-  timeout 200 "${PRE[@]}" $D/bin/test_cuda > "$OUT/test_cuda.log" 2>&1
+  timeout 200 "${PRE[@]}" $D/bin/test_cuda --gtest_filter="${CUDA_TESTS:-*}" > "$OUT/test_cuda.log" 2>&1
   echo "run: test_cuda rc=$? $(grep -E '^\[  (PASSED|FAILED)' "$OUT/test_cuda.log" | tr '\n' ' ')"
   grep -E "FAILED|Failure|rror" "$OUT/test_cuda.log" | head -30
+  [ "${QUICK:-0}" = 1 ] && return  # test_cuda only
   timeout 120 "${PRE[@]}" $D/bin/test_methods --gtest_filter='Devices/*cuda*' > "$OUT/test_backend.log" 2>&1
   echo "run: backend suite on cuda rc=$? $(grep -E '^\[  (PASSED|FAILED|SKIPPED)' "$OUT/test_backend.log" | tr '\n' ' ')"
   grep -E "FAILED|Failure" -A4 "$OUT/test_backend.log" | head -30

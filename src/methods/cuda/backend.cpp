@@ -49,6 +49,7 @@ CudaBackend::CudaBackend(const LoadedModel& model, const CalibWindows& windows, 
          "calibration activations"),
       ops_(ctx_, model.config, windows.seqlen, o.gpu_bf16 ? Math::BF16 : math_),
       loader_(model, true) {
+  loader_.prefetch(0);  // every driver starts at block 0: its weights are read (or generated) while embedding
   print_gpu_plan(ctx_, plan_, o);
   cw_ = plan_.chunk_windows;
   const int64_t crow = cw_ * T_;
@@ -66,6 +67,9 @@ void CudaBackend::load_block(int layer, bool check_finite) {
   w_ = loader_.take(layer, check_finite);
   clock_.mark("load weights");
   try {
+    profile_start(ctx_);
+    dw_ = DeviceBlock{};  // the previous block's matrices go back first
+    profile_mark(ctx_, "upload: free previous");
     dw_ = upload_block(ctx_, w_);
     ops_.bind(*spec_, dw_);
     ctx_.sync();
@@ -316,6 +320,7 @@ double CudaBackend::sum_sq(const float* a, const float* b, int64_t n) {
 void CudaBackend::finish() {
   std::fprintf(stderr, "quantllm: GPU time: %s; peak GPU memory %.2f GiB\n", clock_.report().c_str(),
                double(device_peak_bytes()) / (1024.0 * 1024.0 * 1024.0));
+  if (profiling()) std::fprintf(stderr, "quantllm: GPU profile: %s\n", profile_report().c_str());
 }
 
 }  // namespace cuda

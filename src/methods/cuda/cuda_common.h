@@ -23,6 +23,8 @@ class BlockPrefetcher {
   BlockPrefetcher(const LoadedModel& model, bool check_finite) : model_(model), check_(check_finite) {}
   ~BlockPrefetcher();
   BlockWeights take(int layer, bool check_this = true);
+  // Starts loading `layer` on the host thread now (take(layer) collects it); nothing if one is pending.
+  void prefetch(int layer);
   static void unpin(BlockWeights& w);
 
  private:

@@ -8,11 +8,29 @@
 
 #include <algorithm>
 #include <atomic>
+#include <chrono>
+#include <cstdlib>
+#include <mutex>
 
 namespace quantllm::cuda {
 
 namespace {
 std::atomic<size_t> g_in_use{0}, g_peak{0};
+
+double seconds_since(std::chrono::steady_clock::time_point t0) {
+  return std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+}
+
+// QUANTLLM_GPU_PROFILE=1: named steps' wall times (each step's end synchronizes the stream).
+struct Profile {
+  std::mutex m;
+  std::vector<std::pair<std::string, std::pair<double, int64_t>>> totals;  // name → (seconds, count)
+  std::chrono::steady_clock::time_point last = std::chrono::steady_clock::now();
+};
+Profile& the_profile() {
+  static Profile p;
+  return p;
+}
 
 constexpr double kMiB = 1024.0 * 1024.0;
 
@@ -35,9 +53,54 @@ void cublas_failed(cublasStatus_t status, const char* call, const char* file, in
   cuda_failed(cuda_libs().blas_status_string(status), call, file, line);
 }
 
+// Device memory comes from the device's stream-ordered pool (cudaMallocAsync), which keeps freed blocks
+// for the next request instead of returning them to the driver: a run allocates and frees the same few
+// large buffers (a Hessian's factor, a layer's weights) for every block, and cudaMalloc/cudaFree of
+// hundreds of MB each cost milliseconds and a device-wide synchronization. Blocks are allocated and
+// freed in the legacy default stream's order; every kernel, copy and library call runs on a context's
+// one stream, in submission order, so a block reused by a later allocation is only touched by work
+// queued after the earlier owner's. QUANTLLM_GPU_POOL=0 falls back to cudaMalloc/cudaFree.
+bool use_pool() {
+  static const bool on = [] {
+    const char* e = std::getenv("QUANTLLM_GPU_POOL");
+    if (e && std::string(e) == "0") return false;
+    int dev = 0, supported = 0;
+    if (cudaGetDevice(&dev) != cudaSuccess ||
+        cudaDeviceGetAttribute(&supported, cudaDevAttrMemoryPoolsSupported, dev) != cudaSuccess || !supported) {
+      (void)cudaGetLastError();
+      return false;
+    }
+    cudaMemPool_t pool = nullptr;
+    if (cudaDeviceGetDefaultMemPool(&pool, dev) != cudaSuccess) {
+      (void)cudaGetLastError();
+      return false;
+    }
+    uint64_t keep = UINT64_MAX;  // never hand memory back at synchronizations; trim_pool does when asked
+    (void)cudaMemPoolSetAttribute(pool, cudaMemPoolAttrReleaseThreshold, &keep);
+    return true;
+  }();
+  return on;
+}
+
+// Returns the pool's unused blocks to the driver (after the device is idle).
+void trim_pool() {
+  if (!use_pool()) return;
+  int dev = 0;
+  cudaMemPool_t pool = nullptr;
+  if (cudaDeviceSynchronize() != cudaSuccess || cudaGetDevice(&dev) != cudaSuccess ||
+      cudaDeviceGetDefaultMemPool(&pool, dev) != cudaSuccess || cudaMemPoolTrimTo(pool, 0) != cudaSuccess)
+    (void)cudaGetLastError();
+}
+
 void* device_alloc(size_t bytes, const char* what) {
+  const auto t0 = std::chrono::steady_clock::now();
   void* p = nullptr;
-  const cudaError_t e = cudaMalloc(&p, bytes);
+  cudaError_t e = use_pool() ? cudaMallocAsync(&p, bytes, nullptr) : cudaMalloc(&p, bytes);
+  if (e != cudaSuccess && use_pool()) {  // the pool's spare blocks may be what is missing: hand them back, once
+    (void)cudaGetLastError();
+    trim_pool();
+    e = cudaMallocAsync(&p, bytes, nullptr);
+  }
   if (e != cudaSuccess) {
     (void)cudaGetLastError();  // clear the sticky-free error state of a failed allocation
     size_t free_b = 0, total_b = 0;
@@ -47,6 +110,7 @@ void* device_alloc(size_t bytes, const char* what) {
                             what, double(bytes) / kMiB, double(g_in_use.load()) / kMiB, double(free_b) / kMiB,
                             double(total_b) / kMiB));
   }
+  if (profiling()) profile_add("device_alloc", seconds_since(t0));
   const size_t now = g_in_use.fetch_add(bytes) + bytes;
   size_t peak = g_peak.load();
   while (now > peak && !g_peak.compare_exchange_weak(peak, now)) {
@@ -56,8 +120,63 @@ void* device_alloc(size_t bytes, const char* what) {
 
 void device_free(void* p, size_t bytes) {
   if (!p) return;
-  cudaFree(p);  // errors here would only come from a broken context: nothing left to do about them
+  const auto t0 = std::chrono::steady_clock::now();
+  // Errors here would only come from a broken context: nothing left to do about them.
+  if (use_pool())
+    (void)cudaFreeAsync(p, nullptr);
+  else
+    cudaFree(p);
+  if (profiling()) profile_add("device_free", seconds_since(t0));
   g_in_use.fetch_sub(bytes);
+}
+
+bool profiling() {
+  static const bool on = [] {
+    const char* e = std::getenv("QUANTLLM_GPU_PROFILE");
+    return e && *e && std::string(e) != "0";
+  }();
+  return on;
+}
+
+void profile_add(const char* step, double seconds) {
+  Profile& p = the_profile();
+  std::lock_guard<std::mutex> lock(p.m);
+  for (auto& [name, v] : p.totals)
+    if (name == step) {
+      v.first += seconds, ++v.second;
+      return;
+    }
+  p.totals.push_back({step, {seconds, 1}});
+}
+
+void profile_start(const Context& ctx) {
+  if (!profiling()) return;
+  ctx.sync();
+  Profile& p = the_profile();
+  std::lock_guard<std::mutex> lock(p.m);
+  p.last = std::chrono::steady_clock::now();
+}
+
+void profile_mark(const Context& ctx, const char* step) {
+  if (!profiling()) return;
+  ctx.sync();
+  const auto now = std::chrono::steady_clock::now();
+  double s = 0.0;
+  {
+    Profile& p = the_profile();
+    std::lock_guard<std::mutex> lock(p.m);
+    s = std::chrono::duration<double>(now - p.last).count();
+    p.last = now;
+  }
+  profile_add(step, s);
+}
+
+std::string profile_report() {
+  Profile& p = the_profile();
+  std::lock_guard<std::mutex> lock(p.m);
+  std::string r;
+  for (const auto& [name, v] : p.totals) r += fmt::format("{}{} {:.3f}s/{}", r.empty() ? "" : ", ", name, v.first, v.second);
+  return r;
 }
 
 size_t device_bytes_in_use() { return g_in_use.load(); }
@@ -98,6 +217,7 @@ Context::~Context() {
 }
 
 size_t Context::free_memory() const {
+  trim_pool();  // blocks the pool keeps for reuse are free to plan with
   size_t free_b = 0, total_b = 0;
   QL_CUDA(cudaMemGetInfo(&free_b, &total_b));
   return free_b;

@@ -28,6 +28,16 @@ size_t device_bytes_in_use();
 size_t device_peak_bytes();
 void reset_device_peak();
 
+class Context;
+// QUANTLLM_GPU_PROFILE=1: wall time of named steps, for finding where a run's GPU phases go.
+// profile_start synchronizes and starts the clock; profile_mark synchronizes and adds the time since the
+// last start or mark to `step`; both do nothing (no synchronization) unless profiling.
+bool profiling();
+void profile_start(const Context& ctx);
+void profile_mark(const Context& ctx, const char* step);
+void profile_add(const char* step, double seconds);
+std::string profile_report();  // "step 1.234s/count, …"
+
 template <typename T>
 class DeviceArray {
  public:

@@ -7,7 +7,9 @@
 #include <algorithm>
 #include <chrono>
 #include <cmath>
+#include <cstdlib>
 #include <numeric>
+#include <string>
 
 namespace quantllm::cuda {
 
@@ -36,10 +38,24 @@ int64_t batch_width(int64_t gs, bool dynamic_groups) {
 // M = J H J = L Lᵀ gives H = V Vᵀ for the upper triangular V = J L J, so H⁻¹ = V⁻ᵀV⁻¹ and U = V⁻¹ = J L⁻¹ J:
 // the (unique) upper Cholesky factor of H⁻¹. cuSOLVER works column-major: the lower factor of the
 // symmetric M is L itself.
+//
+// L⁻¹ comes from cuSOLVER's trtri, or (QUANTLLM_GPU_INVERSE=trsm) from cuBLAS's triangular solve
+// L X = I a slab of kSlab columns at a time: columns [j0, j0 + w) of L⁻¹ are zero above row j0 and
+// solve L[j0:, j0:] X = I[j0:, j0:j0+w], so each slab needs only (n − j0) × w of workspace.
+constexpr int64_t kSlab = 2048;
+
+bool use_trsm() {
+  static const bool on = [] {
+    const char* e = std::getenv("QUANTLLM_GPU_INVERSE");
+    return e && std::string(e) == "trsm";
+  }();
+  return on;
+}
+
 struct Solver {
   const Context& ctx;
   int64_t n;
-  DeviceArray<double> work;
+  DeviceArray<double> work, slab;
   DeviceArray<char> trtri_work;
   std::vector<char> trtri_host;
   DeviceArray<int> info{1, "cuSOLVER info"};
@@ -47,21 +63,44 @@ struct Solver {
     int lw = 0;
     QL_CUSOLVER(cuda_libs().potrf_buffer_size(ctx.solver(), CUBLAS_FILL_MODE_LOWER, int(n), a, int(n), &lw));
     work = DeviceArray<double>(std::max(1, lw), "cuSOLVER workspace");
+    if (use_trsm()) {
+      slab = DeviceArray<double>(n * std::min(n, kSlab), "triangular inverse slab");
+      return;
+    }
     size_t dev = 0, host = 0;
     QL_CUSOLVER(cuda_libs().trtri_buffer_size(ctx.solver(), CUBLAS_FILL_MODE_LOWER, CUBLAS_DIAG_NON_UNIT, n, CUDA_R_64F, a,
                                               n, &dev, &host));
     trtri_work = DeviceArray<char>(int64_t(std::max<size_t>(1, dev)), "cuSOLVER workspace");
     trtri_host.resize(std::max<size_t>(1, host));
   }
-  // m: J H J on entry; on success its lower triangle holds L⁻¹.
-  bool factor_and_invert(double* m) {
+  // m: J H J on entry (destroyed). On success hinv holds U = J L⁻¹ J in fp32, every entry finite.
+  bool factor_and_invert(double* m, float* hinv) {
     QL_CUSOLVER(cuda_libs().potrf(ctx.solver(), CUBLAS_FILL_MODE_LOWER, int(n), m, int(n), work.data(), int(work.size()),
                                   info.data()));
     if (to_host(ctx, info.data(), 1)[0] != 0) return false;
-    QL_CUSOLVER(cuda_libs().trtri(ctx.solver(), CUBLAS_FILL_MODE_LOWER, CUBLAS_DIAG_NON_UNIT, n, CUDA_R_64F, m, n,
-                                  trtri_work.data(), size_t(trtri_work.size()), trtri_host.data(), trtri_host.size(),
-                                  info.data()));
-    return to_host(ctx, info.data(), 1)[0] == 0;
+    profile_mark(ctx, "chol: potrf");
+    DeviceArray<int32_t> bad(1, "flag");
+    QL_CUDA(cudaMemsetAsync(bad.data(), 0, sizeof(int32_t), ctx.stream()));
+    if (use_trsm()) {
+      QL_CUDA(cudaMemsetAsync(hinv, 0, size_t(n * n) * sizeof(float), ctx.stream()));  // U's zeros below its diagonal
+      const double one = 1.0;
+      for (int64_t j0 = 0; j0 < n; j0 += kSlab) {
+        const int64_t w = std::min(kSlab, n - j0), rows = n - j0;
+        k::identity_slab(slab.data(), rows, w, ctx.stream());
+        QL_CUBLAS(cuda_libs().trsm(ctx.blas(), CUBLAS_SIDE_LEFT, CUBLAS_FILL_MODE_LOWER, CUBLAS_OP_N, CUBLAS_DIAG_NON_UNIT,
+                                   int(rows), int(w), &one, m + j0 * n + j0, int(n), slab.data(), int(rows)));
+        k::scatter_inverse_slab(slab.data(), n, j0, w, hinv, bad.data(), ctx.stream());
+      }
+    } else {
+      QL_CUSOLVER(cuda_libs().trtri(ctx.solver(), CUBLAS_FILL_MODE_LOWER, CUBLAS_DIAG_NON_UNIT, n, CUDA_R_64F, m, n,
+                                    trtri_work.data(), size_t(trtri_work.size()), trtri_host.data(), trtri_host.size(),
+                                    info.data()));
+      if (to_host(ctx, info.data(), 1)[0] != 0) return false;
+      k::reversed_lower_to_upper_f32(m, n, hinv, bad.data(), ctx.stream());
+    }
+    const bool ok = to_host(ctx, bad.data(), 1)[0] == 0;
+    profile_mark(ctx, "chol: inverse");
+    return ok;
   }
 };
 
@@ -98,6 +137,7 @@ DeviceHessian DeviceHessian::from_host(const Context& ctx, const std::vector<dou
 void DeviceHessian::add(const Context& ctx, const float* x, int64_t rows, Math math, HessianScratch& scratch) {
   if (rows == 0) return;
   QL_ASSERT(!mirrored_, "Hessian rows added after it was completed");
+  profile_mark(ctx, "hessian: work queued before an add (forward)");
   scratch.product.reserve(in_ * in_, "Hessian chunk");
   if (math == Math::BF16) {  // the chunk rounded to bf16 once; products exact in fp32, summed in fp32
     scratch.bf16.reserve(rows * in_, "Hessian chunk (bf16)");
@@ -115,8 +155,10 @@ void DeviceHessian::add(const Context& ctx, const float* x, int64_t rows, Math m
     else
       ctx.gemm(true, false, in_ - c0, nc, rows, 1.0f, x + c0, in_, x + c0, in_, 0.0f, c, in_, math);
   }
+  profile_mark(ctx, "hessian: products");
   k::accumulate_f64_lower_tiles(sum_.data(), scratch.product.data(), in_, t, ctx.stream());
   rows_ += rows;
+  profile_mark(ctx, "hessian: f64 accumulate");
 }
 
 void DeviceHessian::complete(const Context& ctx) {
@@ -132,6 +174,7 @@ PreparedHessian prepare_hessian(const Context& ctx, DeviceHessian& acc, const GP
   const double f = 2.0 / double(acc.rows());  // H = 2/n Σ xᵀx, n = rows (HessianAccumulator's default)
   PreparedHessian P;
   P.in = n;
+  profile_start(ctx);
 
   acc.release_scratch();  // every chunk is in: from here on, at most Σ, the factor, H⁻¹ and H are held
   acc.complete(ctx);
@@ -170,6 +213,7 @@ PreparedHessian prepare_hessian(const Context& ctx, DeviceHessian& acc, const GP
   std::iota(identity.begin(), identity.end(), 0);
   P.identity_dev = to_device(ctx, identity, "permutation");
   P.dead_dev = to_device(ctx, P.dead, "dead inputs");
+  profile_mark(ctx, "chol: mirror, diagonal, order");
 
   // Damping schedule: the requested fraction, then ×10 (from 0: 1e-3) while ≤ 1. The factor's fp64
   // buffer and the solver's workspace go before H is made in fp32.
@@ -177,17 +221,12 @@ PreparedHessian prepare_hessian(const Context& ctx, DeviceHessian& acc, const GP
   P.hinv = DeviceArray<float>(n * n, "H⁻¹ factor");
   {
     DeviceArray<double> u(n * n, "Cholesky factor");
-    DeviceArray<int32_t> bad(1, "flag");
     Solver solver(ctx, n, u.data());
+    profile_mark(ctx, "chol: buffers");
     for (;;) {
       k::permute_hessian(acc.sum(), reversed_dev.data(), P.dead_dev.data(), n, f, damp * mean_diag, u.data(), ctx.stream());
-      bool ok = solver.factor_and_invert(u.data());
-      if (ok) {
-        QL_CUDA(cudaMemsetAsync(bad.data(), 0, sizeof(int32_t), ctx.stream()));
-        k::reversed_lower_to_upper_f32(u.data(), n, P.hinv.data(), bad.data(), ctx.stream());
-        ok = to_host(ctx, bad.data(), 1)[0] == 0;
-      }
-      if (ok) break;
+      profile_mark(ctx, "chol: permute");
+      if (solver.factor_and_invert(u.data(), P.hinv.data())) break;
       const double next = damp == 0.0 ? 1e-3 : damp * 10.0;
       if (next > 1.0 + 1e-9 || damp >= 1.0)
         fail("Hessian of '{}' is not positive definite even with damping {} (fraction of the mean diagonal {})", name, damp,
@@ -196,25 +235,30 @@ PreparedHessian prepare_hessian(const Context& ctx, DeviceHessian& acc, const GP
     }
   }
   P.damp_used = damp;
+  profile_mark(ctx, "chol: to f32, release");
   // H as accumulated, in fp32, for the objective.
   P.h = DeviceArray<float>(n * n, "Hessian (fp32)");
   k::f64_to_f32(acc.sum(), P.h.data(), n * n, f, ctx.stream());
   acc.release();
+  profile_mark(ctx, "chol: H in f32");
   return P;
 }
 
-double relative_objective_device(const Context& ctx, const float* w, const float* wq, int64_t out, int64_t in,
-                                 const float* h, Math math) {
+std::vector<double> relative_objectives_device(const Context& ctx, const float* w, std::span<const float* const> wqs,
+                                               int64_t out, int64_t in, const float* h, Math math) {
   DeviceArray<float> d(out * in, "objective"), e(out * in, "objective");
   DeviceArray<double> part(kMaxPartials, "partial sums");
-  k::sub(w, wq, d.data(), out * in, ctx.stream());
-  // E = D·H ([out, in]); Σ D ⊙ E = tr(D H Dᵀ).
-  ctx.gemm(false, false, out, in, in, 1.0f, d.data(), in, h, in, 0.0f, e.data(), in, math);
-  const double num = sum_partials(ctx, part, k::dot_partials(d.data(), e.data(), out * in, part.data(), kMaxPartials, ctx.stream()));
+  // E = W·H ([out, in]); Σ W ⊙ E = tr(W H Wᵀ).
   ctx.gemm(false, false, out, in, in, 1.0f, w, in, h, in, 0.0f, e.data(), in, math);
   const double den = sum_partials(ctx, part, k::dot_partials(w, e.data(), out * in, part.data(), kMaxPartials, ctx.stream()));
-  if (den == 0.0) return num == 0.0 ? 0.0 : std::numeric_limits<double>::infinity();
-  return num / den;
+  std::vector<double> r;
+  for (const float* wq : wqs) {
+    k::sub(w, wq, d.data(), out * in, ctx.stream());
+    ctx.gemm(false, false, out, in, in, 1.0f, d.data(), in, h, in, 0.0f, e.data(), in, math);
+    const double num = sum_partials(ctx, part, k::dot_partials(d.data(), e.data(), out * in, part.data(), kMaxPartials, ctx.stream()));
+    r.push_back(den == 0.0 ? (num == 0.0 ? 0.0 : std::numeric_limits<double>::infinity()) : num / den);
+  }
+  return r;
 }
 
 GroupQuantized rtn_quantize_device(const Context& ctx, const float* w, int64_t out, int64_t in, const QuantParams& p,
@@ -251,6 +295,7 @@ DeviceGptqResult gptq_quantize_device(const Context& ctx, const float* w, int64_
   const bool dynamic = grouped && !static_groups;
   const QuantSpec qs = quant_spec(opt.quant);
   cudaStream_t s = ctx.stream();
+  profile_start(ctx);
 
   DeviceArray<float> wp(out * in, "GPTQ weights");  // processing order, dead columns zeroed
   k::permute_columns(w, H.perm_dev.data(), H.dead_dev.data(), out, in, wp.data(), s);
@@ -280,6 +325,7 @@ DeviceGptqResult gptq_quantize_device(const Context& ctx, const float* w, int64_
     QL_CUDA(cudaMemcpyAsync(fixed_scale.data(), scale.data(), size_t(ng * out) * sizeof(float), cudaMemcpyDeviceToDevice, s));
     QL_CUDA(cudaMemcpyAsync(fixed_zero.data(), zero.data(), size_t(ng * out) * sizeof(int32_t), cudaMemcpyDeviceToDevice, s));
   }
+  profile_mark(ctx, "gptq: setup");
   for (int64_t i1 = 0; i1 < in; i1 += bw) {
     const int64_t nb = std::min(bw, in - i1), i2 = i1 + nb;
     k::GptqBlock a{};
@@ -308,6 +354,7 @@ DeviceGptqResult gptq_quantize_device(const Context& ctx, const float* w, int64_
   }
   wp.release();
   err.release();
+  profile_mark(ctx, "gptq: column loop");
 
   DeviceGptqResult res;
   GPTQStats& st = res.stats;
@@ -340,12 +387,16 @@ DeviceGptqResult gptq_quantize_device(const Context& ctx, const float* w, int64_
   }
   const DeviceArray<int32_t> g_idx = to_device(ctx, q.g_idx, "g_idx");
   k::dequantize(codes.data(), scale.data(), zero.data(), g_idx.data(), out, in, deq, s);
+  profile_mark(ctx, "gptq: results to host, dequantize");
   if (opt.report_objective) {
-    st.objective = relative_objective_device(ctx, w, deq, out, in, H.h.data(), objective_math);
     DeviceArray<float> rtn(out * in, "RTN weights");
     k::rtn(w, out, in, gs, qs, true, nullptr, nullptr, nullptr, rtn.data(), s);
-    res.rtn_objective = relative_objective_device(ctx, w, rtn.data(), out, in, H.h.data(), objective_math);
+    const float* wqs[] = {deq, rtn.data()};
+    const std::vector<double> obj = relative_objectives_device(ctx, w, wqs, out, in, H.h.data(), objective_math);
+    st.objective = obj[0];
+    res.rtn_objective = obj[1];
   }
+  profile_mark(ctx, "gptq: objectives");
   ctx.sync();
   st.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t_start).count();
   return res;

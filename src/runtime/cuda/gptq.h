@@ -1,6 +1,5 @@
 // GPTQ on the GPU: the Hessian accumulated on the device, the upper Cholesky factor of its damped
-// inverse through cuSOLVER in double (one factorization and one triangular inverse of the reversed
-// matrix, where the CPU factors, inverts and factors again: same matrix, half the work), and the
+// inverse in double (cuSOLVER's factorization and a triangular inverse of the reversed matrix, where the CPU factors, inverts and factors again: same matrix, half the work), and the
 // column loop in one launch per lazy batch
 // (kernels.h gptq_block) followed by one cuBLAS product for the batch's feedback onto later columns.
 //
@@ -15,6 +14,7 @@
 #include "runtime/cuda/context.h"
 #include "runtime/cuda/kernels.h"
 
+#include <span>
 #include <string_view>
 #include <vector>
 
@@ -91,10 +91,11 @@ DeviceGptqResult gptq_quantize_device(const Context& ctx, const float* w, int64_
                                       const GPTQOptions& opt, std::string_view name, float* deq,
                                       Math objective_math = Math::FP32);
 
-// tr((W−Q) H (W−Q)ᵀ) / tr(W H Wᵀ), sums in double; all on the device. A reported number, not an input
-// of the algorithm: its products run at the requested precision (tf32 moves it by ~1e-3 relative).
-double relative_objective_device(const Context& ctx, const float* w, const float* wq, int64_t out, int64_t in,
-                                 const float* h, Math math = Math::FP32);
+// tr((W−Q) H (W−Q)ᵀ) / tr(W H Wᵀ) for each Q of wqs, sums in double; all on the device, tr(W H Wᵀ) once.
+// A reported number, not an input of the algorithm: its products run at the requested precision (tf32
+// moves it by ~1e-3 relative).
+std::vector<double> relative_objectives_device(const Context& ctx, const float* w, std::span<const float* const> wqs,
+                                               int64_t out, int64_t in, const float* h, Math math = Math::FP32);
 
 // Round-to-nearest of w [out, in] on the device with the checkpoint's conventions (quantize_rtn):
 // codes, fp16-exact scales, zeros and g_idx downloaded; deq (device, may be null) receives the weights.

@@ -43,6 +43,25 @@ __global__ void reversed_lower_to_upper_kernel(const double* linv, int64_t n, fl
   }
 }
 
+__global__ void identity_slab_kernel(double* slab, int64_t rows, int64_t cols) {
+  const int64_t total = rows * cols;
+  for (int64_t i = blockIdx.x * int64_t(blockDim.x) + threadIdx.x; i < total; i += int64_t(gridDim.x) * blockDim.x)
+    slab[i] = (i / rows == i % rows) ? 1.0 : 0.0;
+}
+
+// Thread i: slab column c = i / rows, row r = i % rows, i.e. linv's entry (j0 + r, j0 + c).
+__global__ void scatter_inverse_slab_kernel(const double* slab, int64_t n, int64_t j0, int64_t cols, float* hinv,
+                                            int32_t* bad) {
+  const int64_t rows = n - j0, total = rows * cols;
+  for (int64_t i = blockIdx.x * int64_t(blockDim.x) + threadIdx.x; i < total; i += int64_t(gridDim.x) * blockDim.x) {
+    const int64_t c = i / rows, r = i % rows;
+    if (r < c) continue;  // above the diagonal: zero, and hinv's lower part is written by the caller
+    const double v = slab[i];
+    if (!isfinite(v)) *bad = 1;
+    hinv[(n - 1 - (j0 + r)) * n + (n - 1 - (j0 + c))] = float(v);
+  }
+}
+
 __global__ void permute_columns_kernel(const float* w, const int32_t* perm, const uint8_t* dead, int64_t out, int64_t in,
                                        float* dst) {
   const int64_t total = out * in;
@@ -199,6 +218,15 @@ void permute_hessian(const double* h, const int32_t* perm, const uint8_t* dead, 
 }
 void reversed_lower_to_upper_f32(const double* linv, int64_t n, float* hinv, int32_t* bad, cudaStream_t s) {
   reversed_lower_to_upper_kernel<<<grid_for(n * n, kThreads), kThreads, 0, s>>>(linv, n, hinv, bad);
+  QL_CUDA_LAUNCHED();
+}
+void identity_slab(double* slab, int64_t rows, int64_t cols, cudaStream_t s) {
+  identity_slab_kernel<<<grid_for(rows * cols, kThreads), kThreads, 0, s>>>(slab, rows, cols);
+  QL_CUDA_LAUNCHED();
+}
+void scatter_inverse_slab(const double* slab, int64_t n, int64_t j0, int64_t cols, float* hinv, int32_t* bad,
+                          cudaStream_t s) {
+  scatter_inverse_slab_kernel<<<grid_for((n - j0) * cols, kThreads), kThreads, 0, s>>>(slab, n, j0, cols, hinv, bad);
   QL_CUDA_LAUNCHED();
 }
 void permute_columns(const float* w, const int32_t* perm, const uint8_t* dead, int64_t out, int64_t in, float* dst,

@@ -97,6 +97,12 @@ void permute_hessian(const double* h, const int32_t* perm, const uint8_t* dead, 
 // hinv[a, b] = float(linv[n−1−b, n−1−a]) for b ≥ a, 0 below the diagonal, where linv is a lower
 // triangular matrix stored column-major (as cuSOLVER leaves it); bad[0] = 1 if a kept entry is not finite.
 void reversed_lower_to_upper_f32(const double* linv, int64_t n, float* hinv, int32_t* bad, cudaStream_t s);
+// The same, a slab of columns at a time: slab holds columns [j0, j0 + cols) of linv from row j0 on
+// (column-major, leading dimension n − j0); only its entries on and below the diagonal are kept (hinv's
+// entries below its diagonal are left as they are). identity_slab fills such a slab with I's entries.
+void identity_slab(double* slab, int64_t rows, int64_t cols, cudaStream_t s);
+void scatter_inverse_slab(const double* slab, int64_t n, int64_t j0, int64_t cols, float* hinv, int32_t* bad,
+                          cudaStream_t s);
 // dst[r, p] = dead[perm[p]] ? 0 : w[r, perm[p]]; w, dst: [out, in]
 void permute_columns(const float* w, const int32_t* perm, const uint8_t* dead, int64_t out, int64_t in, float* dst,
                      cudaStream_t s);

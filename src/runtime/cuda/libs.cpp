@@ -38,6 +38,7 @@ CudaLibs load() {
   bind(blas, "cublasDestroy_v2", l.blas_destroy);
   bind(blas, "cublasSetStream_v2", l.blas_set_stream);
   bind(blas, "cublasGetStatusString", l.blas_status_string);
+  bind(blas, "cublasDtrsm_v2", l.trsm);
   bind(blas, "cublasGemmEx", l.gemm);
   bind(blas, "cublasGemmBatchedEx", l.gemm_batched);
   bind(blas, "cublasGemmStridedBatchedEx", l.gemm_strided_batched);

@@ -14,6 +14,7 @@ struct CudaLibs {
   decltype(&cublasDestroy_v2) blas_destroy;
   decltype(&cublasSetStream_v2) blas_set_stream;
   decltype(&cublasGetStatusString) blas_status_string;
+  decltype(&cublasDtrsm_v2) trsm;
   // The 32-bit-size entry points (C++ sees overloads with 64-bit sizes too, hence the spelled-out types).
   cublasStatus_t (*gemm)(cublasHandle_t, cublasOperation_t, cublasOperation_t, int, int, int, const void*, const void*,
                          cudaDataType, int, const void*, cudaDataType, int, const void*, void*, cudaDataType, int,

@@ -27,6 +27,10 @@ struct GGUFConfig {
   // GPTQ's error feedback into the GGML blocks (quantize --gptq): quantize(data) calibrates on nsamples ×
   // seqlen windows of the data; off: llama.cpp's rounding.
   bool gptq = false;
+  // > 0: a size instead of a type name (quantize --target-bpw): each tensor's type chosen for this many bits a
+  // weight from its measured sensitivity (type and pure are then not used); quantize(data) gives the
+  // calibration text file the sensitivities are measured on.
+  double target_bpw = 0;
   int nsamples = 128, seqlen = 512;
   uint64_t seed = 0;
 };
@@ -38,9 +42,11 @@ class GGUFQuantizer {
   // Not copyable: it owns the temporary importance-matrix file its request names.
   GGUFQuantizer(const GGUFQuantizer&) = delete;
   GGUFQuantizer& operator=(const GGUFQuantizer&) = delete;
-  // Plans the tensor types (and computes the importance matrix when imatrix_data is given).
+  // Plans the tensor types (and computes the importance matrix when imatrix_data is given). With
+  // target_bpw the plan is measured when plan() is first called, and again by convert_to_gguf.
   void quantize();
-  // With GGUFConfig.gptq: the calibration data of GPTQ's Hessians (then plans as quantize()).
+  // With GGUFConfig.gptq or target_bpw: the calibration data of GPTQ's Hessians or of the sensitivity
+  // measurements (a text file for target_bpw), then plans as quantize().
   void quantize(const CalibrationData& data);
   const std::vector<PlannedLayer>& plan() const;
   // Quantizes and writes the file atomically.
@@ -50,9 +56,11 @@ class GGUFQuantizer {
   Model model_;
   GGUFConfig config_;
   QuantizeRequest request_;
-  std::optional<QuantizePlan> plan_;
+  mutable std::optional<QuantizePlan> plan_;  // target_bpw: made by the first plan()
+  bool prepared_ = false;                      // quantize() ran
   std::filesystem::path computed_imatrix_;  // a temporary file, removed with the quantizer
-  bool calibrated_ = false;                 // quantize(data) ran (GGUFConfig.gptq)
+  bool calibrated_ = false;                 // quantize(data) ran (GGUFConfig.gptq or target_bpw)
+  bool needs_data() const { return config_.gptq || config_.target_bpw > 0; }
 };
 
 }  // namespace quantllm

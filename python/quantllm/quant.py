@@ -238,12 +238,18 @@ class GGUFQuantizer:
     "IQ4_XS" …); group_size must be 32 (llama.cpp's blocks); use_packed accepted (GGUF is always packed);
     pure / tensor_types / imatrix as `quantize --pure / --tensor-type / --imatrix`; gptq=True: GPTQ's error
     feedback into the blocks (`quantize --gptq`), calibrated by quantize(calibration_data) on nsamples windows
-    of seqlen tokens."""
+    of seqlen tokens. target_bpw=3.5: a size instead of a type (`quantize --target-bpw`), each tensor's type
+    chosen from its sensitivity measured on quantize(calibration_data), a text file's path."""
 
     def __init__(self, model, bits=4, group_size=32, use_packed=True, type=None, pure=False, tensor_types=(),
-                 imatrix=None, progress=True, gptq=False, nsamples=128, seqlen=512, seed=0):
+                 imatrix=None, progress=True, gptq=False, nsamples=128, seqlen=512, seed=0, target_bpw=None):
         self.model = model
         self._engine = _engine_of(model)
+        self.target_bpw = float(target_bpw) if target_bpw else 0.0
+        if self.target_bpw and type is not None:
+            raise QuantLLMError("GGUFQuantizer: target_bpw chooses every tensor's type; leave out type=")
+        if self.target_bpw:
+            type = "target"  # replaced by the chosen mix's name in the plan
         if type is None:
             if int(bits) not in BITS_TO_GGUF_TYPE:
                 raise QuantLLMError("GGUFQuantizer: no GGUF type of %d bits (have %s); pass type=..."
@@ -261,19 +267,19 @@ class GGUFQuantizer:
         self.gptq = bool(gptq)
         self._q = _quantllm.GGUFQuantizerEngine(self._engine, self.type, bool(pure), list(tensor_types),
                                                 os.fspath(imatrix) if imatrix else "", self.gptq, int(nsamples),
-                                                int(seqlen), int(seed))
+                                                int(seqlen), int(seed), self.target_bpw)
         self._planned = False
 
     def quantize(self, calibration_data=None):
         """Plans every tensor's type (llama.cpp's mix rules); returns the model, which runs the GGUF file
         once written. calibration_data: only with gptq=True (llama.cpp's rounding takes an importance matrix:
         imatrix=)."""
-        if self.gptq:
+        if self.gptq or self.target_bpw:
             file, texts, windows = _calibration(calibration_data)
             self._q.quantize_calibrated(file, texts, windows)
         elif calibration_data is not None:
             raise QuantLLMError("GGUFQuantizer.quantize: GGUF takes no calibration data (pass imatrix= instead, "
-                                "or gptq=True)")
+                                "or gptq=True, or target_bpw=)")
         else:
             self._q.quantize()
         self._planned = True

@@ -251,7 +251,7 @@ PYBIND11_MODULE(_quantllm, m) {
   py::class_<PyGGUF, std::shared_ptr<PyGGUF>>(m, "GGUFQuantizerEngine")
       .def(py::init([](std::shared_ptr<PyModel> base, const std::string& type, bool pure,
                        std::vector<std::string> tensor_types, const std::string& imatrix, bool gptq, int nsamples,
-                       int seqlen, uint64_t seed) {
+                       int seqlen, uint64_t seed, double target_bpw) {
              auto g = std::make_shared<PyGGUF>();
              g->base = base;
              GGUFConfig c;
@@ -263,12 +263,13 @@ PYBIND11_MODULE(_quantllm, m) {
              c.nsamples = nsamples;
              c.seqlen = seqlen;
              c.seed = seed;
+             c.target_bpw = target_bpw;
              g->q = std::make_unique<GGUFQuantizer>(*base->model, c);
              return g;
            }),
            py::arg("model"), py::arg("type"), py::arg("pure") = false, py::arg("tensor_types") = std::vector<std::string>{},
            py::arg("imatrix") = "", py::arg("gptq") = false, py::arg("nsamples") = 128, py::arg("seqlen") = 512,
-           py::arg("seed") = 0)
+           py::arg("seed") = 0, py::arg("target_bpw") = 0.0)
       .def("quantize", [](PyGGUF& g) {
         py::gil_scoped_release release;
         g.q->quantize();

@@ -68,6 +68,30 @@ TEST(Api, GgufQuantizerMatchesCliBytes) {
   EXPECT_THROW(GGUFQuantizer(m, bad), Error);
 }
 
+// A size target through the API: the same file as `quantize --target-bpw` (one short probe window each).
+TEST(Api, GgufQuantizerTargetBpwMatchesCliBytes) {
+  test::TempDir tmp;
+  const Model m = load_model(test::model_dir(kLlama));
+  const std::string calib = test::data_file("gutenberg-calib.txt").string();
+  GGUFConfig cfg;
+  cfg.target_bpw = 4.5;
+  cfg.nsamples = 1;
+  cfg.seqlen = 64;
+  GGUFQuantizer q(m, cfg);
+  EXPECT_THROW(q.quantize(), Error);  // the sensitivities need calibration text
+  EXPECT_THROW(q.quantize(CalibrationData(std::vector<std::string>{"some text"})), Error);  // … in a file
+  q.quantize(calib);
+  q.convert_to_gguf(tmp / "api.gguf");
+  const auto r = test::run_quantllm("quantize --model " + test::model_dir(kLlama).string() +
+                                    " --method gguf --target-bpw 4.5 --calib " + calib + " --nsamples 1 --seqlen 64 --out " +
+                                    (tmp / "cli.gguf").string());
+  ASSERT_EQ(r.status, 0) << r.err;
+  EXPECT_EQ(test::read_all(tmp / "api.gguf"), test::read_all(tmp / "cli.gguf"));
+  GGUFConfig bad;
+  bad.target_bpw = 0.5;
+  EXPECT_THROW(GGUFQuantizer(m, bad), Error);
+}
+
 TEST(Api, RtnPerplexityMatchesReferenceImplementation) {
   const Model m = load_model(test::model_dir(kLlama));
   for (int bits : {4, 3}) {

@@ -197,6 +197,19 @@ class Workflow(unittest.TestCase):
         with self.assertRaisesRegex(QuantLLMError, "calibration_data is required"):
             GGUFQuantizer(model=self.model, type="Q4_K_M", gptq=True).convert_to_gguf(self.out("never.gguf"))
 
+    def test_gguf_target_bpw(self):
+        quantizer = GGUFQuantizer(model=self.model, target_bpw=4.5, nsamples=1, seqlen=64)
+        quantizer.quantize(calibration_data=self.calib_file)
+        quantizer.convert_to_gguf(self.out("py-model-4.5bpw.gguf"))
+        run_cli("quantize", "--model", MODEL_DIR, "--method", "gguf", "--target-bpw", "4.5",
+                "--calib", self.calib_file, "--nsamples", "1", "--seqlen", "64",
+                "--out", self.out("cli-model-4.5bpw.gguf"))
+        self.assertSameFiles(self.out("py-model-4.5bpw.gguf"), self.out("cli-model-4.5bpw.gguf"))
+        with self.assertRaisesRegex(QuantLLMError, "leave out type"):
+            GGUFQuantizer(model=self.model, target_bpw=4.5, type="Q4_K_M")
+        with self.assertRaisesRegex(QuantLLMError, "between 1.5 and 16"):
+            GGUFQuantizer(model=self.model, target_bpw=0.5)
+
     def test_errors_carry_the_cpp_message(self):
         with self.assertRaises(QuantLLMError) as e:
             GPTQQuantizer(model=self.model, bits=4, group_size=128, nsamples=2, seqlen=SEQLEN,

@@ -39,15 +39,16 @@ int64_t batch_width(int64_t gs, bool dynamic_groups) {
 // the (unique) upper Cholesky factor of H⁻¹. cuSOLVER works column-major: the lower factor of the
 // symmetric M is L itself.
 //
-// L⁻¹ comes from cuSOLVER's trtri, or (QUANTLLM_GPU_INVERSE=trsm) from cuBLAS's triangular solve
-// L X = I a slab of kSlab columns at a time: columns [j0, j0 + w) of L⁻¹ are zero above row j0 and
-// solve L[j0:, j0:] X = I[j0:, j0:j0+w], so each slab needs only (n − j0) × w of workspace.
+// L⁻¹ comes from cuBLAS's triangular solve L X = I a slab of kSlab columns at a time: columns
+// [j0, j0 + w) of L⁻¹ are zero above row j0 and solve L[j0:, j0:] X = I[j0:, j0:j0+w], so each slab needs
+// only (n − j0) × w of workspace. On one H100 this took 1.9 s where cuSOLVER's trtri took 5.9 s for the
+// 128 factors of the Llama-3-8B shape (docs/benchmarks-gpu.md); QUANTLLM_GPU_INVERSE=trtri uses trtri.
 constexpr int64_t kSlab = 2048;
 
 bool use_trsm() {
   static const bool on = [] {
     const char* e = std::getenv("QUANTLLM_GPU_INVERSE");
-    return e && std::string(e) == "trsm";
+    return !(e && std::string(e) == "trtri");
   }();
   return on;
 }

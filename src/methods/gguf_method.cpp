@@ -14,6 +14,7 @@
 
 #include <fmt/format.h>
 
+#include <algorithm>
 #include <chrono>
 #include <cstdio>
 #include <cstring>
@@ -175,6 +176,17 @@ QuantizeResult run_gguf(const LoadedModel& model, const QuantizeRequest& r, cons
   for (const auto& p : plan) params += shape_numel(p.shape), bytes += p.bytes;
   if (!m.config.arch->llama_cpp_runs)
     std::fprintf(stderr, "quantllm: note: llama.cpp has no OPT architecture: this GGUF runs in quantllm only\n");
+  if (m.config.n_experts > 0) {  // llama.cpp's MoE graphs (qwen3moe, llama with experts) make every block MoE
+    for (int64_t i = 0; i < m.config.n_layers; ++i) {
+      const auto& subs = m.config.block(i).sublayers;
+      if (std::none_of(subs.begin(), subs.end(), [](const Sublayer& s) { return s.kind == SublayerKind::Moe; })) {
+        std::fprintf(stderr, "quantllm: note: block %lld is dense in a mixture-of-experts model, which llama.cpp's %s "
+                     "graph cannot load: this GGUF runs in quantllm only\n", (long long)i,
+                     std::string(m.config.arch->gguf_arch).c_str());
+        break;
+      }
+    }
+  }
   GGUFExportOptions eo;
   eo.mix_name = std::string(label.name);
   eo.ftype = label.ftype;

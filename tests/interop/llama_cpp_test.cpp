@@ -1,7 +1,7 @@
 // Interoperability with llama.cpp itself: the GGUF files we write for gutenberg-llama-33m (F32, and the
-// Q8_0, Q6_K, Q4_K_M, Q2_K mixes, Q4_K_M and Q2_K with gguf --gptq, the lattice mixes IQ3_XXS, IQ2_S,
-// IQ1_S, IQ1_M with a short imatrix — together every IQ1/IQ2/IQ3 type — and the ternary TQ1_0, TQ2_0) and gutenberg-gemma3-16m (F32, Q8_0, Q4_K_M,
-// Q4_K_M with --gptq) are loaded by llama.cpp (node-llama-cpp's prebuilt CPU build, driven
+// Q8_0, Q6_K, Q4_K_M, Q2_K mixes, Q4_K_M, Q3_K_M and Q2_K with gguf --gptq, the lattice mixes IQ3_XXS, IQ2_S,
+// IQ1_S, IQ1_M with a short imatrix — together every IQ1/IQ2/IQ3 type — and the ternary TQ1_0, TQ2_0) and
+// gutenberg-gemma3-16m (F32, Q8_0, Q4_K_M, and Q4_K_M, Q3_K_M, Q2_K with --gptq) are loaded by llama.cpp (node-llama-cpp's prebuilt CPU build, driven
 // by llama_logits.mjs), which must tokenize text exactly as we do and give next-token log-probabilities
 // over a 128-token text that agree with our engine's on the same file.
 //
@@ -560,14 +560,15 @@ INSTANTIATE_TEST_SUITE_P(Arch2026, LlamaCppFamily,
 INSTANTIATE_TEST_SUITE_P(Gutenberg, LlamaCpp,
                          ::testing::Combine(::testing::Values("gutenberg-llama-33m"),
                                             ::testing::Values("F32", "Q8_0", "Q6_K", "Q4_K_M", "Q2_K", "Q4_K_M_gptq",
-                                                              "Q2_K_gptq", "IQ3_XXS", "IQ2_S", "IQ1_S", "IQ1_M",
+                                                              "Q3_K_M_gptq", "Q2_K_gptq", "IQ3_XXS", "IQ2_S", "IQ1_S", "IQ1_M",
                                                               "TQ1_0", "TQ2_0")),
                          [](const auto& info) { return std::string(std::get<1>(info.param)); });
 // Gemma 3 (llama.cpp's "gemma3"): norms stored as 1 + w, the sandwich norms, q/k norms, the sliding
 // window pattern and the sliding layers' RoPE base from our metadata.
 INSTANTIATE_TEST_SUITE_P(Gemma3, LlamaCpp,
                          ::testing::Combine(::testing::Values("gutenberg-gemma3-16m"),
-                                            ::testing::Values("F32", "Q8_0", "Q4_K_M", "Q4_K_M_gptq")),
+                                            ::testing::Values("F32", "Q8_0", "Q4_K_M", "Q4_K_M_gptq", "Q3_K_M_gptq",
+                                                              "Q2_K_gptq")),
                          [](const auto& info) { return std::string(std::get<1>(info.param)); });
 
 }  // namespace

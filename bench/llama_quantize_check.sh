@@ -11,9 +11,11 @@ cd "$(dirname "$0")/.."
 model=$1; shift
 mixes=${*:-Q8_0 Q6_K Q4_K_M Q3_K_M Q2_K}
 cache="${QUANTLLM_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/quantllm}"
-bash scripts/build-llama-bench.sh >/dev/null
-cmake --build "$cache/llama.cpp-build" -j"$(nproc)" --target llama-quantize >/dev/null
 lq="$cache/llama.cpp-build/bin/llama-quantize"
+if [ ! -x "$lq" ]; then
+  bash scripts/build-llama-bench.sh >/dev/null
+  cmake --build "$cache/llama.cpp-build" -j"$(nproc)" --target llama-quantize >/dev/null
+fi
 tmp=$(mktemp -d); trap 'rm -rf "$tmp"' EXIT
 build/quantllm quantize --model "$model" --method gguf --type F32 --out "$tmp/f32.gguf" >/dev/null
 ours_im=() theirs_im=()

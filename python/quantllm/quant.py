@@ -272,8 +272,8 @@ class GGUFQuantizer:
 
     def quantize(self, calibration_data=None):
         """Plans every tensor's type (llama.cpp's mix rules); returns the model, which runs the GGUF file
-        once written. calibration_data: only with gptq=True (llama.cpp's rounding takes an importance matrix:
-        imatrix=)."""
+        once written. calibration_data: only with gptq=True or target_bpw= (a text file's path for target_bpw;
+        llama.cpp's rounding takes an importance matrix: imatrix=)."""
         if self.gptq or self.target_bpw:
             file, texts, windows = _calibration(calibration_data)
             self._q.quantize_calibrated(file, texts, windows)

@@ -28,43 +28,6 @@ constexpr float kIq2sMaxEps = 1e-8f;  // IQ2_S's own "all zero" threshold (llama
 
 // ---- shared pieces of the three quantizers --------------------------------------------------------
 
-// |x| of `groups` runs of 8 into xval, the signs into signs[k] (bit i: weight i negative). With
-// `even`, a group with an odd number of minus signs gives its least important weight (smallest
-// w x^2, the first of equals) the wrong sign, stored in xval as a negative value, and the pattern
-// keeps 7 bits (the eighth is the parity).
-void split_signs(const float* x, const float* w, int groups, bool even, float* xval, uint8_t* signs) {
-  for (int k = 0; k < groups; ++k) {
-    const float* xk = x + 8 * k;
-    const float* wk = w + 8 * k;
-    float* vk = xval + 8 * k;
-    int negatives = 0;
-    uint8_t s = 0;
-    for (int i = 0; i < 8; ++i) {
-      if (xk[i] >= 0) {
-        vk[i] = xk[i];
-      } else {
-        vk[i] = -xk[i];
-        ++negatives;
-        s = uint8_t(s | (1 << i));
-      }
-    }
-    if (even && negatives % 2 != 0) {
-      int imin = 0;
-      float min = wk[0] * xk[0] * xk[0];
-      for (int i = 1; i < 8; ++i) {
-        const float v = wk[i] * xk[i] * xk[i];
-        if (v < min) {
-          min = v;
-          imin = i;
-        }
-      }
-      vk[imin] = -vk[imin];
-      s = uint8_t(s ^ (1 << imin));
-    }
-    signs[k] = even ? uint8_t(s & 127) : s;
-  }
-}
-
 // The largest of n values, starting from the first (a NaN later in the row is kept, as llama.cpp's MAX).
 float max_of(const float* v, int n) {
   float m = v[0];

@@ -76,47 +76,13 @@ bool quad_to_grid(const Lattice& lat, const float* xval, const float* waux, floa
 
 
 
-// Absolute values and sign bits. With even_signs an odd count of negatives is made even by flipping
-// the weight of least w·x² (the first of equals): its xval turns negative and its bit toggles.
-void split_signs(const Variant& v, const float* x, const float* w, float* xval, uint8_t* signs) {
-  for (int k = 0; k < kOctets; ++k) {
-    const float* xk = x + 8 * k;
-    float* vk = xval + 8 * k;
-    uint8_t s = 0;
-    int negatives = 0;
-    for (int i = 0; i < 8; ++i) {
-      if (xk[i] >= 0) {
-        vk[i] = xk[i];
-      } else {
-        vk[i] = -xk[i];
-        s = uint8_t(s | (1u << i));
-        ++negatives;
-      }
-    }
-    if (v.even_signs && negatives % 2 != 0) {
-      int imin = 0;
-      float min = w[8 * k] * xk[0] * xk[0];
-      for (int i = 1; i < 8; ++i) {
-        const float e = w[8 * k + i] * xk[i] * xk[i];
-        if (e < min) {
-          min = e;
-          imin = i;
-        }
-      }
-      vk[imin] = -vk[imin];
-      s = uint8_t(s ^ (1u << imin));
-    }
-    signs[k] = v.even_signs ? uint8_t(s & 127) : s;
-  }
-}
-
 // Steps 1 and 2 of the file comment for one group of 32 weights x (qw: its imatrix slice or null).
 Group quantize_group(const Variant& v, const Lattice& lat, const float* x, const float* qw, float sigma2) {
   Group g;
   float w[kGroup], waux[kGroup], xval[kGroup];
   fit_weights(x, qw, sigma2, kGroup, w);
   for (int i = 0; i < kGroup; ++i) waux[i] = std::sqrt(w[i]);
-  split_signs(v, x, w, xval, g.signs);
+  split_signs(x, w, kOctets, v.even_signs, xval, g.signs);
   float max = xval[0];
   for (int i = 1; i < kGroup; ++i) max = max > xval[i] ? max : xval[i];
   if (max < v.empty_below) return g;

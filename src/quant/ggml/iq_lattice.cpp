@@ -1,4 +1,5 @@
-// The IQ codebooks' search structure (iq_lattice.h): level codes, grid points and the neighbour lists.
+// The IQ codebooks' search structure (iq_lattice.h): level codes, grid points, the neighbour lists, and the
+// pieces every lattice quantizer shares (the least-squares sums, the sign split).
 #include "quant/ggml/internal.h"  // first: its pragmas must precede every inline function
 #include "quant/ggml/iq_lattice.h"
 
@@ -123,6 +124,39 @@ const Lattice& lattice(GgmlType type) {
       QL_ASSERT(false, "{} has no IQ lattice", type_name(type));
   }
   return lattice(GgmlType::IQ2_XXS);  // not reached
+}
+
+void split_signs(const float* x, const float* w, int octets, bool even, float* xval, uint8_t* signs) {
+  for (int k = 0; k < octets; ++k) {
+    const float* xk = x + 8 * k;
+    const float* wk = w + 8 * k;
+    float* vk = xval + 8 * k;
+    int negatives = 0;
+    uint8_t s = 0;
+    for (int i = 0; i < 8; ++i) {
+      if (xk[i] >= 0) {
+        vk[i] = xk[i];
+      } else {
+        vk[i] = -xk[i];
+        ++negatives;
+        s = uint8_t(s | (1 << i));
+      }
+    }
+    if (even && negatives % 2 != 0) {
+      int imin = 0;
+      float min = wk[0] * xk[0] * xk[0];
+      for (int i = 1; i < 8; ++i) {
+        const float v = wk[i] * xk[i] * xk[i];
+        if (v < min) {
+          min = v;
+          imin = i;
+        }
+      }
+      vk[imin] = -vk[imin];
+      s = uint8_t(s ^ (1 << imin));
+    }
+    signs[k] = even ? uint8_t(s & 127) : s;
+  }
 }
 
 }  // namespace quantllm::ggml::detail

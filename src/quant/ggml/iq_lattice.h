@@ -40,6 +40,12 @@ struct Lattice {
 // scale of a choice of points is sumqx / sumq2).
 void fit_sums(const int8_t* L, const float* xval, const float* w, int n, float& sumqx, float& sumq2);
 
+// |x| of `octets` runs of 8 weights into xval, the signs into signs[k] (bit i: weight i negative). With
+// `even` (the IQ2/IQ3 types whose sign byte keeps 7 bits, the eighth being the parity), an octet with an odd
+// count of negatives gives its least important weight (smallest w·x², the first of equals) the wrong sign:
+// its xval turns negative and its bit toggles.
+void split_signs(const float* x, const float* w, int octets, bool even, float* xval, uint8_t* signs);
+
 // The lattice of an IQ type's codebook (IQ1_S and IQ1_M share one).
 const Lattice& lattice(GgmlType type);
 

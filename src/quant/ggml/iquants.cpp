@@ -163,20 +163,7 @@ void round_block(const float* x, float id, uint8_t* qs) {
 #endif
 }
 
-// Per-weight fit weights of one block: imatrix * sqrt(sigma2 + x^2), or x^2 without imatrix.
-void block_weights(const float* x, const float* qw, float sigma2, float* w) {
-  if (qw) {
-    for (int j = 0; j < kQK; ++j) w[j] = qw[j] * std::sqrt(sigma2 + x[j] * x[j]);
-  } else {
-    for (int j = 0; j < kQK; ++j) w[j] = x[j] * x[j];
-  }
-}
-
-float mean_square_x2(const float* x, int n) {
-  float s = 0;
-  for (int j = 0; j < n; ++j) s += x[j] * x[j];
-  return s * (2.f / float(n));
-}
+float mean_square_x2(const float* x, int n) { return sum_squares(x, n) * (2.f / float(n)); }
 
 }  // namespace
 
@@ -185,7 +172,7 @@ void quantize_row_iq4_nl(const float* x, void* dst, int64_t n, const float* imat
   float w[kQK];
   for (int64_t ib = 0; ib < n / kQK; ++ib, x += kQK) {
     const float sigma2 = mean_square_x2(x, kQK);
-    block_weights(x, imatrix ? imatrix + ib * kQK : nullptr, sigma2, w);
+    fit_weights(x, imatrix ? imatrix + ib * kQK : nullptr, sigma2, kQK, w);
     const float d = fit_block(x, w);
     y[ib].d = to_fp16(d);
     // Final rounding against the unrounded scale (as llama.cpp; an all-zero block gets the level
@@ -214,7 +201,7 @@ void quantize_row_iq4_xs(const float* x, void* dst, int64_t n, const float* imat
     const float sigma2 = mean_square_x2(x, kQK_K);
     float max_scale = 0, amax_scale = 0;
     for (int ib = 0; ib < kQK_K / kQK; ++ib) {
-      block_weights(x + ib * kQK, imatrix ? imatrix + i * kQK_K + ib * kQK : nullptr, sigma2, w);
+      fit_weights(x + ib * kQK, imatrix ? imatrix + i * kQK_K + ib * kQK : nullptr, sigma2, kQK, w);
       scales[ib] = fit_block(x + ib * kQK, w);
       if (std::fabs(scales[ib]) > amax_scale) {
         amax_scale = std::fabs(scales[ib]);

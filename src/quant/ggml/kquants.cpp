@@ -120,7 +120,7 @@ void quantize_superblock_q2_k_imatrix(const float* x, const float* qw, BlockQ2_K
   float weight[16], scales[16], mins[16], sw[16];
   const float sigma2 = sum_squares(x, kQK_K) / kQK_K;
   for (int j = 0; j < 16; ++j) {
-    for (int l = 0; l < 16; ++l) weight[l] = qw[16 * j + l] * std::sqrt(sigma2 + x[16 * j + l] * x[16 * j + l]);
+    fit_weights(x + 16 * j, qw + 16 * j, sigma2, 16, weight);
     sw[j] = 0;
     for (int l = 0; l < 16; ++l) sw[j] += weight[l];
     scales[j] = fit_affine(16, 3, x + 16 * j, weight, L + 16 * j, &mins[j], aux, -0.9f, 0.05f, 36, false);
@@ -189,7 +189,7 @@ void quantize_superblock_q3_k_imatrix(const float* x, const float* qw, BlockQ3_K
   float scales[16], weight[16], sw[16];
   const float sigma2 = 2 * sum_squares(x, kQK_K) / kQK_K;
   for (int j = 0; j < 16; ++j) {
-    for (int l = 0; l < 16; ++l) weight[l] = qw[16 * j + l] * std::sqrt(sigma2 + x[16 * j + l] * x[16 * j + l]);
+    fit_weights(x + 16 * j, qw + 16 * j, sigma2, 16, weight);
     float sumw = 0;
     for (int l = 0; l < 16; ++l) sumw += weight[l];
     sw[j] = sumw;
@@ -239,7 +239,7 @@ void quantize_scales_qk4_imatrix(const float* x, const float* qw, int nmax, Bloc
   const float sigma2 = 2 * sum_squares(x, kQK_K) / kQK_K;
   for (int j = 0; j < 8; ++j) {
     const float* xb = x + 32 * j;
-    for (int l = 0; l < 32; ++l) weight[l] = qw[32 * j + l] * std::sqrt(sigma2 + xb[l] * xb[l]);
+    fit_weights(xb, qw + 32 * j, sigma2, 32, weight);
     float sumw = 0;
     for (int l = 0; l < 32; ++l) sumw += weight[l];
     sw[j] = sumw;

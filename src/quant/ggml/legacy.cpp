@@ -42,16 +42,7 @@ uint8_t unpack_5bit(const Block& b, int j) {
 inline float round_half_away(float v) { return std::trunc(v + std::copysign(0.49999997f, v)); }
 
 // Mean square of the row: the sigma2 of the imatrix weights.
-float row_mean_square(const float* x, int64_t n) {
-  float sum = 0;
-  for (int64_t j = 0; j < n; ++j) sum += x[j] * x[j];
-  return sum / float(n);
-}
-
-// weight_j = imatrix_j * sqrt(sigma2 + x_j^2) for one block of 32.
-void imatrix_weights(const float* x, const float* qw, float sigma2, float* weight) {
-  for (int j = 0; j < kQK; ++j) weight[j] = qw[j] * std::sqrt(sigma2 + x[j] * x[j]);
-}
+float row_mean_square(const float* x, int64_t n) { return sum_squares(x, int(n)) / float(n); }
 
 // The symmetric formats without imatrix: the weight of largest magnitude maps to -half (its sign
 // kept, so the grid's extra negative level is used), and the others round half up.
@@ -108,7 +99,7 @@ void quantize_row_q4_0(const float* x, void* dst, int64_t n, const float* imatri
   float weight[kQK];
   int8_t L[kQK];
   for (int64_t ib = 0; ib < nb; ++ib) {
-    imatrix_weights(x + ib * kQK, imatrix + ib * kQK, sigma2, weight);
+    fit_weights(x + ib * kQK, imatrix + ib * kQK, sigma2, kQK, weight);
     y[ib].d = to_fp16(fit_symmetric(kQK, 8, x + ib * kQK, weight, L));
     for (int j = 0; j < kQK / 2; ++j) y[ib].qs[j] = uint8_t(L[j] | (L[j + kQK / 2] << 4));
   }
@@ -146,7 +137,7 @@ void quantize_row_q4_1(const float* x, void* dst, int64_t n, const float* imatri
   float weight[kQK];
   uint8_t aux[kQK];
   for (int64_t ib = 0; ib < nb; ++ib) {
-    imatrix_weights(x + ib * kQK, imatrix + ib * kQK, sigma2, weight);
+    fit_weights(x + ib * kQK, imatrix + ib * kQK, sigma2, kQK, weight);
     float neg_min;
     const float d = fit_affine(kQK, 15, x + ib * kQK, weight, q, &neg_min, aux, -0.9f, 0.05f, 36, false);
     y[ib].d = to_fp16(d);
@@ -184,7 +175,7 @@ void quantize_row_q5_0(const float* x, void* dst, int64_t n, const float* imatri
   float weight[kQK];
   int8_t L[kQK];
   for (int64_t ib = 0; ib < nb; ++ib) {
-    imatrix_weights(x + ib * kQK, imatrix + ib * kQK, sigma2, weight);
+    fit_weights(x + ib * kQK, imatrix + ib * kQK, sigma2, kQK, weight);
     y[ib].d = to_fp16(fit_symmetric(kQK, 16, x + ib * kQK, weight, L));
     for (int j = 0; j < kQK; ++j) q[j] = uint8_t(L[j]);
     pack_5bit(q, y[ib]);
@@ -218,7 +209,7 @@ void quantize_row_q5_1(const float* x, void* dst, int64_t n, const float* imatri
   float weight[kQK];
   uint8_t aux[kQK];
   for (int64_t ib = 0; ib < nb; ++ib) {
-    imatrix_weights(x + ib * kQK, imatrix + ib * kQK, sigma2, weight);
+    fit_weights(x + ib * kQK, imatrix + ib * kQK, sigma2, kQK, weight);
     float neg_min;
     const float d = fit_affine(kQK, 31, x + ib * kQK, weight, q, &neg_min, aux, -0.9f, 0.05f, 36, false);
     y[ib].d = to_fp16(d);

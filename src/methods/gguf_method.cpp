@@ -58,12 +58,10 @@ std::vector<int64_t> file_row_order(const ModelConfig& c, const std::string& hf_
   return order;
 }
 
-// --target-bpw: the importance its error estimates weigh with — the --imatrix file (already loaded by the
-// caller, or loaded here), or with --gptq one computed from the calibration text (as llama-imatrix would:
-// nsamples chunks of seqlen tokens).
-std::optional<ImportanceMatrix> target_importance(const LoadedModel& m, const QuantizeRequest& r,
-                                                  const ImportanceMatrix* loaded) {
-  if (loaded) return *loaded;
+// --target-bpw: the importance its error estimates weigh with, when the caller has not loaded one — the
+// --imatrix file, or with --gptq one computed from the calibration text (as llama-imatrix would: nsamples
+// chunks of seqlen tokens).
+std::optional<ImportanceMatrix> target_importance(const LoadedModel& m, const QuantizeRequest& r) {
   if (!r.gguf.imatrix.empty()) {
     ImportanceMatrix im = ImportanceMatrix::load(r.gguf.imatrix);
     check_imatrix_fits(im, m.config, r.gguf.imatrix.string());
@@ -84,10 +82,12 @@ std::vector<PlannedTensor> make_plan(const LoadedModel& m, const QuantizeRequest
   if (r.gguf.target_bpw > 0) {
     if (r.calib.source.empty() || r.calib.source == "self")
       fail("--target-bpw measures each tensor's sensitivity on calibration text: pass --calib FILE");
-    const std::optional<ImportanceMatrix> im = target_importance(m, r, loaded);
+    std::optional<ImportanceMatrix> own;
+    if (!loaded) own = target_importance(m, r);
+    const ImportanceMatrix* im = loaded ? loaded : own ? &*own : nullptr;
     TargetOptions t;
     t.bpw = r.gguf.target_bpw;
-    t.imatrix = im ? &*im : nullptr;
+    t.imatrix = im;
     t.grid_types_only = r.gguf.gptq;
     // each tensor's sensitivity on at most 4 windows of at most 512 tokens (fewer with a smaller --nsamples /
     // --seqlen)

@@ -67,9 +67,7 @@ void CudaBackend::load_block(int layer, bool check_finite) {
   w_ = loader_.take(layer, check_finite);
   clock_.mark("load weights");
   try {
-    profile_start(ctx_);
     dw_ = DeviceBlock{};  // the previous block's matrices go back first
-    profile_mark(ctx_, "upload: free previous");
     dw_ = upload_block(ctx_, w_);
     ops_.bind(*spec_, dw_);
     ctx_.sync();

@@ -1,6 +1,7 @@
 // Shared pieces of the GPU drivers (see cuda_common.h).
 #include "methods/cuda/cuda_common.h"
 
+#include "runtime/cuda/gptq.h"
 #include "runtime/cuda/kernels.h"
 
 #include <fmt/format.h>
@@ -128,10 +129,9 @@ MemoryPlan plan_memory(const Context& ctx, const ModelConfig& c, int64_t n_windo
   const int64_t chunk = crow * per_row * f;
   const int64_t scores = std::max<int64_t>(int64_t(256) << 20, c.n_heads * T * T * f);
   // While collecting, one fp32 chunk product shared by the held Hessians (and, under bf16, the chunk in
-  // bf16); while factoring (the product released), the factor in f64, H⁻¹ in f32 and a slab of the triangular
-  // inverse (H in f32 is made after the factor is freed).
+  // bf16); while factoring (the product released), what prepare_hessian holds.
   const int64_t collecting = max_in * max_in * 4 + (opt.gpu_bf16 ? crow * max_in * 2 : 0);
-  const int64_t hessian = held_hessians + std::max(collecting, max_in * max_in * (8 + 4) + max_in * std::min<int64_t>(max_in, 2048) * 8);
+  const int64_t hessian = held_hessians + std::max(collecting, factorization_bytes(max_in));
   p.working_bytes = size_t(chunk + scores + block + hessian + 4 * max_layer * f);
   const size_t free_b = ctx.free_memory();
   p.on_device = !opt.gpu_activations_on_host &&

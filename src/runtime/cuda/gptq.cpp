@@ -107,6 +107,10 @@ struct Solver {
 
 }  // namespace
 
+int64_t factorization_bytes(int64_t n) {
+  return n * n * int64_t(sizeof(double) + sizeof(float)) + (use_trsm() ? n * std::min(n, kSlab) * int64_t(sizeof(double)) : 0);
+}
+
 QuantSpec quant_spec(const QuantParams& p) {
   QuantSpec q;
   q.bits = p.bits;

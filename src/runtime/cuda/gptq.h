@@ -75,6 +75,11 @@ struct PreparedHessian {
   DeviceArray<float> h;             // [in, in] H = 2/n Σ xᵀx as accumulated (for the objective)
 };
 
+// Device bytes prepare_hessian holds at its peak for an input of width n besides the accumulator: the
+// factor in f64, H⁻¹'s factor in f32 and one slab of the triangular inverse (H in f32 comes after the
+// factor is freed).
+int64_t factorization_bytes(int64_t n);
+
 // Consumes the accumulator (its buffers are released). `name` names the layers in errors.
 PreparedHessian prepare_hessian(const Context& ctx, DeviceHessian& acc, const GPTQOptions& opt, std::string_view name);
 
